@@ -1,0 +1,28 @@
+//! The automerge-repo network protocol, version "1", as sans-IO state
+//! machines for both ends of a connection.
+//!
+//! Messages are CBOR maps sent one per binary WebSocket frame ([`Message`]).
+//! A connection starts with a handshake (`join` → `peer`) and then carries
+//! `request`/`sync` messages for any number of documents, each wrapping an
+//! automerge sync message, until both sides are quiescent.
+//!
+//! - [`ClientConnection`] is the initiating side (the phone).
+//! - [`ServerConnection`] is the receiving side; it asks an [`AccessPolicy`]
+//!   about every document and answers a denied one exactly as a missing one.
+//!
+//! Neither touches a socket or a database: they return messages to send, and
+//! the server side hands back received changes so the caller can store them
+//! durably *before* it asks for the reply.
+
+mod access;
+mod client;
+mod error;
+mod message;
+mod doc_sync;
+mod server;
+
+pub use access::{Access, AccessPolicy};
+pub use client::{ClientConnection, ClientEvent, DocSyncStatus, LocalDocuments};
+pub use error::ProtocolError;
+pub use message::{Message, PeerMetadata, PROTOCOL_VERSION, MAX_MESSAGE_BYTES};
+pub use server::{ServerConnection, ServerStep, SyncApplied};

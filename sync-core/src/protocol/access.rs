@@ -1,0 +1,30 @@
+//! The per-document access decision the server makes.
+
+use crate::DocumentId;
+
+/// What a connection may do with a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Access {
+    /// Nothing: the document is answered as unavailable, exactly like one
+    /// that does not exist.
+    None,
+    /// Receive the document's changes; incoming changes are not applied.
+    Read,
+    /// Receive and send changes (and create the document if it is new).
+    ReadWrite,
+}
+
+/// Decides, per document, what the authenticated peer of a connection may
+/// do. The server implements it from the token's user and the document's
+/// owner; the decision must not depend on the peer id the client announced.
+pub trait AccessPolicy {
+    /// The access to `document`. Called for every `request` and `sync` of a
+    /// document the connection has not yet been granted.
+    fn access(&self, document: &DocumentId) -> Access;
+}
+
+impl<F: Fn(&DocumentId) -> Access> AccessPolicy for F {
+    fn access(&self, document: &DocumentId) -> Access {
+        self(document)
+    }
+}

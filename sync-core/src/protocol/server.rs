@@ -1,0 +1,235 @@
+//! The receiving side of a connection: the server, which decides access per
+//! document and acknowledges changes only after the caller stored them.
+
+use std::collections::BTreeMap;
+
+use automerge::Automerge;
+use automerge::sync::{self, SyncDoc};
+
+use super::doc_sync;
+use super::message::{Message, PROTOCOL_VERSION, PeerMetadata};
+use super::{Access, AccessPolicy, ProtocolError};
+use crate::DocumentId;
+
+/// What the caller must do with a message.
+#[derive(Debug)]
+pub enum ServerStep {
+    /// Send these messages (a handshake answer, `doc-unavailable`), possibly none.
+    Reply(Vec<Message>),
+    /// A sync message for a document the peer may access: load the document
+    /// (empty if new), [`ServerConnection::apply`] the message, store what it
+    /// added durably, and only then send [`ServerConnection::reply`].
+    Sync {
+        /// The document.
+        document_id: DocumentId,
+        /// What the peer may do with it.
+        access: Access,
+        /// The decoded automerge sync message.
+        message: Box<sync::Message>,
+        /// Whether it came as `request` (answer `doc-unavailable` if we have
+        /// nothing).
+        is_request: bool,
+    },
+    /// The peer said goodbye; close the connection.
+    Close,
+}
+
+/// The outcome of applying a sync message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncApplied {
+    /// The document's heads before the message; store
+    /// `doc.save_after(&heads_before)` as the new chunk.
+    pub heads_before: Vec<automerge::ChangeHash>,
+    /// How many changes the message added.
+    pub changes_added: usize,
+    /// The peer sent changes it may not write; they were not applied.
+    pub refused_changes: bool,
+}
+
+#[derive(Debug)]
+enum Phase {
+    AwaitingJoin,
+    Ready { client: String },
+}
+
+#[derive(Debug)]
+struct ServerDoc {
+    state: sync::State,
+    access: Access,
+}
+
+/// The server's state on one connection.
+#[derive(Debug)]
+pub struct ServerConnection {
+    peer_id: String,
+    metadata: Option<PeerMetadata>,
+    phase: Phase,
+    docs: BTreeMap<DocumentId, ServerDoc>,
+}
+
+impl ServerConnection {
+    /// A new connection; the server announces itself as `peer_id`.
+    pub fn new(peer_id: impl Into<String>) -> Self {
+        Self {
+            peer_id: peer_id.into(),
+            metadata: Some(PeerMetadata {
+                storage_id: None,
+                is_ephemeral: false,
+            }),
+            phase: Phase::AwaitingJoin,
+            docs: BTreeMap::new(),
+        }
+    }
+
+    /// The peer id the client announced (for logs only: it proves nothing).
+    pub fn client_peer_id(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Ready { client } => Some(client),
+            Phase::AwaitingJoin => None,
+        }
+    }
+
+    /// The documents this connection syncs, with the access granted.
+    pub fn documents(&self) -> impl Iterator<Item = (&DocumentId, Access)> {
+        self.docs.iter().map(|(id, d)| (id, d.access))
+    }
+
+    fn unavailable(&self, document_id: DocumentId) -> Message {
+        Message::DocUnavailable {
+            document_id,
+            sender_id: self.peer_id.clone(),
+            target_id: self.client_peer_id().unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// Handles one message from the client.
+    pub fn handle(&mut self, message: Message, policy: &dyn AccessPolicy) -> Result<ServerStep, ProtocolError> {
+        let unexpected = |m: &Message, phase| ProtocolError::Unexpected {
+            message: m.type_name().to_owned(),
+            phase,
+        };
+        match (&self.phase, message) {
+            (_, Message::Error { message }) => Err(ProtocolError::Remote(message)),
+            (_, Message::Leave { .. }) => Ok(ServerStep::Close),
+            (
+                Phase::AwaitingJoin,
+                Message::Join {
+                    sender_id,
+                    supported_protocol_versions,
+                    ..
+                },
+            ) => {
+                if !supported_protocol_versions.iter().any(|v| v == PROTOCOL_VERSION) {
+                    return Err(ProtocolError::Version {
+                        offered: supported_protocol_versions,
+                    });
+                }
+                self.phase = Phase::Ready {
+                    client: sender_id.clone(),
+                };
+                Ok(ServerStep::Reply(vec![Message::Peer {
+                    sender_id: self.peer_id.clone(),
+                    target_id: sender_id,
+                    selected_protocol_version: PROTOCOL_VERSION.to_owned(),
+                    metadata: self.metadata.clone(),
+                }]))
+            }
+            (Phase::AwaitingJoin, m) => Err(unexpected(&m, "before join")),
+            (Phase::Ready { .. }, m @ (Message::Join { .. } | Message::Peer { .. })) => {
+                Err(unexpected(&m, "after the handshake"))
+            }
+            (Phase::Ready { .. }, m @ (Message::Sync { .. } | Message::Request { .. })) => {
+                let is_request = matches!(m, Message::Request { .. });
+                let (Message::Sync { document_id, data, .. } | Message::Request { document_id, data, .. }) = m
+                else {
+                    return Ok(ServerStep::Reply(vec![]));
+                };
+                // Decode before deciding access, so a malformed message is an
+                // error whatever the document, and a denied document still
+                // answers exactly like a missing one.
+                let message = doc_sync::decode_sync(&document_id, &data)?;
+                let access = match self.docs.get(&document_id) {
+                    Some(d) => d.access,
+                    None => policy.access(&document_id),
+                };
+                if access == Access::None {
+                    return Ok(ServerStep::Reply(vec![self.unavailable(document_id)]));
+                }
+                self.docs.entry(document_id).or_insert_with(|| ServerDoc {
+                    state: if access == Access::Read {
+                        sync::State::new_read_only()
+                    } else {
+                        sync::State::new()
+                    },
+                    access,
+                });
+                Ok(ServerStep::Sync {
+                    document_id,
+                    access,
+                    message: Box::new(message),
+                    is_request,
+                })
+            }
+            // The client says it lacks a document we offered: nothing to do.
+            (Phase::Ready { .. }, Message::DocUnavailable { .. }) => Ok(ServerStep::Reply(vec![])),
+            // Ephemeral messages are not relayed, and other types are not acted on.
+            (Phase::Ready { .. }, _) => Ok(ServerStep::Reply(vec![])),
+        }
+    }
+
+    /// Applies a sync message the caller was given in [`ServerStep::Sync`]
+    /// to the document. Changes from a read-only peer are not applied.
+    pub fn apply(
+        &mut self,
+        document_id: &DocumentId,
+        doc: &mut Automerge,
+        message: sync::Message,
+    ) -> Result<SyncApplied, ProtocolError> {
+        let Some(d) = self.docs.get_mut(document_id) else {
+            return Err(ProtocolError::Unexpected {
+                message: "sync".into(),
+                phase: "for a document the connection was not granted",
+            });
+        };
+        let refused_changes = d.access == Access::Read && !message.changes.is_empty();
+        let (heads_before, changes_added) = doc_sync::receive(document_id, doc, &mut d.state, message)?;
+        Ok(SyncApplied {
+            heads_before,
+            changes_added,
+            refused_changes,
+        })
+    }
+
+    /// The answer to a sync message, to send once what it added is stored.
+    /// A `request` for a document we have nothing of is answered
+    /// `doc-unavailable`, exactly as for a document the peer may not access.
+    pub fn reply(&mut self, document_id: &DocumentId, doc: &Automerge, is_request: bool) -> Option<Message> {
+        if is_request && doc.get_heads().is_empty() {
+            self.docs.remove(document_id);
+            return Some(self.unavailable(*document_id));
+        }
+        self.push(document_id, doc)
+    }
+
+    /// A sync message for a document that changed elsewhere (another
+    /// connection, a supervisor's action), if this connection syncs it and
+    /// the peer lacks something.
+    pub fn push(&mut self, document_id: &DocumentId, doc: &Automerge) -> Option<Message> {
+        let client = self.client_peer_id()?.to_owned();
+        let d = self.docs.get_mut(document_id)?;
+        let m = doc.generate_sync_message(&mut d.state)?;
+        Some(Message::Sync {
+            document_id: *document_id,
+            sender_id: self.peer_id.clone(),
+            target_id: client,
+            data: m.encode(),
+        })
+    }
+
+    /// The `error` message to send before closing on `err`.
+    pub fn error_message(err: &ProtocolError) -> Message {
+        Message::Error {
+            message: err.to_string(),
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! A visit (走访记录): one entry of a cadre's diary.
+
+use std::collections::BTreeSet;
+
+use super::{Tombstone, stored_enum};
+use crate::validation::{self, MAX_LONG, MAX_SHORT, ValidationError};
+use crate::{RecordId, Timestamp};
+
+stored_enum! {
+    /// The kind of visit.
+    VisitKind, "visit kind" {
+        /// 入户走访
+        HomeVisit = "home_visit", "入户走访";
+        /// 走访企业
+        EnterpriseVisit = "enterprise_visit", "走访企业";
+        /// 坐访 / 一线工作日值班
+        DutyDayReception = "duty_day_reception", "坐访值班";
+        /// 回访
+        FollowUp = "follow_up", "回访";
+        /// 走访慰问
+        CondolenceVisit = "condolence_visit", "走访慰问";
+        /// 座谈会 / 恳谈
+        Forum = "forum", "座谈会";
+    }
+}
+
+stored_enum! {
+    /// Whom the visit was to.
+    SubjectKind, "subject kind" {
+        /// A household (户).
+        Household = "household", "农户/居民户";
+        /// An enterprise (企业).
+        Enterprise = "enterprise", "企业";
+        /// A unit or organisation (单位).
+        Unit = "unit", "单位";
+    }
+}
+
+/// Tags for the people visited that supervisors count (the groups the seeds
+/// name). Stored as plain strings so a unit can add its own.
+pub mod tags {
+    /// 困难群众 / 困难户
+    pub const NEEDY: &str = "needy";
+    /// 党员
+    pub const PARTY_MEMBER: &str = "party_member";
+    /// 重点人口 / 涉稳人员
+    pub const KEY_PERSON: &str = "key_person";
+    /// 致富能手
+    pub const ENTREPRENEUR: &str = "entrepreneur";
+    /// 老干部 / 老村干部
+    pub const FORMER_OFFICIAL: &str = "former_official";
+    /// 有不同意见的群众
+    pub const DISSENTING: &str = "dissenting";
+    /// 弱势群体
+    pub const VULNERABLE: &str = "vulnerable";
+    /// 留守老人 / 儿童
+    pub const LEFT_BEHIND: &str = "left_behind";
+}
+
+/// Whom the visit was to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Subject {
+    /// Household, enterprise or unit.
+    pub kind: SubjectKind,
+    /// The household head's, enterprise's or unit's name.
+    pub name: String,
+    /// Address or household number, when known.
+    pub address: Option<String>,
+}
+
+/// The "六问" that structure a home visit. Each answer is free text that two
+/// devices may edit at once, so each is an automerge text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SixQuestions {
+    /// 问基本情况: jobs, schooling, medical care, pension.
+    pub basic_situation: String,
+    /// 问困难.
+    pub difficulties: String,
+    /// 问增收愿望.
+    pub income_wishes: String,
+    /// 问对干部的看法.
+    pub opinion_of_cadres: String,
+    /// 问工作建议.
+    pub work_suggestions: String,
+    /// 问发展思路.
+    pub development_ideas: String,
+}
+
+impl SixQuestions {
+    /// The stored field names, in the order of the questions.
+    pub const FIELDS: [&'static str; 6] = [
+        "basic_situation",
+        "difficulties",
+        "income_wishes",
+        "opinion_of_cadres",
+        "work_suggestions",
+        "development_ideas",
+    ];
+
+    /// The answers in the order of [`Self::FIELDS`].
+    pub fn as_array(&self) -> [&str; 6] {
+        [
+            &self.basic_situation,
+            &self.difficulties,
+            &self.income_wishes,
+            &self.opinion_of_cadres,
+            &self.work_suggestions,
+            &self.development_ideas,
+        ]
+    }
+
+    /// Builds the answers from values in the order of [`Self::FIELDS`].
+    pub fn from_array(a: [String; 6]) -> Self {
+        let [basic_situation, difficulties, income_wishes, opinion_of_cadres, work_suggestions, development_ideas] =
+            a;
+        Self {
+            basic_situation,
+            difficulties,
+            income_wishes,
+            opinion_of_cadres,
+            work_suggestions,
+            development_ideas,
+        }
+    }
+}
+
+/// A GPS fix taken during the visit.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GeoPoint {
+    /// Latitude, degrees.
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lon: f64,
+}
+
+/// Money and goods handed over on a condolence visit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Aid {
+    /// Money, in fen (0.01 yuan), so sums are exact.
+    pub money_fen: i64,
+    /// Goods, described in words ("大米两袋、食用油一桶").
+    pub goods: String,
+}
+
+/// A visit as read from a diary.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Visit {
+    /// The record's id.
+    pub id: RecordId,
+    /// The kind of visit.
+    pub kind: VisitKind,
+    /// When the visit took place.
+    pub at: Timestamp,
+    /// Where (village, street, enterprise site).
+    pub place: String,
+    /// Whom.
+    pub subject: Subject,
+    /// Tags of the people visited (see [`tags`]).
+    pub tags: BTreeSet<String>,
+    /// Who went (names), the diary's owner included.
+    pub participants: BTreeSet<String>,
+    /// The six questions' answers.
+    pub answers: SixQuestions,
+    /// Free notes.
+    pub notes: String,
+    /// Where the phone was, if the cadre allowed it.
+    pub location: Option<GeoPoint>,
+    /// Aid handed over.
+    pub aid: Aid,
+    /// Matters answered or solved on the spot (these do not enter the ledger).
+    pub resolved_on_spot: Vec<String>,
+    /// Petitions raised during this visit.
+    pub petition_ids: BTreeSet<RecordId>,
+    /// Service cards handed out during this visit.
+    pub card_ids: BTreeSet<RecordId>,
+    /// When the record was created.
+    pub created_at: Timestamp,
+    /// Who created it.
+    pub created_by: String,
+    /// Set when the visit was deleted.
+    pub deleted: Option<Tombstone>,
+}
+
+/// A new visit, as entered on the phone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewVisit {
+    /// A fresh id from the caller's randomness.
+    pub id: RecordId,
+    /// The kind of visit.
+    pub kind: VisitKind,
+    /// When it took place.
+    pub at: Timestamp,
+    /// Where.
+    pub place: String,
+    /// Whom.
+    pub subject: Subject,
+    /// Tags.
+    pub tags: BTreeSet<String>,
+    /// Who went.
+    pub participants: BTreeSet<String>,
+    /// The six questions' answers.
+    pub answers: SixQuestions,
+    /// Notes.
+    pub notes: String,
+    /// GPS fix.
+    pub location: Option<GeoPoint>,
+    /// Aid handed over.
+    pub aid: Aid,
+    /// Matters solved on the spot.
+    pub resolved_on_spot: Vec<String>,
+}
+
+/// A change to a visit; `None` leaves a field as it is. Text fields are
+/// merged character by character with concurrent edits elsewhere.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VisitUpdate {
+    /// New kind.
+    pub kind: Option<VisitKind>,
+    /// New time.
+    pub at: Option<Timestamp>,
+    /// New place.
+    pub place: Option<String>,
+    /// New subject.
+    pub subject: Option<Subject>,
+    /// Tags to add.
+    pub add_tags: BTreeSet<String>,
+    /// Tags to remove.
+    pub remove_tags: BTreeSet<String>,
+    /// Participants to add.
+    pub add_participants: BTreeSet<String>,
+    /// Participants to remove.
+    pub remove_participants: BTreeSet<String>,
+    /// New answers (each changed answer is merged as text).
+    pub answers: Option<SixQuestions>,
+    /// New notes.
+    pub notes: Option<String>,
+    /// New location (`Some(None)` clears it).
+    pub location: Option<Option<GeoPoint>>,
+    /// New aid.
+    pub aid: Option<Aid>,
+    /// Matters solved on the spot to append.
+    pub add_resolved_on_spot: Vec<String>,
+    /// Service cards handed out during the visit, to link.
+    pub link_cards: BTreeSet<RecordId>,
+}
+
+pub(crate) fn check_subject(s: &Subject) -> Result<(), ValidationError> {
+    validation::required("subject name", &s.name)?;
+    if let Some(a) = &s.address {
+        validation::max_len("subject address", a, MAX_SHORT)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn check_location(p: &GeoPoint) -> Result<(), ValidationError> {
+    let ok = p.lat.is_finite()
+        && p.lon.is_finite()
+        && (-90.0..=90.0).contains(&p.lat)
+        && (-180.0..=180.0).contains(&p.lon);
+    if !ok {
+        return Err(ValidationError::InvalidLocation {
+            lat: p.lat.to_string(),
+            lon: p.lon.to_string(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_aid(a: &Aid) -> Result<(), ValidationError> {
+    if a.money_fen < 0 {
+        return Err(ValidationError::Negative { field: "aid money" });
+    }
+    validation::max_len("aid goods", &a.goods, MAX_SHORT)
+}
+
+pub(crate) fn check_texts<'a>(
+    field: &'static str,
+    texts: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ValidationError> {
+    texts
+        .into_iter()
+        .try_for_each(|t| validation::max_len(field, t, MAX_LONG))
+}
+
+impl NewVisit {
+    /// Checks the work-log rule (time, place and content at least) and every
+    /// field's shape.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validation::required("place", &self.place)?;
+        check_subject(&self.subject)?;
+        check_texts("answers", self.answers.as_array())?;
+        check_texts("notes", [self.notes.as_str()])?;
+        check_texts("resolved on the spot", self.resolved_on_spot.iter().map(String::as_str))?;
+        check_texts("tags", self.tags.iter().map(String::as_str))?;
+        if let Some(p) = &self.location {
+            check_location(p)?;
+        }
+        check_aid(&self.aid)
+    }
+}
+
+impl VisitUpdate {
+    /// Checks every field that is being set.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if let Some(p) = &self.place {
+            validation::required("place", p)?;
+        }
+        if let Some(s) = &self.subject {
+            check_subject(s)?;
+        }
+        if let Some(a) = &self.answers {
+            check_texts("answers", a.as_array())?;
+        }
+        if let Some(n) = &self.notes {
+            check_texts("notes", [n.as_str()])?;
+        }
+        if let Some(Some(p)) = &self.location {
+            check_location(p)?;
+        }
+        if let Some(a) = &self.aid {
+            check_aid(a)?;
+        }
+        check_texts("resolved on the spot", self.add_resolved_on_spot.iter().map(String::as_str))
+    }
+}

@@ -1,0 +1,365 @@
+//! An in-memory network: one server and any number of clients speaking the
+//! real protocol over simulated links that can drop, duplicate, delay and
+//! reorder frames, and disconnect.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use automerge::Automerge;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::DocumentId;
+use crate::protocol::{
+    Access, ClientConnection, Message, ProtocolError, ServerConnection, ServerStep,
+};
+
+/// Fault rates for frames in flight.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Faults {
+    /// Probability a frame is lost.
+    pub drop: f64,
+    /// Probability a frame is delivered twice.
+    pub duplicate: f64,
+    /// Probability a delivery wave is shuffled.
+    pub reorder: f64,
+    /// Largest extra delay of a frame, in waves.
+    pub max_delay: u32,
+    /// Probability a client's link breaks in a wave.
+    pub disconnect: f64,
+}
+
+/// Counts of what crossed the network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetworkStats {
+    /// Frames client → server.
+    pub frames_up: usize,
+    /// Frames server → client.
+    pub frames_down: usize,
+    /// Bytes client → server.
+    pub bytes_up: usize,
+    /// Bytes server → client.
+    pub bytes_down: usize,
+    /// Delivery waves (one-way trips) until quiescence.
+    pub waves: usize,
+    /// Times the server stored new changes.
+    pub stores: usize,
+}
+
+/// The network did not settle within the step budget.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("network still busy after {0} waves")]
+pub struct Stalled(pub usize);
+
+/// A simulated phone: its documents and, while connected, its connection.
+#[derive(Debug)]
+pub struct SimClient {
+    /// The client's name (also its peer id).
+    pub name: String,
+    /// Its local documents.
+    pub docs: BTreeMap<DocumentId, Automerge>,
+    /// Documents it wants to sync besides those it has.
+    pub wanted: BTreeSet<DocumentId>,
+    conn: Option<ClientConnection>,
+    /// Protocol errors this client's connections ended with.
+    pub errors: Vec<ProtocolError>,
+}
+
+/// The simulated server: documents, and one connection per connected client.
+pub struct SimServer {
+    /// The server's documents.
+    pub docs: BTreeMap<DocumentId, Automerge>,
+    conns: BTreeMap<usize, ServerConnection>,
+    policies: BTreeMap<usize, Box<dyn Fn(&DocumentId) -> Access>>,
+    /// Protocol errors that closed a connection.
+    pub errors: Vec<ProtocolError>,
+}
+
+impl std::fmt::Debug for SimServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimServer")
+            .field("docs", &self.docs.len())
+            .field("conns", &self.conns.len())
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+struct Frame {
+    client: usize,
+    to_server: bool,
+    bytes: Vec<u8>,
+    due: u64,
+}
+
+/// The network: a server, clients, and the frames in flight between them.
+#[derive(Debug)]
+pub struct Network {
+    /// The server.
+    pub server: SimServer,
+    /// The clients, by index.
+    pub clients: Vec<SimClient>,
+    in_flight: Vec<Frame>,
+    rng: ChaCha8Rng,
+    /// Current fault rates.
+    pub faults: Faults,
+    wave: u64,
+    stats: NetworkStats,
+}
+
+impl Network {
+    /// An empty network; `seed` makes faults reproducible.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            server: SimServer {
+                docs: BTreeMap::new(),
+                conns: BTreeMap::new(),
+                policies: BTreeMap::new(),
+                errors: Vec::new(),
+            },
+            clients: Vec::new(),
+            in_flight: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            faults: Faults::default(),
+            wave: 0,
+            stats: NetworkStats::default(),
+        }
+    }
+
+    /// Adds a client whose documents the server judges with `policy`.
+    pub fn add_client(&mut self, name: &str, policy: impl Fn(&DocumentId) -> Access + 'static) -> usize {
+        let i = self.clients.len();
+        self.clients.push(SimClient {
+            name: name.to_owned(),
+            docs: BTreeMap::new(),
+            wanted: BTreeSet::new(),
+            conn: None,
+            errors: Vec::new(),
+        });
+        self.server.policies.insert(i, Box::new(policy));
+        i
+    }
+
+    /// What crossed the network since the last [`Self::reset_stats`].
+    pub fn stats(&self) -> NetworkStats {
+        self.stats
+    }
+
+    /// Zeroes the counters.
+    pub fn reset_stats(&mut self) {
+        self.stats = NetworkStats::default();
+    }
+
+    /// Whether client `i` is connected.
+    pub fn is_connected(&self, i: usize) -> bool {
+        self.clients.get(i).is_some_and(|c| c.conn.is_some())
+    }
+
+    /// Opens a fresh connection for client `i` (syncing all its documents
+    /// and the wanted ones); a previous one is closed first.
+    pub fn connect(&mut self, i: usize) {
+        self.disconnect(i);
+        let Some(c) = self.clients.get_mut(i) else {
+            return;
+        };
+        let (mut conn, join) = ClientConnection::new(c.name.clone(), None);
+        for id in c.docs.keys().chain(c.wanted.iter()) {
+            conn.add_document(*id);
+        }
+        c.conn = Some(conn);
+        self.server.conns.insert(i, ServerConnection::new("sim-server"));
+        self.send(i, true, join.encode());
+    }
+
+    /// Breaks client `i`'s link: frames in flight are lost and both ends
+    /// forget the connection's sync state.
+    pub fn disconnect(&mut self, i: usize) {
+        self.in_flight.retain(|f| f.client != i);
+        if let Some(c) = self.clients.get_mut(i) {
+            c.conn = None;
+        }
+        self.server.conns.remove(&i);
+    }
+
+    /// Sends raw bytes from client `i` to the server, as a broken or hostile
+    /// client would.
+    pub fn inject(&mut self, i: usize, bytes: Vec<u8>) {
+        self.in_flight.push(Frame {
+            client: i,
+            to_server: true,
+            bytes,
+            due: self.wave,
+        });
+    }
+
+    fn send(&mut self, client: usize, to_server: bool, bytes: Vec<u8>) {
+        let f = self.faults;
+        if to_server {
+            self.stats.frames_up += 1;
+            self.stats.bytes_up += bytes.len();
+        } else {
+            self.stats.frames_down += 1;
+            self.stats.bytes_down += bytes.len();
+        }
+        if f.drop > 0.0 && self.rng.random_bool(f.drop.min(1.0)) {
+            return;
+        }
+        let copies = if f.duplicate > 0.0 && self.rng.random_bool(f.duplicate.min(1.0)) { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay = if f.max_delay > 0 { self.rng.random_range(0..=f.max_delay) } else { 0 };
+            self.in_flight.push(Frame {
+                client,
+                to_server,
+                bytes: bytes.clone(),
+                due: self.wave + 1 + u64::from(delay),
+            });
+        }
+    }
+
+    /// Delivers one wave of due frames and sends what the peers answer.
+    /// Returns whether anything happened.
+    pub fn step(&mut self) -> bool {
+        let (mut due, rest): (Vec<Frame>, Vec<Frame>) =
+            std::mem::take(&mut self.in_flight).into_iter().partition(|f| f.due <= self.wave);
+        self.in_flight = rest;
+        self.wave += 1;
+        if self.faults.reorder > 0.0 && self.rng.random_bool(self.faults.reorder.min(1.0)) {
+            due.shuffle(&mut self.rng);
+        }
+        let mut active = !due.is_empty();
+        let mut changed: BTreeSet<DocumentId> = BTreeSet::new();
+        for frame in due {
+            if frame.to_server {
+                self.deliver_to_server(frame.client, &frame.bytes, &mut changed);
+            } else {
+                self.deliver_to_client(frame.client, &frame.bytes);
+            }
+        }
+        // The server pushes documents that changed to every connection that
+        // syncs them; each client sends what it has to say.
+        let mut out = Vec::new();
+        for (i, conn) in &mut self.server.conns {
+            for id in &changed {
+                if let Some(doc) = self.server.docs.get(id)
+                    && let Some(m) = conn.push(id, doc)
+                {
+                    out.push((*i, false, m.encode()));
+                }
+            }
+        }
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            if let Some(conn) = &mut c.conn {
+                for m in conn.poll(&c.docs) {
+                    out.push((i, true, m.encode()));
+                }
+            }
+        }
+        active |= !out.is_empty();
+        for (i, up, bytes) in out {
+            self.send(i, up, bytes);
+        }
+        if self.faults.disconnect > 0.0 {
+            for i in 0..self.clients.len() {
+                if self.is_connected(i) && self.rng.random_bool(self.faults.disconnect.min(1.0)) {
+                    self.disconnect(i);
+                    active = true;
+                }
+            }
+        }
+        active || !self.in_flight.is_empty()
+    }
+
+    /// Steps until nothing is in flight and nobody has anything to send.
+    pub fn run_until_quiescent(&mut self, max_waves: usize) -> Result<NetworkStats, Stalled> {
+        for _ in 0..max_waves {
+            if !self.step() {
+                return Ok(self.stats);
+            }
+            self.stats.waves += 1;
+        }
+        Err(Stalled(max_waves))
+    }
+
+    fn deliver_to_server(&mut self, i: usize, bytes: &[u8], changed: &mut BTreeSet<DocumentId>) {
+        let result = self.server_handle(i, bytes, changed);
+        match result {
+            Ok(replies) => {
+                for r in replies {
+                    self.send(i, false, r.encode());
+                }
+            }
+            Err(e) => {
+                // Like a real server: report the error and close this
+                // connection only.
+                self.send(i, false, ServerConnection::error_message(&e).encode());
+                self.server.errors.push(e);
+                self.server.conns.remove(&i);
+            }
+        }
+    }
+
+    fn server_handle(
+        &mut self,
+        i: usize,
+        bytes: &[u8],
+        changed: &mut BTreeSet<DocumentId>,
+    ) -> Result<Vec<Message>, ProtocolError> {
+        let Some(conn) = self.server.conns.get_mut(&i) else {
+            return Ok(vec![]);
+        };
+        let message = Message::decode(bytes)?;
+        let deny = |_: &DocumentId| Access::None;
+        let policy: &dyn Fn(&DocumentId) -> Access = match self.server.policies.get(&i) {
+            Some(p) => p.as_ref(),
+            None => &deny,
+        };
+        match conn.handle(message, &policy)? {
+            ServerStep::Reply(m) => Ok(m),
+            ServerStep::Close => {
+                self.server.conns.remove(&i);
+                Ok(vec![])
+            }
+            ServerStep::Sync {
+                document_id,
+                message,
+                is_request,
+                ..
+            } => {
+                let doc = self.server.docs.entry(document_id).or_default();
+                let applied = conn.apply(&document_id, doc, *message)?;
+                if applied.changes_added > 0 {
+                    // "Stored durably" before the reply is generated.
+                    self.stats.stores += 1;
+                    changed.insert(document_id);
+                }
+                let reply = conn.reply(&document_id, doc, is_request);
+                if doc.get_heads().is_empty() {
+                    self.server.docs.remove(&document_id);
+                }
+                Ok(reply.into_iter().collect())
+            }
+        }
+    }
+
+    fn deliver_to_client(&mut self, i: usize, bytes: &[u8]) {
+        let Some(c) = self.clients.get_mut(i) else {
+            return;
+        };
+        let Some(conn) = &mut c.conn else {
+            return;
+        };
+        let result = Message::decode(bytes).and_then(|m| conn.handle(m, &mut c.docs));
+        if let Err(e) = result {
+            c.errors.push(e);
+            self.disconnect(i);
+        }
+    }
+
+    /// Whether client `i` considers every document synced or unavailable.
+    pub fn client_is_synced(&self, i: usize) -> bool {
+        self.clients
+            .get(i)
+            .and_then(|c| c.conn.as_ref().map(|conn| conn.is_quiescent(&c.docs)))
+            .unwrap_or(false)
+    }
+}
