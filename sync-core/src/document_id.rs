@@ -23,7 +23,7 @@ pub enum DocumentIdError {
 
 impl DocumentId {
     /// A document id from 16 random bytes; the caller supplies the randomness.
-    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
         Self(bytes)
     }
 

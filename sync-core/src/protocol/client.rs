@@ -111,6 +111,28 @@ impl ClientConnection {
         });
     }
 
+    /// Starts syncing a document, resuming from a sync state saved after an
+    /// earlier connection ([`Self::sync_state`]): only changes made since
+    /// then are summarised and sent, which keeps a sync over a weak link
+    /// small. A state that does not decode is ignored (a full sync follows).
+    pub fn add_document_with_state(&mut self, id: DocumentId, saved: &[u8]) {
+        let state = sync::State::decode(saved).unwrap_or_default();
+        self.docs.insert(
+            id,
+            ClientDoc {
+                state,
+                unavailable: false,
+                sent_any: false,
+            },
+        );
+    }
+
+    /// The sync state worth keeping for the next connection (what both sides
+    /// are known to share).
+    pub fn sync_state(&self, id: &DocumentId) -> Option<Vec<u8>> {
+        self.docs.get(id).map(|d| d.state.encode())
+    }
+
     /// The documents on this connection.
     pub fn documents(&self) -> impl Iterator<Item = &DocumentId> {
         self.docs.keys()

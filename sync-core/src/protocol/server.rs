@@ -226,6 +226,29 @@ impl ServerConnection {
         })
     }
 
+    /// Resumes a document's sync state saved after an earlier connection of
+    /// the same device ([`Self::sync_state`]), so only new changes are
+    /// summarised. Call it after [`ServerStep::Sync`] and before the first
+    /// [`Self::apply`] of that document; later calls, and states that do
+    /// not decode, are ignored.
+    pub fn restore_sync_state(&mut self, document_id: &DocumentId, saved: &[u8]) {
+        let Some(d) = self.docs.get_mut(document_id) else {
+            return;
+        };
+        if d.state.their_heads.is_some() {
+            return;
+        }
+        if let Ok(mut state) = sync::State::decode(saved) {
+            state.read_only = d.access == Access::Read;
+            d.state = state;
+        }
+    }
+
+    /// The sync state worth keeping for the device's next connection.
+    pub fn sync_state(&self, document_id: &DocumentId) -> Option<Vec<u8>> {
+        self.docs.get(document_id).map(|d| d.state.encode())
+    }
+
     /// The `error` message to send before closing on `err`.
     pub fn error_message(err: &ProtocolError) -> Message {
         Message::Error {

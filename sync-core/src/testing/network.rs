@@ -61,6 +61,8 @@ pub struct SimClient {
     /// Documents it wants to sync besides those it has.
     pub wanted: BTreeSet<DocumentId>,
     conn: Option<ClientConnection>,
+    /// Sync states kept from the last connection, as a phone keeps them.
+    saved_states: BTreeMap<DocumentId, Vec<u8>>,
     /// Protocol errors this client's connections ended with.
     pub errors: Vec<ProtocolError>,
 }
@@ -71,6 +73,8 @@ pub struct SimServer {
     pub docs: BTreeMap<DocumentId, Automerge>,
     conns: BTreeMap<usize, ServerConnection>,
     policies: BTreeMap<usize, Box<dyn Fn(&DocumentId) -> Access>>,
+    /// Sync states kept per client and document, as the server keeps them per device.
+    saved_states: BTreeMap<(usize, DocumentId), Vec<u8>>,
     /// Protocol errors that closed a connection.
     pub errors: Vec<ProtocolError>,
 }
@@ -105,6 +109,7 @@ pub struct Network {
     pub faults: Faults,
     wave: u64,
     stats: NetworkStats,
+    pending_push: BTreeSet<DocumentId>,
 }
 
 impl Network {
@@ -115,6 +120,7 @@ impl Network {
                 docs: BTreeMap::new(),
                 conns: BTreeMap::new(),
                 policies: BTreeMap::new(),
+                saved_states: BTreeMap::new(),
                 errors: Vec::new(),
             },
             clients: Vec::new(),
@@ -123,6 +129,7 @@ impl Network {
             faults: Faults::default(),
             wave: 0,
             stats: NetworkStats::default(),
+            pending_push: BTreeSet::new(),
         }
     }
 
@@ -134,6 +141,7 @@ impl Network {
             docs: BTreeMap::new(),
             wanted: BTreeSet::new(),
             conn: None,
+            saved_states: BTreeMap::new(),
             errors: Vec::new(),
         });
         self.server.policies.insert(i, Box::new(policy));
@@ -164,7 +172,10 @@ impl Network {
         };
         let (mut conn, join) = ClientConnection::new(c.name.clone(), None);
         for id in c.docs.keys().chain(c.wanted.iter()) {
-            conn.add_document(*id);
+            match c.saved_states.get(id) {
+                Some(saved) => conn.add_document_with_state(*id, saved),
+                None => conn.add_document(*id),
+            }
         }
         c.conn = Some(conn);
         self.server.conns.insert(i, ServerConnection::new("sim-server"));
@@ -175,10 +186,22 @@ impl Network {
     /// forget the connection's sync state.
     pub fn disconnect(&mut self, i: usize) {
         self.in_flight.retain(|f| f.client != i);
-        if let Some(c) = self.clients.get_mut(i) {
-            c.conn = None;
+        if let Some(c) = self.clients.get_mut(i)
+            && let Some(conn) = c.conn.take()
+        {
+            for id in conn.documents() {
+                if let Some(s) = conn.sync_state(id) {
+                    c.saved_states.insert(*id, s);
+                }
+            }
         }
-        self.server.conns.remove(&i);
+        if let Some(conn) = self.server.conns.remove(&i) {
+            for (id, _) in conn.documents() {
+                if let Some(s) = conn.sync_state(id) {
+                    self.server.saved_states.insert((i, *id), s);
+                }
+            }
+        }
     }
 
     /// Sends raw bytes from client `i` to the server, as a broken or hostile
@@ -227,7 +250,7 @@ impl Network {
             due.shuffle(&mut self.rng);
         }
         let mut active = !due.is_empty();
-        let mut changed: BTreeSet<DocumentId> = BTreeSet::new();
+        let mut changed = std::mem::take(&mut self.pending_push);
         for frame in due {
             if frame.to_server {
                 self.deliver_to_server(frame.client, &frame.bytes, &mut changed);
@@ -325,6 +348,9 @@ impl Network {
                 is_request,
                 ..
             } => {
+                if let Some(saved) = self.server.saved_states.get(&(i, document_id)) {
+                    conn.restore_sync_state(&document_id, saved);
+                }
                 let doc = self.server.docs.entry(document_id).or_default();
                 let applied = conn.apply(&document_id, doc, *message)?;
                 if applied.changes_added > 0 {
@@ -353,6 +379,15 @@ impl Network {
             c.errors.push(e);
             self.disconnect(i);
         }
+    }
+
+    /// Edits a document on the server (as the server does for a supervisor's
+    /// action); connected clients that sync it get the change next wave.
+    pub fn server_edit<T>(&mut self, id: &DocumentId, f: impl FnOnce(&mut Automerge) -> T) -> Option<T> {
+        let doc = self.server.docs.get_mut(id)?;
+        let out = f(doc);
+        self.pending_push.insert(*id);
+        Some(out)
     }
 
     /// Whether client `i` considers every document synced or unavailable.
