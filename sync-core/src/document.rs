@@ -34,9 +34,16 @@ pub(crate) fn commit<O>(
 ) -> Result<O, DocumentError> {
     let message = format!("{action}{MESSAGE_AUTHOR_SEPARATOR}{}", edit.author);
     let seconds = edit.at.seconds();
-    doc.transact_with(|_| CommitOptions::default().with_message(message).with_time(seconds), f)
-        .map(|ok| ok.result)
-        .map_err(|failure| failure.error)
+    doc.transact_with(
+        |_| {
+            CommitOptions::default()
+                .with_message(message)
+                .with_time(seconds)
+        },
+        f,
+    )
+    .map(|ok| ok.result)
+    .map_err(|failure| failure.error)
 }
 
 /// The author recorded in a change message written by this crate.
@@ -51,5 +58,5 @@ pub fn change_author(message: &str) -> Option<&str> {
 pub(crate) fn load_bytes(bytes: &[u8], actor: ActorId) -> Result<Automerge, DocumentError> {
     Automerge::load(bytes)
         .map(|d| d.with_actor(actor))
-        .map_err(DocumentError::Load)
+        .map_err(|e| DocumentError::Load(Box::new(e)))
 }

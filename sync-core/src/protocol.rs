@@ -16,13 +16,13 @@
 
 mod access;
 mod client;
+mod doc_sync;
 mod error;
 mod message;
-mod doc_sync;
 mod server;
 
 pub use access::{Access, AccessPolicy};
 pub use client::{ClientConnection, ClientEvent, DocSyncStatus, LocalDocuments};
 pub use error::ProtocolError;
-pub use message::{Message, PeerMetadata, PROTOCOL_VERSION, MAX_MESSAGE_BYTES};
+pub use message::{MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION, PeerMetadata};
 pub use server::{ServerConnection, ServerStep, SyncApplied};

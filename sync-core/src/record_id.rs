@@ -6,7 +6,9 @@ use std::str::FromStr;
 /// A record id: a UUID chosen by the device that created the record. Records
 /// live in automerge maps keyed by this id, so two devices adding records
 /// offline never collide.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct RecordId(uuid::Uuid);
 

@@ -65,8 +65,14 @@ mod tests {
         // 2026-11-23T15:59:59Z is 23:59:59 in Beijing; one second later is the 24th.
         let before = Timestamp(1_795_449_599_000);
         let after = Timestamp(1_795_449_600_000);
-        assert_eq!(before.china_date().map(format_date).as_deref(), Some("2026-11-23"));
-        assert_eq!(after.china_date().map(format_date).as_deref(), Some("2026-11-24"));
+        assert_eq!(
+            before.china_date().map(format_date).as_deref(),
+            Some("2026-11-23")
+        );
+        assert_eq!(
+            after.china_date().map(format_date).as_deref(),
+            Some("2026-11-24")
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub enum ValidationError {
         max: usize,
     },
     /// A phone number is neither a mainland mobile number nor a landline.
-    #[error("{value:?} is not a phone number (expected 11 digits starting with 1, or an area code and number)")]
+    #[error(
+        "{value:?} is not a phone number (expected 11 digits starting with 1, or an area code and number)"
+    )]
     InvalidPhone {
         /// What was given.
         value: String,
@@ -127,17 +129,34 @@ mod tests {
 
     #[test]
     fn phones() {
-        for ok in ["13812345678", "+86 138 1234 5678", "0571-87654321", "010-1234567", "057187654321"] {
+        for ok in [
+            "13812345678",
+            "+86 138 1234 5678",
+            "0571-87654321",
+            "010-1234567",
+            "057187654321",
+        ] {
             assert_eq!(check_phone(ok), Ok(()), "{ok}");
         }
-        for bad in ["12345", "12812345678", "1381234567x", "", "138123456789", "0571-12", "phone"] {
+        for bad in [
+            "12345",
+            "12812345678",
+            "1381234567x",
+            "",
+            "138123456789",
+            "0571-12",
+            "phone",
+        ] {
             assert!(check_phone(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn required_fields() {
-        assert_eq!(required("place", "  "), Err(ValidationError::Required { field: "place" }));
+        assert_eq!(
+            required("place", "  "),
+            Err(ValidationError::Required { field: "place" })
+        );
         assert!(required("place", "李家村").is_ok());
         assert!(matches!(
             required("place", &"村".repeat(MAX_SHORT + 1)),

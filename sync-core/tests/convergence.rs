@@ -73,7 +73,13 @@ fn op(devices: usize) -> impl Strategy<Value = Op> {
 }
 
 fn scenario() -> impl Strategy<Value = (usize, Vec<Op>, u64)> {
-    (2usize..=4).prop_flat_map(|n| (Just(n), proptest::collection::vec(op(n), 1..40), any::<u64>()))
+    (2usize..=4).prop_flat_map(|n| {
+        (
+            Just(n),
+            proptest::collection::vec(op(n), 1..40),
+            any::<u64>(),
+        )
+    })
 }
 
 /// Ids of everything successfully written; all must be in the end state.
@@ -116,10 +122,16 @@ impl World {
     }
 
     /// Runs `f` on the editor's copy of the diary (if it has one yet).
-    fn with_diary(&mut self, who: Editor, f: impl FnOnce(&mut DiaryDocument, &Edit, &mut ChaCha8Rng, &mut Written)) {
+    fn with_diary(
+        &mut self,
+        who: Editor,
+        f: impl FnOnce(&mut DiaryDocument, &Edit, &mut ChaCha8Rng, &mut Written),
+    ) {
         self.clock += 1000;
         let edit = Edit::new(Self::author(who), Timestamp(NOW.0 + self.clock));
-        let Some(slot) = self.doc_mut(who, DIARY) else { return };
+        let Some(slot) = self.doc_mut(who, DIARY) else {
+            return;
+        };
         let doc = std::mem::take(slot).with_actor(Self::actor(who));
         let mut diary = DiaryDocument::from_automerge(doc).expect("our own diary opens");
         let (rng, written) = (&mut self.rng, &mut self.written);
@@ -132,10 +144,16 @@ impl World {
         }
     }
 
-    fn with_contacts(&mut self, who: Editor, f: impl FnOnce(&mut ContactsDocument, &Edit, &mut ChaCha8Rng, &mut Written)) {
+    fn with_contacts(
+        &mut self,
+        who: Editor,
+        f: impl FnOnce(&mut ContactsDocument, &Edit, &mut ChaCha8Rng, &mut Written),
+    ) {
         self.clock += 1000;
         let edit = Edit::new(Self::author(who), Timestamp(NOW.0 + self.clock));
-        let Some(slot) = self.doc_mut(who, CONTACTS) else { return };
+        let Some(slot) = self.doc_mut(who, CONTACTS) else {
+            return;
+        };
         let doc = std::mem::take(slot).with_actor(Self::actor(who));
         let mut contacts = ContactsDocument::from_automerge(doc).expect("our own contacts open");
         let (rng, written) = (&mut self.rng, &mut self.written);
@@ -161,12 +179,28 @@ impl World {
             Op::EditNotes(who, i, text) => self.with_diary(who, |d, e, _, _| {
                 if let Some(v) = nth(&d.visits(), i) {
                     let notes = format!("{}{}", v.notes, text);
-                    d.update_visit(e, v.id, &VisitUpdate { notes: Some(notes), ..Default::default() }).expect("edit");
+                    d.update_visit(
+                        e,
+                        v.id,
+                        &VisitUpdate {
+                            notes: Some(notes),
+                            ..Default::default()
+                        },
+                    )
+                    .expect("edit");
                 }
             }),
             Op::EditPlace(who, i, place) => self.with_diary(who, |d, e, _, _| {
                 if let Some(v) = nth(&d.visits(), i) {
-                    d.update_visit(e, v.id, &VisitUpdate { place: Some(place), ..Default::default() }).expect("edit");
+                    d.update_visit(
+                        e,
+                        v.id,
+                        &VisitUpdate {
+                            place: Some(place),
+                            ..Default::default()
+                        },
+                    )
+                    .expect("edit");
                 }
             }),
             Op::DeleteVisit(who, i) => self.with_diary(who, |d, e, _, _| {
@@ -184,29 +218,64 @@ impl World {
             Op::EditMatter(who, i, text) => self.with_diary(who, |d, e, _, _| {
                 if let Some(p) = nth(&d.petitions(), i) {
                     let matter = format!("{}{}", p.matter, text);
-                    d.update_petition(e, p.id, &PetitionUpdate { matter: Some(matter), ..Default::default() })
-                        .expect("edit");
+                    d.update_petition(
+                        e,
+                        p.id,
+                        &PetitionUpdate {
+                            matter: Some(matter),
+                            ..Default::default()
+                        },
+                    )
+                    .expect("edit");
                 }
             }),
             Op::EditCategory(who, i, c) => self.with_diary(who, |d, e, _, _| {
                 if let Some(p) = nth(&d.petitions(), i) {
                     let category = sync_core::records::petition::Category::ALL[usize::from(c) % 4];
-                    d.update_petition(e, p.id, &PetitionUpdate { category: Some(category), ..Default::default() })
-                        .expect("edit");
+                    d.update_petition(
+                        e,
+                        p.id,
+                        &PetitionUpdate {
+                            category: Some(category),
+                            ..Default::default()
+                        },
+                    )
+                    .expect("edit");
                 }
             }),
             Op::Event(who, i, k) => self.with_diary(who, |d, e, r, w| {
-                let Some(p) = nth(&d.petitions(), i) else { return };
-                let deadline = e.at.china_date().and_then(|x| x.checked_add(time::Duration::days(10)));
+                let Some(p) = nth(&d.petitions(), i) else {
+                    return;
+                };
+                let deadline =
+                    e.at.china_date()
+                        .and_then(|x| x.checked_add(time::Duration::days(10)));
                 let kind = match k {
-                    0 => PetitionEventKind::ProgressNoted { note: "已协调镇交通办".into() },
-                    1 => PetitionEventKind::Resolved { note: "已办结".into() },
-                    2 => PetitionEventKind::FeedbackGiven { note: "已电话反馈".into() },
-                    3 => PetitionEventKind::Rated { satisfaction: Satisfaction::Satisfied },
-                    4 => PetitionEventKind::Closed { note: "销号".into() },
-                    5 => PetitionEventKind::Reopened { reason: "群众再次反映".into() },
-                    6 => PetitionEventKind::Supervised { note: "请加快办理".into() },
-                    7 => PetitionEventKind::Escalated { to: Level::County, note: "需县级协调".into() },
+                    0 => PetitionEventKind::ProgressNoted {
+                        note: "已协调镇交通办".into(),
+                    },
+                    1 => PetitionEventKind::Resolved {
+                        note: "已办结".into(),
+                    },
+                    2 => PetitionEventKind::FeedbackGiven {
+                        note: "已电话反馈".into(),
+                    },
+                    3 => PetitionEventKind::Rated {
+                        satisfaction: Satisfaction::Satisfied,
+                    },
+                    4 => PetitionEventKind::Closed {
+                        note: "销号".into(),
+                    },
+                    5 => PetitionEventKind::Reopened {
+                        reason: "群众再次反映".into(),
+                    },
+                    6 => PetitionEventKind::Supervised {
+                        note: "请加快办理".into(),
+                    },
+                    7 => PetitionEventKind::Escalated {
+                        to: Level::County,
+                        note: "需县级协调".into(),
+                    },
                     _ => match deadline {
                         Some(deadline) => PetitionEventKind::DeadlineSet { deadline },
                         None => return,
@@ -227,19 +296,33 @@ impl World {
             Op::EditCardNotes(who, i, text) => self.with_contacts(who, |c, e, _, _| {
                 if let Some(card) = nth(&c.cards(), i) {
                     let notes = format!("{text}{}", card.notes);
-                    c.update_card(e, card.id, &ServiceCardUpdate { notes: Some(notes), ..Default::default() })
-                        .expect("edit");
+                    c.update_card(
+                        e,
+                        card.id,
+                        &ServiceCardUpdate {
+                            notes: Some(notes),
+                            ..Default::default()
+                        },
+                    )
+                    .expect("edit");
                 }
             }),
             Op::FollowUp(who, i) => self.with_contacts(who, |c, e, r, w| {
                 if let Some(card) = nth(&c.cards(), i) {
                     let id = fixtures::id(r);
-                    c.add_follow_up(e, card.id, id, "回访了解情况").expect("follow-up");
+                    c.add_follow_up(e, card.id, id, "回访了解情况")
+                        .expect("follow-up");
                     w.follow_ups.insert(id);
                 }
             }),
             Op::Sync(device, waves, keep) => {
-                self.net.faults = Faults { drop: 0.1, duplicate: 0.1, reorder: 0.3, max_delay: 2, disconnect: 0.02 };
+                self.net.faults = Faults {
+                    drop: 0.1,
+                    duplicate: 0.1,
+                    reorder: 0.3,
+                    max_delay: 2,
+                    disconnect: 0.02,
+                };
                 if !self.net.is_connected(device) {
                     self.net.connect(device);
                 }
@@ -261,17 +344,26 @@ fn run(devices: usize, ops: Vec<Op>, seed: u64) -> Result<(), TestCaseError> {
     }
     // The first device creates the cadre's documents; every device gets them.
     let start = Edit::new("cadre01", NOW);
-    let diary = DiaryDocument::create("cadre01", 2026, ActorId::from([10u8; 16]), &start).expect("create");
-    let contacts = ContactsDocument::create("cadre01", ActorId::from([10u8; 16]), &start).expect("create");
+    let diary =
+        DiaryDocument::create("cadre01", 2026, ActorId::from([10u8; 16]), &start).expect("create");
+    let contacts =
+        ContactsDocument::create("cadre01", ActorId::from([10u8; 16]), &start).expect("create");
     net.clients[0].docs.insert(DIARY, diary.into_automerge());
-    net.clients[0].docs.insert(CONTACTS, contacts.into_automerge());
+    net.clients[0]
+        .docs
+        .insert(CONTACTS, contacts.into_automerge());
     for i in 0..devices {
         net.clients[i].wanted.extend([DIARY, CONTACTS]);
         net.connect(i);
         net.run_until_quiescent(200).expect("initial sync");
         net.disconnect(i);
     }
-    let mut world = World { net, rng: ChaCha8Rng::seed_from_u64(seed), clock: 0, written: Written::default() };
+    let mut world = World {
+        net,
+        rng: ChaCha8Rng::seed_from_u64(seed),
+        clock: 0,
+        written: Written::default(),
+    };
     for op in ops {
         world.apply(op);
     }
@@ -284,20 +376,33 @@ fn run(devices: usize, ops: Vec<Op>, seed: u64) -> Result<(), TestCaseError> {
         for i in 0..devices {
             net.connect(i);
         }
-        net.run_until_quiescent(500).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        net.run_until_quiescent(500)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         if (0..devices).all(|i| net.client_is_synced(i)) {
             break;
         }
     }
-    prop_assert!((0..devices).all(|i| net.client_is_synced(i)), "devices synced");
+    prop_assert!(
+        (0..devices).all(|i| net.client_is_synced(i)),
+        "devices synced"
+    );
 
-    let server_diary = DiaryDocument::from_automerge(net.server.docs[&DIARY].clone()).expect("diary");
-    let server_contacts = ContactsDocument::from_automerge(net.server.docs[&CONTACTS].clone()).expect("contacts");
+    let server_diary =
+        DiaryDocument::from_automerge(net.server.docs[&DIARY].clone()).expect("diary");
+    let server_contacts =
+        ContactsDocument::from_automerge(net.server.docs[&CONTACTS].clone()).expect("contacts");
     for c in &net.clients {
         let diary = DiaryDocument::from_automerge(c.docs[&DIARY].clone()).expect("diary");
-        let contacts = ContactsDocument::from_automerge(c.docs[&CONTACTS].clone()).expect("contacts");
-        prop_assert_eq!(diary.automerge().get_heads(), server_diary.automerge().get_heads());
-        prop_assert_eq!(contacts.automerge().get_heads(), server_contacts.automerge().get_heads());
+        let contacts =
+            ContactsDocument::from_automerge(c.docs[&CONTACTS].clone()).expect("contacts");
+        prop_assert_eq!(
+            diary.automerge().get_heads(),
+            server_diary.automerge().get_heads()
+        );
+        prop_assert_eq!(
+            contacts.automerge().get_heads(),
+            server_contacts.automerge().get_heads()
+        );
         prop_assert_eq!(diary.all_visits(), server_diary.all_visits());
         prop_assert_eq!(diary.petitions(), server_diary.petitions());
         prop_assert_eq!(diary.conflicts(), server_diary.conflicts());
@@ -309,10 +414,16 @@ fn run(devices: usize, ops: Vec<Op>, seed: u64) -> Result<(), TestCaseError> {
     let visits: BTreeSet<RecordId> = server_diary.all_visits().iter().map(|v| v.id).collect();
     let petitions = server_diary.all_petitions();
     let petition_ids: BTreeSet<RecordId> = petitions.iter().map(|p| p.id).collect();
-    let events: BTreeSet<RecordId> = petitions.iter().flat_map(|p| p.events.iter().map(|e| e.id)).collect();
+    let events: BTreeSet<RecordId> = petitions
+        .iter()
+        .flat_map(|p| p.events.iter().map(|e| e.id))
+        .collect();
     let cards = server_contacts.all_cards();
     let card_ids: BTreeSet<RecordId> = cards.iter().map(|c| c.id).collect();
-    let follow_ups: BTreeSet<RecordId> = cards.iter().flat_map(|c| c.follow_ups.iter().map(|f| f.id)).collect();
+    let follow_ups: BTreeSet<RecordId> = cards
+        .iter()
+        .flat_map(|c| c.follow_ups.iter().map(|f| f.id))
+        .collect();
     prop_assert_eq!(&visits, &w.visits, "no visit lost");
     prop_assert_eq!(&petition_ids, &w.petitions, "no petition lost");
     prop_assert_eq!(&events, &w.events, "no petition event lost");

@@ -6,7 +6,9 @@ use automerge::{ActorId, Automerge, ROOT, ReadDoc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sync_core::document::{Migration, change_author};
-use sync_core::records::petition::{Category, Level, PetitionEventKind, PetitionStatus, PetitionUpdate};
+use sync_core::records::petition::{
+    Category, Level, PetitionEventKind, PetitionStatus, PetitionUpdate,
+};
 use sync_core::records::service_card::ServiceCardUpdate;
 use sync_core::records::visit::VisitUpdate;
 use sync_core::testing::fixtures;
@@ -31,14 +33,19 @@ fn rng() -> ChaCha8Rng {
 }
 
 fn merge(a: &mut DiaryDocument, b: &mut DiaryDocument) {
-    a.automerge_mut().merge(&mut b.automerge().clone()).expect("merge");
-    b.automerge_mut().merge(&mut a.automerge().clone()).expect("merge");
+    a.automerge_mut()
+        .merge(&mut b.automerge().clone())
+        .expect("merge");
+    b.automerge_mut()
+        .merge(&mut a.automerge().clone())
+        .expect("merge");
 }
 
 #[test]
 fn every_edit_is_one_change_with_author_and_time() {
     let mut r = rng();
-    let mut d = DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut d =
+        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
     let before = d.automerge().get_changes(&[]).len();
     let v = fixtures::visit(&mut r, NOW, "cadre01");
     d.add_visit(&edit("cadre01", 1000), &v).expect("add");
@@ -54,21 +61,27 @@ fn every_edit_is_one_change_with_author_and_time() {
     let changes = d.automerge().get_changes(&[]);
     assert_eq!(changes.len(), before + 2, "one change per edit");
     let last = changes.last().expect("a change");
-    assert_eq!(last.message().and_then(|m| change_author(m)), Some("cadre01"));
+    assert_eq!(
+        last.message().and_then(|m| change_author(m)),
+        Some("cadre01")
+    );
     assert_eq!(last.timestamp(), (NOW.0 + 2000) / 1000);
 }
 
 #[test]
 fn validation_refuses_bad_records_and_writes_nothing() {
     let mut r = rng();
-    let mut d = DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut d =
+        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
     let heads = d.automerge().get_heads();
 
     let mut v = fixtures::visit(&mut r, NOW, "cadre01");
     v.place = "  ".into();
     assert!(matches!(
         d.add_visit(&edit("cadre01", 1), &v),
-        Err(DocumentError::Invalid(ValidationError::Required { field: "place" }))
+        Err(DocumentError::Invalid(ValidationError::Required {
+            field: "place"
+        }))
     ));
 
     let mut p = fixtures::petition(&mut r, NOW, None);
@@ -82,12 +95,17 @@ fn validation_refuses_bad_records_and_writes_nothing() {
     p.deadline = Some(date!(2026 - 11 - 01));
     assert!(matches!(
         d.add_petition(&edit("cadre01", 1), &p),
-        Err(DocumentError::Invalid(ValidationError::DeadlineBeforeCreation { .. }))
+        Err(DocumentError::Invalid(
+            ValidationError::DeadlineBeforeCreation { .. }
+        ))
     ));
 
     assert!(matches!(
         "housing".parse::<Category>(),
-        Err(ValidationError::UnknownValue { field: "category", .. })
+        Err(ValidationError::UnknownValue {
+            field: "category",
+            ..
+        })
     ));
     assert_eq!(d.automerge().get_heads(), heads, "nothing written");
 }
@@ -95,7 +113,8 @@ fn validation_refuses_bad_records_and_writes_nothing() {
 #[test]
 fn concurrent_visits_and_text_edits_merge() {
     let mut r = rng();
-    let mut phone = DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut phone =
+        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
     let v = fixtures::visit(&mut r, NOW, "cadre01");
     phone.add_visit(&edit("cadre01", 1), &v).expect("add");
     let mut tablet = DiaryDocument::load(&phone.save(), actor(2)).expect("load");
@@ -109,14 +128,22 @@ fn concurrent_visits_and_text_edits_merge() {
         .update_visit(&edit("cadre01", 2), v.id, &notes(&format!("上午：{base}")))
         .expect("edit");
     tablet
-        .update_visit(&edit("cadre01", 3), v.id, &notes(&format!("{base}下午再次回访。")))
+        .update_visit(
+            &edit("cadre01", 3),
+            v.id,
+            &notes(&format!("{base}下午再次回访。")),
+        )
         .expect("edit");
     let other = fixtures::visit(&mut r, NOW, "cadre01");
     tablet.add_visit(&edit("cadre01", 4), &other).expect("add");
 
     merge(&mut phone, &mut tablet);
     let merged = phone.visit(v.id).expect("visit").notes;
-    assert_eq!(merged, format!("上午：{base}下午再次回访。"), "both text edits kept");
+    assert_eq!(
+        merged,
+        format!("上午：{base}下午再次回访。"),
+        "both text edits kept"
+    );
     assert_eq!(phone.visits(), tablet.visits());
     assert_eq!(phone.visits().len(), 2);
     assert!(phone.conflicts().is_empty(), "text edits are not conflicts");
@@ -125,7 +152,8 @@ fn concurrent_visits_and_text_edits_merge() {
 #[test]
 fn concurrent_scalar_edits_show_as_conflicts_until_settled() {
     let mut r = rng();
-    let mut a = DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut a =
+        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
     let p = fixtures::petition(&mut r, NOW, None);
     a.add_petition(&edit("cadre01", 1), &p).expect("add");
     let mut b;
@@ -136,16 +164,26 @@ fn concurrent_scalar_edits_show_as_conflicts_until_settled() {
     // Two values different from the recorded one (writing the same value is no change).
     let mut p = p;
     p.category = Category::DevelopmentSuggestion;
-    a.update_petition(&edit("cadre01", 2), p.id, &set(p.category)).expect("reset");
+    a.update_petition(&edit("cadre01", 2), p.id, &set(p.category))
+        .expect("reset");
     b = DiaryDocument::load(&a.save(), actor(2)).expect("load");
-    a.update_petition(&edit("cadre01", 2), p.id, &set(Category::CadreConduct)).expect("edit");
-    b.update_petition(&edit("cadre01", 3), p.id, &set(Category::WorkShortcoming)).expect("edit");
+    a.update_petition(&edit("cadre01", 2), p.id, &set(Category::CadreConduct))
+        .expect("edit");
+    b.update_petition(&edit("cadre01", 3), p.id, &set(Category::WorkShortcoming))
+        .expect("edit");
     merge(&mut a, &mut b);
 
     let conflicts = a.conflicts();
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     let c = &conflicts[0];
-    assert_eq!(c.path, vec!["petitions".to_owned(), p.id.to_string(), "category".to_owned()]);
+    assert_eq!(
+        c.path,
+        vec![
+            "petitions".to_owned(),
+            p.id.to_string(),
+            "category".to_owned()
+        ]
+    );
     let mut values: Vec<_> = c.values.clone();
     values.sort_by_key(|v| format!("{v:?}"));
     assert_eq!(
@@ -158,22 +196,31 @@ fn concurrent_scalar_edits_show_as_conflicts_until_settled() {
     // The visible value is the first one listed.
     let shown = a.petition(p.id).expect("petition").category;
     assert_eq!(c.values[0], ConflictValue::Text(shown.as_str().into()));
-    assert_eq!(b.conflicts(), conflicts, "both replicas see the same conflict");
+    assert_eq!(
+        b.conflicts(),
+        conflicts,
+        "both replicas see the same conflict"
+    );
 
     let keep = c
         .values
         .iter()
         .position(|v| *v == ConflictValue::Text("work_shortcoming".into()))
         .expect("value");
-    a.settle_conflict(&edit("cadre01", 4), c, keep).expect("settle");
+    a.settle_conflict(&edit("cadre01", 4), c, keep)
+        .expect("settle");
     assert!(a.conflicts().is_empty());
-    assert_eq!(a.petition(p.id).expect("petition").category, Category::WorkShortcoming);
+    assert_eq!(
+        a.petition(p.id).expect("petition").category,
+        Category::WorkShortcoming
+    );
 }
 
 #[test]
 fn cadre_and_supervisor_events_both_survive() {
     let mut r = rng();
-    let mut phone = DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut phone =
+        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
     let p = fixtures::petition(&mut r, NOW, None);
     phone.add_petition(&edit("cadre01", 1), &p).expect("add");
     let mut server = DiaryDocument::load(&phone.save(), actor(9)).expect("load");
@@ -183,7 +230,9 @@ fn cadre_and_supervisor_events_both_survive() {
             &edit("cadre01", 60_000),
             p.id,
             fixtures::id(&mut r),
-            &PetitionEventKind::Resolved { note: "道路已硬化".into() },
+            &PetitionEventKind::Resolved {
+                note: "道路已硬化".into(),
+            },
         )
         .expect("resolve");
     let extended = date!(2027 - 01 - 31);
@@ -202,39 +251,54 @@ fn cadre_and_supervisor_events_both_survive() {
     assert_eq!(merged.events.len(), 3);
     assert_eq!(merged.state.status, PetitionStatus::Resolved);
     assert_eq!(merged.state.deadline, Some(extended));
-    assert_eq!(merged.state.responsible, "cadre01", "first-visitor responsibility");
+    assert_eq!(
+        merged.state.responsible, "cadre01",
+        "first-visitor responsibility"
+    );
 }
 
 #[test]
 fn events_that_make_no_sense_are_refused() {
     let mut r = rng();
-    let mut d = DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut d =
+        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
     let p = fixtures::petition(&mut r, NOW, None);
     d.add_petition(&edit("cadre01", 1), &p).expect("add");
-    let close = PetitionEventKind::Closed { note: "销号".into() };
+    let close = PetitionEventKind::Closed {
+        note: "销号".into(),
+    };
     d.record_petition_event(&edit("sup-town1", 2), p.id, fixtures::id(&mut r), &close)
         .expect("close");
     assert!(matches!(
         d.record_petition_event(&edit("sup-town1", 3), p.id, fixtures::id(&mut r), &close),
-        Err(DocumentError::Invalid(ValidationError::InvalidTransition { .. }))
+        Err(DocumentError::Invalid(
+            ValidationError::InvalidTransition { .. }
+        ))
     ));
     let lower = PetitionEventKind::Escalated {
         to: Level::Village,
         note: "x".into(),
     };
-    let reopen = PetitionEventKind::Reopened { reason: "群众不满意".into() };
+    let reopen = PetitionEventKind::Reopened {
+        reason: "群众不满意".into(),
+    };
     d.record_petition_event(&edit("sup-town1", 4), p.id, fixtures::id(&mut r), &reopen)
         .expect("reopen");
-    assert!(d
-        .record_petition_event(&edit("cadre01", 5), p.id, fixtures::id(&mut r), &lower)
-        .is_err());
-    assert_eq!(d.petition(p.id).expect("p").state.status, PetitionStatus::InProgress);
+    assert!(
+        d.record_petition_event(&edit("cadre01", 5), p.id, fixtures::id(&mut r), &lower)
+            .is_err()
+    );
+    assert_eq!(
+        d.petition(p.id).expect("p").state.status,
+        PetitionStatus::InProgress
+    );
 }
 
 #[test]
 fn deletes_are_tombstones_that_survive_concurrent_edits() {
     let mut r = rng();
-    let mut a = DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut a =
+        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
     let v = fixtures::visit(&mut r, NOW, "cadre01");
     a.add_visit(&edit("cadre01", 1), &v).expect("add");
     let mut b = DiaryDocument::load(&a.save(), actor(2)).expect("load");
@@ -254,7 +318,10 @@ fn deletes_are_tombstones_that_survive_concurrent_edits() {
     assert_eq!(all.len(), 1);
     let tomb = all[0].deleted.as_ref().expect("tombstone");
     assert_eq!(tomb.by, "cadre01");
-    assert_eq!(all[0].place, "王庄村六组", "the concurrent edit is kept too");
+    assert_eq!(
+        all[0].place, "王庄村六组",
+        "the concurrent edit is kept too"
+    );
     assert!(matches!(
         a.update_visit(&edit("cadre01", 4), v.id, &VisitUpdate::default()),
         Err(DocumentError::Deleted { .. })
@@ -267,7 +334,8 @@ fn corrupt_foreign_and_newer_documents_are_refused() {
         DiaryDocument::load(b"not an automerge file", actor(1)),
         Err(DocumentError::Load(_))
     ));
-    let good = DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let good =
+        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
     let bytes = good.save();
     assert!(matches!(
         DiaryDocument::load(&bytes[..bytes.len() / 2], actor(1)),
@@ -285,7 +353,10 @@ fn corrupt_foreign_and_newer_documents_are_refused() {
             Ok(())
         })
         .expect("write");
-    assert!(matches!(DiaryDocument::from_automerge(foreign), Err(DocumentError::NotOurs)));
+    assert!(matches!(
+        DiaryDocument::from_automerge(foreign),
+        Err(DocumentError::NotOurs)
+    ));
 
     let mut newer = good.into_automerge();
     newer
@@ -295,13 +366,21 @@ fn corrupt_foreign_and_newer_documents_are_refused() {
         })
         .expect("write");
     let err = DiaryDocument::from_automerge(newer).expect_err("refused");
-    assert!(matches!(err, DocumentError::NewerSchema { found: 99, supported: 1 }));
+    assert!(matches!(
+        err,
+        DocumentError::NewerSchema {
+            found: 99,
+            supported: 1
+        }
+    ));
     assert!(err.to_string().contains("update the app"));
 }
 
 #[test]
 fn older_schemas_migrate_forward_once() {
-    fn add_region(tx: &mut automerge::transaction::Transaction<'_>) -> Result<(), automerge::AutomergeError> {
+    fn add_region(
+        tx: &mut automerge::transaction::Transaction<'_>,
+    ) -> Result<(), automerge::AutomergeError> {
         if tx.get(ROOT, "region")?.is_none() {
             tx.put(ROOT, "region", "示范县")?;
         }
@@ -309,14 +388,26 @@ fn older_schemas_migrate_forward_once() {
     }
     const STEPS: &[Migration] = &[add_region];
     let mut r = rng();
-    let mut d = DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut d =
+        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
     let v = fixtures::visit(&mut r, NOW, "cadre01");
     d.add_visit(&edit("cadre01", 1), &v).expect("add");
 
-    let migrated = DiaryDocument::from_automerge_with(d.automerge().clone(), STEPS, 2).expect("migrate");
+    let migrated =
+        DiaryDocument::from_automerge_with(d.automerge().clone(), STEPS, 2).expect("migrate");
     let doc = migrated.automerge();
-    assert_eq!(doc.get(ROOT, "schema").expect("get").and_then(|(v, _)| v.as_scalar().and_then(|s| s.as_i64())), Some(2));
-    assert_eq!(doc.get(ROOT, "region").expect("get").and_then(|(v, _)| v.into_string().ok()), Some("示范县".into()));
+    assert_eq!(
+        doc.get(ROOT, "schema")
+            .expect("get")
+            .and_then(|(v, _)| v.as_scalar().and_then(|s| s.as_i64())),
+        Some(2)
+    );
+    assert_eq!(
+        doc.get(ROOT, "region")
+            .expect("get")
+            .and_then(|(v, _)| v.into_string().ok()),
+        Some("示范县".into())
+    );
     assert_eq!(migrated.visits().len(), 1, "records survive migration");
     // Opening again does nothing more.
     let again = DiaryDocument::from_automerge_with(doc.clone(), STEPS, 2).expect("open");
@@ -337,9 +428,17 @@ fn contacts_cards_follow_ups_and_pairing() {
         let card = fixtures::card(&mut r, NOW);
         ids.push(c.add_card(&edit("cadre01", 1), &card).expect("add"));
     }
-    c.add_follow_up(&edit("cadre01", 2), ids[0], fixtures::id(&mut r), "电话回访，问题已解决。")
-        .expect("follow-up");
-    assert!(c.add_follow_up(&edit("cadre01", 2), ids[0], fixtures::id(&mut r), " ").is_err());
+    c.add_follow_up(
+        &edit("cadre01", 2),
+        ids[0],
+        fixtures::id(&mut r),
+        "电话回访，问题已解决。",
+    )
+    .expect("follow-up");
+    assert!(
+        c.add_follow_up(&edit("cadre01", 2), ids[0], fixtures::id(&mut r), " ")
+            .is_err()
+    );
     assert!(matches!(
         c.update_card(
             &edit("cadre01", 3),
@@ -363,7 +462,8 @@ fn contacts_cards_follow_ups_and_pairing() {
 #[test]
 fn petition_links_to_its_visit() {
     let mut r = rng();
-    let mut d = DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut d =
+        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
     let v = fixtures::visit(&mut r, NOW, "cadre01");
     d.add_visit(&edit("cadre01", 1), &v).expect("add");
     let p = fixtures::petition(&mut r, NOW, Some(v.id));
@@ -372,7 +472,10 @@ fn petition_links_to_its_visit() {
     let missing = fixtures::petition(&mut r, NOW, Some(RecordId::from_random_bytes([0; 16])));
     assert!(matches!(
         d.add_petition(&edit("cadre01", 3), &missing),
-        Err(DocumentError::NotFound { record: "visit", .. })
+        Err(DocumentError::NotFound {
+            record: "visit",
+            ..
+        })
     ));
     assert!(matches!(
         d.add_petition(&edit("cadre01", 3), &p),

@@ -7,7 +7,9 @@ use automerge::{ActorId, Automerge};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use sync_core::protocol::{Access, ClientConnection, Message, PeerMetadata, ProtocolError, ServerConnection, ServerStep};
+use sync_core::protocol::{
+    Access, ClientConnection, Message, PeerMetadata, ProtocolError, ServerConnection, ServerStep,
+};
 use sync_core::testing::{Network, fixtures};
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp};
 
@@ -39,7 +41,12 @@ fn golden() -> Vec<(Message, String)> {
             },
             format!(
                 "a3{}{}{}{}{}81{}",
-                t("type"), t("join"), t("senderId"), t("phone-1"), t("supportedProtocolVersions"), t("1")
+                t("type"),
+                t("join"),
+                t("senderId"),
+                t("phone-1"),
+                t("supportedProtocolVersions"),
+                t("1")
             ),
         ),
         (
@@ -47,17 +54,36 @@ fn golden() -> Vec<(Message, String)> {
                 sender_id: "server".into(),
                 target_id: "phone-1".into(),
                 selected_protocol_version: "1".into(),
-                metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: false }),
+                metadata: Some(PeerMetadata {
+                    storage_id: None,
+                    is_ephemeral: false,
+                }),
             },
             format!(
                 "a5{}{}{}{}{}{}{}{}{}a1{}f4",
-                t("type"), t("peer"), t("senderId"), t("server"), t("selectedProtocolVersion"), t("1"),
-                t("targetId"), t("phone-1"), t("peerMetadata"), t("isEphemeral")
+                t("type"),
+                t("peer"),
+                t("senderId"),
+                t("server"),
+                t("selectedProtocolVersion"),
+                t("1"),
+                t("targetId"),
+                t("phone-1"),
+                t("peerMetadata"),
+                t("isEphemeral")
             ),
         ),
         (
-            Message::Leave { sender_id: "phone-1".into() },
-            format!("a2{}{}{}{}", t("type"), t("leave"), t("senderId"), t("phone-1")),
+            Message::Leave {
+                sender_id: "phone-1".into(),
+            },
+            format!(
+                "a2{}{}{}{}",
+                t("type"),
+                t("leave"),
+                t("senderId"),
+                t("phone-1")
+            ),
         ),
         (
             Message::Request {
@@ -68,8 +94,15 @@ fn golden() -> Vec<(Message, String)> {
             },
             format!(
                 "a5{}{}{}{}{}{}{}{}{}420042 00",
-                t("type"), t("request"), t("documentId"), t(&id), t("senderId"), t("phone-1"),
-                t("targetId"), t("server"), t("data")
+                t("type"),
+                t("request"),
+                t("documentId"),
+                t(&id),
+                t("senderId"),
+                t("phone-1"),
+                t("targetId"),
+                t("server"),
+                t("data")
             )
             .replace("420042 00", "424200"),
         ),
@@ -82,8 +115,15 @@ fn golden() -> Vec<(Message, String)> {
             },
             format!(
                 "a5{}{}{}{}{}{}{}{}{}43420102",
-                t("type"), t("sync"), t("documentId"), t(&id), t("senderId"), t("phone-1"),
-                t("targetId"), t("server"), t("data")
+                t("type"),
+                t("sync"),
+                t("documentId"),
+                t(&id),
+                t("senderId"),
+                t("phone-1"),
+                t("targetId"),
+                t("server"),
+                t("data")
             ),
         ),
         (
@@ -94,8 +134,14 @@ fn golden() -> Vec<(Message, String)> {
             },
             format!(
                 "a4{}{}{}{}{}{}{}{}",
-                t("type"), t("doc-unavailable"), t("senderId"), t("server"), t("targetId"), t("phone-1"),
-                t("documentId"), t(&id)
+                t("type"),
+                t("doc-unavailable"),
+                t("senderId"),
+                t("server"),
+                t("targetId"),
+                t("phone-1"),
+                t("documentId"),
+                t(&id)
             ),
         ),
         (
@@ -109,12 +155,24 @@ fn golden() -> Vec<(Message, String)> {
             },
             format!(
                 "a7{}{}{}{}{}{}{}19012c{}{}{}{}{}41a0",
-                t("type"), t("ephemeral"), t("senderId"), t("phone-1"), t("targetId"), t("server"),
-                t("count"), t("sessionId"), t("s1"), t("documentId"), t(&id), t("data")
+                t("type"),
+                t("ephemeral"),
+                t("senderId"),
+                t("phone-1"),
+                t("targetId"),
+                t("server"),
+                t("count"),
+                t("sessionId"),
+                t("s1"),
+                t("documentId"),
+                t(&id),
+                t("data")
             ),
         ),
         (
-            Message::Error { message: "bad".into() },
+            Message::Error {
+                message: "bad".into(),
+            },
             format!("a2{}{}{}{}", t("type"), t("error"), t("message"), t("bad")),
         ),
     ]
@@ -124,7 +182,12 @@ fn golden() -> Vec<(Message, String)> {
 fn golden_bytes_for_every_message_type() {
     for (message, hex_bytes) in golden() {
         let bytes = hex::decode(&hex_bytes).expect("hex");
-        assert_eq!(hex::encode(message.encode()), hex_bytes, "{}", message.type_name());
+        assert_eq!(
+            hex::encode(message.encode()),
+            hex_bytes,
+            "{}",
+            message.type_name()
+        );
         assert_eq!(Message::decode(&bytes), Ok(message));
     }
 }
@@ -135,8 +198,18 @@ fn decodes_other_key_orders_spec_metadata_and_unknown_fields() {
     // README's `metadata` spelling, and a field we do not know.
     let bytes = hex::decode(format!(
         "a5{}{}{}a2{}{}{}f5{}{}{}81{}{}{}",
-        t("senderId"), t("js-peer"), t("metadata"), t("storageId"), t("abc"), t("isEphemeral"),
-        t("type"), t("join"), t("supportedProtocolVersions"), t("1"), t("futureField"), t("x")
+        t("senderId"),
+        t("js-peer"),
+        t("metadata"),
+        t("storageId"),
+        t("abc"),
+        t("isEphemeral"),
+        t("type"),
+        t("join"),
+        t("supportedProtocolVersions"),
+        t("1"),
+        t("futureField"),
+        t("x")
     ))
     .expect("hex");
     assert_eq!(
@@ -144,12 +217,20 @@ fn decodes_other_key_orders_spec_metadata_and_unknown_fields() {
         Ok(Message::Join {
             sender_id: "js-peer".into(),
             supported_protocol_versions: vec!["1".into()],
-            metadata: Some(PeerMetadata { storage_id: Some("abc".into()), is_ephemeral: true }),
+            metadata: Some(PeerMetadata {
+                storage_id: Some("abc".into()),
+                is_ephemeral: true
+            }),
         })
     );
     // Types we do not act on decode as `Other`.
     let bytes = hex::decode(format!("a1{}{}", t("type"), t("remote-heads-changed"))).expect("hex");
-    assert_eq!(Message::decode(&bytes), Ok(Message::Other { type_name: "remote-heads-changed".into() }));
+    assert_eq!(
+        Message::decode(&bytes),
+        Ok(Message::Other {
+            type_name: "remote-heads-changed".into()
+        })
+    );
 }
 
 #[test]
@@ -157,24 +238,66 @@ fn malformed_frames_are_errors() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (vec![], "empty"),
         (vec![0x82, 0x01, 0x02], "array"),
-        (hex::decode(format!("a1{}{}", t("type"), t("sync"))).expect("hex"), "sync without fields"),
-        (hex::decode(format!("a2{}{}{}{}", t("type"), t("join"), t("type"), t("join"))).expect("hex"), "duplicate key"),
-        (hex::decode(format!("a1{}01", t("type"))).expect("hex"), "type not a string"),
+        (
+            hex::decode(format!("a1{}{}", t("type"), t("sync"))).expect("hex"),
+            "sync without fields",
+        ),
+        (
+            hex::decode(format!(
+                "a2{}{}{}{}",
+                t("type"),
+                t("join"),
+                t("type"),
+                t("join")
+            ))
+            .expect("hex"),
+            "duplicate key",
+        ),
+        (
+            hex::decode(format!("a1{}01", t("type"))).expect("hex"),
+            "type not a string",
+        ),
         (hex::decode("a1").expect("hex"), "truncated"),
-        ([Message::Leave { sender_id: "x".into() }.encode(), vec![0]].concat(), "trailing bytes"),
+        (
+            [
+                Message::Leave {
+                    sender_id: "x".into(),
+                }
+                .encode(),
+                vec![0],
+            ]
+            .concat(),
+            "trailing bytes",
+        ),
     ];
     for (bytes, what) in cases {
-        assert!(matches!(Message::decode(&bytes), Err(ProtocolError::Malformed(_))), "{what}");
+        assert!(
+            matches!(Message::decode(&bytes), Err(ProtocolError::Malformed(_))),
+            "{what}"
+        );
     }
     let bad_id = hex::decode(format!(
         "a4{}{}{}{}{}{}{}{}",
-        t("type"), t("doc-unavailable"), t("senderId"), t("a"), t("targetId"), t("b"), t("documentId"), t("not-an-id")
+        t("type"),
+        t("doc-unavailable"),
+        t("senderId"),
+        t("a"),
+        t("targetId"),
+        t("b"),
+        t("documentId"),
+        t("not-an-id")
     ))
     .expect("hex");
-    assert!(matches!(Message::decode(&bad_id), Err(ProtocolError::DocumentId(_))));
+    assert!(matches!(
+        Message::decode(&bad_id),
+        Err(ProtocolError::DocumentId(_))
+    ));
     assert!(matches!(
         Message::decode_with_limit(&[0; 100], 10),
-        Err(ProtocolError::TooLarge { size: 100, limit: 10 })
+        Err(ProtocolError::TooLarge {
+            size: 100,
+            limit: 10
+        })
     ));
 }
 
@@ -183,11 +306,18 @@ fn arb_message() -> impl Strategy<Value = Message> {
     let id = any::<[u8; 16]>().prop_map(DocumentId::from_bytes);
     let data = proptest::collection::vec(any::<u8>(), 0..64);
     prop_oneof![
-        (s, proptest::collection::vec("[0-9]{1,2}", 0..3), proptest::option::of((proptest::option::of(s), any::<bool>())))
+        (
+            s,
+            proptest::collection::vec("[0-9]{1,2}", 0..3),
+            proptest::option::of((proptest::option::of(s), any::<bool>()))
+        )
             .prop_map(|(sender_id, v, md)| Message::Join {
                 sender_id,
                 supported_protocol_versions: v,
-                metadata: md.map(|(storage_id, is_ephemeral)| PeerMetadata { storage_id, is_ephemeral }),
+                metadata: md.map(|(storage_id, is_ephemeral)| PeerMetadata {
+                    storage_id,
+                    is_ephemeral
+                }),
             }),
         (s, s, "[0-9]", any::<bool>()).prop_map(|(a, b, v, e)| Message::Peer {
             sender_id: a,
@@ -196,18 +326,41 @@ fn arb_message() -> impl Strategy<Value = Message> {
             metadata: e.then_some(PeerMetadata::default()),
         }),
         s.prop_map(|sender_id| Message::Leave { sender_id }),
-        (id.clone(), s, s, data.clone()).prop_map(|(document_id, sender_id, target_id, data)| Message::Request {
-            document_id, sender_id, target_id, data
+        (id.clone(), s, s, data.clone()).prop_map(|(document_id, sender_id, target_id, data)| {
+            Message::Request {
+                document_id,
+                sender_id,
+                target_id,
+                data,
+            }
         }),
-        (id.clone(), s, s, data.clone()).prop_map(|(document_id, sender_id, target_id, data)| Message::Sync {
-            document_id, sender_id, target_id, data
+        (id.clone(), s, s, data.clone()).prop_map(|(document_id, sender_id, target_id, data)| {
+            Message::Sync {
+                document_id,
+                sender_id,
+                target_id,
+                data,
+            }
         }),
-        (id.clone(), s, s).prop_map(|(document_id, sender_id, target_id)| Message::DocUnavailable {
-            document_id, sender_id, target_id
+        (id.clone(), s, s).prop_map(|(document_id, sender_id, target_id)| {
+            Message::DocUnavailable {
+                document_id,
+                sender_id,
+                target_id,
+            }
         }),
-        (id, s, s, any::<u64>(), s, data).prop_map(|(document_id, sender_id, target_id, count, session_id, data)| {
-            Message::Ephemeral { document_id, sender_id, target_id, count, session_id, data }
-        }),
+        (id, s, s, any::<u64>(), s, data).prop_map(
+            |(document_id, sender_id, target_id, count, session_id, data)| {
+                Message::Ephemeral {
+                    document_id,
+                    sender_id,
+                    target_id,
+                    count,
+                    session_id,
+                    data,
+                }
+            }
+        ),
         ".{0,40}".prop_map(|message| Message::Error { message }),
     ]
 }
@@ -257,10 +410,15 @@ const NOW: Timestamp = Timestamp(1_795_400_000_000);
 fn diary_with_visits(n: usize, seed: u64) -> (DocumentId, DiaryDocument) {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
     let e = Edit::new("cadre01", NOW);
-    let mut d = DiaryDocument::create("cadre01", 2026, ActorId::from([1u8; 16]), &e).expect("create");
+    let mut d =
+        DiaryDocument::create("cadre01", 2026, ActorId::from([1u8; 16]), &e).expect("create");
     for i in 0..n {
         let at = Timestamp(NOW.0 + i as i64 * 60_000);
-        d.add_visit(&Edit::new("cadre01", at), &fixtures::visit(&mut r, at, "cadre01")).expect("visit");
+        d.add_visit(
+            &Edit::new("cadre01", at),
+            &fixtures::visit(&mut r, at, "cadre01"),
+        )
+        .expect("visit");
     }
     (DocumentId::from_bytes([seed as u8; 16]), d)
 }
@@ -268,16 +426,38 @@ fn diary_with_visits(n: usize, seed: u64) -> (DocumentId, DiaryDocument) {
 #[test]
 fn handshake_must_come_first_and_versions_must_match() {
     let mut server = ServerConnection::new("s");
-    let sync = Message::Sync { document_id: doc_id(), sender_id: "c".into(), target_id: "s".into(), data: vec![] };
+    let sync = Message::Sync {
+        document_id: doc_id(),
+        sender_id: "c".into(),
+        target_id: "s".into(),
+        data: vec![],
+    };
     let allow = |_: &DocumentId| Access::ReadWrite;
-    assert!(matches!(server.handle(sync, &allow), Err(ProtocolError::Unexpected { .. })));
-    let join = Message::Join { sender_id: "c".into(), supported_protocol_versions: vec!["2".into()], metadata: None };
-    assert!(matches!(ServerConnection::new("s").handle(join, &allow), Err(ProtocolError::Version { .. })));
+    assert!(matches!(
+        server.handle(sync, &allow),
+        Err(ProtocolError::Unexpected { .. })
+    ));
+    let join = Message::Join {
+        sender_id: "c".into(),
+        supported_protocol_versions: vec!["2".into()],
+        metadata: None,
+    };
+    assert!(matches!(
+        ServerConnection::new("s").handle(join, &allow),
+        Err(ProtocolError::Version { .. })
+    ));
 
     let (mut client, _join) = ClientConnection::new("c", None);
     let mut docs = BTreeMap::new();
-    let early = Message::DocUnavailable { document_id: doc_id(), sender_id: "s".into(), target_id: "c".into() };
-    assert!(matches!(client.handle(early, &mut docs), Err(ProtocolError::Unexpected { .. })));
+    let early = Message::DocUnavailable {
+        document_id: doc_id(),
+        sender_id: "s".into(),
+        target_id: "c".into(),
+    };
+    assert!(matches!(
+        client.handle(early, &mut docs),
+        Err(ProtocolError::Unexpected { .. })
+    ));
 }
 
 #[test]
@@ -304,7 +484,13 @@ fn a_denied_document_answers_exactly_like_a_missing_one() {
     let missing = DocumentId::from_bytes([99; 16]);
     let mut net = Network::new(2);
     let owner = net.add_client("owner", |_| Access::ReadWrite);
-    let other = net.add_client("other", move |d| if *d == id { Access::None } else { Access::ReadWrite });
+    let other = net.add_client("other", move |d| {
+        if *d == id {
+            Access::None
+        } else {
+            Access::ReadWrite
+        }
+    });
     net.clients[owner].docs.insert(id, d.into_automerge());
     net.connect(owner);
     net.run_until_quiescent(100).expect("quiescent");
@@ -314,16 +500,31 @@ fn a_denied_document_answers_exactly_like_a_missing_one() {
     net.connect(other);
     net.run_until_quiescent(100).expect("quiescent");
     assert!(net.client_is_synced(other), "both answered");
-    assert!(net.clients[other].docs.get(&id).is_none_or(|d| d.get_heads().is_empty()));
+    assert!(
+        net.clients[other]
+            .docs
+            .get(&id)
+            .is_none_or(|d| d.get_heads().is_empty())
+    );
 
     // Byte for byte the same answer, but for the id.
     let allow_none = |_: &DocumentId| Access::None;
     let allow_all = |_: &DocumentId| Access::ReadWrite;
     let mut answers = Vec::new();
-    for (doc, policy) in [(id, &allow_none as &dyn Fn(&DocumentId) -> Access), (missing, &allow_all)] {
+    for (doc, policy) in [
+        (id, &allow_none as &dyn Fn(&DocumentId) -> Access),
+        (missing, &allow_all),
+    ] {
         let mut s = ServerConnection::new("s");
-        s.handle(Message::Join { sender_id: "c".into(), supported_protocol_versions: vec!["1".into()], metadata: None }, &policy)
-            .expect("join");
+        s.handle(
+            Message::Join {
+                sender_id: "c".into(),
+                supported_protocol_versions: vec!["1".into()],
+                metadata: None,
+            },
+            &policy,
+        )
+        .expect("join");
         let empty = Automerge::new();
         let (mut c, _) = ClientConnection::new("c", None);
         c.add_document(doc);
@@ -333,22 +534,42 @@ fn a_denied_document_answers_exactly_like_a_missing_one() {
             target_id: "s".into(),
             data: {
                 use automerge::sync::SyncDoc;
-                empty.generate_sync_message(&mut automerge::sync::State::new()).expect("msg").encode()
+                empty
+                    .generate_sync_message(&mut automerge::sync::State::new())
+                    .expect("msg")
+                    .encode()
             },
         };
         let reply = match s.handle(req, &policy).expect("handled") {
             ServerStep::Reply(r) => r,
-            ServerStep::Sync { document_id, message, is_request, .. } => {
+            ServerStep::Sync {
+                document_id,
+                message,
+                is_request,
+                ..
+            } => {
                 let mut server_doc = Automerge::new();
-                s.apply(&document_id, &mut server_doc, *message).expect("apply");
-                s.reply(&document_id, &server_doc, is_request).into_iter().collect()
+                s.apply(&document_id, &mut server_doc, *message)
+                    .expect("apply");
+                s.reply(&document_id, &server_doc, is_request)
+                    .into_iter()
+                    .collect()
             }
             ServerStep::Close => vec![],
         };
-        answers.push(reply.into_iter().map(|m| match m {
-            Message::DocUnavailable { sender_id, target_id, .. } => format!("unavailable {sender_id}->{target_id}"),
-            other => format!("{other:?}"),
-        }).collect::<Vec<_>>());
+        answers.push(
+            reply
+                .into_iter()
+                .map(|m| match m {
+                    Message::DocUnavailable {
+                        sender_id,
+                        target_id,
+                        ..
+                    } => format!("unavailable {sender_id}->{target_id}"),
+                    other => format!("{other:?}"),
+                })
+                .collect::<Vec<_>>(),
+        );
     }
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0], vec!["unavailable s->c".to_owned()]);
@@ -368,17 +589,30 @@ fn a_read_only_peer_receives_but_cannot_write() {
     net.connect(supervisor);
     net.run_until_quiescent(100).expect("quiescent");
     let copy = net.clients[supervisor].docs[&id].clone();
-    assert_eq!(copy.get_heads(), net.server.docs[&id].get_heads(), "supervisor reads the diary");
+    assert_eq!(
+        copy.get_heads(),
+        net.server.docs[&id].get_heads(),
+        "supervisor reads the diary"
+    );
 
     // The supervisor edits its copy and syncs: the server does not take it.
-    let mut edited = DiaryDocument::from_automerge(copy.with_actor(ActorId::from([7u8; 16]))).expect("open");
+    let mut edited =
+        DiaryDocument::from_automerge(copy.with_actor(ActorId::from([7u8; 16]))).expect("open");
     let mut r = ChaCha8Rng::seed_from_u64(5);
-    edited.add_visit(&Edit::new("sup", NOW), &fixtures::visit(&mut r, NOW, "sup")).expect("edit");
-    net.clients[supervisor].docs.insert(id, edited.into_automerge());
+    edited
+        .add_visit(&Edit::new("sup", NOW), &fixtures::visit(&mut r, NOW, "sup"))
+        .expect("edit");
+    net.clients[supervisor]
+        .docs
+        .insert(id, edited.into_automerge());
     let before = net.server.docs[&id].get_heads();
     net.connect(supervisor);
     let _ = net.run_until_quiescent(100);
-    assert_eq!(net.server.docs[&id].get_heads(), before, "read-only changes not applied");
+    assert_eq!(
+        net.server.docs[&id].get_heads(),
+        before,
+        "read-only changes not applied"
+    );
 }
 
 #[test]
@@ -398,5 +632,8 @@ fn a_malformed_frame_closes_only_that_connection() {
     assert_eq!(net.server.errors.len(), 1);
     assert!(matches!(net.server.errors[0], ProtocolError::Malformed(_)));
     assert!(net.client_is_synced(good));
-    assert_eq!(net.server.docs[&id_a].get_heads(), net.clients[good].docs[&id_a].get_heads());
+    assert_eq!(
+        net.server.docs[&id_a].get_heads(),
+        net.clients[good].docs[&id_a].get_heads()
+    );
 }

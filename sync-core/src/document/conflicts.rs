@@ -49,7 +49,9 @@ impl ConflictValue {
             Value::Scalar(s) => match s.as_ref() {
                 ScalarValue::Str(s) => Self::Text(s.to_string()),
                 ScalarValue::Int(i) | ScalarValue::Timestamp(i) => Self::Int(*i),
-                ScalarValue::Uint(u) => i64::try_from(*u).map_or_else(|_| Self::Other(u.to_string()), Self::Int),
+                ScalarValue::Uint(u) => {
+                    i64::try_from(*u).map_or_else(|_| Self::Other(u.to_string()), Self::Int)
+                }
                 ScalarValue::F64(f) => Self::Float(*f),
                 ScalarValue::Boolean(b) => Self::Bool(*b),
                 ScalarValue::Null => Self::Null,
@@ -66,7 +68,13 @@ pub(crate) fn find(doc: &Automerge) -> Vec<Conflict> {
     out
 }
 
-fn walk(doc: &Automerge, obj: &ObjId, path: &mut Vec<String>, depth: usize, out: &mut Vec<Conflict>) {
+fn walk(
+    doc: &Automerge,
+    obj: &ObjId,
+    path: &mut Vec<String>,
+    depth: usize,
+    out: &mut Vec<Conflict>,
+) {
     if depth > MAX_DEPTH {
         return;
     }
@@ -107,14 +115,25 @@ fn walk(doc: &Automerge, obj: &ObjId, path: &mut Vec<String>, depth: usize, out:
 
 /// Re-writes the chosen value so it supersedes the concurrent ones. Only
 /// scalar and text values can be chosen; the conflict must still be there.
-pub(crate) fn settle(doc: &mut Automerge, edit: &Edit, conflict: &Conflict, choose: usize) -> Result<(), DocumentError> {
+pub(crate) fn settle(
+    doc: &mut Automerge,
+    edit: &Edit,
+    conflict: &Conflict,
+    choose: usize,
+) -> Result<(), DocumentError> {
     let current = find(doc);
     let still = current
         .iter()
         .find(|c| c.path == conflict.path)
         .ok_or(DocumentError::NoSuchConflict)?;
-    let chosen = still.values.get(choose).cloned().ok_or(DocumentError::NoSuchConflict)?;
-    let (parent_path, key) = conflict.path.split_at(conflict.path.len().saturating_sub(1));
+    let chosen = still
+        .values
+        .get(choose)
+        .cloned()
+        .ok_or(DocumentError::NoSuchConflict)?;
+    let (parent_path, key) = conflict
+        .path
+        .split_at(conflict.path.len().saturating_sub(1));
     let key = key.first().ok_or(DocumentError::NoSuchConflict)?.clone();
     let mut obj = automerge::ROOT;
     for segment in parent_path {
@@ -127,7 +146,10 @@ pub(crate) fn settle(doc: &mut Automerge, edit: &Edit, conflict: &Conflict, choo
         match chosen {
             ConflictValue::Text(s) => {
                 // A text object is replaced by a fresh one holding the chosen content.
-                if matches!(tx.get(&obj, key.as_str())?, Some((Value::Object(ObjType::Text), _))) {
+                if matches!(
+                    tx.get(&obj, key.as_str())?,
+                    Some((Value::Object(ObjType::Text), _))
+                ) {
                     let t = tx.put_object(&obj, key.as_str(), ObjType::Text)?;
                     tx.splice_text(&t, 0, 0, &s)?;
                 } else {
@@ -138,7 +160,9 @@ pub(crate) fn settle(doc: &mut Automerge, edit: &Edit, conflict: &Conflict, choo
             ConflictValue::Float(f) => tx.put(&obj, key.as_str(), f)?,
             ConflictValue::Bool(b) => tx.put(&obj, key.as_str(), b)?,
             ConflictValue::Null => tx.put(&obj, key.as_str(), ScalarValue::Null)?,
-            ConflictValue::Object | ConflictValue::Other(_) => return Err(DocumentError::NoSuchConflict),
+            ConflictValue::Object | ConflictValue::Other(_) => {
+                return Err(DocumentError::NoSuchConflict);
+            }
         }
         Ok(())
     })

@@ -52,7 +52,12 @@ impl ContactsDocument {
 
     /// Wraps an automerge document, checking its kind and migrating it forward.
     pub fn from_automerge(mut doc: Automerge) -> Result<Self, DocumentError> {
-        schema::open(&mut doc, DocumentKind::Contacts, MIGRATIONS, schema::CURRENT_SCHEMA)?;
+        schema::open(
+            &mut doc,
+            DocumentKind::Contacts,
+            MIGRATIONS,
+            schema::CURRENT_SCHEMA,
+        )?;
         Ok(Self { doc })
     }
 
@@ -102,7 +107,10 @@ impl ContactsDocument {
             };
             let key = c.id.to_string();
             if tx.get(&cards, key.as_str())?.is_some() {
-                return Err(DocumentError::Duplicate { record: CARD, id: c.id });
+                return Err(DocumentError::Duplicate {
+                    record: CARD,
+                    id: c.id,
+                });
             }
             let o = tx.put_object(&cards, key.as_str(), ObjType::Map)?;
             put_str(tx, &o, "resident", &c.resident)?;
@@ -120,7 +128,12 @@ impl ContactsDocument {
     }
 
     /// Changes a card.
-    pub fn update_card(&mut self, edit: &Edit, id: RecordId, u: &ServiceCardUpdate) -> Result<(), DocumentError> {
+    pub fn update_card(
+        &mut self,
+        edit: &Edit,
+        id: RecordId,
+        u: &ServiceCardUpdate,
+    ) -> Result<(), DocumentError> {
         u.validate()?;
         let o = self.card_obj(id)?;
         commit(&mut self.doc, edit, "update service card", |tx| {
@@ -147,7 +160,13 @@ impl ContactsDocument {
     }
 
     /// Appends a follow-up with the card holder.
-    pub fn add_follow_up(&mut self, edit: &Edit, card: RecordId, id: RecordId, note: &str) -> Result<(), DocumentError> {
+    pub fn add_follow_up(
+        &mut self,
+        edit: &Edit,
+        card: RecordId,
+        id: RecordId,
+        note: &str,
+    ) -> Result<(), DocumentError> {
         if note.trim().is_empty() {
             return Err(validation::ValidationError::Required { field: "note" }.into());
         }
@@ -170,7 +189,9 @@ impl ContactsDocument {
     /// Marks a card deleted.
     pub fn delete_card(&mut self, edit: &Edit, id: RecordId) -> Result<(), DocumentError> {
         let o = self.card_obj(id)?;
-        commit(&mut self.doc, edit, "delete service card", |tx| put_tombstone(tx, &o, edit))
+        commit(&mut self.doc, edit, "delete service card", |tx| {
+            put_tombstone(tx, &o, edit)
+        })
     }
 
     /// One card, deleted or not.
@@ -182,7 +203,11 @@ impl ContactsDocument {
 
     /// Live cards, in the order they were handed over.
     pub fn cards(&self) -> Vec<ServiceCard> {
-        let mut v: Vec<ServiceCard> = self.all_cards().into_iter().filter(|c| c.deleted.is_none()).collect();
+        let mut v: Vec<ServiceCard> = self
+            .all_cards()
+            .into_iter()
+            .filter(|c| c.deleted.is_none())
+            .collect();
         v.sort_by_key(|c| (c.handed_over_at, c.id));
         v
     }
@@ -209,12 +234,21 @@ impl ContactsDocument {
     }
 
     /// Settles a conflict by writing value `choose` again.
-    pub fn settle_conflict(&mut self, edit: &Edit, conflict: &Conflict, choose: usize) -> Result<(), DocumentError> {
+    pub fn settle_conflict(
+        &mut self,
+        edit: &Edit,
+        conflict: &Conflict,
+        choose: usize,
+    ) -> Result<(), DocumentError> {
         conflicts::settle(&mut self.doc, edit, conflict, choose)
     }
 }
 
-fn write_pairing(tx: &mut Transaction<'_>, o: &ObjId, p: Option<Pairing>) -> Result<(), DocumentError> {
+fn write_pairing(
+    tx: &mut Transaction<'_>,
+    o: &ObjId,
+    p: Option<Pairing>,
+) -> Result<(), DocumentError> {
     match p {
         Some(p) => {
             put_str(tx, o, "pairing_role", p.role.as_str())?;

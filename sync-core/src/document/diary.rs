@@ -45,7 +45,12 @@ pub struct DiaryDocument {
 impl DiaryDocument {
     /// A new, empty diary for `owner` and `year`, written by the device with
     /// `actor` (a fresh random actor id per device and document).
-    pub fn create(owner: &str, year: i32, actor: ActorId, edit: &Edit) -> Result<Self, DocumentError> {
+    pub fn create(
+        owner: &str,
+        year: i32,
+        actor: ActorId,
+        edit: &Edit,
+    ) -> Result<Self, DocumentError> {
         crate::validation::required("owner", owner)?;
         let mut doc = Automerge::new().with_actor(actor);
         commit(&mut doc, edit, "create diary", |tx| {
@@ -118,7 +123,12 @@ impl DiaryDocument {
         }
     }
 
-    fn record_obj(&self, key: &str, record: &'static str, id: RecordId) -> Result<ObjId, DocumentError> {
+    fn record_obj(
+        &self,
+        key: &str,
+        record: &'static str,
+        id: RecordId,
+    ) -> Result<ObjId, DocumentError> {
         let map = get_object(&self.doc, &ROOT, key, ObjType::Map)
             .ok_or(DocumentError::NotFound { record, id })?;
         let obj = get_object(&self.doc, &map, &id.to_string(), ObjType::Map)
@@ -138,7 +148,10 @@ impl DiaryDocument {
             let visits = Self::records(tx, "visits")?;
             let key = v.id.to_string();
             if tx.get(&visits, key.as_str())?.is_some() {
-                return Err(DocumentError::Duplicate { record: VISIT, id: v.id });
+                return Err(DocumentError::Duplicate {
+                    record: VISIT,
+                    id: v.id,
+                });
             }
             let o = tx.put_object(&visits, key.as_str(), ObjType::Map)?;
             put_str(tx, &o, "kind", v.kind.as_str())?;
@@ -146,7 +159,13 @@ impl DiaryDocument {
             put_str(tx, &o, "place", &v.place)?;
             write_subject(tx, &o, &v.subject)?;
             update_set(tx, &o, "tags", v.tags.iter().map(String::as_str), [])?;
-            update_set(tx, &o, "participants", v.participants.iter().map(String::as_str), [])?;
+            update_set(
+                tx,
+                &o,
+                "participants",
+                v.participants.iter().map(String::as_str),
+                [],
+            )?;
             let answers = tx.put_object(&o, "answers", ObjType::Map)?;
             for (field, text) in SixQuestions::FIELDS.iter().zip(v.answers.as_array()) {
                 put_text(tx, &answers, field, text)?;
@@ -154,7 +173,12 @@ impl DiaryDocument {
             put_text(tx, &o, "notes", &v.notes)?;
             write_location(tx, &o, v.location)?;
             write_aid(tx, &o, &v.aid)?;
-            append_strings(tx, &o, "resolved_on_spot", v.resolved_on_spot.iter().map(String::as_str))?;
+            append_strings(
+                tx,
+                &o,
+                "resolved_on_spot",
+                v.resolved_on_spot.iter().map(String::as_str),
+            )?;
             tx.put_object(&o, "petition_ids", ObjType::Map)?;
             tx.put_object(&o, "card_ids", ObjType::Map)?;
             put_time(tx, &o, "created_at", edit.at)?;
@@ -164,7 +188,12 @@ impl DiaryDocument {
     }
 
     /// Changes a visit; text fields merge with concurrent edits.
-    pub fn update_visit(&mut self, edit: &Edit, id: RecordId, u: &VisitUpdate) -> Result<(), DocumentError> {
+    pub fn update_visit(
+        &mut self,
+        edit: &Edit,
+        id: RecordId,
+        u: &VisitUpdate,
+    ) -> Result<(), DocumentError> {
         u.validate()?;
         let o = self.record_obj("visits", VISIT, id)?;
         commit(&mut self.doc, edit, "update visit", |tx| {
@@ -213,7 +242,12 @@ impl DiaryDocument {
                 write_aid(tx, &o, a)?;
             }
             if !u.add_resolved_on_spot.is_empty() {
-                append_strings(tx, &o, "resolved_on_spot", u.add_resolved_on_spot.iter().map(String::as_str))?;
+                append_strings(
+                    tx,
+                    &o,
+                    "resolved_on_spot",
+                    u.add_resolved_on_spot.iter().map(String::as_str),
+                )?;
             }
             let cards: Vec<String> = u.link_cards.iter().map(RecordId::to_string).collect();
             update_set(tx, &o, "card_ids", cards.iter().map(String::as_str), [])?;
@@ -224,7 +258,9 @@ impl DiaryDocument {
     /// Marks a visit deleted (a tombstone; its petitions stay in the ledger).
     pub fn delete_visit(&mut self, edit: &Edit, id: RecordId) -> Result<(), DocumentError> {
         let o = self.record_obj("visits", VISIT, id)?;
-        commit(&mut self.doc, edit, "delete visit", |tx| put_tombstone(tx, &o, edit))
+        commit(&mut self.doc, edit, "delete visit", |tx| {
+            put_tombstone(tx, &o, edit)
+        })
     }
 
     /// One visit, deleted or not.
@@ -236,7 +272,11 @@ impl DiaryDocument {
 
     /// Live visits, oldest first.
     pub fn visits(&self) -> Vec<Visit> {
-        let mut v: Vec<Visit> = self.all_visits().into_iter().filter(|v| v.deleted.is_none()).collect();
+        let mut v: Vec<Visit> = self
+            .all_visits()
+            .into_iter()
+            .filter(|v| v.deleted.is_none())
+            .collect();
         v.sort_by_key(|v| (v.at, v.id));
         v
     }
@@ -250,7 +290,11 @@ impl DiaryDocument {
 
     /// Records a petition raised in a visit (or at a duty-day reception);
     /// the recorder is responsible unless `responsible` says otherwise.
-    pub fn add_petition(&mut self, edit: &Edit, p: &NewPetition) -> Result<RecordId, DocumentError> {
+    pub fn add_petition(
+        &mut self,
+        edit: &Edit,
+        p: &NewPetition,
+    ) -> Result<RecordId, DocumentError> {
         p.validate(edit.at)?;
         let visit_obj = match p.visit_id {
             Some(v) => Some(self.record_obj("visits", VISIT, v)?),
@@ -260,7 +304,10 @@ impl DiaryDocument {
             let petitions = Self::records(tx, "petitions")?;
             let key = p.id.to_string();
             if tx.get(&petitions, key.as_str())?.is_some() {
-                return Err(DocumentError::Duplicate { record: PETITION, id: p.id });
+                return Err(DocumentError::Duplicate {
+                    record: PETITION,
+                    id: p.id,
+                });
             }
             let o = tx.put_object(&petitions, key.as_str(), ObjType::Map)?;
             if let Some(v) = p.visit_id {
@@ -286,7 +333,12 @@ impl DiaryDocument {
     }
 
     /// Changes a petition's applicant, matter or category.
-    pub fn update_petition(&mut self, edit: &Edit, id: RecordId, u: &PetitionUpdate) -> Result<(), DocumentError> {
+    pub fn update_petition(
+        &mut self,
+        edit: &Edit,
+        id: RecordId,
+        u: &PetitionUpdate,
+    ) -> Result<(), DocumentError> {
         u.validate()?;
         let o = self.record_obj("petitions", PETITION, id)?;
         commit(&mut self.doc, edit, "update petition", |tx| {
@@ -312,27 +364,38 @@ impl DiaryDocument {
         event_id: RecordId,
         kind: &PetitionEventKind,
     ) -> Result<(), DocumentError> {
-        let current = self
-            .petition(petition_id)
-            .ok_or(DocumentError::NotFound { record: PETITION, id: petition_id })?;
+        let current = self.petition(petition_id).ok_or(DocumentError::NotFound {
+            record: PETITION,
+            id: petition_id,
+        })?;
         if current.deleted.is_some() {
-            return Err(DocumentError::Deleted { record: PETITION, id: petition_id });
+            return Err(DocumentError::Deleted {
+                record: PETITION,
+                id: petition_id,
+            });
         }
         petition::check_event(&current, kind)?;
         let o = self.record_obj("petitions", PETITION, petition_id)?;
-        commit(&mut self.doc, edit, &format!("petition {}", kind.type_name()), |tx| {
-            let events = match get_object(tx, &o, "events", ObjType::List) {
-                Some(l) => l,
-                None => tx.put_object(&o, "events", ObjType::List)?,
-            };
-            write_event(tx, &events, event_id, edit, kind)
-        })
+        commit(
+            &mut self.doc,
+            edit,
+            &format!("petition {}", kind.type_name()),
+            |tx| {
+                let events = match get_object(tx, &o, "events", ObjType::List) {
+                    Some(l) => l,
+                    None => tx.put_object(&o, "events", ObjType::List)?,
+                };
+                write_event(tx, &events, event_id, edit, kind)
+            },
+        )
     }
 
     /// Marks a petition deleted (an entry made by mistake).
     pub fn delete_petition(&mut self, edit: &Edit, id: RecordId) -> Result<(), DocumentError> {
         let o = self.record_obj("petitions", PETITION, id)?;
-        commit(&mut self.doc, edit, "delete petition", |tx| put_tombstone(tx, &o, edit))
+        commit(&mut self.doc, edit, "delete petition", |tx| {
+            put_tombstone(tx, &o, edit)
+        })
     }
 
     /// One petition, deleted or not.
@@ -401,7 +464,12 @@ impl DiaryDocument {
 
     /// Settles a conflict by writing value `choose` of it again, which
     /// supersedes every concurrent value.
-    pub fn settle_conflict(&mut self, edit: &Edit, conflict: &Conflict, choose: usize) -> Result<(), DocumentError> {
+    pub fn settle_conflict(
+        &mut self,
+        edit: &Edit,
+        conflict: &Conflict,
+        choose: usize,
+    ) -> Result<(), DocumentError> {
         conflicts::settle(&mut self.doc, edit, conflict, choose)
     }
 }
@@ -412,7 +480,11 @@ fn write_subject(tx: &mut Transaction<'_>, o: &ObjId, s: &Subject) -> Result<(),
     put_opt_str(tx, o, "subject_address", s.address.as_deref())
 }
 
-fn write_location(tx: &mut Transaction<'_>, o: &ObjId, loc: Option<GeoPoint>) -> Result<(), DocumentError> {
+fn write_location(
+    tx: &mut Transaction<'_>,
+    o: &ObjId,
+    loc: Option<GeoPoint>,
+) -> Result<(), DocumentError> {
     match loc {
         Some(p) => {
             tx.put(o, "lat", p.lat)?;
@@ -434,7 +506,11 @@ fn write_aid(tx: &mut Transaction<'_>, o: &ObjId, a: &Aid) -> Result<(), Documen
     put_str(tx, o, "aid_goods", &a.goods)
 }
 
-fn write_applicant(tx: &mut Transaction<'_>, o: &ObjId, a: &Applicant) -> Result<(), DocumentError> {
+fn write_applicant(
+    tx: &mut Transaction<'_>,
+    o: &ObjId,
+    a: &Applicant,
+) -> Result<(), DocumentError> {
     put_str(tx, o, "applicant_name", &a.name)?;
     put_opt_str(tx, o, "applicant_phone", a.phone.as_deref())?;
     put_opt_str(tx, o, "applicant_address", a.address.as_deref())
@@ -454,7 +530,11 @@ fn write_event(
     put_str(tx, &e, "by", &edit.author)?;
     put_str(tx, &e, "type", kind.type_name())?;
     match kind {
-        PetitionEventKind::Created { responsible, level, deadline } => {
+        PetitionEventKind::Created {
+            responsible,
+            level,
+            deadline,
+        } => {
             put_str(tx, &e, "responsible", responsible)?;
             put_str(tx, &e, "level", level.as_str())?;
             if let Some(d) = deadline {
@@ -462,12 +542,16 @@ fn write_event(
             }
         }
         PetitionEventKind::Assigned { to } => put_str(tx, &e, "to", to)?,
-        PetitionEventKind::DeadlineSet { deadline } => put_str(tx, &e, "deadline", &format_date(*deadline))?,
+        PetitionEventKind::DeadlineSet { deadline } => {
+            put_str(tx, &e, "deadline", &format_date(*deadline))?
+        }
         PetitionEventKind::Escalated { to, note } => {
             put_str(tx, &e, "to", to.as_str())?;
             put_str(tx, &e, "note", note)?;
         }
-        PetitionEventKind::Rated { satisfaction } => put_str(tx, &e, "satisfaction", satisfaction.as_str())?,
+        PetitionEventKind::Rated { satisfaction } => {
+            put_str(tx, &e, "satisfaction", satisfaction.as_str())?
+        }
         PetitionEventKind::Reopened { reason } => put_str(tx, &e, "reason", reason)?,
         PetitionEventKind::ProgressNoted { note }
         | PetitionEventKind::Supervised { note }
@@ -487,7 +571,9 @@ fn read_visit(doc: &Automerge, id: RecordId, o: &ObjId) -> Result<Visit, String>
     let kind: VisitKind = parse_enum(doc, o, "kind")?;
     let at = get_time(doc, o, "at").ok_or("missing at")?;
     let answers = match get_object(doc, o, "answers", ObjType::Map) {
-        Some(a) => SixQuestions::from_array(SixQuestions::FIELDS.map(|f| get_string(doc, &a, f).unwrap_or_default())),
+        Some(a) => SixQuestions::from_array(
+            SixQuestions::FIELDS.map(|f| get_string(doc, &a, f).unwrap_or_default()),
+        ),
         None => SixQuestions::default(),
     };
     let location = match (get_f64(doc, o, "lat"), get_f64(doc, o, "lon")) {
@@ -552,10 +638,17 @@ fn read_event(doc: &Automerge, e: &ObjId) -> Result<PetitionEvent, String> {
             satisfaction: parse_enum::<Satisfaction>(doc, e, "satisfaction")?,
         },
         "closed" => PetitionEventKind::Closed { note: s("note") },
-        "reopened" => PetitionEventKind::Reopened { reason: s("reason") },
+        "reopened" => PetitionEventKind::Reopened {
+            reason: s("reason"),
+        },
         other => return Err(format!("unknown event type {other:?}")),
     };
-    Ok(PetitionEvent { id, at, by: s("by"), kind })
+    Ok(PetitionEvent {
+        id,
+        at,
+        by: s("by"),
+        kind,
+    })
 }
 
 fn read_petition(doc: &Automerge, id: RecordId, o: &ObjId) -> Result<Petition, String> {
@@ -565,7 +658,12 @@ fn read_petition(doc: &Automerge, id: RecordId, o: &ObjId) -> Result<Petition, S
     // An unreadable event is left out of the derived state but stays in the
     // document; `unreadable()` is about whole records.
     let mut events: Vec<PetitionEvent> = get_object(doc, o, "events", ObjType::List)
-        .map(|l| list_maps(doc, &l).iter().filter_map(|e| read_event(doc, e).ok()).collect())
+        .map(|l| {
+            list_maps(doc, &l)
+                .iter()
+                .filter_map(|e| read_event(doc, e).ok())
+                .collect()
+        })
         .unwrap_or_default();
     events.sort_by_key(|e| (e.at, e.id));
     let state = PetitionState::derive(&created_by, &events);

@@ -7,10 +7,10 @@ use crate::{RecordId, ValidationError};
 pub enum DocumentError {
     /// The bytes are not an automerge document (a corrupt or truncated file).
     #[error("not a readable automerge document")]
-    Load(#[source] automerge::AutomergeError),
+    Load(#[source] Box<automerge::AutomergeError>),
     /// automerge refused an operation.
     #[error("automerge error")]
-    Automerge(#[from] automerge::AutomergeError),
+    Automerge(#[source] Box<automerge::AutomergeError>),
     /// The document has no `schema`/`kind`: it was not written by this system.
     #[error("document has no schema version or kind; it was not written by this system")]
     NotOurs,
@@ -23,7 +23,9 @@ pub enum DocumentError {
         found: String,
     },
     /// The document was written by a newer version of the app.
-    #[error("document has schema version {found}, newer than the {supported} this version understands; update the app")]
+    #[error(
+        "document has schema version {found}, newer than the {supported} this version understands; update the app"
+    )]
     NewerSchema {
         /// The document's schema version.
         found: i64,
@@ -37,7 +39,7 @@ pub enum DocumentError {
         from: i64,
         /// The cause.
         #[source]
-        source: automerge::AutomergeError,
+        source: Box<automerge::AutomergeError>,
     },
     /// The edit is not valid.
     #[error(transparent)]
@@ -69,4 +71,11 @@ pub enum DocumentError {
     /// A conflict that is no longer there (settled meanwhile) or a value index out of range.
     #[error("no such conflict to settle")]
     NoSuchConflict,
+}
+
+impl From<automerge::AutomergeError> for DocumentError {
+    fn from(e: automerge::AutomergeError) -> Self {
+        // Boxed: automerge's error is large and documents return results often.
+        Self::Automerge(Box::new(e))
+    }
 }

@@ -65,7 +65,12 @@ pub(crate) fn get_date<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str) -> Option<ti
     get_string(doc, obj, key).and_then(|s| crate::timestamp::parse_date(&s))
 }
 
-pub(crate) fn get_object<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str, ty: ObjType) -> Option<ObjId> {
+pub(crate) fn get_object<R: ReadDoc>(
+    doc: &R,
+    obj: &ObjId,
+    key: &str,
+    ty: ObjType,
+) -> Option<ObjId> {
     match doc.get(obj, key).ok()?? {
         (Value::Object(t), id) if t == ty => Some(id),
         _ => None,
@@ -120,7 +125,12 @@ pub(crate) fn map_entries<R: ReadDoc>(doc: &R, map: &ObjId) -> Vec<(String, ObjI
         .collect()
 }
 
-pub(crate) fn put_str(tx: &mut Transaction<'_>, obj: &ObjId, key: &str, v: &str) -> Result<(), DocumentError> {
+pub(crate) fn put_str(
+    tx: &mut Transaction<'_>,
+    obj: &ObjId,
+    key: &str,
+    v: &str,
+) -> Result<(), DocumentError> {
     Ok(tx.put(obj, key, v)?)
 }
 
@@ -141,17 +151,32 @@ pub(crate) fn put_opt_str(
     }
 }
 
-pub(crate) fn put_i64(tx: &mut Transaction<'_>, obj: &ObjId, key: &str, v: i64) -> Result<(), DocumentError> {
+pub(crate) fn put_i64(
+    tx: &mut Transaction<'_>,
+    obj: &ObjId,
+    key: &str,
+    v: i64,
+) -> Result<(), DocumentError> {
     Ok(tx.put(obj, key, v)?)
 }
 
-pub(crate) fn put_time(tx: &mut Transaction<'_>, obj: &ObjId, key: &str, v: Timestamp) -> Result<(), DocumentError> {
+pub(crate) fn put_time(
+    tx: &mut Transaction<'_>,
+    obj: &ObjId,
+    key: &str,
+    v: Timestamp,
+) -> Result<(), DocumentError> {
     put_i64(tx, obj, key, v.millis())
 }
 
 /// Writes free text so that concurrent edits merge: an existing text object is
 /// updated with a minimal diff, otherwise a new one is created.
-pub(crate) fn put_text(tx: &mut Transaction<'_>, obj: &ObjId, key: &str, v: &str) -> Result<(), DocumentError> {
+pub(crate) fn put_text(
+    tx: &mut Transaction<'_>,
+    obj: &ObjId,
+    key: &str,
+    v: &str,
+) -> Result<(), DocumentError> {
     if let Some(text) = get_object(tx, obj, key, ObjType::Text) {
         if tx.text(&text)? != v {
             tx.update_text(&text, v)?;
@@ -205,7 +230,11 @@ pub(crate) fn append_strings<'a>(
 }
 
 /// Marks a record deleted.
-pub(crate) fn put_tombstone(tx: &mut Transaction<'_>, obj: &ObjId, edit: &crate::Edit) -> Result<(), DocumentError> {
+pub(crate) fn put_tombstone(
+    tx: &mut Transaction<'_>,
+    obj: &ObjId,
+    edit: &crate::Edit,
+) -> Result<(), DocumentError> {
     put_time(tx, obj, "deleted_at", edit.at)?;
     put_str(tx, obj, "deleted_by", &edit.author)
 }

@@ -87,18 +87,29 @@ pub(crate) fn open(
     }
     let mut schema = meta.schema;
     while schema < target {
-        let Some(step) = usize::try_from(schema - 1).ok().and_then(|i| migrations.get(i)) else {
+        let Some(step) = usize::try_from(schema - 1)
+            .ok()
+            .and_then(|i| migrations.get(i))
+        else {
             break;
         };
         let next = schema + 1;
         // Migration changes have no user author and a fixed time: they carry
         // no user data, and a fixed time keeps history free of device clocks.
         let edit = Edit::new("schema-migration", Timestamp(0));
-        commit(doc, &edit, &format!("migrate schema {schema} to {next}"), |tx| {
-            step(tx).map_err(|source| DocumentError::Migration { from: schema, source })?;
-            automerge::transaction::Transactable::put(tx, ROOT, "schema", next)?;
-            Ok(())
-        })?;
+        commit(
+            doc,
+            &edit,
+            &format!("migrate schema {schema} to {next}"),
+            |tx| {
+                step(tx).map_err(|source| DocumentError::Migration {
+                    from: schema,
+                    source: Box::new(source),
+                })?;
+                automerge::transaction::Transactable::put(tx, ROOT, "schema", next)?;
+                Ok(())
+            },
+        )?;
         schema = next;
     }
     read_meta_upto(doc, target)

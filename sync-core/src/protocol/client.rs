@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use automerge::Automerge;
 use automerge::sync::{self, SyncDoc};
 
+use super::ProtocolError;
 use super::doc_sync;
 use super::message::{Message, PROTOCOL_VERSION, PeerMetadata};
-use super::ProtocolError;
 use crate::DocumentId;
 
 /// Where a document stands on this connection.

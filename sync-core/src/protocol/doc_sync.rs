@@ -8,7 +8,10 @@ use super::ProtocolError;
 use crate::DocumentId;
 
 /// Decodes the automerge sync message carried in a `sync`/`request`.
-pub(crate) fn decode_sync(document: &DocumentId, data: &[u8]) -> Result<sync::Message, ProtocolError> {
+pub(crate) fn decode_sync(
+    document: &DocumentId,
+    data: &[u8],
+) -> Result<sync::Message, ProtocolError> {
     sync::Message::decode(data).map_err(|e| ProtocolError::Sync {
         document: document.to_string(),
         reason: e.to_string(),
@@ -29,7 +32,11 @@ pub(crate) fn receive(
             reason: e.to_string(),
         })?;
     // Only the changes that are not ancestors of the old heads: the new ones.
-    let added = if doc.get_heads() == before { 0 } else { doc.get_changes(&before).len() };
+    let added = if doc.get_heads() == before {
+        0
+    } else {
+        doc.get_changes(&before).len()
+    };
     Ok((before, added))
 }
 

@@ -160,7 +160,10 @@ impl Message {
     /// however malformed, gives an error value, never a panic.
     pub fn decode_with_limit(bytes: &[u8], limit: usize) -> Result<Self, ProtocolError> {
         if bytes.len() > limit {
-            return Err(ProtocolError::TooLarge { size: bytes.len(), limit });
+            return Err(ProtocolError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
         }
         let mut d = Decoder::new(bytes);
         let fields = Fields::read(&mut d)?;
@@ -219,7 +222,8 @@ fn encode_into(m: &Message, e: &mut Encoder<Vec<u8>>) -> EncodeResult {
             e.map(4 + u64::from(metadata.is_some()))?;
             e.str("type")?.str("peer")?;
             e.str("senderId")?.str(sender_id)?;
-            e.str("selectedProtocolVersion")?.str(selected_protocol_version)?;
+            e.str("selectedProtocolVersion")?
+                .str(selected_protocol_version)?;
             e.str("targetId")?.str(target_id)?;
             if let Some(md) = metadata {
                 encode_metadata(e, md)?;
@@ -340,7 +344,11 @@ fn for_each_entry(
         }
         let key = match d.datatype().map_err(cbor_err)? {
             Type::String => d.str().map_err(cbor_err)?.to_owned(),
-            other => return Err(malformed(format!("map key is a {other}, expected a string"))),
+            other => {
+                return Err(malformed(format!(
+                    "map key is a {other}, expected a string"
+                )));
+            }
         };
         f(d, &key)?;
         seen += 1;
@@ -353,7 +361,10 @@ fn read_bytes(d: &mut Decoder<'_>) -> Result<Vec<u8>, ProtocolError> {
     if d.datatype().map_err(cbor_err)? == Type::Tag {
         let tag = d.tag().map_err(cbor_err)?;
         if tag.as_u64() != 64 {
-            return Err(malformed(format!("unexpected tag {} on data", tag.as_u64())));
+            return Err(malformed(format!(
+                "unexpected tag {} on data",
+                tag.as_u64()
+            )));
         }
     }
     match d.datatype().map_err(cbor_err)? {
@@ -392,14 +403,20 @@ impl Fields {
             "count" => {
                 let n = match d.datatype().map_err(cbor_err)? {
                     Type::U8 | Type::U16 | Type::U32 | Type::U64 => d.u64().map_err(cbor_err)?,
-                    other => return Err(malformed(format!("count is a {other}, expected an unsigned integer"))),
+                    other => {
+                        return Err(malformed(format!(
+                            "count is a {other}, expected an unsigned integer"
+                        )));
+                    }
                 };
                 set(&mut f.count, key, n)
             }
             "supportedProtocolVersions" => {
                 let n = match d.datatype().map_err(cbor_err)? {
                     Type::Array | Type::ArrayIndef => d.array().map_err(cbor_err)?,
-                    other => return Err(malformed(format!("{key} is a {other}, expected an array"))),
+                    other => {
+                        return Err(malformed(format!("{key} is a {other}, expected an array")));
+                    }
                 };
                 let mut versions = Vec::new();
                 loop {
@@ -431,7 +448,9 @@ impl Fields {
                 for_each_entry(d, len, |d, k| {
                     match (k, d.datatype().map_err(cbor_err)?) {
                         ("storageId", Type::String) => md.storage_id = Some(read_str(d, k)?),
-                        ("isEphemeral", Type::Bool) => md.is_ephemeral = d.bool().map_err(cbor_err)?,
+                        ("isEphemeral", Type::Bool) => {
+                            md.is_ephemeral = d.bool().map_err(cbor_err)?
+                        }
                         _ => d.skip().map_err(cbor_err)?,
                     }
                     Ok(())
@@ -445,7 +464,9 @@ impl Fields {
     }
 
     fn into_message(self) -> Result<Message, ProtocolError> {
-        let type_name = self.type_name.ok_or_else(|| malformed("message has no type"))?;
+        let type_name = self
+            .type_name
+            .ok_or_else(|| malformed("message has no type"))?;
         let need = |v: Option<String>, key: &str| {
             v.ok_or_else(|| malformed(format!("{type_name} message has no {key}")))
         };
@@ -453,7 +474,9 @@ impl Fields {
             let s = v.ok_or_else(|| malformed(format!("{type_name} message has no documentId")))?;
             s.parse().map_err(|_| ProtocolError::DocumentId(s))
         };
-        let data = |v: Option<Vec<u8>>| v.ok_or_else(|| malformed(format!("{type_name} message has no data")));
+        let data = |v: Option<Vec<u8>>| {
+            v.ok_or_else(|| malformed(format!("{type_name} message has no data")))
+        };
         Ok(match type_name.as_str() {
             "join" => Message::Join {
                 sender_id: need(self.sender_id, "senderId")?,
@@ -477,9 +500,19 @@ impl Fields {
                 let target_id = need(self.target_id, "targetId")?;
                 let data = data(self.data)?;
                 if type_name == "request" {
-                    Message::Request { document_id, sender_id, target_id, data }
+                    Message::Request {
+                        document_id,
+                        sender_id,
+                        target_id,
+                        data,
+                    }
                 } else {
-                    Message::Sync { document_id, sender_id, target_id, data }
+                    Message::Sync {
+                        document_id,
+                        sender_id,
+                        target_id,
+                        data,
+                    }
                 }
             }
             "doc-unavailable" => Message::DocUnavailable {
@@ -491,7 +524,9 @@ impl Fields {
                 document_id: doc(self.document_id)?,
                 sender_id: need(self.sender_id, "senderId")?,
                 target_id: need(self.target_id, "targetId")?,
-                count: self.count.ok_or_else(|| malformed("ephemeral message has no count"))?,
+                count: self
+                    .count
+                    .ok_or_else(|| malformed("ephemeral message has no count"))?,
                 session_id: need(self.session_id, "sessionId")?,
                 data: data(self.data)?,
             },

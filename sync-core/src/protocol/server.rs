@@ -103,7 +103,11 @@ impl ServerConnection {
     }
 
     /// Handles one message from the client.
-    pub fn handle(&mut self, message: Message, policy: &dyn AccessPolicy) -> Result<ServerStep, ProtocolError> {
+    pub fn handle(
+        &mut self,
+        message: Message,
+        policy: &dyn AccessPolicy,
+    ) -> Result<ServerStep, ProtocolError> {
         let unexpected = |m: &Message, phase| ProtocolError::Unexpected {
             message: m.type_name().to_owned(),
             phase,
@@ -119,7 +123,10 @@ impl ServerConnection {
                     ..
                 },
             ) => {
-                if !supported_protocol_versions.iter().any(|v| v == PROTOCOL_VERSION) {
+                if !supported_protocol_versions
+                    .iter()
+                    .any(|v| v == PROTOCOL_VERSION)
+                {
                     return Err(ProtocolError::Version {
                         offered: supported_protocol_versions,
                     });
@@ -140,7 +147,12 @@ impl ServerConnection {
             }
             (Phase::Ready { .. }, m @ (Message::Sync { .. } | Message::Request { .. })) => {
                 let is_request = matches!(m, Message::Request { .. });
-                let (Message::Sync { document_id, data, .. } | Message::Request { document_id, data, .. }) = m
+                let (Message::Sync {
+                    document_id, data, ..
+                }
+                | Message::Request {
+                    document_id, data, ..
+                }) = m
                 else {
                     return Ok(ServerStep::Reply(vec![]));
                 };
@@ -192,7 +204,8 @@ impl ServerConnection {
             });
         };
         let refused_changes = d.access == Access::Read && !message.changes.is_empty();
-        let (heads_before, changes_added) = doc_sync::receive(document_id, doc, &mut d.state, message)?;
+        let (heads_before, changes_added) =
+            doc_sync::receive(document_id, doc, &mut d.state, message)?;
         Ok(SyncApplied {
             heads_before,
             changes_added,
@@ -203,7 +216,12 @@ impl ServerConnection {
     /// The answer to a sync message, to send once what it added is stored.
     /// A `request` for a document we have nothing of is answered
     /// `doc-unavailable`, exactly as for a document the peer may not access.
-    pub fn reply(&mut self, document_id: &DocumentId, doc: &Automerge, is_request: bool) -> Option<Message> {
+    pub fn reply(
+        &mut self,
+        document_id: &DocumentId,
+        doc: &Automerge,
+        is_request: bool,
+    ) -> Option<Message> {
         if is_request && doc.get_heads().is_empty() {
             self.docs.remove(document_id);
             return Some(self.unavailable(*document_id));

@@ -291,8 +291,10 @@ impl PetitionState {
     /// Whether the deadline has passed on `today` (China time) without the
     /// petition being resolved or closed.
     pub fn is_overdue(&self, today: time::Date) -> bool {
-        matches!(self.status, PetitionStatus::Open | PetitionStatus::InProgress)
-            && self.deadline.is_some_and(|d| d < today)
+        matches!(
+            self.status,
+            PetitionStatus::Open | PetitionStatus::InProgress
+        ) && self.deadline.is_some_and(|d| d < today)
     }
 }
 
@@ -358,7 +360,10 @@ pub(crate) fn check_matter(m: &str) -> Result<(), ValidationError> {
     validation::max_len("matter", m, MAX_LONG)
 }
 
-pub(crate) fn check_deadline(deadline: time::Date, created: Timestamp) -> Result<(), ValidationError> {
+pub(crate) fn check_deadline(
+    deadline: time::Date,
+    created: Timestamp,
+) -> Result<(), ValidationError> {
     let Some(created_day) = created.china_date() else {
         return Ok(());
     };
@@ -415,7 +420,9 @@ pub(crate) fn check_event(
     match kind {
         PetitionEventKind::Created { .. } => return Err(refuse("create again")),
         PetitionEventKind::Assigned { to } => validation::required("assignee", to)?,
-        PetitionEventKind::DeadlineSet { deadline } => check_deadline(*deadline, petition.created_at)?,
+        PetitionEventKind::DeadlineSet { deadline } => {
+            check_deadline(*deadline, petition.created_at)?
+        }
         PetitionEventKind::Escalated { to, note } => {
             validation::max_len("note", note, MAX_LONG)?;
             if *to <= petition.state.level {
@@ -477,16 +484,37 @@ mod tests {
                 deadline: Some(date!(2026 - 12 - 01)),
             },
         );
-        let extended = ev(2, 2, PetitionEventKind::DeadlineSet { deadline: date!(2026 - 12 - 20) });
-        let resolved = ev(3, 3, PetitionEventKind::Resolved { note: "已修好".into() });
-        let s = PetitionState::derive("cadre01", &[created.clone(), extended.clone(), resolved.clone()]);
+        let extended = ev(
+            2,
+            2,
+            PetitionEventKind::DeadlineSet {
+                deadline: date!(2026 - 12 - 20),
+            },
+        );
+        let resolved = ev(
+            3,
+            3,
+            PetitionEventKind::Resolved {
+                note: "已修好".into(),
+            },
+        );
+        let s = PetitionState::derive(
+            "cadre01",
+            &[created.clone(), extended.clone(), resolved.clone()],
+        );
         assert_eq!(s.status, PetitionStatus::Resolved);
         assert_eq!(s.deadline, Some(date!(2026 - 12 - 20)));
         assert!(!s.is_overdue(date!(2027 - 01 - 01)));
         let open = PetitionState::derive("cadre01", std::slice::from_ref(&created));
         assert!(open.is_overdue(date!(2026 - 12 - 02)));
         assert!(!open.is_overdue(date!(2026 - 12 - 01)));
-        let closed = ev(4, 4, PetitionEventKind::Closed { note: String::new() });
+        let closed = ev(
+            4,
+            4,
+            PetitionEventKind::Closed {
+                note: String::new(),
+            },
+        );
         let s = PetitionState::derive("cadre01", &[created, extended, resolved, closed]);
         assert_eq!(s.status, PetitionStatus::Closed);
         assert_eq!(s.closed_at, Some(Timestamp(4)));

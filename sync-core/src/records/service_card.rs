@@ -105,8 +105,9 @@ pub struct ServiceCardUpdate {
 }
 
 fn check_optional_short(field: &'static str, v: &Option<String>) -> Result<(), ValidationError> {
-    v.as_deref()
-        .map_or(Ok(()), |s| validation::max_len(field, s, validation::MAX_SHORT))
+    v.as_deref().map_or(Ok(()), |s| {
+        validation::max_len(field, s, validation::MAX_SHORT)
+    })
 }
 
 impl NewServiceCard {

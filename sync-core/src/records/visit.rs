@@ -111,8 +111,14 @@ impl SixQuestions {
 
     /// Builds the answers from values in the order of [`Self::FIELDS`].
     pub fn from_array(a: [String; 6]) -> Self {
-        let [basic_situation, difficulties, income_wishes, opinion_of_cadres, work_suggestions, development_ideas] =
-            a;
+        let [
+            basic_situation,
+            difficulties,
+            income_wishes,
+            opinion_of_cadres,
+            work_suggestions,
+            development_ideas,
+        ] = a;
         Self {
             basic_situation,
             difficulties,
@@ -290,7 +296,10 @@ impl NewVisit {
         check_subject(&self.subject)?;
         check_texts("answers", self.answers.as_array())?;
         check_texts("notes", [self.notes.as_str()])?;
-        check_texts("resolved on the spot", self.resolved_on_spot.iter().map(String::as_str))?;
+        check_texts(
+            "resolved on the spot",
+            self.resolved_on_spot.iter().map(String::as_str),
+        )?;
         check_texts("tags", self.tags.iter().map(String::as_str))?;
         if let Some(p) = &self.location {
             check_location(p)?;
@@ -320,6 +329,9 @@ impl VisitUpdate {
         if let Some(a) = &self.aid {
             check_aid(a)?;
         }
-        check_texts("resolved on the spot", self.add_resolved_on_spot.iter().map(String::as_str))
+        check_texts(
+            "resolved on the spot",
+            self.add_resolved_on_spot.iter().map(String::as_str),
+        )
     }
 }

@@ -8,13 +8,34 @@ use rand::seq::IndexedRandom;
 
 use crate::records::petition::{Applicant, Category, Level, NewPetition};
 use crate::records::service_card::{NewServiceCard, Pairing, PairingRole};
-use crate::records::visit::{Aid, GeoPoint, NewVisit, SixQuestions, Subject, SubjectKind, VisitKind, tags};
+use crate::records::visit::{
+    Aid, GeoPoint, NewVisit, SixQuestions, Subject, SubjectKind, VisitKind, tags,
+};
 use crate::{RecordId, Timestamp};
 
-const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙", "马", "胡", "朱"];
-const GIVEN: &[&str] = &["秀英", "建国", "桂兰", "志强", "玉珍", "德明", "海燕", "国华", "春梅", "立新", "淑芬", "长青"];
-const PLACES: &[&str] = &["李家村三组", "王庄村五组", "河西社区", "石桥村村委会", "城关镇老街", "东山村二组", "新民村便民服务站", "柳林村一组"];
-const ENTERPRISES: &[&str] = &["宏达建材有限公司", "绿源农业合作社", "鑫盛纺织厂", "金穗粮油加工厂", "顺通物流园"];
+const SURNAMES: &[&str] = &[
+    "王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙", "马", "胡", "朱",
+];
+const GIVEN: &[&str] = &[
+    "秀英", "建国", "桂兰", "志强", "玉珍", "德明", "海燕", "国华", "春梅", "立新", "淑芬", "长青",
+];
+const PLACES: &[&str] = &[
+    "李家村三组",
+    "王庄村五组",
+    "河西社区",
+    "石桥村村委会",
+    "城关镇老街",
+    "东山村二组",
+    "新民村便民服务站",
+    "柳林村一组",
+];
+const ENTERPRISES: &[&str] = &[
+    "宏达建材有限公司",
+    "绿源农业合作社",
+    "鑫盛纺织厂",
+    "金穗粮油加工厂",
+    "顺通物流园",
+];
 
 const SITUATION: &[&str] = &[
     "家中四口人，儿子在外务工，儿媳在家照顾两个孩子上学，老人患有慢性病，参加了新农合。",
@@ -50,14 +71,38 @@ const IDEAS: &[&str] = &[
     "利用闲置校舍建设老年活动中心。",
 ];
 const MATTERS: &[(&str, Category)] = &[
-    ("反映村组道路年久失修，雨天泥泞，学生上学不便，要求硬化道路。", Category::PracticalDifficulty),
-    ("反映低保评定不够公开，希望公示评定结果。", Category::CadreConduct),
-    ("反映村里垃圾清运不及时，夏季气味大。", Category::WorkShortcoming),
-    ("建议利用村集体土地建设蔬菜大棚，带动群众增收。", Category::DevelopmentSuggestion),
-    ("反映家中老人医保报销款迟迟未到账。", Category::PracticalDifficulty),
-    ("反映个别干部办事拖拉，群众多次跑腿。", Category::CadreConduct),
-    ("反映村里自来水管道老化，经常停水。", Category::PracticalDifficulty),
-    ("建议组织电商培训，帮助销售本地农产品。", Category::DevelopmentSuggestion),
+    (
+        "反映村组道路年久失修，雨天泥泞，学生上学不便，要求硬化道路。",
+        Category::PracticalDifficulty,
+    ),
+    (
+        "反映低保评定不够公开，希望公示评定结果。",
+        Category::CadreConduct,
+    ),
+    (
+        "反映村里垃圾清运不及时，夏季气味大。",
+        Category::WorkShortcoming,
+    ),
+    (
+        "建议利用村集体土地建设蔬菜大棚，带动群众增收。",
+        Category::DevelopmentSuggestion,
+    ),
+    (
+        "反映家中老人医保报销款迟迟未到账。",
+        Category::PracticalDifficulty,
+    ),
+    (
+        "反映个别干部办事拖拉，群众多次跑腿。",
+        Category::CadreConduct,
+    ),
+    (
+        "反映村里自来水管道老化，经常停水。",
+        Category::PracticalDifficulty,
+    ),
+    (
+        "建议组织电商培训，帮助销售本地农产品。",
+        Category::DevelopmentSuggestion,
+    ),
 ];
 const RESOLVED: &[&str] = &[
     "当场讲解新农合报销政策。",
@@ -76,7 +121,11 @@ pub fn name<R: Rng>(rng: &mut R) -> String {
 
 /// A mainland mobile number.
 pub fn phone<R: Rng>(rng: &mut R) -> String {
-    format!("13{}{:08}", rng.random_range(0..10), rng.random_range(0..100_000_000u32))
+    format!(
+        "13{}{:08}",
+        rng.random_range(0..10),
+        rng.random_range(0..100_000_000u32)
+    )
 }
 
 /// Fresh random record id.
@@ -88,7 +137,12 @@ pub fn id<R: Rng>(rng: &mut R) -> RecordId {
 pub fn visit<R: Rng>(rng: &mut R, at: Timestamp, cadre: &str) -> NewVisit {
     let enterprise = rng.random_bool(0.15);
     let mut visit_tags = BTreeSet::new();
-    for t in [tags::NEEDY, tags::PARTY_MEMBER, tags::KEY_PERSON, tags::ENTREPRENEUR] {
+    for t in [
+        tags::NEEDY,
+        tags::PARTY_MEMBER,
+        tags::KEY_PERSON,
+        tags::ENTREPRENEUR,
+    ] {
         if rng.random_bool(0.2) {
             visit_tags.insert(t.to_owned());
         }
@@ -115,7 +169,11 @@ pub fn visit<R: Rng>(rng: &mut R, at: Timestamp, cadre: &str) -> NewVisit {
             Subject {
                 kind: SubjectKind::Household,
                 name: name(rng),
-                address: Some(format!("{}{}号", pick(rng, PLACES), rng.random_range(1..80))),
+                address: Some(format!(
+                    "{}{}号",
+                    pick(rng, PLACES),
+                    rng.random_range(1..80)
+                )),
             }
         },
         tags: visit_tags,

@@ -67,12 +67,15 @@ pub struct SimClient {
     pub errors: Vec<ProtocolError>,
 }
 
+/// How the server judges one client's documents.
+type Policy = Box<dyn Fn(&DocumentId) -> Access>;
+
 /// The simulated server: documents, and one connection per connected client.
 pub struct SimServer {
     /// The server's documents.
     pub docs: BTreeMap<DocumentId, Automerge>,
     conns: BTreeMap<usize, ServerConnection>,
-    policies: BTreeMap<usize, Box<dyn Fn(&DocumentId) -> Access>>,
+    policies: BTreeMap<usize, Policy>,
     /// Sync states kept per client and document, as the server keeps them per device.
     saved_states: BTreeMap<(usize, DocumentId), Vec<u8>>,
     /// Protocol errors that closed a connection.
@@ -134,7 +137,11 @@ impl Network {
     }
 
     /// Adds a client whose documents the server judges with `policy`.
-    pub fn add_client(&mut self, name: &str, policy: impl Fn(&DocumentId) -> Access + 'static) -> usize {
+    pub fn add_client(
+        &mut self,
+        name: &str,
+        policy: impl Fn(&DocumentId) -> Access + 'static,
+    ) -> usize {
         let i = self.clients.len();
         self.clients.push(SimClient {
             name: name.to_owned(),
@@ -178,7 +185,9 @@ impl Network {
             }
         }
         c.conn = Some(conn);
-        self.server.conns.insert(i, ServerConnection::new("sim-server"));
+        self.server
+            .conns
+            .insert(i, ServerConnection::new("sim-server"));
         self.send(i, true, join.encode());
     }
 
@@ -227,14 +236,23 @@ impl Network {
         if f.drop > 0.0 && self.rng.random_bool(f.drop.min(1.0)) {
             return;
         }
-        let copies = if f.duplicate > 0.0 && self.rng.random_bool(f.duplicate.min(1.0)) { 2 } else { 1 };
+        let copies = if f.duplicate > 0.0 && self.rng.random_bool(f.duplicate.min(1.0)) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
-            let delay = if f.max_delay > 0 { self.rng.random_range(0..=f.max_delay) } else { 0 };
+            let delay = if f.max_delay > 0 {
+                self.rng.random_range(0..=f.max_delay)
+            } else {
+                0
+            };
             self.in_flight.push(Frame {
                 client,
                 to_server,
                 bytes: bytes.clone(),
-                due: self.wave + 1 + u64::from(delay),
+                // `step` has already advanced the wave: due now means the next step.
+                due: self.wave + u64::from(delay),
             });
         }
     }
@@ -242,8 +260,9 @@ impl Network {
     /// Delivers one wave of due frames and sends what the peers answer.
     /// Returns whether anything happened.
     pub fn step(&mut self) -> bool {
-        let (mut due, rest): (Vec<Frame>, Vec<Frame>) =
-            std::mem::take(&mut self.in_flight).into_iter().partition(|f| f.due <= self.wave);
+        let (mut due, rest): (Vec<Frame>, Vec<Frame>) = std::mem::take(&mut self.in_flight)
+            .into_iter()
+            .partition(|f| f.due <= self.wave);
         self.in_flight = rest;
         self.wave += 1;
         if self.faults.reorder > 0.0 && self.rng.random_bool(self.faults.reorder.min(1.0)) {
@@ -383,7 +402,11 @@ impl Network {
 
     /// Edits a document on the server (as the server does for a supervisor's
     /// action); connected clients that sync it get the change next wave.
-    pub fn server_edit<T>(&mut self, id: &DocumentId, f: impl FnOnce(&mut Automerge) -> T) -> Option<T> {
+    pub fn server_edit<T>(
+        &mut self,
+        id: &DocumentId,
+        f: impl FnOnce(&mut Automerge) -> T,
+    ) -> Option<T> {
         let doc = self.server.docs.get_mut(id)?;
         let out = f(doc);
         self.pending_push.insert(*id);
