@@ -1,0 +1,128 @@
+//! Prometheus metrics, served at `/metrics`.
+//!
+//! Built on the `metrics` facade: recording is a cheap call anywhere in the
+//! server, and the one process-wide Prometheus recorder renders the text
+//! format. The helpers below are the only names the rest of the server
+//! should use, so the metric names stay in one file.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// HTTP requests answered, by method, route pattern and status.
+pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+/// Database operations that failed with a backend error.
+pub const DB_ERRORS_TOTAL: &str = "db_errors_total";
+/// Open sync (WebSocket) connections.
+pub const SYNC_CONNECTIONS: &str = "sync_connections";
+/// Sync protocol messages, by direction (`in` / `out`).
+pub const SYNC_MESSAGES_TOTAL: &str = "sync_messages_total";
+/// Time to merge incoming changes into a document and store them.
+pub const MERGE_SECONDS: &str = "merge_seconds";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide recorder's handle, installing the recorder on first use.
+///
+/// The recorder is global (the `metrics` macros write to it from anywhere),
+/// so it is installed once per process even when a test builds many apps. If
+/// some other recorder was installed first, recording goes there and
+/// `/metrics` renders an empty but valid page.
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(MERGE_SECONDS.to_owned()),
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        HTTP_REQUESTS_TOTAL,
+        "HTTP requests answered, by method, route and status"
+    );
+    metrics::describe_counter!(DB_ERRORS_TOTAL, "Database operations that failed");
+    metrics::describe_gauge!(SYNC_CONNECTIONS, "Open sync WebSocket connections");
+    metrics::describe_counter!(SYNC_MESSAGES_TOTAL, "Sync messages, by direction");
+    metrics::describe_histogram!(
+        MERGE_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to merge and store incoming changes of one document"
+    );
+    // Register the series so they appear (at zero) before the first event.
+    metrics::counter!(DB_ERRORS_TOTAL).absolute(0);
+    metrics::gauge!(SYNC_CONNECTIONS).set(0.0);
+}
+
+/// Renders the Prometheus text exposition format.
+pub fn render() -> String {
+    let handle = handle();
+    // Histograms are drained into their buckets on upkeep; doing it on each
+    // scrape keeps them current without a background task.
+    handle.run_upkeep();
+    handle.render()
+}
+
+/// Counts one answered HTTP request. `route` is the matched pattern
+/// (`/api/v1/auth/login`), never the raw path, to bound cardinality.
+pub fn http_request(method: &str, route: &str, status: u16) {
+    metrics::counter!(
+        HTTP_REQUESTS_TOTAL,
+        "method" => method.to_owned(),
+        "route" => route.to_owned(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+}
+
+/// Counts one failed database operation (called by `StoreError::backend`).
+pub fn db_error() {
+    metrics::counter!(DB_ERRORS_TOTAL).increment(1);
+}
+
+/// A sync connection was accepted: call once after the WebSocket upgrade.
+pub fn sync_connection_opened() {
+    metrics::gauge!(SYNC_CONNECTIONS).increment(1.0);
+}
+
+/// A sync connection ended: call exactly once per
+/// [`sync_connection_opened`] (a drop guard is the safe way).
+pub fn sync_connection_closed() {
+    metrics::gauge!(SYNC_CONNECTIONS).decrement(1.0);
+}
+
+/// Direction of a sync message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Received from a client.
+    In,
+    /// Sent to a client.
+    Out,
+}
+
+/// Counts one sync protocol message.
+pub fn sync_message(direction: Direction) {
+    let label = match direction {
+        Direction::In => "in",
+        Direction::Out => "out",
+    };
+    metrics::counter!(SYNC_MESSAGES_TOTAL, "direction" => label).increment(1);
+}
+
+/// Records how long one merge (apply + store) took.
+pub fn merge_seconds(elapsed: Duration) {
+    metrics::histogram!(MERGE_SECONDS).record(elapsed.as_secs_f64());
+}

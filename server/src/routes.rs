@@ -1,0 +1,6 @@
+//! HTTP handlers, one file per URL (the route table is `app::router`).
+
+pub mod healthz;
+pub mod metrics;
+pub mod readyz;
+pub mod v1;

@@ -1,0 +1,5 @@
+//! Handlers under `/api/v1/`.
+
+pub mod auth;
+pub mod me;
+pub mod sync;

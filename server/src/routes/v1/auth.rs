@@ -1,0 +1,296 @@
+//! `POST /api/v1/auth/login`, `/refresh` and `/logout`.
+//!
+//! Login and refresh answer the same shape:
+//! `{"access_token", "refresh_token", "token_type": "Bearer", "expires_in"}`.
+//! Every outcome that matters is written to the audit log, failures included.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::auth::password::verify_password;
+use crate::auth::refresh::{
+    hash_refresh_token, looks_like_refresh_token, new_family_id, new_refresh_token,
+};
+use crate::error::AppError;
+use crate::extract::{ApiJson, ClientAddr};
+use crate::store::{
+    NewAuditEntry, NewRefreshToken, RefreshReplacement, RefreshRotation, StoreError, User,
+};
+
+/// Longest username, password and device id accepted (bytes). Generous for
+/// people, small enough that nobody can make us hash megabytes.
+const MAX_USERNAME: usize = 64;
+const MAX_PASSWORD: usize = 1024;
+const MAX_DEVICE_ID: usize = 128;
+
+/// Body of `POST /api/v1/auth/login`.
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+    /// Identifies the phone or browser; carried into the access token's
+    /// `device` claim and the refresh token row.
+    #[serde(default)]
+    device_id: Option<String>,
+}
+
+/// Body of `POST /api/v1/auth/refresh` and `/logout`.
+#[derive(Debug, Deserialize)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// Answer of login and refresh.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    /// Short-lived JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Opaque, single-use token for `/api/v1/auth/refresh`.
+    pub refresh_token: String,
+    /// Always `"Bearer"`.
+    pub token_type: &'static str,
+    /// Seconds until `access_token` expires.
+    pub expires_in: u64,
+}
+
+const BAD_CREDENTIALS: &str = "wrong username or password";
+
+/// Checks a password and starts a new token family.
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddr(remote_addr): ClientAddr,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<TokenResponse>, AppError> {
+    if body.username.is_empty() || body.username.len() > MAX_USERNAME {
+        return Err(AppError::BadRequest(format!(
+            "username must be 1 to {MAX_USERNAME} bytes"
+        )));
+    }
+    if body.password.len() > MAX_PASSWORD {
+        return Err(AppError::BadRequest(format!(
+            "password must be at most {MAX_PASSWORD} bytes"
+        )));
+    }
+    let device_id = body.device_id.unwrap_or_default();
+    if device_id.len() > MAX_DEVICE_ID || device_id.chars().any(char::is_control) {
+        return Err(AppError::BadRequest(format!(
+            "device_id must be at most {MAX_DEVICE_ID} bytes without control characters"
+        )));
+    }
+
+    let user = state.store.get_user_by_username(&body.username).await?;
+    // Unknown and disabled users go through a dummy hash check too, so they
+    // answer exactly like a wrong password, in about the same time.
+    let stored_hash = user
+        .as_ref()
+        .filter(|u| !u.disabled)
+        .map(|u| u.password_hash.clone());
+    let matches = verify_password(body.password, stored_hash)
+        .await
+        .map_err(AppError::internal)?;
+    let now = Utc::now();
+    let user = match user {
+        Some(user) if matches => user,
+        user => {
+            audit(
+                &state,
+                now,
+                user.as_ref().map(|u| u.id),
+                "auth.login_failed",
+                &body.username,
+                "",
+                remote_addr,
+            )
+            .await?;
+            return Err(AppError::Unauthorized(BAD_CREDENTIALS.to_owned()));
+        }
+    };
+
+    let refresh = new_refresh_token();
+    state
+        .store
+        .insert_refresh_token(NewRefreshToken {
+            user_id: user.id,
+            family_id: new_family_id(),
+            token_hash: refresh.hash,
+            device_id: device_id.clone(),
+            created_at: now,
+            expires_at: now + refresh_ttl(&state)?,
+        })
+        .await?;
+    let response = token_response(&state, &user, &device_id, refresh.token, now)?;
+    audit(
+        &state,
+        now,
+        Some(user.id),
+        "auth.login",
+        &user.username,
+        &format!("device={device_id}"),
+        remote_addr,
+    )
+    .await?;
+    Ok(Json(response))
+}
+
+/// Exchanges a refresh token for a new pair. A token works once: presenting
+/// it again revokes every token of its login (someone holds a copy).
+///
+/// Note for weak links: if the answer to a refresh is lost, the phone still
+/// holds the old token, and retrying with it counts as reuse; the user then
+/// logs in again. That is the price of detecting stolen tokens.
+pub async fn refresh(
+    State(state): State<AppState>,
+    ClientAddr(remote_addr): ClientAddr,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenResponse>, AppError> {
+    let invalid = || AppError::Unauthorized("invalid refresh token".to_owned());
+    if !looks_like_refresh_token(&body.refresh_token) {
+        return Err(invalid());
+    }
+    let now = Utc::now();
+    let replacement = new_refresh_token();
+    let outcome = state
+        .store
+        .rotate_refresh_token(
+            &hash_refresh_token(&body.refresh_token),
+            RefreshReplacement {
+                token_hash: replacement.hash,
+                expires_at: now + refresh_ttl(&state)?,
+            },
+            now,
+        )
+        .await;
+    match outcome {
+        Err(StoreError::NotFound) => Err(invalid()),
+        Err(other) => Err(other.into()),
+        Ok(RefreshRotation::Expired) => Err(AppError::Unauthorized(
+            "refresh token expired; log in again".to_owned(),
+        )),
+        Ok(RefreshRotation::Revoked) => Err(AppError::Unauthorized(
+            "refresh token revoked; log in again".to_owned(),
+        )),
+        Ok(RefreshRotation::Reused { family_id, user_id }) => {
+            tracing::warn!(user_id, %family_id, "refresh token reused; family revoked");
+            audit(
+                &state,
+                now,
+                Some(user_id),
+                "auth.refresh_reuse",
+                &family_id,
+                "rotated refresh token presented again; family revoked",
+                remote_addr,
+            )
+            .await?;
+            Err(AppError::Unauthorized(
+                "refresh token already used; this login is revoked, log in again".to_owned(),
+            ))
+        }
+        Ok(RefreshRotation::Rotated { current, .. }) => {
+            let user = match state.store.get_user(current.user_id).await? {
+                Some(user) if !user.disabled => user,
+                _ => {
+                    state
+                        .store
+                        .revoke_refresh_family(&current.family_id, now)
+                        .await?;
+                    return Err(AppError::Unauthorized("account disabled".to_owned()));
+                }
+            };
+            let response =
+                token_response(&state, &user, &current.device_id, replacement.token, now)?;
+            audit(
+                &state,
+                now,
+                Some(user.id),
+                "auth.refresh",
+                &user.username,
+                &format!("device={}", current.device_id),
+                remote_addr,
+            )
+            .await?;
+            Ok(Json(response))
+        }
+    }
+}
+
+/// Revokes the refresh token's whole family (this login on this device).
+/// Always `204`: logging out twice, or with an unknown token, is not an error
+/// and reveals nothing.
+pub async fn logout(
+    State(state): State<AppState>,
+    ClientAddr(remote_addr): ClientAddr,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<StatusCode, AppError> {
+    if !looks_like_refresh_token(&body.refresh_token) {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let hash = hash_refresh_token(&body.refresh_token);
+    if let Some(token) = state.store.get_refresh_token(&hash).await? {
+        let now = Utc::now();
+        let revoked = state
+            .store
+            .revoke_refresh_family(&token.family_id, now)
+            .await?;
+        audit(
+            &state,
+            now,
+            Some(token.user_id),
+            "auth.logout",
+            &token.family_id,
+            &format!("revoked={revoked}"),
+            remote_addr,
+        )
+        .await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn refresh_ttl(state: &AppState) -> Result<chrono::Duration, AppError> {
+    chrono::Duration::from_std(state.config.refresh_token_ttl).map_err(AppError::internal)
+}
+
+fn token_response(
+    state: &AppState,
+    user: &User,
+    device_id: &str,
+    refresh_token: String,
+    now: DateTime<Utc>,
+) -> Result<TokenResponse, AppError> {
+    let access_token = state
+        .jwt
+        .issue(user, device_id, now)
+        .map_err(AppError::internal)?;
+    Ok(TokenResponse {
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: state.jwt.access_ttl().as_secs(),
+    })
+}
+
+async fn audit(
+    state: &AppState,
+    at: DateTime<Utc>,
+    user_id: Option<i64>,
+    action: &str,
+    target: &str,
+    detail: &str,
+    remote_addr: Option<String>,
+) -> Result<(), AppError> {
+    state
+        .store
+        .append_audit(NewAuditEntry {
+            at,
+            user_id,
+            action: action.to_owned(),
+            target: target.to_owned(),
+            detail: detail.to_owned(),
+            remote_addr,
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! Storage: the [`Store`] trait and its two backends.
+//!
+//! Both backends are always compiled; [`connect`] picks one from the URL
+//! scheme (`sqlite:` or `postgres:`/`postgresql:`). Queries are built at run
+//! time (`sqlx::query`), so a build needs no live database. Each backend has
+//! its own migration folder (`server/migrations/<backend>/`), embedded with
+//! `sqlx::migrate!` and applied by [`Store::migrate`] at start-up.
+//!
+//! Handlers hold an `Arc<dyn Store>`; the trait uses `async_trait` so that it
+//! stays dyn-compatible.
+
+mod error;
+mod model;
+pub mod postgres;
+pub mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use error::{BoxError, StoreError};
+pub use model::{
+    AppendOutcome, AuditEntry, Compaction, DocumentChunk, DocumentKind, DocumentMeta,
+    DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser,
+    RefreshReplacement, RefreshRotation, RefreshToken, Role, StoredDocument, Unit, UnknownVariant,
+    User,
+};
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file (the default).
+    Sqlite,
+    /// PostgreSQL server (for several server processes).
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+/// Everything the server keeps in its database.
+///
+/// Every method is one transaction (or one statement). Methods that take a
+/// time take it from the caller when the time carries meaning (expiry, write
+/// order), which keeps them testable; bookkeeping creation stamps of units and
+/// users are taken by the store.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+
+    /// Applies pending migrations from `server/migrations/<backend>/`.
+    async fn migrate(&self) -> StoreResult<()>;
+
+    /// Cheap round trip to the database, for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Closes the connection pool, waiting for connections in use.
+    async fn close(&self);
+
+    // ----- units -----
+
+    /// Creates a unit. `Conflict` if the code is taken or the parent is missing.
+    async fn create_unit(&self, unit: NewUnit) -> StoreResult<Unit>;
+
+    /// Looks a unit up by id.
+    async fn get_unit(&self, id: i64) -> StoreResult<Option<Unit>>;
+
+    /// Looks a unit up by code.
+    async fn get_unit_by_code(&self, code: &str) -> StoreResult<Option<Unit>>;
+
+    /// All units, ordered by id (parents before children).
+    async fn list_units(&self) -> StoreResult<Vec<Unit>>;
+
+    /// `root` and every unit below it, ordered by id; empty if `root` does not exist.
+    async fn unit_subtree(&self, root: i64) -> StoreResult<Vec<Unit>>;
+
+    /// Whether `unit` is `root` or lies below it.
+    async fn is_unit_within(&self, unit: i64, root: i64) -> StoreResult<bool>;
+
+    // ----- users -----
+
+    /// Creates a user. `Conflict` if the username is taken or the unit is missing.
+    async fn create_user(&self, user: NewUser) -> StoreResult<User>;
+
+    /// Looks a user up by id.
+    async fn get_user(&self, id: i64) -> StoreResult<Option<User>>;
+
+    /// Looks a user up by login name.
+    async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
+
+    /// Users whose unit is one of `unit_ids`, ordered by id.
+    async fn list_users_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<User>>;
+
+    /// Disables or re-enables a user. `NotFound` if there is no such user.
+    async fn set_user_disabled(&self, user_id: i64, disabled: bool) -> StoreResult<()>;
+
+    // ----- refresh tokens -----
+
+    /// Stores a refresh token (by hash) issued at login.
+    async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<RefreshToken>;
+
+    /// Looks a refresh token up by the hash of its opaque value.
+    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
+
+    /// Exchanges the token whose hash is `presented_hash` for `replacement`, in
+    /// one transaction and safe against concurrent presentations of the same
+    /// token: at most one of them rotates, the others see it as reused.
+    /// Presenting an already rotated token revokes its whole family.
+    /// `NotFound` if no token has that hash.
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &str,
+        replacement: RefreshReplacement,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RefreshRotation>;
+
+    /// Marks every not-yet-revoked token of a family (live or rotated) as
+    /// revoked; returns how many rows changed.
+    async fn revoke_refresh_family(&self, family_id: &str, now: DateTime<Utc>) -> StoreResult<u64>;
+
+    // ----- documents -----
+
+    /// A document's metadata, without its content.
+    async fn get_document_meta(&self, id: &str) -> StoreResult<Option<DocumentMeta>>;
+
+    /// A document's snapshot and pending chunks, read consistently (a
+    /// concurrent compaction is either wholly visible or not at all).
+    async fn load_document(&self, id: &str) -> StoreResult<Option<StoredDocument>>;
+
+    /// Documents owned by a user, ordered by id.
+    async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentMeta>>;
+
+    /// Documents whose owner belongs to one of `unit_ids`, ordered by id.
+    /// Combine with [`Store::unit_subtree`] for a supervisor's view.
+    async fn list_documents_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<DocumentMeta>>;
+
+    /// Appends one chunk of incremental changes to a document, creating the
+    /// document if allowed (see [`DocumentWrite::create`]), and commits before
+    /// returning, so a caller that acknowledges after this returns only ever
+    /// acknowledges durable data. Writes to one document are serialised: on
+    /// PostgreSQL by locking the document row (`SELECT … FOR UPDATE`) for the
+    /// transaction, across server processes; on SQLite by the single writer
+    /// (`BEGIN IMMEDIATE`).
+    async fn append_changes(&self, write: DocumentWrite) -> StoreResult<AppendOutcome>;
+
+    /// Replaces a document's snapshot and deletes the chunks folded into it,
+    /// in one transaction under the same per-document lock as
+    /// [`Store::append_changes`]. `NotFound` if the document is missing;
+    /// `Conflict` if another compaction won a race (see [`Compaction`]).
+    async fn compact(&self, compaction: Compaction) -> StoreResult<()>;
+
+    // ----- audit -----
+
+    /// Appends an audit row and returns its id.
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<i64>;
+
+    /// The newest `limit` audit rows, newest first.
+    async fn list_audit(&self, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+}
+
+/// Options for opening a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Upper bound of the connection pool.
+    pub max_connections: u32,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions { max_connections: 8 }
+    }
+}
+
+/// Which backend a database URL selects, or `None` for an unsupported scheme.
+pub fn backend_for_url(url: &str) -> Option<Backend> {
+    if url.starts_with("sqlite:") {
+        Some(Backend::Sqlite)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Some(Backend::Postgres)
+    } else {
+        None
+    }
+}
+
+/// Opens the store a database URL names. Does not migrate.
+pub async fn connect(url: &str, options: ConnectOptions) -> StoreResult<Arc<dyn Store>> {
+    match backend_for_url(url) {
+        Some(Backend::Sqlite) => Ok(Arc::new(sqlite::SqliteStore::connect(url, options).await?)),
+        Some(Backend::Postgres) => Ok(Arc::new(
+            postgres::PostgresStore::connect(url, options).await?,
+        )),
+        None => Err(StoreError::backend(format!(
+            "unsupported database URL scheme in {:?} (expected sqlite: or postgres:)",
+            crate::config::redact_url(url)
+        ))),
+    }
+}
+
+/// Removes duplicates from a list of ids (so counts can be compared).
+pub(crate) fn dedup_ids(ids: &[i64]) -> Vec<i64> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}

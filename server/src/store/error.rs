@@ -1,0 +1,56 @@
+//! The one error type of the storage layer.
+
+/// Boxed cause of a backend failure.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a [`Store`](super::Store) call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The addressed row does not exist (for example a document written with
+    /// `create: None`, or a user that is not there). Lookups that may
+    /// legitimately find nothing return `Ok(None)` instead.
+    #[error("not found")]
+    NotFound,
+    /// The write contradicts what is stored: a duplicate unique key (username,
+    /// unit code), a reference to a missing row, a document owned by someone
+    /// else, or a compaction that lost a race. The text says which; it is safe
+    /// to show to the caller.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database failed (connection, I/O, bad SQL, migration). The cause is
+    /// kept for the log; it is never shown to an HTTP client.
+    #[error("database error")]
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Wraps any backend failure, counting it for `/metrics`.
+    pub fn backend(err: impl Into<BoxError>) -> Self {
+        crate::metrics::db_error();
+        StoreError::Backend(err.into())
+    }
+}
+
+// The driver's errors are mapped here once: "row not found" and constraint
+// violations become the variants callers can act on, everything else is a
+// backend failure.
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict("already exists".to_owned())
+            }
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::Conflict("refers to a row that does not exist".to_owned())
+            }
+            _ => StoreError::backend(err),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        StoreError::backend(err)
+    }
+}

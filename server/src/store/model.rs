@@ -1,0 +1,455 @@
+//! Plain data carried in and out of a [`Store`](super::Store).
+//!
+//! These types are shared by both backends; they derive `sqlx::FromRow`
+//! generically, so one definition decodes rows from SQLite and PostgreSQL.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Error for a text column or CLI argument that does not name a known variant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?}")]
+pub struct UnknownVariant {
+    /// What was being parsed ("role", "document kind").
+    pub what: &'static str,
+    /// The text that did not match.
+    pub value: String,
+}
+
+/// What a user may do. See `design.md`, "Identity and access".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads and writes their own documents only.
+    Cadre,
+    /// Reads everything in their unit's subtree; acts on petitions through the API.
+    Supervisor,
+    /// Manages users and units.
+    Admin,
+}
+
+impl Role {
+    /// The spelling used in the database, in JWT claims and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Cadre => "cadre",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = UnknownVariant;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cadre" => Ok(Role::Cadre),
+            "supervisor" => Ok(Role::Supervisor),
+            "admin" => Ok(Role::Admin),
+            other => Err(UnknownVariant {
+                what: "role",
+                value: other.to_owned(),
+            }),
+        }
+    }
+}
+
+// `#[sqlx(try_from = "String")]` on row fields goes through this.
+impl TryFrom<String> for Role {
+    type Error = UnknownVariant;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+/// What an automerge document holds. The server learns it when the document
+/// is created (from the client's request or from sync-core inspecting the
+/// first changes); `Unknown` is kept for documents it could not classify so
+/// that they are still stored, never dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentKind {
+    /// One cadre's visits and petitions for one year.
+    Diary,
+    /// One cadre's service cards.
+    Contacts,
+    /// Not (yet) recognised.
+    Unknown,
+}
+
+impl DocumentKind {
+    /// The spelling used in the database and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::Diary => "diary",
+            DocumentKind::Contacts => "contacts",
+            DocumentKind::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for DocumentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DocumentKind {
+    type Err = UnknownVariant;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "diary" => Ok(DocumentKind::Diary),
+            "contacts" => Ok(DocumentKind::Contacts),
+            "unknown" => Ok(DocumentKind::Unknown),
+            other => Err(UnknownVariant {
+                what: "document kind",
+                value: other.to_owned(),
+            }),
+        }
+    }
+}
+
+impl TryFrom<String> for DocumentKind {
+    type Error = UnknownVariant;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+/// A node of the organisation tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Unit {
+    /// Database id.
+    pub id: i64,
+    /// Stable short code used in configuration and on the command line (`town1`).
+    pub code: String,
+    /// Display name (`一镇`).
+    pub name: String,
+    /// `None` for a root unit.
+    pub parent_id: Option<i64>,
+    /// Free text: `county`, `town`, `village`, `corps` (总队), `detachment` (支队),
+    /// `brigade` (大队), `squadron` (中队)… Organisations differ, so this is not
+    /// an enum; it is for display and statistics only, never for access rules.
+    pub kind: String,
+}
+
+/// Input of [`Store::create_unit`](super::Store::create_unit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUnit {
+    /// See [`Unit::code`].
+    pub code: String,
+    /// See [`Unit::name`].
+    pub name: String,
+    /// Must name an existing unit, or be `None` for a root.
+    pub parent_id: Option<i64>,
+    /// See [`Unit::kind`].
+    pub kind: String,
+}
+
+/// A person who logs in.
+// Debug is written by hand so the password hash never reaches a log line.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct User {
+    /// Database id (the `uid` JWT claim).
+    pub id: i64,
+    /// Login name (the `sub` JWT claim); unique.
+    pub username: String,
+    /// Name shown to people (`张伟`).
+    pub display_name: String,
+    /// What the user may do.
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    /// The unit the user belongs to; a supervisor sees this unit's subtree.
+    pub unit_id: i64,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+    /// A disabled user cannot log in or refresh tokens.
+    pub disabled: bool,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("display_name", &self.display_name)
+            .field("role", &self.role)
+            .field("unit_id", &self.unit_id)
+            .field("password_hash", &"[redacted]")
+            .field("created_at", &self.created_at)
+            .field("disabled", &self.disabled)
+            .finish()
+    }
+}
+
+/// Input of [`Store::create_user`](super::Store::create_user).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// See [`User::username`].
+    pub username: String,
+    /// See [`User::display_name`].
+    pub display_name: String,
+    /// See [`User::role`].
+    pub role: Role,
+    /// Must name an existing unit.
+    pub unit_id: i64,
+    /// argon2id PHC string (see `auth::password::hash_password`).
+    pub password_hash: String,
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("display_name", &self.display_name)
+            .field("role", &self.role)
+            .field("unit_id", &self.unit_id)
+            .field("password_hash", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A stored refresh token (only its hash is stored).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RefreshToken {
+    /// Database id.
+    pub id: i64,
+    /// Whose token it is.
+    pub user_id: i64,
+    /// Shared by every token descended from one login.
+    pub family_id: String,
+    /// sha256 (hex) of the opaque token.
+    pub token_hash: String,
+    /// The device the login came from, or "".
+    pub device_id: String,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+    /// After this instant it is refused.
+    pub expires_at: DateTime<Utc>,
+    /// Set when it was exchanged for a newer token; presenting it again is reuse.
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// Set when its family was revoked (logout or detected reuse).
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Input of [`Store::insert_refresh_token`](super::Store::insert_refresh_token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefreshToken {
+    /// Whose token it is.
+    pub user_id: i64,
+    /// A fresh random id for a new login.
+    pub family_id: String,
+    /// sha256 (hex) of the opaque token.
+    pub token_hash: String,
+    /// The device the login came from, or "".
+    pub device_id: String,
+    /// Issue time.
+    pub created_at: DateTime<Utc>,
+    /// Expiry time.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The token that replaces a presented one in
+/// [`Store::rotate_refresh_token`](super::Store::rotate_refresh_token). The
+/// user, family and device are carried over from the presented token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshReplacement {
+    /// sha256 (hex) of the new opaque token.
+    pub token_hash: String,
+    /// Expiry of the new token.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What happened when a refresh token was presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshRotation {
+    /// The token was live: it is now marked rotated and `current` replaces it.
+    Rotated {
+        /// The presented token, as it was before rotation.
+        previous: Box<RefreshToken>,
+        /// The newly stored token, in the same family.
+        current: Box<RefreshToken>,
+    },
+    /// The token had already been rotated: someone holds a copy. The whole
+    /// family has been revoked (in the same transaction).
+    Reused {
+        /// The revoked family.
+        family_id: String,
+        /// Whose family it was.
+        user_id: i64,
+    },
+    /// The token's family was revoked earlier (logout or earlier reuse).
+    Revoked,
+    /// The token is past its expiry.
+    Expired,
+}
+
+/// Everything about a document except its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct DocumentMeta {
+    /// automerge-repo document id (base58check), also the primary key.
+    pub id: String,
+    /// What the document holds.
+    #[sqlx(try_from = "String")]
+    pub kind: DocumentKind,
+    /// The cadre the document belongs to.
+    pub owner_user_id: i64,
+    /// The diary year; `None` for contacts.
+    pub year: Option<i32>,
+    /// When the first chunk arrived.
+    pub created_at: DateTime<Utc>,
+    /// When the last chunk arrived.
+    pub updated_at: DateTime<Utc>,
+    /// Opaque description of the heads the snapshot is at (set by the caller
+    /// of [`Store::compact`](super::Store::compact)); `None` when there is no
+    /// snapshot yet.
+    pub snapshot_heads: Option<String>,
+}
+
+/// One incremental piece of a document, appended by a write.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DocumentChunk {
+    /// Increases with every append; chunks apply in `id` order.
+    pub id: i64,
+    /// Bytes as handed to [`Store::append_changes`](super::Store::append_changes)
+    /// (automerge incremental save bytes).
+    pub data: Vec<u8>,
+}
+
+/// A document's content as stored: the latest snapshot plus the chunks
+/// appended after it. Loading the snapshot and then applying every chunk in
+/// order gives the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDocument {
+    /// Metadata.
+    pub meta: DocumentMeta,
+    /// Compacted content, if the document was ever compacted.
+    pub snapshot: Option<Vec<u8>>,
+    /// Chunks not yet folded into the snapshot, in append order.
+    pub chunks: Vec<DocumentChunk>,
+}
+
+/// How to create a document row when a write is the document's first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDocument {
+    /// What the document holds.
+    pub kind: DocumentKind,
+    /// The cadre it belongs to, for ever.
+    pub owner_user_id: i64,
+    /// Diary year.
+    pub year: Option<i32>,
+}
+
+/// Input of [`Store::append_changes`](super::Store::append_changes).
+///
+/// Why plain data and not a hook or a `begin()` returning a transaction: the
+/// store owns every SQL statement of both backends, so the conformance suite
+/// covers all of them and handlers stay free of backend types. The canonical
+/// ledger is a *projection* computed in memory from the merged automerge
+/// document before the write; it is plain data too. To store it in the same
+/// transaction, add a field here (for example `ledger: Option<LedgerProjection>`)
+/// and write it in both backends' `append_changes` at the spot marked
+/// `LEDGER:`, inside the open transaction, before the commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentWrite {
+    /// The document written to.
+    pub document_id: String,
+    /// `Some` when the writer may create the document. If the document
+    /// already exists its owner must equal `create.owner_user_id`, otherwise
+    /// the write fails with `Conflict` (a document id belongs to the user who
+    /// created it). `None` (for example a supervisor's change to a cadre's
+    /// diary) requires the document to exist, otherwise `NotFound`.
+    pub create: Option<NewDocument>,
+    /// Incremental automerge changes (for example `Automerge::save_incremental`).
+    pub data: Vec<u8>,
+    /// Time of the write (becomes `updated_at` and the chunk's `created_at`).
+    pub at: DateTime<Utc>,
+}
+
+/// Result of [`Store::append_changes`](super::Store::append_changes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// The document's metadata after the write.
+    pub meta: DocumentMeta,
+    /// Whether this write created the document.
+    pub created: bool,
+    /// Id of the stored chunk.
+    pub chunk_id: i64,
+    /// Chunks not yet folded into the snapshot, this one included. The
+    /// caller compacts when this (or `pending_bytes`) grows past a threshold.
+    pub pending_chunks: u64,
+    /// Total size of those chunks.
+    pub pending_bytes: u64,
+}
+
+/// Input of [`Store::compact`](super::Store::compact).
+///
+/// Compaction replaces the snapshot with one that includes the listed chunks
+/// and deletes those chunks. Two guards make a concurrent compaction (another
+/// task or another server process) fail with `Conflict` instead of losing
+/// changes: the snapshot must still be the one the caller loaded
+/// (`base_heads`), and every listed chunk must still exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compaction {
+    /// The document compacted.
+    pub document_id: String,
+    /// `snapshot_heads` of the document as the caller loaded it.
+    pub base_heads: Option<String>,
+    /// The new snapshot (automerge `save()` of the merged document).
+    pub snapshot: Vec<u8>,
+    /// Heads of the new snapshot, opaque to the store.
+    pub heads: String,
+    /// Chunks folded into the new snapshot.
+    pub replaced_chunk_ids: Vec<i64>,
+}
+
+/// A row of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct AuditEntry {
+    /// Database id (increases with time).
+    pub id: i64,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Who did it, if known (a failed login for an unknown user has none).
+    pub user_id: Option<i64>,
+    /// Dotted verb, e.g. `auth.login`, `auth.refresh_reuse`, `document.write`.
+    pub action: String,
+    /// What it was done to (a username, a document id), or "".
+    pub target: String,
+    /// Free text detail, or "". Never a secret.
+    pub detail: String,
+    /// The client's address, if known.
+    pub remote_addr: Option<String>,
+}
+
+/// Input of [`Store::append_audit`](super::Store::append_audit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEntry {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// See [`AuditEntry::user_id`].
+    pub user_id: Option<i64>,
+    /// See [`AuditEntry::action`].
+    pub action: String,
+    /// See [`AuditEntry::target`].
+    pub target: String,
+    /// See [`AuditEntry::detail`].
+    pub detail: String,
+    /// See [`AuditEntry::remote_addr`].
+    pub remote_addr: Option<String>,
+}

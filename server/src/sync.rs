@@ -1,0 +1,15 @@
+//! The document side of the WebSocket sync endpoint (`routes/v1/sync.rs`):
+//! who may see which document, loading and merging documents off the async
+//! threads, and telling other connections that a document changed.
+//!
+//! The protocol itself is sync-core's sans-IO [`ServerConnection`]
+//! (`sync_core::protocol`); this module carries out its effects against the
+//! [`Store`](crate::store::Store).
+
+pub mod access;
+pub mod documents;
+pub mod hub;
+
+pub use access::decide_access;
+pub use documents::{MergeError, MergeOutcome};
+pub use hub::{DocumentChanged, SyncHub};

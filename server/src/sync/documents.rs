@@ -1,0 +1,186 @@
+//! Loading a stored document and merging a sync message into it. Everything
+//! here is CPU-bound automerge work: call it inside
+//! `tokio::task::spawn_blocking`, holding a merge permit and the document's
+//! lock (see [`SyncHub::lock`](super::SyncHub::lock)).
+
+use sync_core::DocumentId;
+use sync_core::automerge::{self, Automerge};
+use sync_core::document::{DocumentError, read_meta};
+use sync_core::protocol::{Access, ProtocolError, ServerConnection};
+
+use crate::store::{DocumentKind, NewDocument, StoredDocument};
+
+/// Why a merge did not produce something to store.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// The stored bytes do not load: our own data is damaged.
+    #[error("stored document {document} does not load")]
+    Load {
+        /// The document.
+        document: DocumentId,
+        /// What automerge said.
+        #[source]
+        source: Box<automerge::AutomergeError>,
+    },
+    /// The document (as stored, or with the message's changes) is larger than
+    /// the server accepts.
+    #[error("document {document} would be {size} bytes, more than the limit of {limit}")]
+    TooLarge {
+        /// The document.
+        document: DocumentId,
+        /// Its saved size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The sync message was not acceptable to the protocol.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The writer may not store what the merged document says: its root is
+    /// not a document of ours, or it names another owner. Answered like a
+    /// missing document.
+    #[error("document {document} refused: {reason}")]
+    Refused {
+        /// The document.
+        document: DocumentId,
+        /// Why (for the log only).
+        reason: String,
+    },
+}
+
+/// A merged document and what to store of it.
+#[derive(Debug)]
+pub struct MergeOutcome {
+    /// The document after the merge.
+    pub doc: Automerge,
+    /// The new chunk (`save_after` the heads before the merge), if the
+    /// message added changes.
+    pub chunk: Option<Vec<u8>>,
+    /// How to create the document row if this is its first write (set for
+    /// every write by its owner; the store checks the owner of an existing
+    /// row against it).
+    pub create: Option<NewDocument>,
+}
+
+/// Total bytes of the changes a sync message carries.
+pub fn changes_size(message: &automerge::sync::Message) -> usize {
+    message.changes.iter().map(<[u8]>::len).sum()
+}
+
+/// Loads a stored document: the snapshot, then every chunk in order. A
+/// missing document is an empty one.
+pub fn load(
+    document: DocumentId,
+    stored: Option<&StoredDocument>,
+) -> Result<Automerge, MergeError> {
+    let load_err = |source| MergeError::Load {
+        document,
+        source: Box::new(source),
+    };
+    let Some(stored) = stored else {
+        return Ok(Automerge::new());
+    };
+    let mut doc = match &stored.snapshot {
+        Some(snapshot) => Automerge::load(snapshot).map_err(load_err)?,
+        None => Automerge::new(),
+    };
+    for chunk in &stored.chunks {
+        doc.load_incremental(&chunk.data).map_err(load_err)?;
+    }
+    Ok(doc)
+}
+
+/// Bytes the stored form of a document takes.
+pub fn stored_size(stored: Option<&StoredDocument>) -> usize {
+    stored.map_or(0, |s| {
+        s.snapshot.as_ref().map_or(0, Vec::len)
+            + s.chunks.iter().map(|c| c.data.len()).sum::<usize>()
+    })
+}
+
+/// Refuses a document whose stored form is over `limit` unless its compacted
+/// form fits (the stored chunks are larger than one `save()`, so the cheap
+/// sum is checked first).
+fn check_size(
+    document: DocumentId,
+    doc: &Automerge,
+    stored_bytes: usize,
+    limit: usize,
+) -> Result<(), MergeError> {
+    if stored_bytes <= limit {
+        return Ok(());
+    }
+    let size = doc.save().len();
+    if size > limit {
+        return Err(MergeError::TooLarge {
+            document,
+            size,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Loads `stored`, applies `message` on `conn`, and works out what to store.
+///
+/// `writer` is the username of a peer with [`Access::ReadWrite`] (a cadre):
+/// the merged document's root must name them as its owner.
+pub fn merge(
+    conn: &mut ServerConnection,
+    document: DocumentId,
+    stored: Option<&StoredDocument>,
+    message: automerge::sync::Message,
+    writer: (&str, i64),
+    access: Access,
+    max_document_bytes: usize,
+) -> Result<MergeOutcome, MergeError> {
+    let mut doc = load(document, stored)?;
+    let stored_bytes = stored_size(stored);
+    check_size(document, &doc, stored_bytes, max_document_bytes)?;
+    let applied = conn.apply(&document, &mut doc, message)?;
+    if applied.changes_added == 0 {
+        return Ok(MergeOutcome {
+            doc,
+            chunk: None,
+            create: None,
+        });
+    }
+    let chunk = doc.save_after(&applied.heads_before);
+    check_size(
+        document,
+        &doc,
+        stored_bytes + chunk.len(),
+        max_document_bytes,
+    )?;
+    let create = if access == Access::ReadWrite {
+        let (username, user_id) = writer;
+        let meta = read_meta(&doc).map_err(|e: DocumentError| MergeError::Refused {
+            document,
+            reason: e.to_string(),
+        })?;
+        if meta.owner != username {
+            return Err(MergeError::Refused {
+                document,
+                reason: format!(
+                    "owner field {:?} is not the writer {username:?}",
+                    meta.owner
+                ),
+            });
+        }
+        Some(NewDocument {
+            kind: match meta.kind {
+                sync_core::DocumentKind::Diary => DocumentKind::Diary,
+                sync_core::DocumentKind::Contacts => DocumentKind::Contacts,
+            },
+            owner_user_id: user_id,
+            year: meta.year,
+        })
+    } else {
+        None
+    };
+    Ok(MergeOutcome {
+        doc,
+        chunk: Some(chunk),
+        create,
+    })
+}

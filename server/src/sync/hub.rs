@@ -1,0 +1,114 @@
+//! [`SyncHub`]: per-document merge locks and the in-process change feed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sync_core::DocumentId;
+use tokio::sync::{OwnedMutexGuard, broadcast};
+
+/// How many change notices a slow connection may fall behind before it
+/// resynchronises all its documents (see `RecvError::Lagged`).
+const CHANGE_FEED_CAPACITY: usize = 1024;
+
+/// A document was stored with new changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentChanged {
+    /// The document.
+    pub document_id: DocumentId,
+    /// The connection whose changes these were (it answers its own peer
+    /// itself), from [`SyncHub::next_connection_id`].
+    pub origin: u64,
+}
+
+/// Shared by every sync connection of this process.
+///
+/// Merges of one document are serialised here, in process: two connections
+/// never load-merge-store the same document at once, so neither overwrites
+/// the other's view. Several processes on one PostgreSQL would also need a
+/// database lock and `LISTEN/NOTIFY`; a single process does not.
+#[derive(Debug)]
+pub struct SyncHub {
+    locks: Mutex<HashMap<DocumentId, Arc<tokio::sync::Mutex<()>>>>,
+    changes: broadcast::Sender<DocumentChanged>,
+    connections: AtomicU64,
+}
+
+impl Default for SyncHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SyncHub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
+        SyncHub {
+            locks: Mutex::new(HashMap::new()),
+            changes,
+            connections: AtomicU64::new(0),
+        }
+    }
+
+    /// A process-unique id for a new connection.
+    pub fn next_connection_id(&self) -> u64 {
+        self.connections.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Waits until no other connection merges `document_id`; the document is
+    /// this caller's until the guard drops.
+    pub async fn lock(&self, document_id: DocumentId) -> OwnedMutexGuard<()> {
+        let lock = {
+            // A poisoned map only means another thread panicked while holding
+            // it; the map itself is still consistent.
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget locks nobody holds or waits for, so the map stays as
+            // small as the set of documents being merged right now.
+            locks.retain(|id, l| *id == document_id || Arc::strong_count(l) > 1);
+            locks.entry(document_id).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Tells every connection that `document_id` has new changes.
+    pub fn notify(&self, document_id: DocumentId, origin: u64) {
+        // No receivers is fine: nobody else syncs anything.
+        let _ = self.changes.send(DocumentChanged {
+            document_id,
+            origin,
+        });
+    }
+
+    /// The change feed, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<DocumentChanged> {
+        self.changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_merge_per_document_at_a_time() {
+        let hub = Arc::new(SyncHub::new());
+        let a = DocumentId::from_bytes([1; 16]);
+        let b = DocumentId::from_bytes([2; 16]);
+        let held = hub.lock(a).await;
+        // Another document is not blocked.
+        let _other = hub.lock(b).await;
+        let waiter = tokio::spawn({
+            let hub = hub.clone();
+            async move {
+                let _g = hub.lock(a).await;
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(held);
+        waiter
+            .await
+            .expect("second lock after the first is released");
+    }
+}

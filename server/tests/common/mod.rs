@@ -1,0 +1,156 @@
+//! Helpers shared by the integration tests: fresh stores for each backend and
+//! a small organisation to log in with.
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use server::auth::password::hash_password;
+use server::store::postgres::PostgresStore;
+use server::store::sqlite::SqliteStore;
+use server::store::{ConnectOptions, NewUnit, NewUser, Role, Store, Unit, User};
+use sqlx::postgres::PgConnectOptions;
+
+/// The environment variable that turns the PostgreSQL runs on.
+pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
+
+/// A store plus whatever must live as long as it (a temp dir, a schema).
+pub struct Harness {
+    pub store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<PgCleanup>,
+}
+
+struct PgCleanup {
+    url: String,
+    schema: String,
+}
+
+impl Harness {
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Drops the PostgreSQL schema (a test that panics leaves it behind; the
+    /// `vd_test_` prefix makes leftovers easy to find).
+    pub async fn cleanup(self) {
+        self.store.close().await;
+        if let Some(pg) = self.pg {
+            let admin = sqlx::PgPool::connect(&pg.url)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                pg.schema
+            )))
+            .execute(&admin)
+            .await
+            .expect("drop test schema");
+            admin.close().await;
+        }
+    }
+}
+
+/// A migrated SQLite store in a fresh temporary directory.
+pub async fn sqlite() -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/test.db", dir.path().display());
+    let store = SqliteStore::connect(&url, ConnectOptions::default())
+        .await
+        .expect("open sqlite");
+    store.migrate().await.expect("migrate sqlite");
+    Harness {
+        store: Arc::new(store),
+        _dir: Some(dir),
+        pg: None,
+    }
+}
+
+/// A migrated PostgreSQL store in a fresh schema of the database named by
+/// `TEST_DATABASE_URL`, or `None` (with a note) when it is not set.
+pub async fn postgres() -> Option<Harness> {
+    let Ok(url) = std::env::var(TEST_DATABASE_URL) else {
+        println!("note: {TEST_DATABASE_URL} is not set; skipping the PostgreSQL run of this test");
+        return None;
+    };
+    let schema = format!("vd_test_{}", hex::encode(rand::random::<[u8; 8]>()));
+    let admin = sqlx::PgPool::connect(&url)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    // The name is generated above from hex digits only, so formatting it into
+    // the statement is safe.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await
+        .expect("create test schema");
+    admin.close().await;
+
+    let options = PgConnectOptions::from_str(&url)
+        .expect("parse TEST_DATABASE_URL")
+        .options([("search_path", schema.as_str())]);
+    let store = PostgresStore::connect_with(options, ConnectOptions { max_connections: 8 })
+        .await
+        .expect("open postgres");
+    store.migrate().await.expect("migrate postgres");
+    Some(Harness {
+        store: Arc::new(store),
+        _dir: None,
+        pg: Some(PgCleanup { url, schema }),
+    })
+}
+
+/// A fixed instant plus `secs` seconds, whole seconds so it survives every
+/// backend's timestamp precision.
+pub fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_750_000_000 + secs, 0)
+        .single()
+        .expect("valid timestamp")
+}
+
+pub async fn unit(store: &dyn Store, code: &str, parent: Option<&Unit>, kind: &str) -> Unit {
+    store
+        .create_unit(NewUnit {
+            code: code.to_owned(),
+            name: format!("{code} 单位"),
+            parent_id: parent.map(|p| p.id),
+            kind: kind.to_owned(),
+        })
+        .await
+        .expect("create unit")
+}
+
+/// A user with a placeholder hash (stores do not look inside it).
+pub async fn user(store: &dyn Store, username: &str, role: Role, unit: &Unit) -> User {
+    store
+        .create_user(NewUser {
+            username: username.to_owned(),
+            display_name: format!("{username} 同志"),
+            role,
+            unit_id: unit.id,
+            password_hash: "$argon2id$placeholder".to_owned(),
+        })
+        .await
+        .expect("create user")
+}
+
+/// A user who can really log in with `password`.
+pub async fn user_with_password(
+    store: &dyn Store,
+    username: &str,
+    role: Role,
+    unit: &Unit,
+    password: &str,
+) -> User {
+    store
+        .create_user(NewUser {
+            username: username.to_owned(),
+            display_name: format!("{username} 同志"),
+            role,
+            unit_id: unit.id,
+            password_hash: hash_password(password.to_owned()).await.expect("hash"),
+        })
+        .await
+        .expect("create user")
+}

@@ -1,0 +1,751 @@
+//! The HTTP API through `router()` with `tower::ServiceExt::oneshot`: no
+//! sockets, a real SQLite store in a temporary directory.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use serde_json::{Value, json};
+use server::auth::JwtKeys;
+use server::config::Config;
+use server::store::{DocumentKind, DocumentWrite, NewDocument, Role, Store};
+use server::{AppState, router};
+use tower::ServiceExt;
+
+const KEY: [u8; 32] = [42; 32];
+const PASSWORD: &str = "correct horse battery";
+
+struct TestApp {
+    app: Router,
+    state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+/// A migrated store with `alice` (cadre of village1 under county) who can log
+/// in, and `dora`, who is disabled.
+async fn test_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::for_tests(dir.path(), &KEY);
+    adjust(&mut config);
+    let store = server::open_store(&config).await.expect("open store");
+    let s = store.as_ref();
+    let county = common::unit(s, "county", None, "county").await;
+    let village = common::unit(s, "village1", Some(&county), "village").await;
+    common::user_with_password(s, "alice", Role::Cadre, &village, PASSWORD).await;
+    let dora = common::user_with_password(s, "dora", Role::Cadre, &village, PASSWORD).await;
+    s.set_user_disabled(dora.id, true).await.expect("disable");
+    let state = AppState::new(store, config).expect("state");
+    TestApp {
+        app: router(state.clone()),
+        state,
+        _dir: dir,
+    }
+}
+
+async fn test_app() -> TestApp {
+    test_app_with(|_| {}).await
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("<none>")
+            .to_owned()
+    }
+}
+
+impl TestApp {
+    async fn call(&self, request: Request<Body>) -> Answer {
+        let response = self.app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body")
+            .to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(
+            Request::post(path)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .expect("request"),
+        )
+        .await
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        let mut request = Request::get(path);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        self.call(request.body(Body::empty()).expect("request"))
+            .await
+    }
+
+    /// Logs alice in and returns (access token, refresh token).
+    async fn login(&self) -> (String, String) {
+        let answer = self
+            .post(
+                "/api/v1/auth/login",
+                json!({"username": "alice", "password": PASSWORD, "device_id": "phone-1"}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        let body = answer.json();
+        (
+            body["access_token"].as_str().expect("access").to_owned(),
+            body["refresh_token"].as_str().expect("refresh").to_owned(),
+        )
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> Answer {
+        self.post(
+            "/api/v1/auth/refresh",
+            json!({ "refresh_token": refresh_token }),
+        )
+        .await
+    }
+
+    async fn audit_actions(&self) -> Vec<String> {
+        self.state
+            .store
+            .list_audit(100)
+            .await
+            .expect("audit")
+            .into_iter()
+            .map(|e| e.action)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn login_answers_a_token_pair() {
+    let app = test_app().await;
+    let answer = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "alice", "password": PASSWORD, "device_id": "phone-1"}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let body = answer.json();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    let claims = app
+        .state
+        .jwt
+        .verify(body["access_token"].as_str().expect("access"))
+        .expect("a valid token");
+    assert_eq!(claims.sub, "alice");
+    assert_eq!(claims.role, Role::Cadre);
+    assert_eq!(claims.device, "phone-1");
+    assert_eq!(claims.iss, "visit-diary");
+    assert_eq!(claims.aud, "visit-diary");
+    assert_eq!(
+        body["refresh_token"].as_str().map(str::len),
+        Some(43),
+        "32 bytes, base64url"
+    );
+    assert_eq!(app.audit_actions().await, ["auth.login"]);
+
+    // device_id is optional.
+    let answer = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "alice", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_credentials_all_look_the_same() {
+    let app = test_app().await;
+    let wrong = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "alice", "password": "wrong"}),
+        )
+        .await;
+    let unknown = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "nobody", "password": PASSWORD}),
+        )
+        .await;
+    let disabled = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "dora", "password": PASSWORD}),
+        )
+        .await;
+    for answer in [&wrong, &unknown, &disabled] {
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer.error_code(), "unauthorized");
+        assert_eq!(
+            answer
+                .headers
+                .get(header::WWW_AUTHENTICATE)
+                .map(|v| v.as_bytes()),
+            Some(&b"Bearer"[..])
+        );
+    }
+    assert_eq!(wrong.body, unknown.body);
+    assert_eq!(wrong.body, disabled.body);
+    assert_eq!(
+        app.audit_actions().await,
+        [
+            "auth.login_failed",
+            "auth.login_failed",
+            "auth.login_failed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn malformed_login_requests_get_json_errors() {
+    let app = test_app().await;
+    let missing = app
+        .post("/api/v1/auth/login", json!({"username": "alice"}))
+        .await;
+    assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(missing.error_code(), "invalid_request");
+    assert!(
+        missing.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("password")),
+        "{}",
+        missing.text()
+    );
+
+    let not_json = app
+        .call(
+            Request::post("/api/v1/auth/login")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{not json"))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+    assert_eq!(not_json.error_code(), "bad_request");
+
+    let no_content_type = app
+        .call(
+            Request::post("/api/v1/auth/login")
+                .body(Body::from("{}"))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(no_content_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(no_content_type.error_code(), "unsupported_media_type");
+
+    let long_device = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "alice", "password": PASSWORD, "device_id": "x".repeat(500)}),
+        )
+        .await;
+    assert_eq!(long_device.status, StatusCode::BAD_REQUEST);
+
+    let empty_user = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(empty_user.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    let app = test_app().await;
+    let (_, r1) = app.login().await;
+
+    let second = app.refresh(&r1).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text());
+    let body = second.json();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    let r2 = body["refresh_token"].as_str().expect("refresh").to_owned();
+    assert_ne!(r1, r2);
+    let claims = app
+        .state
+        .jwt
+        .verify(body["access_token"].as_str().expect("access"))
+        .expect("valid");
+    assert_eq!(claims.device, "phone-1", "the device survives rotation");
+
+    let third = app.refresh(&r2).await;
+    assert_eq!(third.status, StatusCode::OK);
+    let r3 = third.json()["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+
+    // r1 again: someone kept a copy. Refused, and the whole family dies.
+    let replay = app.refresh(&r1).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(replay.error_code(), "unauthorized");
+    let after = app.refresh(&r3).await;
+    assert_eq!(
+        after.status,
+        StatusCode::UNAUTHORIZED,
+        "the newest token of the family is revoked too"
+    );
+    assert!(
+        app.audit_actions()
+            .await
+            .contains(&"auth.refresh_reuse".to_owned())
+    );
+
+    // A fresh login is a new family and works.
+    let (_, other) = app.login().await;
+    assert_eq!(app.refresh(&other).await.status, StatusCode::OK);
+
+    for junk in ["", "short", &"A".repeat(43), &"!".repeat(43)] {
+        assert_eq!(app.refresh(junk).await.status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[tokio::test]
+async fn refresh_refused_once_the_user_is_disabled() {
+    let app = test_app().await;
+    let (_, r1) = app.login().await;
+    let alice = app
+        .state
+        .store
+        .get_user_by_username("alice")
+        .await
+        .expect("get")
+        .expect("alice");
+    app.state
+        .store
+        .set_user_disabled(alice.id, true)
+        .await
+        .expect("disable");
+    assert_eq!(app.refresh(&r1).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn logout_revokes_the_family() {
+    let app = test_app().await;
+    let (_, r1) = app.login().await;
+    let rotated = app.refresh(&r1).await;
+    let r2 = rotated.json()["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+
+    let answer = app
+        .post("/api/v1/auth/logout", json!({ "refresh_token": r2 }))
+        .await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.refresh(&r2).await.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        app.audit_actions()
+            .await
+            .contains(&"auth.logout".to_owned())
+    );
+
+    // Twice, or with junk: still 204.
+    let again = app
+        .post("/api/v1/auth/logout", json!({ "refresh_token": r2 }))
+        .await;
+    assert_eq!(again.status, StatusCode::NO_CONTENT);
+    let junk = app
+        .post("/api/v1/auth/logout", json!({ "refresh_token": "nope" }))
+        .await;
+    assert_eq!(junk.status, StatusCode::NO_CONTENT);
+    let malformed = app.post("/api/v1/auth/logout", json!({})).await;
+    assert_eq!(malformed.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn me_identifies_the_caller() {
+    let app = test_app().await;
+    let (access, _) = app.login().await;
+
+    let answer = app.get("/api/v1/me", Some(&access)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let me = answer.json();
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["role"], "cadre");
+    assert_eq!(me["unit_code"], "village1");
+    assert_eq!(me["device_id"], "phone-1");
+
+    // Browsers pass the token in the query string.
+    let by_query = app.get(&format!("/api/v1/me?token={access}"), None).await;
+    assert_eq!(by_query.status, StatusCode::OK);
+    assert_eq!(by_query.json()["username"], "alice");
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused() {
+    let app = test_app().await;
+    let alice = app
+        .state
+        .store
+        .get_user_by_username("alice")
+        .await
+        .expect("get")
+        .expect("alice");
+    let keys = &app.state.jwt;
+
+    let missing = app.get("/api/v1/me", None).await;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(missing.error_code(), "unauthorized");
+
+    let expired = keys
+        .issue(&alice, "", Utc::now() - chrono::Duration::hours(1))
+        .expect("sign");
+    let answer = app.get("/api/v1/me", Some(&expired)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.error_code(), "token_expired");
+
+    let forged = JwtKeys::new(
+        &[1; 32],
+        "visit-diary",
+        "visit-diary",
+        Duration::from_secs(900),
+    )
+    .issue(&alice, "", Utc::now())
+    .expect("sign");
+    let answer = app.get("/api/v1/me", Some(&forged)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.error_code(), "unauthorized");
+
+    // Same claims, signed correctly, then the signature cut off.
+    let valid = keys.issue(&alice, "", Utc::now()).expect("sign");
+    let unsigned = valid
+        .rsplit_once('.')
+        .map(|(head, _)| format!("{head}."))
+        .expect("jwt");
+    assert_eq!(
+        app.get("/api/v1/me", Some(&unsigned)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // alg: none, with perfectly good claims.
+    let claims = keys.claims_for(&alice, "", Utc::now());
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("json"))
+    );
+    let answer = app.get("/api/v1/me", Some(&none)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    let answer = app.get(&format!("/api/v1/me?token={none}"), None).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+
+    // Another issuer's token with our key.
+    let foreign = JwtKeys::new(
+        &KEY,
+        "someone-else",
+        "visit-diary",
+        Duration::from_secs(900),
+    )
+    .issue(&alice, "", Utc::now())
+    .expect("sign");
+    assert_eq!(
+        app.get("/api/v1/me", Some(&foreign)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    for header_value in ["Basic YWxpY2U6eA==", "Bearer", "Bearer ", "garbage"] {
+        let answer = app
+            .call(
+                Request::get("/api/v1/me")
+                    .header(header::AUTHORIZATION, header_value)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{header_value}");
+        assert_eq!(answer.error_code(), "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn me_documents_lists_only_the_callers_documents() {
+    let app = test_app().await;
+    let (access, _) = app.login().await;
+    let store = app.state.store.as_ref();
+    let alice = store
+        .get_user_by_username("alice")
+        .await
+        .expect("get")
+        .expect("alice");
+    let dora = store
+        .get_user_by_username("dora")
+        .await
+        .expect("get")
+        .expect("dora");
+    for (id, owner, kind, year) in [
+        ("diaryA", alice.id, DocumentKind::Diary, Some(2025)),
+        ("contactsA", alice.id, DocumentKind::Contacts, None),
+        ("diaryD", dora.id, DocumentKind::Diary, Some(2025)),
+    ] {
+        store
+            .append_changes(DocumentWrite {
+                document_id: id.to_owned(),
+                create: Some(NewDocument {
+                    kind,
+                    owner_user_id: owner,
+                    year,
+                }),
+                data: vec![1, 2, 3],
+                at: Utc::now(),
+            })
+            .await
+            .expect("append");
+    }
+
+    let answer = app.get("/api/v1/me/documents", Some(&access)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let docs = answer.json();
+    let docs = docs.as_array().expect("array");
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0]["id"], "contactsA");
+    assert_eq!(docs[0]["kind"], "contacts");
+    assert_eq!(docs[0]["year"], Value::Null);
+    assert_eq!(docs[1]["id"], "diaryA");
+    assert_eq!(docs[1]["kind"], "diary");
+    assert_eq!(docs[1]["year"], 2025);
+    assert_eq!(docs[1]["owner"], "alice");
+
+    assert_eq!(
+        app.get("/api/v1/me/documents", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let app = test_app().await;
+    let health = app.get("/healthz", None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.text(), "ok");
+
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.text(), "ready");
+
+    let metrics = app.get("/metrics", None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(
+        metrics
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/plain"))
+    );
+    let text = metrics.text();
+    assert!(
+        text.contains(r#"http_requests_total{method="GET",route="/healthz",status="200"}"#),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE sync_connections gauge"), "{text}");
+    assert!(text.contains("db_errors_total"), "{text}");
+
+    // The helpers the sync endpoint will call show up too.
+    server::metrics::sync_connection_opened();
+    server::metrics::sync_message(server::metrics::Direction::In);
+    server::metrics::merge_seconds(Duration::from_millis(3));
+    server::metrics::sync_connection_closed();
+    let text = app.get("/metrics", None).await.text();
+    assert!(
+        text.contains(r#"sync_messages_total{direction="in"}"#),
+        "{text}"
+    );
+    assert!(text.contains("merge_seconds_bucket"), "{text}");
+}
+
+#[tokio::test]
+async fn readyz_reports_a_dead_database() {
+    let app = test_app().await;
+    app.state.store.close().await;
+    let answer = app.get("/readyz", None).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.error_code(), "unavailable");
+    // Liveness does not depend on the database.
+    assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let app = test_app().await;
+    let missing = app.get("/api/v1/nothing-here", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.error_code(), "not_found");
+
+    let wrong_method = app.get("/api/v1/auth/login", None).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.error_code(), "method_not_allowed");
+}
+
+#[tokio::test]
+async fn request_ids_are_made_and_propagated() {
+    let app = test_app().await;
+    let made = app.get("/healthz", None).await;
+    let id = made
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a request id");
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+
+    let given = app
+        .call(
+            Request::get("/healthz")
+                .header("x-request-id", "from-the-client-1")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(
+        given.headers.get("x-request-id").map(|v| v.as_bytes()),
+        Some(&b"from-the-client-1"[..])
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_json() {
+    let app = test_app_with(|config| config.body_limit_bytes = 256).await;
+    let answer = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "alice", "password": "x".repeat(1000)}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.error_code(), "payload_too_large");
+
+    // With a Content-Length, the request is refused before the body is read.
+    let declared = app
+        .call(
+            Request::post("/api/v1/auth/login")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_LENGTH, "1000")
+                .body(Body::from(vec![b' '; 1000]))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(declared.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(declared.error_code(), "payload_too_large");
+}
+
+#[tokio::test]
+async fn demo_seed_is_idempotent_and_its_accounts_log_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config::for_tests(dir.path(), &KEY);
+    let store = server::open_store(&config).await.expect("open store");
+    let first = server::seed_demo(store.as_ref(), "demo-pass")
+        .await
+        .expect("seed");
+    assert_eq!(first.units_created, 7);
+    assert_eq!(first.users_created, 16);
+    let second = server::seed_demo(store.as_ref(), "other-pass")
+        .await
+        .expect("seed again");
+    assert_eq!(second.units_created, 0);
+    assert_eq!(second.users_created, 0);
+
+    let s: &dyn Store = store.as_ref();
+    let town1 = s
+        .get_unit_by_code("town1")
+        .await
+        .expect("get")
+        .expect("town1");
+    let subtree: Vec<String> = s
+        .unit_subtree(town1.id)
+        .await
+        .expect("subtree")
+        .into_iter()
+        .map(|u| u.code)
+        .collect();
+    assert_eq!(subtree, ["town1", "village1", "village2"]);
+    let village3 = s
+        .get_unit_by_code("village3")
+        .await
+        .expect("get")
+        .expect("village3");
+    let cadres: Vec<String> = s
+        .list_users_in_units(&[village3.id])
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(cadres, ["cadre07", "cadre08", "cadre09"]);
+    let county_sup = s
+        .get_user_by_username("sup-county")
+        .await
+        .expect("get")
+        .expect("sup-county");
+    assert_eq!(county_sup.role, Role::Supervisor);
+
+    let state = AppState::new(store, config).expect("state");
+    let app = TestApp {
+        app: router(state.clone()),
+        state,
+        _dir: dir,
+    };
+    let answer = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "sup-town1", "password": "demo-pass"}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let access = answer.json()["access_token"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    let me = app.get("/api/v1/me", Some(&access)).await.json();
+    assert_eq!(me["role"], "supervisor");
+    assert_eq!(me["unit_code"], "town1");
+    assert_eq!(me["unit_name"], "一镇");
+}
+
+#[tokio::test]
+async fn slow_requests_time_out_with_json() {
+    // A password check takes tens of milliseconds; one millisecond is not enough.
+    let app = test_app_with(|config| config.request_timeout = Duration::from_millis(1)).await;
+    let answer = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "alice", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(answer.error_code(), "timeout");
+}

@@ -1,0 +1,760 @@
+//! The storage conformance suite: every case is written once against
+//! `dyn Store` and run on every backend by the `conformance!` macro below:
+//! always on SQLite, and on PostgreSQL when `TEST_DATABASE_URL` is set (each
+//! test in a fresh schema).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::t;
+use server::store::{
+    Compaction, DocumentKind, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken,
+    RefreshReplacement, RefreshRotation, Role, Store, StoreError,
+};
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let harness = crate::common::sqlite().await;
+                    crate::cases::$case(harness.store()).await;
+                    harness.cleanup().await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(harness) = crate::common::postgres().await else {
+                        return;
+                    };
+                    crate::cases::$case(harness.store()).await;
+                    harness.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    units_and_subtrees,
+    unit_constraints,
+    users,
+    refresh_rotation,
+    refresh_reuse_revokes_family,
+    refresh_expired_revoked_and_unknown,
+    refresh_concurrent_presentations,
+    documents_append_and_load,
+    document_ownership,
+    documents_by_owner_and_unit,
+    compaction,
+    compaction_conflicts,
+    concurrent_appends,
+    audit_log,
+);
+
+mod cases {
+    use super::*;
+
+    fn write(id: &str, owner: Option<i64>, data: &[u8], at: i64) -> DocumentWrite {
+        DocumentWrite {
+            document_id: id.to_owned(),
+            create: owner.map(|owner_user_id| NewDocument {
+                kind: DocumentKind::Diary,
+                owner_user_id,
+                year: Some(2025),
+            }),
+            data: data.to_vec(),
+            at: t(at),
+        }
+    }
+
+    fn codes(units: &[server::store::Unit]) -> Vec<&str> {
+        units.iter().map(|u| u.code.as_str()).collect()
+    }
+
+    pub async fn units_and_subtrees(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let county = common::unit(s, "county", None, "county").await;
+        let town1 = common::unit(s, "town1", Some(&county), "town").await;
+        let town2 = common::unit(s, "town2", Some(&county), "town").await;
+        let v1 = common::unit(s, "village1", Some(&town1), "village").await;
+        let v2 = common::unit(s, "village2", Some(&town1), "village").await;
+        let v3 = common::unit(s, "village3", Some(&town2), "village").await;
+
+        assert_eq!(v1.parent_id, Some(town1.id));
+        assert_eq!(county.parent_id, None);
+        assert_eq!(s.get_unit(v2.id).await.expect("get"), Some(v2.clone()));
+        assert_eq!(
+            s.get_unit_by_code("village3").await.expect("get"),
+            Some(v3.clone())
+        );
+        assert_eq!(s.get_unit_by_code("nope").await.expect("get"), None);
+        assert_eq!(s.get_unit(-1).await.expect("get"), None);
+        assert_eq!(s.list_units().await.expect("list").len(), 6);
+
+        assert_eq!(
+            codes(&s.unit_subtree(town1.id).await.expect("subtree")),
+            ["town1", "village1", "village2"]
+        );
+        assert_eq!(s.unit_subtree(county.id).await.expect("subtree").len(), 6);
+        assert_eq!(
+            codes(&s.unit_subtree(v3.id).await.expect("subtree")),
+            ["village3"]
+        );
+        assert!(s.unit_subtree(-1).await.expect("subtree").is_empty());
+
+        for (unit, root, expected) in [
+            (v1.id, town1.id, true),
+            (v1.id, county.id, true),
+            (town1.id, town1.id, true),
+            (v3.id, town1.id, false),
+            (town1.id, v1.id, false),
+            (town2.id, town1.id, false),
+            (-1, county.id, false),
+        ] {
+            assert_eq!(
+                s.is_unit_within(unit, root).await.expect("within"),
+                expected,
+                "is {unit} within {root}?"
+            );
+        }
+    }
+
+    pub async fn unit_constraints(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let county = common::unit(s, "county", None, "county").await;
+        let dup = s
+            .create_unit(server::store::NewUnit {
+                code: "county".to_owned(),
+                name: "另一个县".to_owned(),
+                parent_id: None,
+                kind: "county".to_owned(),
+            })
+            .await;
+        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+        let orphan = s
+            .create_unit(server::store::NewUnit {
+                code: "orphan".to_owned(),
+                name: "孤村".to_owned(),
+                parent_id: Some(county.id + 1000),
+                kind: "village".to_owned(),
+            })
+            .await;
+        assert!(matches!(orphan, Err(StoreError::Conflict(_))), "{orphan:?}");
+    }
+
+    pub async fn users(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let town = common::unit(s, "town1", None, "town").await;
+        let village = common::unit(s, "village1", Some(&town), "village").await;
+        let alice = common::user(s, "alice", Role::Cadre, &village).await;
+        let bob = common::user(s, "bob", Role::Supervisor, &town).await;
+        let root = common::user(s, "root", Role::Admin, &town).await;
+
+        assert_eq!(alice.role, Role::Cadre);
+        assert_eq!(bob.role, Role::Supervisor);
+        assert_eq!(root.role, Role::Admin);
+        assert!(!alice.disabled);
+        assert_eq!(
+            s.get_user(alice.id).await.expect("get"),
+            Some(alice.clone())
+        );
+        assert_eq!(
+            s.get_user_by_username("bob").await.expect("get"),
+            Some(bob.clone())
+        );
+        assert_eq!(s.get_user_by_username("carol").await.expect("get"), None);
+        assert!(
+            !format!("{alice:?}").contains("placeholder"),
+            "hash in Debug"
+        );
+
+        let dup = s
+            .create_user(server::store::NewUser {
+                username: "alice".to_owned(),
+                display_name: "另一个".to_owned(),
+                role: Role::Cadre,
+                unit_id: village.id,
+                password_hash: "x".to_owned(),
+            })
+            .await;
+        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+        let no_unit = s
+            .create_user(server::store::NewUser {
+                username: "dave".to_owned(),
+                display_name: "无单位".to_owned(),
+                role: Role::Cadre,
+                unit_id: village.id + 1000,
+                password_hash: "x".to_owned(),
+            })
+            .await;
+        assert!(
+            matches!(no_unit, Err(StoreError::Conflict(_))),
+            "{no_unit:?}"
+        );
+
+        let in_village: Vec<String> = s
+            .list_users_in_units(&[village.id])
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|u| u.username)
+            .collect();
+        assert_eq!(in_village, ["alice"]);
+        assert_eq!(
+            s.list_users_in_units(&[village.id, town.id])
+                .await
+                .expect("list")
+                .len(),
+            3
+        );
+        assert!(s.list_users_in_units(&[]).await.expect("list").is_empty());
+
+        s.set_user_disabled(alice.id, true).await.expect("disable");
+        assert!(
+            s.get_user(alice.id)
+                .await
+                .expect("get")
+                .expect("alice")
+                .disabled
+        );
+        s.set_user_disabled(alice.id, false).await.expect("enable");
+        assert!(
+            !s.get_user(alice.id)
+                .await
+                .expect("get")
+                .expect("alice")
+                .disabled
+        );
+        assert!(matches!(
+            s.set_user_disabled(alice.id + 1000, true).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    async fn token_fixture(s: &dyn Store) -> (i64, String) {
+        let unit = common::unit(s, "village1", None, "village").await;
+        let user = common::user(s, "alice", Role::Cadre, &unit).await;
+        let family = "family-1".to_owned();
+        s.insert_refresh_token(NewRefreshToken {
+            user_id: user.id,
+            family_id: family.clone(),
+            token_hash: "h1".to_owned(),
+            device_id: "phone".to_owned(),
+            created_at: t(0),
+            expires_at: t(1000),
+        })
+        .await
+        .expect("insert");
+        (user.id, family)
+    }
+
+    fn replacement(hash: &str, expires: i64) -> RefreshReplacement {
+        RefreshReplacement {
+            token_hash: hash.to_owned(),
+            expires_at: t(expires),
+        }
+    }
+
+    pub async fn refresh_rotation(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let (user_id, family) = token_fixture(s).await;
+
+        let first = s.get_refresh_token("h1").await.expect("get").expect("h1");
+        assert_eq!(first.user_id, user_id);
+        assert_eq!(first.expires_at, t(1000));
+        assert_eq!(first.rotated_at, None);
+
+        let RefreshRotation::Rotated { previous, current } = s
+            .rotate_refresh_token("h1", replacement("h2", 2000), t(10))
+            .await
+            .expect("rotate")
+        else {
+            panic!("expected a rotation");
+        };
+        assert_eq!(previous.id, first.id);
+        assert_eq!(current.token_hash, "h2");
+        assert_eq!(current.family_id, family);
+        assert_eq!(current.user_id, user_id);
+        assert_eq!(current.device_id, "phone", "device carried over");
+        assert_eq!(current.created_at, t(10));
+        assert_eq!(current.expires_at, t(2000));
+        let old = s.get_refresh_token("h1").await.expect("get").expect("h1");
+        assert_eq!(old.rotated_at, Some(t(10)));
+        assert_eq!(old.revoked_at, None);
+
+        let again = s
+            .rotate_refresh_token("h2", replacement("h3", 3000), t(20))
+            .await
+            .expect("rotate");
+        assert!(
+            matches!(again, RefreshRotation::Rotated { .. }),
+            "{again:?}"
+        );
+
+        // h1 and h2 (rotated) and h3 (live): all marked revoked.
+        assert_eq!(
+            s.revoke_refresh_family(&family, t(30))
+                .await
+                .expect("revoke"),
+            3
+        );
+        assert_eq!(
+            s.revoke_refresh_family(&family, t(31))
+                .await
+                .expect("revoke"),
+            0
+        );
+        let h3 = s.get_refresh_token("h3").await.expect("get").expect("h3");
+        assert_eq!(h3.revoked_at, Some(t(30)));
+    }
+
+    pub async fn refresh_reuse_revokes_family(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let (user_id, family) = token_fixture(s).await;
+        s.rotate_refresh_token("h1", replacement("h2", 2000), t(10))
+            .await
+            .expect("rotate");
+        s.rotate_refresh_token("h2", replacement("h3", 3000), t(20))
+            .await
+            .expect("rotate");
+
+        // h1 was rotated long ago: someone replays it.
+        let reuse = s
+            .rotate_refresh_token("h1", replacement("h4", 4000), t(30))
+            .await
+            .expect("rotate");
+        assert_eq!(
+            reuse,
+            RefreshRotation::Reused {
+                family_id: family.clone(),
+                user_id
+            }
+        );
+        assert_eq!(
+            s.get_refresh_token("h4").await.expect("get"),
+            None,
+            "no replacement stored on reuse"
+        );
+        for hash in ["h1", "h2", "h3"] {
+            let token = s
+                .get_refresh_token(hash)
+                .await
+                .expect("get")
+                .expect("token");
+            assert_eq!(token.revoked_at, Some(t(30)), "{hash} revoked");
+        }
+        // The live token of the family is dead too.
+        assert_eq!(
+            s.rotate_refresh_token("h3", replacement("h5", 5000), t(40))
+                .await
+                .expect("rotate"),
+            RefreshRotation::Revoked
+        );
+    }
+
+    pub async fn refresh_expired_revoked_and_unknown(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let (_, family) = token_fixture(s).await;
+        assert_eq!(
+            s.rotate_refresh_token("h1", replacement("h2", 9000), t(1000))
+                .await
+                .expect("rotate"),
+            RefreshRotation::Expired,
+            "expiry is exclusive"
+        );
+        let h1 = s.get_refresh_token("h1").await.expect("get").expect("h1");
+        assert_eq!(h1.rotated_at, None, "an expired token is not rotated");
+
+        s.revoke_refresh_family(&family, t(5))
+            .await
+            .expect("revoke");
+        assert_eq!(
+            s.rotate_refresh_token("h1", replacement("h2", 9000), t(6))
+                .await
+                .expect("rotate"),
+            RefreshRotation::Revoked
+        );
+        assert!(matches!(
+            s.rotate_refresh_token("nope", replacement("h2", 9000), t(6))
+                .await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn refresh_concurrent_presentations(store: Arc<dyn Store>) {
+        let (_, _) = token_fixture(store.as_ref()).await;
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .rotate_refresh_token("h1", replacement(&format!("new{i}"), 2000), t(10))
+                        .await
+                })
+            })
+            .collect();
+        let mut rotated = 0;
+        let mut reused = 0;
+        for task in tasks {
+            match task.await.expect("join").expect("rotate") {
+                RefreshRotation::Rotated { .. } => rotated += 1,
+                RefreshRotation::Reused { .. } | RefreshRotation::Revoked => reused += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(rotated, 1, "exactly one presentation wins");
+        assert_eq!(reused, 5);
+    }
+
+    pub async fn documents_append_and_load(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let unit = common::unit(s, "village1", None, "village").await;
+        let alice = common::user(s, "alice", Role::Cadre, &unit).await;
+
+        assert_eq!(s.get_document_meta("doc-a").await.expect("meta"), None);
+        assert_eq!(s.load_document("doc-a").await.expect("load"), None);
+        assert!(matches!(
+            s.append_changes(write("doc-a", None, b"x", 0)).await,
+            Err(StoreError::NotFound)
+        ));
+
+        let first = s
+            .append_changes(write("doc-a", Some(alice.id), b"chunk-1", 10))
+            .await
+            .expect("append");
+        assert!(first.created);
+        assert_eq!(first.pending_chunks, 1);
+        assert_eq!(first.pending_bytes, 7);
+        assert_eq!(first.meta.kind, DocumentKind::Diary);
+        assert_eq!(first.meta.owner_user_id, alice.id);
+        assert_eq!(first.meta.year, Some(2025));
+        assert_eq!(first.meta.created_at, t(10));
+        assert_eq!(first.meta.updated_at, t(10));
+        assert_eq!(first.meta.snapshot_heads, None);
+
+        // The owner again (create allowed but not needed) and a change
+        // without create rights (a supervisor's action).
+        let second = s
+            .append_changes(write("doc-a", Some(alice.id), b"chunk-22", 20))
+            .await
+            .expect("append");
+        assert!(!second.created);
+        assert!(second.chunk_id > first.chunk_id);
+        let third = s
+            .append_changes(write("doc-a", None, b"chunk-333", 30))
+            .await
+            .expect("append");
+        assert_eq!(third.pending_chunks, 3);
+        assert_eq!(third.pending_bytes, 7 + 8 + 9);
+        assert_eq!(third.meta.created_at, t(10));
+        assert_eq!(third.meta.updated_at, t(30));
+
+        let loaded = s.load_document("doc-a").await.expect("load").expect("doc");
+        assert_eq!(loaded.meta, third.meta);
+        assert_eq!(loaded.snapshot, None);
+        let chunks: Vec<&[u8]> = loaded.chunks.iter().map(|c| c.data.as_slice()).collect();
+        assert_eq!(chunks, [&b"chunk-1"[..], b"chunk-22", b"chunk-333"]);
+        let ids: Vec<i64> = loaded.chunks.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [first.chunk_id, second.chunk_id, third.chunk_id]);
+        assert_eq!(
+            s.get_document_meta("doc-a").await.expect("meta"),
+            Some(third.meta)
+        );
+
+        // Binary data survives byte for byte.
+        let binary: Vec<u8> = (0..=255).collect();
+        s.append_changes(DocumentWrite {
+            document_id: "doc-b".to_owned(),
+            create: Some(NewDocument {
+                kind: DocumentKind::Contacts,
+                owner_user_id: alice.id,
+                year: None,
+            }),
+            data: binary.clone(),
+            at: t(40),
+        })
+        .await
+        .expect("append");
+        let b = s.load_document("doc-b").await.expect("load").expect("doc");
+        assert_eq!(b.meta.kind, DocumentKind::Contacts);
+        assert_eq!(b.meta.year, None);
+        assert_eq!(b.chunks[0].data, binary);
+    }
+
+    pub async fn document_ownership(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let unit = common::unit(s, "village1", None, "village").await;
+        let alice = common::user(s, "alice", Role::Cadre, &unit).await;
+        let mallory = common::user(s, "mallory", Role::Cadre, &unit).await;
+        s.append_changes(write("doc-a", Some(alice.id), b"mine", 0))
+            .await
+            .expect("append");
+
+        let stolen = s
+            .append_changes(write("doc-a", Some(mallory.id), b"theirs", 1))
+            .await;
+        assert!(matches!(stolen, Err(StoreError::Conflict(_))), "{stolen:?}");
+        let doc = s.load_document("doc-a").await.expect("load").expect("doc");
+        assert_eq!(doc.meta.owner_user_id, alice.id);
+        assert_eq!(doc.chunks.len(), 1, "the refused write left nothing");
+
+        let unknown_owner = s
+            .append_changes(write("doc-z", Some(alice.id + mallory.id + 1000), b"x", 2))
+            .await;
+        assert!(
+            matches!(unknown_owner, Err(StoreError::Conflict(_))),
+            "{unknown_owner:?}"
+        );
+        assert_eq!(s.get_document_meta("doc-z").await.expect("meta"), None);
+    }
+
+    pub async fn documents_by_owner_and_unit(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let county = common::unit(s, "county", None, "county").await;
+        let town1 = common::unit(s, "town1", Some(&county), "town").await;
+        let town2 = common::unit(s, "town2", Some(&county), "town").await;
+        let v1 = common::unit(s, "village1", Some(&town1), "village").await;
+        let v3 = common::unit(s, "village3", Some(&town2), "village").await;
+        let alice = common::user(s, "alice", Role::Cadre, &v1).await;
+        let carol = common::user(s, "carol", Role::Cadre, &v3).await;
+        for (id, owner) in [("a2", &alice), ("a1", &alice), ("c1", &carol)] {
+            s.append_changes(write(id, Some(owner.id), b"x", 0))
+                .await
+                .expect("append");
+        }
+
+        let ids = |docs: Vec<server::store::DocumentMeta>| -> Vec<String> {
+            docs.into_iter().map(|d| d.id).collect()
+        };
+        assert_eq!(
+            ids(s.list_documents_for_owner(alice.id).await.expect("list")),
+            ["a1", "a2"]
+        );
+        assert_eq!(
+            ids(s.list_documents_for_owner(carol.id).await.expect("list")),
+            ["c1"]
+        );
+        let town1_units: Vec<i64> = s
+            .unit_subtree(town1.id)
+            .await
+            .expect("subtree")
+            .iter()
+            .map(|u| u.id)
+            .collect();
+        assert_eq!(
+            ids(s.list_documents_in_units(&town1_units).await.expect("list")),
+            ["a1", "a2"]
+        );
+        let all: Vec<i64> = s
+            .unit_subtree(county.id)
+            .await
+            .expect("subtree")
+            .iter()
+            .map(|u| u.id)
+            .collect();
+        assert_eq!(
+            ids(s.list_documents_in_units(&all).await.expect("list")),
+            ["a1", "a2", "c1"]
+        );
+        assert!(
+            s.list_documents_in_units(&[])
+                .await
+                .expect("list")
+                .is_empty()
+        );
+    }
+
+    pub async fn compaction(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let unit = common::unit(s, "village1", None, "village").await;
+        let alice = common::user(s, "alice", Role::Cadre, &unit).await;
+        let c1 = s
+            .append_changes(write("doc", Some(alice.id), b"c1", 1))
+            .await
+            .expect("append");
+        let c2 = s
+            .append_changes(write("doc", None, b"c2", 2))
+            .await
+            .expect("append");
+
+        s.compact(Compaction {
+            document_id: "doc".to_owned(),
+            base_heads: None,
+            snapshot: b"snapshot-1".to_vec(),
+            heads: "heads-1".to_owned(),
+            replaced_chunk_ids: vec![c1.chunk_id, c2.chunk_id],
+        })
+        .await
+        .expect("compact");
+        let doc = s.load_document("doc").await.expect("load").expect("doc");
+        assert_eq!(doc.snapshot.as_deref(), Some(&b"snapshot-1"[..]));
+        assert!(doc.chunks.is_empty());
+        assert_eq!(doc.meta.snapshot_heads.as_deref(), Some("heads-1"));
+        assert_eq!(doc.meta.updated_at, t(2), "compaction is not a change");
+
+        // New writes land after the snapshot; a partial compaction folds only
+        // the listed chunks.
+        let c3 = s
+            .append_changes(write("doc", None, b"c3", 3))
+            .await
+            .expect("append");
+        assert_eq!(c3.pending_chunks, 1);
+        let c4 = s
+            .append_changes(write("doc", None, b"c4", 4))
+            .await
+            .expect("append");
+        s.compact(Compaction {
+            document_id: "doc".to_owned(),
+            base_heads: Some("heads-1".to_owned()),
+            snapshot: b"snapshot-2".to_vec(),
+            heads: "heads-2".to_owned(),
+            replaced_chunk_ids: vec![c3.chunk_id, c3.chunk_id],
+        })
+        .await
+        .expect("compact");
+        let doc = s.load_document("doc").await.expect("load").expect("doc");
+        assert_eq!(doc.snapshot.as_deref(), Some(&b"snapshot-2"[..]));
+        let ids: Vec<i64> = doc.chunks.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [c4.chunk_id]);
+    }
+
+    pub async fn compaction_conflicts(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let unit = common::unit(s, "village1", None, "village").await;
+        let alice = common::user(s, "alice", Role::Cadre, &unit).await;
+        let c1 = s
+            .append_changes(write("doc", Some(alice.id), b"c1", 1))
+            .await
+            .expect("append");
+        let c2 = s
+            .append_changes(write("doc", None, b"c2", 2))
+            .await
+            .expect("append");
+        let compaction = |base: Option<&str>, ids: Vec<i64>| Compaction {
+            document_id: "doc".to_owned(),
+            base_heads: base.map(str::to_owned),
+            snapshot: b"s".to_vec(),
+            heads: "h".to_owned(),
+            replaced_chunk_ids: ids,
+        };
+
+        // The caller thinks there is a snapshot; there is none.
+        let stale = s
+            .compact(compaction(Some("other"), vec![c1.chunk_id]))
+            .await;
+        assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+        // A chunk that is not there (already folded by someone else).
+        let missing = s
+            .compact(compaction(None, vec![c1.chunk_id, c2.chunk_id + 1000]))
+            .await;
+        assert!(
+            matches!(missing, Err(StoreError::Conflict(_))),
+            "{missing:?}"
+        );
+        let untouched = s.load_document("doc").await.expect("load").expect("doc");
+        assert_eq!(untouched.snapshot, None);
+        assert_eq!(
+            untouched.chunks.len(),
+            2,
+            "refused compactions change nothing"
+        );
+
+        // Two compactions from the same load: the second loses.
+        s.compact(compaction(None, vec![c1.chunk_id]))
+            .await
+            .expect("first compaction");
+        let loser = s
+            .compact(compaction(None, vec![c1.chunk_id, c2.chunk_id]))
+            .await;
+        assert!(matches!(loser, Err(StoreError::Conflict(_))), "{loser:?}");
+
+        assert!(matches!(
+            s.compact(Compaction {
+                document_id: "nope".to_owned(),
+                ..compaction(None, vec![])
+            })
+            .await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn concurrent_appends(store: Arc<dyn Store>) {
+        let unit = common::unit(store.as_ref(), "village1", None, "village").await;
+        let alice = common::user(store.as_ref(), "alice", Role::Cadre, &unit).await;
+        // Every writer may create the document: exactly one does, and no
+        // write is lost or fails.
+        let tasks: Vec<_> = (0..16u8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .append_changes(write("busy", Some(alice.id), &[i], i64::from(i)))
+                        .await
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for task in tasks {
+            if task.await.expect("join").expect("append").created {
+                created += 1;
+            }
+        }
+        assert_eq!(created, 1);
+        let doc = store
+            .load_document("busy")
+            .await
+            .expect("load")
+            .expect("doc");
+        let mut bytes: Vec<u8> = doc.chunks.iter().map(|c| c.data[0]).collect();
+        bytes.sort_unstable();
+        assert_eq!(bytes, (0..16u8).collect::<Vec<_>>());
+    }
+
+    pub async fn audit_log(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let entry = |at: i64, action: &str, user_id: Option<i64>| NewAuditEntry {
+            at: t(at),
+            user_id,
+            action: action.to_owned(),
+            target: "cadre01".to_owned(),
+            detail: "device=phone".to_owned(),
+            remote_addr: Some("192.0.2.7".to_owned()),
+        };
+        let first = s
+            .append_audit(entry(1, "auth.login_failed", None))
+            .await
+            .expect("audit");
+        let second = s
+            .append_audit(entry(2, "auth.login", Some(7)))
+            .await
+            .expect("audit");
+        let third = s
+            .append_audit(NewAuditEntry {
+                remote_addr: None,
+                ..entry(3, "auth.logout", Some(7))
+            })
+            .await
+            .expect("audit");
+        assert!(first < second && second < third);
+
+        let rows = s.list_audit(2).await.expect("list");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].id, third);
+        assert_eq!(rows[0].action, "auth.logout");
+        assert_eq!(rows[0].remote_addr, None);
+        assert_eq!(rows[1].id, second);
+        assert_eq!(rows[1].at, t(2));
+        assert_eq!(rows[1].user_id, Some(7));
+        assert_eq!(rows[1].target, "cadre01");
+        assert_eq!(rows[1].detail, "device=phone");
+        assert_eq!(rows[1].remote_addr.as_deref(), Some("192.0.2.7"));
+        assert_eq!(s.list_audit(10).await.expect("list").len(), 3);
+    }
+}
