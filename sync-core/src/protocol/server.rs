@@ -267,6 +267,14 @@ impl ServerConnection {
         self.docs.get(document_id).map(|d| d.state.encode())
     }
 
+    /// Forgets a document on this connection, e.g. after the caller refused
+    /// to store what the peer sent; the next message about it starts afresh
+    /// (and asks the access policy again). Returns the `doc-unavailable` to send.
+    pub fn forget(&mut self, document_id: &DocumentId) -> Message {
+        self.docs.remove(document_id);
+        self.unavailable(*document_id)
+    }
+
     /// The `error` message to send before closing on `err`.
     pub fn error_message(err: &ProtocolError) -> Message {
         Message::Error {

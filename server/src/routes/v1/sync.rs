@@ -16,7 +16,7 @@ use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use chrono::Utc;
 use sync_core::DocumentId;
-use sync_core::automerge::{self, Automerge};
+use sync_core::automerge;
 use sync_core::protocol::{
     Access, MAX_MESSAGE_BYTES, Message, ProtocolError, ServerConnection, ServerStep,
 };
@@ -331,10 +331,8 @@ impl Connection {
     /// Answers `doc-unavailable` and forgets the document on this
     /// connection, so a later message about it starts afresh.
     async fn unavailable(&mut self, document_id: DocumentId) -> Result<(), Fault> {
-        if let Some(m) = self.conn()?.reply(&document_id, &Automerge::new(), true) {
-            self.send(&m).await?;
-        }
-        Ok(())
+        let m = self.conn()?.forget(&document_id);
+        self.send(&m).await
     }
 
     /// Offers a document that changed elsewhere, if this connection syncs it.
