@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use automerge::ActorId;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use sync_core::fixtures;
 use sync_core::protocol::Access;
-use sync_core::testing::{Network, NetworkStats, fixtures};
+use sync_core::testing::{Network, NetworkStats};
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp};
 
 const VISITS: usize = 1000;

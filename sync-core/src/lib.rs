@@ -49,6 +49,8 @@
 pub mod document;
 mod document_id;
 mod edit;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 pub mod protocol;
 mod record_id;
 pub mod records;

@@ -8,11 +8,12 @@ use automerge::{ActorId, Automerge};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use sync_core::fixtures;
 use sync_core::protocol::Access;
 use sync_core::records::petition::{Level, PetitionEventKind, PetitionUpdate, Satisfaction};
 use sync_core::records::service_card::ServiceCardUpdate;
 use sync_core::records::visit::VisitUpdate;
-use sync_core::testing::{Faults, Network, fixtures};
+use sync_core::testing::{Faults, Network};
 use sync_core::{ContactsDocument, DiaryDocument, DocumentId, Edit, RecordId, Timestamp};
 
 const NOW: Timestamp = Timestamp(1_795_400_000_000);

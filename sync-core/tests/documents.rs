@@ -6,12 +6,12 @@ use automerge::{ActorId, Automerge, ROOT, ReadDoc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sync_core::document::{Migration, change_author};
+use sync_core::fixtures;
 use sync_core::records::petition::{
     Category, Level, PetitionEventKind, PetitionStatus, PetitionUpdate,
 };
 use sync_core::records::service_card::ServiceCardUpdate;
 use sync_core::records::visit::VisitUpdate;
-use sync_core::testing::fixtures;
 use sync_core::{
     ConflictValue, ContactsDocument, DiaryDocument, DocumentError, Edit, RecordId, Timestamp,
     ValidationError,

@@ -7,10 +7,11 @@ use automerge::{ActorId, Automerge};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use sync_core::fixtures;
 use sync_core::protocol::{
     Access, ClientConnection, Message, PeerMetadata, ProtocolError, ServerConnection, ServerStep,
 };
-use sync_core::testing::{Network, fixtures};
+use sync_core::testing::Network;
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp};
 
 /// CBOR text string header + bytes, for writing golden frames readably.

@@ -1,4 +1,4 @@
-//! Realistic records for tests, benchmarks and demo data, in the vocabulary
+//! Realistic records for demo data, tests and benchmarks, in the vocabulary
 //! of the campaign documents (大走访 work plans and reports).
 
 use std::collections::BTreeSet;
