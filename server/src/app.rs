@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/auth/logout", post(routes::v1::auth::logout))
         .route("/api/v1/me", get(routes::v1::me::get))
         .route("/api/v1/me/documents", get(routes::v1::me::documents))
+        .route("/api/v1/ledger", get(routes::v1::ledger::list))
         // Applies to the routes above only (`Router::layer` wraps the routes
         // that exist when it is called).
         .layer(TimeoutLayer::with_status_code(

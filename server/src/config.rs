@@ -44,6 +44,7 @@ pub mod env {
     pub const MAX_DOCUMENT_BYTES: &str = "VISIT_DIARY_MAX_DOCUMENT_BYTES";
     /// How many document merges may run at once.
     pub const MAX_CONCURRENT_MERGES: &str = "VISIT_DIARY_MAX_CONCURRENT_MERGES";
+    pub const MAX_NESTING_DEPTH: &str = "VISIT_DIARY_MAX_NESTING_DEPTH";
 }
 
 /// Shortest JWT key accepted: HS256 wants at least as many key bytes as its
@@ -139,6 +140,10 @@ pub struct Config {
     pub max_document_bytes: usize,
     /// How many document merges may run at once (bounds CPU and memory).
     pub max_concurrent_merges: usize,
+    /// Deepest nesting of objects (maps, lists, text inside each other) the
+    /// sync endpoint stores; deeper documents are refused before merging,
+    /// because code that walks a document recursively would overflow its stack.
+    pub max_nesting_depth: usize,
 }
 
 impl Config {
@@ -160,6 +165,7 @@ impl Config {
             request_timeout: Duration::from_secs(30),
             max_document_bytes: 32 * 1024 * 1024,
             max_concurrent_merges: 8,
+            max_nesting_depth: 64,
         }
     }
 
@@ -263,6 +269,9 @@ impl Config {
             max_concurrent_merges: env_parse(&env, env::MAX_CONCURRENT_MERGES)?
                 .or(file.sync.max_concurrent_merges)
                 .unwrap_or(defaults.max_concurrent_merges),
+            max_nesting_depth: env_parse(&env, env::MAX_NESTING_DEPTH)?
+                .or(file.sync.max_nesting_depth)
+                .unwrap_or(defaults.max_nesting_depth),
             data_dir,
         };
         config.validate()?;
@@ -525,6 +534,7 @@ impl fmt::Debug for AuthSection {
 struct SyncSection {
     max_document_bytes: Option<usize>,
     max_concurrent_merges: Option<usize>,
+    max_nesting_depth: Option<usize>,
 }
 
 #[cfg(test)]

@@ -1,8 +1,14 @@
 //! The demo organisation seeded by `server serve --demo`: one county, two
 //! towns, four villages, a supervisor per level and twelve cadres.
 //!
-//! Only units and users are seeded here; demo visits and petitions are added
-//! by the ledger/sync work on top of this.
+//! [`seed_demo`] seeds units and users; [`seed_demo_records`] (in
+//! `demo/records.rs`) adds every cadre's diary and contacts documents with
+//! their ledger rows. They are separate so tests that want an empty
+//! organisation stay fast.
+
+mod records;
+
+pub use records::{DemoRecordsError, DemoRecordsSummary, seed_demo_records};
 
 use crate::auth::password::{PasswordError, hash_password};
 use crate::store::{NewUnit, NewUser, Role, Store, StoreError, Unit};

@@ -57,6 +57,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod ledger;
 pub mod metrics;
 pub mod routes;
 pub mod secret;

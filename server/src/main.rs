@@ -3,6 +3,7 @@
 //! ```text
 //! server serve [--port P] [--host H] [--data-dir D] [--config FILE] [--demo] [--demo-password PW]
 //! server migrate
+//! server ledger rebuild
 //! server user add --username U --role cadre|supervisor|admin --unit UNIT_CODE (--password-stdin | --password PW)
 //! ```
 #![forbid(unsafe_code)]
@@ -38,6 +39,16 @@ enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// The canonical ledger (台账) projected from the documents.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Project every stored document again and replace its ledger rows.
+    /// Safe while servers run: a document written meanwhile is projected again.
+    Rebuild(CommonArgs),
 }
 
 /// Options every command shares.
@@ -167,7 +178,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(UserCommand::Add(args)) => user_add(args).await,
+        Command::Ledger(LedgerCommand::Rebuild(args)) => ledger_rebuild(args).await,
     }
+}
+
+async fn ledger_rebuild(args: CommonArgs) -> anyhow::Result<()> {
+    let config = load_config(&args, |_| {})?;
+    let store = server::open_store(&config)
+        .await
+        .context("cannot open the database")?;
+    let result = server::ledger::rebuild(store.as_ref(), |done, total| {
+        if done == total || done % 10 == 0 {
+            say(&format!("rebuilt {done}/{total} documents"));
+        }
+    })
+    .await;
+    store.close().await;
+    let summary = result.context("ledger rebuild failed")?;
+    say(&format!(
+        "ledger rebuilt: {} documents, {} ledger rows, {} documents without a projection",
+        summary.documents, summary.rows, summary.unprojectable
+    ));
+    Ok(())
 }
 
 fn load_config(
@@ -202,6 +234,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             users_created = summary.users_created,
             "demo organisation ready"
         );
+        let records = server::demo::seed_demo_records(store.as_ref())
+            .await
+            .context("cannot seed the demo documents")?;
+        say(&format!(
+            "demo records: {} documents for {} cadres ({} visits, {} petitions, {} service cards)",
+            records.documents, records.cadres, records.visits, records.petitions, records.cards
+        ));
     }
 
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))

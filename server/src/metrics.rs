@@ -20,6 +20,11 @@ pub const SYNC_CONNECTIONS: &str = "sync_connections";
 pub const SYNC_MESSAGES_TOTAL: &str = "sync_messages_total";
 /// Time to merge incoming changes into a document and store them.
 pub const MERGE_SECONDS: &str = "merge_seconds";
+/// Sync messages refused for what they carried (inflating past the limit,
+/// nesting too deep, too many operations, unreadable), by reason.
+pub const SYNC_REFUSED_PAYLOADS_TOTAL: &str = "sync_refused_payloads_total";
+/// Document compactions, by result (`ok` / `conflict` / `error`).
+pub const COMPACTIONS_TOTAL: &str = "document_compactions_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -62,6 +67,11 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time to merge and store incoming changes of one document"
     );
+    metrics::describe_counter!(
+        SYNC_REFUSED_PAYLOADS_TOTAL,
+        "Sync messages refused for a hostile or unreadable payload, by reason"
+    );
+    metrics::describe_counter!(COMPACTIONS_TOTAL, "Document compactions, by result");
     // Register the series so they appear (at zero) before the first event.
     metrics::counter!(DB_ERRORS_TOTAL).absolute(0);
     metrics::gauge!(SYNC_CONNECTIONS).set(0.0);
@@ -125,4 +135,15 @@ pub fn sync_message(direction: Direction) {
 /// Records how long one merge (apply + store) took.
 pub fn merge_seconds(elapsed: Duration) {
     metrics::histogram!(MERGE_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// Counts one sync message refused for its payload; `reason` is one of a
+/// few fixed labels (`PayloadError::kind`).
+pub fn sync_payload_refused(reason: &'static str) {
+    metrics::counter!(SYNC_REFUSED_PAYLOADS_TOTAL, "reason" => reason).increment(1);
+}
+
+/// Counts one compaction attempt; `result` is `ok`, `conflict` or `error`.
+pub fn compaction(result: &'static str) {
+    metrics::counter!(COMPACTIONS_TOTAL, "result" => result).increment(1);
 }

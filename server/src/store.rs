@@ -161,6 +161,49 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// `Conflict` if another compaction won a race (see [`Compaction`]).
     async fn compact(&self, compaction: Compaction) -> StoreResult<()>;
 
+    // ----- ledger -----
+
+    /// Replaces a document's ledger rows (see [`crate::ledger`]) in one
+    /// transaction under the same per-document lock as
+    /// [`Store::append_changes`]. `NotFound` if the document is missing;
+    /// `Conflict` if its `updated_at` is no longer `expected_updated_at` (it
+    /// was written since the caller loaded it, so this projection is stale).
+    async fn replace_ledger(
+        &self,
+        document_id: &str,
+        ledger: &crate::ledger::LedgerProjection,
+        expected_updated_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+
+    /// One page of ledger petitions and the total matching.
+    async fn query_ledger(
+        &self,
+        query: &crate::ledger::LedgerQuery,
+    ) -> StoreResult<crate::ledger::LedgerPage>;
+
+    // ----- sync states -----
+
+    /// The sync state saved at a device's last connection for a document
+    /// (see [`Store::save_sync_state`]).
+    async fn load_sync_state(
+        &self,
+        document_id: &str,
+        user_id: i64,
+        device_id: &str,
+    ) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Saves (replaces) a device's sync state for a document. Does nothing
+    /// if the document does not exist (a state is only worth keeping for a
+    /// stored document).
+    async fn save_sync_state(
+        &self,
+        document_id: &str,
+        user_id: i64,
+        device_id: &str,
+        state: &[u8],
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+
     // ----- audit -----
 
     /// Appends an audit row and returns its id.

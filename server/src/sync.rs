@@ -9,7 +9,9 @@
 pub mod access;
 pub mod documents;
 pub mod hub;
+pub mod payload;
 
 pub use access::decide_access;
 pub use documents::{MergeError, MergeOutcome};
 pub use hub::{DocumentChanged, SyncHub};
+pub use payload::{PayloadError, PayloadLimits};

@@ -524,6 +524,7 @@ async fn me_documents_lists_only_the_callers_documents() {
                 }),
                 data: vec![1, 2, 3],
                 at: Utc::now(),
+                ledger: None,
             })
             .await
             .expect("append");

@@ -56,6 +56,7 @@ conformance!(
     compaction_conflicts,
     concurrent_appends,
     audit_log,
+    sync_states,
 );
 
 mod cases {
@@ -71,6 +72,7 @@ mod cases {
             }),
             data: data.to_vec(),
             at: t(at),
+            ledger: None,
         }
     }
 
@@ -479,6 +481,7 @@ mod cases {
             }),
             data: binary.clone(),
             at: t(40),
+            ledger: None,
         })
         .await
         .expect("append");
@@ -756,5 +759,44 @@ mod cases {
         assert_eq!(rows[1].detail, "device=phone");
         assert_eq!(rows[1].remote_addr.as_deref(), Some("192.0.2.7"));
         assert_eq!(s.list_audit(10).await.expect("list").len(), 3);
+    }
+
+    pub async fn sync_states(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let unit = common::unit(s, "village1", None, "village").await;
+        let alice = common::user(s, "alice", Role::Cadre, &unit).await;
+        // No state for a document that does not exist, and none is kept.
+        s.save_sync_state("doc-a", alice.id, "phone", b"state-0", t(1))
+            .await
+            .expect("save");
+        assert_eq!(
+            s.load_sync_state("doc-a", alice.id, "phone")
+                .await
+                .expect("load"),
+            None
+        );
+        s.append_changes(write("doc-a", Some(alice.id), b"chunk-1", 10))
+            .await
+            .expect("append");
+        s.save_sync_state("doc-a", alice.id, "phone", b"state-1", t(11))
+            .await
+            .expect("save");
+        s.save_sync_state("doc-a", alice.id, "tablet", b"state-t", t(12))
+            .await
+            .expect("save");
+        // Saving again replaces; each device keeps its own.
+        s.save_sync_state("doc-a", alice.id, "phone", b"state-2", t(13))
+            .await
+            .expect("save");
+        let load = |device: &'static str| s.load_sync_state("doc-a", alice.id, device);
+        assert_eq!(
+            load("phone").await.expect("load"),
+            Some(b"state-2".to_vec())
+        );
+        assert_eq!(
+            load("tablet").await.expect("load"),
+            Some(b"state-t".to_vec())
+        );
+        assert_eq!(load("laptop").await.expect("load"), None);
     }
 }

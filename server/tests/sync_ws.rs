@@ -25,6 +25,8 @@ const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
 
 struct TestServer {
     addr: std::net::SocketAddr,
+    /// The server's configuration (to open its store beside it).
+    config: Config,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
@@ -48,11 +50,12 @@ impl TestServer {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server::serve(config, listener, async {
+        tokio::spawn(server::serve(config.clone(), listener, async {
             let _ = stopped.await;
         }));
         TestServer {
             addr,
+            config,
             _stop: stop,
             _dir: dir,
         }
@@ -101,6 +104,7 @@ impl TestServer {
             docs: BTreeMap::new(),
             events: Vec::new(),
             received: Vec::new(),
+            bytes: 0,
         };
         device.send(&join).await;
         while !device.conn.is_ready() {
@@ -116,12 +120,16 @@ struct Device {
     docs: BTreeMap<DocumentId, Automerge>,
     events: Vec<ClientEvent>,
     received: Vec<Message>,
+    /// Bytes of binary frames sent and received.
+    bytes: usize,
 }
 
 impl Device {
     async fn send(&mut self, message: &Message) {
+        let frame = message.encode();
+        self.bytes += frame.len();
         self.ws
-            .send(tungstenite::Message::Binary(message.encode().into()))
+            .send(tungstenite::Message::Binary(frame.into()))
             .await
             .expect("send");
     }
@@ -137,6 +145,7 @@ impl Device {
     async fn receive(&mut self) {
         match self.next_frame().await {
             tungstenite::Message::Binary(bytes) => {
+                self.bytes += bytes.len();
                 let message = Message::decode(&bytes).expect("server message decodes");
                 self.received.push(message.clone());
                 let events = self
@@ -415,12 +424,13 @@ async fn upgrade_without_a_valid_token_is_401() {
 }
 
 /// Keeps syncing until the server sends `error`, then expects the close.
-async fn expect_error_and_close(device: &mut Device) {
-    loop {
+/// Returns the error's text.
+async fn expect_error_and_close(device: &mut Device) -> String {
+    let error = loop {
         match device.next_frame().await {
             tungstenite::Message::Binary(bytes) => {
                 match Message::decode(&bytes).expect("decodes") {
-                    Message::Error { .. } => break,
+                    Message::Error { message } => break message,
                     m => {
                         device.conn.handle(m, &mut device.docs).expect("handle");
                         for m in device.conn.poll(&device.docs) {
@@ -431,7 +441,7 @@ async fn expect_error_and_close(device: &mut Device) {
             }
             other => panic!("expected an error message, got {other:?}"),
         }
-    }
+    };
     match tokio::time::timeout(FRAME_TIMEOUT, device.ws.next())
         .await
         .expect("close in time")
@@ -439,6 +449,7 @@ async fn expect_error_and_close(device: &mut Device) {
         None | Some(Ok(tungstenite::Message::Close(_))) | Some(Err(_)) => {}
         Some(Ok(other)) => panic!("expected the connection to close, got {other:?}"),
     }
+    error
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -487,4 +498,319 @@ async fn oversized_changes_and_frames_are_refused() {
     // Nothing was stored.
     let mut check = server.device("cadre01", "laptop").await;
     assert_eq!(check.request(id).await, Some(DocSyncStatus::Unavailable));
+}
+
+/// A raw DEFLATE stream of `mib` MiB of zeros, built without compressing
+/// them all: one megabyte compressed with a sync flush (byte aligned, not
+/// final) repeated, then an empty final block. Each segment starts with a
+/// literal zero and copies it, so it is valid wherever it sits.
+fn deflate_bomb(mib: usize) -> Vec<u8> {
+    let mut compress = flate2::Compress::new(flate2::Compression::best(), false);
+    let zeros = vec![0u8; 1024 * 1024];
+    let mut segment = Vec::with_capacity(8 * 1024);
+    compress
+        .compress_vec(&zeros, &mut segment, flate2::FlushCompress::Sync)
+        .expect("compress");
+    assert_eq!(
+        compress.total_in(),
+        zeros.len() as u64,
+        "whole megabyte taken"
+    );
+    let mut stream = Vec::with_capacity(segment.len() * mib + 2);
+    for _ in 0..mib {
+        stream.extend_from_slice(&segment);
+    }
+    // BFINAL = 1, fixed Huffman, end of block.
+    stream.extend_from_slice(&[0x03, 0x00]);
+    stream
+}
+
+/// An automerge "compressed change" chunk (type 2) around `body`. The
+/// checksum is not computed: the server must refuse the chunk before
+/// automerge would look at it.
+fn compressed_change_chunk(body: &[u8]) -> Vec<u8> {
+    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
+    let mut len = body.len();
+    loop {
+        let byte = u8::try_from(len & 0x7f).expect("7 bits");
+        len >>= 7;
+        if len == 0 {
+            chunk.push(byte);
+            break;
+        }
+        chunk.push(byte | 0x80);
+    }
+    chunk.extend_from_slice(body);
+    chunk
+}
+
+/// A sync message for `id` carrying `chunks` as its changes.
+fn raw_sync(id: DocumentId, chunks: Vec<Vec<u8>>) -> Message {
+    let data = sync_core::automerge::sync::Message {
+        heads: vec![],
+        need: vec![],
+        have: vec![],
+        changes: chunks.into(),
+        flags: None,
+        version: sync_core::automerge::sync::MessageVersion::V1,
+    }
+    .encode();
+    Message::Sync {
+        document_id: id,
+        sender_id: "hostile".to_owned(),
+        target_id: "visit-diary-server".to_owned(),
+        data,
+    }
+}
+
+/// A new diary of `owner` whose root also holds maps nested `depth` deep.
+fn deeply_nested_diary(owner: &str, depth: usize) -> Automerge {
+    use sync_core::automerge::transaction::Transactable;
+    use sync_core::automerge::{ObjType, ROOT};
+    let at = Timestamp::from_millis(1_780_000_000_000);
+    let mut doc = DiaryDocument::create(owner, 2026, ActorId::random(), &Edit::new(owner, at))
+        .expect("create diary")
+        .into_automerge();
+    let mut tx = doc.transaction();
+    let mut obj = tx.put_object(ROOT, "nested", ObjType::Map).expect("put");
+    for _ in 1..depth {
+        obj = tx.put_object(&obj, "n", ObjType::Map).expect("put");
+    }
+    tx.commit();
+    doc
+}
+
+async fn metrics_text(server: &TestServer) -> String {
+    reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .expect("metrics request")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_payloads_are_refused_and_others_keep_syncing() {
+    let server = TestServer::start().await;
+    let mut rng = rng(7);
+    // An honest device, connected throughout.
+    let mut phone = server.device("cadre01", "phone").await;
+    let honest = phone.create_diary(&mut rng, "cadre01");
+    phone.sync().await;
+
+    // 1. A compressed change of ~256 KB that inflates to 256 MiB.
+    let bomb = compressed_change_chunk(&deflate_bomb(256));
+    assert!(bomb.len() < 300 * 1024, "bomb is {} bytes", bomb.len());
+    let bomb_id = DocumentId::from_bytes(rng.random());
+    let mut attacker = server.device("cadre01", "tablet").await;
+    let started = std::time::Instant::now();
+    attacker.send(&raw_sync(bomb_id, vec![bomb])).await;
+    let error = expect_error_and_close(&mut attacker).await;
+    assert!(error.contains("inflate"), "error says why: {error}");
+    eprintln!("deflate bomb refused in {:?}", started.elapsed());
+
+    // 2. A diary with maps nested 100,000 deep, synced by the ordinary client.
+    let started = std::time::Instant::now();
+    let deep = deeply_nested_diary("cadre01", 100_000);
+    eprintln!("built the 100,000-deep document in {:?}", started.elapsed());
+    let deep_id = DocumentId::from_bytes(rng.random());
+    let mut attacker = server.device("cadre01", "laptop").await;
+    attacker.docs.insert(deep_id, deep);
+    attacker.conn.add_document(deep_id);
+    let started = std::time::Instant::now();
+    for m in attacker.conn.poll(&attacker.docs) {
+        attacker.send(&m).await;
+    }
+    let error = expect_error_and_close(&mut attacker).await;
+    assert!(error.contains("nested"), "error says why: {error}");
+    eprintln!("deep document refused in {:?}", started.elapsed());
+
+    // 3. A whole document in one chunk (automerge's v2 sync message), which
+    // the server never asks for.
+    let v2_id = DocumentId::from_bytes(rng.random());
+    let whole = deeply_nested_diary("cadre01", 2).save();
+    let mut attacker = server.device("cadre01", "watch").await;
+    attacker.send(&raw_sync(v2_id, vec![whole])).await;
+    let error = expect_error_and_close(&mut attacker).await;
+    assert!(error.contains("document chunks"), "error says why: {error}");
+
+    // The honest device kept its connection and keeps syncing.
+    phone.add_visit(&honest, &mut rng, "cadre01");
+    phone.sync().await;
+    let mut check = server.device("cadre01", "desk").await;
+    assert_eq!(check.request(honest).await, Some(DocSyncStatus::Synced));
+    assert_eq!(check.visits(&honest), 2);
+    // Nothing of either hostile document was stored.
+    for id in [bomb_id, deep_id, v2_id] {
+        assert_eq!(check.request(id).await, Some(DocSyncStatus::Unavailable));
+    }
+    let store = server::open_store(&server.config).await.expect("store");
+    for id in [bomb_id, deep_id] {
+        assert!(
+            store
+                .load_document(&id.to_string())
+                .await
+                .expect("load")
+                .is_none()
+        );
+    }
+    store.close().await;
+    let metrics = metrics_text(&server).await;
+    for reason in ["too_large", "too_deep", "document_chunk"] {
+        assert!(
+            metrics.contains(&format!(
+                "sync_refused_payloads_total{{reason=\"{reason}\"}}"
+            )),
+            "refusals counted: {metrics}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_syncs_are_compacted_and_audited() {
+    let server = TestServer::start().await;
+    let mut rng = rng(8);
+    let mut phone = server.device("cadre01", "phone").await;
+    let id = phone.create_diary(&mut rng, "cadre01");
+    phone.sync().await;
+    const ROUNDS: usize = 40;
+    for _ in 0..ROUNDS {
+        phone.add_visit(&id, &mut rng, "cadre01");
+        phone.sync().await;
+    }
+
+    let store = server::open_store(&server.config).await.expect("store");
+    let stored = store
+        .load_document(&id.to_string())
+        .await
+        .expect("load")
+        .expect("stored");
+    assert!(stored.snapshot.is_some(), "compacted into a snapshot");
+    assert!(stored.meta.snapshot_heads.is_some());
+    assert!(
+        stored.chunks.len() < ROUNDS / 2,
+        "{} chunks left",
+        stored.chunks.len()
+    );
+    // Snapshot plus the chunks still hold every change.
+    let doc = server::sync::documents::load(id, Some(&stored)).expect("loads");
+    assert_eq!(doc.get_heads(), phone.docs[&id].get_heads());
+    let diary = DiaryDocument::from_automerge(doc).expect("a diary");
+    assert_eq!(diary.visits().len(), ROUNDS + 1);
+
+    // Every stored sync is in the audit log, with who, what and where from.
+    let audit = store.list_audit(100).await.expect("audit");
+    let writes: Vec<_> = audit
+        .iter()
+        .filter(|e| e.target == id.to_string() && e.action.starts_with("document."))
+        .collect();
+    assert_eq!(writes.len(), ROUNDS + 1);
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|e| e.action == "document.create")
+            .count(),
+        1
+    );
+    for entry in &writes {
+        assert!(entry.user_id.is_some());
+        assert_eq!(entry.remote_addr.as_deref(), Some("127.0.0.1"));
+        // The create carries the diary's first two changes, each later
+        // sync one visit.
+        let changes = if entry.action == "document.create" {
+            2
+        } else {
+            1
+        };
+        assert!(
+            entry.detail.contains(&format!("sync: {changes} change(s)")),
+            "{}",
+            entry.detail
+        );
+    }
+    store.close().await;
+    // And a device that starts afresh gets all of it.
+    let mut tablet = server.device("cadre01", "tablet").await;
+    assert_eq!(tablet.request(id).await, Some(DocSyncStatus::Synced));
+    assert_eq!(tablet.visits(&id), ROUNDS + 1);
+    let metrics = metrics_text(&server).await;
+    assert!(
+        metrics.contains("document_compactions_total{result=\"ok\"}"),
+        "{metrics}"
+    );
+}
+
+impl Device {
+    /// Closes the connection and waits until the server has closed its end
+    /// (it saves the device's sync states before that).
+    async fn close(mut self) {
+        self.ws.close(None).await.expect("close");
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_kept_its_sync_state_reconnects_cheaply() {
+    const VISITS: usize = 300;
+    let server = TestServer::start().await;
+    let mut rng = rng(9);
+    // Two diaries of the same size, synced by one device.
+    let mut phone = server.device("cadre01", "phone").await;
+    let kept = phone.create_diary(&mut rng, "cadre01");
+    let fresh = phone.create_diary(&mut rng, "cadre01");
+    for _ in 1..VISITS {
+        phone.add_visit(&kept, &mut rng, "cadre01");
+        phone.add_visit(&fresh, &mut rng, "cadre01");
+    }
+    phone.sync().await;
+    let state = phone.conn.sync_state(&kept).expect("client state");
+    let mut docs = std::mem::take(&mut phone.docs);
+    phone.close().await;
+    // The server kept its side too, per device.
+    let store = server::open_store(&server.config).await.expect("store");
+    let cadre = store
+        .get_user_by_username("cadre01")
+        .await
+        .expect("user")
+        .expect("cadre01");
+    for (device, saved) in [("phone", true), ("phone-2", false)] {
+        let state = store
+            .load_sync_state(&kept.to_string(), cadre.id, device)
+            .await
+            .expect("load state");
+        assert_eq!(state.is_some(), saved, "{device}");
+    }
+    store.close().await;
+
+    // The same device comes back with its state and one new visit.
+    let mut again = server.device("cadre01", "phone").await;
+    again.docs.insert(kept, docs.remove(&kept).expect("doc"));
+    again.add_visit(&kept, &mut rng, "cadre01");
+    again.conn.add_document_with_state(kept, &state);
+    let handshake = again.bytes;
+    again.sync().await;
+    let with_state = again.bytes - handshake;
+
+    // A device with the same history but no kept state on either side.
+    let mut other = server.device("cadre01", "phone-2").await;
+    other.docs.insert(fresh, docs.remove(&fresh).expect("doc"));
+    other.add_visit(&fresh, &mut rng, "cadre01");
+    other.conn.add_document(fresh);
+    let handshake = other.bytes;
+    other.sync().await;
+    let without_state = other.bytes - handshake;
+
+    eprintln!(
+        "one new visit on a {VISITS}-visit diary: {with_state} bytes with kept sync states, \
+         {without_state} without"
+    );
+    assert!(
+        with_state < without_state,
+        "{with_state} bytes with state, {without_state} without"
+    );
+    let mut check = server.device("cadre01", "desk").await;
+    assert_eq!(check.request(kept).await, Some(DocSyncStatus::Synced));
+    assert_eq!(check.visits(&kept), VISITS + 1);
+    assert_eq!(check.request(fresh).await, Some(DocSyncStatus::Synced));
+    assert_eq!(check.visits(&fresh), VISITS + 1);
 }

@@ -1,5 +1,30 @@
-//! End-to-end tests: real servers and real clients over real sockets.
+//! End-to-end tests: real `server` processes, real clients, real sockets.
 //!
-//! Not built yet: the suites arrive with the server's sync endpoint. The
-//! server's own integration tests (`server/tests/`) already start the real
-//! binary and `serve` on `127.0.0.1:0`.
+//! This library is the harness; the suites are in `tests/`:
+//! - [`ServerProcess`] runs the `server` binary (`serve --demo` on a free
+//!   port, in a temporary data directory) and kills it when dropped;
+//! - [`Device`] is a logged-in client: sync-core's `ClientConnection` over a
+//!   `tokio-tungstenite` WebSocket, holding its documents in memory;
+//! - [`tokens`] crafts access tokens the server must refuse.
+//!
+//! The server binary is found next to the test executable (`target/debug/
+//! server`). `cargo test --workspace` builds it (the server package's own
+//! tests need it); before `cargo test -p e2e-tests` alone, run
+//! `cargo build -p server`. `E2E_SERVER_BIN` overrides the path.
+//!
+//! ```no_run
+//! # async fn example() {
+//! let server = e2e_tests::ServerProcess::start().await;
+//! let mut phone = server.device("cadre01", "phone").await;
+//! # }
+//! ```
+
+mod device;
+mod server_process;
+pub mod tokens;
+
+pub use device::{Device, EDIT_TIME, TokenIn, Ws, open_socket};
+pub use server_process::ServerProcess;
+
+/// Password of every demo account.
+pub const DEMO_PASSWORD: &str = "demo-pass";

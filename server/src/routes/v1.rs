@@ -1,5 +1,6 @@
 //! Handlers under `/api/v1/`.
 
 pub mod auth;
+pub mod ledger;
 pub mod me;
 pub mod sync;

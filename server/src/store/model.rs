@@ -379,6 +379,11 @@ pub struct DocumentWrite {
     pub data: Vec<u8>,
     /// Time of the write (becomes `updated_at` and the chunk's `created_at`).
     pub at: DateTime<Utc>,
+    /// The ledger rows of the document *after* this write. `Some` replaces
+    /// all of the document's rows in the same transaction as the chunk (an
+    /// empty projection removes them: a document that cannot be projected
+    /// is still stored, with no rows); `None` leaves them as they are.
+    pub ledger: Option<crate::ledger::LedgerProjection>,
 }
 
 /// Result of [`Store::append_changes`](super::Store::append_changes).

@@ -476,11 +476,13 @@ impl Store for PostgresStore {
             .await?
         };
 
-        // LEDGER: write the ledger projection of this document here, with
-        // `&mut *tx`, so it commits (or not) together with the chunk. The row
+        // The ledger rows commit (or not) together with the chunk. The row
         // lock above is still held, so projections of one document never
         // interleave. (This is also where a `pg_notify` for other server
         // processes belongs: NOTIFY is delivered only on commit.)
+        if let Some(ledger) = &write.ledger {
+            crate::ledger::postgres::replace(&mut tx, &write.document_id, ledger).await?;
+        }
 
         let (pending_chunks, pending_bytes): (i64, i64) = sqlx::query_as(
             "SELECT COUNT(*), COALESCE(SUM(octet_length(data)), 0)::BIGINT
@@ -540,6 +542,81 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn replace_ledger(
+        &self,
+        document_id: &str,
+        ledger: &crate::ledger::LedgerProjection,
+        expected_updated_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let Some(updated_at) = sqlx::query_scalar::<_, DateTime<Utc>>(
+            "SELECT updated_at FROM documents WHERE id = $1 FOR UPDATE",
+        )
+        .bind(document_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Err(StoreError::NotFound);
+        };
+        if updated_at != expected_updated_at {
+            return Err(StoreError::Conflict(
+                "the document changed since it was loaded".to_owned(),
+            ));
+        }
+        crate::ledger::postgres::replace(&mut tx, document_id, ledger).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn query_ledger(
+        &self,
+        query: &crate::ledger::LedgerQuery,
+    ) -> StoreResult<crate::ledger::LedgerPage> {
+        Ok(crate::ledger::postgres::query(&self.pool, query).await?)
+    }
+
+    async fn load_sync_state(
+        &self,
+        document_id: &str,
+        user_id: i64,
+        device_id: &str,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT state FROM sync_states
+             WHERE document_id = $1 AND user_id = $2 AND device_id = $3",
+        )
+        .bind(document_id)
+        .bind(user_id)
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn save_sync_state(
+        &self,
+        document_id: &str,
+        user_id: i64,
+        device_id: &str,
+        state: &[u8],
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sync_states (document_id, user_id, device_id, state, updated_at)
+             SELECT $1, $2, $3, $4, $5
+             WHERE EXISTS (SELECT 1 FROM documents WHERE id = $1)
+             ON CONFLICT (document_id, user_id, device_id)
+             DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+        )
+        .bind(document_id)
+        .bind(user_id)
+        .bind(device_id)
+        .bind(state)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use sync_core::automerge::{self, Automerge};
 use sync_core::document::{DocumentError, read_meta};
 use sync_core::protocol::{Access, ProtocolError, ServerConnection};
 
+use super::payload::{self, PayloadError, PayloadLimits};
 use crate::store::{DocumentKind, NewDocument, StoredDocument};
 
 /// Why a merge did not produce something to store.
@@ -33,6 +34,16 @@ pub enum MergeError {
         /// The limit.
         limit: usize,
     },
+    /// The message's changes are hostile or unreadable (see
+    /// [`payload`](super::payload)); nothing of them was applied.
+    #[error("sync message for document {document} refused: {source}")]
+    Hostile {
+        /// The document.
+        document: DocumentId,
+        /// What was wrong.
+        #[source]
+        source: PayloadError,
+    },
     /// The sync message was not acceptable to the protocol.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
@@ -56,6 +67,8 @@ pub struct MergeOutcome {
     /// The new chunk (`save_after` the heads before the merge), if the
     /// message added changes.
     pub chunk: Option<Vec<u8>>,
+    /// How many changes the message added.
+    pub changes_added: usize,
     /// How to create the document row if this is its first write (set for
     /// every write by its owner; the store checks the owner of an existing
     /// row against it).
@@ -132,16 +145,25 @@ pub fn merge(
     message: automerge::sync::Message,
     writer: (&str, i64),
     access: Access,
-    max_document_bytes: usize,
+    limits: &PayloadLimits,
 ) -> Result<MergeOutcome, MergeError> {
+    let max_document_bytes = limits.max_document_bytes;
     let mut doc = load(document, stored)?;
     let stored_bytes = stored_size(stored);
     check_size(document, &doc, stored_bytes, max_document_bytes)?;
+    // Before automerge sees the changes: a hostile payload is refused here
+    // and never reaches the document (which is this merge's own copy, loaded
+    // from the store, so nothing is half-applied either way).
+    if access == Access::ReadWrite && !message.changes.is_empty() {
+        payload::check(&doc, &message, limits)
+            .map_err(|source| MergeError::Hostile { document, source })?;
+    }
     let applied = conn.apply(&document, &mut doc, message)?;
     if applied.changes_added == 0 {
         return Ok(MergeOutcome {
             doc,
             chunk: None,
+            changes_added: 0,
             create: None,
         });
     }
@@ -181,6 +203,7 @@ pub fn merge(
     Ok(MergeOutcome {
         doc,
         chunk: Some(chunk),
+        changes_added: applied.changes_added,
         create,
     })
 }

@@ -9,6 +9,7 @@
 //! durable"). Anything the protocol refuses ends this connection only, after
 //! an `error` message.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -25,8 +26,11 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
+use crate::extract::ClientAddr;
+use crate::ledger::LedgerProjection;
 use crate::metrics::{self, Direction};
-use crate::store::{DocumentWrite, StoreError};
+use crate::store::{AppendOutcome, Compaction, DocumentWrite, NewAuditEntry, StoreError};
+use crate::sync::payload::{self, PayloadLimits};
 use crate::sync::{MergeError, decide_access, documents};
 
 /// The peer id the server announces.
@@ -36,12 +40,21 @@ const SERVER_PEER_ID: &str = "visit-diary-server";
 /// top of the changes it carries, which are bounded by the document limit.
 const ENVELOPE_BYTES: usize = 64 * 1024;
 
+/// Compact a document (one snapshot instead of its chunks) once this many
+/// chunks are pending: loading replays every chunk, so many small syncs
+/// would otherwise make every later merge slower.
+const COMPACT_AFTER_CHUNKS: u64 = 32;
+
+/// ... or once the pending chunks hold this many bytes.
+const COMPACT_AFTER_BYTES: u64 = 1024 * 1024;
+
 /// Upgrades an authenticated request to a sync connection.
 pub async fn upgrade(
     State(state): State<AppState>,
     // Before `WebSocketUpgrade`, so a request without a valid token gets 401
     // whatever else is wrong with it.
     user: AuthUser,
+    ClientAddr(remote_addr): ClientAddr,
     ws: WebSocketUpgrade,
 ) -> Response {
     let limit = message_limit(state.config.max_document_bytes);
@@ -52,8 +65,10 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             let connection = Connection {
                 conn: Some(ServerConnection::new(SERVER_PEER_ID)),
+                restored: HashSet::new(),
                 state,
                 user,
+                remote_addr,
                 socket,
                 id,
                 limit,
@@ -117,8 +132,13 @@ impl Drop for Gauge {
 struct Connection {
     /// The protocol state; `None` only while a blocking task holds it.
     conn: Option<ServerConnection>,
+    /// Documents whose saved sync state was looked up on this connection
+    /// (once each, before their first merge).
+    restored: HashSet<DocumentId>,
     state: AppState,
     user: AuthUser,
+    /// The client's address, for the audit log.
+    remote_addr: Option<String>,
     socket: WebSocket,
     /// This connection's id in the hub's change feed.
     id: u64,
@@ -173,6 +193,9 @@ impl Connection {
                 let _ = self.send(&ServerConnection::error_message(&internal)).await;
             }
         }
+        // Before the close, so a device that waits for it reconnects to
+        // the state it left.
+        self.save_all_sync_states().await;
         let _ = self.socket.send(ws::Message::Close(None)).await;
     }
 
@@ -190,8 +213,26 @@ impl Connection {
 
     async fn send(&mut self, message: &Message) -> Result<(), Fault> {
         metrics::sync_message(Direction::Out);
+        let bytes = match message {
+            // Never advertise automerge's v2 sync messages (whole-document
+            // chunks), so peers send change chunks the server can measure
+            // before applying them (see `sync::payload`).
+            Message::Sync {
+                document_id,
+                sender_id,
+                target_id,
+                data,
+            } => Message::Sync {
+                document_id: *document_id,
+                sender_id: sender_id.clone(),
+                target_id: target_id.clone(),
+                data: payload::strip_capabilities(data.clone()),
+            }
+            .encode(),
+            other => other.encode(),
+        };
         self.socket
-            .send(ws::Message::Binary(message.encode().into()))
+            .send(ws::Message::Binary(bytes.into()))
             .await
             .map_err(Fault::Socket)
     }
@@ -263,6 +304,17 @@ impl Connection {
             .store
             .load_document(&document_id.to_string())
             .await?;
+        if stored.is_some() {
+            self.restore_sync_state(document_id).await?;
+        }
+        // What compaction needs to know of the stored form.
+        let base = stored.as_ref().map(|s| {
+            (
+                s.meta.snapshot_heads.clone(),
+                s.chunks.iter().map(|c| c.id).collect::<Vec<_>>(),
+            )
+        });
+        let limits = PayloadLimits::new(max_document_bytes, self.state.config.max_nesting_depth);
         let mut conn = self.take_conn()?;
         let writer = (self.user.username.clone(), self.user.user_id);
         let (conn, merged) = tokio::task::spawn_blocking(move || {
@@ -273,13 +325,13 @@ impl Connection {
                 message,
                 (&writer.0, writer.1),
                 access,
-                max_document_bytes,
+                &limits,
             );
             (conn, merged)
         })
         .await?;
         self.conn = Some(conn);
-        let outcome = match merged {
+        let mut outcome = match merged {
             Ok(outcome) => outcome,
             Err(MergeError::Refused { reason, .. }) => {
                 tracing::warn!(document_id = %document_id, reason, "refused a document");
@@ -288,20 +340,45 @@ impl Connection {
             Err(MergeError::TooLarge { size, limit, .. }) => {
                 return Err(Fault::Protocol(ProtocolError::TooLarge { size, limit }));
             }
+            Err(MergeError::Hostile { document, source }) => {
+                metrics::sync_payload_refused(source.kind());
+                tracing::warn!(document_id = %document, error = %source, "refused a sync payload");
+                return Err(Fault::Protocol(ProtocolError::Sync {
+                    document: document.to_string(),
+                    reason: source.to_string(),
+                }));
+            }
             Err(MergeError::Protocol(e)) => return Err(Fault::Protocol(e)),
             Err(e @ MergeError::Load { .. }) => {
                 return Err(Fault::Internal(crate::error::error_chain(&e)));
             }
         };
+        let wrote = outcome.chunk.is_some();
         if let Some(chunk) = outcome.chunk {
             let write = DocumentWrite {
                 document_id: document_id.to_string(),
                 create: outcome.create,
                 data: chunk,
                 at: Utc::now(),
+                // Ledger rows commit with the chunk. (CPU work on the async
+                // thread: could move into the merge's spawn_blocking.)
+                ledger: Some(LedgerProjection::of_document_or_empty(&outcome.doc)),
             };
             match self.state.store.append_changes(write).await {
-                Ok(_) => self.state.sync_hub.notify(document_id, self.id),
+                Ok(appended) => {
+                    self.state.sync_hub.notify(document_id, self.id);
+                    self.audit_write(document_id, outcome.changes_added, &appended)
+                        .await;
+                    if appended.pending_chunks >= COMPACT_AFTER_CHUNKS
+                        || appended.pending_bytes >= COMPACT_AFTER_BYTES
+                    {
+                        let (base_heads, mut replaced) = base.unwrap_or_default();
+                        replaced.push(appended.chunk_id);
+                        outcome.doc = self
+                            .compact(document_id, outcome.doc, base_heads, replaced)
+                            .await?;
+                    }
+                }
                 // Another user created this id first (or it vanished): the
                 // document is not this user's.
                 Err(StoreError::Conflict(reason)) => {
@@ -325,7 +402,142 @@ impl Connection {
         if let Some(reply) = reply {
             self.send(&reply).await?;
         }
+        if wrote {
+            self.save_sync_state(document_id).await;
+        }
         Ok(())
+    }
+
+    /// Resumes the sync state this device left for `document_id` last
+    /// time, once per connection and before the document's first merge, so
+    /// a reconnecting phone exchanges only what changed since. Devices
+    /// without an id keep no state.
+    async fn restore_sync_state(&mut self, document_id: DocumentId) -> Result<(), Fault> {
+        if self.user.device_id.is_empty() || !self.restored.insert(document_id) {
+            return Ok(());
+        }
+        let saved = self
+            .state
+            .store
+            .load_sync_state(
+                &document_id.to_string(),
+                self.user.user_id,
+                &self.user.device_id,
+            )
+            .await?;
+        if let Some(saved) = saved {
+            self.conn()?.restore_sync_state(&document_id, &saved);
+        }
+        Ok(())
+    }
+
+    /// Keeps this device's sync state of `document_id` for its next
+    /// connection. A failure only costs a longer sync next time.
+    async fn save_sync_state(&mut self, document_id: DocumentId) {
+        if self.user.device_id.is_empty() {
+            return;
+        }
+        let Some(state) = self.conn.as_ref().and_then(|c| c.sync_state(&document_id)) else {
+            return;
+        };
+        if let Err(e) = self
+            .state
+            .store
+            .save_sync_state(
+                &document_id.to_string(),
+                self.user.user_id,
+                &self.user.device_id,
+                &state,
+                Utc::now(),
+            )
+            .await
+        {
+            tracing::warn!(document_id = %document_id, error = %crate::error::error_chain(&e), "sync state not saved");
+        }
+    }
+
+    /// Saves the sync state of every document this connection synced.
+    async fn save_all_sync_states(&mut self) {
+        let ids: Vec<DocumentId> = self
+            .conn
+            .as_ref()
+            .map(|c| c.documents().map(|(d, _)| *d).collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.save_sync_state(id).await;
+        }
+    }
+
+    /// Writes the audit row of a stored sync write. A failure is logged, not
+    /// fatal: the changes are durable and the client is owed its answer.
+    async fn audit_write(
+        &mut self,
+        document_id: DocumentId,
+        changes: usize,
+        appended: &AppendOutcome,
+    ) {
+        let entry = NewAuditEntry {
+            at: Utc::now(),
+            user_id: Some(self.user.user_id),
+            action: if appended.created {
+                "document.create".to_owned()
+            } else {
+                "document.write".to_owned()
+            },
+            target: document_id.to_string(),
+            detail: format!(
+                "sync: {changes} change(s), chunk {}, device {:?}",
+                appended.chunk_id, self.user.device_id
+            ),
+            remote_addr: self.remote_addr.clone(),
+        };
+        if let Err(e) = self.state.store.append_audit(entry).await {
+            tracing::error!(document_id = %document_id, error = %crate::error::error_chain(&e), "audit row not written");
+        }
+    }
+
+    /// Replaces the document's snapshot and pending chunks by one snapshot
+    /// of `doc` (the merged document, which holds them all). Called with the
+    /// document's lock held. A lost race (another process compacted first)
+    /// or a failure only leaves the chunks for the next compaction.
+    async fn compact(
+        &mut self,
+        document_id: DocumentId,
+        doc: automerge::Automerge,
+        base_heads: Option<String>,
+        replaced_chunk_ids: Vec<i64>,
+    ) -> Result<automerge::Automerge, Fault> {
+        let (doc, snapshot, heads) = tokio::task::spawn_blocking(move || {
+            let snapshot = doc.save();
+            let heads = doc
+                .get_heads()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            (doc, snapshot, heads)
+        })
+        .await?;
+        let compaction = Compaction {
+            document_id: document_id.to_string(),
+            base_heads,
+            snapshot,
+            heads,
+            replaced_chunk_ids,
+        };
+        let result = match self.state.store.compact(compaction).await {
+            Ok(()) => "ok",
+            Err(StoreError::Conflict(reason)) => {
+                tracing::debug!(document_id = %document_id, reason, "compaction lost a race");
+                "conflict"
+            }
+            Err(e) => {
+                tracing::warn!(document_id = %document_id, error = %crate::error::error_chain(&e), "compaction failed");
+                "error"
+            }
+        };
+        metrics::compaction(result);
+        Ok(doc)
     }
 
     /// Answers `doc-unavailable` and forgets the document on this

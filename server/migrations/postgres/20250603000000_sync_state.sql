@@ -1,0 +1,12 @@
+-- Per-device sync states: what the server last knew a device had of a
+-- document, so a reconnecting phone only exchanges what changed since (the
+-- bytes of automerge's `sync::State::encode`, opaque to the database).
+CREATE TABLE sync_states (
+    document_id  TEXT        NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+    user_id      BIGINT      NOT NULL REFERENCES users (id),
+    -- The token's device id; sessions without one keep no state.
+    device_id    TEXT        NOT NULL,
+    state        BYTEA       NOT NULL,
+    updated_at   TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (document_id, user_id, device_id)
+);

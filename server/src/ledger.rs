@@ -1,0 +1,91 @@
+//! The canonical ledger (台账): relational rows projected from the documents.
+//!
+//! - [`projection`]: [`LedgerProjection`], the rows one automerge document
+//!   stands for (a pure function, unit-tested).
+//! - `sqlite.rs`, `postgres.rs`: the SQL that replaces a document's rows
+//!   (called by the store inside the transaction that stores a chunk, see
+//!   [`DocumentWrite::ledger`](crate::store::DocumentWrite::ledger)) and
+//!   answers ledger queries.
+//! - [`rebuild`]: `server ledger rebuild`, which projects every stored
+//!   document again.
+//!
+//! The ledger is never the source of truth: it can be dropped and rebuilt
+//! from the documents at any time.
+
+pub(crate) mod postgres;
+pub mod projection;
+pub mod rebuild;
+pub(crate) mod sqlite;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub use projection::{
+    CardRow, LedgerProjection, PetitionEventRow, PetitionRow, ProjectionError, VisitRow,
+};
+pub use rebuild::{RebuildError, RebuildSummary, rebuild};
+
+/// Which petitions [`Store::query_ledger`](crate::store::Store::query_ledger)
+/// returns. Every `Some` narrows the result; deleted petitions never appear.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerQuery {
+    /// Only petitions whose owner's unit is one of these.
+    pub unit_ids: Option<Vec<i64>>,
+    /// Only petitions in documents of this user.
+    pub owner_user_id: Option<i64>,
+    /// `PetitionStatus::as_str`.
+    pub status: Option<String>,
+    /// `Category::as_str`.
+    pub category: Option<String>,
+    /// Only petitions overdue on this China date (`YYYY-MM-DD`): open or in
+    /// progress with a deadline before it.
+    pub overdue_on: Option<String>,
+    /// Page size.
+    pub limit: i64,
+    /// Rows skipped.
+    pub offset: i64,
+}
+
+/// One page of petitions and the number matching in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerPage {
+    /// The page, newest first.
+    pub items: Vec<LedgerItem>,
+    /// Rows matching the query, all pages together.
+    pub total: i64,
+}
+
+/// A petition as the ledger list shows it, with its unit and owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct LedgerItem {
+    /// Petition record id.
+    pub id: String,
+    /// The diary it lives in.
+    pub document_id: String,
+    /// Owner's unit code.
+    pub unit_code: String,
+    /// Owner's unit name.
+    pub unit_name: String,
+    /// Owner's username.
+    pub owner: String,
+    /// Applicant's name.
+    pub applicant_name: String,
+    /// Applicant's phone, unmasked (the API masks it).
+    pub applicant_phone: Option<String>,
+    /// The matter.
+    pub matter: String,
+    /// Category.
+    pub category: String,
+    /// Level.
+    pub level: String,
+    /// Responsible username.
+    pub responsible: String,
+    /// `YYYY-MM-DD`.
+    pub deadline: Option<String>,
+    /// Status.
+    pub status: String,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+    /// Number of events in its history.
+    pub event_count: i64,
+}

@@ -1,0 +1,382 @@
+//! [`LedgerProjection`]: the ledger rows one automerge document stands for.
+//!
+//! A pure function of the document: no database, no clock. The store writes
+//! the rows in the same transaction as the chunk that produced the document
+//! (see `DocumentWrite::ledger`), and `server ledger rebuild` writes them
+//! again from the stored documents, which gives identical rows because the
+//! function is the same.
+
+use chrono::{DateTime, Utc};
+use sync_core::automerge::Automerge;
+use sync_core::document::{DocumentError, read_meta};
+use sync_core::records::petition::Petition;
+use sync_core::records::service_card::ServiceCard;
+use sync_core::records::visit::Visit;
+use sync_core::timestamp::format_date;
+use sync_core::{ContactsDocument, DiaryDocument, DocumentKind, Timestamp};
+
+/// Why a document has no projection.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// The document is not a diary or contacts document of a schema this
+    /// server knows (a foreign automerge document, a newer app version).
+    #[error("document cannot be projected")]
+    Document(#[from] DocumentError),
+}
+
+/// Every ledger row of one document. Owner and unit are not here: the store
+/// copies them from the document's row when it writes these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerProjection {
+    /// Visits of a diary, tombstoned ones included (flagged).
+    pub visits: Vec<VisitRow>,
+    /// Petitions of a diary, tombstoned ones included (flagged).
+    pub petitions: Vec<PetitionRow>,
+    /// Events of every petition above.
+    pub events: Vec<PetitionEventRow>,
+    /// Service cards of a contacts document.
+    pub cards: Vec<CardRow>,
+}
+
+/// One row of `ledger_visits`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisitRow {
+    /// Record id (UUID text).
+    pub id: String,
+    /// `VisitKind::as_str`.
+    pub kind: String,
+    /// When the visit took place.
+    pub at: DateTime<Utc>,
+    /// Where.
+    pub place: String,
+    /// `SubjectKind::as_str`.
+    pub subject_kind: String,
+    /// Household, enterprise or unit visited.
+    pub subject_name: String,
+    /// Sorted tags joined by commas.
+    pub tags: String,
+    /// Money handed over, in fen.
+    pub aid_money_fen: i64,
+    /// Goods handed over.
+    pub aid_goods: String,
+    /// Matters solved on the spot (they do not enter the ledger as petitions).
+    pub resolved_on_spot: i64,
+    /// Petitions raised in this visit.
+    pub petition_count: i64,
+    /// When the record was created.
+    pub created_at: DateTime<Utc>,
+    /// Username of its recorder.
+    pub created_by: String,
+    /// Tombstoned.
+    pub deleted: bool,
+}
+
+/// One row of `ledger_petitions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PetitionRow {
+    /// Record id.
+    pub id: String,
+    /// The visit it was raised in.
+    pub visit_id: Option<String>,
+    /// Applicant's name.
+    pub applicant_name: String,
+    /// Applicant's phone (stored whole; masked by the API).
+    pub applicant_phone: Option<String>,
+    /// Applicant's address or household.
+    pub applicant_address: Option<String>,
+    /// The matter.
+    pub matter: String,
+    /// `Category::as_str`.
+    pub category: String,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+    /// Who recorded it.
+    pub created_by: String,
+    /// `PetitionStatus::as_str`, derived from the events.
+    pub status: String,
+    /// Responsible username.
+    pub responsible: String,
+    /// `Level::as_str`.
+    pub level: String,
+    /// `YYYY-MM-DD` (China date).
+    pub deadline: Option<String>,
+    /// Last feedback to the resident.
+    pub feedback: Option<String>,
+    /// `Satisfaction::as_str`.
+    pub satisfaction: Option<String>,
+    /// Last resolution time.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Closure (销号) time.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Tombstoned.
+    pub deleted: bool,
+    /// Number of events.
+    pub event_count: i64,
+}
+
+/// One row of `ledger_petition_events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PetitionEventRow {
+    /// The petition.
+    pub petition_id: String,
+    /// Event id.
+    pub id: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Username of whoever recorded it.
+    pub actor: String,
+    /// `PetitionEventKind::type_name`.
+    pub event_type: String,
+    /// The note or reason, if the event carries one.
+    pub note: Option<String>,
+    /// The whole event as JSON.
+    pub detail: String,
+}
+
+/// One row of `ledger_cards`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRow {
+    /// Record id.
+    pub id: String,
+    /// Resident's name.
+    pub resident: String,
+    /// Resident's phone.
+    pub phone: Option<String>,
+    /// Resident's address.
+    pub address: Option<String>,
+    /// Household.
+    pub household: Option<String>,
+    /// When the card was handed over.
+    pub handed_over_at: DateTime<Utc>,
+    /// `PairingRole::as_str` if the card is one of the "123" pairings.
+    pub pairing_role: Option<String>,
+    /// Whether the pairing is with a needy person.
+    pub pairing_needy: Option<bool>,
+    /// Number of follow-ups.
+    pub follow_ups: i64,
+    /// When the record was created.
+    pub created_at: DateTime<Utc>,
+    /// Who created it.
+    pub created_by: String,
+    /// Tombstoned.
+    pub deleted: bool,
+}
+
+/// A record time as chrono. Times outside chrono's range (only a hostile
+/// client writes them) become the epoch rather than failing the write.
+fn time(t: Timestamp) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.millis()).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+impl LedgerProjection {
+    /// Projects a diary or contacts document.
+    ///
+    /// The typed views need an owned, migrated document, so this clones the
+    /// automerge document once (memory and time proportional to its history;
+    /// documents are bounded to one cadre and one year).
+    pub fn of_document(doc: &Automerge) -> Result<Self, ProjectionError> {
+        let meta = read_meta(doc)?;
+        Ok(match meta.kind {
+            DocumentKind::Diary => Self::of_diary(&DiaryDocument::from_automerge(doc.clone())?),
+            DocumentKind::Contacts => {
+                Self::of_contacts(&ContactsDocument::from_automerge(doc.clone())?)
+            }
+        })
+    }
+
+    /// As [`Self::of_document`], but a document that cannot be projected has
+    /// no rows. Used on the write path: its chunk is stored all the same.
+    pub fn of_document_or_empty(doc: &Automerge) -> Self {
+        Self::of_document(doc).unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "document has no ledger rows");
+            Self::default()
+        })
+    }
+
+    /// Rows of a diary.
+    pub fn of_diary(diary: &DiaryDocument) -> Self {
+        let mut p = LedgerProjection {
+            visits: diary.all_visits().iter().map(visit_row).collect(),
+            ..Self::default()
+        };
+        for petition in diary.all_petitions() {
+            p.events.extend(event_rows(&petition));
+            p.petitions.push(petition_row(&petition));
+        }
+        p
+    }
+
+    /// Rows of a contacts document.
+    pub fn of_contacts(contacts: &ContactsDocument) -> Self {
+        LedgerProjection {
+            cards: contacts.all_cards().iter().map(card_row).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Total number of rows.
+    pub fn len(&self) -> usize {
+        self.visits.len() + self.petitions.len() + self.events.len() + self.cards.len()
+    }
+
+    /// Whether there are no rows at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn visit_row(v: &Visit) -> VisitRow {
+    VisitRow {
+        id: v.id.to_string(),
+        kind: v.kind.as_str().to_owned(),
+        at: time(v.at),
+        place: v.place.clone(),
+        subject_kind: v.subject.kind.as_str().to_owned(),
+        subject_name: v.subject.name.clone(),
+        tags: v.tags.iter().cloned().collect::<Vec<_>>().join(","),
+        aid_money_fen: v.aid.money_fen,
+        aid_goods: v.aid.goods.clone(),
+        resolved_on_spot: i64::try_from(v.resolved_on_spot.len()).unwrap_or(i64::MAX),
+        petition_count: i64::try_from(v.petition_ids.len()).unwrap_or(i64::MAX),
+        created_at: time(v.created_at),
+        created_by: v.created_by.clone(),
+        deleted: v.deleted.is_some(),
+    }
+}
+
+fn petition_row(p: &Petition) -> PetitionRow {
+    let s = &p.state;
+    PetitionRow {
+        id: p.id.to_string(),
+        visit_id: p.visit_id.map(|v| v.to_string()),
+        applicant_name: p.applicant.name.clone(),
+        applicant_phone: p.applicant.phone.clone(),
+        applicant_address: p.applicant.address.clone(),
+        matter: p.matter.clone(),
+        category: p.category.as_str().to_owned(),
+        created_at: time(p.created_at),
+        created_by: p.created_by.clone(),
+        status: s.status.as_str().to_owned(),
+        responsible: s.responsible.clone(),
+        level: s.level.as_str().to_owned(),
+        deadline: s.deadline.map(format_date),
+        feedback: s.feedback.clone(),
+        satisfaction: s.satisfaction.map(|x| x.as_str().to_owned()),
+        resolved_at: s.resolved_at.map(time),
+        closed_at: s.closed_at.map(time),
+        deleted: p.deleted.is_some(),
+        event_count: i64::try_from(p.events.len()).unwrap_or(i64::MAX),
+    }
+}
+
+fn event_rows(p: &Petition) -> impl Iterator<Item = PetitionEventRow> + '_ {
+    p.events.iter().map(|e| PetitionEventRow {
+        petition_id: p.id.to_string(),
+        id: e.id.to_string(),
+        at: time(e.at),
+        actor: e.by.clone(),
+        event_type: e.kind.type_name().to_owned(),
+        note: e.kind.note().map(str::to_owned),
+        detail: serde_json::to_string(&e.kind).unwrap_or_default(),
+    })
+}
+
+fn card_row(c: &ServiceCard) -> CardRow {
+    CardRow {
+        id: c.id.to_string(),
+        resident: c.resident.clone(),
+        phone: c.phone.clone(),
+        address: c.address.clone(),
+        household: c.household.clone(),
+        handed_over_at: time(c.handed_over_at),
+        pairing_role: c.pairing.map(|x| x.role.as_str().to_owned()),
+        pairing_needy: c.pairing.map(|x| x.needy),
+        follow_ups: i64::try_from(c.follow_ups.len()).unwrap_or(i64::MAX),
+        created_at: time(c.created_at),
+        created_by: c.created_by.clone(),
+        deleted: c.deleted.is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use sync_core::Edit;
+    use sync_core::automerge::ActorId;
+    use sync_core::fixtures;
+    use sync_core::records::petition::PetitionEventKind;
+
+    const T0: i64 = 1_780_000_000_000; // 2026-05-29 in China
+
+    fn edit(at: i64) -> Edit {
+        Edit::new("cadre01", Timestamp(at))
+    }
+
+    #[test]
+    fn diary_projects_visits_petitions_and_events() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut diary =
+            DiaryDocument::create("cadre01", 2026, ActorId::from(vec![1u8; 16]), &edit(T0))
+                .expect("create");
+        let visit = fixtures::visit(&mut rng, Timestamp(T0), "cadre01");
+        let visit_id = diary.add_visit(&edit(T0), &visit).expect("visit");
+        let petition = fixtures::petition(&mut rng, Timestamp(T0), Some(visit_id));
+        let pid = diary.add_petition(&edit(T0), &petition).expect("petition");
+        diary
+            .record_petition_event(
+                &edit(T0 + 1000),
+                pid,
+                fixtures::id(&mut rng),
+                &PetitionEventKind::Resolved {
+                    note: "已修好".into(),
+                },
+            )
+            .expect("event");
+
+        let p = LedgerProjection::of_document(diary.automerge()).expect("projects");
+        assert_eq!(p.visits.len(), 1);
+        assert_eq!(p.visits[0].petition_count, 1);
+        assert_eq!(p.petitions.len(), 1);
+        let row = &p.petitions[0];
+        assert_eq!(row.id, pid.to_string());
+        assert_eq!(row.visit_id, Some(visit_id.to_string()));
+        assert_eq!(row.status, "resolved");
+        assert_eq!(row.event_count, 2);
+        assert_eq!(row.deadline.as_deref(), Some("2026-06-28"));
+        assert!(row.resolved_at.is_some());
+        assert_eq!(p.events.len(), 2);
+        assert_eq!(p.events[1].event_type, "resolved");
+        assert_eq!(p.events[1].note.as_deref(), Some("已修好"));
+        assert!(p.cards.is_empty());
+        // Pure: the same document gives the same rows.
+        assert_eq!(
+            LedgerProjection::of_document(diary.automerge()).expect("again"),
+            p
+        );
+    }
+
+    #[test]
+    fn contacts_project_cards() {
+        let mut rng = StdRng::seed_from_u64(8);
+        let mut contacts =
+            ContactsDocument::create("cadre01", ActorId::from(vec![2u8; 16]), &edit(T0))
+                .expect("create");
+        for _ in 0..3 {
+            let card = fixtures::card(&mut rng, Timestamp(T0));
+            contacts.add_card(&edit(T0), &card).expect("card");
+        }
+        let p = LedgerProjection::of_document(contacts.automerge()).expect("projects");
+        assert_eq!(p.cards.len(), 3);
+        assert_eq!(p.len(), 3);
+        assert!(p.visits.is_empty() && p.petitions.is_empty());
+    }
+
+    #[test]
+    fn foreign_document_has_no_projection() {
+        let doc = Automerge::new();
+        assert!(LedgerProjection::of_document(&doc).is_err());
+        assert!(LedgerProjection::of_document_or_empty(&doc).is_empty());
+    }
+}

@@ -1,0 +1,526 @@
+//! The canonical ledger: demo documents fill it through `append_changes`,
+//! `ledger rebuild` reproduces exactly those rows, and `GET /api/v1/ledger`
+//! shows each caller what they may see. Store-level cases run on SQLite and,
+//! with `TEST_DATABASE_URL`, on PostgreSQL.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::Utc;
+use serde_json::Value;
+use server::config::Config;
+use server::demo::{DEMO_UNITS, DEMO_USERS, seed_demo_records};
+use server::ledger::{LedgerItem, LedgerProjection, LedgerQuery};
+use server::store::sqlite::SqliteStore;
+use server::store::{ConnectOptions, DocumentKind, DocumentWrite, NewDocument, Store, Unit};
+use server::{AppState, router};
+use sync_core::automerge::{AutoCommit, ROOT, transaction::Transactable};
+use tower::ServiceExt;
+
+/// The demo organisation, with placeholder password hashes (fast).
+async fn demo_org(store: &dyn Store) {
+    let mut units: BTreeMap<&str, Unit> = BTreeMap::new();
+    for &(code, _, kind, parent) in DEMO_UNITS {
+        let parent = parent.and_then(|p| units.get(p)).cloned();
+        let unit = common::unit(store, code, parent.as_ref(), kind).await;
+        units.insert(code, unit);
+    }
+    for &(username, _, role, unit) in DEMO_USERS {
+        common::user(store, username, role, &units[unit]).await;
+    }
+}
+
+/// Every petition the ledger holds, in a stable order.
+async fn all_petitions(store: &dyn Store) -> Vec<LedgerItem> {
+    let mut page = store
+        .query_ledger(&LedgerQuery {
+            limit: 10_000,
+            ..LedgerQuery::default()
+        })
+        .await
+        .expect("query ledger");
+    assert_eq!(page.total, i64::try_from(page.items.len()).expect("fits"));
+    page.items
+        .sort_by(|a, b| (&a.document_id, &a.id).cmp(&(&b.document_id, &b.id)));
+    page.items
+}
+
+async fn seeded(store: &dyn Store) {
+    demo_org(store).await;
+    let summary = seed_demo_records(store).await.expect("seed records");
+    assert_eq!(summary.cadres, 12);
+    assert_eq!(summary.documents, 24);
+    assert_eq!(summary.visits, 300);
+    assert_eq!(summary.petitions, 100);
+    assert!((60..=96).contains(&summary.cards), "{summary:?}");
+    let again = seed_demo_records(store).await.expect("seed again");
+    assert_eq!(again.documents, 0, "idempotent");
+}
+
+async fn demo_records_fill_the_ledger(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    seeded(s).await;
+    let items = all_petitions(s).await;
+    assert_eq!(items.len(), 100);
+    let statuses: BTreeSet<&str> = items.iter().map(|i| i.status.as_str()).collect();
+    assert_eq!(
+        statuses,
+        BTreeSet::from(["closed", "in_progress", "open", "resolved"])
+    );
+    let categories: BTreeSet<&str> = items.iter().map(|i| i.category.as_str()).collect();
+    assert_eq!(categories.len(), 4);
+    let today = sync_core::Timestamp(Utc::now().timestamp_millis())
+        .china_date()
+        .map(sync_core::timestamp::format_date)
+        .expect("today");
+    let overdue = s
+        .query_ledger(&LedgerQuery {
+            overdue_on: Some(today),
+            limit: 1000,
+            ..LedgerQuery::default()
+        })
+        .await
+        .expect("overdue");
+    assert!(overdue.total >= 12, "overdue: {}", overdue.total);
+    assert!(
+        overdue
+            .items
+            .iter()
+            .all(|i| matches!(i.status.as_str(), "open" | "in_progress"))
+    );
+}
+
+async fn rebuild_reproduces_the_written_rows(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    seeded(s).await;
+
+    // A document that is not ours: its chunk is stored, it has no rows.
+    let cadre = s
+        .get_user_by_username("cadre01")
+        .await
+        .expect("get")
+        .expect("cadre01");
+    let mut foreign = AutoCommit::new();
+    foreign.put(ROOT, "hello", "world").expect("put");
+    let foreign_doc = foreign.document().clone();
+    s.append_changes(DocumentWrite {
+        document_id: "foreign".to_owned(),
+        create: Some(NewDocument {
+            kind: DocumentKind::Unknown,
+            owner_user_id: cadre.id,
+            year: None,
+        }),
+        data: foreign.save(),
+        at: Utc::now(),
+        ledger: Some(LedgerProjection::of_document_or_empty(&foreign_doc)),
+    })
+    .await
+    .expect("a foreign document is stored");
+
+    let before = all_petitions(s).await;
+    assert_eq!(before.len(), 100);
+
+    // Lose some rows, as if the ledger had been damaged.
+    let docs = s
+        .list_documents_for_owner(cadre.id)
+        .await
+        .expect("documents");
+    for meta in &docs {
+        s.replace_ledger(&meta.id, &LedgerProjection::default(), meta.updated_at)
+            .await
+            .expect("wipe");
+    }
+    assert!(all_petitions(s).await.len() < 100);
+    // A stale projection is refused.
+    let stale = s
+        .replace_ledger(
+            &docs[0].id,
+            &LedgerProjection::default(),
+            docs[0].updated_at - chrono::Duration::seconds(1),
+        )
+        .await;
+    assert!(matches!(stale, Err(server::StoreError::Conflict(_))));
+
+    let mut seen = Vec::new();
+    let summary = server::ledger::rebuild(s, |done, total| seen.push((done, total)))
+        .await
+        .expect("rebuild");
+    assert_eq!(summary.documents, 25);
+    assert_eq!(summary.unprojectable, 1);
+    assert_eq!(seen.last(), Some(&(25, 25)));
+    assert_eq!(all_petitions(s).await, before);
+}
+
+#[tokio::test]
+async fn demo_records_fill_the_ledger_sqlite() {
+    let h = common::sqlite().await;
+    demo_records_fill_the_ledger(h.store()).await;
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn demo_records_fill_the_ledger_postgres() {
+    let Some(h) = common::postgres().await else {
+        return;
+    };
+    demo_records_fill_the_ledger(h.store()).await;
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn rebuild_reproduces_the_written_rows_sqlite() {
+    let h = common::sqlite().await;
+    rebuild_reproduces_the_written_rows(h.store()).await;
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn rebuild_reproduces_the_written_rows_postgres() {
+    let Some(h) = common::postgres().await else {
+        return;
+    };
+    rebuild_reproduces_the_written_rows(h.store()).await;
+    h.cleanup().await;
+}
+
+/// Every row of every ledger table, as JSON text, in key order.
+async fn dump(store: &SqliteStore) -> Vec<String> {
+    let tables: &[(&str, &str)] = &[
+        (
+            "ledger_visits",
+            "document_id, id, owner_user_id, unit_id, kind, at, place, subject_kind, subject_name, \
+             tags, aid_money_fen, aid_goods, resolved_on_spot, petition_count, created_at, \
+             created_by, deleted",
+        ),
+        (
+            "ledger_petitions",
+            "document_id, id, visit_id, owner_user_id, unit_id, applicant_name, applicant_phone, \
+             applicant_address, matter, category, created_at, created_by, status, responsible, \
+             level, deadline, feedback, satisfaction, resolved_at, closed_at, deleted, event_count",
+        ),
+        (
+            "ledger_petition_events",
+            "document_id, petition_id, id, at, actor, event_type, note, detail",
+        ),
+        (
+            "ledger_cards",
+            "document_id, id, owner_user_id, unit_id, resident, phone, address, household, \
+             handed_over_at, pairing_role, pairing_needy, follow_ups, created_at, created_by, deleted",
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (table, cols) in tables {
+        let sql = format!("SELECT json_array({cols}) FROM {table} ORDER BY {cols}");
+        let mut part: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(store.pool())
+            .await
+            .expect("dump");
+        rows.push(format!("{table}: {}", part.len()));
+        rows.append(&mut part);
+    }
+    rows
+}
+
+#[tokio::test]
+async fn rebuild_reproduces_every_table_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/test.db", dir.path().display());
+    let store = SqliteStore::connect(&url, ConnectOptions::default())
+        .await
+        .expect("open");
+    store.migrate().await.expect("migrate");
+    seeded(&store).await;
+    let before = dump(&store).await;
+    assert!(before.len() > 24 + 300 + 100 + 60, "{}", before.len());
+    for table in [
+        "ledger_visits",
+        "ledger_petitions",
+        "ledger_petition_events",
+        "ledger_cards",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE rowid % 3 = 0"
+        )))
+        .execute(store.pool())
+        .await
+        .expect("damage");
+    }
+    sqlx::query("UPDATE ledger_petitions SET status = 'open'")
+        .execute(store.pool())
+        .await
+        .expect("damage");
+    assert_ne!(dump(&store).await, before);
+    server::ledger::rebuild(&store, |_, _| {})
+        .await
+        .expect("rebuild");
+    assert_eq!(dump(&store).await, before);
+}
+
+// ----- GET /api/v1/ledger -----
+
+struct Api {
+    state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    async fn new() -> Api {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config::for_tests(dir.path(), &[9; 32]);
+        let store = server::open_store(&config).await.expect("open store");
+        seeded(store.as_ref()).await;
+        Api {
+            state: AppState::new(store, config).expect("state"),
+            _dir: dir,
+        }
+    }
+
+    async fn get(&self, username: &str, query: &str) -> (StatusCode, Value) {
+        let user = self
+            .state
+            .store
+            .get_user_by_username(username)
+            .await
+            .expect("get")
+            .expect("user");
+        let token = self
+            .state
+            .jwt
+            .issue(&user, "test", Utc::now())
+            .expect("token");
+        let response = router(self.state.clone())
+            .oneshot(
+                Request::get(format!("/api/v1/ledger{query}"))
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 22)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&body).expect("json"))
+    }
+
+    /// Every item of a listing, following the pages.
+    async fn all(&self, username: &str, filter: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        for page in 1.. {
+            let (status, body) = self
+                .get(username, &format!("?per_page=200&page={page}{filter}"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let batch = body["items"].as_array().expect("items").clone();
+            if batch.is_empty() {
+                assert_eq!(body["total"].as_u64(), Some(items.len() as u64));
+                break;
+            }
+            items.extend(batch);
+        }
+        items
+    }
+}
+
+fn strs<'a>(items: &'a [Value], key: &str) -> BTreeSet<&'a str> {
+    items.iter().filter_map(|i| i[key].as_str()).collect()
+}
+
+#[tokio::test]
+async fn ledger_api_visibility_filters_and_paging() {
+    let api = Api::new().await;
+
+    // A county supervisor sees everything; a town supervisor their town only.
+    assert_eq!(api.all("sup-county", "").await.len(), 100);
+    let town1 = api.all("sup-town1", "").await;
+    assert!(!town1.is_empty() && town1.len() < 100);
+    assert_eq!(
+        strs(&town1, "unit_code"),
+        BTreeSet::from(["village1", "village2"])
+    );
+    let town2 = api.all("sup-town2", "").await;
+    assert_eq!(town1.len() + town2.len(), 100);
+    assert_eq!(
+        strs(&town2, "unit_code"),
+        BTreeSet::from(["village3", "village4"])
+    );
+
+    // A cadre sees their own petitions only.
+    let own = api.all("cadre01", "").await;
+    assert!((8..=9).contains(&own.len()), "{}", own.len());
+    assert_eq!(strs(&own, "owner"), BTreeSet::from(["cadre01"]));
+    let (status, _) = api.get("cadre01", "?unit=village1").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Units outside the caller's subtree (or unknown) are forbidden.
+    for (user, unit) in [
+        ("sup-town1", "town2"),
+        ("sup-town1", "village3"),
+        ("sup-town1", "county"),
+        ("cadre01", "village2"),
+        ("sup-county", "nowhere"),
+    ] {
+        let (status, body) = api.get(user, &format!("?unit={unit}")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{user} {unit}");
+        assert_eq!(body["error"]["code"], "forbidden", "{body}");
+    }
+    let village1 = api.all("sup-county", "&unit=village1").await;
+    assert_eq!(strs(&village1, "unit_code"), BTreeSet::from(["village1"]));
+
+    // Filters.
+    let closed = api.all("sup-county", "&status=closed").await;
+    assert!(!closed.is_empty());
+    assert_eq!(strs(&closed, "status"), BTreeSet::from(["closed"]));
+    assert_eq!(strs(&closed, "status_zh"), BTreeSet::from(["已销号"]));
+    let conduct = api.all("sup-county", "&category=cadre_conduct").await;
+    assert!(!conduct.is_empty());
+    assert_eq!(strs(&conduct, "category_zh"), BTreeSet::from(["干部作风"]));
+    let overdue = api.all("sup-town2", "&overdue=true").await;
+    assert!(!overdue.is_empty());
+    assert!(overdue.iter().all(|i| i["overdue"] == true));
+    let all = api.all("sup-county", "").await;
+    let flagged = all.iter().filter(|i| i["overdue"] == true).count();
+    assert_eq!(flagged, api.all("sup-county", "&overdue=true").await.len());
+
+    // Paging: pages do not overlap and add up.
+    let (_, p1) = api.get("sup-county", "?per_page=30&page=1").await;
+    let (_, p4) = api.get("sup-county", "?per_page=30&page=4").await;
+    assert_eq!(p1["total"], 100);
+    assert_eq!(p1["items"].as_array().map(Vec::len), Some(30));
+    assert_eq!(p4["items"].as_array().map(Vec::len), Some(10));
+    assert_ne!(p1["items"][0]["id"], p4["items"][0]["id"]);
+    let (_, default) = api.get("sup-county", "").await;
+    assert_eq!(default["items"].as_array().map(Vec::len), Some(50));
+    for bad in ["?per_page=201", "?page=0", "?status=done", "?category=x"] {
+        let (status, _) = api.get("sup-county", bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    // Phones are masked for everyone.
+    let item = &all[0];
+    let phone = item["applicant_phone"].as_str().expect("phone");
+    assert_eq!(phone.len(), 11, "{phone}");
+    assert_eq!(&phone[3..7], "****");
+    assert!(item["event_count"].as_i64().expect("count") >= 1);
+    assert!(item["unit_name"].is_string() && item["matter"].is_string());
+}
+
+// ----- the binary -----
+
+#[tokio::test]
+async fn ledger_rebuild_command_reports_progress() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["ledger", "rebuild", "--help"])
+        .output()
+        .expect("run");
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--data-dir"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config::for_tests(dir.path(), &[9; 32]);
+    let store = server::open_store(&config).await.expect("open store");
+    seeded(store.as_ref()).await;
+    let before = all_petitions(store.as_ref()).await;
+    store.close().await;
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["ledger", "rebuild", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("VISIT_DIARY_CONFIG")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("rebuilt 10/24 documents"), "{stdout}");
+    assert!(stdout.contains("rebuilt 24/24 documents"), "{stdout}");
+    assert!(stdout.contains("ledger rebuilt: 24 documents"), "{stdout}");
+
+    let store = server::open_store(&config).await.expect("reopen");
+    assert_eq!(all_petitions(store.as_ref()).await, before);
+    store.close().await;
+}
+
+// ----- hostile projections never lose the chunk -----
+
+async fn duplicate_ids_do_not_fail_the_write(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    demo_org(s).await;
+    let cadre = s
+        .get_user_by_username("cadre01")
+        .await
+        .expect("get")
+        .expect("cadre01");
+    let row = server::ledger::PetitionRow {
+        id: "same".to_owned(),
+        visit_id: None,
+        applicant_name: "王秀英".to_owned(),
+        applicant_phone: Some("13812345678".to_owned()),
+        applicant_address: None,
+        matter: "道路".to_owned(),
+        category: "practical_difficulty".to_owned(),
+        created_at: Utc::now(),
+        created_by: "cadre01".to_owned(),
+        status: "open".to_owned(),
+        responsible: "cadre01".to_owned(),
+        level: "village".to_owned(),
+        deadline: None,
+        feedback: None,
+        satisfaction: None,
+        resolved_at: None,
+        closed_at: None,
+        deleted: false,
+        event_count: 0,
+    };
+    let ledger = LedgerProjection {
+        petitions: vec![row.clone(), row],
+        ..LedgerProjection::default()
+    };
+    s.append_changes(DocumentWrite {
+        document_id: "dup".to_owned(),
+        create: Some(NewDocument {
+            kind: DocumentKind::Diary,
+            owner_user_id: cadre.id,
+            year: Some(2026),
+        }),
+        data: vec![1, 2, 3],
+        at: Utc::now(),
+        ledger: Some(ledger),
+    })
+    .await
+    .expect("stored despite duplicate ids");
+    assert_eq!(all_petitions(s).await.len(), 1);
+    assert_eq!(
+        s.load_document("dup")
+            .await
+            .expect("load")
+            .map(|d| d.chunks.len()),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn duplicate_ids_do_not_fail_the_write_sqlite() {
+    let h = common::sqlite().await;
+    duplicate_ids_do_not_fail_the_write(h.store()).await;
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn duplicate_ids_do_not_fail_the_write_postgres() {
+    let Some(h) = common::postgres().await else {
+        return;
+    };
+    duplicate_ids_do_not_fail_the_write(h.store()).await;
+    h.cleanup().await;
+}

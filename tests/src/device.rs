@@ -1,0 +1,299 @@
+//! A logged-in client device: sync-core's `ClientConnection` over a real
+//! WebSocket, with its documents in memory (as a phone holds them).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rand::Rng;
+use sync_core::automerge::{ActorId, Automerge};
+use sync_core::protocol::{ClientConnection, ClientEvent, DocSyncStatus, Message};
+use sync_core::records::petition::PetitionEventKind;
+use sync_core::records::visit::{NewVisit, VisitUpdate};
+use sync_core::{DiaryDocument, DocumentId, Edit, RecordId, Timestamp, fixtures};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, http};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::ServerProcess;
+
+/// A client WebSocket.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long any one frame may take before the test fails instead of hanging.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A fixed time for edits (2026-05-28), so documents are reproducible.
+pub const EDIT_TIME: Timestamp = Timestamp(1_780_000_000_000);
+
+/// One device of one user, connected to the sync endpoint.
+#[derive(Debug)]
+pub struct Device {
+    /// The socket (tests may send raw frames on it).
+    pub ws: Ws,
+    /// The protocol state.
+    pub conn: ClientConnection,
+    /// The documents this device holds.
+    pub docs: BTreeMap<DocumentId, Automerge>,
+    /// Every event the connection reported.
+    pub events: Vec<ClientEvent>,
+    /// Every message the server sent.
+    pub received: Vec<Message>,
+    user: String,
+}
+
+impl Device {
+    /// Opens the sync socket with `token` in the Authorization header and
+    /// completes the handshake.
+    pub async fn connect(server: &ServerProcess, token: &str, device: &str) -> Device {
+        let ws = open_socket(server, Some(token), TokenIn::Header)
+            .await
+            .expect("upgrade");
+        // The announced peer id claims to be someone else: it must not matter.
+        let (conn, join) = ClientConnection::new(format!("{device}-claims-to-be-admin"), None);
+        let user = jwt_subject(token);
+        let mut device = Device {
+            ws,
+            conn,
+            docs: BTreeMap::new(),
+            events: Vec::new(),
+            received: Vec::new(),
+            user,
+        };
+        device.send(&join).await;
+        while !device.conn.is_ready() {
+            device.receive().await;
+        }
+        device
+    }
+
+    /// Sends one protocol message.
+    pub async fn send(&mut self, message: &Message) {
+        self.ws
+            .send(tungstenite::Message::Binary(message.encode().into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next frame, failing the test after [`FRAME_TIMEOUT`].
+    pub async fn next_frame(&mut self) -> tungstenite::Message {
+        tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("frame")
+    }
+
+    /// Receives one message and hands it to the connection.
+    pub async fn receive(&mut self) {
+        match self.next_frame().await {
+            tungstenite::Message::Binary(bytes) => {
+                let message = Message::decode(&bytes).expect("server message decodes");
+                self.received.push(message.clone());
+                let events = self
+                    .conn
+                    .handle(message, &mut self.docs)
+                    .expect("client accepts the server's message");
+                self.events.extend(events);
+            }
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+
+    /// Sends what is due without waiting for answers.
+    pub async fn flush(&mut self) {
+        for m in self.conn.poll(&self.docs) {
+            self.send(&m).await;
+        }
+    }
+
+    /// Exchanges messages until every document is synced or unavailable and
+    /// `done` holds.
+    pub async fn sync_until(&mut self, done: impl Fn(&Self) -> bool) {
+        loop {
+            self.flush().await;
+            if self.conn.is_quiescent(&self.docs) && done(self) {
+                return;
+            }
+            self.receive().await;
+        }
+    }
+
+    /// Exchanges messages until every document is synced or unavailable.
+    pub async fn sync(&mut self) {
+        self.sync_until(|_| true).await;
+    }
+
+    /// Asks for a document (which this device may not have) and returns how
+    /// the server answered.
+    pub async fn request(&mut self, id: DocumentId) -> Option<DocSyncStatus> {
+        self.conn.add_document(id);
+        self.sync().await;
+        self.conn.status(&id, &self.docs)
+    }
+
+    /// The document as a diary.
+    pub fn diary(&self, id: &DocumentId) -> DiaryDocument {
+        DiaryDocument::from_automerge(self.docs.get(id).expect("document").clone())
+            .expect("a diary")
+    }
+
+    /// How many live visits the document has here (0 if it is not a diary).
+    pub fn visit_count(&self, id: &DocumentId) -> usize {
+        self.docs
+            .get(id)
+            .and_then(|d| DiaryDocument::from_automerge(d.clone()).ok())
+            .map_or(0, |d| d.visits().len())
+    }
+
+    /// Creates this user's 2026 diary with one visit, and starts syncing it.
+    pub fn create_diary(&mut self, rng: &mut impl Rng) -> (DocumentId, RecordId) {
+        self.create_diary_owned_by(rng, &self.user.clone())
+    }
+
+    /// As [`Self::create_diary`], naming `owner` in the root.
+    pub fn create_diary_owned_by(
+        &mut self,
+        rng: &mut impl Rng,
+        owner: &str,
+    ) -> (DocumentId, RecordId) {
+        let id = DocumentId::from_bytes(rng.random());
+        let edit = Edit::new(owner, EDIT_TIME);
+        let diary =
+            DiaryDocument::create(owner, 2026, ActorId::random(), &edit).expect("create diary");
+        self.docs.insert(id, diary.into_automerge());
+        self.conn.add_document(id);
+        let visit = self.add_visit(&id, rng);
+        (id, visit)
+    }
+
+    /// A realistic new visit by this device's user.
+    pub fn new_visit(&self, rng: &mut impl Rng) -> NewVisit {
+        fixtures::visit(rng, EDIT_TIME, &self.user)
+    }
+
+    /// Adds a realistic visit to a document this device holds.
+    pub fn add_visit(&mut self, id: &DocumentId, rng: &mut impl Rng) -> RecordId {
+        let visit = self.new_visit(rng);
+        self.edit_diary(id, |diary, edit| diary.add_visit(edit, &visit))
+    }
+
+    /// Changes a visit.
+    pub fn update_visit(&mut self, id: &DocumentId, visit: RecordId, update: &VisitUpdate) {
+        self.edit_diary(id, |diary, edit| diary.update_visit(edit, visit, update));
+    }
+
+    /// Records a realistic petition (raised in `visit`, if given).
+    pub fn add_petition(
+        &mut self,
+        id: &DocumentId,
+        rng: &mut impl Rng,
+        visit: Option<RecordId>,
+    ) -> RecordId {
+        let petition = fixtures::petition(rng, EDIT_TIME, visit);
+        self.edit_diary(id, |diary, edit| diary.add_petition(edit, &petition))
+    }
+
+    /// Appends an event to a petition's history.
+    pub fn record_petition_event(
+        &mut self,
+        id: &DocumentId,
+        rng: &mut impl Rng,
+        petition: RecordId,
+        kind: &PetitionEventKind,
+    ) {
+        let event = fixtures::id(rng);
+        self.edit_diary(id, |diary, edit| {
+            diary.record_petition_event(edit, petition, event, kind)
+        });
+    }
+
+    fn edit_diary<T>(
+        &mut self,
+        id: &DocumentId,
+        f: impl FnOnce(&mut DiaryDocument, &Edit) -> Result<T, sync_core::DocumentError>,
+    ) -> T {
+        let doc = self.docs.remove(id).expect("document");
+        let mut diary = DiaryDocument::from_automerge(doc).expect("a diary");
+        let out = f(&mut diary, &Edit::new(self.user.as_str(), EDIT_TIME)).expect("edit");
+        self.docs.insert(*id, diary.into_automerge());
+        out
+    }
+
+    /// The last `doc-unavailable` the server sent.
+    pub fn last_unavailable(&self) -> Option<&Message> {
+        self.received
+            .iter()
+            .rev()
+            .find(|m| matches!(m, Message::DocUnavailable { .. }))
+    }
+
+    /// Reads until the server sends `error`, then expects the socket to
+    /// close.
+    pub async fn expect_error_and_close(&mut self) {
+        loop {
+            match self.next_frame().await {
+                tungstenite::Message::Binary(bytes) => {
+                    match Message::decode(&bytes).expect("decodes") {
+                        Message::Error { .. } => break,
+                        m => {
+                            let _ = self.conn.handle(m, &mut self.docs);
+                        }
+                    }
+                }
+                tungstenite::Message::Close(_) => return,
+                other => panic!("expected an error message, got {other:?}"),
+            }
+        }
+        match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+            .await
+            .expect("close in time")
+        {
+            None | Some(Ok(tungstenite::Message::Close(_))) | Some(Err(_)) => {}
+            Some(Ok(other)) => panic!("expected the connection to close, got {other:?}"),
+        }
+    }
+}
+
+/// Where a token travels at the WebSocket upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenIn {
+    /// `Authorization: Bearer …`.
+    Header,
+    /// `?token=…` (what browsers use).
+    Query,
+}
+
+/// Opens a socket to `/api/v1/sync`; an `Err(Http(response))` is a refused
+/// upgrade.
+pub async fn open_socket(
+    server: &ServerProcess,
+    token: Option<&str>,
+    token_in: TokenIn,
+) -> Result<Ws, tungstenite::Error> {
+    let mut url = format!("ws://{}/api/v1/sync", server.addr());
+    if let (Some(token), TokenIn::Query) = (token, token_in) {
+        url.push_str("?token=");
+        url.push_str(token);
+    }
+    let mut request = url.into_client_request().expect("request");
+    if let (Some(token), TokenIn::Header) = (token, token_in) {
+        request.headers_mut().insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header"),
+        );
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// The `sub` claim of a token (read without checking: the server does that).
+fn jwt_subject(token: &str) -> String {
+    crate::tokens::claims(token)["sub"]
+        .as_str()
+        .expect("sub claim")
+        .to_owned()
+}

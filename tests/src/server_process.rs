@@ -1,0 +1,278 @@
+//! The `server` binary as a child process.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{DEMO_PASSWORD, Device};
+
+/// How long the server may take to seed the demo and bind.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running `server serve --demo`; killed (and its data removed) on drop.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+    // Dropped after the child is killed (fields drop after `Drop::drop`).
+    data_dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts `serve --demo --port 0` in a fresh data directory and waits
+    /// until it prints its address and answers `/healthz`.
+    pub async fn start() -> Self {
+        let data_dir = tempfile::tempdir().expect("temporary data directory");
+        let (child, addr) = spawn(data_dir.path());
+        let server = ServerProcess {
+            child,
+            addr,
+            data_dir,
+        };
+        server.wait_healthy().await;
+        server
+    }
+
+    /// Kills the server at once (SIGKILL: no graceful shutdown, nothing
+    /// flushed) and starts a new one on the same data directory. The new
+    /// process listens on another port; connect new devices.
+    pub async fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, addr) = spawn(self.data_dir.path());
+        self.child = child;
+        self.addr = addr;
+        self.wait_healthy().await;
+    }
+
+    /// `host:port` of the server.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://host:port`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// The HS256 key `--demo` generated (`<data-dir>/jwt-secret`, hex).
+    pub fn jwt_secret(&self) -> Vec<u8> {
+        let text = std::fs::read_to_string(self.data_dir().join("jwt-secret")).expect("jwt-secret");
+        hex::decode(text.trim()).expect("jwt-secret is hex")
+    }
+
+    /// What the server has written to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("server.log")).unwrap_or_default()
+    }
+
+    async fn wait_healthy(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let client = reqwest::Client::new();
+        loop {
+            // The banner is printed after the listener is bound, so the
+            // first request normally succeeds; retry only while starting.
+            match client
+                .get(format!("{}/healthz", self.base_url()))
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => return,
+                _ if Instant::now() > deadline => {
+                    panic!("/healthz never answered 200; log:\n{}", self.log())
+                }
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Logs in with the demo password; returns the access token.
+    pub async fn login(&self, username: &str, device: &str) -> String {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/login", self.base_url()))
+            .json(&json!({"username": username, "password": DEMO_PASSWORD, "device_id": device}))
+            .send()
+            .await
+            .expect("login request");
+        assert!(
+            response.status().is_success(),
+            "login of {username}: {}",
+            response.status()
+        );
+        let tokens: Value = response.json().await.expect("login json");
+        assert_eq!(tokens["token_type"], "Bearer");
+        tokens["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned()
+    }
+
+    /// `GET path` with a bearer token; returns the status and the JSON body
+    /// (`Null` when the body is not JSON).
+    pub async fn get_json(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.base_url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// The caller's `/api/v1/me/documents`.
+    pub async fn my_documents(&self, token: &str) -> Vec<Value> {
+        let (status, body) = self.get_json("/api/v1/me/documents", token).await;
+        assert_eq!(status, 200, "/api/v1/me/documents: {body}");
+        match body {
+            Value::Array(items) => items,
+            // Tolerate an envelope such as {"items": [...]}.
+            Value::Object(mut o) => match o.remove("items").or_else(|| o.remove("documents")) {
+                Some(Value::Array(items)) => items,
+                other => panic!("unexpected /api/v1/me/documents body: {other:?}"),
+            },
+            other => panic!("unexpected /api/v1/me/documents body: {other}"),
+        }
+    }
+
+    /// A device of `username`, logged in and past the sync handshake.
+    pub async fn device(&self, username: &str, device: &str) -> Device {
+        let token = self.login(username, device).await;
+        Device::connect(self, &token, device).await
+    }
+}
+
+/// Runs `server serve --demo --port 0 --data-dir <dir>` and returns the
+/// child and the address its banner names.
+fn spawn(data_dir: &Path) -> (Child, SocketAddr) {
+    let bin = server_binary();
+    // Appended to, so a restarted server's log follows the first one's.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("server.log"))
+        .expect("log file");
+    let mut command = Command::new(&bin);
+    // Only what the test sets may configure the child.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name == "DATABASE_URL" || name == "JWT_SECRET" || name.starts_with("VISIT_DIARY_") {
+            command.env_remove(&name);
+        }
+    }
+    let mut child = command
+        .args(["serve", "--demo", "--port", "0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+
+    // `--port 0` binds a free port; the banner names the real one. A thread
+    // reads it (and keeps draining stdout so the server never blocks on a
+    // full pipe).
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.split("listening on http://").nth(1)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    let Ok(addr) = rx.recv_timeout(START_TIMEOUT) else {
+        let status = child.try_wait();
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = std::fs::read_to_string(data_dir.join("server.log")).unwrap_or_default();
+        panic!("the server printed no address within {START_TIMEOUT:?} ({status:?}); log:\n{log}");
+    };
+    let addr = addr
+        .parse()
+        .unwrap_or_else(|e| panic!("bad address {addr:?} in the banner: {e}"));
+    (child, addr)
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- server log ({}) ---\n{}", self.addr, self.log());
+        }
+    }
+}
+
+/// The `server` executable: `E2E_SERVER_BIN`, or `server` in the directory
+/// of this test executable's `deps/` (that is, `target/<profile>/`).
+fn server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("E2E_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current executable");
+    let mut dir = exe.parent().expect("executable directory").to_owned();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join(format!("server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} does not exist: run `cargo build -p server` first \
+         (`cargo test --workspace` builds it), or set E2E_SERVER_BIN",
+        bin.display()
+    );
+    static WARN_ONCE: std::sync::Once = std::sync::Once::new();
+    WARN_ONCE.call_once(|| warn_if_stale(&bin));
+    bin
+}
+
+/// `cargo test -p e2e-tests` does not rebuild the server: say so when its
+/// sources are newer than the binary (a warning, since an edit made during a
+/// workspace test run would otherwise fail it spuriously).
+fn warn_if_stale(bin: &Path) {
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let newer = ["server/src", "sync-core/src"]
+        .iter()
+        .filter_map(|d| newest_mtime(&root.join(d)))
+        .any(|t| t > built);
+    if newer {
+        eprintln!(
+            "note: {} is older than the server's sources; run `cargo build -p server`",
+            bin.display()
+        );
+    }
+}
+
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_mtime(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
