@@ -2,7 +2,9 @@
 //!
 //! This library is the harness; the suites are in `tests/`:
 //! - [`ServerProcess`] runs the `server` binary (`serve --demo` on a free
-//!   port, in a temporary data directory) and kills it when dropped;
+//!   port, in a temporary data directory) and kills it when dropped; it runs
+//!   on SQLite, or on a fresh PostgreSQL database of its own when
+//!   `TEST_DATABASE_URL` is set (the role needs CREATEDB);
 //! - [`Device`] is a logged-in client: sync-core's `ClientConnection` over a
 //!   `tokio-tungstenite` WebSocket, holding its documents in memory;
 //! - [`tokens`] crafts access tokens the server must refuse.
@@ -19,6 +21,7 @@
 //! # }
 //! ```
 
+mod database;
 mod device;
 mod server_process;
 pub mod tokens;

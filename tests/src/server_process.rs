@@ -8,29 +8,39 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::database::Database;
 use crate::{DEMO_PASSWORD, Device};
 
 /// How long the server may take to seed the demo and bind.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running `server serve --demo`; killed (and its data removed) on drop.
+///
+/// It runs on SQLite in its data directory, or, when `TEST_DATABASE_URL` is
+/// set, on a fresh PostgreSQL database of its own (`e2e_<random hex>`,
+/// created through that URL and dropped with the process).
 #[derive(Debug)]
 pub struct ServerProcess {
     child: Child,
     addr: SocketAddr,
     // Dropped after the child is killed (fields drop after `Drop::drop`).
+    database: Database,
     data_dir: tempfile::TempDir,
 }
 
 impl ServerProcess {
-    /// Starts `serve --demo --port 0` in a fresh data directory and waits
-    /// until it prints its address and answers `/healthz`.
+    /// Starts `serve --demo --port 0` in a fresh data directory (and a fresh
+    /// database) and waits until it prints its address and answers
+    /// `/healthz`.
     pub async fn start() -> Self {
         let data_dir = tempfile::tempdir().expect("temporary data directory");
-        let (child, addr) = spawn(data_dir.path());
+        let database = Database::create().await;
+        eprintln!("e2e: server on {}", database.describe());
+        let (child, addr) = spawn(data_dir.path(), database.url());
         let server = ServerProcess {
             child,
             addr,
+            database,
             data_dir,
         };
         server.wait_healthy().await;
@@ -38,12 +48,13 @@ impl ServerProcess {
     }
 
     /// Kills the server at once (SIGKILL: no graceful shutdown, nothing
-    /// flushed) and starts a new one on the same data directory. The new
-    /// process listens on another port; connect new devices.
+    /// flushed) and starts a new one on the same data directory and
+    /// database. The new process listens on another port; connect new
+    /// devices.
     pub async fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, addr) = spawn(self.data_dir.path());
+        let (child, addr) = spawn(self.data_dir.path(), self.database.url());
         self.child = child;
         self.addr = addr;
         self.wait_healthy().await;
@@ -57,6 +68,11 @@ impl ServerProcess {
     /// `http://host:port`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Which database backend the server runs on (for test output).
+    pub fn backend(&self) -> String {
+        self.database.describe()
     }
 
     /// The server's data directory.
@@ -153,9 +169,10 @@ impl ServerProcess {
     }
 }
 
-/// Runs `server serve --demo --port 0 --data-dir <dir>` and returns the
-/// child and the address its banner names.
-fn spawn(data_dir: &Path) -> (Child, SocketAddr) {
+/// Runs `server serve --demo --port 0 --data-dir <dir>` (with
+/// `DATABASE_URL=<database_url>` if given, else on SQLite in `dir`) and
+/// returns the child and the address its banner names.
+fn spawn(data_dir: &Path, database_url: Option<&str>) -> (Child, SocketAddr) {
     let bin = server_binary();
     // Appended to, so a restarted server's log follows the first one's.
     let log = std::fs::OpenOptions::new()
@@ -170,6 +187,9 @@ fn spawn(data_dir: &Path) -> (Child, SocketAddr) {
         if name == "DATABASE_URL" || name == "JWT_SECRET" || name.starts_with("VISIT_DIARY_") {
             command.env_remove(&name);
         }
+    }
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
     }
     let mut child = command
         .args(["serve", "--demo", "--port", "0", "--data-dir"])
@@ -215,7 +235,12 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("--- server log ({}) ---\n{}", self.addr, self.log());
+            eprintln!(
+                "--- server log ({}, {}) ---\n{}",
+                self.addr,
+                self.backend(),
+                self.log()
+            );
         }
     }
 }

@@ -326,13 +326,22 @@ impl Connection {
                 (&writer.0, writer.1),
                 access,
                 &limits,
-            );
+            )
+            .map(|outcome| {
+                // The ledger rows are projected here, off the async threads;
+                // they commit together with the chunk.
+                let ledger = outcome
+                    .chunk
+                    .is_some()
+                    .then(|| LedgerProjection::of_document_or_empty(&outcome.doc));
+                (outcome, ledger)
+            });
             (conn, merged)
         })
         .await?;
         self.conn = Some(conn);
-        let mut outcome = match merged {
-            Ok(outcome) => outcome,
+        let (mut outcome, ledger) = match merged {
+            Ok(merged) => merged,
             Err(MergeError::Refused { reason, .. }) => {
                 tracing::warn!(document_id = %document_id, reason, "refused a document");
                 return self.unavailable(document_id).await;
@@ -360,9 +369,7 @@ impl Connection {
                 create: outcome.create,
                 data: chunk,
                 at: Utc::now(),
-                // Ledger rows commit with the chunk. (CPU work on the async
-                // thread: could move into the merge's spawn_blocking.)
-                ledger: Some(LedgerProjection::of_document_or_empty(&outcome.doc)),
+                ledger,
             };
             match self.state.store.append_changes(write).await {
                 Ok(appended) => {
