@@ -2,14 +2,17 @@
 // adapter) against our sync server, as any off-the-shelf client would use it.
 //
 //   node interop.mjs create --base http://127.0.0.1:PORT --user cadre01 [--password P]
-//     Logs in, creates a diary in our schema (owner = the user, one visit),
-//     makes a second edit (appends to the visit's notes, adds a visit), waits
-//     until a fresh client can read both edits back from the server, and
-//     prints {"url", "documentId", "visitIds": [...], "owner", "visits": {...}, ...}
-//     as JSON on stdout.
+//     Logs in, creates a diary in our schema (owner = the user, one visit and
+//     one petition raised in it, with its "created" event), makes a second
+//     edit (appends to the visit's notes, adds a visit), then a third (notes
+//     progress on the petition: a "progress_noted" event), waits until a
+//     fresh client can read every edit back from the server, and prints
+//     {"url", "documentId", "visitIds": [...], "petitionId", "owner",
+//      "visits": {...}, "petitions": {...}, ...} as JSON on stdout.
 //
 //   node interop.mjs read --base http://127.0.0.1:PORT --user cadre01 --url automerge:ID
-//     Opens the document and prints {"owner", "kind", "year", "visits": {...}},
+//     Opens the document and prints {"owner", "kind", "year", "visits": {...},
+//     "petitions": {...}},
 //     or {"unavailable": true} when the server answers doc-unavailable.
 //
 // Diagnostics go to stderr; a failure exits with status 1.
@@ -23,6 +26,9 @@ import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websoc
 const DEADLINE_MS = 60_000;
 // The same fixed time the Rust harness uses, so documents are comparable.
 const AT = 1_780_000_000_000;
+// When the petition's progress is noted: an hour later, so its event sorts
+// after the "created" one.
+const PROGRESS_AT = AT + 3_600_000;
 
 function parseArgs(argv) {
   const [mode, ...rest] = argv;
@@ -99,6 +105,30 @@ function newVisit(user, place, subject, notes) {
   };
 }
 
+// A petition in our schema (sync-core's diary layout), raised in `visitId`,
+// with its "created" event: responsible = the user, village level, a deadline.
+function newPetition(user, visitId) {
+  return {
+    visit_id: visitId,
+    applicant_name: "王秀英",
+    matter: "屋顶漏雨，申请危房改造补助",
+    category: "practical_difficulty",
+    created_at: AT,
+    created_by: user,
+    events: [
+      {
+        id: randomUUID(),
+        at: AT,
+        by: user,
+        type: "created",
+        responsible: user,
+        level: "village",
+        deadline: "2026-06-30",
+      },
+    ],
+  };
+}
+
 // Reads the document from the server with a brand-new client (no local
 // copy), so what it sees is what the server stored.
 async function readFromServer(base, token, url) {
@@ -123,12 +153,23 @@ function summary(doc) {
       created_by: String(v.created_by),
     };
   }
+  const petitions = {};
+  for (const [id, p] of Object.entries(doc.petitions ?? {})) {
+    petitions[id] = {
+      applicant_name: String(p.applicant_name),
+      matter: String(p.matter),
+      category: String(p.category),
+      created_by: String(p.created_by),
+      events: (p.events ?? []).map((e) => ({ id: String(e.id), type: String(e.type) })),
+    };
+  }
   return {
     owner: String(doc.owner),
     kind: String(doc.kind),
     year: Number(doc.year),
     schema: Number(doc.schema),
     visits,
+    petitions,
   };
 }
 
@@ -136,34 +177,55 @@ async function create(args, token) {
   const { repo } = connect(args.base, token);
   const first = randomUUID();
   const second = randomUUID();
+  const petition = randomUUID();
+  const progress = randomUUID();
+  const visit = newVisit(args.user, "柳树村3组", "王秀英", "JS客户端记录");
+  visit.petition_ids = { [petition]: true };
   const handle = repo.create({
     schema: 1,
     kind: "diary",
     owner: args.user,
     year: 2026,
     created_at: AT,
-    visits: { [first]: newVisit(args.user, "柳树村3组", "王秀英", "JS客户端记录") },
-    petitions: {},
+    visits: { [first]: visit },
+    petitions: { [petition]: newPetition(args.user, first) },
   });
   handle.change((d) => {
     updateText(d, ["visits", first, "notes"], "JS客户端记录（已电话回访）");
     d.visits[second] = newVisit(args.user, "柳树村5组", "李建国", "第二次编辑");
   });
+  // An append-only event, in a change of its own (as our client records one).
+  handle.change((d) => {
+    d.petitions[petition].events.push({
+      id: progress,
+      at: PROGRESS_AT,
+      by: args.user,
+      type: "progress_noted",
+      note: "已联系镇住建办现场查看",
+    });
+  });
   const url = handle.url;
 
-  // Done when a fresh client reads both edits back from the server.
+  // Done when a fresh client reads every edit back from the server.
   let seen;
   for (;;) {
     try {
       seen = await readFromServer(args.base, token, url);
-      if (seen?.visits?.[second] && String(seen.visits[first].notes).includes("已电话回访")) break;
+      const events = seen?.petitions?.[petition]?.events ?? [];
+      if (
+        seen?.visits?.[second] &&
+        String(seen.visits[first].notes).includes("已电话回访") &&
+        events.some((e) => String(e.id) === progress)
+      ) {
+        break;
+      }
     } catch (e) {
       console.error(`not on the server yet: ${e.message}`);
     }
     await sleep(200);
   }
   await repo.shutdown();
-  return { ...summary(seen), url, documentId: url.replace(/^automerge:/, ""), visitIds: [first, second] };
+  return { ...summary(seen), url, documentId: url.replace(/^automerge:/, ""), visitIds: [first, second], petitionId: petition };
 }
 
 async function read(args, token) {
