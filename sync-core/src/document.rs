@@ -2,6 +2,79 @@
 //! one automerge document and exposes typed records; every user edit is
 //! committed as its own change, carrying its author and time.
 
+/// The methods every typed document shares: loading (with migration),
+/// saving, access to the automerge document, and the conflicts view.
+macro_rules! typed_document {
+    ($ty:ident, $kind:expr, $what:literal) => {
+        impl $ty {
+            #[doc = concat!("Loads a saved ", $what, ", migrating an older schema forward.")]
+            pub fn load(bytes: &[u8], actor: automerge::ActorId) -> Result<Self, DocumentError> {
+                Self::from_automerge($crate::document::load_bytes(bytes, actor)?)
+            }
+
+            /// Wraps an automerge document, checking its kind and migrating it forward.
+            pub fn from_automerge(doc: automerge::Automerge) -> Result<Self, DocumentError> {
+                Self::from_automerge_with(doc, schema::MIGRATIONS, schema::CURRENT_SCHEMA)
+            }
+
+            /// As [`Self::from_automerge`] with an explicit migration table and
+            /// target schema (for testing the migration mechanism).
+            #[doc(hidden)]
+            pub fn from_automerge_with(
+                mut doc: automerge::Automerge,
+                migrations: &[schema::Migration],
+                target: i64,
+            ) -> Result<Self, DocumentError> {
+                schema::open(&mut doc, $kind, migrations, target)?;
+                Ok(Self { doc })
+            }
+
+            /// The whole document, compacted.
+            pub fn save(&self) -> Vec<u8> {
+                self.doc.save()
+            }
+
+            /// The automerge document (for syncing and storage).
+            pub fn automerge(&self) -> &automerge::Automerge {
+                &self.doc
+            }
+
+            /// The automerge document, mutably (for applying sync messages).
+            pub fn automerge_mut(&mut self) -> &mut automerge::Automerge {
+                &mut self.doc
+            }
+
+            /// Unwraps the automerge document.
+            pub fn into_automerge(self) -> automerge::Automerge {
+                self.doc
+            }
+
+            /// The document's root fields. Re-checked on every call because a
+            /// sync may have brought changes from a newer app version.
+            pub fn meta(&self) -> Result<schema::DocumentMeta, DocumentError> {
+                schema::read_meta(&self.doc)
+            }
+
+            /// Every field that two devices set concurrently, with all values.
+            pub fn conflicts(&self) -> Vec<Conflict> {
+                conflicts::find(&self.doc)
+            }
+
+            /// Settles a conflict by writing value `choose` of it again, which
+            /// supersedes every concurrent value.
+            pub fn settle_conflict(
+                &mut self,
+                edit: &Edit,
+                conflict: &Conflict,
+                choose: usize,
+            ) -> Result<(), DocumentError> {
+                conflicts::settle(&mut self.doc, edit, conflict, choose)
+            }
+        }
+    };
+}
+pub(crate) use typed_document;
+
 mod conflicts;
 mod contacts;
 mod diary;

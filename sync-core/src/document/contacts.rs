@@ -13,7 +13,7 @@ use automerge::transaction::{Transactable, Transaction};
 use automerge::{ActorId, Automerge, ObjId, ObjType, ROOT, ReadDoc};
 
 use super::fields::*;
-use super::schema::{self, DocumentKind, DocumentMeta, MIGRATIONS};
+use super::schema::{self, DocumentKind};
 use super::{Conflict, DocumentError, commit, conflicts};
 use crate::records::service_card::{
     FollowUp, NewServiceCard, Pairing, PairingRole, PairingSummary, ServiceCard, ServiceCardUpdate,
@@ -29,6 +29,8 @@ pub struct ContactsDocument {
     doc: Automerge,
 }
 
+super::typed_document!(ContactsDocument, DocumentKind::Contacts, "contacts");
+
 impl ContactsDocument {
     /// A new, empty contacts document for `owner`.
     pub fn create(owner: &str, actor: ActorId, edit: &Edit) -> Result<Self, DocumentError> {
@@ -43,47 +45,6 @@ impl ContactsDocument {
             Ok(())
         })?;
         Ok(Self { doc })
-    }
-
-    /// Loads saved contacts, migrating an older schema forward.
-    pub fn load(bytes: &[u8], actor: ActorId) -> Result<Self, DocumentError> {
-        Self::from_automerge(super::load_bytes(bytes, actor)?)
-    }
-
-    /// Wraps an automerge document, checking its kind and migrating it forward.
-    pub fn from_automerge(mut doc: Automerge) -> Result<Self, DocumentError> {
-        schema::open(
-            &mut doc,
-            DocumentKind::Contacts,
-            MIGRATIONS,
-            schema::CURRENT_SCHEMA,
-        )?;
-        Ok(Self { doc })
-    }
-
-    /// The whole document, compacted.
-    pub fn save(&self) -> Vec<u8> {
-        self.doc.save()
-    }
-
-    /// The automerge document.
-    pub fn automerge(&self) -> &Automerge {
-        &self.doc
-    }
-
-    /// The automerge document, mutably (for applying sync messages).
-    pub fn automerge_mut(&mut self) -> &mut Automerge {
-        &mut self.doc
-    }
-
-    /// Unwraps the automerge document.
-    pub fn into_automerge(self) -> Automerge {
-        self.doc
-    }
-
-    /// The document's root fields, re-checked on every call.
-    pub fn meta(&self) -> Result<DocumentMeta, DocumentError> {
-        schema::read_meta(&self.doc)
     }
 
     fn card_obj(&self, id: RecordId) -> Result<ObjId, DocumentError> {
@@ -226,21 +187,6 @@ impl ContactsDocument {
     /// How the live cards measure against the "123" pairing rule.
     pub fn pairing_summary(&self) -> PairingSummary {
         PairingSummary::of(&self.cards())
-    }
-
-    /// Every field that two devices set concurrently, with all values.
-    pub fn conflicts(&self) -> Vec<Conflict> {
-        conflicts::find(&self.doc)
-    }
-
-    /// Settles a conflict by writing value `choose` again.
-    pub fn settle_conflict(
-        &mut self,
-        edit: &Edit,
-        conflict: &Conflict,
-        choose: usize,
-    ) -> Result<(), DocumentError> {
-        conflicts::settle(&mut self.doc, edit, conflict, choose)
     }
 }
 

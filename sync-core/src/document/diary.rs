@@ -21,7 +21,7 @@ use automerge::transaction::{Transactable, Transaction};
 use automerge::{ActorId, Automerge, ObjId, ObjType, ROOT, ReadDoc};
 
 use super::fields::*;
-use super::schema::{self, DocumentKind, DocumentMeta, MIGRATIONS, Migration};
+use super::schema::{self, DocumentKind};
 use super::{Conflict, DocumentError, commit, conflicts};
 use crate::records::petition::{
     self, Applicant, Category, Level, NewPetition, Petition, PetitionEvent, PetitionEventKind,
@@ -41,6 +41,8 @@ const PETITION: &str = "petition";
 pub struct DiaryDocument {
     doc: Automerge,
 }
+
+super::typed_document!(DiaryDocument, DocumentKind::Diary, "diary");
 
 impl DiaryDocument {
     /// A new, empty diary for `owner` and `year`, written by the device with
@@ -64,54 +66,6 @@ impl DiaryDocument {
             Ok(())
         })?;
         Ok(Self { doc })
-    }
-
-    /// Loads a saved diary, migrating an older schema forward.
-    pub fn load(bytes: &[u8], actor: ActorId) -> Result<Self, DocumentError> {
-        Self::from_automerge(super::load_bytes(bytes, actor)?)
-    }
-
-    /// Wraps an automerge document, checking its kind and migrating it forward.
-    pub fn from_automerge(doc: Automerge) -> Result<Self, DocumentError> {
-        Self::from_automerge_with(doc, MIGRATIONS, schema::CURRENT_SCHEMA)
-    }
-
-    /// As [`Self::from_automerge`] with an explicit migration table and
-    /// target schema (for testing the migration mechanism).
-    #[doc(hidden)]
-    pub fn from_automerge_with(
-        mut doc: Automerge,
-        migrations: &[Migration],
-        target: i64,
-    ) -> Result<Self, DocumentError> {
-        schema::open(&mut doc, DocumentKind::Diary, migrations, target)?;
-        Ok(Self { doc })
-    }
-
-    /// The whole document, compacted.
-    pub fn save(&self) -> Vec<u8> {
-        self.doc.save()
-    }
-
-    /// The automerge document (for syncing and storage).
-    pub fn automerge(&self) -> &Automerge {
-        &self.doc
-    }
-
-    /// The automerge document, mutably (for applying sync messages).
-    pub fn automerge_mut(&mut self) -> &mut Automerge {
-        &mut self.doc
-    }
-
-    /// Unwraps the automerge document.
-    pub fn into_automerge(self) -> Automerge {
-        self.doc
-    }
-
-    /// The document's root fields. Re-checked on every call because a sync
-    /// may have brought changes from a newer app version.
-    pub fn meta(&self) -> Result<DocumentMeta, DocumentError> {
-        schema::read_meta(&self.doc)
     }
 
     fn records(tx: &mut Transaction<'_>, key: &str) -> Result<ObjId, DocumentError> {
@@ -455,22 +409,6 @@ impl DiaryDocument {
             }
         }
         (ok, bad)
-    }
-
-    /// Every field that two devices set concurrently, with all values.
-    pub fn conflicts(&self) -> Vec<Conflict> {
-        conflicts::find(&self.doc)
-    }
-
-    /// Settles a conflict by writing value `choose` of it again, which
-    /// supersedes every concurrent value.
-    pub fn settle_conflict(
-        &mut self,
-        edit: &Edit,
-        conflict: &Conflict,
-        choose: usize,
-    ) -> Result<(), DocumentError> {
-        conflicts::settle(&mut self.doc, edit, conflict, choose)
     }
 }
 
