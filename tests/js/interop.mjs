@@ -225,7 +225,13 @@ async function create(args, token) {
     await sleep(200);
   }
   await repo.shutdown();
-  return { ...summary(seen), url, documentId: url.replace(/^automerge:/, ""), visitIds: [first, second], petitionId: petition };
+  return {
+    ...summary(seen),
+    url,
+    documentId: url.replace(/^automerge:/, ""),
+    visitIds: [first, second],
+    petitionId: petition,
+  };
 }
 
 async function read(args, token) {

@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
 use sync_core::protocol::DocSyncStatus;
+use sync_core::records::petition::{Category, PetitionStatus};
 use sync_core::records::visit::VisitKind;
 use sync_core::{DocumentId, RecordId};
 
@@ -69,6 +70,32 @@ async fn interop(dir: &PathBuf, server: &ServerProcess, args: &[&str]) -> Value 
         .unwrap_or_else(|e| panic!("interop.mjs printed no JSON ({e}):\n{stdout}\n{stderr}"))
 }
 
+/// The ledger entry of `petition` as `user` sees it (fails if not listed).
+async fn ledger_entry(server: &ServerProcess, user: &str, petition: &RecordId) -> Value {
+    let token = server.login(user, "desk").await;
+    let petition = petition.to_string();
+    let mut page = 1;
+    loop {
+        let (status, body) = server
+            .get_json(&format!("/api/v1/ledger?per_page=200&page={page}"), &token)
+            .await;
+        assert_eq!(status, 200, "ledger of {user}: {body}");
+        let items = body["items"].as_array().expect("items");
+        if let Some(entry) = items.iter().find(|e| e["id"] == petition.as_str()) {
+            return entry.clone();
+        }
+        assert!(
+            !items.is_empty(),
+            "petition {petition} not in the ledger of {user} ({} entries)",
+            body["total"]
+        );
+        page += 1;
+    }
+}
+
+/// The JS client creates a diary in our schema (visits and a petition) and
+/// edits it; the server accepts it, our client reads it, and the petition's
+/// new event shows in the ledger.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_diary_created_by_the_js_client_is_accepted_and_readable() {
     let Some(dir) = js_dir() else { return };
@@ -84,6 +111,11 @@ async fn a_diary_created_by_the_js_client_is_accepted_and_readable() {
         .map(|v| v.as_str().expect("id").parse().expect("a UUID"))
         .collect();
     assert_eq!(js_visits.len(), 2);
+    let js_petition: RecordId = created["petitionId"]
+        .as_str()
+        .expect("petition id")
+        .parse()
+        .expect("a UUID");
 
     // The server took it as cadre01's diary.
     let token = server.login("cadre01", "check").await;
@@ -113,6 +145,29 @@ async fn a_diary_created_by_the_js_client_is_accepted_and_readable() {
     let second = diary.visit(js_visits[1]).expect("the second JS visit");
     assert_eq!(second.subject.name, "李建国");
     assert_eq!(diary.visits().len(), 2);
+    let petition = diary.petition(js_petition).expect("the JS petition");
+    assert_eq!(petition.category, Category::PracticalDifficulty);
+    assert_eq!(petition.applicant.name, "王秀英");
+    assert_eq!(petition.visit_id, Some(js_visits[0]));
+    assert_eq!(petition.events.len(), 2);
+    assert_eq!(petition.state.status, PetitionStatus::InProgress);
+
+    // The server projected the JS edits into the ledger: the cadre and the
+    // town supervisor both see the petition, in progress after its second
+    // event.
+    for user in ["cadre01", "sup-town1"] {
+        let entry = ledger_entry(&server, user, &js_petition).await;
+        assert_eq!(entry["document_id"], id.to_string().as_str(), "{entry}");
+        assert_eq!(entry["owner"], "cadre01", "{entry}");
+        assert_eq!(entry["status"], "in_progress", "{user}: {entry}");
+        assert_eq!(entry["category"], "practical_difficulty", "{entry}");
+        assert_eq!(entry["event_count"], 2, "{user}: {entry}");
+        assert_eq!(entry["applicant_name"], "王秀英", "{entry}");
+        assert_eq!(entry["matter"], "屋顶漏雨，申请危房改造补助", "{entry}");
+        assert_eq!(entry["level"], "village", "{entry}");
+        assert_eq!(entry["responsible"], "cadre01", "{entry}");
+        assert_eq!(entry["deadline"], "2026-06-30", "{entry}");
+    }
 
     // Our edit to the JS document goes back to a JS client.
     let mut rng = StdRng::seed_from_u64(11);
