@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::healthz::get))
         .route("/readyz", get(routes::readyz::get))
         .route("/metrics", get(routes::metrics::get))
+        .route("/api/openapi.json", get(routes::openapi::get))
         .route("/api/v1/auth/login", post(routes::v1::auth::login))
         .route("/api/v1/auth/refresh", post(routes::v1::auth::refresh))
         .route("/api/v1/auth/logout", post(routes::v1::auth::logout))

@@ -2,5 +2,6 @@
 
 pub mod healthz;
 pub mod metrics;
+pub mod openapi;
 pub mod readyz;
 pub mod v1;

@@ -750,3 +750,106 @@ async fn slow_requests_time_out_with_json() {
     assert_eq!(answer.status, StatusCode::REQUEST_TIMEOUT);
     assert_eq!(answer.error_code(), "timeout");
 }
+
+/// Every route of `server::app::router()`, as (method, path). Keep this list,
+/// the route table in `src/app.rs` and `server/openapi.json` in sync: the two
+/// tests below check the document against this list and against the router.
+const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/api/openapi.json"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"),
+    ("POST", "/api/v1/auth/logout"),
+    ("GET", "/api/v1/me"),
+    ("GET", "/api/v1/me/documents"),
+    ("GET", "/api/v1/ledger"),
+    ("GET", "/api/v1/sync"),
+];
+
+const HTTP_METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+async fn openapi_document(app: &TestApp) -> Value {
+    let answer = app.get("/api/openapi.json", None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let content_type = answer
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "content type {content_type:?}"
+    );
+    answer.json()
+}
+
+/// Every (METHOD, path) the document describes.
+fn documented_operations(doc: &Value) -> Vec<(String, String)> {
+    let paths = doc["paths"].as_object().expect("paths object");
+    let mut operations = Vec::new();
+    for (path, item) in paths {
+        let item = item.as_object().expect("path item object");
+        for method in item.keys().filter(|k| HTTP_METHODS.contains(&k.as_str())) {
+            operations.push((method.to_ascii_uppercase(), path.clone()));
+        }
+    }
+    operations
+}
+
+#[tokio::test]
+async fn openapi_document_is_served() {
+    let app = test_app().await;
+    let doc = openapi_document(&app).await;
+    let version = doc["openapi"].as_str().expect("openapi version");
+    assert!(version.starts_with("3.1"), "openapi {version:?}");
+    assert!(doc["info"]["title"].is_string());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let app = test_app().await;
+    let doc = openapi_document(&app).await;
+    let operations = documented_operations(&doc);
+    assert!(!operations.is_empty());
+    for (method, path) in operations {
+        assert!(
+            !path.contains('{'),
+            "path templates need a concrete value here: {path}"
+        );
+        let request = Request::builder()
+            .method(method.as_str())
+            .uri(&path)
+            .body(Body::empty())
+            .expect("request");
+        let answer = app.call(request).await;
+        assert!(
+            answer.status != StatusCode::NOT_FOUND
+                && answer.status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path} is documented but answers {}: {}",
+            answer.status,
+            answer.text()
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_route_is_documented() {
+    let app = test_app().await;
+    let doc = openapi_document(&app).await;
+    let mut documented = documented_operations(&doc);
+    documented.sort();
+    let mut routed: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    routed.sort();
+    assert_eq!(
+        documented, routed,
+        "server/openapi.json and the route table differ"
+    );
+}
