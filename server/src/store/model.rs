@@ -19,6 +19,50 @@ pub struct UnknownVariant {
     pub value: String,
 }
 
+/// Implements the text spelling of an enum stored in a text column and used
+/// in JSON and on the command line: `as_str`, `Display`, `FromStr`, and the
+/// `TryFrom<String>` that `#[sqlx(try_from = "String")]` row fields go through.
+macro_rules! text_enum {
+    ($ty:ident, $what:literal { $($variant:ident = $text:literal,)+ }) => {
+        impl $ty {
+            /// The spelling used in the database, in JSON and on the command line.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $text,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = UnknownVariant;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($ty::$variant),)+
+                    other => Err(UnknownVariant {
+                        what: $what,
+                        value: other.to_owned(),
+                    }),
+                }
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = UnknownVariant;
+
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                value.parse()
+            }
+        }
+    };
+}
+
 /// What a user may do. See `design.md`, "Identity and access".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -31,47 +75,11 @@ pub enum Role {
     Admin,
 }
 
-impl Role {
-    /// The spelling used in the database, in JWT claims and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Cadre => "cadre",
-            Role::Supervisor => "supervisor",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = UnknownVariant;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "cadre" => Ok(Role::Cadre),
-            "supervisor" => Ok(Role::Supervisor),
-            "admin" => Ok(Role::Admin),
-            other => Err(UnknownVariant {
-                what: "role",
-                value: other.to_owned(),
-            }),
-        }
-    }
-}
-
-// `#[sqlx(try_from = "String")]` on row fields goes through this.
-impl TryFrom<String> for Role {
-    type Error = UnknownVariant;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse()
-    }
-}
+text_enum!(Role, "role" {
+    Cadre = "cadre",
+    Supervisor = "supervisor",
+    Admin = "admin",
+});
 
 /// What an automerge document holds. The server learns it when the document
 /// is created (from the client's request or from sync-core inspecting the
@@ -88,46 +96,11 @@ pub enum DocumentKind {
     Unknown,
 }
 
-impl DocumentKind {
-    /// The spelling used in the database and in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DocumentKind::Diary => "diary",
-            DocumentKind::Contacts => "contacts",
-            DocumentKind::Unknown => "unknown",
-        }
-    }
-}
-
-impl fmt::Display for DocumentKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DocumentKind {
-    type Err = UnknownVariant;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "diary" => Ok(DocumentKind::Diary),
-            "contacts" => Ok(DocumentKind::Contacts),
-            "unknown" => Ok(DocumentKind::Unknown),
-            other => Err(UnknownVariant {
-                what: "document kind",
-                value: other.to_owned(),
-            }),
-        }
-    }
-}
-
-impl TryFrom<String> for DocumentKind {
-    type Error = UnknownVariant;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse()
-    }
-}
+text_enum!(DocumentKind, "document kind" {
+    Diary = "diary",
+    Contacts = "contacts",
+    Unknown = "unknown",
+});
 
 /// A node of the organisation tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
