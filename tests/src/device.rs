@@ -27,6 +27,9 @@ const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
 /// A fixed time for edits (2026-05-28), so documents are reproducible.
 pub const EDIT_TIME: Timestamp = Timestamp(1_780_000_000_000);
 
+/// More frames than any sync in these tests needs by far.
+pub const MAX_FRAMES_PER_SYNC: usize = 2_000;
+
 /// One device of one user, connected to the sync endpoint.
 #[derive(Debug)]
 pub struct Device {
@@ -111,12 +114,27 @@ impl Device {
 
     /// Exchanges messages until every document is synced or unavailable and
     /// `done` holds.
+    ///
+    /// Gives up with a panic after [`MAX_FRAMES_PER_SYNC`] frames from the
+    /// server: a sync that never settles is a bug to report, not to wait out.
     pub async fn sync_until(&mut self, done: impl Fn(&Self) -> bool) {
+        let start = self.received.len();
         loop {
             self.flush().await;
             if self.conn.is_quiescent(&self.docs) && done(self) {
                 return;
             }
+            let got = self.received.len() - start;
+            assert!(
+                got < MAX_FRAMES_PER_SYNC,
+                "sync did not settle after {got} frames from the server; last ones: {:?}",
+                self.received
+                    .iter()
+                    .rev()
+                    .take(4)
+                    .map(Message::type_name)
+                    .collect::<Vec<_>>()
+            );
             self.receive().await;
         }
     }
