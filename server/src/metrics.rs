@@ -25,6 +25,11 @@ pub const MERGE_SECONDS: &str = "merge_seconds";
 pub const SYNC_REFUSED_PAYLOADS_TOTAL: &str = "sync_refused_payloads_total";
 /// Document compactions, by result (`ok` / `conflict` / `error`).
 pub const COMPACTIONS_TOTAL: &str = "document_compactions_total";
+/// Received changes stored while they wait for a dependency that has not
+/// arrived yet (after a Bloom-filter false positive on the peer's side).
+pub const SYNC_CHANGES_WAITING_TOTAL: &str = "sync_changes_waiting_total";
+/// Document syncs restarted because they made no progress.
+pub const SYNC_RESTARTS_TOTAL: &str = "sync_restarts_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -72,8 +77,18 @@ fn describe() {
         "Sync messages refused for a hostile or unreadable payload, by reason"
     );
     metrics::describe_counter!(COMPACTIONS_TOTAL, "Document compactions, by result");
+    metrics::describe_counter!(
+        SYNC_CHANGES_WAITING_TOTAL,
+        "Received changes stored while they wait for a missing dependency"
+    );
+    metrics::describe_counter!(
+        SYNC_RESTARTS_TOTAL,
+        "Document syncs restarted after rounds without progress"
+    );
     // Register the series so they appear (at zero) before the first event.
     metrics::counter!(DB_ERRORS_TOTAL).absolute(0);
+    metrics::counter!(SYNC_CHANGES_WAITING_TOTAL).absolute(0);
+    metrics::counter!(SYNC_RESTARTS_TOTAL).absolute(0);
     metrics::gauge!(SYNC_CONNECTIONS).set(0.0);
 }
 
@@ -141,6 +156,16 @@ pub fn merge_seconds(elapsed: Duration) {
 /// few fixed labels (`PayloadError::kind`).
 pub fn sync_payload_refused(reason: &'static str) {
     metrics::counter!(SYNC_REFUSED_PAYLOADS_TOTAL, "reason" => reason).increment(1);
+}
+
+/// Counts received changes stored while they wait for their dependencies.
+pub fn sync_changes_waiting(changes: usize) {
+    metrics::counter!(SYNC_CHANGES_WAITING_TOTAL).increment(changes as u64);
+}
+
+/// Counts one document sync restarted after rounds without progress.
+pub fn sync_restarted() {
+    metrics::counter!(SYNC_RESTARTS_TOTAL).increment(1);
 }
 
 /// Counts one compaction attempt; `result` is `ok`, `conflict` or `error`.

@@ -54,6 +54,7 @@ pub mod fixtures;
 pub mod protocol;
 mod record_id;
 pub mod records;
+pub mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timestamp;

@@ -25,4 +25,4 @@ pub use access::{Access, AccessPolicy};
 pub use client::{ClientConnection, ClientEvent, DocSyncStatus, LocalDocuments};
 pub use error::ProtocolError;
 pub use message::{MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION, PeerMetadata};
-pub use server::{ServerConnection, ServerStep, SyncApplied};
+pub use server::{MAX_STALLED_ROUNDS, ServerConnection, ServerStep, SyncApplied, SyncReply};

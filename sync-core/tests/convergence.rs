@@ -13,7 +13,7 @@ use sync_core::protocol::Access;
 use sync_core::records::petition::{Level, PetitionEventKind, PetitionUpdate, Satisfaction};
 use sync_core::records::service_card::ServiceCardUpdate;
 use sync_core::records::visit::VisitUpdate;
-use sync_core::testing::{Faults, Network};
+use sync_core::testing::{Faults, Network, ServerMode};
 use sync_core::{ContactsDocument, DiaryDocument, DocumentId, Edit, RecordId, Timestamp};
 
 const NOW: Timestamp = Timestamp(1_795_400_000_000);
@@ -101,10 +101,24 @@ struct World {
 }
 
 impl World {
-    fn doc_mut(&mut self, who: Editor, id: DocumentId) -> Option<&mut Automerge> {
+    /// Runs `f` on the editor's copy of document `id`: a device's own copy
+    /// (if it has one yet), or the server's, stored as the server stores its
+    /// own edits.
+    fn edit(&mut self, who: Editor, id: DocumentId, f: impl FnOnce(&mut Automerge)) {
         match who {
-            Editor::Device(i) => self.net.clients.get_mut(i)?.docs.get_mut(&id),
-            Editor::Supervisor => self.net.server.docs.get_mut(&id),
+            Editor::Device(i) => {
+                if let Some(doc) = self
+                    .net
+                    .clients
+                    .get_mut(i)
+                    .and_then(|c| c.docs.get_mut(&id))
+                {
+                    f(doc);
+                }
+            }
+            Editor::Supervisor => {
+                self.net.server_edit(&id, f);
+            }
         }
     }
 
@@ -130,19 +144,14 @@ impl World {
     ) {
         self.clock += 1000;
         let edit = Edit::new(Self::author(who), Timestamp(NOW.0 + self.clock));
-        let Some(slot) = self.doc_mut(who, DIARY) else {
-            return;
-        };
-        let doc = std::mem::take(slot).with_actor(Self::actor(who));
-        let mut diary = DiaryDocument::from_automerge(doc).expect("our own diary opens");
-        let (rng, written) = (&mut self.rng, &mut self.written);
-        f(&mut diary, &edit, rng, written);
-        if let Some(slot) = self.doc_mut(who, DIARY) {
+        let (mut rng, mut written) = (self.rng.clone(), std::mem::take(&mut self.written));
+        self.edit(who, DIARY, |slot| {
+            let doc = std::mem::take(slot).with_actor(Self::actor(who));
+            let mut diary = DiaryDocument::from_automerge(doc).expect("our own diary opens");
+            f(&mut diary, &edit, &mut rng, &mut written);
             *slot = diary.into_automerge();
-        }
-        if matches!(who, Editor::Supervisor) {
-            self.net.server_edit(&DIARY, |_| ());
-        }
+        });
+        (self.rng, self.written) = (rng, written);
     }
 
     fn with_contacts(
@@ -152,19 +161,15 @@ impl World {
     ) {
         self.clock += 1000;
         let edit = Edit::new(Self::author(who), Timestamp(NOW.0 + self.clock));
-        let Some(slot) = self.doc_mut(who, CONTACTS) else {
-            return;
-        };
-        let doc = std::mem::take(slot).with_actor(Self::actor(who));
-        let mut contacts = ContactsDocument::from_automerge(doc).expect("our own contacts open");
-        let (rng, written) = (&mut self.rng, &mut self.written);
-        f(&mut contacts, &edit, rng, written);
-        if let Some(slot) = self.doc_mut(who, CONTACTS) {
+        let (mut rng, mut written) = (self.rng.clone(), std::mem::take(&mut self.written));
+        self.edit(who, CONTACTS, |slot| {
+            let doc = std::mem::take(slot).with_actor(Self::actor(who));
+            let mut contacts =
+                ContactsDocument::from_automerge(doc).expect("our own contacts open");
+            f(&mut contacts, &edit, &mut rng, &mut written);
             *slot = contacts.into_automerge();
-        }
-        if matches!(who, Editor::Supervisor) {
-            self.net.server_edit(&CONTACTS, |_| ());
-        }
+        });
+        (self.rng, self.written) = (rng, written);
     }
 
     fn apply(&mut self, op: Op) {
@@ -338,8 +343,8 @@ impl World {
     }
 }
 
-fn run(devices: usize, ops: Vec<Op>, seed: u64) -> Result<(), TestCaseError> {
-    let mut net = Network::new(seed);
+fn run(mode: ServerMode, devices: usize, ops: Vec<Op>, seed: u64) -> Result<(), TestCaseError> {
+    let mut net = Network::with_mode(seed, mode);
     for i in 0..devices {
         net.add_client(&format!("device-{i}"), |_| Access::ReadWrite);
     }
@@ -442,6 +447,13 @@ proptest! {
 
     #[test]
     fn replicas_converge_without_losing_records((devices, ops, seed) in scenario()) {
-        run(devices, ops, seed)?;
+        run(ServerMode::Live, devices, ops, seed)?;
+    }
+
+    /// The same, against a server that keeps nothing in memory between
+    /// messages: every merge starts from the stored snapshot and chunks.
+    #[test]
+    fn replicas_converge_through_a_reloading_server((devices, ops, seed) in scenario()) {
+        run(ServerMode::Reload, devices, ops, seed)?;
     }
 }

@@ -553,6 +553,7 @@ fn a_denied_document_answers_exactly_like_a_missing_one() {
                 s.apply(&document_id, &mut server_doc, *message)
                     .expect("apply");
                 s.reply(&document_id, &server_doc, is_request)
+                    .message
                     .into_iter()
                     .collect()
             }

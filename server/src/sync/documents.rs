@@ -64,11 +64,14 @@ pub enum MergeError {
 pub struct MergeOutcome {
     /// The document after the merge.
     pub doc: Automerge,
-    /// The new chunk (`save_after` the heads before the merge), if the
-    /// message added changes.
+    /// The new chunk ([`SyncApplied::chunk`](sync_core::protocol::SyncApplied::chunk):
+    /// the changes the message added, then those it carried that wait for
+    /// their dependencies), if the message brought anything new.
     pub chunk: Option<Vec<u8>>,
     /// How many changes the message added.
     pub changes_added: usize,
+    /// How many changes it carried that wait for their dependencies.
+    pub changes_waiting: usize,
     /// How to create the document row if this is its first write (set for
     /// every write by its owner; the store checks the owner of an existing
     /// row against it).
@@ -80,27 +83,24 @@ pub fn changes_size(message: &automerge::sync::Message) -> usize {
     message.changes.iter().map(<[u8]>::len).sum()
 }
 
-/// Loads a stored document: the snapshot, then every chunk in order. A
-/// missing document is an empty one.
+/// Loads a stored document: the snapshot, then every chunk in order
+/// ([`sync_core::storage::load`], which keeps changes still waiting for
+/// their dependencies). A missing document is an empty one.
 pub fn load(
     document: DocumentId,
     stored: Option<&StoredDocument>,
 ) -> Result<Automerge, MergeError> {
-    let load_err = |source| MergeError::Load {
-        document,
-        source: Box::new(source),
-    };
     let Some(stored) = stored else {
         return Ok(Automerge::new());
     };
-    let mut doc = match &stored.snapshot {
-        Some(snapshot) => Automerge::load(snapshot).map_err(load_err)?,
-        None => Automerge::new(),
-    };
-    for chunk in &stored.chunks {
-        doc.load_incremental(&chunk.data).map_err(load_err)?;
-    }
-    Ok(doc)
+    sync_core::storage::load(
+        stored.snapshot.as_deref(),
+        stored.chunks.iter().map(|c| c.data.as_slice()),
+    )
+    .map_err(|source| MergeError::Load {
+        document,
+        source: Box::new(source),
+    })
 }
 
 /// Bytes the stored form of a document takes.
@@ -159,15 +159,17 @@ pub fn merge(
             .map_err(|source| MergeError::Hostile { document, source })?;
     }
     let applied = conn.apply(&document, &mut doc, message)?;
-    if applied.changes_added == 0 {
+    // Changes that wait for a dependency are stored as well: the peer counts
+    // them as delivered and will not send them again on its own.
+    let Some(chunk) = applied.chunk(&doc) else {
         return Ok(MergeOutcome {
             doc,
             chunk: None,
             changes_added: 0,
+            changes_waiting: 0,
             create: None,
         });
-    }
-    let chunk = doc.save_after(&applied.heads_before);
+    };
     check_size(
         document,
         &doc,
@@ -204,6 +206,7 @@ pub fn merge(
         doc,
         chunk: Some(chunk),
         changes_added: applied.changes_added,
+        changes_waiting: applied.waiting.len(),
         create,
     })
 }

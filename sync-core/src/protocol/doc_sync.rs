@@ -31,6 +31,7 @@ pub(crate) fn receive(
             document: document.to_string(),
             reason: e.to_string(),
         })?;
+    resend_what_they_need(state);
     // Only the changes that are not ancestors of the old heads: the new ones.
     let added = if doc.get_heads() == before {
         0
@@ -49,4 +50,20 @@ pub(crate) fn peer_has_our_heads(doc: &Automerge, state: &sync::State) -> bool {
         theirs.sort();
         theirs == ours
     })
+}
+
+/// Forgets having sent the changes the peer says it needs, so the next
+/// message carries them again.
+///
+/// Automerge never sends a change twice on one sync state (`sent_hashes`),
+/// trusting that the peer keeps what it received. A peer that lost a change
+/// (it could not apply it yet and did not keep it, or it restarted) asks for
+/// it in `need`; without this, it would ask forever and the sync would never
+/// settle. A peer that asks for what it does not need costs only the resend.
+pub(crate) fn resend_what_they_need(state: &mut sync::State) {
+    if let Some(need) = &state.their_need {
+        for hash in need {
+            state.sent_hashes.remove(hash);
+        }
+    }
 }

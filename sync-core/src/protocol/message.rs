@@ -132,6 +132,38 @@ impl Message {
         }
     }
 
+    /// A one-line account of the message for logs and failing tests: its
+    /// type and, for `sync`/`request`, what the automerge sync message says
+    /// (heads and needed changes as short hashes, Bloom filters, changes
+    /// carried).
+    pub fn summary(&self) -> String {
+        let (Message::Sync { data, .. } | Message::Request { data, .. }) = self else {
+            return match self {
+                Message::Error { message } => format!("error {message:?}"),
+                other => other.type_name().to_owned(),
+            };
+        };
+        let short = |hashes: &[automerge::ChangeHash]| {
+            hashes
+                .iter()
+                .map(|h| h.to_string()[..8].to_owned())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match automerge::sync::Message::decode(data) {
+            Ok(m) => format!(
+                "{} heads=[{}] need=[{}] have={} changes={} ({} B)",
+                self.type_name(),
+                short(&m.heads),
+                short(&m.need),
+                m.have.len(),
+                m.changes.len(),
+                data.len(),
+            ),
+            Err(e) => format!("{} (undecodable: {e})", self.type_name()),
+        }
+    }
+
     /// The document the message is about, if any.
     pub fn document_id(&self) -> Option<&DocumentId> {
         match self {

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use automerge::Automerge;
 use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, Change, ChangeHash};
 
 use super::doc_sync;
 use super::message::{Message, PROTOCOL_VERSION, PeerMetadata};
@@ -34,16 +34,58 @@ pub enum ServerStep {
     Close,
 }
 
+/// After this many answered rounds in a row in which neither side's heads
+/// moved, a document's sync with the peer starts afresh (see
+/// [`ServerConnection::reply`]). A sync that makes progress changes some
+/// heads every round or two; duplicated frames on a flaky link account for
+/// a few more.
+pub const MAX_STALLED_ROUNDS: u32 = 8;
+
 /// The outcome of applying a sync message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncApplied {
-    /// The document's heads before the message; store
-    /// `doc.save_after(&heads_before)` as the new chunk.
-    pub heads_before: Vec<automerge::ChangeHash>,
+    /// The document's heads before the message.
+    pub heads_before: Vec<ChangeHash>,
     /// How many changes the message added.
     pub changes_added: usize,
+    /// Raw changes the message carried that wait for dependencies the
+    /// document does not have yet (see [`crate::storage`]): they must be
+    /// stored too, or the server would forget them while the peer counts
+    /// them as delivered.
+    pub waiting: Vec<Vec<u8>>,
     /// The peer sent changes it may not write; they were not applied.
     pub refused_changes: bool,
+}
+
+impl SyncApplied {
+    /// What to store durably before answering: the changes the message added
+    /// to `doc` (`save_after` the old heads), then those still waiting.
+    /// `None` when the message brought nothing new.
+    pub fn chunk(&self, doc: &Automerge) -> Option<Vec<u8>> {
+        if self.changes_added == 0 && self.waiting.is_empty() {
+            return None;
+        }
+        let mut chunk = if self.changes_added > 0 {
+            doc.save_after(&self.heads_before)
+        } else {
+            Vec::new()
+        };
+        for change in &self.waiting {
+            chunk.extend_from_slice(change);
+        }
+        Some(chunk)
+    }
+}
+
+/// The answer to a sync message.
+#[derive(Debug)]
+pub struct SyncReply {
+    /// The message to send, if there is anything to say.
+    pub message: Option<Message>,
+    /// The document's sync had made no progress for
+    /// [`MAX_STALLED_ROUNDS`] rounds and was restarted; `message` asks the
+    /// peer to start afresh too. Worth a log line and a metric.
+    pub restarted: bool,
 }
 
 #[derive(Debug)]
@@ -56,6 +98,30 @@ enum Phase {
 struct ServerDoc {
     state: sync::State,
     access: Access,
+    /// Both sides' heads when the last answer was sent, to tell a round
+    /// that moved something from one that did not.
+    last_round: Option<(Vec<ChangeHash>, Option<Vec<ChangeHash>>)>,
+    /// Answered rounds in a row without progress.
+    stalled_rounds: u32,
+}
+
+impl ServerDoc {
+    fn new(access: Access) -> Self {
+        ServerDoc {
+            state: fresh_state(access),
+            access,
+            last_round: None,
+            stalled_rounds: 0,
+        }
+    }
+}
+
+fn fresh_state(access: Access) -> sync::State {
+    if access == Access::Read {
+        sync::State::new_read_only()
+    } else {
+        sync::State::new()
+    }
 }
 
 /// The server's state on one connection.
@@ -167,14 +233,9 @@ impl ServerConnection {
                 if access == Access::None {
                     return Ok(ServerStep::Reply(vec![self.unavailable(document_id)]));
                 }
-                self.docs.entry(document_id).or_insert_with(|| ServerDoc {
-                    state: if access == Access::Read {
-                        sync::State::new_read_only()
-                    } else {
-                        sync::State::new()
-                    },
-                    access,
-                });
+                self.docs
+                    .entry(document_id)
+                    .or_insert_with(|| ServerDoc::new(access));
                 Ok(ServerStep::Sync {
                     document_id,
                     access,
@@ -191,6 +252,7 @@ impl ServerConnection {
 
     /// Applies a sync message the caller was given in [`ServerStep::Sync`]
     /// to the document. Changes from a read-only peer are not applied.
+    /// Store [`SyncApplied::chunk`] before asking for the [`Self::reply`].
     pub fn apply(
         &mut self,
         document_id: &DocumentId,
@@ -204,11 +266,26 @@ impl ServerConnection {
             });
         };
         let refused_changes = d.access == Access::Read && !message.changes.is_empty();
+        // Kept until automerge has taken what it can: the rest must be stored.
+        let received: Vec<Vec<u8>> = if refused_changes {
+            Vec::new()
+        } else {
+            message.changes.iter().map(<[u8]>::to_vec).collect()
+        };
         let (heads_before, changes_added) =
             doc_sync::receive(document_id, doc, &mut d.state, message)?;
+        let waiting = if crate::storage::has_waiting_changes(doc) {
+            received
+                .into_iter()
+                .filter(|raw| still_waiting(doc, raw))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(SyncApplied {
             heads_before,
             changes_added,
+            waiting,
             refused_changes,
         })
     }
@@ -216,17 +293,55 @@ impl ServerConnection {
     /// The answer to a sync message, to send once what it added is stored.
     /// A `request` for a document we have nothing of is answered
     /// `doc-unavailable`, exactly as for a document the peer may not access.
+    ///
+    /// No exchange runs forever: after [`MAX_STALLED_ROUNDS`] answers in a
+    /// row that found both sides' heads where the previous one left them,
+    /// the document's sync state is thrown away and the answer is made from
+    /// a fresh one with empty heads, which tells any automerge peer to
+    /// forget what it believes it sent and start over.
     pub fn reply(
         &mut self,
         document_id: &DocumentId,
         doc: &Automerge,
         is_request: bool,
-    ) -> Option<Message> {
+    ) -> SyncReply {
         if is_request && doc.get_heads().is_empty() {
             self.docs.remove(document_id);
-            return Some(self.unavailable(*document_id));
+            return SyncReply {
+                message: Some(self.unavailable(*document_id)),
+                restarted: false,
+            };
         }
-        self.push(document_id, doc)
+        let message = self.push(document_id, doc);
+        let Some(d) = self.docs.get_mut(document_id) else {
+            return SyncReply {
+                message,
+                restarted: false,
+            };
+        };
+        let round = (doc.get_heads(), d.state.their_heads.clone());
+        let progressed = d.last_round.as_ref() != Some(&round);
+        d.last_round = Some(round);
+        d.stalled_rounds = if message.is_none() || progressed {
+            0
+        } else {
+            d.stalled_rounds + 1
+        };
+        if d.stalled_rounds < MAX_STALLED_ROUNDS {
+            return SyncReply {
+                message,
+                restarted: false,
+            };
+        }
+        *d = ServerDoc::new(d.access);
+        // With no capabilities known for the peer, automerge signals the
+        // reset by sending empty heads ("I lost everything"), which every
+        // version understands.
+        d.state.needs_reset = true;
+        SyncReply {
+            message: self.push(document_id, doc),
+            restarted: true,
+        }
     }
 
     /// A sync message for a document that changed elsewhere (another
@@ -281,4 +396,13 @@ impl ServerConnection {
             message: err.to_string(),
         }
     }
+}
+
+/// Whether a raw change from a sync message is neither applied to `doc` nor
+/// unreadable (an unreadable one is kept, to be safe: replaying it is
+/// harmless, losing it is not).
+fn still_waiting(doc: &Automerge, raw: &[u8]) -> bool {
+    Change::try_from(raw).map_or(true, |change| {
+        doc.get_change_meta_by_hash(&change.hash()).is_none()
+    })
 }

@@ -1,6 +1,9 @@
 //! An in-memory network: one server and any number of clients speaking the
 //! real protocol over simulated links that can drop, duplicate, delay and
 //! reorder frames, and disconnect.
+//!
+//! The server keeps its documents either live in memory or, like the real
+//! server, only in their stored form (see [`ServerMode`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,10 +12,36 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::DocumentId;
 use crate::protocol::{
     Access, ClientConnection, Message, ProtocolError, ServerConnection, ServerStep,
 };
+use crate::{DocumentId, storage};
+
+/// How the simulated server keeps its documents between messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ServerMode {
+    /// One document per id lives in memory and every message is merged into
+    /// it in place; whatever automerge holds in memory survives.
+    #[default]
+    Live,
+    /// Every message, push and server edit starts from the document rebuilt
+    /// from its stored snapshot and chunks ([`storage::load`]), stores
+    /// [`SyncApplied::chunk`](crate::protocol::SyncApplied::chunk), and
+    /// compacts every few chunks ([`storage::snapshot`]): only what was
+    /// stored survives, as on a server that reloads or restarts.
+    Reload,
+}
+
+/// Compact a stored document once it has this many chunks (small, so the
+/// tests go through compaction often).
+const COMPACT_AFTER_CHUNKS: usize = 4;
+
+/// A document's stored form on the simulated server.
+#[derive(Debug, Clone, Default)]
+struct Stored {
+    snapshot: Option<Vec<u8>>,
+    chunks: Vec<Vec<u8>>,
+}
 
 /// Fault rates for frames in flight.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -44,6 +73,11 @@ pub struct NetworkStats {
     pub waves: usize,
     /// Times the server stored new changes.
     pub stores: usize,
+    /// Received changes the server stored while they waited for their
+    /// dependencies.
+    pub waiting_changes: usize,
+    /// Times the server restarted a document's sync that made no progress.
+    pub restarts: usize,
 }
 
 /// The network did not settle within the step budget.
@@ -72,8 +106,11 @@ type Policy = Box<dyn Fn(&DocumentId) -> Access>;
 
 /// The simulated server: documents, and one connection per connected client.
 pub struct SimServer {
-    /// The server's documents.
+    /// The server's documents. In [`ServerMode::Reload`], the last one
+    /// rebuilt from storage: edits made here directly are not stored (use
+    /// [`Network::server_edit`]).
     pub docs: BTreeMap<DocumentId, Automerge>,
+    store: SimStore,
     conns: BTreeMap<usize, ServerConnection>,
     policies: BTreeMap<usize, Policy>,
     /// Sync states kept per client and document, as the server keeps them per device.
@@ -85,9 +122,61 @@ pub struct SimServer {
 impl std::fmt::Debug for SimServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SimServer")
+            .field("mode", &self.store.mode)
             .field("docs", &self.docs.len())
             .field("conns", &self.conns.len())
             .finish()
+    }
+}
+
+/// The simulated server's database.
+#[derive(Debug)]
+struct SimStore {
+    mode: ServerMode,
+    stored: BTreeMap<DocumentId, Stored>,
+}
+
+impl SimStore {
+    /// In [`ServerMode::Reload`], replaces the document in `docs` by the one
+    /// rebuilt from storage, as the real server does before every merge.
+    fn reload(&self, docs: &mut BTreeMap<DocumentId, Automerge>, id: &DocumentId) {
+        if self.mode != ServerMode::Reload {
+            return;
+        }
+        match self.stored.get(id) {
+            Some(stored) => {
+                let doc = storage::load(
+                    stored.snapshot.as_deref(),
+                    stored.chunks.iter().map(Vec::as_slice),
+                )
+                .expect("what the simulated server stored loads");
+                docs.insert(*id, doc);
+            }
+            None => {
+                docs.remove(id);
+            }
+        }
+    }
+
+    /// In [`ServerMode::Reload`], appends a chunk to a document's stored
+    /// form, compacting it once it has [`COMPACT_AFTER_CHUNKS`] chunks.
+    fn store(&mut self, id: DocumentId, chunk: Vec<u8>) {
+        if self.mode != ServerMode::Reload {
+            return;
+        }
+        let stored = self.stored.entry(id).or_default();
+        stored.chunks.push(chunk);
+        if stored.chunks.len() >= COMPACT_AFTER_CHUNKS {
+            let doc = storage::load(
+                stored.snapshot.as_deref(),
+                stored.chunks.iter().map(Vec::as_slice),
+            )
+            .expect("what the simulated server stored loads");
+            *stored = Stored {
+                snapshot: Some(storage::snapshot(&doc)),
+                chunks: Vec::new(),
+            };
+        }
     }
 }
 
@@ -113,14 +202,26 @@ pub struct Network {
     wave: u64,
     stats: NetworkStats,
     pending_push: BTreeSet<DocumentId>,
+    /// Every delivered frame, summarised, once [`Self::record_trace`] is on.
+    trace: Option<Vec<String>>,
 }
 
 impl Network {
-    /// An empty network; `seed` makes faults reproducible.
+    /// An empty network whose server keeps live documents; `seed` makes
+    /// faults reproducible.
     pub fn new(seed: u64) -> Self {
+        Self::with_mode(seed, ServerMode::Live)
+    }
+
+    /// An empty network whose server keeps its documents as `mode` says.
+    pub fn with_mode(seed: u64, mode: ServerMode) -> Self {
         Self {
             server: SimServer {
                 docs: BTreeMap::new(),
+                store: SimStore {
+                    mode,
+                    stored: BTreeMap::new(),
+                },
                 conns: BTreeMap::new(),
                 policies: BTreeMap::new(),
                 saved_states: BTreeMap::new(),
@@ -133,6 +234,7 @@ impl Network {
             wave: 0,
             stats: NetworkStats::default(),
             pending_push: BTreeSet::new(),
+            trace: None,
         }
     }
 
@@ -153,6 +255,29 @@ impl Network {
         });
         self.server.policies.insert(i, Box::new(policy));
         i
+    }
+
+    /// Starts recording a one-line summary of every frame delivered from now
+    /// on ([`Message::summary`]), for tests that show what happened.
+    pub fn record_trace(&mut self) {
+        self.trace.get_or_insert_with(Vec::new);
+    }
+
+    /// The frames delivered since [`Self::record_trace`].
+    pub fn trace(&self) -> &[String] {
+        self.trace.as_deref().unwrap_or_default()
+    }
+
+    fn note(&mut self, client: usize, to_server: bool, bytes: &[u8]) {
+        if let Some(trace) = &mut self.trace {
+            let what =
+                Message::decode(bytes).map_or_else(|e| format!("malformed: {e}"), |m| m.summary());
+            let arrow = if to_server { "->" } else { "<-" };
+            trace.push(format!(
+                "wave {:>3}  client {client} {arrow} server  {what}",
+                self.wave
+            ));
+        }
     }
 
     /// What crossed the network since the last [`Self::reset_stats`].
@@ -271,6 +396,7 @@ impl Network {
         let mut active = !due.is_empty();
         let mut changed = std::mem::take(&mut self.pending_push);
         for frame in due {
+            self.note(frame.client, frame.to_server, &frame.bytes);
             if frame.to_server {
                 self.deliver_to_server(frame.client, &frame.bytes, &mut changed);
             } else {
@@ -279,6 +405,9 @@ impl Network {
         }
         // The server pushes documents that changed to every connection that
         // syncs them; each client sends what it has to say.
+        for id in &changed {
+            self.server.store.reload(&mut self.server.docs, id);
+        }
         let mut out = Vec::new();
         for (i, conn) in &mut self.server.conns {
             for id in &changed {
@@ -370,18 +499,29 @@ impl Network {
                 if let Some(saved) = self.server.saved_states.get(&(i, document_id)) {
                     conn.restore_sync_state(&document_id, saved);
                 }
+                self.server
+                    .store
+                    .reload(&mut self.server.docs, &document_id);
                 let doc = self.server.docs.entry(document_id).or_default();
                 let applied = conn.apply(&document_id, doc, *message)?;
-                if applied.changes_added > 0 {
+                if let Some(chunk) = applied.chunk(doc) {
                     // "Stored durably" before the reply is generated.
                     self.stats.stores += 1;
-                    changed.insert(document_id);
+                    self.stats.waiting_changes += applied.waiting.len();
+                    if applied.changes_added > 0 {
+                        changed.insert(document_id);
+                    }
+                    self.server.store.store(document_id, chunk);
                 }
+                let doc = self.server.docs.entry(document_id).or_default();
                 let reply = conn.reply(&document_id, doc, is_request);
-                if doc.get_heads().is_empty() {
+                if reply.restarted {
+                    self.stats.restarts += 1;
+                }
+                if doc.get_heads().is_empty() && !storage::has_waiting_changes(doc) {
                     self.server.docs.remove(&document_id);
                 }
-                Ok(reply.into_iter().collect())
+                Ok(reply.message.into_iter().collect())
             }
         }
     }
@@ -401,14 +541,21 @@ impl Network {
     }
 
     /// Edits a document on the server (as the server does for a supervisor's
-    /// action); connected clients that sync it get the change next wave.
+    /// action), storing the change; connected clients that sync it get the
+    /// change next wave.
     pub fn server_edit<T>(
         &mut self,
         id: &DocumentId,
         f: impl FnOnce(&mut Automerge) -> T,
     ) -> Option<T> {
+        self.server.store.reload(&mut self.server.docs, id);
         let doc = self.server.docs.get_mut(id)?;
+        let heads_before = doc.get_heads();
         let out = f(doc);
+        if doc.get_heads() != heads_before {
+            let chunk = doc.save_after(&heads_before);
+            self.server.store.store(*id, chunk);
+        }
         self.pending_push.insert(*id);
         Some(out)
     }

@@ -330,9 +330,9 @@ impl Connection {
             .map(|outcome| {
                 // The ledger rows are projected here, off the async threads;
                 // they commit together with the chunk.
-                let ledger = outcome
-                    .chunk
-                    .is_some()
+                // Changes that only wait for a dependency leave the
+                // document, and so its rows, as they were.
+                let ledger = (outcome.changes_added > 0)
                     .then(|| LedgerProjection::of_document_or_empty(&outcome.doc));
                 (outcome, ledger)
             });
@@ -373,9 +373,23 @@ impl Connection {
             };
             match self.state.store.append_changes(write).await {
                 Ok(appended) => {
-                    self.state.sync_hub.notify(document_id, self.id);
-                    self.audit_write(document_id, outcome.changes_added, &appended)
-                        .await;
+                    if outcome.changes_waiting > 0 {
+                        metrics::sync_changes_waiting(outcome.changes_waiting);
+                        tracing::info!(
+                            document_id = %document_id,
+                            waiting = outcome.changes_waiting,
+                            "stored changes that wait for their dependencies"
+                        );
+                    }
+                    if outcome.changes_added > 0 {
+                        self.state.sync_hub.notify(document_id, self.id);
+                    }
+                    self.audit_write(
+                        document_id,
+                        (outcome.changes_added, outcome.changes_waiting),
+                        &appended,
+                    )
+                    .await;
                     if appended.pending_chunks >= COMPACT_AFTER_CHUNKS
                         || appended.pending_bytes >= COMPACT_AFTER_BYTES
                     {
@@ -406,7 +420,15 @@ impl Connection {
         })
         .await?;
         self.conn = Some(conn);
-        if let Some(reply) = reply {
+        if reply.restarted {
+            metrics::sync_restarted();
+            tracing::warn!(
+                document_id = %document_id,
+                rounds = sync_core::protocol::MAX_STALLED_ROUNDS,
+                "sync made no progress; restarted it with the peer"
+            );
+        }
+        if let Some(reply) = reply.message {
             self.send(&reply).await?;
         }
         if wrote {
@@ -480,7 +502,7 @@ impl Connection {
     async fn audit_write(
         &mut self,
         document_id: DocumentId,
-        changes: usize,
+        (added, waiting): (usize, usize),
         appended: &AppendOutcome,
     ) {
         let entry = NewAuditEntry {
@@ -493,8 +515,14 @@ impl Connection {
             },
             target: document_id.to_string(),
             detail: format!(
-                "sync: {changes} change(s), chunk {}, device {:?}",
-                appended.chunk_id, self.user.device_id
+                "sync: {added} change(s){}, chunk {}, device {:?}",
+                if waiting > 0 {
+                    format!(" + {waiting} waiting for dependencies")
+                } else {
+                    String::new()
+                },
+                appended.chunk_id,
+                self.user.device_id
             ),
             remote_addr: self.remote_addr.clone(),
         };
@@ -515,7 +543,8 @@ impl Connection {
         replaced_chunk_ids: Vec<i64>,
     ) -> Result<automerge::Automerge, Fault> {
         let (doc, snapshot, heads) = tokio::task::spawn_blocking(move || {
-            let snapshot = doc.save();
+            // Keeps changes still waiting for their dependencies.
+            let snapshot = sync_core::storage::snapshot(&doc);
             let heads = doc
                 .get_heads()
                 .iter()
