@@ -55,6 +55,8 @@ struct Phone {
     ws: Ws,
     conn: ClientConnection,
     docs: BTreeMap<DocumentId, Automerge>,
+    /// One line per frame sent (`->`) or received (`<-`), for failures.
+    frames: Vec<String>,
 }
 
 impl Phone {
@@ -74,6 +76,7 @@ impl Phone {
             ws,
             conn,
             docs: BTreeMap::new(),
+            frames: Vec::new(),
         };
         phone.send(&join).await;
         while !phone.conn.is_ready() {
@@ -82,7 +85,12 @@ impl Phone {
         phone
     }
 
+    fn recent_frames(&self) -> String {
+        self.frames[self.frames.len().saturating_sub(16)..].join("\n")
+    }
+
     async fn send(&mut self, message: &Message) {
+        self.frames.push(format!("-> {}", message.summary()));
         self.ws
             .send(tungstenite::Message::Binary(message.encode().into()))
             .await
@@ -90,22 +98,28 @@ impl Phone {
     }
 
     async fn receive(&mut self) {
-        let frame = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("open")
-            .expect("frame");
+        let frame = match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(other) => panic!(
+                "socket failed: {other:?}; last frames:\n{}",
+                self.recent_frames()
+            ),
+            Err(_) => panic!("no frame in time; last frames:\n{}", self.recent_frames()),
+        };
         let tungstenite::Message::Binary(bytes) = frame else {
             panic!("unexpected frame {frame:?}");
         };
         let message = Message::decode(&bytes).expect("decodes");
+        self.frames.push(format!("<- {}", message.summary()));
         self.conn
             .handle(message, &mut self.docs)
             .expect("client accepts");
     }
 
+    /// Fails with the frames it saw if the sync does not settle within a
+    /// few hundred frames.
     async fn sync(&mut self) {
-        loop {
+        for _ in 0..200 {
             for m in self.conn.poll(&self.docs) {
                 self.send(&m).await;
             }
@@ -114,6 +128,10 @@ impl Phone {
             }
             self.receive().await;
         }
+        panic!(
+            "sync did not settle; last frames:\n{}",
+            self.recent_frames()
+        );
     }
 }
 

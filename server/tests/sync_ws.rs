@@ -23,6 +23,9 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How long any one frame may take before the test fails instead of hanging.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// More frames than any sync in these tests needs by far.
+const MAX_FRAMES_PER_SYNC: usize = 200;
+
 struct TestServer {
     addr: std::net::SocketAddr,
     /// The server's configuration (to open its store beside it).
@@ -104,6 +107,7 @@ impl TestServer {
             docs: BTreeMap::new(),
             events: Vec::new(),
             received: Vec::new(),
+            frames: Vec::new(),
             bytes: 0,
         };
         device.send(&join).await;
@@ -120,12 +124,20 @@ struct Device {
     docs: BTreeMap<DocumentId, Automerge>,
     events: Vec<ClientEvent>,
     received: Vec<Message>,
+    /// One line per frame sent (`->`) or received (`<-`), for failures.
+    frames: Vec<String>,
     /// Bytes of binary frames sent and received.
     bytes: usize,
 }
 
 impl Device {
+    /// The last frames sent and received, one per line.
+    fn recent_frames(&self) -> String {
+        self.frames[self.frames.len().saturating_sub(16)..].join("\n")
+    }
+
     async fn send(&mut self, message: &Message) {
+        self.frames.push(format!("-> {}", message.summary()));
         let frame = message.encode();
         self.bytes += frame.len();
         self.ws
@@ -135,11 +147,14 @@ impl Device {
     }
 
     async fn next_frame(&mut self) -> tungstenite::Message {
-        tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("socket open")
-            .expect("frame")
+        match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(other) => panic!(
+                "socket failed: {other:?}; last frames:\n{}",
+                self.recent_frames()
+            ),
+            Err(_) => panic!("no frame in time; last frames:\n{}", self.recent_frames()),
+        }
     }
 
     async fn receive(&mut self) {
@@ -147,6 +162,7 @@ impl Device {
             tungstenite::Message::Binary(bytes) => {
                 self.bytes += bytes.len();
                 let message = Message::decode(&bytes).expect("server message decodes");
+                self.frames.push(format!("<- {}", message.summary()));
                 self.received.push(message.clone());
                 let events = self
                     .conn
@@ -160,7 +176,11 @@ impl Device {
 
     /// Exchanges messages until every document is synced or unavailable and
     /// `done` holds.
+    ///
+    /// A sync that does not settle within [`MAX_FRAMES_PER_SYNC`] frames
+    /// from the server fails with the frames it saw.
     async fn sync_until(&mut self, done: impl Fn(&Self) -> bool) {
+        let start = self.received.len();
         loop {
             for m in self.conn.poll(&self.docs) {
                 self.send(&m).await;
@@ -168,6 +188,12 @@ impl Device {
             if self.conn.is_quiescent(&self.docs) && done(self) {
                 return;
             }
+            let got = self.received.len() - start;
+            assert!(
+                got < MAX_FRAMES_PER_SYNC,
+                "sync did not settle after {got} frames; last frames:\n{}",
+                self.recent_frames()
+            );
             self.receive().await;
         }
     }

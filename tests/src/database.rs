@@ -27,6 +27,17 @@ impl Database {
         }
     }
 
+    /// A fresh PostgreSQL database when `TEST_DATABASE_URL` is set, for
+    /// tests that run on both backends in one run.
+    pub async fn postgres() -> Option<Self> {
+        match std::env::var(TEST_DATABASE_URL) {
+            Ok(url) if !url.trim().is_empty() => {
+                Some(Database::Postgres(PgDatabase::create(&url).await))
+            }
+            _ => None,
+        }
+    }
+
     /// The `DATABASE_URL` to hand the server, if any.
     pub fn url(&self) -> Option<&str> {
         match self {

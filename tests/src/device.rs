@@ -28,7 +28,10 @@ const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
 pub const EDIT_TIME: Timestamp = Timestamp(1_780_000_000_000);
 
 /// More frames than any sync in these tests needs by far.
-pub const MAX_FRAMES_PER_SYNC: usize = 2_000;
+pub const MAX_FRAMES_PER_SYNC: usize = 200;
+
+/// How many of the last frames a failure shows.
+const FRAMES_SHOWN: usize = 16;
 
 /// One device of one user, connected to the sync endpoint.
 #[derive(Debug)]
@@ -43,6 +46,8 @@ pub struct Device {
     pub events: Vec<ClientEvent>,
     /// Every message the server sent.
     pub received: Vec<Message>,
+    /// One line per frame sent (`->`) or received (`<-`), for failures.
+    pub frames: Vec<String>,
     user: String,
 }
 
@@ -62,6 +67,7 @@ impl Device {
             docs: BTreeMap::new(),
             events: Vec::new(),
             received: Vec::new(),
+            frames: Vec::new(),
             user,
         };
         device.send(&join).await;
@@ -71,21 +77,35 @@ impl Device {
         device
     }
 
+    /// The last frames sent and received, one per line.
+    pub fn recent_frames(&self) -> String {
+        let from = self.frames.len().saturating_sub(FRAMES_SHOWN);
+        self.frames[from..].join("\n")
+    }
+
     /// Sends one protocol message.
     pub async fn send(&mut self, message: &Message) {
+        self.frames.push(format!("-> {}", message.summary()));
         self.ws
             .send(tungstenite::Message::Binary(message.encode().into()))
             .await
             .expect("send");
     }
 
-    /// The next frame, failing the test after [`FRAME_TIMEOUT`].
+    /// The next frame, failing the test (with the frames seen so far)
+    /// after [`FRAME_TIMEOUT`].
     pub async fn next_frame(&mut self) -> tungstenite::Message {
-        tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("socket open")
-            .expect("frame")
+        match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(other) => panic!(
+                "socket failed: {other:?}; last frames:\n{}",
+                self.recent_frames()
+            ),
+            Err(_) => panic!(
+                "no frame within {FRAME_TIMEOUT:?}; last frames:\n{}",
+                self.recent_frames()
+            ),
+        }
     }
 
     /// Receives one message and hands it to the connection.
@@ -93,6 +113,7 @@ impl Device {
         match self.next_frame().await {
             tungstenite::Message::Binary(bytes) => {
                 let message = Message::decode(&bytes).expect("server message decodes");
+                self.frames.push(format!("<- {}", message.summary()));
                 self.received.push(message.clone());
                 let events = self
                     .conn
@@ -127,13 +148,8 @@ impl Device {
             let got = self.received.len() - start;
             assert!(
                 got < MAX_FRAMES_PER_SYNC,
-                "sync did not settle after {got} frames from the server; last ones: {:?}",
-                self.received
-                    .iter()
-                    .rev()
-                    .take(4)
-                    .map(Message::type_name)
-                    .collect::<Vec<_>>()
+                "sync did not settle after {got} frames from the server; last frames:\n{}",
+                self.recent_frames()
             );
             self.receive().await;
         }

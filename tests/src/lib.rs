@@ -26,6 +26,7 @@ mod device;
 mod server_process;
 pub mod tokens;
 
+pub use database::{Database, TEST_DATABASE_URL};
 pub use device::{Device, EDIT_TIME, TokenIn, Ws, open_socket};
 pub use server_process::ServerProcess;
 

@@ -33,8 +33,12 @@ impl ServerProcess {
     /// database) and waits until it prints its address and answers
     /// `/healthz`.
     pub async fn start() -> Self {
+        Self::start_on(Database::create().await).await
+    }
+
+    /// As [`Self::start`], on the given backend.
+    pub async fn start_on(database: Database) -> Self {
         let data_dir = tempfile::tempdir().expect("temporary data directory");
-        let database = Database::create().await;
         eprintln!("e2e: server on {}", database.describe());
         let (child, addr) = spawn(data_dir.path(), database.url());
         let server = ServerProcess {
