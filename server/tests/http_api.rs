@@ -1,7 +1,7 @@
 //! The HTTP API through `router()` with `tower::ServiceExt::oneshot`: no
 //! sockets, a real SQLite store in a temporary directory.
 
-mod common;
+use test_support::store as common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! shows each caller what they may see. Store-level cases run on SQLite and,
 //! with `TEST_DATABASE_URL`, on PostgreSQL.
 
-mod common;
+use test_support::store as common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -153,38 +153,6 @@ async fn rebuild_reproduces_the_written_rows(store: Arc<dyn Store>) {
     assert_eq!(summary.unprojectable, 1);
     assert_eq!(seen.last(), Some(&(25, 25)));
     assert_eq!(all_petitions(s).await, before);
-}
-
-#[tokio::test]
-async fn demo_records_fill_the_ledger_sqlite() {
-    let h = common::sqlite().await;
-    demo_records_fill_the_ledger(h.store()).await;
-    h.cleanup().await;
-}
-
-#[tokio::test]
-async fn demo_records_fill_the_ledger_postgres() {
-    let Some(h) = common::postgres().await else {
-        return;
-    };
-    demo_records_fill_the_ledger(h.store()).await;
-    h.cleanup().await;
-}
-
-#[tokio::test]
-async fn rebuild_reproduces_the_written_rows_sqlite() {
-    let h = common::sqlite().await;
-    rebuild_reproduces_the_written_rows(h.store()).await;
-    h.cleanup().await;
-}
-
-#[tokio::test]
-async fn rebuild_reproduces_the_written_rows_postgres() {
-    let Some(h) = common::postgres().await else {
-        return;
-    };
-    rebuild_reproduces_the_written_rows(h.store()).await;
-    h.cleanup().await;
 }
 
 /// Every row of every ledger table, as JSON text, in key order.
@@ -509,18 +477,8 @@ async fn duplicate_ids_do_not_fail_the_write(store: Arc<dyn Store>) {
     );
 }
 
-#[tokio::test]
-async fn duplicate_ids_do_not_fail_the_write_sqlite() {
-    let h = common::sqlite().await;
-    duplicate_ids_do_not_fail_the_write(h.store()).await;
-    h.cleanup().await;
-}
-
-#[tokio::test]
-async fn duplicate_ids_do_not_fail_the_write_postgres() {
-    let Some(h) = common::postgres().await else {
-        return;
-    };
-    duplicate_ids_do_not_fail_the_write(h.store()).await;
-    h.cleanup().await;
-}
+test_support::backends!(
+    demo_records_fill_the_ledger,
+    rebuild_reproduces_the_written_rows,
+    duplicate_ids_do_not_fail_the_write,
+);

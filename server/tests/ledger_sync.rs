@@ -3,40 +3,19 @@
 //! a later event changes its status, and `ledger rebuild` reproduces exactly
 //! the rows the sync path wrote.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-use futures_util::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
+use serde_json::Value;
 use server::config::Config;
 use server::ledger::LedgerQuery;
-use sync_core::automerge::{ActorId, Automerge};
+use sync_core::automerge::ActorId;
 use sync_core::fixtures;
-use sync_core::protocol::{ClientConnection, Message};
 use sync_core::records::petition::PetitionEventKind;
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{self, http};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
+use test_support::Device;
 
 async fn login(addr: std::net::SocketAddr, username: &str) -> String {
-    let tokens: Value = reqwest::Client::new()
-        .post(format!("http://{addr}/api/v1/auth/login"))
-        .json(&json!({"username": username, "password": "demo-pass", "device_id": "t"}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    tokens["access_token"].as_str().expect("token").to_owned()
+    test_support::login(&format!("http://{addr}"), username, "demo-pass", "t").await
 }
 
 async fn ledger(addr: std::net::SocketAddr, token: &str) -> Value {
@@ -49,90 +28,6 @@ async fn ledger(addr: std::net::SocketAddr, token: &str) -> Value {
         .json()
         .await
         .expect("json")
-}
-
-struct Phone {
-    ws: Ws,
-    conn: ClientConnection,
-    docs: BTreeMap<DocumentId, Automerge>,
-    /// One line per frame sent (`->`) or received (`<-`), for failures.
-    frames: Vec<String>,
-}
-
-impl Phone {
-    async fn connect(addr: std::net::SocketAddr, token: &str) -> Phone {
-        let mut request = format!("ws://{addr}/api/v1/sync")
-            .into_client_request()
-            .expect("request");
-        request.headers_mut().insert(
-            http::header::AUTHORIZATION,
-            format!("Bearer {token}").parse().expect("header"),
-        );
-        let (ws, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("upgrade");
-        let (conn, join) = ClientConnection::new("phone".to_owned(), None);
-        let mut phone = Phone {
-            ws,
-            conn,
-            docs: BTreeMap::new(),
-            frames: Vec::new(),
-        };
-        phone.send(&join).await;
-        while !phone.conn.is_ready() {
-            phone.receive().await;
-        }
-        phone
-    }
-
-    fn recent_frames(&self) -> String {
-        self.frames[self.frames.len().saturating_sub(16)..].join("\n")
-    }
-
-    async fn send(&mut self, message: &Message) {
-        self.frames.push(format!("-> {}", message.summary()));
-        self.ws
-            .send(tungstenite::Message::Binary(message.encode().into()))
-            .await
-            .expect("send");
-    }
-
-    async fn receive(&mut self) {
-        let frame = match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await {
-            Ok(Some(Ok(frame))) => frame,
-            Ok(other) => panic!(
-                "socket failed: {other:?}; last frames:\n{}",
-                self.recent_frames()
-            ),
-            Err(_) => panic!("no frame in time; last frames:\n{}", self.recent_frames()),
-        };
-        let tungstenite::Message::Binary(bytes) = frame else {
-            panic!("unexpected frame {frame:?}");
-        };
-        let message = Message::decode(&bytes).expect("decodes");
-        self.frames.push(format!("<- {}", message.summary()));
-        self.conn
-            .handle(message, &mut self.docs)
-            .expect("client accepts");
-    }
-
-    /// Fails with the frames it saw if the sync does not settle within a
-    /// few hundred frames.
-    async fn sync(&mut self) {
-        for _ in 0..200 {
-            for m in self.conn.poll(&self.docs) {
-                self.send(&m).await;
-            }
-            if self.conn.is_quiescent(&self.docs) {
-                return;
-            }
-            self.receive().await;
-        }
-        panic!(
-            "sync did not settle; last frames:\n{}",
-            self.recent_frames()
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +65,7 @@ async fn synced_petitions_reach_the_ledger_and_rebuild_matches() {
     let petition = fixtures::petition(&mut rng, now, Some(visit));
     let pid = diary.add_petition(&edit, &petition).expect("petition");
     let cadre_token = login(addr, "cadre01").await;
-    let mut phone = Phone::connect(addr, &cadre_token).await;
+    let mut phone = Device::connect(addr, &cadre_token, "phone").await;
     phone.docs.insert(id, diary.into_automerge());
     phone.conn.add_document(id);
     phone.sync().await;

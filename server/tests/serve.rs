@@ -1,7 +1,7 @@
 //! `serve` on a real socket: a real HTTP client logs in, then a oneshot
 //! shuts the server down gracefully.
 
-mod common;
+use test_support::store as common;
 
 use serde_json::{Value, json};
 use server::config::Config;

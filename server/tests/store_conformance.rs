@@ -1,9 +1,9 @@
 //! The storage conformance suite: every case is written once against
-//! `dyn Store` and run on every backend by the `conformance!` macro below:
+//! `dyn Store` and run on every backend by test-support's `backends!` macro:
 //! always on SQLite, and on PostgreSQL when `TEST_DATABASE_URL` is set (each
 //! test in a fresh schema).
 
-mod common;
+use test_support::store as common;
 
 use std::sync::Arc;
 
@@ -13,35 +13,9 @@ use server::store::{
     RefreshReplacement, RefreshRotation, Role, Store, StoreError,
 };
 
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let harness = crate::common::sqlite().await;
-                    crate::cases::$case(harness.store()).await;
-                    harness.cleanup().await;
-                }
-            )*
-        }
+use cases::*;
 
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(harness) = crate::common::postgres().await else {
-                        return;
-                    };
-                    crate::cases::$case(harness.store()).await;
-                    harness.cleanup().await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+test_support::backends!(
     units_and_subtrees,
     unit_constraints,
     users,

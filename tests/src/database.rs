@@ -4,9 +4,7 @@
 
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
-/// Names the PostgreSQL server (and a database on it the role may connect
-/// to) on which each server process gets a fresh database.
-pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
+use test_support::{TEST_DATABASE_URL, test_database_url};
 
 /// The backend of one server process.
 #[derive(Debug)]
@@ -21,21 +19,18 @@ impl Database {
     /// PostgreSQL when `TEST_DATABASE_URL` is set (and not empty), otherwise
     /// SQLite.
     pub async fn create() -> Self {
-        match std::env::var(TEST_DATABASE_URL) {
-            Ok(url) if !url.trim().is_empty() => Database::Postgres(PgDatabase::create(&url).await),
-            _ => Database::Sqlite,
+        match test_database_url() {
+            Some(url) => Database::Postgres(PgDatabase::create(&url).await),
+            None => Database::Sqlite,
         }
     }
 
     /// A fresh PostgreSQL database when `TEST_DATABASE_URL` is set, for
     /// tests that run on both backends in one run.
     pub async fn postgres() -> Option<Self> {
-        match std::env::var(TEST_DATABASE_URL) {
-            Ok(url) if !url.trim().is_empty() => {
-                Some(Database::Postgres(PgDatabase::create(&url).await))
-            }
-            _ => None,
-        }
+        Some(Database::Postgres(
+            PgDatabase::create(&test_database_url()?).await,
+        ))
     }
 
     /// The `DATABASE_URL` to hand the server, if any.

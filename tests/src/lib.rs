@@ -5,7 +5,8 @@
 //!   port, in a temporary data directory) and kills it when dropped; it runs
 //!   on SQLite, or on a fresh PostgreSQL database of its own when
 //!   `TEST_DATABASE_URL` is set (the role needs CREATEDB);
-//! - [`Device`] is a logged-in client: sync-core's `ClientConnection` over a
+//! - [`Device`] (from `test-support`, shared with the server's own tests) is
+//!   a logged-in client: sync-core's `ClientConnection` over a
 //!   `tokio-tungstenite` WebSocket, holding its documents in memory;
 //! - [`tokens`] crafts access tokens the server must refuse.
 //!
@@ -22,13 +23,12 @@
 //! ```
 
 mod database;
-mod device;
 mod server_process;
 pub mod tokens;
 
-pub use database::{Database, TEST_DATABASE_URL};
-pub use device::{Device, EDIT_TIME, TokenIn, Ws, open_socket};
+pub use database::Database;
 pub use server_process::ServerProcess;
+pub use test_support::{Device, EDIT_TIME, TEST_DATABASE_URL, TokenIn, Ws, open_socket};
 
 /// Password of every demo account.
 pub const DEMO_PASSWORD: &str = "demo-pass";

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::database::Database;
 use crate::{DEMO_PASSWORD, Device};
@@ -118,23 +118,7 @@ impl ServerProcess {
 
     /// Logs in with the demo password; returns the access token.
     pub async fn login(&self, username: &str, device: &str) -> String {
-        let response = reqwest::Client::new()
-            .post(format!("{}/api/v1/auth/login", self.base_url()))
-            .json(&json!({"username": username, "password": DEMO_PASSWORD, "device_id": device}))
-            .send()
-            .await
-            .expect("login request");
-        assert!(
-            response.status().is_success(),
-            "login of {username}: {}",
-            response.status()
-        );
-        let tokens: Value = response.json().await.expect("login json");
-        assert_eq!(tokens["token_type"], "Bearer");
-        tokens["access_token"]
-            .as_str()
-            .expect("access token")
-            .to_owned()
+        test_support::login(&self.base_url(), username, DEMO_PASSWORD, device).await
     }
 
     /// `GET path` with a bearer token; returns the status and the JSON body
@@ -169,7 +153,7 @@ impl ServerProcess {
     /// A device of `username`, logged in and past the sync handshake.
     pub async fn device(&self, username: &str, device: &str) -> Device {
         let token = self.login(username, device).await;
-        Device::connect(self, &token, device).await
+        Device::connect(self.addr, &token, device).await
     }
 }
 

@@ -6,7 +6,7 @@ use tokio_tungstenite::tungstenite::{self, http};
 
 /// Whether the sync endpoint upgrades a connection with `token`.
 async fn upgrades(server: &ServerProcess, token: Option<&str>, token_in: TokenIn) -> bool {
-    match open_socket(server, token, token_in).await {
+    match open_socket(server.addr(), token, token_in).await {
         Ok(_) => true,
         Err(tungstenite::Error::Http(response)) => {
             assert_eq!(

@@ -7,7 +7,7 @@ use futures_util::SinkExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use sync_core::protocol::{DocSyncStatus, Message};
+use sync_core::protocol::{ClientEvent, DocSyncStatus, Message};
 use sync_core::records::petition::{PetitionEventKind, PetitionStatus};
 use sync_core::records::visit::VisitUpdate;
 use sync_core::{DocumentId, RecordId};
@@ -211,6 +211,22 @@ async fn a_town_supervisor_reads_their_town_only() {
         sup2.request(town1_doc).await,
         Some(DocSyncStatus::Unavailable)
     );
+
+    // Read only: the supervisor's own edits are not stored. The server
+    // answers a read-only peer's changes with nothing; a request sent after
+    // them tells us when it has handled them.
+    sup1.add_visit(&town1_doc, &mut rng);
+    let marker = DocumentId::from_bytes(rng.random());
+    sup1.conn.add_document(marker);
+    sup1.flush().await;
+    while !sup1.events.contains(&ClientEvent::Unavailable {
+        document_id: marker,
+    }) {
+        sup1.receive().await;
+    }
+    let mut check = server.device("cadre01", "tablet").await;
+    assert_eq!(check.request(town1_doc).await, Some(DocSyncStatus::Synced));
+    assert_eq!(check.visit_count(&town1_doc), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,6 +266,19 @@ async fn a_cadre_cannot_reach_another_cadres_diary() {
         other => panic!("expected two doc-unavailable messages, got {other:?}"),
     }
     assert!(other.docs.get(&id).is_none_or(|d| d.get_heads().is_empty()));
+
+    // Nor can cadre02 write into it by syncing a diary of their own under
+    // its id.
+    let mut forger = server.device("cadre02", "tablet").await;
+    forger.create_diary_under(id);
+    forger.sync().await;
+    assert_eq!(
+        forger.conn.status(&id, &forger.docs),
+        Some(DocSyncStatus::Unavailable)
+    );
+    let mut check = server.device("cadre01", "laptop").await;
+    assert_eq!(check.request(id).await, Some(DocSyncStatus::Synced));
+    assert_eq!(check.docs[&id].get_heads(), owner.docs[&id].get_heads());
 
     // Nor is it listed for cadre02, while it is for its owner.
     let token = server.login("cadre02", "check").await;

@@ -1,7 +1,6 @@
-//! Helpers shared by the integration tests: fresh stores for each backend and
-//! a small organisation to log in with.
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
+//! Fresh stores on each backend, the [`backends!`](crate::backends) macro
+//! that runs a test case on every one, and a small organisation to log in
+//! with.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -13,10 +12,44 @@ use server::store::sqlite::SqliteStore;
 use server::store::{ConnectOptions, NewUnit, NewUser, Role, Store, Unit, User};
 use sqlx::postgres::PgConnectOptions;
 
-/// The environment variable that turns the PostgreSQL runs on.
-pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
+use crate::{TEST_DATABASE_URL, test_database_url};
+
+/// Runs each named test case on every backend: always on SQLite, and on
+/// PostgreSQL when `TEST_DATABASE_URL` is set, each in a fresh store that is
+/// dropped afterwards. A case is an `async fn(Arc<dyn Store>)` in the module
+/// that invokes the macro (or imported into it); the tests are named
+/// `sqlite::<case>` and `postgres::<case>`.
+#[macro_export]
+macro_rules! backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let harness = $crate::store::sqlite().await;
+                    super::$case(harness.store()).await;
+                    harness.cleanup().await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(harness) = $crate::store::postgres().await else {
+                        return;
+                    };
+                    super::$case(harness.store()).await;
+                    harness.cleanup().await;
+                }
+            )*
+        }
+    };
+}
 
 /// A store plus whatever must live as long as it (a temp dir, a schema).
+#[allow(missing_debug_implementations)]
 pub struct Harness {
     pub store: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
@@ -71,7 +104,7 @@ pub async fn sqlite() -> Harness {
 /// A migrated PostgreSQL store in a fresh schema of the database named by
 /// `TEST_DATABASE_URL`, or `None` (with a note) when it is not set.
 pub async fn postgres() -> Option<Harness> {
-    let Ok(url) = std::env::var(TEST_DATABASE_URL) else {
+    let Some(url) = test_database_url() else {
         println!("note: {TEST_DATABASE_URL} is not set; skipping the PostgreSQL run of this test");
         return None;
     };
@@ -109,6 +142,7 @@ pub fn t(secs: i64) -> DateTime<Utc> {
         .expect("valid timestamp")
 }
 
+/// A unit named after its code.
 pub async fn unit(store: &dyn Store, code: &str, parent: Option<&Unit>, kind: &str) -> Unit {
     store
         .create_unit(NewUnit {

@@ -2,6 +2,7 @@
 //! WebSocket, with its documents in memory (as a phone holds them).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -15,8 +16,6 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, http};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-use crate::ServerProcess;
 
 /// A client WebSocket.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -48,14 +47,16 @@ pub struct Device {
     pub received: Vec<Message>,
     /// One line per frame sent (`->`) or received (`<-`), for failures.
     pub frames: Vec<String>,
+    /// Bytes of binary frames sent and received.
+    pub bytes: usize,
     user: String,
 }
 
 impl Device {
-    /// Opens the sync socket with `token` in the Authorization header and
-    /// completes the handshake.
-    pub async fn connect(server: &ServerProcess, token: &str, device: &str) -> Device {
-        let ws = open_socket(server, Some(token), TokenIn::Header)
+    /// Opens the sync socket of the server at `addr` with `token` in the
+    /// Authorization header and completes the handshake.
+    pub async fn connect(addr: SocketAddr, token: &str, device: &str) -> Device {
+        let ws = open_socket(addr, Some(token), TokenIn::Header)
             .await
             .expect("upgrade");
         // The announced peer id claims to be someone else: it must not matter.
@@ -68,6 +69,7 @@ impl Device {
             events: Vec::new(),
             received: Vec::new(),
             frames: Vec::new(),
+            bytes: 0,
             user,
         };
         device.send(&join).await;
@@ -86,8 +88,10 @@ impl Device {
     /// Sends one protocol message.
     pub async fn send(&mut self, message: &Message) {
         self.frames.push(format!("-> {}", message.summary()));
+        let frame = message.encode();
+        self.bytes += frame.len();
         self.ws
-            .send(tungstenite::Message::Binary(message.encode().into()))
+            .send(tungstenite::Message::Binary(frame.into()))
             .await
             .expect("send");
     }
@@ -112,6 +116,7 @@ impl Device {
     pub async fn receive(&mut self) {
         match self.next_frame().await {
             tungstenite::Message::Binary(bytes) => {
+                self.bytes += bytes.len();
                 let message = Message::decode(&bytes).expect("server message decodes");
                 self.frames.push(format!("<- {}", message.summary()));
                 self.received.push(message.clone());
@@ -203,6 +208,16 @@ impl Device {
         (id, visit)
     }
 
+    /// Creates an empty 2026 diary of this device's user under a given id
+    /// (which may be someone else's) and starts syncing it.
+    pub fn create_diary_under(&mut self, id: DocumentId) {
+        let edit = Edit::new(self.user.as_str(), EDIT_TIME);
+        let diary = DiaryDocument::create(&self.user, 2026, ActorId::random(), &edit)
+            .expect("create diary");
+        self.docs.insert(id, diary.into_automerge());
+        self.conn.add_document(id);
+    }
+
     /// A realistic new visit by this device's user.
     pub fn new_visit(&self, rng: &mut impl Rng) -> NewVisit {
         fixtures::visit(rng, EDIT_TIME, &self.user)
@@ -264,23 +279,27 @@ impl Device {
             .find(|m| matches!(m, Message::DocUnavailable { .. }))
     }
 
-    /// Reads until the server sends `error`, then expects the socket to
-    /// close.
-    pub async fn expect_error_and_close(&mut self) {
-        loop {
+    /// Keeps syncing until the server sends `error`, then expects the
+    /// socket to close; returns the error's message.
+    pub async fn expect_error_and_close(&mut self) -> String {
+        let error = loop {
             match self.next_frame().await {
                 tungstenite::Message::Binary(bytes) => {
                     match Message::decode(&bytes).expect("decodes") {
-                        Message::Error { .. } => break,
+                        Message::Error { message } => break message,
                         m => {
                             let _ = self.conn.handle(m, &mut self.docs);
+                            self.flush().await;
                         }
                     }
                 }
-                tungstenite::Message::Close(_) => return,
-                other => panic!("expected an error message, got {other:?}"),
+                tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+                other => panic!(
+                    "expected an error message, got {other:?}; last frames:\n{}",
+                    self.recent_frames()
+                ),
             }
-        }
+        };
         match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
             .await
             .expect("close in time")
@@ -288,6 +307,14 @@ impl Device {
             None | Some(Ok(tungstenite::Message::Close(_))) | Some(Err(_)) => {}
             Some(Ok(other)) => panic!("expected the connection to close, got {other:?}"),
         }
+        error
+    }
+
+    /// Closes the connection and waits until the server has closed its end
+    /// (it saves the device's sync states before that).
+    pub async fn close(mut self) {
+        self.ws.close(None).await.expect("close");
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await {}
     }
 }
 
@@ -300,14 +327,14 @@ pub enum TokenIn {
     Query,
 }
 
-/// Opens a socket to `/api/v1/sync`; an `Err(Http(response))` is a refused
-/// upgrade.
+/// Opens a socket to `/api/v1/sync` of the server at `addr`; an
+/// `Err(Http(response))` is a refused upgrade.
 pub async fn open_socket(
-    server: &ServerProcess,
+    addr: SocketAddr,
     token: Option<&str>,
     token_in: TokenIn,
 ) -> Result<Ws, tungstenite::Error> {
-    let mut url = format!("ws://{}/api/v1/sync", server.addr());
+    let mut url = format!("ws://{addr}/api/v1/sync");
     if let (Some(token), TokenIn::Query) = (token, token_in) {
         url.push_str("?token=");
         url.push_str(token);
@@ -326,7 +353,7 @@ pub async fn open_socket(
 
 /// The `sub` claim of a token (read without checking: the server does that).
 fn jwt_subject(token: &str) -> String {
-    crate::tokens::claims(token)["sub"]
+    crate::jwt_claims(token)["sub"]
         .as_str()
         .expect("sub claim")
         .to_owned()
