@@ -222,56 +222,54 @@ impl Config {
             None => None,
         };
 
-        let secs = |name: &'static str, from_file: Option<u64>, default: Duration| {
-            Ok::<_, ConfigError>(
-                env_parse::<u64>(&env, name)?
-                    .or(from_file)
-                    .map(Duration::from_secs)
-                    .unwrap_or(default),
-            )
-        };
-
+        let layer = Layers { env: &env };
         let config = Config {
             host,
             port,
             database_url,
-            database_max_connections: env_parse(&env, env::DATABASE_MAX_CONNECTIONS)?
-                .or(file.database.max_connections)
-                .unwrap_or(defaults.database_max_connections),
+            database_max_connections: layer.parsed(
+                env::DATABASE_MAX_CONNECTIONS,
+                file.database.max_connections,
+                defaults.database_max_connections,
+            )?,
             jwt_secret,
-            jwt_issuer: env(env::JWT_ISSUER)
-                .or(file.auth.issuer)
-                .unwrap_or(defaults.jwt_issuer),
-            jwt_audience: env(env::JWT_AUDIENCE)
-                .or(file.auth.audience)
-                .unwrap_or(defaults.jwt_audience),
-            access_token_ttl: secs(
+            jwt_issuer: layer.text(env::JWT_ISSUER, file.auth.issuer, defaults.jwt_issuer),
+            jwt_audience: layer.text(env::JWT_AUDIENCE, file.auth.audience, defaults.jwt_audience),
+            access_token_ttl: layer.secs(
                 env::ACCESS_TOKEN_TTL_SECS,
                 file.auth.access_token_ttl_secs,
                 defaults.access_token_ttl,
             )?,
-            refresh_token_ttl: secs(
+            refresh_token_ttl: layer.secs(
                 env::REFRESH_TOKEN_TTL_SECS,
                 file.auth.refresh_token_ttl_secs,
                 defaults.refresh_token_ttl,
             )?,
-            body_limit_bytes: env_parse(&env, env::BODY_LIMIT_BYTES)?
-                .or(file.server.body_limit_bytes)
-                .unwrap_or(defaults.body_limit_bytes),
-            request_timeout: secs(
+            body_limit_bytes: layer.parsed(
+                env::BODY_LIMIT_BYTES,
+                file.server.body_limit_bytes,
+                defaults.body_limit_bytes,
+            )?,
+            request_timeout: layer.secs(
                 env::REQUEST_TIMEOUT_SECS,
                 file.server.request_timeout_secs,
                 defaults.request_timeout,
             )?,
-            max_document_bytes: env_parse(&env, env::MAX_DOCUMENT_BYTES)?
-                .or(file.sync.max_document_bytes)
-                .unwrap_or(defaults.max_document_bytes),
-            max_concurrent_merges: env_parse(&env, env::MAX_CONCURRENT_MERGES)?
-                .or(file.sync.max_concurrent_merges)
-                .unwrap_or(defaults.max_concurrent_merges),
-            max_nesting_depth: env_parse(&env, env::MAX_NESTING_DEPTH)?
-                .or(file.sync.max_nesting_depth)
-                .unwrap_or(defaults.max_nesting_depth),
+            max_document_bytes: layer.parsed(
+                env::MAX_DOCUMENT_BYTES,
+                file.sync.max_document_bytes,
+                defaults.max_document_bytes,
+            )?,
+            max_concurrent_merges: layer.parsed(
+                env::MAX_CONCURRENT_MERGES,
+                file.sync.max_concurrent_merges,
+                defaults.max_concurrent_merges,
+            )?,
+            max_nesting_depth: layer.parsed(
+                env::MAX_NESTING_DEPTH,
+                file.sync.max_nesting_depth,
+                defaults.max_nesting_depth,
+            )?,
             data_dir,
         };
         config.validate()?;
@@ -450,6 +448,42 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.to_owned(),
         source: Box::new(source),
     })
+}
+
+/// One setting from its layers, strongest first: the environment variable
+/// `name`, then the file's value, then the default.
+struct Layers<'a, E> {
+    env: &'a E,
+}
+
+impl<E: Fn(&str) -> Option<String>> Layers<'_, E> {
+    fn text(&self, name: &'static str, file: Option<String>, default: String) -> String {
+        (self.env)(name).or(file).unwrap_or(default)
+    }
+
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        file: Option<T>,
+        default: T,
+    ) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        Ok(env_parse(self.env, name)?.or(file).unwrap_or(default))
+    }
+
+    /// A duration given in whole seconds.
+    fn secs(
+        &self,
+        name: &'static str,
+        file: Option<u64>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        Ok(env_parse::<u64>(self.env, name)?
+            .or(file)
+            .map_or(default, Duration::from_secs))
+    }
 }
 
 fn env_parse<T: std::str::FromStr>(

@@ -157,16 +157,14 @@ pub async fn unit(store: &dyn Store, code: &str, parent: Option<&Unit>, kind: &s
 
 /// A user with a placeholder hash (stores do not look inside it).
 pub async fn user(store: &dyn Store, username: &str, role: Role, unit: &Unit) -> User {
-    store
-        .create_user(NewUser {
-            username: username.to_owned(),
-            display_name: format!("{username} 同志"),
-            role,
-            unit_id: unit.id,
-            password_hash: "$argon2id$placeholder".to_owned(),
-        })
-        .await
-        .expect("create user")
+    create_user(
+        store,
+        username,
+        role,
+        unit,
+        "$argon2id$placeholder".to_owned(),
+    )
+    .await
 }
 
 /// A user who can really log in with `password`.
@@ -177,13 +175,24 @@ pub async fn user_with_password(
     unit: &Unit,
     password: &str,
 ) -> User {
+    let hash = hash_password(password.to_owned()).await.expect("hash");
+    create_user(store, username, role, unit, hash).await
+}
+
+async fn create_user(
+    store: &dyn Store,
+    username: &str,
+    role: Role,
+    unit: &Unit,
+    password_hash: String,
+) -> User {
     store
         .create_user(NewUser {
             username: username.to_owned(),
             display_name: format!("{username} 同志"),
             role,
             unit_id: unit.id,
-            password_hash: hash_password(password.to_owned()).await.expect("hash"),
+            password_hash,
         })
         .await
         .expect("create user")

@@ -156,10 +156,20 @@ fn build(
             visits.push(v);
         }
     }
-    for scenario in 0..petitions {
-        let wanted = Category::ALL[(scenario + index) % Category::ALL.len()];
+    let authors = Authors {
+        cadre,
+        supervisor,
+        now,
+    };
+    for n in 0..petitions {
+        let wanted = Category::ALL[(n + index) % Category::ALL.len()];
         add_petition(
-            &mut rng, &mut diary, &visits, cadre, supervisor, scenario, wanted, now,
+            &mut rng,
+            &mut diary,
+            &visits,
+            &authors,
+            Scenario::nth(n),
+            wanted,
         )?;
     }
 
@@ -185,32 +195,162 @@ fn actor(rng: &mut StdRng) -> ActorId {
     ActorId::from(rng.random::<[u8; 16]>().to_vec())
 }
 
-/// One petition, taken through the history `scenario` names:
-/// 0 open; 1 open, overdue; 2 in progress; 3 in progress with 督办, overdue;
-/// 4 resolved; 5 resolved, feedback given and rated; 6 closed (销号);
-/// 7 escalated, resolved and closed; 8 reassigned with an extended deadline.
-#[allow(clippy::too_many_arguments)]
+/// The history a demo petition is taken through, so the ledger shows every
+/// status, overdue items and supervision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Open,
+    OpenOverdue,
+    InProgress,
+    /// In progress, overdue, with a 督办 note.
+    SupervisedOverdue,
+    Resolved,
+    /// Resolved, feedback given and rated.
+    FeedbackRated,
+    /// Resolved, feedback given, rated and struck off (销号).
+    Closed,
+    /// Escalated to the county, resolved and closed.
+    EscalatedClosed,
+    /// Reassigned to the supervisor, with an extended deadline.
+    Reassigned,
+}
+
+/// Who wrote an event.
+#[derive(Debug, Clone, Copy)]
+enum By {
+    Cadre,
+    Supervisor,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 9] = [
+        Scenario::Open,
+        Scenario::OpenOverdue,
+        Scenario::InProgress,
+        Scenario::SupervisedOverdue,
+        Scenario::Resolved,
+        Scenario::FeedbackRated,
+        Scenario::Closed,
+        Scenario::EscalatedClosed,
+        Scenario::Reassigned,
+    ];
+
+    /// The `n`th cadre petition's scenario (the last one repeats).
+    fn nth(n: usize) -> Self {
+        Self::ALL[n.min(Self::ALL.len() - 1)]
+    }
+
+    /// How long ago it was raised, in days.
+    fn age_days(self) -> i64 {
+        match self {
+            Scenario::Open => 6,
+            Scenario::OpenOverdue => 60,
+            Scenario::InProgress => 15,
+            Scenario::SupervisedOverdue => 90,
+            Scenario::Resolved => 160,
+            Scenario::FeedbackRated => 170,
+            Scenario::Closed => 180,
+            Scenario::EscalatedClosed => 190,
+            Scenario::Reassigned => 40,
+        }
+    }
+
+    /// The events after it was raised: days after creation, who, what.
+    fn events(self, supervisor: &str, now: i64) -> Vec<(i64, By, PetitionEventKind)> {
+        let progress = || PetitionEventKind::ProgressNoted {
+            note: "已与相关部门对接，正在协调解决。".to_owned(),
+        };
+        let resolved = || PetitionEventKind::Resolved {
+            note: "问题已解决，现场核实完毕。".to_owned(),
+        };
+        let feedback = || PetitionEventKind::FeedbackGiven {
+            note: "已上门向群众反馈办理结果。".to_owned(),
+        };
+        let rated = |satisfaction| PetitionEventKind::Rated { satisfaction };
+        let closed = || PetitionEventKind::Closed {
+            note: "月度审核通过，予以销号。".to_owned(),
+        };
+        match self {
+            Scenario::Open | Scenario::OpenOverdue => vec![],
+            Scenario::InProgress => vec![(3, By::Cadre, progress())],
+            Scenario::SupervisedOverdue => vec![
+                (5, By::Cadre, progress()),
+                (
+                    self.age_days() - 2,
+                    By::Supervisor,
+                    PetitionEventKind::Supervised {
+                        note: "已超过办结时限，请抓紧办理并报告进展。".to_owned(),
+                    },
+                ),
+            ],
+            Scenario::Resolved => vec![(4, By::Cadre, progress()), (12, By::Cadre, resolved())],
+            Scenario::FeedbackRated => vec![
+                (10, By::Cadre, resolved()),
+                (12, By::Cadre, feedback()),
+                (12, By::Cadre, rated(Satisfaction::BasicallySatisfied)),
+            ],
+            Scenario::Closed => vec![
+                (3, By::Cadre, progress()),
+                (9, By::Cadre, resolved()),
+                (10, By::Cadre, feedback()),
+                (10, By::Cadre, rated(Satisfaction::Satisfied)),
+                (25, By::Supervisor, closed()),
+            ],
+            Scenario::EscalatedClosed => vec![
+                (
+                    2,
+                    By::Cadre,
+                    PetitionEventKind::Escalated {
+                        to: Level::County,
+                        note: "涉及跨镇协调，申请上报县级办理。".to_owned(),
+                    },
+                ),
+                (20, By::Cadre, resolved()),
+                (22, By::Cadre, feedback()),
+                (22, By::Cadre, rated(Satisfaction::Satisfied)),
+                (30, By::Supervisor, closed()),
+            ],
+            Scenario::Reassigned => {
+                let mut events = vec![(
+                    2,
+                    By::Supervisor,
+                    PetitionEventKind::Assigned {
+                        to: supervisor.to_owned(),
+                    },
+                )];
+                if let Some(deadline) = Timestamp(now + 15 * DAY_MS).china_date() {
+                    events.push((
+                        35,
+                        By::Supervisor,
+                        PetitionEventKind::DeadlineSet { deadline },
+                    ));
+                }
+                events
+            }
+        }
+    }
+}
+
+/// Who writes a cadre's demo petitions, and when "now" is.
+struct Authors<'a> {
+    cadre: &'a str,
+    supervisor: &'a str,
+    now: i64,
+}
+
+/// One petition of category `wanted`, raised in one of `visits` and taken
+/// through `scenario`.
 fn add_petition(
     rng: &mut StdRng,
     diary: &mut DiaryDocument,
     visits: &[Visit],
-    cadre: &str,
-    supervisor: &str,
-    scenario: usize,
+    authors: &Authors<'_>,
+    scenario: Scenario,
     wanted: Category,
-    now: i64,
 ) -> Result<(), DocumentError> {
-    // How long ago it was raised, in days.
-    let age = match scenario {
-        0 => 6,
-        1 => 60,
-        2 => 15,
-        3 => 90,
-        8 => 40,
-        _ => 120 + 10 * i64::try_from(scenario).unwrap_or(0),
-    };
+    let now = authors.now;
     // Raised in the last visit at or before that time (or the first visit).
-    let target = now - age * DAY_MS;
+    let target = now - scenario.age_days() * DAY_MS;
     let visit = visits
         .iter()
         .rev()
@@ -225,97 +365,35 @@ fn add_petition(
         p = fixtures::petition(rng, Timestamp(created), visit.map(|v| v.id));
     }
     p.category = wanted;
-    if scenario == 7 {
-        // Escalated below: start at the lowest level.
+    if scenario == Scenario::EscalatedClosed {
+        // Escalated later: start at the lowest level.
         p.level = Level::Village;
     }
-    if matches!(scenario, 1 | 3) {
+    if matches!(
+        scenario,
+        Scenario::OpenOverdue | Scenario::SupervisedOverdue
+    ) {
         // Overdue: a deadline between creation and now.
         let span = ((now - created) / DAY_MS).max(2);
         p.deadline = Timestamp(created + span / 2 * DAY_MS).china_date();
     }
-    let by_cadre = |ms: i64| Edit::new(cadre, Timestamp(ms.min(now)));
-    let by_sup = |ms: i64| Edit::new(supervisor, Timestamp(ms.min(now)));
-    let pid = diary.add_petition(&by_cadre(created), &p)?;
-    let day = |n: i64| created + n * DAY_MS;
-    let mut events: Vec<(Edit, PetitionEventKind)> = Vec::new();
-    let progress = PetitionEventKind::ProgressNoted {
-        note: "已与相关部门对接，正在协调解决。".to_owned(),
+    let edit = |by: By, ms: i64| {
+        let who = match by {
+            By::Cadre => authors.cadre,
+            By::Supervisor => authors.supervisor,
+        };
+        Edit::new(who, Timestamp(ms.min(now)))
     };
-    let resolved = PetitionEventKind::Resolved {
-        note: "问题已解决，现场核实完毕。".to_owned(),
-    };
-    let feedback = PetitionEventKind::FeedbackGiven {
-        note: "已上门向群众反馈办理结果。".to_owned(),
-    };
-    let rated = |s| PetitionEventKind::Rated { satisfaction: s };
-    let closed = PetitionEventKind::Closed {
-        note: "月度审核通过，予以销号。".to_owned(),
-    };
-    match scenario {
-        0 | 1 => {}
-        2 => events.push((by_cadre(day(3)), progress)),
-        3 => {
-            events.push((by_cadre(day(5)), progress));
-            events.push((
-                by_sup(day(age - 2)),
-                PetitionEventKind::Supervised {
-                    note: "已超过办结时限，请抓紧办理并报告进展。".to_owned(),
-                },
-            ));
-        }
-        4 => {
-            events.push((by_cadre(day(4)), progress));
-            events.push((by_cadre(day(12)), resolved));
-        }
-        5 => {
-            events.push((by_cadre(day(10)), resolved));
-            events.push((by_cadre(day(12)), feedback));
-            events.push((by_cadre(day(12)), rated(Satisfaction::BasicallySatisfied)));
-        }
-        6 => {
-            events.push((by_cadre(day(3)), progress));
-            events.push((by_cadre(day(9)), resolved));
-            events.push((by_cadre(day(10)), feedback));
-            events.push((by_cadre(day(10)), rated(Satisfaction::Satisfied)));
-            events.push((by_sup(day(25)), closed));
-        }
-        7 => {
-            events.push((
-                by_cadre(day(2)),
-                PetitionEventKind::Escalated {
-                    to: Level::County,
-                    note: "涉及跨镇协调，申请上报县级办理。".to_owned(),
-                },
-            ));
-            events.push((by_cadre(day(20)), resolved));
-            events.push((by_cadre(day(22)), feedback));
-            events.push((by_cadre(day(22)), rated(Satisfaction::Satisfied)));
-            events.push((by_sup(day(30)), closed));
-        }
-        _ => {
-            events.push((
-                by_sup(day(2)),
-                PetitionEventKind::Assigned {
-                    to: supervisor.to_owned(),
-                },
-            ));
-            if let Some(d) = Timestamp(now + 15 * DAY_MS).china_date() {
-                events.push((
-                    by_sup(day(35)),
-                    PetitionEventKind::DeadlineSet { deadline: d },
-                ));
-            }
-        }
-    }
-    for (edit, kind) in events {
-        diary.record_petition_event(&edit, pid, fixtures::id(rng), &kind)?;
+    let pid = diary.add_petition(&edit(By::Cadre, created), &p)?;
+    for (days, by, kind) in scenario.events(authors.supervisor, now) {
+        let at = edit(by, created + days * DAY_MS);
+        diary.record_petition_event(&at, pid, fixtures::id(rng), &kind)?;
     }
     debug_assert!(
-        diary
-            .petition(pid)
-            .is_some_and(|p| scenario != 6 || p.state.status == PetitionStatus::Closed),
-        "scenario 6 ends closed"
+        diary.petition(pid).is_some_and(
+            |p| scenario != Scenario::Closed || p.state.status == PetitionStatus::Closed
+        ),
+        "the closed scenario ends closed"
     );
     Ok(())
 }
