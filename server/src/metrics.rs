@@ -102,11 +102,18 @@ pub fn render() -> String {
 }
 
 /// Counts one answered HTTP request. `route` is the matched pattern
-/// (`/api/v1/auth/login`), never the raw path, to bound cardinality.
+/// (`/api/v1/auth/login`), never the raw path, and `method` one of the
+/// standard methods or `other`, so a client cannot make new series.
 pub fn http_request(method: &str, route: &str, status: u16) {
+    const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    let method = KNOWN
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other");
     metrics::counter!(
         HTTP_REQUESTS_TOTAL,
-        "method" => method.to_owned(),
+        "method" => method,
         "route" => route.to_owned(),
         "status" => status.to_string()
     )

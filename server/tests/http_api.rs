@@ -401,11 +401,6 @@ async fn me_identifies_the_caller() {
     assert_eq!(me["role"], "cadre");
     assert_eq!(me["unit_code"], "village1");
     assert_eq!(me["device_id"], "phone-1");
-
-    // Browsers pass the token in the query string.
-    let by_query = app.get(&format!("/api/v1/me?token={access}"), None).await;
-    assert_eq!(by_query.status, StatusCode::OK);
-    assert_eq!(by_query.json()["username"], "alice");
 }
 
 #[tokio::test]
@@ -465,6 +460,16 @@ async fn bad_tokens_are_refused() {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     let answer = app.get(&format!("/api/v1/me?token={none}"), None).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+
+    // A valid token in the URL counts only on a WebSocket upgrade, not on
+    // ordinary routes (URLs end up in logs and histories).
+    let answer = app.get(&format!("/api/v1/me?token={valid}"), None).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.error_code(), "unauthorized");
+    assert_eq!(
+        app.get("/api/v1/me", Some(&valid)).await.status,
+        StatusCode::OK
+    );
 
     // Another issuer's token with our key.
     let foreign = JwtKeys::new(
@@ -576,6 +581,26 @@ async fn health_readiness_and_metrics() {
     );
     assert!(text.contains("# TYPE sync_connections gauge"), "{text}");
     assert!(text.contains("db_errors_total"), "{text}");
+
+    // Made-up methods all count as one series.
+    for method in ["BREW", "WHEN", "PROPFIND"] {
+        let answer = app
+            .call(
+                Request::builder()
+                    .method(method)
+                    .uri("/healthz")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let text = app.get("/metrics", None).await.text();
+    assert!(
+        !text.contains("BREW") && !text.contains("PROPFIND"),
+        "{text}"
+    );
+    assert!(text.contains(r#"method="other""#), "{text}");
 
     // The helpers the sync endpoint will call show up too.
     server::metrics::sync_connection_opened();

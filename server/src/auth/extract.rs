@@ -1,7 +1,7 @@
 //! The [`AuthUser`] extractor.
 
 use axum::extract::{FromRequestParts, Query};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, UPGRADE};
 use axum::http::request::Parts;
 use serde::Deserialize;
 
@@ -12,9 +12,10 @@ use crate::store::Role;
 
 /// The caller of an authenticated route, taken from a valid access token.
 ///
-/// The token comes from `Authorization: Bearer <token>`, or else from a
-/// `?token=<token>` query parameter (browsers cannot set headers on a
-/// WebSocket upgrade). Missing, malformed, forged, expired, `alg: none` and
+/// The token comes from `Authorization: Bearer <token>`, or, on a WebSocket
+/// upgrade only, from a `?token=<token>` query parameter (browsers cannot
+/// set headers there). Anywhere else a token in the URL is ignored: URLs end
+/// up in logs, histories and `Referer` headers. Missing, malformed, forged, expired, `alg: none` and
 /// wrong-issuer/audience tokens are all refused with 401 before the handler
 /// runs.
 ///
@@ -55,7 +56,17 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// The bearer token of a request: the header first, then `?token=`.
+/// Whether the request asks to become a WebSocket.
+fn is_websocket_upgrade(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// The bearer token of a request: the header first, then, on a WebSocket
+/// upgrade, `?token=`.
 fn bearer_token(parts: &Parts) -> Result<Option<String>, AppError> {
     if let Some(value) = parts.headers.get(AUTHORIZATION) {
         let value = value
@@ -70,6 +81,9 @@ fn bearer_token(parts: &Parts) -> Result<Option<String>, AppError> {
             ));
         }
         return Ok(Some(token.to_owned()));
+    }
+    if !is_websocket_upgrade(parts) {
+        return Ok(None);
     }
     // A malformed query string is not this extractor's business: treat it as
     // "no token here".
