@@ -45,6 +45,8 @@ pub mod env {
     /// How many document merges may run at once.
     pub const MAX_CONCURRENT_MERGES: &str = "VISIT_DIARY_MAX_CONCURRENT_MERGES";
     pub const MAX_NESTING_DEPTH: &str = "VISIT_DIARY_MAX_NESTING_DEPTH";
+    /// How often an open sync connection checks that its user may still sync.
+    pub const SESSION_CHECK_SECS: &str = "VISIT_DIARY_SESSION_CHECK_SECS";
 }
 
 /// Shortest JWT key accepted: HS256 wants at least as many key bytes as its
@@ -144,6 +146,10 @@ pub struct Config {
     /// sync endpoint stores; deeper documents are refused before merging,
     /// because code that walks a document recursively would overflow its stack.
     pub max_nesting_depth: usize,
+    /// How often an open sync connection checks that its user is still
+    /// enabled (it also ends when its access token expires): the longest a
+    /// disabled user's open socket can go on.
+    pub session_check: Duration,
 }
 
 impl Config {
@@ -166,6 +172,7 @@ impl Config {
             max_document_bytes: 32 * 1024 * 1024,
             max_concurrent_merges: 8,
             max_nesting_depth: 64,
+            session_check: Duration::from_secs(30),
         }
     }
 
@@ -270,6 +277,11 @@ impl Config {
                 file.sync.max_nesting_depth,
                 defaults.max_nesting_depth,
             )?,
+            session_check: layer.secs(
+                env::SESSION_CHECK_SECS,
+                file.sync.session_check_secs,
+                defaults.session_check,
+            )?,
             data_dir,
         };
         config.validate()?;
@@ -291,8 +303,8 @@ impl Config {
         if self.body_limit_bytes == 0 || self.max_document_bytes == 0 {
             return invalid("size limits must be positive");
         }
-        if self.request_timeout.is_zero() {
-            return invalid("the request timeout must be positive");
+        if self.request_timeout.is_zero() || self.session_check.is_zero() {
+            return invalid("the request timeout and the session check interval must be positive");
         }
         if self.max_concurrent_merges == 0 || self.database_max_connections == 0 {
             return invalid("max_concurrent_merges and max_connections must be positive");
@@ -569,6 +581,7 @@ struct SyncSection {
     max_document_bytes: Option<usize>,
     max_concurrent_merges: Option<usize>,
     max_nesting_depth: Option<usize>,
+    session_check_secs: Option<u64>,
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub const COMPACTIONS_TOTAL: &str = "document_compactions_total";
 pub const SYNC_CHANGES_WAITING_TOTAL: &str = "sync_changes_waiting_total";
 /// Document syncs restarted because they made no progress.
 pub const SYNC_RESTARTS_TOTAL: &str = "sync_restarts_total";
+/// Sync connections closed because their session ended, by reason.
+pub const SYNC_SESSIONS_ENDED_TOTAL: &str = "sync_sessions_ended_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -80,6 +82,10 @@ fn describe() {
     metrics::describe_counter!(
         SYNC_CHANGES_WAITING_TOTAL,
         "Received changes stored while they wait for a missing dependency"
+    );
+    metrics::describe_counter!(
+        SYNC_SESSIONS_ENDED_TOTAL,
+        "Sync connections closed because their session ended, by reason"
     );
     metrics::describe_counter!(
         SYNC_RESTARTS_TOTAL,
@@ -168,6 +174,12 @@ pub fn sync_payload_refused(reason: &'static str) {
 /// Counts received changes stored while they wait for their dependencies.
 pub fn sync_changes_waiting(changes: usize) {
     metrics::counter!(SYNC_CHANGES_WAITING_TOTAL).increment(changes as u64);
+}
+
+/// Counts one sync connection closed because its session ended; `reason`
+/// is one of a few fixed texts.
+pub fn sync_session_ended(reason: &'static str) {
+    metrics::counter!(SYNC_SESSIONS_ENDED_TOTAL, "reason" => reason).increment(1);
 }
 
 /// Counts one document sync restarted after rounds without progress.

@@ -4,6 +4,8 @@
 //! merges, access between users, malformed frames, a killed server) are in
 //! the end-to-end suite; these need the server's configuration or its store.
 
+use std::time::Duration;
+
 use futures_util::SinkExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -462,4 +464,45 @@ async fn a_device_that_kept_its_sync_state_reconnects_cheaply() {
     assert_eq!(check.visit_count(&kept), VISITS + 1);
     assert_eq!(check.request(fresh).await, Some(DocSyncStatus::Synced));
     assert_eq!(check.visit_count(&fresh), VISITS + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_connection_ends_with_its_token() {
+    let server = TestServer::start_with(|c| c.access_token_ttl = Duration::from_secs(2)).await;
+    let mut rng = rng(12);
+    let mut phone = server.device("cadre01", "phone").await;
+    phone.create_diary_owned_by(&mut rng, "cadre01");
+    phone.sync().await;
+    let started = std::time::Instant::now();
+    let error = phone.expect_error_and_close().await;
+    assert!(error.contains("access token expired"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_users_sync_connection_ends() {
+    let server = TestServer::start_with(|c| c.session_check = Duration::from_secs(1)).await;
+    let mut rng = rng(13);
+    let mut phone = server.device("cadre01", "phone").await;
+    phone.create_diary_owned_by(&mut rng, "cadre01");
+    phone.sync().await;
+    let mut other = server.device("cadre02", "phone").await;
+
+    let store = server::open_store(&server.config).await.expect("store");
+    let cadre = store
+        .get_user_by_username("cadre01")
+        .await
+        .expect("user")
+        .expect("cadre01");
+    store
+        .set_user_disabled(cadre.id, true)
+        .await
+        .expect("disable");
+    store.close().await;
+    let error = phone.expect_error_and_close().await;
+    assert!(error.contains("user disabled"), "{error}");
+
+    // Others keep syncing.
+    other.create_diary_owned_by(&mut rng, "cadre02");
+    other.sync().await;
 }

@@ -36,6 +36,9 @@ pub struct AuthUser {
     pub unit_id: i64,
     /// The device id given at login, or "".
     pub device_id: String,
+    /// When the access token expires (unix seconds): a sync connection
+    /// opened with it ends then.
+    pub expires_at: i64,
 }
 
 impl AuthUser {
@@ -115,6 +118,7 @@ impl FromRequestParts<AppState> for AuthUser {
             role: claims.role,
             unit_id: claims.unit,
             device_id: claims.device,
+            expires_at: claims.exp,
         })
     }
 }

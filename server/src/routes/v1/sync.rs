@@ -93,6 +93,9 @@ enum Fault {
     Internal(String),
     /// The socket is gone; nothing more can be sent.
     Socket(axum::Error),
+    /// The user's session ended (token expired, user disabled): tell the
+    /// client why, then close.
+    SessionEnded(&'static str),
 }
 
 impl From<ProtocolError> for Fault {
@@ -151,9 +154,18 @@ impl Connection {
         let _gauge = Gauge::open();
         let mut changes = self.state.sync_hub.subscribe();
         let shutdown = self.state.shutdown.clone();
+        let token_expiry = token_expiry(self.user.expires_at);
+        tokio::pin!(token_expiry);
+        let mut session_check = tokio::time::interval(self.state.config.session_check);
+        // The first tick is immediate; the upgrade has just checked the token.
+        session_check.tick().await;
         let result = loop {
             let step = tokio::select! {
                 () = shutdown.triggered() => break Ok(()),
+                // The session ends with its token: the client reconnects
+                // with a fresh one, and the server checks it again.
+                () = &mut token_expiry => Err(Fault::SessionEnded("access token expired")),
+                _ = session_check.tick() => self.check_session().await,
                 frame = self.socket.recv() => match frame {
                     None | Some(Ok(ws::Message::Close(_))) => break Ok(()),
                     Some(Err(e)) => Err(Fault::Protocol(ProtocolError::Malformed(format!(
@@ -187,6 +199,12 @@ impl Connection {
                 tracing::info!(error = %e, "closing sync connection");
                 let _ = self.send(&ServerConnection::error_message(&e)).await;
             }
+            Err(Fault::SessionEnded(why)) => {
+                tracing::info!(reason = why, "ending sync session");
+                metrics::sync_session_ended(why);
+                let ended = ProtocolError::Remote(format!("session ended: {why}"));
+                let _ = self.send(&ServerConnection::error_message(&ended)).await;
+            }
             Err(Fault::Internal(detail)) => {
                 tracing::error!(error = %detail, "sync connection failed");
                 let internal = ProtocolError::Remote("internal server error".to_owned());
@@ -197,6 +215,15 @@ impl Connection {
         // the state it left.
         self.save_all_sync_states().await;
         let _ = self.socket.send(ws::Message::Close(None)).await;
+    }
+
+    /// Ends the connection if its user has been disabled (or removed) since
+    /// the upgrade.
+    async fn check_session(&mut self) -> Result<bool, Fault> {
+        match self.state.store.get_user(self.user.user_id).await? {
+            Some(user) if !user.disabled => Ok(true),
+            _ => Err(Fault::SessionEnded("user disabled")),
+        }
     }
 
     fn conn(&mut self) -> Result<&mut ServerConnection, Fault> {
@@ -622,4 +649,12 @@ impl Connection {
         }
         Ok(())
     }
+}
+
+/// Completes when an access token that expires at `exp` (unix seconds) has
+/// expired.
+async fn token_expiry(exp: i64) {
+    let now = Utc::now().timestamp();
+    let left = u64::try_from(exp.saturating_sub(now)).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_secs(left)).await;
 }
