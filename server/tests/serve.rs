@@ -86,3 +86,29 @@ async fn serve_logs_in_over_real_http_and_shuts_down() {
     assert_eq!(login_row.remote_addr.as_deref(), Some("127.0.0.1"));
     store.close().await;
 }
+
+/// The database holds residents' personal data: only the server's user may
+/// read it.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_sqlite_database_is_private_to_the_server_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let config = Config::for_tests(&data, &[9; 32]);
+    let store = server::open_store(&config).await.expect("open store");
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("server.db")), 0o600);
+    let wal = data.join("server.db-wal");
+    if wal.exists() {
+        assert_eq!(mode(&wal), 0o600);
+    }
+    store.close().await;
+}
