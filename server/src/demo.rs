@@ -22,6 +22,19 @@ pub enum DemoError {
     /// Hashing the demo password failed.
     #[error("cannot hash the demo password")]
     Password(#[from] PasswordError),
+    /// The database already holds units or users that are not the demo's:
+    /// it is somebody's real data, and the demo's known passwords must not
+    /// go into it.
+    #[error(
+        "the database holds {what} {name:?}, which is not part of the demo: refusing to add demo \
+         accounts with a known password to real data (use an empty database for --demo)"
+    )]
+    NotADemoDatabase {
+        /// "unit" or "user".
+        what: &'static str,
+        /// Its code or username.
+        name: String,
+    },
 }
 
 /// A demo unit: code, name, kind, parent code.
@@ -64,10 +77,48 @@ pub struct DemoSummary {
     pub users_created: usize,
 }
 
+/// Fails with [`DemoError::NotADemoDatabase`] if seeding would add demo
+/// accounts to a store that holds any unit or user the demo does not define.
+/// A demo database to which someone added accounts of their own is fine:
+/// its demo accounts exist, and nothing is added.
+async fn refuse_real_data(store: &dyn Store) -> Result<(), DemoError> {
+    let units = store.list_units().await?;
+    let ids: Vec<i64> = units.iter().map(|u| u.id).collect();
+    let users = store.list_users_in_units(&ids).await?;
+    let complete = DEMO_USERS
+        .iter()
+        .all(|(name, ..)| users.iter().any(|u| u.username == *name));
+    if complete {
+        return Ok(());
+    }
+    if let Some(unit) = units
+        .iter()
+        .find(|u| !DEMO_UNITS.iter().any(|(code, ..)| *code == u.code))
+    {
+        return Err(DemoError::NotADemoDatabase {
+            what: "unit",
+            name: unit.code.clone(),
+        });
+    }
+    if let Some(user) = users
+        .iter()
+        .find(|u| !DEMO_USERS.iter().any(|(name, ..)| *name == u.username))
+    {
+        return Err(DemoError::NotADemoDatabase {
+            what: "user",
+            name: user.username.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// Creates the demo units and users that do not exist yet, all users with
 /// `password`. Idempotent: existing units and users (matched by code and
-/// username) are left exactly as they are, including their passwords.
+/// username) are left exactly as they are, including their passwords. A
+/// database with any other unit or user is refused untouched: `--demo`
+/// never puts known passwords into real data.
 pub async fn seed_demo(store: &dyn Store, password: &str) -> Result<DemoSummary, DemoError> {
+    refuse_real_data(store).await?;
     let mut summary = DemoSummary::default();
     for &(code, name, kind, parent) in DEMO_UNITS {
         if store.get_unit_by_code(code).await?.is_some() {

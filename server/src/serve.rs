@@ -74,8 +74,7 @@ fn restrict_sqlite_files(url: &str) {
             if !target.exists() {
                 continue;
             }
-            if let Err(e) =
-                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+            if let Err(e) = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
             {
                 tracing::warn!(path = %target.display(), error = %e, "could not restrict permissions");
             }

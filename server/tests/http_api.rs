@@ -690,6 +690,49 @@ async fn oversized_bodies_are_refused_with_json() {
 }
 
 #[tokio::test]
+async fn demo_seed_refuses_a_database_with_real_accounts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config::for_tests(dir.path(), &KEY);
+    let store = server::open_store(&config).await.expect("open store");
+    let unit = common::unit(store.as_ref(), "county", None, "county").await;
+    common::user(store.as_ref(), "wang.jianguo", Role::Supervisor, &unit).await;
+    let err = server::seed_demo(store.as_ref(), "demo-pass")
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("wang.jianguo"), "{err}");
+    // Nothing was added.
+    assert!(
+        store
+            .get_user_by_username("cadre01")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(store.list_units().await.expect("units").len(), 1);
+    store.close().await;
+
+    // A demo database with an account added by hand still restarts with
+    // --demo (nothing new is created).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config::for_tests(dir.path(), &KEY);
+    let store = server::open_store(&config).await.expect("open store");
+    server::seed_demo(store.as_ref(), "demo-pass")
+        .await
+        .expect("seed");
+    let county = store
+        .get_unit_by_code("county")
+        .await
+        .expect("get")
+        .expect("county");
+    common::user(store.as_ref(), "cadre13", Role::Cadre, &county).await;
+    let again = server::seed_demo(store.as_ref(), "demo-pass")
+        .await
+        .expect("seed again");
+    assert_eq!((again.units_created, again.users_created), (0, 0));
+    store.close().await;
+}
+
+#[tokio::test]
 async fn demo_seed_is_idempotent_and_its_accounts_log_in() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = Config::for_tests(dir.path(), &KEY);

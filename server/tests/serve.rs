@@ -97,13 +97,8 @@ async fn the_sqlite_database_is_private_to_the_server_user() {
     let data = dir.path().join("data");
     let config = Config::for_tests(&data, &[9; 32]);
     let store = server::open_store(&config).await.expect("open store");
-    let mode = |p: &std::path::Path| {
-        std::fs::metadata(p)
-            .expect("metadata")
-            .permissions()
-            .mode()
-            & 0o777
-    };
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join("server.db")), 0o600);
     let wal = data.join("server.db-wal");
