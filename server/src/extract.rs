@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 
@@ -24,6 +24,29 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(AppError::Rejected {
+                status: rejection.status(),
+                message: rejection.body_text(),
+            }),
+        }
+    }
+}
+
+/// `axum::extract::Query`, but a query string that does not parse answers
+/// with our JSON error shape, saying which parameter is wrong and why.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    axum::extract::Query<T>: FromRequestParts<S, Rejection = QueryRejection>,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
             Err(rejection) => Err(AppError::Rejected {
                 status: rejection.status(),
                 message: rejection.body_text(),

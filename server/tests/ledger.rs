@@ -368,6 +368,11 @@ async fn ledger_api_visibility_filters_and_paging() {
         let (status, _) = api.get("sup-county", bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     }
+    // A query string that does not parse says which parameter and why.
+    let (status, body) = api.get("sup-county", "?page=abc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("page"), "{body}");
 
     // Phones are masked for everyone.
     let item = &all[0];

@@ -6,7 +6,7 @@
 //! the caller's unit, otherwise 403.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sync_core::Timestamp;
@@ -16,6 +16,7 @@ use sync_core::timestamp::format_date;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::AppError;
+use crate::extract::ApiQuery;
 use crate::ledger::{LedgerItem, LedgerQuery};
 use crate::store::Role;
 
@@ -151,7 +152,7 @@ fn china_today() -> Result<String, AppError> {
 pub async fn list(
     State(state): State<AppState>,
     caller: AuthUser,
-    Query(params): Query<LedgerParams>,
+    ApiQuery(params): ApiQuery<LedgerParams>,
 ) -> Result<Json<LedgerResponse>, AppError> {
     if let Some(s) = &params.status {
         s.parse::<PetitionStatus>()
