@@ -47,6 +47,13 @@ pub mod env {
     pub const MAX_NESTING_DEPTH: &str = "VISIT_DIARY_MAX_NESTING_DEPTH";
     /// How often an open sync connection checks that its user may still sync.
     pub const SESSION_CHECK_SECS: &str = "VISIT_DIARY_SESSION_CHECK_SECS";
+    /// Open sync connections one user may have.
+    pub const MAX_SYNC_CONNECTIONS_PER_USER: &str = "VISIT_DIARY_MAX_SYNC_CONNECTIONS_PER_USER";
+    /// Open sync connections from one address.
+    pub const MAX_SYNC_CONNECTIONS_PER_ADDRESS: &str =
+        "VISIT_DIARY_MAX_SYNC_CONNECTIONS_PER_ADDRESS";
+    /// Documents one sync connection may ask about.
+    pub const MAX_DOCUMENTS_PER_CONNECTION: &str = "VISIT_DIARY_MAX_DOCUMENTS_PER_CONNECTION";
 }
 
 /// Shortest JWT key accepted: HS256 wants at least as many key bytes as its
@@ -150,6 +157,16 @@ pub struct Config {
     /// enabled (it also ends when its access token expires): the longest a
     /// disabled user's open socket can go on.
     pub session_check: Duration,
+    /// Open sync connections one user may have at once (a cadre has a phone
+    /// or two; more is a runaway client). Further upgrades answer 429.
+    pub max_sync_connections_per_user: usize,
+    /// Open sync connections from one address at once (a village office
+    /// behind one NAT has several users). Further upgrades answer 429.
+    pub max_sync_connections_per_address: usize,
+    /// Distinct documents one sync connection may ask about (each costs
+    /// database look-ups); past it the connection is closed with an error.
+    /// A cadre has one diary a year and one contacts document.
+    pub max_documents_per_connection: usize,
 }
 
 impl Config {
@@ -173,6 +190,9 @@ impl Config {
             max_concurrent_merges: 8,
             max_nesting_depth: 64,
             session_check: Duration::from_secs(30),
+            max_sync_connections_per_user: 8,
+            max_sync_connections_per_address: 64,
+            max_documents_per_connection: 1000,
         }
     }
 
@@ -282,6 +302,21 @@ impl Config {
                 file.sync.session_check_secs,
                 defaults.session_check,
             )?,
+            max_sync_connections_per_user: layer.parsed(
+                env::MAX_SYNC_CONNECTIONS_PER_USER,
+                file.sync.max_connections_per_user,
+                defaults.max_sync_connections_per_user,
+            )?,
+            max_sync_connections_per_address: layer.parsed(
+                env::MAX_SYNC_CONNECTIONS_PER_ADDRESS,
+                file.sync.max_connections_per_address,
+                defaults.max_sync_connections_per_address,
+            )?,
+            max_documents_per_connection: layer.parsed(
+                env::MAX_DOCUMENTS_PER_CONNECTION,
+                file.sync.max_documents_per_connection,
+                defaults.max_documents_per_connection,
+            )?,
             data_dir,
         };
         config.validate()?;
@@ -308,6 +343,12 @@ impl Config {
         }
         if self.max_concurrent_merges == 0 || self.database_max_connections == 0 {
             return invalid("max_concurrent_merges and max_connections must be positive");
+        }
+        if self.max_sync_connections_per_user == 0
+            || self.max_sync_connections_per_address == 0
+            || self.max_documents_per_connection == 0
+        {
+            return invalid("sync connection and document limits must be positive");
         }
         if crate::store::backend_for_url(self.database_url.expose()).is_none() {
             return invalid("the database URL must start with sqlite: or postgres:");
@@ -582,6 +623,9 @@ struct SyncSection {
     max_concurrent_merges: Option<usize>,
     max_nesting_depth: Option<usize>,
     session_check_secs: Option<u64>,
+    max_connections_per_user: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    max_documents_per_connection: Option<usize>,
 }
 
 #[cfg(test)]

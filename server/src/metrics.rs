@@ -30,6 +30,9 @@ pub const COMPACTIONS_TOTAL: &str = "document_compactions_total";
 pub const SYNC_CHANGES_WAITING_TOTAL: &str = "sync_changes_waiting_total";
 /// Document syncs restarted because they made no progress.
 pub const SYNC_RESTARTS_TOTAL: &str = "sync_restarts_total";
+/// Sync upgrades refused because too many connections were open, by whose
+/// (`user` / `address`).
+pub const SYNC_CONNECTIONS_REFUSED_TOTAL: &str = "sync_connections_refused_total";
 /// Sync connections closed because their session ended, by reason.
 pub const SYNC_SESSIONS_ENDED_TOTAL: &str = "sync_sessions_ended_total";
 
@@ -82,6 +85,10 @@ fn describe() {
     metrics::describe_counter!(
         SYNC_CHANGES_WAITING_TOTAL,
         "Received changes stored while they wait for a missing dependency"
+    );
+    metrics::describe_counter!(
+        SYNC_CONNECTIONS_REFUSED_TOTAL,
+        "Sync upgrades refused for too many open connections, by whose"
     );
     metrics::describe_counter!(
         SYNC_SESSIONS_ENDED_TOTAL,
@@ -174,6 +181,12 @@ pub fn sync_payload_refused(reason: &'static str) {
 /// Counts received changes stored while they wait for their dependencies.
 pub fn sync_changes_waiting(changes: usize) {
     metrics::counter!(SYNC_CHANGES_WAITING_TOTAL).increment(changes as u64);
+}
+
+/// Counts one sync upgrade refused for too many open connections; `whose`
+/// is `user` or `address`.
+pub fn sync_connection_refused(whose: &'static str) {
+    metrics::counter!(SYNC_CONNECTIONS_REFUSED_TOTAL, "whose" => whose).increment(1);
 }
 
 /// Counts one sync connection closed because its session ended; `reason`

@@ -506,3 +506,48 @@ async fn a_disabled_users_sync_connection_ends() {
     other.create_diary_owned_by(&mut rng, "cadre02");
     other.sync().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_connections_are_bounded_per_user() {
+    let server = TestServer::start_with(|c| c.max_sync_connections_per_user = 2).await;
+    let first = server.device("cadre01", "phone").await;
+    let _second = server.device("cadre01", "tablet").await;
+    let token = server.login("cadre01", "third").await;
+    match server.socket(Some(&token)).await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+    // Other users are not affected.
+    let mut other = server.device("cadre02", "phone").await;
+    other.sync().await;
+    // A closed connection frees its place.
+    first.close().await;
+    let mut admitted = false;
+    for _ in 0..100 {
+        if server.socket(Some(&token)).await.is_ok() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "a place was freed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_per_connection_are_bounded() {
+    let server = TestServer::start_with(|c| c.max_documents_per_connection = 3).await;
+    let mut rng = rng(14);
+    let mut phone = server.device("cadre01", "phone").await;
+    for _ in 0..3 {
+        let id = DocumentId::from_bytes(rng.random());
+        assert_eq!(phone.request(id).await, Some(DocSyncStatus::Unavailable));
+    }
+    phone
+        .conn
+        .add_document(DocumentId::from_bytes(rng.random()));
+    phone.flush().await;
+    let error = phone.expect_error_and_close().await;
+    assert!(error.contains("more than 3 documents"), "{error}");
+}

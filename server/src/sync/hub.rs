@@ -1,4 +1,5 @@
-//! [`SyncHub`]: per-document merge locks and the in-process change feed.
+//! [`SyncHub`]: per-document merge locks, the in-process change feed, and
+//! the count of open connections per user and per address.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,47 @@ pub struct SyncHub {
     locks: Mutex<HashMap<DocumentId, Arc<tokio::sync::Mutex<()>>>>,
     changes: broadcast::Sender<DocumentChanged>,
     connections: AtomicU64,
+    /// Open connections per user and per address.
+    open: Mutex<HashMap<Holder, usize>>,
+}
+
+/// Whose open connections are counted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Holder {
+    User(i64),
+    Address(String),
+}
+
+/// Why a new connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Crowded {
+    /// The user has as many connections open as allowed.
+    #[error("too many sync connections for this user")]
+    User,
+    /// The address has as many connections open as allowed.
+    #[error("too many sync connections from this address")]
+    Address,
+}
+
+/// An admitted connection's place in the counts, given back on drop.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    hub: Arc<SyncHub>,
+    holders: Vec<Holder>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self.hub.open.lock().unwrap_or_else(|e| e.into_inner());
+        for holder in &self.holders {
+            if let Some(n) = open.get_mut(holder) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(holder);
+                }
+            }
+        }
+    }
 }
 
 impl Default for SyncHub {
@@ -48,7 +90,37 @@ impl SyncHub {
             locks: Mutex::new(HashMap::new()),
             changes,
             connections: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Admits one more connection of `user_id` from `address` unless either
+    /// already has its maximum open; the slot counts until it is dropped.
+    pub fn admit(
+        self: &Arc<Self>,
+        user_id: i64,
+        address: Option<&str>,
+        (per_user, per_address): (usize, usize),
+    ) -> Result<ConnectionSlot, Crowded> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let user = Holder::User(user_id);
+        if open.get(&user).copied().unwrap_or(0) >= per_user {
+            return Err(Crowded::User);
+        }
+        let address = address.map(|a| Holder::Address(a.to_owned()));
+        if let Some(a) = &address
+            && open.get(a).copied().unwrap_or(0) >= per_address
+        {
+            return Err(Crowded::Address);
+        }
+        let holders: Vec<Holder> = std::iter::once(user).chain(address).collect();
+        for holder in &holders {
+            *open.entry(holder.clone()).or_default() += 1;
+        }
+        Ok(ConnectionSlot {
+            hub: self.clone(),
+            holders,
+        })
     }
 
     /// A process-unique id for a new connection.
@@ -89,6 +161,31 @@ impl SyncHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_are_bounded_per_user_and_address() {
+        let hub = Arc::new(SyncHub::new());
+        let limits = (2, 3);
+        let a = hub.admit(1, Some("10.0.0.1"), limits).expect("first");
+        let b = hub.admit(1, Some("10.0.0.1"), limits).expect("second");
+        assert_eq!(
+            hub.admit(1, Some("10.0.0.2"), limits).err(),
+            Some(Crowded::User)
+        );
+        let c = hub
+            .admit(2, Some("10.0.0.1"), limits)
+            .expect("another user");
+        assert_eq!(
+            hub.admit(3, Some("10.0.0.1"), limits).err(),
+            Some(Crowded::Address)
+        );
+        drop(a);
+        let _d = hub
+            .admit(1, Some("10.0.0.3"), limits)
+            .expect("a slot was freed");
+        drop((b, c));
+        assert_eq!(hub.open.lock().expect("lock").len(), 2);
+    }
 
     #[tokio::test]
     async fn one_merge_per_document_at_a_time() {

@@ -44,4 +44,8 @@ pub enum ProtocolError {
     /// The other side reported an error and is closing.
     #[error("peer reported an error: {0}")]
     Remote(String),
+    /// This side will not go on with the connection (a limit was reached,
+    /// the session ended); the text says why.
+    #[error("{0}")]
+    Refused(String),
 }

@@ -24,14 +24,18 @@ use sync_core::protocol::{
 use tokio::sync::broadcast::error::RecvError;
 use tracing::Instrument;
 
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+
 use crate::app::AppState;
 use crate::auth::AuthUser;
+use crate::error::AppError;
 use crate::extract::ClientAddr;
 use crate::ledger::LedgerProjection;
 use crate::metrics::{self, Direction};
 use crate::store::{AppendOutcome, Compaction, DocumentWrite, NewAuditEntry, StoreError};
 use crate::sync::payload::{self, PayloadLimits};
-use crate::sync::{MergeError, decide_access, documents};
+use crate::sync::{ConnectionSlot, Crowded, MergeError, decide_access, documents};
 
 /// The peer id the server announces.
 const SERVER_PEER_ID: &str = "visit-diary-server";
@@ -57,6 +61,28 @@ pub async fn upgrade(
     ClientAddr(remote_addr): ClientAddr,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let config = &state.config;
+    let slot = match state.sync_hub.admit(
+        user.user_id,
+        remote_addr.as_deref(),
+        (
+            config.max_sync_connections_per_user,
+            config.max_sync_connections_per_address,
+        ),
+    ) {
+        Ok(slot) => slot,
+        Err(crowded) => {
+            metrics::sync_connection_refused(match crowded {
+                Crowded::User => "user",
+                Crowded::Address => "address",
+            });
+            return AppError::Rejected {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: crowded.to_string(),
+            }
+            .into_response();
+        }
+    };
     let limit = message_limit(state.config.max_document_bytes);
     let id = state.sync_hub.next_connection_id();
     let span = tracing::info_span!("sync", user_id = user.user_id, connection = id);
@@ -65,6 +91,8 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             let connection = Connection {
                 conn: Some(ServerConnection::new(SERVER_PEER_ID)),
+                _slot: slot,
+                asked: HashSet::new(),
                 restored: HashSet::new(),
                 state,
                 user,
@@ -135,6 +163,11 @@ impl Drop for Gauge {
 struct Connection {
     /// The protocol state; `None` only while a blocking task holds it.
     conn: Option<ServerConnection>,
+    /// This connection's place in the per-user and per-address counts.
+    _slot: ConnectionSlot,
+    /// Documents whose access was decided on this connection, bounded by
+    /// `max_documents_per_connection` (each decision reads the database).
+    asked: HashSet<DocumentId>,
     /// Documents whose saved sync state was looked up on this connection
     /// (once each, before their first merge).
     restored: HashSet<DocumentId>,
@@ -202,7 +235,7 @@ impl Connection {
             Err(Fault::SessionEnded(why)) => {
                 tracing::info!(reason = why, "ending sync session");
                 metrics::sync_session_ended(why);
-                let ended = ProtocolError::Remote(format!("session ended: {why}"));
+                let ended = ProtocolError::Refused(format!("session ended: {why}"));
                 let _ = self.send(&ServerConnection::error_message(&ended)).await;
             }
             Err(Fault::Internal(detail)) => {
@@ -275,6 +308,13 @@ impl Connection {
             Message::Sync { document_id, .. } | Message::Request { document_id, .. }
                 if !self.conn()?.documents().any(|(d, _)| d == document_id) =>
             {
+                let max = self.state.config.max_documents_per_connection;
+                if self.asked.len() >= max && !self.asked.contains(document_id) {
+                    return Err(Fault::Protocol(ProtocolError::Refused(format!(
+                        "more than {max} documents on one connection; reconnect for more"
+                    ))));
+                }
+                self.asked.insert(*document_id);
                 decide_access(self.state.store.as_ref(), &self.user, document_id).await?
             }
             _ => Access::None,
