@@ -276,3 +276,27 @@ fn a_sync_without_progress_is_restarted() {
     // The first answer sets the baseline; then MAX_STALLED_ROUNDS more.
     assert_eq!(restarted_at, Some(MAX_STALLED_ROUNDS + 1));
 }
+
+/// The server's messages never advertise automerge's v2 sync messages, so
+/// peers keep sending change chunks the server can measure.
+#[test]
+fn the_server_sends_no_capability_flags() {
+    let collision = collision();
+    let (mut net, device) = network(ServerMode::Reload, &collision);
+    net.connect(device);
+    net.run_until_quiescent(40).expect("settles");
+    let down: Vec<&String> = net
+        .trace()
+        .iter()
+        .filter(|l| l.contains("<- server  sync"))
+        .collect();
+    assert!(!down.is_empty());
+    assert!(down.iter().all(|l| !l.contains("flags")), "{down:?}");
+    // The client's own messages do carry them (automerge always sends
+    // them), so the summary would show them.
+    assert!(
+        net.trace()
+            .iter()
+            .any(|l| l.contains("-> server  sync") && l.contains("flags"))
+    );
+}

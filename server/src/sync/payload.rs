@@ -11,7 +11,8 @@
 //!   a counting sink that stops at the limit, and the total decoded size of
 //!   the message is bounded by the document limit;
 //! - whole-document chunks (automerge's "v2" sync messages) are refused: the
-//!   server never advertises v2 (see [`strip_capabilities`]), so a
+//!   server never advertises v2 (`ServerConnection::push` sends no
+//!   capability flags), so a
 //!   well-behaved peer only ever sends change chunks, whose columns automerge
 //!   refuses to see compressed;
 //! - the number of operations is bounded (run-length encoding makes millions
@@ -287,21 +288,6 @@ fn existing_depth(doc: &Automerge, (counter, actor): &(u64, ActorId), limit: usi
         .map_or(0, |parents| parents.take(limit + 1).count())
 }
 
-/// Removes the capability flags from a sync message the server sends, so
-/// the peer never learns that the server understands automerge's v2 sync
-/// messages and keeps sending plain change chunks, which [`check`] can
-/// measure. (A peer that sends v2 anyway is refused by [`check`].) Anything
-/// that does not decode is passed on unchanged.
-pub fn strip_capabilities(data: Vec<u8>) -> Vec<u8> {
-    match sync::Message::decode(&data) {
-        Ok(mut message) if message.flags.is_some() => {
-            message.flags = None;
-            message.encode()
-        }
-        _ => data,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use sync_core::automerge::transaction::Transactable;
@@ -432,26 +418,5 @@ mod tests {
             check(&Automerge::new(), &m, &limits()),
             Err(PayloadError::Malformed(_))
         ));
-    }
-
-    #[test]
-    fn capabilities_are_stripped() {
-        let mut state = sync::State::new();
-        let data = sync::SyncDoc::generate_sync_message(&nested(1), &mut state)
-            .expect("a message")
-            .encode();
-        assert!(
-            sync::Message::decode(&data)
-                .expect("decodes")
-                .flags
-                .is_some()
-        );
-        let stripped = strip_capabilities(data);
-        assert!(
-            sync::Message::decode(&stripped)
-                .expect("decodes")
-                .flags
-                .is_none()
-        );
     }
 }

@@ -152,13 +152,14 @@ impl Message {
         };
         match automerge::sync::Message::decode(data) {
             Ok(m) => format!(
-                "{} heads=[{}] need=[{}] have={} changes={} ({} B)",
+                "{} heads=[{}] need=[{}] have={} changes={} ({} B){}",
                 self.type_name(),
                 short(&m.heads),
                 short(&m.need),
                 m.have.len(),
                 m.changes.len(),
                 data.len(),
+                if m.flags.is_some() { " flags" } else { "" },
             ),
             Err(e) => format!("{} (undecodable: {e})", self.type_name()),
         }

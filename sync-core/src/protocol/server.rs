@@ -347,10 +347,16 @@ impl ServerConnection {
     /// A sync message for a document that changed elsewhere (another
     /// connection, a supervisor's action), if this connection syncs it and
     /// the peer lacks something.
+    ///
+    /// Messages carry no capability flags: peers never learn that this side
+    /// could take automerge's v2 sync messages (a whole compressed document
+    /// in one chunk), so they send change chunks, which the server measures
+    /// before applying them.
     pub fn push(&mut self, document_id: &DocumentId, doc: &Automerge) -> Option<Message> {
         let client = self.client_peer_id()?.to_owned();
         let d = self.docs.get_mut(document_id)?;
-        let m = doc.generate_sync_message(&mut d.state)?;
+        let mut m = doc.generate_sync_message(&mut d.state)?;
+        m.flags = None;
         Some(Message::Sync {
             document_id: *document_id,
             sender_id: self.peer_id.clone(),

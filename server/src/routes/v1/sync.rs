@@ -34,7 +34,7 @@ use crate::extract::ClientAddr;
 use crate::ledger::LedgerProjection;
 use crate::metrics::{self, Direction};
 use crate::store::{AppendOutcome, Compaction, DocumentWrite, NewAuditEntry, StoreError};
-use crate::sync::payload::{self, PayloadLimits};
+use crate::sync::payload::PayloadLimits;
 use crate::sync::{ConnectionSlot, Crowded, MergeError, decide_access, documents};
 
 /// The peer id the server announces.
@@ -273,24 +273,7 @@ impl Connection {
 
     async fn send(&mut self, message: &Message) -> Result<(), Fault> {
         metrics::sync_message(Direction::Out);
-        let bytes = match message {
-            // Never advertise automerge's v2 sync messages (whole-document
-            // chunks), so peers send change chunks the server can measure
-            // before applying them (see `sync::payload`).
-            Message::Sync {
-                document_id,
-                sender_id,
-                target_id,
-                data,
-            } => Message::Sync {
-                document_id: *document_id,
-                sender_id: sender_id.clone(),
-                target_id: target_id.clone(),
-                data: payload::strip_capabilities(data.clone()),
-            }
-            .encode(),
-            other => other.encode(),
-        };
+        let bytes = message.encode();
         self.socket
             .send(ws::Message::Binary(bytes.into()))
             .await
