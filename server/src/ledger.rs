@@ -2,20 +2,19 @@
 //!
 //! - [`projection`]: [`LedgerProjection`], the rows one automerge document
 //!   stands for (a pure function, unit-tested).
-//! - `sqlite.rs`, `postgres.rs`: the SQL that replaces a document's rows
-//!   (called by the store inside the transaction that stores a chunk, see
+//! - The SQL that replaces a document's rows (called by the store inside the
+//!   transaction that stores a chunk, see
 //!   [`DocumentWrite::ledger`](crate::store::DocumentWrite::ledger)) and
-//!   answers ledger queries.
+//!   answers ledger queries lives with each backend, under `store/`; this
+//!   module holds only backend-free code and plain types.
 //! - [`rebuild`]: `server ledger rebuild`, which projects every stored
 //!   document again.
 //!
 //! The ledger is never the source of truth: it can be dropped and rebuilt
 //! from the documents at any time.
 
-pub(crate) mod postgres;
 pub mod projection;
 pub mod rebuild;
-pub(crate) mod sqlite;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -7,6 +7,8 @@
 //! NOTHING` before locking it, so two processes creating the same document at
 //! once also queue on the row instead of failing.
 
+mod ledger;
+
 use std::str::FromStr;
 
 use async_trait::async_trait;
@@ -481,7 +483,7 @@ impl Store for PostgresStore {
         // interleave. (This is also where a `pg_notify` for other server
         // processes belongs: NOTIFY is delivered only on commit.)
         if let Some(ledger) = &write.ledger {
-            crate::ledger::postgres::replace(&mut tx, &write.document_id, ledger).await?;
+            ledger::replace(&mut tx, &write.document_id, ledger).await?;
         }
 
         let (pending_chunks, pending_bytes): (i64, i64) = sqlx::query_as(
@@ -566,7 +568,7 @@ impl Store for PostgresStore {
                 "the document changed since it was loaded".to_owned(),
             ));
         }
-        crate::ledger::postgres::replace(&mut tx, document_id, ledger).await?;
+        ledger::replace(&mut tx, document_id, ledger).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -575,7 +577,7 @@ impl Store for PostgresStore {
         &self,
         query: &crate::ledger::LedgerQuery,
     ) -> StoreResult<crate::ledger::LedgerPage> {
-        Ok(crate::ledger::postgres::query(&self.pool, query).await?)
+        Ok(ledger::query(&self.pool, query).await?)
     }
 
     async fn load_sync_state(

@@ -8,6 +8,8 @@
 //! half-way when a read transaction tries to upgrade. That also serialises
 //! writes to one document.
 
+mod ledger;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -496,7 +498,7 @@ impl Store for SqliteStore {
 
         // The ledger rows commit (or not) together with the chunk.
         if let Some(ledger) = &write.ledger {
-            crate::ledger::sqlite::replace(&mut tx, &write.document_id, ledger).await?;
+            ledger::replace(&mut tx, &write.document_id, ledger).await?;
         }
 
         let meta = sqlx::query_as::<_, DocumentMeta>(concat!(
@@ -593,7 +595,7 @@ impl Store for SqliteStore {
                 "the document changed since it was loaded".to_owned(),
             ));
         }
-        crate::ledger::sqlite::replace(&mut tx, document_id, ledger).await?;
+        ledger::replace(&mut tx, document_id, ledger).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -602,7 +604,7 @@ impl Store for SqliteStore {
         &self,
         query: &crate::ledger::LedgerQuery,
     ) -> StoreResult<crate::ledger::LedgerPage> {
-        Ok(crate::ledger::sqlite::query(&self.pool, query).await?)
+        Ok(ledger::query(&self.pool, query).await?)
     }
 
     async fn load_sync_state(

@@ -2,7 +2,7 @@
 
 use sqlx::{SqliteConnection, SqlitePool};
 
-use super::{LedgerItem, LedgerPage, LedgerProjection, LedgerQuery};
+use crate::ledger::{LedgerItem, LedgerPage, LedgerProjection, LedgerQuery};
 
 /// Replaces every ledger row of `document_id` with `ledger`, on the caller's
 /// connection (inside its transaction).

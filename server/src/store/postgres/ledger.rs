@@ -1,8 +1,8 @@
-//! Ledger SQL for PostgreSQL (kept parallel to `sqlite.rs`).
+//! Ledger SQL for PostgreSQL.
 
 use sqlx::{PgConnection, PgPool};
 
-use super::{LedgerItem, LedgerPage, LedgerProjection, LedgerQuery};
+use crate::ledger::{LedgerItem, LedgerPage, LedgerProjection, LedgerQuery};
 
 /// Replaces every ledger row of `document_id` with `ledger`, on the caller's
 /// connection (inside its transaction).
