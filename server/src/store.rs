@@ -12,6 +12,7 @@
 mod error;
 mod model;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::fmt;
