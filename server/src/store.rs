@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sync_core::DocumentId;
 
 pub use error::{BoxError, StoreError};
 pub use model::{
@@ -134,11 +135,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     // ----- documents -----
 
     /// A document's metadata, without its content.
-    async fn get_document_meta(&self, id: &str) -> StoreResult<Option<DocumentMeta>>;
+    async fn get_document_meta(&self, id: &DocumentId) -> StoreResult<Option<DocumentMeta>>;
 
     /// A document's snapshot and pending chunks, read consistently (a
     /// concurrent compaction is either wholly visible or not at all).
-    async fn load_document(&self, id: &str) -> StoreResult<Option<StoredDocument>>;
+    async fn load_document(&self, id: &DocumentId) -> StoreResult<Option<StoredDocument>>;
 
     /// Documents owned by a user, ordered by id.
     async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentMeta>>;
@@ -171,7 +172,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// was written since the caller loaded it, so this projection is stale).
     async fn replace_ledger(
         &self,
-        document_id: &str,
+        document_id: &DocumentId,
         ledger: &crate::ledger::LedgerProjection,
         expected_updated_at: DateTime<Utc>,
     ) -> StoreResult<()>;
@@ -188,7 +189,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// (see [`Store::save_sync_state`]).
     async fn load_sync_state(
         &self,
-        document_id: &str,
+        document_id: &DocumentId,
         user_id: i64,
         device_id: &str,
     ) -> StoreResult<Option<Vec<u8>>>;
@@ -198,7 +199,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// stored document).
     async fn save_sync_state(
         &self,
-        document_id: &str,
+        document_id: &DocumentId,
         user_id: i64,
         device_id: &str,
         state: &[u8],

@@ -96,7 +96,7 @@ pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, 
             summary.cards += ledger.cards.len();
             store
                 .append_changes(DocumentWrite {
-                    document_id: doc_id.to_string(),
+                    document_id: doc_id,
                     create: Some(NewDocument {
                         kind,
                         owner_user_id: user.id,

@@ -6,6 +6,7 @@
 //! again, so a rebuild never overwrites newer rows with older ones.
 
 use sync_core::automerge::{self, Automerge};
+use sync_core::{DocumentId, DocumentIdError};
 
 use super::LedgerProjection;
 use crate::store::{Store, StoreError, StoredDocument};
@@ -27,6 +28,16 @@ pub enum RebuildError {
         /// What automerge said.
         #[source]
         source: Box<automerge::AutomergeError>,
+    },
+    /// A stored document's id is not a document id: the database holds a
+    /// row the server did not write.
+    #[error("stored document id {document:?} is not a document id")]
+    Id {
+        /// The stored id.
+        document: String,
+        /// Why it does not parse.
+        #[source]
+        source: DocumentIdError,
     },
     /// A document kept changing while it was rebuilt.
     #[error("document {0} kept changing; run the rebuild again")]
@@ -59,21 +70,25 @@ pub async fn rebuild(
     let total = documents.len();
     let mut summary = RebuildSummary::default();
     for (done, meta) in documents.iter().enumerate() {
+        let id: DocumentId = meta.id.parse().map_err(|source| RebuildError::Id {
+            document: meta.id.clone(),
+            source,
+        })?;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let Some(stored) = store.load_document(&meta.id).await? else {
+            let Some(stored) = store.load_document(&id).await? else {
                 break; // deleted meanwhile
             };
-            let id = meta.id.clone();
+            let name = meta.id.clone();
             let updated_at = stored.meta.updated_at;
             let projected =
-                tokio::task::spawn_blocking(move || project_stored(&id, &stored)).await??;
+                tokio::task::spawn_blocking(move || project_stored(&name, &stored)).await??;
             let (ledger, ok) = match projected {
                 Some(ledger) => (ledger, true),
                 None => (LedgerProjection::default(), false),
             };
-            match store.replace_ledger(&meta.id, &ledger, updated_at).await {
+            match store.replace_ledger(&id, &ledger, updated_at).await {
                 Ok(()) => {
                     summary.rows += ledger.len();
                     summary.unprojectable += usize::from(!ok);

@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sync_core::DocumentId;
 
 /// Error for a text column or CLI argument that does not name a known variant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -341,7 +342,7 @@ pub struct NewDocument {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocumentWrite {
     /// The document written to.
-    pub document_id: String,
+    pub document_id: DocumentId,
     /// `Some` when the writer may create the document. If the document
     /// already exists its owner must equal `create.owner_user_id`, otherwise
     /// the write fails with `Conflict` (a document id belongs to the user who
@@ -385,7 +386,7 @@ pub struct AppendOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compaction {
     /// The document compacted.
-    pub document_id: String,
+    pub document_id: DocumentId,
     /// `snapshot_heads` of the document as the caller loaded it.
     pub base_heads: Option<String>,
     /// The new snapshot (automerge `save()` of the merged document).

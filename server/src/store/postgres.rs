@@ -22,6 +22,8 @@ use super::{
     NewAuditEntry, NewRefreshToken, NewUnit, NewUser, RefreshReplacement, RefreshRotation,
     RefreshToken, Store, StoreError, StoreResult, StoredDocument, Unit, User, dedup_ids,
 };
+use sync_core::DocumentId;
+
 use crate::ledger::{LedgerPage, LedgerProjection, LedgerQuery};
 
 /// The shared statements, on PostgreSQL.
@@ -170,11 +172,11 @@ impl Store for PostgresStore {
         Q::revoke_family(&self.pool, family_id, now).await
     }
 
-    async fn get_document_meta(&self, id: &str) -> StoreResult<Option<DocumentMeta>> {
+    async fn get_document_meta(&self, id: &DocumentId) -> StoreResult<Option<DocumentMeta>> {
         Q::get_document_meta(&self.pool, id).await
     }
 
-    async fn load_document(&self, id: &str) -> StoreResult<Option<StoredDocument>> {
+    async fn load_document(&self, id: &DocumentId) -> StoreResult<Option<StoredDocument>> {
         // READ COMMITTED would let a compaction commit between the two reads
         // (old snapshot, chunks already deleted); REPEATABLE READ pins one
         // snapshot of the database for the whole transaction.
@@ -204,6 +206,7 @@ impl Store for PostgresStore {
     }
 
     async fn append_changes(&self, write: DocumentWrite) -> StoreResult<AppendOutcome> {
+        let document_id = write.document_id.to_string();
         let mut tx = self.pool.begin().await?;
         let mut created = false;
         if let Some(new) = &write.create {
@@ -213,7 +216,7 @@ impl Store for PostgresStore {
                  ON CONFLICT (id) DO NOTHING
                  RETURNING id",
             )
-            .bind(&write.document_id)
+            .bind(&document_id)
             .bind(new.kind.as_str())
             .bind(new.owner_user_id)
             .bind(new.year)
@@ -225,7 +228,7 @@ impl Store for PostgresStore {
         // The per-document lock: held until commit, across every process.
         let Some(existing) =
             sqlx::query_as::<_, DocumentMeta>(concat!(document_by_id!(), " FOR UPDATE"))
-                .bind(&write.document_id)
+                .bind(&document_id)
                 .fetch_optional(&mut *tx)
                 .await?
         else {
@@ -239,7 +242,7 @@ impl Store for PostgresStore {
             ));
         }
 
-        let chunk_id = Q::insert_chunk(&mut tx, &write.document_id, &write.data, write.at).await?;
+        let chunk_id = Q::insert_chunk(&mut tx, &document_id, &write.data, write.at).await?;
         let meta = if created {
             existing
         } else {
@@ -248,7 +251,7 @@ impl Store for PostgresStore {
                 doc_cols!()
             ))
             .bind(write.at)
-            .bind(&write.document_id)
+            .bind(&document_id)
             .fetch_one(&mut *tx)
             .await?
         };
@@ -258,14 +261,14 @@ impl Store for PostgresStore {
         // interleave. (This is also where a `pg_notify` for other server
         // processes belongs: NOTIFY is delivered only on commit.)
         if let Some(ledger) = &write.ledger {
-            Q::replace_ledger_rows(&mut tx, &write.document_id, ledger).await?;
+            Q::replace_ledger_rows(&mut tx, &document_id, ledger).await?;
         }
 
         let (pending_chunks, pending_bytes): (i64, i64) = sqlx::query_as(
             "SELECT COUNT(*), COALESCE(SUM(octet_length(data)), 0)::BIGINT
              FROM document_chunks WHERE document_id = $1",
         )
-        .bind(&write.document_id)
+        .bind(&document_id)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -279,12 +282,13 @@ impl Store for PostgresStore {
     }
 
     async fn compact(&self, compaction: Compaction) -> StoreResult<()> {
+        let document_id = compaction.document_id.to_string();
         let replaced = dedup_ids(&compaction.replaced_chunk_ids);
         let mut tx = self.pool.begin().await?;
         let Some(current_heads) = sqlx::query_scalar::<_, Option<String>>(
             "SELECT snapshot_heads FROM documents WHERE id = $1 FOR UPDATE",
         )
-        .bind(&compaction.document_id)
+        .bind(&document_id)
         .fetch_optional(&mut *tx)
         .await?
         else {
@@ -298,7 +302,7 @@ impl Store for PostgresStore {
         let present: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM document_chunks WHERE document_id = $1 AND id = ANY($2)",
         )
-        .bind(&compaction.document_id)
+        .bind(&document_id)
         .bind(&replaced)
         .fetch_one(&mut *tx)
         .await?;
@@ -309,13 +313,13 @@ impl Store for PostgresStore {
         }
         Q::set_snapshot(
             &mut tx,
-            &compaction.document_id,
+            &document_id,
             &compaction.snapshot,
             &compaction.heads,
         )
         .await?;
         sqlx::query("DELETE FROM document_chunks WHERE document_id = $1 AND id = ANY($2)")
-            .bind(&compaction.document_id)
+            .bind(&document_id)
             .bind(&replaced)
             .execute(&mut *tx)
             .await?;
@@ -325,7 +329,7 @@ impl Store for PostgresStore {
 
     async fn replace_ledger(
         &self,
-        document_id: &str,
+        document_id: &DocumentId,
         ledger: &LedgerProjection,
         expected_updated_at: DateTime<Utc>,
     ) -> StoreResult<()> {
@@ -338,7 +342,7 @@ impl Store for PostgresStore {
 
     async fn load_sync_state(
         &self,
-        document_id: &str,
+        document_id: &DocumentId,
         user_id: i64,
         device_id: &str,
     ) -> StoreResult<Option<Vec<u8>>> {
@@ -347,7 +351,7 @@ impl Store for PostgresStore {
 
     async fn save_sync_state(
         &self,
-        document_id: &str,
+        document_id: &DocumentId,
         user_id: i64,
         device_id: &str,
         state: &[u8],

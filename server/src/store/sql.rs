@@ -20,6 +20,8 @@ use super::{
     RefreshReplacement, RefreshRotation, RefreshToken, StoreError, StoreResult, StoredDocument,
     Unit, User,
 };
+use sync_core::DocumentId;
+
 use crate::ledger::{LedgerItem, LedgerPage, LedgerProjection, LedgerQuery};
 
 // Column lists as macros so `concat!` can build `&'static str` queries (sqlx
@@ -355,10 +357,10 @@ where
 
     pub(super) async fn get_document_meta(
         pool: &Pool<DB>,
-        id: &str,
+        id: &DocumentId,
     ) -> StoreResult<Option<DocumentMeta>> {
         Ok(sqlx::query_as::<DB, DocumentMeta>(document_by_id!())
-            .bind(id)
+            .bind(id.to_string())
             .fetch_optional(pool)
             .await?)
     }
@@ -368,8 +370,10 @@ where
     /// database for all three reads.
     pub(super) async fn load_document(
         conn: &mut DB::Connection,
-        id: &str,
+        id: &DocumentId,
     ) -> StoreResult<Option<StoredDocument>> {
+        let id = id.to_string();
+        let id = id.as_str();
         let Some(meta) = sqlx::query_as::<DB, DocumentMeta>(document_by_id!())
             .bind(id)
             .fetch_optional(&mut *conn)
@@ -447,7 +451,7 @@ where
 
     pub(super) async fn load_sync_state(
         pool: &Pool<DB>,
-        document_id: &str,
+        document_id: &DocumentId,
         user_id: i64,
         device_id: &str,
     ) -> StoreResult<Option<Vec<u8>>> {
@@ -455,7 +459,7 @@ where
             "SELECT state FROM sync_states
              WHERE document_id = $1 AND user_id = $2 AND device_id = $3",
         )
-        .bind(document_id)
+        .bind(document_id.to_string())
         .bind(user_id)
         .bind(device_id)
         .fetch_optional(pool)
@@ -464,7 +468,7 @@ where
 
     pub(super) async fn save_sync_state(
         pool: &Pool<DB>,
-        document_id: &str,
+        document_id: &DocumentId,
         user_id: i64,
         device_id: &str,
         state: &[u8],
@@ -477,7 +481,7 @@ where
              ON CONFLICT (document_id, user_id, device_id)
              DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
         )
-        .bind(document_id)
+        .bind(document_id.to_string())
         .bind(user_id)
         .bind(device_id)
         .bind(state)
@@ -518,12 +522,13 @@ where
     pub(super) async fn replace_ledger_if_unchanged(
         conn: &mut DB::Connection,
         select_updated_at: &'static str,
-        document_id: &str,
+        document_id: &DocumentId,
         ledger: &LedgerProjection,
         expected_updated_at: DateTime<Utc>,
     ) -> StoreResult<()> {
+        let document_id = document_id.to_string();
         let Some(updated_at) = sqlx::query_scalar::<DB, DateTime<Utc>>(select_updated_at)
-            .bind(document_id)
+            .bind(document_id.as_str())
             .fetch_optional(&mut *conn)
             .await?
         else {
@@ -534,7 +539,7 @@ where
                 "the document changed since it was loaded".to_owned(),
             ));
         }
-        Self::replace_ledger_rows(conn, document_id, ledger).await
+        Self::replace_ledger_rows(conn, &document_id, ledger).await
     }
 
     /// Replaces every ledger row of `document_id` with `ledger`, inside the

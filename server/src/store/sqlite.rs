@@ -26,6 +26,8 @@ use super::{
     NewAuditEntry, NewRefreshToken, NewUnit, NewUser, RefreshReplacement, RefreshRotation,
     RefreshToken, Store, StoreError, StoreResult, StoredDocument, Unit, User, dedup_ids,
 };
+use sync_core::DocumentId;
+
 use crate::ledger::{LedgerPage, LedgerProjection, LedgerQuery};
 
 /// How long a connection waits for the write lock before giving up.
@@ -199,11 +201,11 @@ impl Store for SqliteStore {
         Q::revoke_family(&self.pool, family_id, now).await
     }
 
-    async fn get_document_meta(&self, id: &str) -> StoreResult<Option<DocumentMeta>> {
+    async fn get_document_meta(&self, id: &DocumentId) -> StoreResult<Option<DocumentMeta>> {
         Q::get_document_meta(&self.pool, id).await
     }
 
-    async fn load_document(&self, id: &str) -> StoreResult<Option<StoredDocument>> {
+    async fn load_document(&self, id: &DocumentId) -> StoreResult<Option<StoredDocument>> {
         // A deferred transaction: in WAL mode its first read fixes a snapshot,
         // so the snapshot and the chunks come from the same committed state.
         let mut tx = self.pool.begin().await?;
@@ -229,9 +231,10 @@ impl Store for SqliteStore {
     }
 
     async fn append_changes(&self, write: DocumentWrite) -> StoreResult<AppendOutcome> {
+        let document_id = write.document_id.to_string();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let existing = sqlx::query_as::<_, DocumentMeta>(document_by_id!())
-            .bind(&write.document_id)
+            .bind(&document_id)
             .fetch_optional(&mut *tx)
             .await?;
 
@@ -242,7 +245,7 @@ impl Store for SqliteStore {
                     "INSERT INTO documents (id, kind, owner_user_id, year, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $5)",
                 )
-                .bind(&write.document_id)
+                .bind(&document_id)
                 .bind(new.kind.as_str())
                 .bind(new.owner_user_id)
                 .bind(new.year)
@@ -259,28 +262,28 @@ impl Store for SqliteStore {
             (Some(_), _) => false,
         };
 
-        let chunk_id = Q::insert_chunk(&mut tx, &write.document_id, &write.data, write.at).await?;
+        let chunk_id = Q::insert_chunk(&mut tx, &document_id, &write.data, write.at).await?;
         if !created {
             sqlx::query("UPDATE documents SET updated_at = $1 WHERE id = $2")
                 .bind(write.at)
-                .bind(&write.document_id)
+                .bind(&document_id)
                 .execute(&mut *tx)
                 .await?;
         }
 
         // The ledger rows commit (or not) together with the chunk.
         if let Some(ledger) = &write.ledger {
-            Q::replace_ledger_rows(&mut tx, &write.document_id, ledger).await?;
+            Q::replace_ledger_rows(&mut tx, &document_id, ledger).await?;
         }
 
         let meta = sqlx::query_as::<_, DocumentMeta>(document_by_id!())
-            .bind(&write.document_id)
+            .bind(&document_id)
             .fetch_one(&mut *tx)
             .await?;
         let (pending_chunks, pending_bytes): (i64, i64) = sqlx::query_as(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM document_chunks WHERE document_id = $1",
         )
-        .bind(&write.document_id)
+        .bind(&document_id)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -294,12 +297,13 @@ impl Store for SqliteStore {
     }
 
     async fn compact(&self, compaction: Compaction) -> StoreResult<()> {
+        let document_id = compaction.document_id.to_string();
         let replaced = dedup_ids(&compaction.replaced_chunk_ids);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let Some(current_heads) = sqlx::query_scalar::<_, Option<String>>(
             "SELECT snapshot_heads FROM documents WHERE id = $1",
         )
-        .bind(&compaction.document_id)
+        .bind(&document_id)
         .fetch_optional(&mut *tx)
         .await?
         else {
@@ -315,7 +319,7 @@ impl Store for SqliteStore {
             "SELECT COUNT(*) FROM document_chunks
              WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
         )
-        .bind(&compaction.document_id)
+        .bind(&document_id)
         .bind(&ids)
         .fetch_one(&mut *tx)
         .await?;
@@ -326,7 +330,7 @@ impl Store for SqliteStore {
         }
         Q::set_snapshot(
             &mut tx,
-            &compaction.document_id,
+            &document_id,
             &compaction.snapshot,
             &compaction.heads,
         )
@@ -335,7 +339,7 @@ impl Store for SqliteStore {
             "DELETE FROM document_chunks
              WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
         )
-        .bind(&compaction.document_id)
+        .bind(&document_id)
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
@@ -345,7 +349,7 @@ impl Store for SqliteStore {
 
     async fn replace_ledger(
         &self,
-        document_id: &str,
+        document_id: &DocumentId,
         ledger: &LedgerProjection,
         expected_updated_at: DateTime<Utc>,
     ) -> StoreResult<()> {
@@ -358,7 +362,7 @@ impl Store for SqliteStore {
 
     async fn load_sync_state(
         &self,
-        document_id: &str,
+        document_id: &DocumentId,
         user_id: i64,
         device_id: &str,
     ) -> StoreResult<Option<Vec<u8>>> {
@@ -367,7 +371,7 @@ impl Store for SqliteStore {
 
     async fn save_sync_state(
         &self,
-        document_id: &str,
+        document_id: &DocumentId,
         user_id: i64,
         device_id: &str,
         state: &[u8],

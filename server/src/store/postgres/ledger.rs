@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::Q;
+use sync_core::DocumentId;
+
 use crate::ledger::{LedgerPage, LedgerProjection, LedgerQuery};
 use crate::store::StoreResult;
 use crate::store::sql::{self, LedgerSql};
@@ -15,7 +17,7 @@ use crate::store::sql::{self, LedgerSql};
 /// the commit, so no write to the document can come between them.
 pub(super) async fn replace(
     pool: &PgPool,
-    document_id: &str,
+    document_id: &DocumentId,
     ledger: &LedgerProjection,
     expected_updated_at: DateTime<Utc>,
 ) -> StoreResult<()> {

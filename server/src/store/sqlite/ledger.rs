@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
 use super::{Q, json_ids};
+use sync_core::DocumentId;
+
 use crate::ledger::{LedgerPage, LedgerProjection, LedgerQuery};
 use crate::store::StoreResult;
 use crate::store::sql::{self, LedgerSql};
@@ -15,7 +17,7 @@ use crate::store::sql::{self, LedgerSql};
 /// to the document can come between the check and the new rows.
 pub(super) async fn replace(
     pool: &SqlitePool,
-    document_id: &str,
+    document_id: &DocumentId,
     ledger: &LedgerProjection,
     expected_updated_at: DateTime<Utc>,
 ) -> StoreResult<()> {
