@@ -24,10 +24,9 @@ use sync_core::DocumentId;
 
 pub use error::{BoxError, StoreError};
 pub use model::{
-    AppendOutcome, AuditEntry, Compaction, DocumentChunk, DocumentKind, DocumentMeta,
-    DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser,
-    RefreshReplacement, RefreshRotation, RefreshToken, Role, StoredDocument, Unit, UnknownVariant,
-    User,
+    AppendOutcome, AuditEntry, Compaction, DocumentChunk, DocumentRow, DocumentWrite,
+    NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser, RefreshReplacement,
+    RefreshRotation, RefreshToken, Role, StoredDocument, StoredKind, Unit, UnknownVariant, User,
 };
 
 /// Shorthand for store results.
@@ -135,18 +134,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     // ----- documents -----
 
     /// A document's metadata, without its content.
-    async fn get_document_meta(&self, id: &DocumentId) -> StoreResult<Option<DocumentMeta>>;
+    async fn get_document_meta(&self, id: &DocumentId) -> StoreResult<Option<DocumentRow>>;
 
     /// A document's snapshot and pending chunks, read consistently (a
     /// concurrent compaction is either wholly visible or not at all).
     async fn load_document(&self, id: &DocumentId) -> StoreResult<Option<StoredDocument>>;
 
     /// Documents owned by a user, ordered by id.
-    async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentMeta>>;
+    async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentRow>>;
 
     /// Documents whose owner belongs to one of `unit_ids`, ordered by id.
     /// Combine with [`Store::unit_subtree`] for a supervisor's view.
-    async fn list_documents_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<DocumentMeta>>;
+    async fn list_documents_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<DocumentRow>>;
 
     /// Appends one chunk of incremental changes to a document, creating the
     /// document if allowed (see [`DocumentWrite::create`]), and commits before

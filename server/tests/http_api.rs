@@ -14,7 +14,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use server::auth::JwtKeys;
 use server::config::Config;
-use server::store::{DocumentKind, DocumentWrite, NewDocument, Role, Store};
+use server::store::{DocumentWrite, NewDocument, Role, Store, StoredKind};
 use server::{AppState, router};
 use tower::ServiceExt;
 
@@ -510,9 +510,9 @@ async fn me_documents_lists_only_the_callers_documents() {
         .expect("get")
         .expect("dora");
     for (id, owner, kind, year) in [
-        ("diaryA", alice.id, DocumentKind::Diary, Some(2025)),
-        ("contactsA", alice.id, DocumentKind::Contacts, None),
-        ("diaryD", dora.id, DocumentKind::Diary, Some(2025)),
+        ("diaryA", alice.id, StoredKind::Diary, Some(2025)),
+        ("contactsA", alice.id, StoredKind::Contacts, None),
+        ("diaryD", dora.id, StoredKind::Diary, Some(2025)),
     ] {
         store
             .append_changes(DocumentWrite {

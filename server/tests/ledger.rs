@@ -16,7 +16,7 @@ use server::config::Config;
 use server::demo::{DEMO_UNITS, DEMO_USERS, seed_demo_records};
 use server::ledger::{LedgerItem, LedgerProjection, LedgerQuery};
 use server::store::sqlite::SqliteStore;
-use server::store::{ConnectOptions, DocumentKind, DocumentWrite, NewDocument, Store, Unit};
+use server::store::{ConnectOptions, DocumentWrite, NewDocument, Store, StoredKind, Unit};
 use server::{AppState, router};
 use sync_core::automerge::{AutoCommit, ROOT, transaction::Transactable};
 use tower::ServiceExt;
@@ -110,7 +110,7 @@ async fn rebuild_reproduces_the_written_rows(store: Arc<dyn Store>) {
     s.append_changes(DocumentWrite {
         document_id: named_id("foreign"),
         create: Some(NewDocument {
-            kind: DocumentKind::Unknown,
+            kind: StoredKind::Unknown,
             owner_user_id: cadre.id,
             year: None,
         }),
@@ -489,7 +489,7 @@ async fn duplicate_ids_do_not_fail_the_write(store: Arc<dyn Store>) {
     s.append_changes(DocumentWrite {
         document_id: named_id("dup"),
         create: Some(NewDocument {
-            kind: DocumentKind::Diary,
+            kind: StoredKind::Diary,
             owner_user_id: cadre.id,
             year: Some(2026),
         }),
@@ -533,6 +533,6 @@ fn named_id(name: &str) -> sync_core::DocumentId {
 }
 
 /// The id of a stored document.
-fn id_of(meta: &server::store::DocumentMeta) -> sync_core::DocumentId {
+fn id_of(meta: &server::store::DocumentRow) -> sync_core::DocumentId {
     meta.id.parse().expect("a stored document id")
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use common::t;
 use server::store::{
-    Compaction, DocumentKind, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken,
-    RefreshReplacement, RefreshRotation, Role, Store, StoreError,
+    Compaction, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, RefreshReplacement,
+    RefreshRotation, Role, Store, StoreError, StoredKind,
 };
 use sync_core::DocumentId;
 
@@ -81,7 +81,7 @@ mod cases {
         DocumentWrite {
             document_id: doc_id(id),
             create: owner.map(|owner_user_id| NewDocument {
-                kind: DocumentKind::Diary,
+                kind: StoredKind::Diary,
                 owner_user_id,
                 year: Some(2025),
             }),
@@ -452,7 +452,7 @@ mod cases {
         assert!(first.created);
         assert_eq!(first.pending_chunks, 1);
         assert_eq!(first.pending_bytes, 7);
-        assert_eq!(first.meta.kind, DocumentKind::Diary);
+        assert_eq!(first.meta.kind, StoredKind::Diary);
         assert_eq!(first.meta.owner_user_id, alice.id);
         assert_eq!(first.meta.year, Some(2025));
         assert_eq!(first.meta.created_at, t(10));
@@ -497,7 +497,7 @@ mod cases {
         s.append_changes(DocumentWrite {
             document_id: doc_id("doc-b"),
             create: Some(NewDocument {
-                kind: DocumentKind::Contacts,
+                kind: StoredKind::Contacts,
                 owner_user_id: alice.id,
                 year: None,
             }),
@@ -512,7 +512,7 @@ mod cases {
             .await
             .expect("load")
             .expect("doc");
-        assert_eq!(b.meta.kind, DocumentKind::Contacts);
+        assert_eq!(b.meta.kind, StoredKind::Contacts);
         assert_eq!(b.meta.year, None);
         assert_eq!(b.chunks[0].data, binary);
     }
@@ -566,7 +566,7 @@ mod cases {
                 .expect("append");
         }
 
-        let ids = |docs: Vec<server::store::DocumentMeta>| -> Vec<String> {
+        let ids = |docs: Vec<server::store::DocumentRow>| -> Vec<String> {
             docs.into_iter().map(|d| d.id).collect()
         };
         assert_eq!(

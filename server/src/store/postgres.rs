@@ -18,7 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::sql::{Sql, doc_cols, document_by_id, refresh_by_hash, user_cols};
 use super::{
-    AppendOutcome, AuditEntry, Backend, Compaction, ConnectOptions, DocumentMeta, DocumentWrite,
+    AppendOutcome, AuditEntry, Backend, Compaction, ConnectOptions, DocumentRow, DocumentWrite,
     NewAuditEntry, NewRefreshToken, NewUnit, NewUser, RefreshReplacement, RefreshRotation,
     RefreshToken, Store, StoreError, StoreResult, StoredDocument, Unit, User, dedup_ids,
 };
@@ -172,7 +172,7 @@ impl Store for PostgresStore {
         Q::revoke_family(&self.pool, family_id, now).await
     }
 
-    async fn get_document_meta(&self, id: &DocumentId) -> StoreResult<Option<DocumentMeta>> {
+    async fn get_document_meta(&self, id: &DocumentId) -> StoreResult<Option<DocumentRow>> {
         Q::get_document_meta(&self.pool, id).await
     }
 
@@ -189,12 +189,12 @@ impl Store for PostgresStore {
         Ok(stored)
     }
 
-    async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentMeta>> {
+    async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentRow>> {
         Q::list_documents_for_owner(&self.pool, user_id).await
     }
 
-    async fn list_documents_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<DocumentMeta>> {
-        Ok(sqlx::query_as::<_, DocumentMeta>(
+    async fn list_documents_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<DocumentRow>> {
+        Ok(sqlx::query_as::<_, DocumentRow>(
             "SELECT d.id, d.kind, d.owner_user_id, d.year, d.created_at, d.updated_at, d.snapshot_heads
              FROM documents d JOIN users u ON u.id = d.owner_user_id
              WHERE u.unit_id = ANY($1)
@@ -227,7 +227,7 @@ impl Store for PostgresStore {
         }
         // The per-document lock: held until commit, across every process.
         let Some(existing) =
-            sqlx::query_as::<_, DocumentMeta>(concat!(document_by_id!(), " FOR UPDATE"))
+            sqlx::query_as::<_, DocumentRow>(concat!(document_by_id!(), " FOR UPDATE"))
                 .bind(&document_id)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -246,7 +246,7 @@ impl Store for PostgresStore {
         let meta = if created {
             existing
         } else {
-            sqlx::query_as::<_, DocumentMeta>(concat!(
+            sqlx::query_as::<_, DocumentRow>(concat!(
                 "UPDATE documents SET updated_at = $1 WHERE id = $2 RETURNING ",
                 doc_cols!()
             ))

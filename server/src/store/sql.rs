@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
 use super::{
-    AuditEntry, DocumentChunk, DocumentMeta, NewAuditEntry, NewRefreshToken, NewUnit, NewUser,
+    AuditEntry, DocumentChunk, DocumentRow, NewAuditEntry, NewRefreshToken, NewUnit, NewUser,
     RefreshReplacement, RefreshRotation, RefreshToken, StoreError, StoreResult, StoredDocument,
     Unit, User,
 };
@@ -105,7 +105,7 @@ where
     for<'r> Unit: FromRow<'r, DB::Row>,
     for<'r> User: FromRow<'r, DB::Row>,
     for<'r> RefreshToken: FromRow<'r, DB::Row>,
-    for<'r> DocumentMeta: FromRow<'r, DB::Row>,
+    for<'r> DocumentRow: FromRow<'r, DB::Row>,
     for<'r> DocumentChunk: FromRow<'r, DB::Row>,
     for<'r> AuditEntry: FromRow<'r, DB::Row>,
     for<'r> LedgerItem: FromRow<'r, DB::Row>,
@@ -358,8 +358,8 @@ where
     pub(super) async fn get_document_meta(
         pool: &Pool<DB>,
         id: &DocumentId,
-    ) -> StoreResult<Option<DocumentMeta>> {
-        Ok(sqlx::query_as::<DB, DocumentMeta>(document_by_id!())
+    ) -> StoreResult<Option<DocumentRow>> {
+        Ok(sqlx::query_as::<DB, DocumentRow>(document_by_id!())
             .bind(id.to_string())
             .fetch_optional(pool)
             .await?)
@@ -374,7 +374,7 @@ where
     ) -> StoreResult<Option<StoredDocument>> {
         let id = id.to_string();
         let id = id.as_str();
-        let Some(meta) = sqlx::query_as::<DB, DocumentMeta>(document_by_id!())
+        let Some(meta) = sqlx::query_as::<DB, DocumentRow>(document_by_id!())
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?
@@ -403,8 +403,8 @@ where
     pub(super) async fn list_documents_for_owner(
         pool: &Pool<DB>,
         user_id: i64,
-    ) -> StoreResult<Vec<DocumentMeta>> {
-        Ok(sqlx::query_as::<DB, DocumentMeta>(concat!(
+    ) -> StoreResult<Vec<DocumentRow>> {
+        Ok(sqlx::query_as::<DB, DocumentRow>(concat!(
             "SELECT ",
             doc_cols!(),
             " FROM documents WHERE owner_user_id = $1 ORDER BY id"

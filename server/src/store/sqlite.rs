@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 
 use super::sql::{Sql, document_by_id, refresh_by_hash, user_cols};
 use super::{
-    AppendOutcome, AuditEntry, Backend, Compaction, ConnectOptions, DocumentMeta, DocumentWrite,
+    AppendOutcome, AuditEntry, Backend, Compaction, ConnectOptions, DocumentRow, DocumentWrite,
     NewAuditEntry, NewRefreshToken, NewUnit, NewUser, RefreshReplacement, RefreshRotation,
     RefreshToken, Store, StoreError, StoreResult, StoredDocument, Unit, User, dedup_ids,
 };
@@ -201,7 +201,7 @@ impl Store for SqliteStore {
         Q::revoke_family(&self.pool, family_id, now).await
     }
 
-    async fn get_document_meta(&self, id: &DocumentId) -> StoreResult<Option<DocumentMeta>> {
+    async fn get_document_meta(&self, id: &DocumentId) -> StoreResult<Option<DocumentRow>> {
         Q::get_document_meta(&self.pool, id).await
     }
 
@@ -214,12 +214,12 @@ impl Store for SqliteStore {
         Ok(stored)
     }
 
-    async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentMeta>> {
+    async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentRow>> {
         Q::list_documents_for_owner(&self.pool, user_id).await
     }
 
-    async fn list_documents_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<DocumentMeta>> {
-        Ok(sqlx::query_as::<_, DocumentMeta>(
+    async fn list_documents_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<DocumentRow>> {
+        Ok(sqlx::query_as::<_, DocumentRow>(
             "SELECT d.id, d.kind, d.owner_user_id, d.year, d.created_at, d.updated_at, d.snapshot_heads
              FROM documents d JOIN users u ON u.id = d.owner_user_id
              WHERE u.unit_id IN (SELECT value FROM json_each($1))
@@ -233,7 +233,7 @@ impl Store for SqliteStore {
     async fn append_changes(&self, write: DocumentWrite) -> StoreResult<AppendOutcome> {
         let document_id = write.document_id.to_string();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let existing = sqlx::query_as::<_, DocumentMeta>(document_by_id!())
+        let existing = sqlx::query_as::<_, DocumentRow>(document_by_id!())
             .bind(&document_id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -276,7 +276,7 @@ impl Store for SqliteStore {
             Q::replace_ledger_rows(&mut tx, &document_id, ledger).await?;
         }
 
-        let meta = sqlx::query_as::<_, DocumentMeta>(document_by_id!())
+        let meta = sqlx::query_as::<_, DocumentRow>(document_by_id!())
             .bind(&document_id)
             .fetch_one(&mut *tx)
             .await?;

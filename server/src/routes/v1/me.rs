@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::AppError;
-use crate::store::{DocumentKind, Role};
+use crate::store::{Role, StoredKind};
 
 /// Answer of `GET /api/v1/me`.
 #[derive(Debug, Serialize)]
@@ -60,7 +60,7 @@ pub struct MyDocument {
     /// automerge-repo document id (`automerge:<id>` in an automerge URL).
     pub id: String,
     /// `diary` or `contacts` (`unknown` if the server could not tell).
-    pub kind: DocumentKind,
+    pub kind: StoredKind,
     /// Diary year; `null` for contacts.
     pub year: Option<i32>,
     /// The owner's username (always the caller here).
