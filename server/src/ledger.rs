@@ -36,9 +36,11 @@ pub struct LedgerQuery {
     pub status: Option<String>,
     /// `Category::as_str`.
     pub category: Option<String>,
-    /// Only petitions overdue on this China date (`YYYY-MM-DD`): open or in
-    /// progress with a deadline before it.
-    pub overdue_on: Option<String>,
+    /// Today's China date (`YYYY-MM-DD`), which deadlines are compared with
+    /// for [`LedgerItem::overdue`] and `overdue_only`.
+    pub today: String,
+    /// Only petitions overdue on `today`.
+    pub overdue_only: bool,
     /// Page size.
     pub limit: i64,
     /// Rows skipped.
@@ -87,4 +89,7 @@ pub struct LedgerItem {
     pub created_at: DateTime<Utc>,
     /// Number of events in its history.
     pub event_count: i64,
+    /// Open or in progress with a deadline before the query's `today`; the
+    /// same SQL as the `overdue_only` filter decides it.
+    pub overdue: bool,
 }

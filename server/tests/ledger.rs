@@ -79,13 +79,16 @@ async fn demo_records_fill_the_ledger(store: Arc<dyn Store>) {
         .expect("today");
     let overdue = s
         .query_ledger(&LedgerQuery {
-            overdue_on: Some(today),
+            today,
+            overdue_only: true,
             limit: 1000,
             ..LedgerQuery::default()
         })
         .await
         .expect("overdue");
     assert!(overdue.total >= 12, "overdue: {}", overdue.total);
+    // The filter and the column are one rule.
+    assert!(overdue.items.iter().all(|i| i.overdue));
     assert!(
         overdue
             .items

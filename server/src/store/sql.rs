@@ -706,7 +706,8 @@ where
             .bind(q.owner_user_id)
             .bind(&q.status)
             .bind(&q.category)
-            .bind(&q.overdue_on)
+            .bind(q.overdue_only)
+            .bind(&q.today)
             .fetch_one(&mut *tx)
             .await?;
         let items = sqlx::query_as::<DB, LedgerItem>(sql.page)
@@ -714,7 +715,8 @@ where
             .bind(q.owner_user_id)
             .bind(&q.status)
             .bind(&q.category)
-            .bind(&q.overdue_on)
+            .bind(q.overdue_only)
+            .bind(&q.today)
             .bind(q.limit)
             .bind(q.offset)
             .fetch_all(&mut *tx)
@@ -729,13 +731,15 @@ where
 pub(super) struct LedgerSql {
     /// `SELECT COUNT(*)` of every matching petition.
     pub(super) count: &'static str,
-    /// One page of them, newest first; `LIMIT $6 OFFSET $7`.
+    /// One page of them, newest first; `LIMIT $7 OFFSET $8`.
     pub(super) page: &'static str,
 }
 
 /// Whether a petition is overdue on the China date bound to `$param`: open
-/// or in progress with a deadline before it. The one spelling of the rule in
-/// SQL; sync-core's `PetitionState::is_overdue` is the same rule.
+/// or in progress with a deadline before it. The ledger's one spelling of
+/// the rule: the `overdue` filter and the `overdue` column of every ledger
+/// row use it (sync-core's `PetitionState::is_overdue` says the same for a
+/// document on the phone).
 macro_rules! petition_overdue {
     ($param:literal) => {
         concat!(
@@ -759,9 +763,11 @@ macro_rules! ledger_query_sql {
                 "SELECT p.id, p.document_id, un.code AS unit_code, un.name AS unit_name,
                         us.username AS owner, p.applicant_name, p.applicant_phone, p.matter,
                         p.category, p.level, p.responsible, p.deadline, p.status, p.created_at,
-                        p.event_count",
+                        p.event_count, ",
+                $crate::store::sql::petition_overdue!("$6"),
+                " AS overdue",
                 $crate::store::sql::ledger_query_sql!(@filter $unit_filter),
-                " ORDER BY p.created_at DESC, p.document_id, p.id LIMIT $6 OFFSET $7"
+                " ORDER BY p.created_at DESC, p.document_id, p.id LIMIT $7 OFFSET $8"
             ),
         }
     };
@@ -777,8 +783,8 @@ macro_rules! ledger_query_sql {
                 AND (CAST($2 AS BIGINT) IS NULL OR p.owner_user_id = $2)
                 AND (CAST($3 AS TEXT) IS NULL OR p.status = $3)
                 AND (CAST($4 AS TEXT) IS NULL OR p.category = $4)
-                AND (CAST($5 AS TEXT) IS NULL OR ",
-            $crate::store::sql::petition_overdue!("$5"),
+                AND (NOT $5 OR ",
+            $crate::store::sql::petition_overdue!("$6"),
             ")"
         )
     };
