@@ -11,25 +11,22 @@ mod ledger;
 
 use std::str::FromStr;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::sql::{Sql, doc_cols, document_by_id, refresh_by_hash, user_cols};
-use super::{
-    AppendOutcome, AuditEntry, Backend, Compaction, ConnectOptions, DocumentRow, DocumentWrite,
-    NewAuditEntry, NewRefreshToken, NewUnit, NewUser, RefreshReplacement, RefreshRotation,
-    RefreshToken, Store, StoreError, StoreResult, StoredDocument, Unit, User, dedup_ids,
-};
 use sync_core::DocumentId;
 
-use crate::ledger::{LedgerPage, LedgerProjection, LedgerQuery};
+use super::sql::{Sql, doc_cols, document_by_id, refresh_by_hash, user_cols};
+use super::{
+    AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentWrite,
+    RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument, User, dedup_ids,
+};
 
 /// The shared statements, on PostgreSQL.
 type Q = Sql<Postgres>;
 
-/// A [`Store`] on a PostgreSQL database.
+/// A [`Store`](super::Store) on a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -64,307 +61,191 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-#[async_trait]
-impl Store for PostgresStore {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
-    }
+// The `Store` impl is shared; the functions below are what it calls for the
+// methods whose transactions, locks or `IN` lists differ on PostgreSQL.
+super::sql::sql_store!(PostgresStore, Postgres, Backend::Postgres);
 
-    async fn migrate(&self) -> StoreResult<()> {
-        // sqlx takes an advisory lock while migrating, so several processes
-        // starting together do not race.
-        sqlx::migrate!("./migrations/postgres")
-            .run(&self.pool)
-            .await?;
-        Ok(())
-    }
+async fn migrate(pool: &PgPool) -> StoreResult<()> {
+    // sqlx takes an advisory lock while migrating, so several processes
+    // starting together do not race.
+    sqlx::migrate!("./migrations/postgres").run(pool).await?;
+    Ok(())
+}
 
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
+async fn list_users_in_units(pool: &PgPool, unit_ids: &[i64]) -> StoreResult<Vec<User>> {
+    Ok(sqlx::query_as::<_, User>(concat!(
+        "SELECT ",
+        user_cols!(),
+        " FROM users WHERE unit_id = ANY($1) ORDER BY id"
+    ))
+    .bind(unit_ids)
+    .fetch_all(pool)
+    .await?)
+}
 
-    async fn close(&self) {
-        self.pool.close().await;
-    }
+async fn rotate_refresh_token(
+    pool: &PgPool,
+    presented_hash: &str,
+    replacement: RefreshReplacement,
+    now: DateTime<Utc>,
+) -> StoreResult<RefreshRotation> {
+    // The row lock orders concurrent presentations of the same token: the
+    // second waits at the `FOR UPDATE` and then sees `rotated_at` set.
+    let mut tx = pool.begin().await?;
+    let rotation = Q::rotate_refresh_token(
+        &mut tx,
+        concat!(refresh_by_hash!(), " FOR UPDATE"),
+        presented_hash,
+        replacement,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(rotation)
+}
 
-    async fn create_unit(&self, unit: NewUnit) -> StoreResult<Unit> {
-        Q::create_unit(&self.pool, unit).await
-    }
-
-    async fn get_unit(&self, id: i64) -> StoreResult<Option<Unit>> {
-        Q::get_unit(&self.pool, id).await
-    }
-
-    async fn get_unit_by_code(&self, code: &str) -> StoreResult<Option<Unit>> {
-        Q::get_unit_by_code(&self.pool, code).await
-    }
-
-    async fn list_units(&self) -> StoreResult<Vec<Unit>> {
-        Q::list_units(&self.pool).await
-    }
-
-    async fn unit_subtree(&self, root: i64) -> StoreResult<Vec<Unit>> {
-        Q::unit_subtree(&self.pool, root).await
-    }
-
-    async fn is_unit_within(&self, unit: i64, root: i64) -> StoreResult<bool> {
-        Q::is_unit_within(&self.pool, unit, root).await
-    }
-
-    async fn create_user(&self, user: NewUser) -> StoreResult<User> {
-        Q::create_user(&self.pool, user).await
-    }
-
-    async fn get_user(&self, id: i64) -> StoreResult<Option<User>> {
-        Q::get_user(&self.pool, id).await
-    }
-
-    async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
-        Q::get_user_by_username(&self.pool, username).await
-    }
-
-    async fn list_users_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<User>> {
-        Ok(sqlx::query_as::<_, User>(concat!(
-            "SELECT ",
-            user_cols!(),
-            " FROM users WHERE unit_id = ANY($1) ORDER BY id"
-        ))
-        .bind(unit_ids)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn set_user_disabled(&self, user_id: i64, disabled: bool) -> StoreResult<()> {
-        Q::set_user_disabled(&self.pool, user_id, disabled).await
-    }
-
-    async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<RefreshToken> {
-        Q::insert_refresh_token(&self.pool, token).await
-    }
-
-    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
-        Q::get_refresh_token(&self.pool, token_hash).await
-    }
-
-    async fn rotate_refresh_token(
-        &self,
-        presented_hash: &str,
-        replacement: RefreshReplacement,
-        now: DateTime<Utc>,
-    ) -> StoreResult<RefreshRotation> {
-        // The row lock orders concurrent presentations of the same token: the
-        // second waits at the `FOR UPDATE` and then sees `rotated_at` set.
-        let mut tx = self.pool.begin().await?;
-        let rotation = Q::rotate_refresh_token(
-            &mut tx,
-            concat!(refresh_by_hash!(), " FOR UPDATE"),
-            presented_hash,
-            replacement,
-            now,
-        )
+async fn load_document(pool: &PgPool, id: &DocumentId) -> StoreResult<Option<StoredDocument>> {
+    // READ COMMITTED would let a compaction commit between the two reads
+    // (old snapshot, chunks already deleted); REPEATABLE READ pins one
+    // snapshot of the database for the whole transaction.
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await?;
-        tx.commit().await?;
-        Ok(rotation)
-    }
+    let stored = Q::load_document(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(stored)
+}
 
-    async fn revoke_refresh_family(&self, family_id: &str, now: DateTime<Utc>) -> StoreResult<u64> {
-        Q::revoke_family(&self.pool, family_id, now).await
-    }
+async fn list_documents_in_units(pool: &PgPool, unit_ids: &[i64]) -> StoreResult<Vec<DocumentRow>> {
+    Ok(sqlx::query_as::<_, DocumentRow>(
+        "SELECT d.id, d.kind, d.owner_user_id, d.year, d.created_at, d.updated_at, d.snapshot_heads
+         FROM documents d JOIN users u ON u.id = d.owner_user_id
+         WHERE u.unit_id = ANY($1)
+         ORDER BY d.id",
+    )
+    .bind(unit_ids)
+    .fetch_all(pool)
+    .await?)
+}
 
-    async fn get_document_meta(&self, id: &DocumentId) -> StoreResult<Option<DocumentRow>> {
-        Q::get_document_meta(&self.pool, id).await
-    }
-
-    async fn load_document(&self, id: &DocumentId) -> StoreResult<Option<StoredDocument>> {
-        // READ COMMITTED would let a compaction commit between the two reads
-        // (old snapshot, chunks already deleted); REPEATABLE READ pins one
-        // snapshot of the database for the whole transaction.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await?;
-        let stored = Q::load_document(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(stored)
-    }
-
-    async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentRow>> {
-        Q::list_documents_for_owner(&self.pool, user_id).await
-    }
-
-    async fn list_documents_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<DocumentRow>> {
-        Ok(sqlx::query_as::<_, DocumentRow>(
-            "SELECT d.id, d.kind, d.owner_user_id, d.year, d.created_at, d.updated_at, d.snapshot_heads
-             FROM documents d JOIN users u ON u.id = d.owner_user_id
-             WHERE u.unit_id = ANY($1)
-             ORDER BY d.id",
+async fn append_changes(pool: &PgPool, write: DocumentWrite) -> StoreResult<AppendOutcome> {
+    let document_id = write.document_id.to_string();
+    let mut tx = pool.begin().await?;
+    let mut created = false;
+    if let Some(new) = &write.create {
+        let inserted: Option<String> = sqlx::query_scalar(
+            "INSERT INTO documents (id, kind, owner_user_id, year, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id",
         )
-        .bind(unit_ids)
-        .fetch_all(&self.pool)
-        .await?)
+        .bind(&document_id)
+        .bind(new.kind.as_str())
+        .bind(new.owner_user_id)
+        .bind(new.year)
+        .bind(write.at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        created = inserted.is_some();
     }
-
-    async fn append_changes(&self, write: DocumentWrite) -> StoreResult<AppendOutcome> {
-        let document_id = write.document_id.to_string();
-        let mut tx = self.pool.begin().await?;
-        let mut created = false;
-        if let Some(new) = &write.create {
-            let inserted: Option<String> = sqlx::query_scalar(
-                "INSERT INTO documents (id, kind, owner_user_id, year, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $5)
-                 ON CONFLICT (id) DO NOTHING
-                 RETURNING id",
-            )
+    // The per-document lock: held until commit, across every process.
+    let Some(existing) =
+        sqlx::query_as::<_, DocumentRow>(concat!(document_by_id!(), " FOR UPDATE"))
             .bind(&document_id)
-            .bind(new.kind.as_str())
-            .bind(new.owner_user_id)
-            .bind(new.year)
-            .bind(write.at)
             .fetch_optional(&mut *tx)
-            .await?;
-            created = inserted.is_some();
-        }
-        // The per-document lock: held until commit, across every process.
-        let Some(existing) =
-            sqlx::query_as::<_, DocumentRow>(concat!(document_by_id!(), " FOR UPDATE"))
-                .bind(&document_id)
-                .fetch_optional(&mut *tx)
-                .await?
-        else {
-            return Err(StoreError::NotFound);
-        };
-        if let Some(new) = &write.create
-            && existing.owner_user_id != new.owner_user_id
-        {
-            return Err(StoreError::Conflict(
-                "document belongs to another user".to_owned(),
-            ));
-        }
-
-        let chunk_id = Q::insert_chunk(&mut tx, &document_id, &write.data, write.at).await?;
-        let meta = if created {
-            existing
-        } else {
-            sqlx::query_as::<_, DocumentRow>(concat!(
-                "UPDATE documents SET updated_at = $1 WHERE id = $2 RETURNING ",
-                doc_cols!()
-            ))
-            .bind(write.at)
-            .bind(&document_id)
-            .fetch_one(&mut *tx)
             .await?
-        };
+    else {
+        return Err(StoreError::NotFound);
+    };
+    if let Some(new) = &write.create
+        && existing.owner_user_id != new.owner_user_id
+    {
+        return Err(StoreError::Conflict(
+            "document belongs to another user".to_owned(),
+        ));
+    }
 
-        // The ledger rows commit (or not) together with the chunk. The row
-        // lock above is still held, so projections of one document never
-        // interleave. (This is also where a `pg_notify` for other server
-        // processes belongs: NOTIFY is delivered only on commit.)
-        if let Some(ledger) = &write.ledger {
-            Q::replace_ledger_rows(&mut tx, &document_id, ledger).await?;
-        }
-
-        let (pending_chunks, pending_bytes): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(octet_length(data)), 0)::BIGINT
-             FROM document_chunks WHERE document_id = $1",
-        )
+    let chunk_id = Q::insert_chunk(&mut tx, &document_id, &write.data, write.at).await?;
+    let meta = if created {
+        existing
+    } else {
+        sqlx::query_as::<_, DocumentRow>(concat!(
+            "UPDATE documents SET updated_at = $1 WHERE id = $2 RETURNING ",
+            doc_cols!()
+        ))
+        .bind(write.at)
         .bind(&document_id)
         .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(AppendOutcome {
-            meta,
-            created,
-            chunk_id,
-            pending_chunks: to_u64(pending_chunks),
-            pending_bytes: to_u64(pending_bytes),
-        })
+        .await?
+    };
+
+    // The ledger rows commit (or not) together with the chunk. The row
+    // lock above is still held, so projections of one document never
+    // interleave. (This is also where a `pg_notify` for other server
+    // processes belongs: NOTIFY is delivered only on commit.)
+    if let Some(ledger) = &write.ledger {
+        Q::replace_ledger_rows(&mut tx, &document_id, ledger).await?;
     }
 
-    async fn compact(&self, compaction: Compaction) -> StoreResult<()> {
-        let document_id = compaction.document_id.to_string();
-        let replaced = dedup_ids(&compaction.replaced_chunk_ids);
-        let mut tx = self.pool.begin().await?;
-        let Some(current_heads) = sqlx::query_scalar::<_, Option<String>>(
-            "SELECT snapshot_heads FROM documents WHERE id = $1 FOR UPDATE",
-        )
-        .bind(&document_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            return Err(StoreError::NotFound);
-        };
-        if current_heads != compaction.base_heads {
-            return Err(StoreError::Conflict(
-                "the snapshot changed since it was loaded".to_owned(),
-            ));
-        }
-        let present: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM document_chunks WHERE document_id = $1 AND id = ANY($2)",
-        )
+    let (pending_chunks, pending_bytes): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(octet_length(data)), 0)::BIGINT
+         FROM document_chunks WHERE document_id = $1",
+    )
+    .bind(&document_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(AppendOutcome {
+        meta,
+        created,
+        chunk_id,
+        pending_chunks: to_u64(pending_chunks),
+        pending_bytes: to_u64(pending_bytes),
+    })
+}
+
+async fn compact(pool: &PgPool, compaction: Compaction) -> StoreResult<()> {
+    let document_id = compaction.document_id.to_string();
+    let replaced = dedup_ids(&compaction.replaced_chunk_ids);
+    let mut tx = pool.begin().await?;
+    let Some(current_heads) = sqlx::query_scalar::<_, Option<String>>(
+        "SELECT snapshot_heads FROM documents WHERE id = $1 FOR UPDATE",
+    )
+    .bind(&document_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Err(StoreError::NotFound);
+    };
+    if current_heads != compaction.base_heads {
+        return Err(StoreError::Conflict(
+            "the snapshot changed since it was loaded".to_owned(),
+        ));
+    }
+    let present: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM document_chunks WHERE document_id = $1 AND id = ANY($2)",
+    )
+    .bind(&document_id)
+    .bind(&replaced)
+    .fetch_one(&mut *tx)
+    .await?;
+    if to_u64(present) != replaced.len() as u64 {
+        return Err(StoreError::Conflict(
+            "some chunks were already compacted".to_owned(),
+        ));
+    }
+    Q::set_snapshot(
+        &mut tx,
+        &document_id,
+        &compaction.snapshot,
+        &compaction.heads,
+    )
+    .await?;
+    sqlx::query("DELETE FROM document_chunks WHERE document_id = $1 AND id = ANY($2)")
         .bind(&document_id)
         .bind(&replaced)
-        .fetch_one(&mut *tx)
+        .execute(&mut *tx)
         .await?;
-        if to_u64(present) != replaced.len() as u64 {
-            return Err(StoreError::Conflict(
-                "some chunks were already compacted".to_owned(),
-            ));
-        }
-        Q::set_snapshot(
-            &mut tx,
-            &document_id,
-            &compaction.snapshot,
-            &compaction.heads,
-        )
-        .await?;
-        sqlx::query("DELETE FROM document_chunks WHERE document_id = $1 AND id = ANY($2)")
-            .bind(&document_id)
-            .bind(&replaced)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn replace_ledger(
-        &self,
-        document_id: &DocumentId,
-        ledger: &LedgerProjection,
-        expected_updated_at: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        ledger::replace(&self.pool, document_id, ledger, expected_updated_at).await
-    }
-
-    async fn query_ledger(&self, query: &LedgerQuery) -> StoreResult<LedgerPage> {
-        ledger::query(&self.pool, query).await
-    }
-
-    async fn load_sync_state(
-        &self,
-        document_id: &DocumentId,
-        user_id: i64,
-        device_id: &str,
-    ) -> StoreResult<Option<Vec<u8>>> {
-        Q::load_sync_state(&self.pool, document_id, user_id, device_id).await
-    }
-
-    async fn save_sync_state(
-        &self,
-        document_id: &DocumentId,
-        user_id: i64,
-        device_id: &str,
-        state: &[u8],
-        at: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        Q::save_sync_state(&self.pool, document_id, user_id, device_id, state, at).await
-    }
-
-    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<i64> {
-        Q::append_audit(&self.pool, entry).await
-    }
-
-    async fn list_audit(&self, limit: u32) -> StoreResult<Vec<AuditEntry>> {
-        Q::list_audit(&self.pool, limit).await
-    }
+    tx.commit().await?;
+    Ok(())
 }

@@ -10,6 +10,8 @@
 //! against `SELECT … FOR UPDATE`), `IN` lists (`json_each` against
 //! `= ANY`), and byte lengths.
 
+mod store_impl;
+
 use std::marker::PhantomData;
 
 use chrono::{DateTime, Utc};
@@ -46,6 +48,7 @@ macro_rules! doc_cols {
         "id, kind, owner_user_id, year, created_at, updated_at, snapshot_heads"
     };
 }
+pub(super) use store_impl::sql_store;
 pub(super) use {doc_cols, refresh_cols, user_cols};
 
 /// A refresh token by the hash of its opaque value; a backend that locks

@@ -13,22 +13,19 @@ mod ledger;
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::sql::{Sql, document_by_id, refresh_by_hash, user_cols};
-use super::{
-    AppendOutcome, AuditEntry, Backend, Compaction, ConnectOptions, DocumentRow, DocumentWrite,
-    NewAuditEntry, NewRefreshToken, NewUnit, NewUser, RefreshReplacement, RefreshRotation,
-    RefreshToken, Store, StoreError, StoreResult, StoredDocument, Unit, User, dedup_ids,
-};
 use sync_core::DocumentId;
 
-use crate::ledger::{LedgerPage, LedgerProjection, LedgerQuery};
+use super::sql::{Sql, document_by_id, refresh_by_hash, user_cols};
+use super::{
+    AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentWrite,
+    RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument, User, dedup_ids,
+};
 
 /// How long a connection waits for the write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,7 +33,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The shared statements, on SQLite.
 type Q = Sql<Sqlite>;
 
-/// A [`Store`] on an SQLite file.
+/// A [`Store`](super::Store) on an SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -95,296 +92,184 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
+// The `Store` impl is shared; the functions below are what it calls for the
+// methods whose transactions, locks or `IN` lists differ on SQLite.
+super::sql::sql_store!(SqliteStore, Sqlite, Backend::Sqlite);
 
-    async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&self.pool)
-            .await?;
-        Ok(())
-    }
+async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
+    sqlx::migrate!("./migrations/sqlite").run(pool).await?;
+    Ok(())
+}
 
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
+async fn list_users_in_units(pool: &SqlitePool, unit_ids: &[i64]) -> StoreResult<Vec<User>> {
+    Ok(sqlx::query_as::<_, User>(concat!(
+        "SELECT ",
+        user_cols!(),
+        " FROM users WHERE unit_id IN (SELECT value FROM json_each($1)) ORDER BY id"
+    ))
+    .bind(json_ids(unit_ids))
+    .fetch_all(pool)
+    .await?)
+}
 
-    async fn close(&self) {
-        self.pool.close().await;
-    }
+async fn rotate_refresh_token(
+    pool: &SqlitePool,
+    presented_hash: &str,
+    replacement: RefreshReplacement,
+    now: DateTime<Utc>,
+) -> StoreResult<RefreshRotation> {
+    // BEGIN IMMEDIATE holds the write lock from the first read, so two
+    // concurrent presentations of one token are strictly ordered.
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let rotation = Q::rotate_refresh_token(
+        &mut tx,
+        refresh_by_hash!(),
+        presented_hash,
+        replacement,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(rotation)
+}
 
-    async fn create_unit(&self, unit: NewUnit) -> StoreResult<Unit> {
-        Q::create_unit(&self.pool, unit).await
-    }
+async fn load_document(pool: &SqlitePool, id: &DocumentId) -> StoreResult<Option<StoredDocument>> {
+    // A deferred transaction: in WAL mode its first read fixes a snapshot,
+    // so the snapshot and the chunks come from the same committed state.
+    let mut tx = pool.begin().await?;
+    let stored = Q::load_document(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(stored)
+}
 
-    async fn get_unit(&self, id: i64) -> StoreResult<Option<Unit>> {
-        Q::get_unit(&self.pool, id).await
-    }
+async fn list_documents_in_units(
+    pool: &SqlitePool,
+    unit_ids: &[i64],
+) -> StoreResult<Vec<DocumentRow>> {
+    Ok(sqlx::query_as::<_, DocumentRow>(
+        "SELECT d.id, d.kind, d.owner_user_id, d.year, d.created_at, d.updated_at, d.snapshot_heads
+         FROM documents d JOIN users u ON u.id = d.owner_user_id
+         WHERE u.unit_id IN (SELECT value FROM json_each($1))
+         ORDER BY d.id",
+    )
+    .bind(json_ids(unit_ids))
+    .fetch_all(pool)
+    .await?)
+}
 
-    async fn get_unit_by_code(&self, code: &str) -> StoreResult<Option<Unit>> {
-        Q::get_unit_by_code(&self.pool, code).await
-    }
-
-    async fn list_units(&self) -> StoreResult<Vec<Unit>> {
-        Q::list_units(&self.pool).await
-    }
-
-    async fn unit_subtree(&self, root: i64) -> StoreResult<Vec<Unit>> {
-        Q::unit_subtree(&self.pool, root).await
-    }
-
-    async fn is_unit_within(&self, unit: i64, root: i64) -> StoreResult<bool> {
-        Q::is_unit_within(&self.pool, unit, root).await
-    }
-
-    async fn create_user(&self, user: NewUser) -> StoreResult<User> {
-        Q::create_user(&self.pool, user).await
-    }
-
-    async fn get_user(&self, id: i64) -> StoreResult<Option<User>> {
-        Q::get_user(&self.pool, id).await
-    }
-
-    async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
-        Q::get_user_by_username(&self.pool, username).await
-    }
-
-    async fn list_users_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<User>> {
-        Ok(sqlx::query_as::<_, User>(concat!(
-            "SELECT ",
-            user_cols!(),
-            " FROM users WHERE unit_id IN (SELECT value FROM json_each($1)) ORDER BY id"
-        ))
-        .bind(json_ids(unit_ids))
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn set_user_disabled(&self, user_id: i64, disabled: bool) -> StoreResult<()> {
-        Q::set_user_disabled(&self.pool, user_id, disabled).await
-    }
-
-    async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<RefreshToken> {
-        Q::insert_refresh_token(&self.pool, token).await
-    }
-
-    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
-        Q::get_refresh_token(&self.pool, token_hash).await
-    }
-
-    async fn rotate_refresh_token(
-        &self,
-        presented_hash: &str,
-        replacement: RefreshReplacement,
-        now: DateTime<Utc>,
-    ) -> StoreResult<RefreshRotation> {
-        // BEGIN IMMEDIATE holds the write lock from the first read, so two
-        // concurrent presentations of one token are strictly ordered.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rotation = Q::rotate_refresh_token(
-            &mut tx,
-            refresh_by_hash!(),
-            presented_hash,
-            replacement,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(rotation)
-    }
-
-    async fn revoke_refresh_family(&self, family_id: &str, now: DateTime<Utc>) -> StoreResult<u64> {
-        Q::revoke_family(&self.pool, family_id, now).await
-    }
-
-    async fn get_document_meta(&self, id: &DocumentId) -> StoreResult<Option<DocumentRow>> {
-        Q::get_document_meta(&self.pool, id).await
-    }
-
-    async fn load_document(&self, id: &DocumentId) -> StoreResult<Option<StoredDocument>> {
-        // A deferred transaction: in WAL mode its first read fixes a snapshot,
-        // so the snapshot and the chunks come from the same committed state.
-        let mut tx = self.pool.begin().await?;
-        let stored = Q::load_document(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(stored)
-    }
-
-    async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentRow>> {
-        Q::list_documents_for_owner(&self.pool, user_id).await
-    }
-
-    async fn list_documents_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<DocumentRow>> {
-        Ok(sqlx::query_as::<_, DocumentRow>(
-            "SELECT d.id, d.kind, d.owner_user_id, d.year, d.created_at, d.updated_at, d.snapshot_heads
-             FROM documents d JOIN users u ON u.id = d.owner_user_id
-             WHERE u.unit_id IN (SELECT value FROM json_each($1))
-             ORDER BY d.id",
-        )
-        .bind(json_ids(unit_ids))
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn append_changes(&self, write: DocumentWrite) -> StoreResult<AppendOutcome> {
-        let document_id = write.document_id.to_string();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let existing = sqlx::query_as::<_, DocumentRow>(document_by_id!())
-            .bind(&document_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-
-        let created = match (&existing, &write.create) {
-            (None, None) => return Err(StoreError::NotFound),
-            (None, Some(new)) => {
-                sqlx::query(
-                    "INSERT INTO documents (id, kind, owner_user_id, year, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $5)",
-                )
-                .bind(&document_id)
-                .bind(new.kind.as_str())
-                .bind(new.owner_user_id)
-                .bind(new.year)
-                .bind(write.at)
-                .execute(&mut *tx)
-                .await?;
-                true
-            }
-            (Some(meta), Some(new)) if meta.owner_user_id != new.owner_user_id => {
-                return Err(StoreError::Conflict(
-                    "document belongs to another user".to_owned(),
-                ));
-            }
-            (Some(_), _) => false,
-        };
-
-        let chunk_id = Q::insert_chunk(&mut tx, &document_id, &write.data, write.at).await?;
-        if !created {
-            sqlx::query("UPDATE documents SET updated_at = $1 WHERE id = $2")
-                .bind(write.at)
-                .bind(&document_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        // The ledger rows commit (or not) together with the chunk.
-        if let Some(ledger) = &write.ledger {
-            Q::replace_ledger_rows(&mut tx, &document_id, ledger).await?;
-        }
-
-        let meta = sqlx::query_as::<_, DocumentRow>(document_by_id!())
-            .bind(&document_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let (pending_chunks, pending_bytes): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM document_chunks WHERE document_id = $1",
-        )
-        .bind(&document_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(AppendOutcome {
-            meta,
-            created,
-            chunk_id,
-            pending_chunks: to_u64(pending_chunks),
-            pending_bytes: to_u64(pending_bytes),
-        })
-    }
-
-    async fn compact(&self, compaction: Compaction) -> StoreResult<()> {
-        let document_id = compaction.document_id.to_string();
-        let replaced = dedup_ids(&compaction.replaced_chunk_ids);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(current_heads) = sqlx::query_scalar::<_, Option<String>>(
-            "SELECT snapshot_heads FROM documents WHERE id = $1",
-        )
+async fn append_changes(pool: &SqlitePool, write: DocumentWrite) -> StoreResult<AppendOutcome> {
+    let document_id = write.document_id.to_string();
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let existing = sqlx::query_as::<_, DocumentRow>(document_by_id!())
         .bind(&document_id)
         .fetch_optional(&mut *tx)
-        .await?
-        else {
-            return Err(StoreError::NotFound);
-        };
-        if current_heads != compaction.base_heads {
+        .await?;
+
+    let created = match (&existing, &write.create) {
+        (None, None) => return Err(StoreError::NotFound),
+        (None, Some(new)) => {
+            sqlx::query(
+                "INSERT INTO documents (id, kind, owner_user_id, year, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $5)",
+            )
+            .bind(&document_id)
+            .bind(new.kind.as_str())
+            .bind(new.owner_user_id)
+            .bind(new.year)
+            .bind(write.at)
+            .execute(&mut *tx)
+            .await?;
+            true
+        }
+        (Some(meta), Some(new)) if meta.owner_user_id != new.owner_user_id => {
             return Err(StoreError::Conflict(
-                "the snapshot changed since it was loaded".to_owned(),
+                "document belongs to another user".to_owned(),
             ));
         }
-        let ids = json_ids(&replaced);
-        let present: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM document_chunks
-             WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
-        )
+        (Some(_), _) => false,
+    };
+
+    let chunk_id = Q::insert_chunk(&mut tx, &document_id, &write.data, write.at).await?;
+    if !created {
+        sqlx::query("UPDATE documents SET updated_at = $1 WHERE id = $2")
+            .bind(write.at)
+            .bind(&document_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    // The ledger rows commit (or not) together with the chunk.
+    if let Some(ledger) = &write.ledger {
+        Q::replace_ledger_rows(&mut tx, &document_id, ledger).await?;
+    }
+
+    let meta = sqlx::query_as::<_, DocumentRow>(document_by_id!())
         .bind(&document_id)
-        .bind(&ids)
         .fetch_one(&mut *tx)
         .await?;
-        if to_u64(present) != replaced.len() as u64 {
-            return Err(StoreError::Conflict(
-                "some chunks were already compacted".to_owned(),
-            ));
-        }
-        Q::set_snapshot(
-            &mut tx,
-            &document_id,
-            &compaction.snapshot,
-            &compaction.heads,
-        )
-        .await?;
-        sqlx::query(
-            "DELETE FROM document_chunks
-             WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
-        )
-        .bind(&document_id)
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
+    let (pending_chunks, pending_bytes): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM document_chunks WHERE document_id = $1",
+    )
+    .bind(&document_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(AppendOutcome {
+        meta,
+        created,
+        chunk_id,
+        pending_chunks: to_u64(pending_chunks),
+        pending_bytes: to_u64(pending_bytes),
+    })
+}
 
-    async fn replace_ledger(
-        &self,
-        document_id: &DocumentId,
-        ledger: &LedgerProjection,
-        expected_updated_at: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        ledger::replace(&self.pool, document_id, ledger, expected_updated_at).await
+async fn compact(pool: &SqlitePool, compaction: Compaction) -> StoreResult<()> {
+    let document_id = compaction.document_id.to_string();
+    let replaced = dedup_ids(&compaction.replaced_chunk_ids);
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let Some(current_heads) = sqlx::query_scalar::<_, Option<String>>(
+        "SELECT snapshot_heads FROM documents WHERE id = $1",
+    )
+    .bind(&document_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Err(StoreError::NotFound);
+    };
+    if current_heads != compaction.base_heads {
+        return Err(StoreError::Conflict(
+            "the snapshot changed since it was loaded".to_owned(),
+        ));
     }
-
-    async fn query_ledger(&self, query: &LedgerQuery) -> StoreResult<LedgerPage> {
-        ledger::query(&self.pool, query).await
+    let ids = json_ids(&replaced);
+    let present: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM document_chunks
+         WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
+    )
+    .bind(&document_id)
+    .bind(&ids)
+    .fetch_one(&mut *tx)
+    .await?;
+    if to_u64(present) != replaced.len() as u64 {
+        return Err(StoreError::Conflict(
+            "some chunks were already compacted".to_owned(),
+        ));
     }
-
-    async fn load_sync_state(
-        &self,
-        document_id: &DocumentId,
-        user_id: i64,
-        device_id: &str,
-    ) -> StoreResult<Option<Vec<u8>>> {
-        Q::load_sync_state(&self.pool, document_id, user_id, device_id).await
-    }
-
-    async fn save_sync_state(
-        &self,
-        document_id: &DocumentId,
-        user_id: i64,
-        device_id: &str,
-        state: &[u8],
-        at: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        Q::save_sync_state(&self.pool, document_id, user_id, device_id, state, at).await
-    }
-
-    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<i64> {
-        Q::append_audit(&self.pool, entry).await
-    }
-
-    async fn list_audit(&self, limit: u32) -> StoreResult<Vec<AuditEntry>> {
-        Q::list_audit(&self.pool, limit).await
-    }
+    Q::set_snapshot(
+        &mut tx,
+        &document_id,
+        &compaction.snapshot,
+        &compaction.heads,
+    )
+    .await?;
+    sqlx::query(
+        "DELETE FROM document_chunks
+         WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
+    )
+    .bind(&document_id)
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
