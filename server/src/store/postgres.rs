@@ -17,7 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use sync_core::DocumentId;
 
-use super::sql::{Sql, doc_cols, document_by_id, refresh_by_hash, user_cols};
+use super::sql::{CompactSql, Sql, doc_cols, document_by_id, refresh_by_hash, user_cols};
 use super::{
     AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentWrite,
     RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument, User, dedup_ids,
@@ -55,10 +55,6 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
-
-fn to_u64(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }
 
 // The `Store` impl is shared; the functions below are what it calls for the
@@ -187,65 +183,33 @@ async fn append_changes(pool: &PgPool, write: DocumentWrite) -> StoreResult<Appe
         Q::replace_ledger_rows(&mut tx, &document_id, ledger).await?;
     }
 
-    let (pending_chunks, pending_bytes): (i64, i64) = sqlx::query_as(
+    let (pending_chunks, pending_bytes) = Q::pending(
+        &mut tx,
         "SELECT COUNT(*), COALESCE(SUM(octet_length(data)), 0)::BIGINT
          FROM document_chunks WHERE document_id = $1",
+        &document_id,
     )
-    .bind(&document_id)
-    .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(AppendOutcome {
         meta,
         created,
         chunk_id,
-        pending_chunks: to_u64(pending_chunks),
-        pending_bytes: to_u64(pending_bytes),
+        pending_chunks,
+        pending_bytes,
     })
 }
 
 async fn compact(pool: &PgPool, compaction: Compaction) -> StoreResult<()> {
-    let document_id = compaction.document_id.to_string();
-    let replaced = dedup_ids(&compaction.replaced_chunk_ids);
-    let mut tx = pool.begin().await?;
-    let Some(current_heads) = sqlx::query_scalar::<_, Option<String>>(
-        "SELECT snapshot_heads FROM documents WHERE id = $1 FOR UPDATE",
-    )
-    .bind(&document_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
-        return Err(StoreError::NotFound);
+    const SQL: CompactSql = CompactSql {
+        heads: "SELECT snapshot_heads FROM documents WHERE id = $1 FOR UPDATE",
+        present: "SELECT COUNT(*) FROM document_chunks WHERE document_id = $1 AND id = ANY($2)",
+        delete: "DELETE FROM document_chunks WHERE document_id = $1 AND id = ANY($2)",
     };
-    if current_heads != compaction.base_heads {
-        return Err(StoreError::Conflict(
-            "the snapshot changed since it was loaded".to_owned(),
-        ));
-    }
-    let present: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM document_chunks WHERE document_id = $1 AND id = ANY($2)",
-    )
-    .bind(&document_id)
-    .bind(&replaced)
-    .fetch_one(&mut *tx)
-    .await?;
-    if to_u64(present) != replaced.len() as u64 {
-        return Err(StoreError::Conflict(
-            "some chunks were already compacted".to_owned(),
-        ));
-    }
-    Q::set_snapshot(
-        &mut tx,
-        &document_id,
-        &compaction.snapshot,
-        &compaction.heads,
-    )
-    .await?;
-    sqlx::query("DELETE FROM document_chunks WHERE document_id = $1 AND id = ANY($2)")
-        .bind(&document_id)
-        .bind(&replaced)
-        .execute(&mut *tx)
-        .await?;
+    let replaced = dedup_ids(&compaction.replaced_chunk_ids);
+    let count = replaced.len();
+    let mut tx = pool.begin().await?;
+    Q::compact(&mut tx, SQL, &compaction, replaced, count).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -18,9 +18,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
 use super::{
-    AuditEntry, DocumentChunk, DocumentRow, NewAuditEntry, NewRefreshToken, NewUnit, NewUser,
-    RefreshReplacement, RefreshRotation, RefreshToken, StoreError, StoreResult, StoredDocument,
-    Unit, User,
+    AuditEntry, Compaction, DocumentChunk, DocumentRow, NewAuditEntry, NewRefreshToken, NewUnit,
+    NewUser, RefreshReplacement, RefreshRotation, RefreshToken, StoreError, StoreResult,
+    StoredDocument, Unit, User,
 };
 use sync_core::DocumentId;
 
@@ -117,6 +117,7 @@ where
     for<'r> (Vec<u8>,): FromRow<'r, DB::Row>,
     for<'r> (Option<Vec<u8>>,): FromRow<'r, DB::Row>,
     for<'r> (DateTime<Utc>,): FromRow<'r, DB::Row>,
+    for<'r> (Option<String>,): FromRow<'r, DB::Row>,
 {
     pub(super) async fn create_unit(pool: &Pool<DB>, unit: NewUnit) -> StoreResult<Unit> {
         Ok(sqlx::query_as::<DB, Unit>(concat!(
@@ -435,18 +436,66 @@ where
         .await?)
     }
 
-    /// Puts a compacted snapshot in place inside the caller's transaction
-    /// (the caller deletes the chunks it replaces).
-    pub(super) async fn set_snapshot(
+    /// How many chunks a document has pending and their total size, inside
+    /// the caller's transaction. `sql` selects `COUNT(*)` and the summed
+    /// byte length (spelled differently by the backends) for document `$1`.
+    pub(super) async fn pending(
         conn: &mut DB::Connection,
+        sql: &'static str,
         document_id: &str,
-        snapshot: &[u8],
-        heads: &str,
-    ) -> StoreResult<()> {
-        sqlx::query::<DB>("UPDATE documents SET snapshot = $1, snapshot_heads = $2 WHERE id = $3")
-            .bind(snapshot)
-            .bind(heads)
+    ) -> StoreResult<(u64, u64)> {
+        let (chunks, bytes) = sqlx::query_as::<DB, (i64, i64)>(sql)
             .bind(document_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok((to_u64(chunks), to_u64(bytes)))
+    }
+
+    /// The body of [`Store::compact`](super::Store::compact) inside the
+    /// caller's transaction, which the caller commits. `replaced` is the
+    /// backend's spelling of the list of chunk ids that `sql` binds as `$2`.
+    pub(super) async fn compact<U>(
+        conn: &mut DB::Connection,
+        sql: CompactSql,
+        compaction: &Compaction,
+        replaced: U,
+        replaced_count: usize,
+    ) -> StoreResult<()>
+    where
+        U: for<'q> Encode<'q, DB> + Type<DB> + Send + Sync + 'static,
+    {
+        let document_id = compaction.document_id.to_string();
+        let Some(current_heads) = sqlx::query_scalar::<DB, Option<String>>(sql.heads)
+            .bind(document_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Err(StoreError::NotFound);
+        };
+        if current_heads != compaction.base_heads {
+            return Err(StoreError::Conflict(
+                "the snapshot changed since it was loaded".to_owned(),
+            ));
+        }
+        let present = sqlx::query_scalar::<DB, i64>(sql.present)
+            .bind(document_id.as_str())
+            .bind(&replaced)
+            .fetch_one(&mut *conn)
+            .await?;
+        if to_u64(present) != replaced_count as u64 {
+            return Err(StoreError::Conflict(
+                "some chunks were already compacted".to_owned(),
+            ));
+        }
+        sqlx::query::<DB>("UPDATE documents SET snapshot = $1, snapshot_heads = $2 WHERE id = $3")
+            .bind(compaction.snapshot.as_slice())
+            .bind(compaction.heads.as_str())
+            .bind(document_id.as_str())
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query::<DB>(sql.delete)
+            .bind(document_id.as_str())
+            .bind(&replaced)
             .execute(&mut *conn)
             .await?;
         Ok(())
@@ -727,6 +776,21 @@ where
         tx.commit().await?;
         Ok(LedgerPage { items, total })
     }
+}
+
+/// The statements of a compaction that differ per backend.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CompactSql {
+    /// Reads `snapshot_heads` of document `$1`, holding off other writers.
+    pub(super) heads: &'static str,
+    /// Counts the chunks of document `$1` whose id is in the list `$2`.
+    pub(super) present: &'static str,
+    /// Deletes those chunks.
+    pub(super) delete: &'static str,
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 /// The two statements of a ledger query: the count and the page.

@@ -21,7 +21,7 @@ use sqlx::sqlite::{
 
 use sync_core::DocumentId;
 
-use super::sql::{Sql, document_by_id, refresh_by_hash, user_cols};
+use super::sql::{CompactSql, Sql, document_by_id, refresh_by_hash, user_cols};
 use super::{
     AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentWrite,
     RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument, User, dedup_ids,
@@ -86,10 +86,6 @@ impl SqliteStore {
 fn json_ids(ids: &[i64]) -> String {
     let parts: Vec<String> = ids.iter().map(i64::to_string).collect();
     format!("[{}]", parts.join(","))
-}
-
-fn to_u64(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }
 
 // The `Store` impl is shared; the functions below are what it calls for the
@@ -207,68 +203,39 @@ async fn append_changes(pool: &SqlitePool, write: DocumentWrite) -> StoreResult<
         .bind(&document_id)
         .fetch_one(&mut *tx)
         .await?;
-    let (pending_chunks, pending_bytes): (i64, i64) = sqlx::query_as(
+    let (pending_chunks, pending_bytes) = Q::pending(
+        &mut tx,
         "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM document_chunks WHERE document_id = $1",
+        &document_id,
     )
-    .bind(&document_id)
-    .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(AppendOutcome {
         meta,
         created,
         chunk_id,
-        pending_chunks: to_u64(pending_chunks),
-        pending_bytes: to_u64(pending_bytes),
+        pending_chunks,
+        pending_bytes,
     })
 }
 
 async fn compact(pool: &SqlitePool, compaction: Compaction) -> StoreResult<()> {
-    let document_id = compaction.document_id.to_string();
+    const SQL: CompactSql = CompactSql {
+        heads: "SELECT snapshot_heads FROM documents WHERE id = $1",
+        present: "SELECT COUNT(*) FROM document_chunks
+                  WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
+        delete: "DELETE FROM document_chunks
+                 WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
+    };
     let replaced = dedup_ids(&compaction.replaced_chunk_ids);
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let Some(current_heads) = sqlx::query_scalar::<_, Option<String>>(
-        "SELECT snapshot_heads FROM documents WHERE id = $1",
-    )
-    .bind(&document_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
-        return Err(StoreError::NotFound);
-    };
-    if current_heads != compaction.base_heads {
-        return Err(StoreError::Conflict(
-            "the snapshot changed since it was loaded".to_owned(),
-        ));
-    }
-    let ids = json_ids(&replaced);
-    let present: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM document_chunks
-         WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
-    )
-    .bind(&document_id)
-    .bind(&ids)
-    .fetch_one(&mut *tx)
-    .await?;
-    if to_u64(present) != replaced.len() as u64 {
-        return Err(StoreError::Conflict(
-            "some chunks were already compacted".to_owned(),
-        ));
-    }
-    Q::set_snapshot(
+    Q::compact(
         &mut tx,
-        &document_id,
-        &compaction.snapshot,
-        &compaction.heads,
+        SQL,
+        &compaction,
+        json_ids(&replaced),
+        replaced.len(),
     )
-    .await?;
-    sqlx::query(
-        "DELETE FROM document_chunks
-         WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
-    )
-    .bind(&document_id)
-    .bind(&ids)
-    .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(())
