@@ -133,7 +133,7 @@ async fn rebuild_reproduces_the_written_rows(store: Arc<dyn Store>) {
         .await
         .expect("documents");
     for meta in &docs {
-        s.replace_ledger(&id_of(meta), &LedgerProjection::default(), meta.updated_at)
+        s.replace_ledger(&meta.id, &LedgerProjection::default(), meta.updated_at)
             .await
             .expect("wipe");
     }
@@ -141,7 +141,7 @@ async fn rebuild_reproduces_the_written_rows(store: Arc<dyn Store>) {
     // A stale projection is refused.
     let stale = s
         .replace_ledger(
-            &id_of(&docs[0]),
+            &docs[0].id,
             &LedgerProjection::default(),
             docs[0].updated_at - chrono::Duration::seconds(1),
         )
@@ -533,9 +533,4 @@ fn named_id(name: &str) -> sync_core::DocumentId {
     let mut bytes = [0u8; 16];
     bytes[..name.len()].copy_from_slice(name.as_bytes());
     sync_core::DocumentId::from_bytes(bytes)
-}
-
-/// The id of a stored document.
-fn id_of(meta: &server::store::DocumentRow) -> sync_core::DocumentId {
-    meta.id.parse().expect("a stored document id")
 }

@@ -567,7 +567,7 @@ mod cases {
         }
 
         let ids = |docs: Vec<server::store::DocumentRow>| -> Vec<String> {
-            docs.into_iter().map(|d| d.id).collect()
+            docs.into_iter().map(|d| d.id.to_string()).collect()
         };
         assert_eq!(
             ids(s.list_documents_for_owner(alice.id).await.expect("list")),

@@ -6,7 +6,6 @@
 //! again, so a rebuild never overwrites newer rows with older ones.
 
 use sync_core::automerge::{self, Automerge};
-use sync_core::{DocumentId, DocumentIdError};
 
 use super::LedgerProjection;
 use crate::store::{Store, StoreError, StoredDocument};
@@ -28,16 +27,6 @@ pub enum RebuildError {
         /// What automerge said.
         #[source]
         source: Box<automerge::AutomergeError>,
-    },
-    /// A stored document's id is not a document id: the database holds a
-    /// row the server did not write.
-    #[error("stored document id {document:?} is not a document id")]
-    Id {
-        /// The stored id.
-        document: String,
-        /// Why it does not parse.
-        #[source]
-        source: DocumentIdError,
     },
     /// A document kept changing while it was rebuilt.
     #[error("document {0} kept changing; run the rebuild again")]
@@ -70,17 +59,14 @@ pub async fn rebuild(
     let total = documents.len();
     let mut summary = RebuildSummary::default();
     for (done, meta) in documents.iter().enumerate() {
-        let id: DocumentId = meta.id.parse().map_err(|source| RebuildError::Id {
-            document: meta.id.clone(),
-            source,
-        })?;
+        let id = meta.id;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let Some(stored) = store.load_document(&id).await? else {
                 break; // deleted meanwhile
             };
-            let name = meta.id.clone();
+            let name = id.to_string();
             let updated_at = stored.meta.updated_at;
             let projected =
                 tokio::task::spawn_blocking(move || project_stored(&name, &stored)).await??;
@@ -95,7 +81,7 @@ pub async fn rebuild(
                     break;
                 }
                 Err(StoreError::Conflict(_)) if attempt < ATTEMPTS => continue,
-                Err(StoreError::Conflict(_)) => return Err(RebuildError::Busy(meta.id.clone())),
+                Err(StoreError::Conflict(_)) => return Err(RebuildError::Busy(id.to_string())),
                 Err(StoreError::NotFound) => break,
                 Err(e) => return Err(e.into()),
             }

@@ -288,8 +288,10 @@ pub enum RefreshRotation {
 /// fields inside the document.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct DocumentRow {
-    /// automerge-repo document id (base58check), also the primary key.
-    pub id: String,
+    /// automerge-repo document id, stored as its base58check text (the
+    /// primary key).
+    #[sqlx(try_from = "String")]
+    pub id: DocumentId,
     /// What the document holds.
     #[sqlx(try_from = "String")]
     pub kind: StoredKind,

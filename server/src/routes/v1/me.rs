@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sync_core::DocumentId;
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -58,7 +59,7 @@ pub async fn get(State(state): State<AppState>, caller: AuthUser) -> Result<Json
 #[derive(Debug, Serialize)]
 pub struct MyDocument {
     /// automerge-repo document id (`automerge:<id>` in an automerge URL).
-    pub id: String,
+    pub id: DocumentId,
     /// `diary` or `contacts` (`unknown` if the server could not tell).
     pub kind: StoredKind,
     /// Diary year; `null` for contacts.
