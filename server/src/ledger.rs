@@ -2,20 +2,19 @@
 //!
 //! - [`projection`]: [`LedgerProjection`], the rows one automerge document
 //!   stands for (a pure function, unit-tested).
-//! - `sqlite.rs`, `postgres.rs`: the SQL that replaces a document's rows
-//!   (called by the store inside the transaction that stores a chunk, see
+//! - The SQL that replaces a document's rows (called by the store inside the
+//!   transaction that stores a chunk, see
 //!   [`DocumentWrite::ledger`](crate::store::DocumentWrite::ledger)) and
-//!   answers ledger queries.
+//!   answers ledger queries lives with each backend, under `store/`; this
+//!   module holds only backend-free code and plain types.
 //! - [`rebuild`]: `server ledger rebuild`, which projects every stored
 //!   document again.
 //!
 //! The ledger is never the source of truth: it can be dropped and rebuilt
 //! from the documents at any time.
 
-pub(crate) mod postgres;
 pub mod projection;
 pub mod rebuild;
-pub(crate) mod sqlite;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -37,9 +36,11 @@ pub struct LedgerQuery {
     pub status: Option<String>,
     /// `Category::as_str`.
     pub category: Option<String>,
-    /// Only petitions overdue on this China date (`YYYY-MM-DD`): open or in
-    /// progress with a deadline before it.
-    pub overdue_on: Option<String>,
+    /// Today's China date (`YYYY-MM-DD`), which deadlines are compared with
+    /// for [`LedgerItem::overdue`] and `overdue_only`.
+    pub today: String,
+    /// Only petitions overdue on `today`.
+    pub overdue_only: bool,
     /// Page size.
     pub limit: i64,
     /// Rows skipped.
@@ -88,4 +89,7 @@ pub struct LedgerItem {
     pub created_at: DateTime<Utc>,
     /// Number of events in its history.
     pub event_count: i64,
+    /// Open or in progress with a deadline before the query's `today`; the
+    /// same SQL as the `overdue_only` filter decides it.
+    pub overdue: bool,
 }

@@ -12,6 +12,7 @@
 mod error;
 mod model;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::fmt;
@@ -19,13 +20,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sync_core::DocumentId;
 
 pub use error::{BoxError, StoreError};
 pub use model::{
-    AppendOutcome, AuditEntry, Compaction, DocumentChunk, DocumentKind, DocumentMeta,
-    DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser,
-    RefreshReplacement, RefreshRotation, RefreshToken, Role, StoredDocument, Unit, UnknownVariant,
-    User,
+    AppendOutcome, AuditEntry, Compaction, DocumentChunk, DocumentRow, DocumentWrite,
+    NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser, RefreshReplacement,
+    RefreshRotation, RefreshToken, Role, StoredDocument, StoredKind, Unit, UnknownVariant, User,
 };
 
 /// Shorthand for store results.
@@ -133,18 +134,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     // ----- documents -----
 
     /// A document's metadata, without its content.
-    async fn get_document_meta(&self, id: &str) -> StoreResult<Option<DocumentMeta>>;
+    async fn get_document_meta(&self, id: &DocumentId) -> StoreResult<Option<DocumentRow>>;
 
     /// A document's snapshot and pending chunks, read consistently (a
     /// concurrent compaction is either wholly visible or not at all).
-    async fn load_document(&self, id: &str) -> StoreResult<Option<StoredDocument>>;
+    async fn load_document(&self, id: &DocumentId) -> StoreResult<Option<StoredDocument>>;
 
     /// Documents owned by a user, ordered by id.
-    async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentMeta>>;
+    async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentRow>>;
 
     /// Documents whose owner belongs to one of `unit_ids`, ordered by id.
     /// Combine with [`Store::unit_subtree`] for a supervisor's view.
-    async fn list_documents_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<DocumentMeta>>;
+    async fn list_documents_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<DocumentRow>>;
 
     /// Appends one chunk of incremental changes to a document, creating the
     /// document if allowed (see [`DocumentWrite::create`]), and commits before
@@ -170,7 +171,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// was written since the caller loaded it, so this projection is stale).
     async fn replace_ledger(
         &self,
-        document_id: &str,
+        document_id: &DocumentId,
         ledger: &crate::ledger::LedgerProjection,
         expected_updated_at: DateTime<Utc>,
     ) -> StoreResult<()>;
@@ -187,7 +188,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// (see [`Store::save_sync_state`]).
     async fn load_sync_state(
         &self,
-        document_id: &str,
+        document_id: &DocumentId,
         user_id: i64,
         device_id: &str,
     ) -> StoreResult<Option<Vec<u8>>>;
@@ -197,7 +198,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// stored document).
     async fn save_sync_state(
         &self,
-        document_id: &str,
+        document_id: &DocumentId,
         user_id: i64,
         device_id: &str,
         state: &[u8],

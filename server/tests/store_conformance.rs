@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use common::t;
 use server::store::{
-    Compaction, DocumentKind, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken,
-    RefreshReplacement, RefreshRotation, Role, Store, StoreError,
+    Compaction, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, RefreshReplacement,
+    RefreshRotation, Role, Store, StoreError, StoredKind,
 };
+use sync_core::DocumentId;
 
 use cases::*;
 
@@ -36,11 +37,25 @@ test_support::backends!(
 mod cases {
     use super::*;
 
+    /// A document id spelled by a short name, so the cases read as before.
+    fn doc_id(name: &str) -> DocumentId {
+        let mut bytes = [0u8; 16];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        DocumentId::from_bytes(bytes)
+    }
+
+    /// The stored ids of the named documents, in the store's order (by id).
+    fn stored_ids(names: &[&str]) -> Vec<String> {
+        let mut ids: Vec<String> = names.iter().map(|n| doc_id(n).to_string()).collect();
+        ids.sort();
+        ids
+    }
+
     fn write(id: &str, owner: Option<i64>, data: &[u8], at: i64) -> DocumentWrite {
         DocumentWrite {
-            document_id: id.to_owned(),
+            document_id: doc_id(id),
             create: owner.map(|owner_user_id| NewDocument {
-                kind: DocumentKind::Diary,
+                kind: StoredKind::Diary,
                 owner_user_id,
                 year: Some(2025),
             }),
@@ -394,8 +409,11 @@ mod cases {
         let unit = common::unit(s, "village1", None, "village").await;
         let alice = common::user(s, "alice", Role::Cadre, &unit).await;
 
-        assert_eq!(s.get_document_meta("doc-a").await.expect("meta"), None);
-        assert_eq!(s.load_document("doc-a").await.expect("load"), None);
+        assert_eq!(
+            s.get_document_meta(&doc_id("doc-a")).await.expect("meta"),
+            None
+        );
+        assert_eq!(s.load_document(&doc_id("doc-a")).await.expect("load"), None);
         assert!(matches!(
             s.append_changes(write("doc-a", None, b"x", 0)).await,
             Err(StoreError::NotFound)
@@ -408,7 +426,7 @@ mod cases {
         assert!(first.created);
         assert_eq!(first.pending_chunks, 1);
         assert_eq!(first.pending_bytes, 7);
-        assert_eq!(first.meta.kind, DocumentKind::Diary);
+        assert_eq!(first.meta.kind, StoredKind::Diary);
         assert_eq!(first.meta.owner_user_id, alice.id);
         assert_eq!(first.meta.year, Some(2025));
         assert_eq!(first.meta.created_at, t(10));
@@ -432,7 +450,11 @@ mod cases {
         assert_eq!(third.meta.created_at, t(10));
         assert_eq!(third.meta.updated_at, t(30));
 
-        let loaded = s.load_document("doc-a").await.expect("load").expect("doc");
+        let loaded = s
+            .load_document(&doc_id("doc-a"))
+            .await
+            .expect("load")
+            .expect("doc");
         assert_eq!(loaded.meta, third.meta);
         assert_eq!(loaded.snapshot, None);
         let chunks: Vec<&[u8]> = loaded.chunks.iter().map(|c| c.data.as_slice()).collect();
@@ -440,16 +462,16 @@ mod cases {
         let ids: Vec<i64> = loaded.chunks.iter().map(|c| c.id).collect();
         assert_eq!(ids, [first.chunk_id, second.chunk_id, third.chunk_id]);
         assert_eq!(
-            s.get_document_meta("doc-a").await.expect("meta"),
+            s.get_document_meta(&doc_id("doc-a")).await.expect("meta"),
             Some(third.meta)
         );
 
         // Binary data survives byte for byte.
         let binary: Vec<u8> = (0..=255).collect();
         s.append_changes(DocumentWrite {
-            document_id: "doc-b".to_owned(),
+            document_id: doc_id("doc-b"),
             create: Some(NewDocument {
-                kind: DocumentKind::Contacts,
+                kind: StoredKind::Contacts,
                 owner_user_id: alice.id,
                 year: None,
             }),
@@ -459,8 +481,12 @@ mod cases {
         })
         .await
         .expect("append");
-        let b = s.load_document("doc-b").await.expect("load").expect("doc");
-        assert_eq!(b.meta.kind, DocumentKind::Contacts);
+        let b = s
+            .load_document(&doc_id("doc-b"))
+            .await
+            .expect("load")
+            .expect("doc");
+        assert_eq!(b.meta.kind, StoredKind::Contacts);
         assert_eq!(b.meta.year, None);
         assert_eq!(b.chunks[0].data, binary);
     }
@@ -478,7 +504,11 @@ mod cases {
             .append_changes(write("doc-a", Some(mallory.id), b"theirs", 1))
             .await;
         assert!(matches!(stolen, Err(StoreError::Conflict(_))), "{stolen:?}");
-        let doc = s.load_document("doc-a").await.expect("load").expect("doc");
+        let doc = s
+            .load_document(&doc_id("doc-a"))
+            .await
+            .expect("load")
+            .expect("doc");
         assert_eq!(doc.meta.owner_user_id, alice.id);
         assert_eq!(doc.chunks.len(), 1, "the refused write left nothing");
 
@@ -489,7 +519,10 @@ mod cases {
             matches!(unknown_owner, Err(StoreError::Conflict(_))),
             "{unknown_owner:?}"
         );
-        assert_eq!(s.get_document_meta("doc-z").await.expect("meta"), None);
+        assert_eq!(
+            s.get_document_meta(&doc_id("doc-z")).await.expect("meta"),
+            None
+        );
     }
 
     pub async fn documents_by_owner_and_unit(store: Arc<dyn Store>) {
@@ -507,16 +540,16 @@ mod cases {
                 .expect("append");
         }
 
-        let ids = |docs: Vec<server::store::DocumentMeta>| -> Vec<String> {
-            docs.into_iter().map(|d| d.id).collect()
+        let ids = |docs: Vec<server::store::DocumentRow>| -> Vec<String> {
+            docs.into_iter().map(|d| d.id.to_string()).collect()
         };
         assert_eq!(
             ids(s.list_documents_for_owner(alice.id).await.expect("list")),
-            ["a1", "a2"]
+            stored_ids(&["a1", "a2"])
         );
         assert_eq!(
             ids(s.list_documents_for_owner(carol.id).await.expect("list")),
-            ["c1"]
+            stored_ids(&["c1"])
         );
         let town1_units: Vec<i64> = s
             .unit_subtree(town1.id)
@@ -527,7 +560,7 @@ mod cases {
             .collect();
         assert_eq!(
             ids(s.list_documents_in_units(&town1_units).await.expect("list")),
-            ["a1", "a2"]
+            stored_ids(&["a1", "a2"])
         );
         let all: Vec<i64> = s
             .unit_subtree(county.id)
@@ -538,7 +571,7 @@ mod cases {
             .collect();
         assert_eq!(
             ids(s.list_documents_in_units(&all).await.expect("list")),
-            ["a1", "a2", "c1"]
+            stored_ids(&["a1", "a2", "c1"])
         );
         assert!(
             s.list_documents_in_units(&[])
@@ -562,7 +595,7 @@ mod cases {
             .expect("append");
 
         s.compact(Compaction {
-            document_id: "doc".to_owned(),
+            document_id: doc_id("doc"),
             base_heads: None,
             snapshot: b"snapshot-1".to_vec(),
             heads: "heads-1".to_owned(),
@@ -570,7 +603,11 @@ mod cases {
         })
         .await
         .expect("compact");
-        let doc = s.load_document("doc").await.expect("load").expect("doc");
+        let doc = s
+            .load_document(&doc_id("doc"))
+            .await
+            .expect("load")
+            .expect("doc");
         assert_eq!(doc.snapshot.as_deref(), Some(&b"snapshot-1"[..]));
         assert!(doc.chunks.is_empty());
         assert_eq!(doc.meta.snapshot_heads.as_deref(), Some("heads-1"));
@@ -588,7 +625,7 @@ mod cases {
             .await
             .expect("append");
         s.compact(Compaction {
-            document_id: "doc".to_owned(),
+            document_id: doc_id("doc"),
             base_heads: Some("heads-1".to_owned()),
             snapshot: b"snapshot-2".to_vec(),
             heads: "heads-2".to_owned(),
@@ -596,7 +633,11 @@ mod cases {
         })
         .await
         .expect("compact");
-        let doc = s.load_document("doc").await.expect("load").expect("doc");
+        let doc = s
+            .load_document(&doc_id("doc"))
+            .await
+            .expect("load")
+            .expect("doc");
         assert_eq!(doc.snapshot.as_deref(), Some(&b"snapshot-2"[..]));
         let ids: Vec<i64> = doc.chunks.iter().map(|c| c.id).collect();
         assert_eq!(ids, [c4.chunk_id]);
@@ -615,7 +656,7 @@ mod cases {
             .await
             .expect("append");
         let compaction = |base: Option<&str>, ids: Vec<i64>| Compaction {
-            document_id: "doc".to_owned(),
+            document_id: doc_id("doc"),
             base_heads: base.map(str::to_owned),
             snapshot: b"s".to_vec(),
             heads: "h".to_owned(),
@@ -635,7 +676,11 @@ mod cases {
             matches!(missing, Err(StoreError::Conflict(_))),
             "{missing:?}"
         );
-        let untouched = s.load_document("doc").await.expect("load").expect("doc");
+        let untouched = s
+            .load_document(&doc_id("doc"))
+            .await
+            .expect("load")
+            .expect("doc");
         assert_eq!(untouched.snapshot, None);
         assert_eq!(
             untouched.chunks.len(),
@@ -654,7 +699,7 @@ mod cases {
 
         assert!(matches!(
             s.compact(Compaction {
-                document_id: "nope".to_owned(),
+                document_id: doc_id("nope"),
                 ..compaction(None, vec![])
             })
             .await,
@@ -685,7 +730,7 @@ mod cases {
         }
         assert_eq!(created, 1);
         let doc = store
-            .load_document("busy")
+            .load_document(&doc_id("busy"))
             .await
             .expect("load")
             .expect("doc");
@@ -740,11 +785,11 @@ mod cases {
         let unit = common::unit(s, "village1", None, "village").await;
         let alice = common::user(s, "alice", Role::Cadre, &unit).await;
         // No state for a document that does not exist, and none is kept.
-        s.save_sync_state("doc-a", alice.id, "phone", b"state-0", t(1))
+        s.save_sync_state(&doc_id("doc-a"), alice.id, "phone", b"state-0", t(1))
             .await
             .expect("save");
         assert_eq!(
-            s.load_sync_state("doc-a", alice.id, "phone")
+            s.load_sync_state(&doc_id("doc-a"), alice.id, "phone")
                 .await
                 .expect("load"),
             None
@@ -752,17 +797,18 @@ mod cases {
         s.append_changes(write("doc-a", Some(alice.id), b"chunk-1", 10))
             .await
             .expect("append");
-        s.save_sync_state("doc-a", alice.id, "phone", b"state-1", t(11))
+        s.save_sync_state(&doc_id("doc-a"), alice.id, "phone", b"state-1", t(11))
             .await
             .expect("save");
-        s.save_sync_state("doc-a", alice.id, "tablet", b"state-t", t(12))
+        s.save_sync_state(&doc_id("doc-a"), alice.id, "tablet", b"state-t", t(12))
             .await
             .expect("save");
         // Saving again replaces; each device keeps its own.
-        s.save_sync_state("doc-a", alice.id, "phone", b"state-2", t(13))
+        s.save_sync_state(&doc_id("doc-a"), alice.id, "phone", b"state-2", t(13))
             .await
             .expect("save");
-        let load = |device: &'static str| s.load_sync_state("doc-a", alice.id, device);
+        let doc_a = doc_id("doc-a");
+        let load = |device: &'static str| s.load_sync_state(&doc_a, alice.id, device);
         assert_eq!(
             load("phone").await.expect("load"),
             Some(b"state-2".to_vec())

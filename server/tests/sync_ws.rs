@@ -306,13 +306,7 @@ async fn hostile_payloads_are_refused_and_others_keep_syncing() {
     }
     let store = server::open_store(&server.config).await.expect("store");
     for id in [bomb_id, deep_id] {
-        assert!(
-            store
-                .load_document(&id.to_string())
-                .await
-                .expect("load")
-                .is_none()
-        );
+        assert!(store.load_document(&id).await.expect("load").is_none());
     }
     store.close().await;
     let metrics = metrics_text(&server).await;
@@ -341,7 +335,7 @@ async fn many_small_syncs_are_compacted_and_audited() {
 
     let store = server::open_store(&server.config).await.expect("store");
     let stored = store
-        .load_document(&id.to_string())
+        .load_document(&id)
         .await
         .expect("load")
         .expect("stored");
@@ -426,7 +420,7 @@ async fn a_device_that_kept_its_sync_state_reconnects_cheaply() {
         .expect("cadre01");
     for (device, saved) in [("phone", true), ("phone-2", false)] {
         let state = store
-            .load_sync_state(&kept.to_string(), cadre.id, device)
+            .load_sync_state(&kept, cadre.id, device)
             .await
             .expect("load state");
         assert_eq!(state.is_some(), saved, "{device}");

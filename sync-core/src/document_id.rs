@@ -75,6 +75,15 @@ impl FromStr for DocumentId {
     }
 }
 
+/// For row decoders that take an owned string (sqlx's `try_from = "String"`).
+impl TryFrom<String> for DocumentId {
+    type Error = DocumentIdError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 impl serde::Serialize for DocumentId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

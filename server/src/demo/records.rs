@@ -15,7 +15,7 @@ use sync_core::{fixtures, records::visit::Visit};
 
 use super::DEMO_USERS;
 use crate::ledger::LedgerProjection;
-use crate::store::{DocumentKind, DocumentWrite, NewDocument, Role, Store, StoreError};
+use crate::store::{DocumentWrite, NewDocument, Role, Store, StoreError, StoredKind};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 const VISITS_PER_CADRE: usize = 25;
@@ -77,14 +77,14 @@ pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, 
         .await??;
         for (kind, year, doc_id, data, ledger) in [
             (
-                DocumentKind::Diary,
+                StoredKind::Diary,
                 Some(year),
                 built.diary_id,
                 built.diary.save(),
                 LedgerProjection::of_diary(&built.diary),
             ),
             (
-                DocumentKind::Contacts,
+                StoredKind::Contacts,
                 None,
                 built.contacts_id,
                 built.contacts.save(),
@@ -96,7 +96,7 @@ pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, 
             summary.cards += ledger.cards.len();
             store
                 .append_changes(DocumentWrite {
-                    document_id: doc_id.to_string(),
+                    document_id: doc_id,
                     create: Some(NewDocument {
                         kind,
                         owner_user_id: user.id,

@@ -59,28 +59,29 @@ pub async fn rebuild(
     let total = documents.len();
     let mut summary = RebuildSummary::default();
     for (done, meta) in documents.iter().enumerate() {
+        let id = meta.id;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let Some(stored) = store.load_document(&meta.id).await? else {
+            let Some(stored) = store.load_document(&id).await? else {
                 break; // deleted meanwhile
             };
-            let id = meta.id.clone();
+            let name = id.to_string();
             let updated_at = stored.meta.updated_at;
             let projected =
-                tokio::task::spawn_blocking(move || project_stored(&id, &stored)).await??;
+                tokio::task::spawn_blocking(move || project_stored(&name, &stored)).await??;
             let (ledger, ok) = match projected {
                 Some(ledger) => (ledger, true),
                 None => (LedgerProjection::default(), false),
             };
-            match store.replace_ledger(&meta.id, &ledger, updated_at).await {
+            match store.replace_ledger(&id, &ledger, updated_at).await {
                 Ok(()) => {
                     summary.rows += ledger.len();
                     summary.unprojectable += usize::from(!ok);
                     break;
                 }
                 Err(StoreError::Conflict(_)) if attempt < ATTEMPTS => continue,
-                Err(StoreError::Conflict(_)) => return Err(RebuildError::Busy(meta.id.clone())),
+                Err(StoreError::Conflict(_)) => return Err(RebuildError::Busy(id.to_string())),
                 Err(StoreError::NotFound) => break,
                 Err(e) => return Err(e.into()),
             }

@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sync_core::DocumentId;
 
 /// Error for a text column or CLI argument that does not name a known variant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,13 +82,14 @@ text_enum!(Role, "role" {
     Admin = "admin",
 });
 
-/// What an automerge document holds. The server learns it when the document
-/// is created (from the client's request or from sync-core inspecting the
-/// first changes); `Unknown` is kept for documents it could not classify so
-/// that they are still stored, never dropped.
+/// What a stored automerge document holds, as the server classified it when
+/// the document was created (from the client's request or from sync-core
+/// inspecting the first changes). Unlike sync-core's `DocumentKind` (a
+/// document's own `kind` field) it has `Unknown`, kept for documents the
+/// server could not classify so that they are still stored, never dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DocumentKind {
+pub enum StoredKind {
     /// One cadre's visits and petitions for one year.
     Diary,
     /// One cadre's service cards.
@@ -96,11 +98,20 @@ pub enum DocumentKind {
     Unknown,
 }
 
-text_enum!(DocumentKind, "document kind" {
+text_enum!(StoredKind, "document kind" {
     Diary = "diary",
     Contacts = "contacts",
     Unknown = "unknown",
 });
+
+impl From<sync_core::DocumentKind> for StoredKind {
+    fn from(kind: sync_core::DocumentKind) -> Self {
+        match kind {
+            sync_core::DocumentKind::Diary => StoredKind::Diary,
+            sync_core::DocumentKind::Contacts => StoredKind::Contacts,
+        }
+    }
+}
 
 /// A node of the organisation tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -272,14 +283,18 @@ pub enum RefreshRotation {
     Expired,
 }
 
-/// Everything about a document except its content.
+/// A document's row: everything the server keeps about a document except
+/// its content. (sync-core's `DocumentMeta` is something else: the root
+/// fields inside the document.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct DocumentMeta {
-    /// automerge-repo document id (base58check), also the primary key.
-    pub id: String,
+pub struct DocumentRow {
+    /// automerge-repo document id, stored as its base58check text (the
+    /// primary key).
+    #[sqlx(try_from = "String")]
+    pub id: DocumentId,
     /// What the document holds.
     #[sqlx(try_from = "String")]
-    pub kind: DocumentKind,
+    pub kind: StoredKind,
     /// The cadre the document belongs to.
     pub owner_user_id: i64,
     /// The diary year; `None` for contacts.
@@ -310,7 +325,7 @@ pub struct DocumentChunk {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredDocument {
     /// Metadata.
-    pub meta: DocumentMeta,
+    pub meta: DocumentRow,
     /// Compacted content, if the document was ever compacted.
     pub snapshot: Option<Vec<u8>>,
     /// Chunks not yet folded into the snapshot, in append order.
@@ -321,7 +336,7 @@ pub struct StoredDocument {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDocument {
     /// What the document holds.
-    pub kind: DocumentKind,
+    pub kind: StoredKind,
     /// The cadre it belongs to, for ever.
     pub owner_user_id: i64,
     /// Diary year.
@@ -341,7 +356,7 @@ pub struct NewDocument {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocumentWrite {
     /// The document written to.
-    pub document_id: String,
+    pub document_id: DocumentId,
     /// `Some` when the writer may create the document. If the document
     /// already exists its owner must equal `create.owner_user_id`, otherwise
     /// the write fails with `Conflict` (a document id belongs to the user who
@@ -363,7 +378,7 @@ pub struct DocumentWrite {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendOutcome {
     /// The document's metadata after the write.
-    pub meta: DocumentMeta,
+    pub meta: DocumentRow,
     /// Whether this write created the document.
     pub created: bool,
     /// Id of the stored chunk.
@@ -385,7 +400,7 @@ pub struct AppendOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compaction {
     /// The document compacted.
-    pub document_id: String,
+    pub document_id: DocumentId,
     /// `snapshot_heads` of the document as the caller loaded it.
     pub base_heads: Option<String>,
     /// The new snapshot (automerge `save()` of the merged document).

@@ -8,49 +8,32 @@
 //! half-way when a read transaction tries to upgrade. That also serialises
 //! writes to one document.
 
+mod ledger;
+
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use sync_core::DocumentId;
+
+use super::sql::{CompactSql, Sql, document_by_id, refresh_by_hash, user_cols};
 use super::{
-    AppendOutcome, AuditEntry, Backend, Compaction, ConnectOptions, DocumentChunk, DocumentMeta,
-    DocumentWrite, NewAuditEntry, NewRefreshToken, NewUnit, NewUser, RefreshReplacement,
-    RefreshRotation, RefreshToken, Store, StoreError, StoreResult, StoredDocument, Unit, User,
-    dedup_ids,
+    AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentWrite,
+    RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument, User, dedup_ids,
 };
 
 /// How long a connection waits for the write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-// Column lists as macros so `concat!` can build `&'static str` queries (sqlx
-// only accepts static SQL without an explicit `AssertSqlSafe`).
-macro_rules! unit_cols {
-    () => {
-        "id, code, name, parent_id, kind"
-    };
-}
-macro_rules! user_cols {
-    () => {
-        "id, username, display_name, role, unit_id, password_hash, created_at, disabled"
-    };
-}
-macro_rules! refresh_cols {
-    () => {
-        "id, user_id, family_id, token_hash, device_id, created_at, expires_at, rotated_at, revoked_at"
-    };
-}
-macro_rules! doc_cols {
-    () => {
-        "id, kind, owner_user_id, year, created_at, updated_at, snapshot_heads"
-    };
-}
+/// The shared statements, on SQLite.
+type Q = Sql<Sqlite>;
 
-/// A [`Store`] on an SQLite file.
+/// A [`Store`](super::Store) on an SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -98,577 +81,162 @@ impl SqliteStore {
     }
 }
 
-/// JSON array text of ids, bound to `json_each(?)` to express `IN (…)`
+/// JSON array text of ids, bound to `json_each($n)` to express `IN (…)`
 /// without building SQL at run time.
 fn json_ids(ids: &[i64]) -> String {
     let parts: Vec<String> = ids.iter().map(i64::to_string).collect();
     format!("[{}]", parts.join(","))
 }
 
-fn to_u64(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
+// The `Store` impl is shared; the functions below are what it calls for the
+// methods whose transactions, locks or `IN` lists differ on SQLite.
+super::sql::sql_store!(SqliteStore, Sqlite, Backend::Sqlite);
+
+async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
+    sqlx::migrate!("./migrations/sqlite").run(pool).await?;
+    Ok(())
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
+async fn list_users_in_units(pool: &SqlitePool, unit_ids: &[i64]) -> StoreResult<Vec<User>> {
+    Ok(sqlx::query_as::<_, User>(concat!(
+        "SELECT ",
+        user_cols!(),
+        " FROM users WHERE unit_id IN (SELECT value FROM json_each($1)) ORDER BY id"
+    ))
+    .bind(json_ids(unit_ids))
+    .fetch_all(pool)
+    .await?)
+}
 
-    async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&self.pool)
-            .await?;
-        Ok(())
-    }
+async fn rotate_refresh_token(
+    pool: &SqlitePool,
+    presented_hash: &str,
+    replacement: RefreshReplacement,
+    now: DateTime<Utc>,
+) -> StoreResult<RefreshRotation> {
+    // BEGIN IMMEDIATE holds the write lock from the first read, so two
+    // concurrent presentations of one token are strictly ordered.
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let rotation = Q::rotate_refresh_token(
+        &mut tx,
+        refresh_by_hash!(),
+        presented_hash,
+        replacement,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(rotation)
+}
 
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
+async fn load_document(pool: &SqlitePool, id: &DocumentId) -> StoreResult<Option<StoredDocument>> {
+    // A deferred transaction: in WAL mode its first read fixes a snapshot,
+    // so the snapshot and the chunks come from the same committed state.
+    let mut tx = pool.begin().await?;
+    let stored = Q::load_document(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(stored)
+}
 
-    async fn close(&self) {
-        self.pool.close().await;
-    }
+async fn list_documents_in_units(
+    pool: &SqlitePool,
+    unit_ids: &[i64],
+) -> StoreResult<Vec<DocumentRow>> {
+    Ok(sqlx::query_as::<_, DocumentRow>(
+        "SELECT d.id, d.kind, d.owner_user_id, d.year, d.created_at, d.updated_at, d.snapshot_heads
+         FROM documents d JOIN users u ON u.id = d.owner_user_id
+         WHERE u.unit_id IN (SELECT value FROM json_each($1))
+         ORDER BY d.id",
+    )
+    .bind(json_ids(unit_ids))
+    .fetch_all(pool)
+    .await?)
+}
 
-    async fn create_unit(&self, unit: NewUnit) -> StoreResult<Unit> {
-        let row = sqlx::query_as::<_, Unit>(concat!(
-            "INSERT INTO units (code, name, parent_id, kind, created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING ",
-            unit_cols!()
-        ))
-        .bind(&unit.code)
-        .bind(&unit.name)
-        .bind(unit.parent_id)
-        .bind(&unit.kind)
-        .bind(Utc::now())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row)
-    }
-
-    async fn get_unit(&self, id: i64) -> StoreResult<Option<Unit>> {
-        Ok(sqlx::query_as::<_, Unit>(concat!(
-            "SELECT ",
-            unit_cols!(),
-            " FROM units WHERE id = ?1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn get_unit_by_code(&self, code: &str) -> StoreResult<Option<Unit>> {
-        Ok(sqlx::query_as::<_, Unit>(concat!(
-            "SELECT ",
-            unit_cols!(),
-            " FROM units WHERE code = ?1"
-        ))
-        .bind(code)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn list_units(&self) -> StoreResult<Vec<Unit>> {
-        Ok(
-            sqlx::query_as::<_, Unit>(concat!("SELECT ", unit_cols!(), " FROM units ORDER BY id"))
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn unit_subtree(&self, root: i64) -> StoreResult<Vec<Unit>> {
-        Ok(sqlx::query_as::<_, Unit>(
-            "WITH RECURSIVE sub(id) AS (
-                 SELECT id FROM units WHERE id = ?1
-                 UNION ALL
-                 SELECT u.id FROM units u JOIN sub ON u.parent_id = sub.id
-             )
-             SELECT units.id, units.code, units.name, units.parent_id, units.kind
-             FROM units JOIN sub ON units.id = sub.id
-             ORDER BY units.id",
-        )
-        .bind(root)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn is_unit_within(&self, unit: i64, root: i64) -> StoreResult<bool> {
-        // Walk up from `unit`; the tree is shallow, so this is a handful of rows.
-        let found: i64 = sqlx::query_scalar(
-            "WITH RECURSIVE up(id, parent_id) AS (
-                 SELECT id, parent_id FROM units WHERE id = ?1
-                 UNION ALL
-                 SELECT u.id, u.parent_id FROM units u JOIN up ON u.id = up.parent_id
-             )
-             SELECT COUNT(*) FROM up WHERE id = ?2",
-        )
-        .bind(unit)
-        .bind(root)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(found > 0)
-    }
-
-    async fn create_user(&self, user: NewUser) -> StoreResult<User> {
-        Ok(sqlx::query_as::<_, User>(concat!(
-            "INSERT INTO users (username, display_name, role, unit_id, password_hash, created_at, disabled)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, FALSE) RETURNING ",
-            user_cols!()
-        ))
-        .bind(&user.username)
-        .bind(&user.display_name)
-        .bind(user.role.as_str())
-        .bind(user.unit_id)
-        .bind(&user.password_hash)
-        .bind(Utc::now())
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    async fn get_user(&self, id: i64) -> StoreResult<Option<User>> {
-        Ok(sqlx::query_as::<_, User>(concat!(
-            "SELECT ",
-            user_cols!(),
-            " FROM users WHERE id = ?1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
-        Ok(sqlx::query_as::<_, User>(concat!(
-            "SELECT ",
-            user_cols!(),
-            " FROM users WHERE username = ?1"
-        ))
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn list_users_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<User>> {
-        Ok(sqlx::query_as::<_, User>(concat!(
-            "SELECT ",
-            user_cols!(),
-            " FROM users WHERE unit_id IN (SELECT value FROM json_each(?1)) ORDER BY id"
-        ))
-        .bind(json_ids(unit_ids))
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn set_user_disabled(&self, user_id: i64, disabled: bool) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET disabled = ?1 WHERE id = ?2")
-            .bind(disabled)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
-    }
-
-    async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<RefreshToken> {
-        Ok(sqlx::query_as::<_, RefreshToken>(concat!(
-            "INSERT INTO refresh_tokens (user_id, family_id, token_hash, device_id, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING ",
-            refresh_cols!()
-        ))
-        .bind(token.user_id)
-        .bind(&token.family_id)
-        .bind(&token.token_hash)
-        .bind(&token.device_id)
-        .bind(token.created_at)
-        .bind(token.expires_at)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
-        Ok(sqlx::query_as::<_, RefreshToken>(concat!(
-            "SELECT ",
-            refresh_cols!(),
-            " FROM refresh_tokens WHERE token_hash = ?1"
-        ))
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn rotate_refresh_token(
-        &self,
-        presented_hash: &str,
-        replacement: RefreshReplacement,
-        now: DateTime<Utc>,
-    ) -> StoreResult<RefreshRotation> {
-        // BEGIN IMMEDIATE holds the write lock from the first read, so two
-        // concurrent presentations of one token are strictly ordered.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(previous) = sqlx::query_as::<_, RefreshToken>(concat!(
-            "SELECT ",
-            refresh_cols!(),
-            " FROM refresh_tokens WHERE token_hash = ?1"
-        ))
-        .bind(presented_hash)
+async fn append_changes(pool: &SqlitePool, write: DocumentWrite) -> StoreResult<AppendOutcome> {
+    let document_id = write.document_id.to_string();
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let existing = sqlx::query_as::<_, DocumentRow>(document_by_id!())
+        .bind(&document_id)
         .fetch_optional(&mut *tx)
-        .await?
-        else {
-            return Err(StoreError::NotFound);
-        };
+        .await?;
 
-        if previous.revoked_at.is_some() {
-            return Ok(RefreshRotation::Revoked);
-        }
-        if previous.rotated_at.is_some() {
+    let created = match (&existing, &write.create) {
+        (None, None) => return Err(StoreError::NotFound),
+        (None, Some(new)) => {
             sqlx::query(
-                "UPDATE refresh_tokens SET revoked_at = ?1 WHERE family_id = ?2 AND revoked_at IS NULL",
+                "INSERT INTO documents (id, kind, owner_user_id, year, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $5)",
             )
-            .bind(now)
-            .bind(&previous.family_id)
+            .bind(&document_id)
+            .bind(new.kind.as_str())
+            .bind(new.owner_user_id)
+            .bind(new.year)
+            .bind(write.at)
             .execute(&mut *tx)
             .await?;
-            tx.commit().await?;
-            return Ok(RefreshRotation::Reused {
-                family_id: previous.family_id,
-                user_id: previous.user_id,
-            });
+            true
         }
-        if previous.expires_at <= now {
-            return Ok(RefreshRotation::Expired);
+        (Some(meta), Some(new)) if meta.owner_user_id != new.owner_user_id => {
+            return Err(StoreError::Conflict(
+                "document belongs to another user".to_owned(),
+            ));
         }
+        (Some(_), _) => false,
+    };
 
-        sqlx::query("UPDATE refresh_tokens SET rotated_at = ?1 WHERE id = ?2")
-            .bind(now)
-            .bind(previous.id)
+    let chunk_id = Q::insert_chunk(&mut tx, &document_id, &write.data, write.at).await?;
+    if !created {
+        sqlx::query("UPDATE documents SET updated_at = $1 WHERE id = $2")
+            .bind(write.at)
+            .bind(&document_id)
             .execute(&mut *tx)
             .await?;
-        let current = sqlx::query_as::<_, RefreshToken>(concat!(
-            "INSERT INTO refresh_tokens (user_id, family_id, token_hash, device_id, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING ",
-            refresh_cols!()
-        ))
-        .bind(previous.user_id)
-        .bind(&previous.family_id)
-        .bind(&replacement.token_hash)
-        .bind(&previous.device_id)
-        .bind(now)
-        .bind(replacement.expires_at)
+    }
+
+    // The ledger rows commit (or not) together with the chunk.
+    if let Some(ledger) = &write.ledger {
+        Q::replace_ledger_rows(&mut tx, &document_id, ledger).await?;
+    }
+
+    let meta = sqlx::query_as::<_, DocumentRow>(document_by_id!())
+        .bind(&document_id)
         .fetch_one(&mut *tx)
         .await?;
-        tx.commit().await?;
-        Ok(RefreshRotation::Rotated {
-            previous: Box::new(previous),
-            current: Box::new(current),
-        })
-    }
+    let (pending_chunks, pending_bytes) = Q::pending(
+        &mut tx,
+        "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM document_chunks WHERE document_id = $1",
+        &document_id,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(AppendOutcome {
+        meta,
+        created,
+        chunk_id,
+        pending_chunks,
+        pending_bytes,
+    })
+}
 
-    async fn revoke_refresh_family(&self, family_id: &str, now: DateTime<Utc>) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = ?1 WHERE family_id = ?2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(family_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn get_document_meta(&self, id: &str) -> StoreResult<Option<DocumentMeta>> {
-        Ok(sqlx::query_as::<_, DocumentMeta>(concat!(
-            "SELECT ",
-            doc_cols!(),
-            " FROM documents WHERE id = ?1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn load_document(&self, id: &str) -> StoreResult<Option<StoredDocument>> {
-        // A deferred transaction: in WAL mode its first read fixes a snapshot,
-        // so the snapshot and the chunks come from the same committed state.
-        let mut tx = self.pool.begin().await?;
-        let Some(meta) = sqlx::query_as::<_, DocumentMeta>(concat!(
-            "SELECT ",
-            doc_cols!(),
-            " FROM documents WHERE id = ?1"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let snapshot: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT snapshot FROM documents WHERE id = ?1")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-        let chunks = sqlx::query_as::<_, DocumentChunk>(
-            "SELECT id, data FROM document_chunks WHERE document_id = ?1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(StoredDocument {
-            meta,
-            snapshot,
-            chunks,
-        }))
-    }
-
-    async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentMeta>> {
-        Ok(sqlx::query_as::<_, DocumentMeta>(concat!(
-            "SELECT ",
-            doc_cols!(),
-            " FROM documents WHERE owner_user_id = ?1 ORDER BY id"
-        ))
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn list_documents_in_units(&self, unit_ids: &[i64]) -> StoreResult<Vec<DocumentMeta>> {
-        Ok(sqlx::query_as::<_, DocumentMeta>(
-            "SELECT d.id, d.kind, d.owner_user_id, d.year, d.created_at, d.updated_at, d.snapshot_heads
-             FROM documents d JOIN users u ON u.id = d.owner_user_id
-             WHERE u.unit_id IN (SELECT value FROM json_each(?1))
-             ORDER BY d.id",
-        )
-        .bind(json_ids(unit_ids))
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn append_changes(&self, write: DocumentWrite) -> StoreResult<AppendOutcome> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let existing = sqlx::query_as::<_, DocumentMeta>(concat!(
-            "SELECT ",
-            doc_cols!(),
-            " FROM documents WHERE id = ?1"
-        ))
-        .bind(&write.document_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-
-        let created = match (&existing, &write.create) {
-            (None, None) => return Err(StoreError::NotFound),
-            (None, Some(new)) => {
-                sqlx::query(
-                    "INSERT INTO documents (id, kind, owner_user_id, year, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                )
-                .bind(&write.document_id)
-                .bind(new.kind.as_str())
-                .bind(new.owner_user_id)
-                .bind(new.year)
-                .bind(write.at)
-                .execute(&mut *tx)
-                .await?;
-                true
-            }
-            (Some(meta), Some(new)) if meta.owner_user_id != new.owner_user_id => {
-                return Err(StoreError::Conflict(
-                    "document belongs to another user".to_owned(),
-                ));
-            }
-            (Some(_), _) => false,
-        };
-
-        let chunk_id: i64 = sqlx::query_scalar(
-            "INSERT INTO document_chunks (document_id, data, created_at) VALUES (?1, ?2, ?3) RETURNING id",
-        )
-        .bind(&write.document_id)
-        .bind(&write.data)
-        .bind(write.at)
-        .fetch_one(&mut *tx)
-        .await?;
-        if !created {
-            sqlx::query("UPDATE documents SET updated_at = ?1 WHERE id = ?2")
-                .bind(write.at)
-                .bind(&write.document_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        // The ledger rows commit (or not) together with the chunk.
-        if let Some(ledger) = &write.ledger {
-            crate::ledger::sqlite::replace(&mut tx, &write.document_id, ledger).await?;
-        }
-
-        let meta = sqlx::query_as::<_, DocumentMeta>(concat!(
-            "SELECT ",
-            doc_cols!(),
-            " FROM documents WHERE id = ?1"
-        ))
-        .bind(&write.document_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let (pending_chunks, pending_bytes): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM document_chunks WHERE document_id = ?1",
-        )
-        .bind(&write.document_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(AppendOutcome {
-            meta,
-            created,
-            chunk_id,
-            pending_chunks: to_u64(pending_chunks),
-            pending_bytes: to_u64(pending_bytes),
-        })
-    }
-
-    async fn compact(&self, compaction: Compaction) -> StoreResult<()> {
-        let replaced = dedup_ids(&compaction.replaced_chunk_ids);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(current_heads) = sqlx::query_scalar::<_, Option<String>>(
-            "SELECT snapshot_heads FROM documents WHERE id = ?1",
-        )
-        .bind(&compaction.document_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            return Err(StoreError::NotFound);
-        };
-        if current_heads != compaction.base_heads {
-            return Err(StoreError::Conflict(
-                "the snapshot changed since it was loaded".to_owned(),
-            ));
-        }
-        let ids = json_ids(&replaced);
-        let present: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM document_chunks
-             WHERE document_id = ?1 AND id IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(&compaction.document_id)
-        .bind(&ids)
-        .fetch_one(&mut *tx)
-        .await?;
-        if to_u64(present) != replaced.len() as u64 {
-            return Err(StoreError::Conflict(
-                "some chunks were already compacted".to_owned(),
-            ));
-        }
-        sqlx::query("UPDATE documents SET snapshot = ?1, snapshot_heads = ?2 WHERE id = ?3")
-            .bind(&compaction.snapshot)
-            .bind(&compaction.heads)
-            .bind(&compaction.document_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "DELETE FROM document_chunks
-             WHERE document_id = ?1 AND id IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(&compaction.document_id)
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn replace_ledger(
-        &self,
-        document_id: &str,
-        ledger: &crate::ledger::LedgerProjection,
-        expected_updated_at: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(updated_at) = sqlx::query_scalar::<_, DateTime<Utc>>(
-            "SELECT updated_at FROM documents WHERE id = ?1",
-        )
-        .bind(document_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            return Err(StoreError::NotFound);
-        };
-        if updated_at != expected_updated_at {
-            return Err(StoreError::Conflict(
-                "the document changed since it was loaded".to_owned(),
-            ));
-        }
-        crate::ledger::sqlite::replace(&mut tx, document_id, ledger).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn query_ledger(
-        &self,
-        query: &crate::ledger::LedgerQuery,
-    ) -> StoreResult<crate::ledger::LedgerPage> {
-        Ok(crate::ledger::sqlite::query(&self.pool, query).await?)
-    }
-
-    async fn load_sync_state(
-        &self,
-        document_id: &str,
-        user_id: i64,
-        device_id: &str,
-    ) -> StoreResult<Option<Vec<u8>>> {
-        Ok(sqlx::query_scalar(
-            "SELECT state FROM sync_states
-             WHERE document_id = ?1 AND user_id = ?2 AND device_id = ?3",
-        )
-        .bind(document_id)
-        .bind(user_id)
-        .bind(device_id)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn save_sync_state(
-        &self,
-        document_id: &str,
-        user_id: i64,
-        device_id: &str,
-        state: &[u8],
-        at: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sync_states (document_id, user_id, device_id, state, updated_at)
-             SELECT ?1, ?2, ?3, ?4, ?5
-             WHERE EXISTS (SELECT 1 FROM documents WHERE id = ?1)
-             ON CONFLICT (document_id, user_id, device_id)
-             DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-        )
-        .bind(document_id)
-        .bind(user_id)
-        .bind(device_id)
-        .bind(state)
-        .bind(at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO audit_log (at, user_id, action, target, detail, remote_addr)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-        )
-        .bind(entry.at)
-        .bind(entry.user_id)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(&entry.detail)
-        .bind(&entry.remote_addr)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    async fn list_audit(&self, limit: u32) -> StoreResult<Vec<AuditEntry>> {
-        Ok(sqlx::query_as::<_, AuditEntry>(
-            "SELECT id, at, user_id, action, target, detail, remote_addr
-             FROM audit_log ORDER BY id DESC LIMIT ?1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?)
-    }
+async fn compact(pool: &SqlitePool, compaction: Compaction) -> StoreResult<()> {
+    const SQL: CompactSql = CompactSql {
+        heads: "SELECT snapshot_heads FROM documents WHERE id = $1",
+        present: "SELECT COUNT(*) FROM document_chunks
+                  WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
+        delete: "DELETE FROM document_chunks
+                 WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
+    };
+    let replaced = dedup_ids(&compaction.replaced_chunk_ids);
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    Q::compact(
+        &mut tx,
+        SQL,
+        &compaction,
+        json_ids(&replaced),
+        replaced.len(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

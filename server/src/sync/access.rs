@@ -21,7 +21,7 @@ pub async fn decide_access(
     user: &AuthUser,
     document_id: &DocumentId,
 ) -> StoreResult<Access> {
-    let meta = store.get_document_meta(&document_id.to_string()).await?;
+    let meta = store.get_document_meta(document_id).await?;
     Ok(match (user.role, meta) {
         (Role::Cadre, None) => Access::ReadWrite,
         (Role::Cadre, Some(m)) if m.owner_user_id == user.user_id => Access::ReadWrite,

@@ -9,7 +9,7 @@ use sync_core::document::{DocumentError, read_meta};
 use sync_core::protocol::{Access, ProtocolError, ServerConnection};
 
 use super::payload::{self, PayloadError, PayloadLimits};
-use crate::store::{DocumentKind, NewDocument, StoredDocument};
+use crate::store::{NewDocument, StoredDocument};
 
 /// Why a merge did not produce something to store.
 #[derive(Debug, thiserror::Error)]
@@ -192,10 +192,7 @@ pub fn merge(
             });
         }
         Some(NewDocument {
-            kind: match meta.kind {
-                sync_core::DocumentKind::Diary => DocumentKind::Diary,
-                sync_core::DocumentKind::Contacts => DocumentKind::Contacts,
-            },
+            kind: meta.kind.into(),
             owner_user_id: user_id,
             year: meta.year,
         })

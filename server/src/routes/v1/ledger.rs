@@ -114,14 +114,12 @@ fn label<T: std::str::FromStr>(code: &str, label: impl Fn(T) -> &'static str) ->
         .unwrap_or_default()
 }
 
-fn entry(item: LedgerItem, today: &str) -> LedgerEntry {
-    let overdue = matches!(item.status.as_str(), "open" | "in_progress")
-        && item.deadline.as_deref().is_some_and(|d| d < today);
+fn entry(item: LedgerItem) -> LedgerEntry {
     LedgerEntry {
         category_zh: label(&item.category, Category::label_zh),
         level_zh: label(&item.level, Level::label_zh),
         status_zh: label(&item.status, PetitionStatus::label_zh),
-        overdue,
+        overdue: item.overdue,
         id: item.id,
         document_id: item.document_id,
         unit_code: item.unit_code,
@@ -196,23 +194,19 @@ pub async fn list(
         Role::Supervisor | Role::Admin => (Some(subtree(&state, root).await?), None),
     };
 
-    let today = china_today()?;
     let query = LedgerQuery {
         unit_ids,
         owner_user_id,
         status: params.status,
         category: params.category,
-        overdue_on: params.overdue.unwrap_or(false).then(|| today.clone()),
+        today: china_today()?,
+        overdue_only: params.overdue.unwrap_or(false),
         limit: i64::from(per_page),
         offset: i64::from(page - 1) * i64::from(per_page),
     };
     let found = state.store.query_ledger(&query).await?;
     Ok(Json(LedgerResponse {
-        items: found
-            .items
-            .into_iter()
-            .map(|item| entry(item, &today))
-            .collect(),
+        items: found.items.into_iter().map(entry).collect(),
         total: found.total,
     }))
 }

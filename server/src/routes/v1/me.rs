@@ -4,11 +4,12 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sync_core::DocumentId;
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::AppError;
-use crate::store::{DocumentKind, Role};
+use crate::store::{Role, StoredKind};
 
 /// Answer of `GET /api/v1/me`.
 #[derive(Debug, Serialize)]
@@ -58,9 +59,9 @@ pub async fn get(State(state): State<AppState>, caller: AuthUser) -> Result<Json
 #[derive(Debug, Serialize)]
 pub struct MyDocument {
     /// automerge-repo document id (`automerge:<id>` in an automerge URL).
-    pub id: String,
+    pub id: DocumentId,
     /// `diary` or `contacts` (`unknown` if the server could not tell).
-    pub kind: DocumentKind,
+    pub kind: StoredKind,
     /// Diary year; `null` for contacts.
     pub year: Option<i32>,
     /// The owner's username (always the caller here).

@@ -349,11 +349,7 @@ impl Connection {
             .acquire_owned()
             .await
             .map_err(|e| Fault::Internal(e.to_string()))?;
-        let stored = self
-            .state
-            .store
-            .load_document(&document_id.to_string())
-            .await?;
+        let stored = self.state.store.load_document(&document_id).await?;
         if stored.is_some() {
             self.restore_sync_state(document_id).await?;
         }
@@ -415,7 +411,7 @@ impl Connection {
         let wrote = outcome.chunk.is_some();
         if let Some(chunk) = outcome.chunk {
             let write = DocumentWrite {
-                document_id: document_id.to_string(),
+                document_id,
                 create: outcome.create,
                 data: chunk,
                 at: Utc::now(),
@@ -498,11 +494,7 @@ impl Connection {
         let saved = self
             .state
             .store
-            .load_sync_state(
-                &document_id.to_string(),
-                self.user.user_id,
-                &self.user.device_id,
-            )
+            .load_sync_state(&document_id, self.user.user_id, &self.user.device_id)
             .await?;
         if let Some(saved) = saved {
             self.conn()?.restore_sync_state(&document_id, &saved);
@@ -523,7 +515,7 @@ impl Connection {
             .state
             .store
             .save_sync_state(
-                &document_id.to_string(),
+                &document_id,
                 self.user.user_id,
                 &self.user.device_id,
                 &state,
@@ -605,7 +597,7 @@ impl Connection {
         })
         .await?;
         let compaction = Compaction {
-            document_id: document_id.to_string(),
+            document_id,
             base_heads,
             snapshot,
             heads,
@@ -645,11 +637,7 @@ impl Connection {
             .acquire_owned()
             .await
             .map_err(|e| Fault::Internal(e.to_string()))?;
-        let stored = self
-            .state
-            .store
-            .load_document(&document_id.to_string())
-            .await?;
+        let stored = self.state.store.load_document(&document_id).await?;
         let mut conn = self.take_conn()?;
         let (conn, pushed) = tokio::task::spawn_blocking(move || {
             let pushed = documents::load(document_id, stored.as_ref())

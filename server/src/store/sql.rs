@@ -1,0 +1,886 @@
+//! SQL that both backends run as it stands, written once.
+//!
+//! sqlx's SQLite driver maps a `$N` parameter to the N-th bound argument, as
+//! PostgreSQL does (`SqliteArguments::bind` in sqlx-sqlite reads the number
+//! after `$` or `?`; the test at the bottom holds it to that). So a statement
+//! that differed between the backends only in its placeholders is written
+//! here once, with `$N`, and run through [`Sql`], which is generic over the
+//! database. What really differs stays in `sqlite.rs` and `postgres.rs`:
+//! how a write transaction starts and what it locks (`BEGIN IMMEDIATE`
+//! against `SELECT … FOR UPDATE`), `IN` lists (`json_each` against
+//! `= ANY`), and byte lengths.
+
+mod store_impl;
+
+use std::marker::PhantomData;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+
+use super::{
+    AuditEntry, Compaction, DocumentChunk, DocumentRow, NewAuditEntry, NewRefreshToken, NewUnit,
+    NewUser, RefreshReplacement, RefreshRotation, RefreshToken, StoreError, StoreResult,
+    StoredDocument, Unit, User,
+};
+use sync_core::DocumentId;
+
+use crate::ledger::{LedgerItem, LedgerPage, LedgerProjection, LedgerQuery};
+
+// Column lists as macros so `concat!` can build `&'static str` queries (sqlx
+// only accepts static SQL without an explicit `AssertSqlSafe`).
+macro_rules! unit_cols {
+    () => {
+        "id, code, name, parent_id, kind"
+    };
+}
+macro_rules! user_cols {
+    () => {
+        "id, username, display_name, role, unit_id, password_hash, created_at, disabled"
+    };
+}
+macro_rules! refresh_cols {
+    () => {
+        "id, user_id, family_id, token_hash, device_id, created_at, expires_at, rotated_at, revoked_at"
+    };
+}
+macro_rules! doc_cols {
+    () => {
+        "id, kind, owner_user_id, year, created_at, updated_at, snapshot_heads"
+    };
+}
+pub(super) use store_impl::sql_store;
+pub(super) use {doc_cols, refresh_cols, user_cols};
+
+/// A refresh token by the hash of its opaque value; a backend that locks
+/// rows appends its locking clause to this text.
+macro_rules! refresh_by_hash {
+    () => {
+        concat!(
+            "SELECT ",
+            $crate::store::sql::refresh_cols!(),
+            " FROM refresh_tokens WHERE token_hash = $1"
+        )
+    };
+}
+pub(super) use refresh_by_hash;
+
+/// A document's row by id; a backend that locks rows appends its locking
+/// clause to this text.
+macro_rules! document_by_id {
+    () => {
+        concat!(
+            "SELECT ",
+            $crate::store::sql::doc_cols!(),
+            " FROM documents WHERE id = $1"
+        )
+    };
+}
+pub(super) use document_by_id;
+
+/// When a document was last written; a backend that locks rows appends its
+/// locking clause to this text.
+macro_rules! updated_at_by_id {
+    () => {
+        "SELECT updated_at FROM documents WHERE id = $1"
+    };
+}
+pub(super) use updated_at_by_id;
+
+/// The statements both backends share, for a database `DB`. The bounds say
+/// which Rust types the statements bind and decode; both drivers meet them.
+pub(super) struct Sql<DB>(PhantomData<DB>);
+
+impl<DB> Sql<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'a, 'q> &'a str: Encode<'q, DB> + Type<DB>,
+    for<'a, 'q> &'a [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<DateTime<Utc>>: Encode<'q, DB> + Type<DB>,
+    for<'r> Unit: FromRow<'r, DB::Row>,
+    for<'r> User: FromRow<'r, DB::Row>,
+    for<'r> RefreshToken: FromRow<'r, DB::Row>,
+    for<'r> DocumentRow: FromRow<'r, DB::Row>,
+    for<'r> DocumentChunk: FromRow<'r, DB::Row>,
+    for<'r> AuditEntry: FromRow<'r, DB::Row>,
+    for<'r> LedgerItem: FromRow<'r, DB::Row>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> (i64, i64): FromRow<'r, DB::Row>,
+    for<'r> (Vec<u8>,): FromRow<'r, DB::Row>,
+    for<'r> (Option<Vec<u8>>,): FromRow<'r, DB::Row>,
+    for<'r> (DateTime<Utc>,): FromRow<'r, DB::Row>,
+    for<'r> (Option<String>,): FromRow<'r, DB::Row>,
+{
+    pub(super) async fn create_unit(pool: &Pool<DB>, unit: NewUnit) -> StoreResult<Unit> {
+        Ok(sqlx::query_as::<DB, Unit>(concat!(
+            "INSERT INTO units (code, name, parent_id, kind, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING ",
+            unit_cols!()
+        ))
+        .bind(unit.code)
+        .bind(unit.name)
+        .bind(unit.parent_id)
+        .bind(unit.kind)
+        .bind(Utc::now())
+        .fetch_one(pool)
+        .await?)
+    }
+
+    pub(super) async fn get_unit(pool: &Pool<DB>, id: i64) -> StoreResult<Option<Unit>> {
+        Ok(sqlx::query_as::<DB, Unit>(concat!(
+            "SELECT ",
+            unit_cols!(),
+            " FROM units WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+    }
+
+    pub(super) async fn get_unit_by_code(pool: &Pool<DB>, code: &str) -> StoreResult<Option<Unit>> {
+        Ok(sqlx::query_as::<DB, Unit>(concat!(
+            "SELECT ",
+            unit_cols!(),
+            " FROM units WHERE code = $1"
+        ))
+        .bind(code)
+        .fetch_optional(pool)
+        .await?)
+    }
+
+    pub(super) async fn list_units(pool: &Pool<DB>) -> StoreResult<Vec<Unit>> {
+        Ok(
+            sqlx::query_as::<DB, Unit>(concat!("SELECT ", unit_cols!(), " FROM units ORDER BY id"))
+                .fetch_all(pool)
+                .await?,
+        )
+    }
+
+    pub(super) async fn unit_subtree(pool: &Pool<DB>, root: i64) -> StoreResult<Vec<Unit>> {
+        Ok(sqlx::query_as::<DB, Unit>(
+            "WITH RECURSIVE sub(id) AS (
+                 SELECT id FROM units WHERE id = $1
+                 UNION ALL
+                 SELECT u.id FROM units u JOIN sub ON u.parent_id = sub.id
+             )
+             SELECT units.id, units.code, units.name, units.parent_id, units.kind
+             FROM units JOIN sub ON units.id = sub.id
+             ORDER BY units.id",
+        )
+        .bind(root)
+        .fetch_all(pool)
+        .await?)
+    }
+
+    pub(super) async fn is_unit_within(pool: &Pool<DB>, unit: i64, root: i64) -> StoreResult<bool> {
+        // Walk up from `unit`; the tree is shallow, so this is a handful of rows.
+        let found: i64 = sqlx::query_scalar::<DB, i64>(
+            "WITH RECURSIVE up(id, parent_id) AS (
+                 SELECT id, parent_id FROM units WHERE id = $1
+                 UNION ALL
+                 SELECT u.id, u.parent_id FROM units u JOIN up ON u.id = up.parent_id
+             )
+             SELECT COUNT(*) FROM up WHERE id = $2",
+        )
+        .bind(unit)
+        .bind(root)
+        .fetch_one(pool)
+        .await?;
+        Ok(found > 0)
+    }
+
+    pub(super) async fn create_user(pool: &Pool<DB>, user: NewUser) -> StoreResult<User> {
+        Ok(sqlx::query_as::<DB, User>(concat!(
+            "INSERT INTO users (username, display_name, role, unit_id, password_hash, created_at, disabled)
+             VALUES ($1, $2, $3, $4, $5, $6, FALSE) RETURNING ",
+            user_cols!()
+        ))
+        .bind(user.username)
+        .bind(user.display_name)
+        .bind(user.role.as_str())
+        .bind(user.unit_id)
+        .bind(user.password_hash)
+        .bind(Utc::now())
+        .fetch_one(pool)
+        .await?)
+    }
+
+    pub(super) async fn get_user(pool: &Pool<DB>, id: i64) -> StoreResult<Option<User>> {
+        Ok(sqlx::query_as::<DB, User>(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+    }
+
+    pub(super) async fn get_user_by_username(
+        pool: &Pool<DB>,
+        username: &str,
+    ) -> StoreResult<Option<User>> {
+        Ok(sqlx::query_as::<DB, User>(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(pool)
+        .await?)
+    }
+
+    pub(super) async fn set_user_disabled(
+        pool: &Pool<DB>,
+        user_id: i64,
+        disabled: bool,
+    ) -> StoreResult<()> {
+        let found: Option<i64> = sqlx::query_scalar::<DB, i64>(
+            "UPDATE users SET disabled = $1 WHERE id = $2 RETURNING id",
+        )
+        .bind(disabled)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await?;
+        found.map(drop).ok_or(StoreError::NotFound)
+    }
+
+    pub(super) async fn insert_refresh_token(
+        pool: &Pool<DB>,
+        token: NewRefreshToken,
+    ) -> StoreResult<RefreshToken> {
+        Ok(sqlx::query_as::<DB, RefreshToken>(concat!(
+            "INSERT INTO refresh_tokens (user_id, family_id, token_hash, device_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+            refresh_cols!()
+        ))
+        .bind(token.user_id)
+        .bind(token.family_id)
+        .bind(token.token_hash)
+        .bind(token.device_id)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .fetch_one(pool)
+        .await?)
+    }
+
+    pub(super) async fn get_refresh_token(
+        pool: &Pool<DB>,
+        token_hash: &str,
+    ) -> StoreResult<Option<RefreshToken>> {
+        Ok(sqlx::query_as::<DB, RefreshToken>(refresh_by_hash!())
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?)
+    }
+
+    /// The body of [`Store::rotate_refresh_token`](super::Store::rotate_refresh_token)
+    /// inside the caller's transaction, which the caller commits.
+    /// `select_presented` is [`refresh_by_hash!`] with whatever makes a
+    /// second presentation of the same token wait for the first.
+    pub(super) async fn rotate_refresh_token(
+        conn: &mut DB::Connection,
+        select_presented: &'static str,
+        presented_hash: &str,
+        replacement: RefreshReplacement,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RefreshRotation> {
+        let Some(previous) = sqlx::query_as::<DB, RefreshToken>(select_presented)
+            .bind(presented_hash)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Err(StoreError::NotFound);
+        };
+
+        if previous.revoked_at.is_some() {
+            return Ok(RefreshRotation::Revoked);
+        }
+        if previous.rotated_at.is_some() {
+            Self::revoke_family(&mut *conn, &previous.family_id, now).await?;
+            return Ok(RefreshRotation::Reused {
+                family_id: previous.family_id,
+                user_id: previous.user_id,
+            });
+        }
+        if previous.expires_at <= now {
+            return Ok(RefreshRotation::Expired);
+        }
+
+        sqlx::query::<DB>("UPDATE refresh_tokens SET rotated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(previous.id)
+            .execute(&mut *conn)
+            .await?;
+        let current = sqlx::query_as::<DB, RefreshToken>(concat!(
+            "INSERT INTO refresh_tokens (user_id, family_id, token_hash, device_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+            refresh_cols!()
+        ))
+        .bind(previous.user_id)
+        .bind(previous.family_id.as_str())
+        .bind(replacement.token_hash)
+        .bind(previous.device_id.as_str())
+        .bind(now)
+        .bind(replacement.expires_at)
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(RefreshRotation::Rotated {
+            previous: Box::new(previous),
+            current: Box::new(current),
+        })
+    }
+
+    /// Revokes every not-yet-revoked token of a family; returns how many
+    /// rows changed.
+    pub(super) async fn revoke_family<'c, E>(
+        executor: E,
+        family_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>
+    where
+        E: Executor<'c, Database = DB>,
+    {
+        let revoked: Vec<i64> = sqlx::query_scalar::<DB, i64>(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL
+             RETURNING id",
+        )
+        .bind(now)
+        .bind(family_id)
+        .fetch_all(executor)
+        .await?;
+        Ok(revoked.len() as u64)
+    }
+
+    pub(super) async fn get_document_meta(
+        pool: &Pool<DB>,
+        id: &DocumentId,
+    ) -> StoreResult<Option<DocumentRow>> {
+        Ok(sqlx::query_as::<DB, DocumentRow>(document_by_id!())
+            .bind(id.to_string())
+            .fetch_optional(pool)
+            .await?)
+    }
+
+    /// The body of [`Store::load_document`](super::Store::load_document)
+    /// inside the caller's transaction, which must see one snapshot of the
+    /// database for all three reads.
+    pub(super) async fn load_document(
+        conn: &mut DB::Connection,
+        id: &DocumentId,
+    ) -> StoreResult<Option<StoredDocument>> {
+        let id = id.to_string();
+        let id = id.as_str();
+        let Some(meta) = sqlx::query_as::<DB, DocumentRow>(document_by_id!())
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let snapshot: Option<Vec<u8>> = sqlx::query_scalar::<DB, Option<Vec<u8>>>(
+            "SELECT snapshot FROM documents WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+        let chunks = sqlx::query_as::<DB, DocumentChunk>(
+            "SELECT id, data FROM document_chunks WHERE document_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(Some(StoredDocument {
+            meta,
+            snapshot,
+            chunks,
+        }))
+    }
+
+    pub(super) async fn list_documents_for_owner(
+        pool: &Pool<DB>,
+        user_id: i64,
+    ) -> StoreResult<Vec<DocumentRow>> {
+        Ok(sqlx::query_as::<DB, DocumentRow>(concat!(
+            "SELECT ",
+            doc_cols!(),
+            " FROM documents WHERE owner_user_id = $1 ORDER BY id"
+        ))
+        .bind(user_id)
+        .fetch_all(pool)
+        .await?)
+    }
+
+    /// Stores one chunk of a document inside the caller's transaction and
+    /// returns its id.
+    pub(super) async fn insert_chunk(
+        conn: &mut DB::Connection,
+        document_id: &str,
+        data: &[u8],
+        at: DateTime<Utc>,
+    ) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar::<DB, i64>(
+            "INSERT INTO document_chunks (document_id, data, created_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(document_id)
+        .bind(data)
+        .bind(at)
+        .fetch_one(&mut *conn)
+        .await?)
+    }
+
+    /// How many chunks a document has pending and their total size, inside
+    /// the caller's transaction. `sql` selects `COUNT(*)` and the summed
+    /// byte length (spelled differently by the backends) for document `$1`.
+    pub(super) async fn pending(
+        conn: &mut DB::Connection,
+        sql: &'static str,
+        document_id: &str,
+    ) -> StoreResult<(u64, u64)> {
+        let (chunks, bytes) = sqlx::query_as::<DB, (i64, i64)>(sql)
+            .bind(document_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok((to_u64(chunks), to_u64(bytes)))
+    }
+
+    /// The body of [`Store::compact`](super::Store::compact) inside the
+    /// caller's transaction, which the caller commits. `replaced` is the
+    /// backend's spelling of the list of chunk ids that `sql` binds as `$2`.
+    pub(super) async fn compact<U>(
+        conn: &mut DB::Connection,
+        sql: CompactSql,
+        compaction: &Compaction,
+        replaced: U,
+        replaced_count: usize,
+    ) -> StoreResult<()>
+    where
+        U: for<'q> Encode<'q, DB> + Type<DB> + Send + Sync + 'static,
+    {
+        let document_id = compaction.document_id.to_string();
+        let Some(current_heads) = sqlx::query_scalar::<DB, Option<String>>(sql.heads)
+            .bind(document_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Err(StoreError::NotFound);
+        };
+        if current_heads != compaction.base_heads {
+            return Err(StoreError::Conflict(
+                "the snapshot changed since it was loaded".to_owned(),
+            ));
+        }
+        let present = sqlx::query_scalar::<DB, i64>(sql.present)
+            .bind(document_id.as_str())
+            .bind(&replaced)
+            .fetch_one(&mut *conn)
+            .await?;
+        if to_u64(present) != replaced_count as u64 {
+            return Err(StoreError::Conflict(
+                "some chunks were already compacted".to_owned(),
+            ));
+        }
+        sqlx::query::<DB>("UPDATE documents SET snapshot = $1, snapshot_heads = $2 WHERE id = $3")
+            .bind(compaction.snapshot.as_slice())
+            .bind(compaction.heads.as_str())
+            .bind(document_id.as_str())
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query::<DB>(sql.delete)
+            .bind(document_id.as_str())
+            .bind(&replaced)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn load_sync_state(
+        pool: &Pool<DB>,
+        document_id: &DocumentId,
+        user_id: i64,
+        device_id: &str,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar::<DB, Vec<u8>>(
+            "SELECT state FROM sync_states
+             WHERE document_id = $1 AND user_id = $2 AND device_id = $3",
+        )
+        .bind(document_id.to_string())
+        .bind(user_id)
+        .bind(device_id)
+        .fetch_optional(pool)
+        .await?)
+    }
+
+    pub(super) async fn save_sync_state(
+        pool: &Pool<DB>,
+        document_id: &DocumentId,
+        user_id: i64,
+        device_id: &str,
+        state: &[u8],
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query::<DB>(
+            "INSERT INTO sync_states (document_id, user_id, device_id, state, updated_at)
+             SELECT $1, $2, $3, $4, $5
+             WHERE EXISTS (SELECT 1 FROM documents WHERE id = $1)
+             ON CONFLICT (document_id, user_id, device_id)
+             DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+        )
+        .bind(document_id.to_string())
+        .bind(user_id)
+        .bind(device_id)
+        .bind(state)
+        .bind(at)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn append_audit(pool: &Pool<DB>, entry: NewAuditEntry) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar::<DB, i64>(
+            "INSERT INTO audit_log (at, user_id, action, target, detail, remote_addr)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(entry.at)
+        .bind(entry.user_id)
+        .bind(entry.action)
+        .bind(entry.target)
+        .bind(entry.detail)
+        .bind(entry.remote_addr)
+        .fetch_one(pool)
+        .await?)
+    }
+
+    pub(super) async fn list_audit(pool: &Pool<DB>, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        Ok(sqlx::query_as::<DB, AuditEntry>(
+            "SELECT id, at, user_id, action, target, detail, remote_addr
+             FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?)
+    }
+    /// The body of [`Store::replace_ledger`](super::Store::replace_ledger)
+    /// inside the caller's transaction, which the caller commits.
+    /// `select_updated_at` is [`updated_at_by_id!`] with whatever keeps a
+    /// write to the document from coming between the check and the rows.
+    pub(super) async fn replace_ledger_if_unchanged(
+        conn: &mut DB::Connection,
+        select_updated_at: &'static str,
+        document_id: &DocumentId,
+        ledger: &LedgerProjection,
+        expected_updated_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let document_id = document_id.to_string();
+        let Some(updated_at) = sqlx::query_scalar::<DB, DateTime<Utc>>(select_updated_at)
+            .bind(document_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Err(StoreError::NotFound);
+        };
+        if updated_at != expected_updated_at {
+            return Err(StoreError::Conflict(
+                "the document changed since it was loaded".to_owned(),
+            ));
+        }
+        Self::replace_ledger_rows(conn, &document_id, ledger).await
+    }
+
+    /// Replaces every ledger row of `document_id` with `ledger`, inside the
+    /// caller's transaction.
+    ///
+    /// Delete-then-insert: simple, and a rebuild gives exactly the rows the
+    /// sync path wrote. The cost is one statement per row on every write to
+    /// the document (a full year's diary is a few hundred rows, well under the
+    /// cost of the merge itself); a diffing writer can replace this if it ever
+    /// matters. `ON CONFLICT DO NOTHING`: a hostile document with a duplicate
+    /// id must not make the write (and so the chunk) fail.
+    pub(super) async fn replace_ledger_rows(
+        conn: &mut DB::Connection,
+        document_id: &str,
+        ledger: &LedgerProjection,
+    ) -> StoreResult<()> {
+        for table in [
+            "DELETE FROM ledger_visits WHERE document_id = $1",
+            "DELETE FROM ledger_petitions WHERE document_id = $1",
+            "DELETE FROM ledger_petition_events WHERE document_id = $1",
+            "DELETE FROM ledger_cards WHERE document_id = $1",
+        ] {
+            sqlx::query::<DB>(table)
+                .bind(document_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let Some((owner, unit)) = sqlx::query_as::<DB, (i64, i64)>(
+            "SELECT d.owner_user_id, u.unit_id FROM documents d JOIN users u ON u.id = d.owner_user_id
+             WHERE d.id = $1",
+        )
+        .bind(document_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        else {
+            return Ok(());
+        };
+        for v in &ledger.visits {
+            sqlx::query::<DB>(
+                "INSERT INTO ledger_visits (document_id, id, owner_user_id, unit_id, kind, at,
+                     place, subject_kind, subject_name, tags, aid_money_fen, aid_goods,
+                     resolved_on_spot, petition_count, created_at, created_by, deleted)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(document_id)
+            .bind(&v.id)
+            .bind(owner)
+            .bind(unit)
+            .bind(&v.kind)
+            .bind(v.at)
+            .bind(&v.place)
+            .bind(&v.subject_kind)
+            .bind(&v.subject_name)
+            .bind(&v.tags)
+            .bind(v.aid_money_fen)
+            .bind(&v.aid_goods)
+            .bind(v.resolved_on_spot)
+            .bind(v.petition_count)
+            .bind(v.created_at)
+            .bind(&v.created_by)
+            .bind(v.deleted)
+            .execute(&mut *conn)
+            .await?;
+        }
+        for p in &ledger.petitions {
+            sqlx::query::<DB>(
+                "INSERT INTO ledger_petitions (document_id, id, visit_id, owner_user_id,
+                     unit_id, applicant_name, applicant_phone, applicant_address, matter, category,
+                     created_at, created_by, status, responsible, level, deadline, feedback,
+                     satisfaction, resolved_at, closed_at, deleted, event_count)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                     $18, $19, $20, $21, $22)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(document_id)
+            .bind(&p.id)
+            .bind(&p.visit_id)
+            .bind(owner)
+            .bind(unit)
+            .bind(&p.applicant_name)
+            .bind(&p.applicant_phone)
+            .bind(&p.applicant_address)
+            .bind(&p.matter)
+            .bind(&p.category)
+            .bind(p.created_at)
+            .bind(&p.created_by)
+            .bind(&p.status)
+            .bind(&p.responsible)
+            .bind(&p.level)
+            .bind(&p.deadline)
+            .bind(&p.feedback)
+            .bind(&p.satisfaction)
+            .bind(p.resolved_at)
+            .bind(p.closed_at)
+            .bind(p.deleted)
+            .bind(p.event_count)
+            .execute(&mut *conn)
+            .await?;
+        }
+        for e in &ledger.events {
+            sqlx::query::<DB>(
+                "INSERT INTO ledger_petition_events (document_id, petition_id, id, at, actor,
+                     event_type, note, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(document_id)
+            .bind(&e.petition_id)
+            .bind(&e.id)
+            .bind(e.at)
+            .bind(&e.actor)
+            .bind(&e.event_type)
+            .bind(&e.note)
+            .bind(&e.detail)
+            .execute(&mut *conn)
+            .await?;
+        }
+        for c in &ledger.cards {
+            sqlx::query::<DB>(
+                "INSERT INTO ledger_cards (document_id, id, owner_user_id, unit_id, resident,
+                     phone, address, household, handed_over_at, pairing_role, pairing_needy,
+                     follow_ups, created_at, created_by, deleted)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(document_id)
+            .bind(&c.id)
+            .bind(owner)
+            .bind(unit)
+            .bind(&c.resident)
+            .bind(&c.phone)
+            .bind(&c.address)
+            .bind(&c.household)
+            .bind(c.handed_over_at)
+            .bind(&c.pairing_role)
+            .bind(c.pairing_needy)
+            .bind(c.follow_ups)
+            .bind(c.created_at)
+            .bind(&c.created_by)
+            .bind(c.deleted)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// One page of ledger petitions matching `q` and their total, read in
+    /// one transaction. `sql` is [`ledger_query_sql!`] with the backend's
+    /// test of `$1`, to which `unit_ids` (the backend's spelling of
+    /// `q.unit_ids`) is bound.
+    pub(super) async fn query_ledger<U>(
+        pool: &Pool<DB>,
+        sql: LedgerSql,
+        unit_ids: U,
+        q: &LedgerQuery,
+    ) -> StoreResult<LedgerPage>
+    where
+        U: for<'q> Encode<'q, DB> + Type<DB> + Send + Sync + 'static,
+    {
+        let mut tx = pool.begin().await?;
+        let total: i64 = sqlx::query_scalar::<DB, i64>(sql.count)
+            .bind(&unit_ids)
+            .bind(q.owner_user_id)
+            .bind(&q.status)
+            .bind(&q.category)
+            .bind(q.overdue_only)
+            .bind(&q.today)
+            .fetch_one(&mut *tx)
+            .await?;
+        let items = sqlx::query_as::<DB, LedgerItem>(sql.page)
+            .bind(unit_ids)
+            .bind(q.owner_user_id)
+            .bind(&q.status)
+            .bind(&q.category)
+            .bind(q.overdue_only)
+            .bind(&q.today)
+            .bind(q.limit)
+            .bind(q.offset)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(LedgerPage { items, total })
+    }
+}
+
+/// The statements of a compaction that differ per backend.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CompactSql {
+    /// Reads `snapshot_heads` of document `$1`, holding off other writers.
+    pub(super) heads: &'static str,
+    /// Counts the chunks of document `$1` whose id is in the list `$2`.
+    pub(super) present: &'static str,
+    /// Deletes those chunks.
+    pub(super) delete: &'static str,
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// The two statements of a ledger query: the count and the page.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LedgerSql {
+    /// `SELECT COUNT(*)` of every matching petition.
+    pub(super) count: &'static str,
+    /// One page of them, newest first; `LIMIT $7 OFFSET $8`.
+    pub(super) page: &'static str,
+}
+
+/// Whether a petition is overdue on the China date bound to `$param`: open
+/// or in progress with a deadline before it. The ledger's one spelling of
+/// the rule: the `overdue` filter and the `overdue` column of every ledger
+/// row use it (sync-core's `PetitionState::is_overdue` says the same for a
+/// document on the phone).
+macro_rules! petition_overdue {
+    ($param:literal) => {
+        concat!(
+            "(p.status IN ('open', 'in_progress') AND p.deadline IS NOT NULL AND p.deadline < ",
+            $param,
+            ")"
+        )
+    };
+}
+pub(super) use petition_overdue;
+
+/// The [`LedgerSql`] of a backend, given its test of whether a petition's
+/// unit is in the list bound to `$1` (or the list is `NULL`). A `NULL`
+/// parameter switches its condition off, so the SQL stays static; the casts
+/// tell PostgreSQL the parameters' types and change nothing in SQLite.
+macro_rules! ledger_query_sql {
+    ($unit_filter:literal) => {
+        $crate::store::sql::LedgerSql {
+            count: concat!("SELECT COUNT(*)", $crate::store::sql::ledger_query_sql!(@filter $unit_filter)),
+            page: concat!(
+                "SELECT p.id, p.document_id, un.code AS unit_code, un.name AS unit_name,
+                        us.username AS owner, p.applicant_name, p.applicant_phone, p.matter,
+                        p.category, p.level, p.responsible, p.deadline, p.status, p.created_at,
+                        p.event_count, ",
+                $crate::store::sql::petition_overdue!("$6"),
+                " AS overdue",
+                $crate::store::sql::ledger_query_sql!(@filter $unit_filter),
+                " ORDER BY p.created_at DESC, p.document_id, p.id LIMIT $7 OFFSET $8"
+            ),
+        }
+    };
+    (@filter $unit_filter:literal) => {
+        concat!(
+            " FROM ledger_petitions p
+              JOIN units un ON un.id = p.unit_id
+              JOIN users us ON us.id = p.owner_user_id
+              WHERE NOT p.deleted
+                AND ",
+            $unit_filter,
+            "
+                AND (CAST($2 AS BIGINT) IS NULL OR p.owner_user_id = $2)
+                AND (CAST($3 AS TEXT) IS NULL OR p.status = $3)
+                AND (CAST($4 AS TEXT) IS NULL OR p.category = $4)
+                AND (NOT $5 OR ",
+            $crate::store::sql::petition_overdue!("$6"),
+            ")"
+        )
+    };
+}
+pub(super) use ledger_query_sql;
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    /// Everything in this module relies on SQLite binding `$N` to the N-th
+    /// argument, in any order and any number of times, as PostgreSQL does.
+    #[tokio::test]
+    async fn sqlite_binds_numbered_dollar_parameters_by_number() {
+        let pool = SqlitePoolOptions::new()
+            .connect("sqlite::memory:")
+            .await
+            .expect("in-memory database");
+        let row: (String, String, String, i64) = sqlx::query_as("SELECT $2, $1, $2, $3")
+            .bind("first")
+            .bind("second")
+            .bind(3_i64)
+            .fetch_one(&pool)
+            .await
+            .expect("numbered parameters");
+        assert_eq!(
+            row,
+            ("second".into(), "first".into(), "second".into(), 3),
+            "SQLite must bind $N by number"
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! The [`Store`](crate::store::Store) impl both backends share.
+
+/// Implements [`Store`](crate::store::Store) for a backend's store type
+/// `$store` (a struct with a `pool: Pool<$db>` field), once for both
+/// backends. Methods whose statements are the same on both call
+/// [`Sql`](super::Sql) directly; the rest call functions of the same name
+/// that the invoking module defines, taking the pool first, because their
+/// transactions and locks differ: `migrate`, `list_users_in_units`,
+/// `rotate_refresh_token`, `load_document`, `list_documents_in_units`,
+/// `append_changes`, `compact`, and `ledger::replace`, `ledger::query`.
+macro_rules! sql_store {
+    ($store:ty, $db:ty, $backend:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> $crate::store::Backend {
+                $backend
+            }
+
+            async fn migrate(&self) -> $crate::store::StoreResult<()> {
+                migrate(&self.pool).await
+            }
+
+            async fn ping(&self) -> $crate::store::StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn create_unit(
+                &self,
+                unit: $crate::store::NewUnit,
+            ) -> $crate::store::StoreResult<$crate::store::Unit> {
+                $crate::store::sql::Sql::<$db>::create_unit(&self.pool, unit).await
+            }
+
+            async fn get_unit(
+                &self,
+                id: i64,
+            ) -> $crate::store::StoreResult<Option<$crate::store::Unit>> {
+                $crate::store::sql::Sql::<$db>::get_unit(&self.pool, id).await
+            }
+
+            async fn get_unit_by_code(
+                &self,
+                code: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::Unit>> {
+                $crate::store::sql::Sql::<$db>::get_unit_by_code(&self.pool, code).await
+            }
+
+            async fn list_units(&self) -> $crate::store::StoreResult<Vec<$crate::store::Unit>> {
+                $crate::store::sql::Sql::<$db>::list_units(&self.pool).await
+            }
+
+            async fn unit_subtree(
+                &self,
+                root: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::Unit>> {
+                $crate::store::sql::Sql::<$db>::unit_subtree(&self.pool, root).await
+            }
+
+            async fn is_unit_within(
+                &self,
+                unit: i64,
+                root: i64,
+            ) -> $crate::store::StoreResult<bool> {
+                $crate::store::sql::Sql::<$db>::is_unit_within(&self.pool, unit, root).await
+            }
+
+            async fn create_user(
+                &self,
+                user: $crate::store::NewUser,
+            ) -> $crate::store::StoreResult<$crate::store::User> {
+                $crate::store::sql::Sql::<$db>::create_user(&self.pool, user).await
+            }
+
+            async fn get_user(
+                &self,
+                id: i64,
+            ) -> $crate::store::StoreResult<Option<$crate::store::User>> {
+                $crate::store::sql::Sql::<$db>::get_user(&self.pool, id).await
+            }
+
+            async fn get_user_by_username(
+                &self,
+                username: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::User>> {
+                $crate::store::sql::Sql::<$db>::get_user_by_username(&self.pool, username).await
+            }
+
+            async fn list_users_in_units(
+                &self,
+                unit_ids: &[i64],
+            ) -> $crate::store::StoreResult<Vec<$crate::store::User>> {
+                list_users_in_units(&self.pool, unit_ids).await
+            }
+
+            async fn set_user_disabled(
+                &self,
+                user_id: i64,
+                disabled: bool,
+            ) -> $crate::store::StoreResult<()> {
+                $crate::store::sql::Sql::<$db>::set_user_disabled(&self.pool, user_id, disabled)
+                    .await
+            }
+
+            async fn insert_refresh_token(
+                &self,
+                token: $crate::store::NewRefreshToken,
+            ) -> $crate::store::StoreResult<$crate::store::RefreshToken> {
+                $crate::store::sql::Sql::<$db>::insert_refresh_token(&self.pool, token).await
+            }
+
+            async fn get_refresh_token(
+                &self,
+                token_hash: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::RefreshToken>> {
+                $crate::store::sql::Sql::<$db>::get_refresh_token(&self.pool, token_hash).await
+            }
+
+            async fn rotate_refresh_token(
+                &self,
+                presented_hash: &str,
+                replacement: $crate::store::RefreshReplacement,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::RefreshRotation> {
+                rotate_refresh_token(&self.pool, presented_hash, replacement, now).await
+            }
+
+            async fn revoke_refresh_family(
+                &self,
+                family_id: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<u64> {
+                $crate::store::sql::Sql::<$db>::revoke_family(&self.pool, family_id, now).await
+            }
+
+            async fn get_document_meta(
+                &self,
+                id: &sync_core::DocumentId,
+            ) -> $crate::store::StoreResult<Option<$crate::store::DocumentRow>> {
+                $crate::store::sql::Sql::<$db>::get_document_meta(&self.pool, id).await
+            }
+
+            async fn load_document(
+                &self,
+                id: &sync_core::DocumentId,
+            ) -> $crate::store::StoreResult<Option<$crate::store::StoredDocument>> {
+                load_document(&self.pool, id).await
+            }
+
+            async fn list_documents_for_owner(
+                &self,
+                user_id: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::DocumentRow>> {
+                $crate::store::sql::Sql::<$db>::list_documents_for_owner(&self.pool, user_id).await
+            }
+
+            async fn list_documents_in_units(
+                &self,
+                unit_ids: &[i64],
+            ) -> $crate::store::StoreResult<Vec<$crate::store::DocumentRow>> {
+                list_documents_in_units(&self.pool, unit_ids).await
+            }
+
+            async fn append_changes(
+                &self,
+                write: $crate::store::DocumentWrite,
+            ) -> $crate::store::StoreResult<$crate::store::AppendOutcome> {
+                append_changes(&self.pool, write).await
+            }
+
+            async fn compact(
+                &self,
+                compaction: $crate::store::Compaction,
+            ) -> $crate::store::StoreResult<()> {
+                compact(&self.pool, compaction).await
+            }
+
+            async fn replace_ledger(
+                &self,
+                document_id: &sync_core::DocumentId,
+                ledger: &$crate::ledger::LedgerProjection,
+                expected_updated_at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                ledger::replace(&self.pool, document_id, ledger, expected_updated_at).await
+            }
+
+            async fn query_ledger(
+                &self,
+                query: &$crate::ledger::LedgerQuery,
+            ) -> $crate::store::StoreResult<$crate::ledger::LedgerPage> {
+                ledger::query(&self.pool, query).await
+            }
+
+            async fn load_sync_state(
+                &self,
+                document_id: &sync_core::DocumentId,
+                user_id: i64,
+                device_id: &str,
+            ) -> $crate::store::StoreResult<Option<Vec<u8>>> {
+                $crate::store::sql::Sql::<$db>::load_sync_state(
+                    &self.pool,
+                    document_id,
+                    user_id,
+                    device_id,
+                )
+                .await
+            }
+
+            async fn save_sync_state(
+                &self,
+                document_id: &sync_core::DocumentId,
+                user_id: i64,
+                device_id: &str,
+                state: &[u8],
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                $crate::store::sql::Sql::<$db>::save_sync_state(
+                    &self.pool,
+                    document_id,
+                    user_id,
+                    device_id,
+                    state,
+                    at,
+                )
+                .await
+            }
+
+            async fn append_audit(
+                &self,
+                entry: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<i64> {
+                $crate::store::sql::Sql::<$db>::append_audit(&self.pool, entry).await
+            }
+
+            async fn list_audit(
+                &self,
+                limit: u32,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::AuditEntry>> {
+                $crate::store::sql::Sql::<$db>::list_audit(&self.pool, limit).await
+            }
+        }
+    };
+}
+pub(crate) use sql_store;
