@@ -225,7 +225,10 @@ impl Core {
             let (outgoing, quiescent) = {
                 let docs = lock(&self.docs);
                 let out = conn.poll(&*docs);
-                let quiescent = out.is_empty() && conn.is_quiescent(&*docs);
+                // Checked whether or not there is something to send: the
+                // last message is often our acknowledgement, which the
+                // server need not answer.
+                let quiescent = conn.is_quiescent(&*docs);
                 (out, quiescent)
             };
             for m in &outgoing {
