@@ -7,6 +7,9 @@ SERVER_BIN and BINDINGS_DIR. Standard library only.
 
 import asyncio
 import os
+import random
+import signal
+import sqlite3
 import shutil
 import subprocess
 import sys
@@ -225,6 +228,102 @@ class TwoPhonesTest(unittest.TestCase):
                 level=m.Level.VILLAGE, deadline=None))
         self.assertEqual(caught.exception.field, "phone")
         self.assertEqual(a.client.sync_status().pending_changes, 0)
+
+    def test_observer_is_told_which_documents_a_sync_changed(self):
+        a, b = self.phone("observed-a"), self.phone("observed-b")
+        a.login()
+        b.login()
+        b.sync()
+
+        class Observer(m.SyncObserver):
+            def __init__(self):
+                self.calls = []
+
+            def documents_changed(self, document_ids):
+                self.calls.append(list(document_ids))
+
+        observer = Observer()
+        b.client.set_observer(observer)
+        a.client.add_visit(home_visit("柳树村六组", "钱大海"))
+        [diary] = a.client.document_ids()  # this year's diary, made offline
+        a.sync()
+        report = b.sync()
+        self.assertEqual(len(observer.calls), 1)
+        self.assertEqual(observer.calls[0], report.changed_documents)
+        self.assertIn(diary, observer.calls[0])
+        # A sync that brings nothing tells the observer nothing.
+        b.sync()
+        self.assertEqual(len(observer.calls), 1)
+
+    def test_an_expired_or_refused_access_token_is_refreshed_without_a_login(self):
+        a = self.phone("expired")
+        a.login()
+        v = a.client.add_visit(home_visit("柳树村七组", "吴春花"))
+        store = os.path.join(a.dir, "diary.sqlite3")
+        # The phone was offline past its access token's expiry.
+        with sqlite3.connect(store) as db:
+            db.execute("UPDATE settings SET value = '0' WHERE key = 'access_expires_ms'")
+        a.sync()
+        self.assertEqual(a.client.sync_status().pending_changes, 0)
+        # The server refuses a token the phone still believes in (revoked key,
+        # clock skew): the phone refreshes once and carries on.
+        a.client.edit_visit(v.id, m.VisitEdit(notes="二次回访。"))
+        with sqlite3.connect(store) as db:
+            db.execute("UPDATE settings SET value = 'not.a.token' WHERE key = 'access_token'")
+            db.execute("UPDATE settings SET value = '99999999999999' WHERE key = 'access_expires_ms'")
+        a.sync()
+        self.assertEqual(a.client.sync_status().pending_changes, 0)
+        self.assertEqual(a.client.me().username, CADRE)
+
+    def test_a_deadline_that_passes_loses_nothing(self):
+        a = self.phone("deadline")
+        a.login()
+        v = a.client.add_visit(home_visit("柳树村八组", "郑小军"))
+        report = asyncio.run(a.client.sync_now(1))
+        self.assertEqual(report.error, m.SyncErrorKind.DEADLINE)
+        self.assertEqual(a.client.sync_status().last_error, m.SyncErrorKind.DEADLINE)
+        self.assertEqual(a.client.sync_status().pending_changes, 1)
+        a.sync()
+        self.assertEqual(a.client.sync_status().pending_changes, 0)
+        self.assertIsNone(a.client.sync_status().last_error)
+        self.assertIn(v.id, a.visit_ids())
+
+    def test_a_sync_killed_at_random_points_leaves_a_store_that_opens_and_syncs(self):
+        a = self.phone("killed")
+        a.login()
+        ids = {a.client.add_visit(home_visit(f"柳树村{n % 9 + 1}组", f"住户{n:03d}", "走访记录。" * 20)).id
+               for n in range(120)}
+        a_dir, device = a.dir, "killed-again"
+        a.client = None
+        child = (
+            "import asyncio, sys; sys.path.insert(0, sys.argv[1]); import mobile_ffi as m; "
+            "c = m.DiaryClient.open(m.ClientConfig(data_dir=sys.argv[2], server_url=sys.argv[3], "
+            "device_id=sys.argv[4])); asyncio.run(c.sync_now(60000))"
+        )
+        rng = random.Random(7)
+        killed = 0
+        for _ in range(8):
+            proc = subprocess.Popen(
+                [sys.executable, "-c", child, os.environ["BINDINGS_DIR"], a_dir, self.server.url, device],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(0.05, 0.6))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                killed += 1
+            proc.wait()
+        self.assertGreater(killed, 0, "no sync was killed; make the data bigger")
+
+        reopened = m.DiaryClient.open(m.ClientConfig(data_dir=a_dir, server_url=self.server.url,
+                                                      device_id=device))
+        self.assertTrue(ids <= {v.id for v in reopened.list_visits(m.VisitQuery(limit=10_000))})
+        report = asyncio.run(reopened.sync_now(SYNC_DEADLINE_MS))
+        self.assertIsNone(report.error, report.error_message)
+        self.assertEqual(reopened.sync_status().pending_changes, 0)
+
+        c = self.phone("after-kills")
+        c.login()
+        c.sync()
+        self.assertTrue(ids <= c.visit_ids())
 
 
 def main():
