@@ -165,14 +165,26 @@ impl From<rusqlite::Error> for ClientError {
     }
 }
 
+/// An error with its causes, `outer: inner: innermost`: reqwest's own
+/// message ("error sending request") says nothing a field report can use.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
+}
+
 impl From<reqwest::Error> for ClientError {
     fn from(e: reqwest::Error) -> Self {
+        let message = with_causes(&e);
         if e.is_connect() || e.is_timeout() || e.is_request() {
-            Self::Offline {
-                message: e.to_string(),
-            }
+            Self::Offline { message }
         } else {
-            Self::internal(e)
+            Self::Internal { message }
         }
     }
 }

@@ -38,6 +38,7 @@ mod report;
 mod session;
 mod store;
 mod sync;
+mod tls;
 
 pub use client::DiaryClient;
 pub use config::ClientConfig;

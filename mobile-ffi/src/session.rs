@@ -1,6 +1,7 @@
 //! The server's HTTP API as the phone uses it: login, refresh, logout, who am
 //! I, and which documents are mine.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -55,16 +56,27 @@ struct ErrorDetail {
 }
 
 /// The HTTP side of the server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Http {
     client: reqwest::Client,
     base: String,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Http {
     pub(crate) fn new(base: &str) -> Result<Self, ClientError> {
+        let tls = crate::tls::client_config()?;
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .tls_backend_preconfigured(rustls::ClientConfig::clone(&tls))
             .build()
             .map_err(|e| ClientError::Config {
                 message: format!("cannot build the HTTP client: {e}"),
@@ -72,6 +84,7 @@ impl Http {
         Ok(Self {
             client,
             base: base.trim_end_matches('/').to_owned(),
+            tls,
         })
     }
 
@@ -176,15 +189,17 @@ impl Http {
         Ok(Self::check(response).await?.json().await?)
     }
 
+    /// The TLS configuration for the sync WebSocket (the same as HTTP's).
+    pub(crate) fn tls(&self) -> Arc<rustls::ClientConfig> {
+        Arc::clone(&self.tls)
+    }
+
     /// The WebSocket URL of the sync endpoint.
     pub(crate) fn sync_url(&self) -> Result<String, ClientError> {
         if let Some(rest) = self.base.strip_prefix("http://") {
             Ok(format!("ws://{rest}/api/v1/sync"))
-        } else if self.base.starts_with("https://") {
-            // Not built in yet: see README ("TLS").
-            Err(ClientError::Config {
-                message: "https servers are not supported by this build yet".to_owned(),
-            })
+        } else if let Some(rest) = self.base.strip_prefix("https://") {
+            Ok(format!("wss://{rest}/api/v1/sync"))
         } else {
             Err(ClientError::Config {
                 message: format!(

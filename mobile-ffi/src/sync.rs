@@ -27,9 +27,15 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// expire between the check and the upgrade.
 const EXPIRY_MARGIN_MS: i64 = 60_000;
 
-fn offline(e: impl std::fmt::Display) -> ClientError {
+fn offline(e: impl std::error::Error) -> ClientError {
     ClientError::Offline {
-        message: e.to_string(),
+        message: crate::error::with_causes(&e),
+    }
+}
+
+fn closed() -> ClientError {
+    ClientError::Offline {
+        message: "the server closed the connection".to_owned(),
     }
 }
 
@@ -103,7 +109,10 @@ impl Core {
         request
             .headers_mut()
             .insert(http::header::AUTHORIZATION, header);
-        match tokio_tungstenite::connect_async(request).await {
+        let tls = tokio_tungstenite::Connector::Rustls(self.http.tls());
+        match tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(tls))
+            .await
+        {
             Ok((ws, _)) => Ok(ws),
             Err(tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();
@@ -237,15 +246,11 @@ impl Core {
             if quiescent {
                 break;
             }
-            let frame = ws
-                .next()
-                .await
-                .ok_or_else(|| offline("the server closed the connection"))?
-                .map_err(offline)?;
+            let frame = ws.next().await.ok_or_else(closed)?.map_err(offline)?;
             let bytes = match frame {
                 tungstenite::Message::Binary(b) => b,
                 tungstenite::Message::Close(_) => {
-                    return Err(offline("the server closed the connection"));
+                    return Err(closed());
                 }
                 // Pings are answered by tungstenite; text frames are not ours.
                 _ => continue,
