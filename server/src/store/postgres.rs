@@ -290,6 +290,26 @@ impl Store for PostgresStore {
         if previous.revoked_at.is_some() {
             return Ok(RefreshRotation::Revoked);
         }
+        if let Some(rotated_at) = previous.rotated_at
+            && now - rotated_at <= replacement.retry_grace
+            && let Some(successor) = sqlx::query_as::<_, RefreshToken>(concat!(
+                "SELECT ",
+                refresh_cols!(),
+                " FROM refresh_tokens WHERE token_hash = $1 AND family_id = $2"
+            ))
+            .bind(&replacement.token_hash)
+            .bind(&previous.family_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            && successor.rotated_at.is_none()
+            && successor.revoked_at.is_none()
+        {
+            tx.commit().await?;
+            return Ok(RefreshRotation::Retried {
+                previous: Box::new(previous),
+                current: Box::new(successor),
+            });
+        }
         if previous.rotated_at.is_some() {
             sqlx::query(
                 "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
