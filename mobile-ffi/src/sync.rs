@@ -5,7 +5,7 @@
 //! in one transaction, and the next sync starts from whatever was stored.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -135,7 +135,7 @@ impl Core {
     /// happened, including why it stopped short.
     pub(crate) async fn sync_now(&self, deadline: Duration) -> SyncReport {
         let _one = self.sync_lock.lock().await;
-        self.syncing.store(true, Ordering::SeqCst);
+        let _syncing = Syncing::start(&self.syncing);
         let mut report = SyncReport::default();
         let mut changed = BTreeSet::new();
         let outcome =
@@ -150,7 +150,6 @@ impl Core {
             report.error.get_or_insert(SyncErrorKind::from(&e));
             report.error_message.get_or_insert(e.to_string());
         }
-        self.syncing.store(false, Ordering::SeqCst);
         report
     }
 
@@ -319,6 +318,24 @@ impl Core {
             }
         }
         Ok(())
+    }
+}
+
+/// Marks a sync as running until dropped: a cancelled `sync_now` (its
+/// future dropped by a coroutine timeout or `Task.cancel`) must not leave
+/// `sync_status().syncing` stuck on.
+struct Syncing<'a>(&'a AtomicBool);
+
+impl<'a> Syncing<'a> {
+    fn start(flag: &'a AtomicBool) -> Self {
+        flag.store(true, Ordering::SeqCst);
+        Self(flag)
+    }
+}
+
+impl Drop for Syncing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 

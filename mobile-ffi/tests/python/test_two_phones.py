@@ -288,6 +288,25 @@ class TwoPhonesTest(unittest.TestCase):
         self.assertIsNone(a.client.sync_status().last_error)
         self.assertIn(v.id, a.visit_ids())
 
+    def test_a_cancelled_sync_leaves_the_store_consistent(self):
+        a = self.phone("cancelled")
+        a.login()
+        ids = {a.client.add_visit(home_visit("柳树村九组", f"住户{n:02d}")).id for n in range(30)}
+
+        async def cancel_soon():
+            try:
+                await asyncio.wait_for(a.client.sync_now(60_000), timeout=0.005)
+            except asyncio.TimeoutError:
+                return True
+            return False
+
+        self.assertTrue(asyncio.run(cancel_soon()), "the sync finished before it could be cancelled")
+        status = a.client.sync_status()
+        self.assertFalse(status.syncing, "a cancelled sync is not left running")
+        self.assertTrue(ids <= a.visit_ids())
+        a.sync()
+        self.assertEqual(a.client.sync_status().pending_changes, 0)
+
     def test_a_sync_killed_at_random_points_leaves_a_store_that_opens_and_syncs(self):
         a = self.phone("killed")
         a.login()
