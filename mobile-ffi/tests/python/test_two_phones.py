@@ -215,6 +215,39 @@ class TwoPhonesTest(unittest.TestCase):
         self.assertIn(card.id, [x.id for x in c.client.list_service_cards(None)])
         self.assertEqual(c.client.me().username, CADRE)
 
+    def test_concurrent_places_show_as_a_conflict_and_nothing_is_dropped(self):
+        a, b = self.phone("conflict-a"), self.phone("conflict-b")
+        a.login()
+        b.login()
+        v = a.client.add_visit(home_visit("柳树村十组", "冯建华"))
+        a.sync()
+        b.sync()
+        a.client.edit_visit(v.id, m.VisitEdit(place="柳树村十组东头"))
+        b.client.edit_visit(v.id, m.VisitEdit(place="柳树村十组西头"))
+        a.sync()
+        b.sync()
+        a.sync()
+        for phone in (a, b):
+            mine = [c for c in phone.client.conflicts() if v.id in c.path]
+            self.assertEqual(len(mine), 1, mine)
+            self.assertEqual(mine[0].path[-1], "place")
+            self.assertEqual(sorted(mine[0].values), ["柳树村十组东头", "柳树村十组西头"])
+            self.assertEqual(phone.client.visit(v.id).place, mine[0].values[0])
+
+    def test_progress_counts_visits_and_distinct_households_against_the_quota(self):
+        a = self.phone("progress")
+        a.login()
+        now_ms = int(time.time() * 1000)
+        a.client.add_visit(home_visit("柳树村一组", "王秀英", at_ms=now_ms))
+        a.client.add_visit(home_visit("柳树村一组", "王秀英", "回访。", at_ms=now_ms))
+        gone = a.client.add_visit(home_visit("柳树村二组", "陈志强", at_ms=now_ms))
+        a.client.add_visit(home_visit("柳树村三组", "林小红", at_ms=now_ms))
+        a.client.delete_visit(gone.id)
+        p = a.client.progress()
+        self.assertEqual((p.visits, p.households, p.household_quota), (3, 2, 120))
+        self.assertEqual(len(a.visits(include_deleted=True, limit=100)), 4)
+        self.assertEqual(a.client.visit(gone.id).deleted_by, CADRE)
+
     def test_invalid_input_is_a_typed_error_naming_the_field(self):
         a = self.phone("invalid")
         a.login()
