@@ -441,6 +441,43 @@ impl DiaryClient {
         Ok(out)
     }
 
+    /// Settles a conflict by choosing one of its values (an index into
+    /// `Conflict.values`); the choice becomes a new edit that supersedes every
+    /// concurrent value, on every device after the next sync.
+    pub fn settle_conflict(
+        &self,
+        document_id: String,
+        path: Vec<String>,
+        choose: u32,
+    ) -> Result<(), ClientError> {
+        let id: sync_core::DocumentId = document_id
+            .parse()
+            .map_err(|e| ClientError::invalid("document_id", e))?;
+        let no_such = || ClientError::invalid("path", "no such conflict (settled meanwhile?)");
+        let choose =
+            usize::try_from(choose).map_err(|_| ClientError::invalid("choose", "too large"))?;
+        self.inner.edit(Target::Existing(id), |doc, edit| {
+            let kind = sync_core::document::read_meta(doc).map(|m| m.kind)?;
+            let settle = |conflicts: Vec<sync_core::Conflict>| {
+                conflicts
+                    .into_iter()
+                    .find(|c| c.path == path)
+                    .ok_or_else(no_such)
+            };
+            match kind {
+                sync_core::DocumentKind::Diary => Core::with_diary(doc, |d| {
+                    let c = settle(d.conflicts())?;
+                    Ok(d.settle_conflict(edit, &c, choose)?)
+                })?,
+                sync_core::DocumentKind::Contacts => Core::with_contacts(doc, |d| {
+                    let c = settle(d.conflicts())?;
+                    Ok(d.settle_conflict(edit, &c, choose)?)
+                })?,
+            }
+            Ok(((), crate::core::index_rows(doc)))
+        })
+    }
+
     /// This year's visits and households against the quota.
     pub fn progress(&self) -> Result<Progress, ClientError> {
         self.inner.refresh_indexes()?;

@@ -233,6 +233,16 @@ class TwoPhonesTest(unittest.TestCase):
             self.assertEqual(mine[0].path[-1], "place")
             self.assertEqual(sorted(mine[0].values), ["柳树村十组东头", "柳树村十组西头"])
             self.assertEqual(phone.client.visit(v.id).place, mine[0].values[0])
+        # Settled on one phone, the choice reaches the other.
+        [conflict] = [c for c in a.client.conflicts() if v.id in c.path]
+        west = conflict.values.index("柳树村十组西头")
+        a.client.settle_conflict(conflict.document_id, conflict.path, west)
+        self.assertEqual(a.client.visit(v.id).place, "柳树村十组西头")
+        a.sync()
+        b.sync()
+        for phone in (a, b):
+            self.assertEqual([c for c in phone.client.conflicts() if v.id in c.path], [])
+            self.assertEqual(phone.client.visit(v.id).place, "柳树村十组西头")
 
     def test_progress_counts_visits_and_distinct_households_against_the_quota(self):
         a = self.phone("progress")
