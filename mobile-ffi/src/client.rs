@@ -12,9 +12,9 @@ use crate::core::{Core, Target, lock};
 use crate::error::parse_id;
 use crate::observer::SyncObserver;
 use crate::records::petition::{
-    Level, NewPetition, Petition, PetitionEvent, PetitionQuery, Satisfaction,
+    Level, NewPetition, Petition, PetitionEdit, PetitionEvent, PetitionQuery, Satisfaction,
 };
-use crate::records::service_card::{NewServiceCard, ServiceCard};
+use crate::records::service_card::{NewServiceCard, ServiceCard, ServiceCardEdit};
 use crate::records::visit::{NewVisit, Visit, VisitEdit, VisitQuery};
 use crate::store::{IndexRow, PetitionFilter, VisitFilter, keys};
 use crate::{ClientConfig, ClientError, Conflict, Me, Progress, SyncReport, SyncStatus};
@@ -267,6 +267,47 @@ impl DiaryClient {
         Ok(Petition::from_core(added, clock::today()))
     }
 
+    /// Changes a petition's applicant, matter or category.
+    pub fn edit_petition(
+        &self,
+        petition_id: String,
+        edit: PetitionEdit,
+    ) -> Result<Petition, ClientError> {
+        let id = parse_id("petition_id", &petition_id)?;
+        let target = self.located("petitions", "petition", id)?;
+        let p = self.inner.edit(target, |doc, e| {
+            Core::with_diary(doc, |diary| {
+                let current = diary
+                    .petition(id)
+                    .ok_or_else(|| not_found("petition", id))?;
+                if current.deleted.is_some() {
+                    return Err(document_error_or_deleted("petition", id));
+                }
+                diary.update_petition(e, id, &edit.into_core(&current))?;
+                let p = diary
+                    .petition(id)
+                    .ok_or_else(|| not_found("petition", id))?;
+                Ok((p.clone(), vec![IndexRow::Petition(p)]))
+            })
+        })?;
+        Ok(Petition::from_core(p, clock::today()))
+    }
+
+    /// Deletes a petition entered by mistake (a tombstone).
+    pub fn delete_petition(&self, petition_id: String) -> Result<(), ClientError> {
+        let id = parse_id("petition_id", &petition_id)?;
+        let target = self.located("petitions", "petition", id)?;
+        self.inner.edit(target, |doc, e| {
+            Core::with_diary(doc, |diary| {
+                diary.delete_petition(e, id)?;
+                let p = diary
+                    .petition(id)
+                    .ok_or_else(|| not_found("petition", id))?;
+                Ok(((), vec![IndexRow::Petition(p)]))
+            })
+        })
+    }
+
     /// Notes progress on a petition (办理进展).
     pub fn note_progress(
         &self,
@@ -380,6 +421,42 @@ impl DiaryClient {
             })
         })?;
         Ok(added.into())
+    }
+
+    /// Changes a card.
+    pub fn edit_service_card(
+        &self,
+        card_id: String,
+        edit: ServiceCardEdit,
+    ) -> Result<ServiceCard, ClientError> {
+        let id = parse_id("card_id", &card_id)?;
+        let target = self.located("cards", "service card", id)?;
+        let update = edit.into();
+        let card = self.inner.edit(target, |doc, e| {
+            Core::with_contacts(doc, |contacts| {
+                contacts.update_card(e, id, &update)?;
+                let c = contacts
+                    .card(id)
+                    .ok_or_else(|| not_found("service card", id))?;
+                Ok((c.clone(), vec![IndexRow::Card(c)]))
+            })
+        })?;
+        Ok(card.into())
+    }
+
+    /// Deletes a card (a tombstone).
+    pub fn delete_service_card(&self, card_id: String) -> Result<(), ClientError> {
+        let id = parse_id("card_id", &card_id)?;
+        let target = self.located("cards", "service card", id)?;
+        self.inner.edit(target, |doc, e| {
+            Core::with_contacts(doc, |contacts| {
+                contacts.delete_card(e, id)?;
+                let c = contacts
+                    .card(id)
+                    .ok_or_else(|| not_found("service card", id))?;
+                Ok(((), vec![IndexRow::Card(c)]))
+            })
+        })
     }
 
     /// Records a follow-up with a card holder.

@@ -119,6 +119,56 @@ impl NewPetition {
     }
 }
 
+/// A change to a petition's descriptive fields; its status changes only by
+/// events (progress, resolution …). Fields left `None` stay as they are.
+#[derive(Debug, Clone, Default, uniffi::Record)]
+pub struct PetitionEdit {
+    /// New applicant name.
+    #[uniffi(default)]
+    pub applicant_name: Option<String>,
+    /// New applicant phone (`""` removes it).
+    #[uniffi(default)]
+    pub applicant_phone: Option<String>,
+    /// New applicant address (`""` removes it).
+    #[uniffi(default)]
+    pub applicant_address: Option<String>,
+    /// New matter text (merged with concurrent edits).
+    #[uniffi(default)]
+    pub matter: Option<String>,
+    /// New category.
+    #[uniffi(default)]
+    pub category: Option<Category>,
+}
+
+/// `Some("")` clears an optional text field; other values set it.
+pub(crate) fn clearable(new: Option<String>, current: Option<String>) -> Option<String> {
+    match new {
+        Some(s) if s.is_empty() => None,
+        Some(s) => Some(s),
+        None => current,
+    }
+}
+
+impl PetitionEdit {
+    /// sync-core's update; `current` supplies the applicant fields not given.
+    pub(crate) fn into_core(self, current: &core::Petition) -> core::PetitionUpdate {
+        let applicant_changed = self.applicant_name.is_some()
+            || self.applicant_phone.is_some()
+            || self.applicant_address.is_some();
+        core::PetitionUpdate {
+            applicant: applicant_changed.then(|| core::Applicant {
+                name: self
+                    .applicant_name
+                    .unwrap_or_else(|| current.applicant.name.clone()),
+                phone: clearable(self.applicant_phone, current.applicant.phone.clone()),
+                address: clearable(self.applicant_address, current.applicant.address.clone()),
+            }),
+            matter: self.matter,
+            category: self.category.map(Into::into),
+        }
+    }
+}
+
 /// One entry of a petition's history.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct PetitionEvent {

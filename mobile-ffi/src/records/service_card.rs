@@ -60,6 +60,41 @@ impl NewServiceCard {
     }
 }
 
+/// A change to a card. Fields left `None` stay as they are; `""` removes an
+/// optional one.
+#[derive(Debug, Clone, Default, uniffi::Record)]
+pub struct ServiceCardEdit {
+    /// New resident name.
+    #[uniffi(default)]
+    pub resident: Option<String>,
+    /// New phone.
+    #[uniffi(default)]
+    pub phone: Option<String>,
+    /// New address.
+    #[uniffi(default)]
+    pub address: Option<String>,
+    /// New household.
+    #[uniffi(default)]
+    pub household: Option<String>,
+    /// New notes (merged with concurrent edits).
+    #[uniffi(default)]
+    pub notes: Option<String>,
+}
+
+impl From<ServiceCardEdit> for core::ServiceCardUpdate {
+    fn from(e: ServiceCardEdit) -> Self {
+        let opt = |v: Option<String>| v.map(|s| (!s.is_empty()).then_some(s));
+        Self {
+            resident: e.resident,
+            phone: opt(e.phone),
+            address: opt(e.address),
+            household: opt(e.household),
+            pairing: None,
+            notes: e.notes,
+        }
+    }
+}
+
 /// A follow-up with a card holder.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct FollowUp {

@@ -213,6 +213,21 @@ class TwoPhonesTest(unittest.TestCase):
         history = c.client.petition_history(p.id)
         self.assertEqual([e.kind for e in history], ["created", "progress_noted"])
         self.assertIn(card.id, [x.id for x in c.client.list_service_cards(None)])
+
+        # Edits and deletes made on the reinstalled phone reach the others.
+        c.client.edit_petition(p.id, m.PetitionEdit(matter="村东头路灯坏了三个月，已有老人夜里摔倒。"))
+        c.client.edit_service_card(card.id, m.ServiceCardEdit(phone="", notes="独居老人，子女在外地"))
+        c.client.delete_petition(p.id)
+        c.sync()
+        a.sync()
+        self.assertNotIn(p.id, [x.id for x in a.client.list_petitions(m.PetitionQuery())])
+        self.assertIsNotNone(a.client.petition(p.id).deleted_at_ms)
+        self.assertEqual(a.client.petition(p.id).matter, "村东头路灯坏了三个月，已有老人夜里摔倒。")
+        [edited] = [x for x in a.client.list_service_cards("周长林") if x.id == card.id]
+        self.assertIsNone(edited.phone)
+        self.assertEqual(edited.notes, "独居老人，子女在外地")
+        a.client.delete_service_card(card.id)
+        self.assertNotIn(card.id, [x.id for x in a.client.list_service_cards(None)])
         self.assertEqual(c.client.me().username, CADRE)
 
     def test_concurrent_places_show_as_a_conflict_and_nothing_is_dropped(self):
