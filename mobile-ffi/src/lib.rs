@@ -38,6 +38,7 @@ mod report;
 mod session;
 mod store;
 mod sync;
+#[cfg(feature = "tls")]
 mod tls;
 
 pub use client::DiaryClient;

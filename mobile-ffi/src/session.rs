@@ -1,6 +1,7 @@
 //! The server's HTTP API as the phone uses it: login, refresh, logout, who am
 //! I, and which documents are mine.
 
+#[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +61,7 @@ struct ErrorDetail {
 pub(crate) struct Http {
     client: reqwest::Client,
     base: String,
+    #[cfg(feature = "tls")]
     tls: Arc<rustls::ClientConfig>,
 }
 
@@ -73,17 +75,18 @@ impl std::fmt::Debug for Http {
 
 impl Http {
     pub(crate) fn new(base: &str) -> Result<Self, ClientError> {
+        let builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+        #[cfg(feature = "tls")]
         let tls = crate::tls::client_config()?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tls_backend_preconfigured(rustls::ClientConfig::clone(&tls))
-            .build()
-            .map_err(|e| ClientError::Config {
-                message: format!("cannot build the HTTP client: {e}"),
-            })?;
+        #[cfg(feature = "tls")]
+        let builder = builder.tls_backend_preconfigured(rustls::ClientConfig::clone(&tls));
+        let client = builder.build().map_err(|e| ClientError::Config {
+            message: format!("cannot build the HTTP client: {e}"),
+        })?;
         Ok(Self {
             client,
             base: base.trim_end_matches('/').to_owned(),
+            #[cfg(feature = "tls")]
             tls,
         })
     }
@@ -190,6 +193,7 @@ impl Http {
     }
 
     /// The TLS configuration for the sync WebSocket (the same as HTTP's).
+    #[cfg(feature = "tls")]
     pub(crate) fn tls(&self) -> Arc<rustls::ClientConfig> {
         Arc::clone(&self.tls)
     }
@@ -199,7 +203,14 @@ impl Http {
         if let Some(rest) = self.base.strip_prefix("http://") {
             Ok(format!("ws://{rest}/api/v1/sync"))
         } else if let Some(rest) = self.base.strip_prefix("https://") {
-            Ok(format!("wss://{rest}/api/v1/sync"))
+            if cfg!(feature = "tls") {
+                Ok(format!("wss://{rest}/api/v1/sync"))
+            } else {
+                Err(ClientError::Config {
+                    message: "this build has no TLS (build mobile-ffi with --features tls)"
+                        .to_owned(),
+                })
+            }
         } else {
             Err(ClientError::Config {
                 message: format!(

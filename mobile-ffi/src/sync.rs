@@ -109,10 +109,16 @@ impl Core {
         request
             .headers_mut()
             .insert(http::header::AUTHORIZATION, header);
-        let tls = tokio_tungstenite::Connector::Rustls(self.http.tls());
-        match tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(tls))
-            .await
-        {
+        #[cfg(feature = "tls")]
+        let connecting = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            None,
+            false,
+            Some(tokio_tungstenite::Connector::Rustls(self.http.tls())),
+        );
+        #[cfg(not(feature = "tls"))]
+        let connecting = tokio_tungstenite::connect_async(request);
+        match connecting.await {
             Ok((ws, _)) => Ok(ws),
             Err(tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();

@@ -64,11 +64,16 @@ fn a_new_store_opens_twice_and_needs_a_login_to_record() {
 }
 
 #[test]
-fn https_servers_are_accepted_and_other_schemes_refused_at_open() {
+fn https_needs_the_tls_feature_and_other_schemes_are_refused_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = config(dir.path());
     c.server_url = "https://diary.example.org".to_owned();
-    DiaryClient::open(c.clone()).expect("https is supported");
+    let https = DiaryClient::open(c.clone());
+    if cfg!(feature = "tls") {
+        https.expect("https is supported with the tls feature");
+    } else {
+        assert!(matches!(https, Err(ClientError::Config { .. })));
+    }
     c.server_url = "ftp://example.org".to_owned();
     assert!(matches!(
         DiaryClient::open(c),
