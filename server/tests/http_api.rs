@@ -337,6 +337,44 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
 }
 
 #[tokio::test]
+async fn a_refresh_retried_after_a_lost_answer_gets_the_same_successor() {
+    let app = test_app().await;
+    let (_, r1) = app.login().await;
+
+    let first = app.refresh(&r1).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let r2 = first.json()["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    // The answer never reached the phone: it retries with r1.
+    let retry = app.refresh(&r1).await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.text());
+    let body = retry.json();
+    assert_eq!(body["refresh_token"].as_str(), Some(r2.as_str()));
+    app.state
+        .jwt
+        .verify(body["access_token"].as_str().expect("access"))
+        .expect("a valid access token");
+    assert!(
+        app.audit_actions()
+            .await
+            .contains(&"auth.refresh_retry".to_owned())
+    );
+
+    // The family lives on: r2 rotates normally.
+    let next = app.refresh(&r2).await;
+    assert_eq!(next.status, StatusCode::OK);
+    let r3 = next.json()["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    // r1 once more, now that its successor was used: reuse, family revoked.
+    assert_eq!(app.refresh(&r1).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.refresh(&r3).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn refresh_refused_once_the_user_is_disabled() {
     let app = test_app().await;
     let (_, r1) = app.login().await;

@@ -24,6 +24,8 @@ test_support::backends!(
     refresh_reuse_revokes_family,
     refresh_expired_revoked_and_unknown,
     refresh_concurrent_presentations,
+    refresh_retry_within_grace_gets_the_same_successor,
+    refresh_retry_after_grace_revokes,
     documents_append_and_load,
     document_ownership,
     documents_by_owner_and_unit,
@@ -250,7 +252,73 @@ mod cases {
         RefreshReplacement {
             token_hash: hash.to_owned(),
             expires_at: t(expires),
+            retry_grace: chrono::Duration::zero(),
         }
+    }
+
+    fn replacement_with_grace(hash: &str, expires: i64, grace_secs: i64) -> RefreshReplacement {
+        RefreshReplacement {
+            retry_grace: chrono::Duration::seconds(grace_secs),
+            ..replacement(hash, expires)
+        }
+    }
+
+    pub async fn refresh_retry_within_grace_gets_the_same_successor(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let (_, family) = token_fixture(s).await;
+        let RefreshRotation::Rotated { current, .. } = s
+            .rotate_refresh_token("h1", replacement_with_grace("h2", 2000, 60), t(10))
+            .await
+            .expect("rotate")
+        else {
+            panic!("expected a rotation");
+        };
+        // The answer was lost; the phone presents h1 again, 30 s later. The
+        // successor's hash is derived again from h1, so it is "h2" again.
+        let retry = s
+            .rotate_refresh_token("h1", replacement_with_grace("h2", 2040, 60), t(40))
+            .await
+            .expect("retry");
+        let RefreshRotation::Retried { current: again, .. } = retry else {
+            panic!("expected the retry to get its successor, got {retry:?}");
+        };
+        assert_eq!(again.id, current.id);
+        assert_eq!(again.token_hash, "h2");
+        assert_eq!(again.expires_at, t(2000), "the stored successor, unchanged");
+        let h2 = s.get_refresh_token("h2").await.expect("get").expect("h2");
+        assert_eq!(h2.revoked_at, None);
+        assert_eq!(h2.rotated_at, None);
+
+        // Once the successor has been used, presenting h1 again is reuse,
+        // even within the grace.
+        s.rotate_refresh_token("h2", replacement_with_grace("h3", 3000, 60), t(45))
+            .await
+            .expect("rotate h2");
+        let replay = s
+            .rotate_refresh_token("h1", replacement_with_grace("h2", 2050, 60), t(50))
+            .await
+            .expect("replay");
+        assert!(
+            matches!(replay, RefreshRotation::Reused { .. }),
+            "{replay:?}"
+        );
+        let h3 = s.get_refresh_token("h3").await.expect("get").expect("h3");
+        assert!(h3.revoked_at.is_some(), "family {family} revoked");
+    }
+
+    pub async fn refresh_retry_after_grace_revokes(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        token_fixture(s).await;
+        s.rotate_refresh_token("h1", replacement_with_grace("h2", 2000, 60), t(10))
+            .await
+            .expect("rotate");
+        let late = s
+            .rotate_refresh_token("h1", replacement_with_grace("h2", 2000, 60), t(71))
+            .await
+            .expect("late retry");
+        assert!(matches!(late, RefreshRotation::Reused { .. }), "{late:?}");
+        let h2 = s.get_refresh_token("h2").await.expect("get").expect("h2");
+        assert!(h2.revoked_at.is_some());
     }
 
     pub async fn refresh_rotation(store: Arc<dyn Store>) {

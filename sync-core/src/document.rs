@@ -80,12 +80,14 @@ mod contacts;
 mod diary;
 mod error;
 mod fields;
+mod genesis;
 mod schema;
 
 pub use conflicts::{Conflict, ConflictValue};
 pub use contacts::ContactsDocument;
 pub use diary::DiaryDocument;
 pub use error::DocumentError;
+pub use genesis::{contacts_id, diary_id};
 pub use schema::{CURRENT_SCHEMA, DocumentKind, DocumentMeta, Migration, read_meta};
 
 use automerge::transaction::{CommitOptions, Transaction};

@@ -38,6 +38,31 @@ pub fn new_refresh_token() -> IssuedRefreshToken {
     IssuedRefreshToken { token, hash }
 }
 
+/// How long a rotated refresh token may be presented again and get the same
+/// successor. A phone on a weak link often loses the answer to a refresh and
+/// retries with the token it still holds; without this it would be locked out
+/// (reuse revokes the family). Short, and only while the successor is unused,
+/// so a stolen token replayed later still revokes the family.
+pub const RETRY_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The successor of `presented`: derived with the server's key, so a retry
+/// of the same refresh derives the same token (the server stores only hashes
+/// and could not hand the successor out again otherwise). Unpredictable to
+/// anyone without the key, like a random token.
+pub fn successor_refresh_token(key: &[u8], presented: &str) -> IssuedRefreshToken {
+    use hmac::{Hmac, Mac};
+    // HMAC accepts keys of any length; the error is unreachable but handled
+    // by falling back to a random token (a retry then revokes, as before).
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return new_refresh_token();
+    };
+    mac.update(b"visit-diary/refresh-successor/v1\0");
+    mac.update(presented.as_bytes());
+    let token = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    let hash = hash_refresh_token(&token);
+    IssuedRefreshToken { token, hash }
+}
+
 /// The stored form of a token.
 pub fn hash_refresh_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -73,5 +98,16 @@ mod tests {
         assert!(!looks_like_refresh_token("short"));
         assert!(!looks_like_refresh_token(&"!".repeat(TOKEN_LEN)));
         assert!(!format!("{a:?}").contains(&a.token));
+    }
+
+    #[test]
+    fn successors_are_keyed_and_repeatable() {
+        let t = new_refresh_token().token;
+        let a = successor_refresh_token(b"key one", &t);
+        assert_eq!(a.token, successor_refresh_token(b"key one", &t).token);
+        assert_ne!(a.token, successor_refresh_token(b"key two", &t).token);
+        assert_ne!(a.token, successor_refresh_token(b"key one", &a.token).token);
+        assert!(looks_like_refresh_token(&a.token));
+        assert_eq!(a.hash, hash_refresh_token(&a.token));
     }
 }

@@ -257,6 +257,10 @@ pub struct RefreshReplacement {
     pub token_hash: String,
     /// Expiry of the new token.
     pub expires_at: DateTime<Utc>,
+    /// How long after a rotation the rotated token may be presented again
+    /// and get its successor back (a retry whose first answer was lost),
+    /// provided the successor is still unused. Zero: any reuse revokes.
+    pub retry_grace: chrono::Duration,
 }
 
 /// What happened when a refresh token was presented.
@@ -267,6 +271,16 @@ pub enum RefreshRotation {
         /// The presented token, as it was before rotation.
         previous: Box<RefreshToken>,
         /// The newly stored token, in the same family.
+        current: Box<RefreshToken>,
+    },
+    /// The token had been rotated moments ago (within the retry grace) and
+    /// its successor, whose hash was presented again as the replacement, is
+    /// still unused: the answer to the first presentation was lost. Nothing
+    /// is written; `current` is that successor.
+    Retried {
+        /// The presented token.
+        previous: Box<RefreshToken>,
+        /// Its existing successor.
         current: Box<RefreshToken>,
     },
     /// The token had already been rotated: someone holds a copy. The whole

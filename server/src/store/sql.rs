@@ -303,6 +303,27 @@ where
         if previous.revoked_at.is_some() {
             return Ok(RefreshRotation::Revoked);
         }
+        // A retry whose first answer was lost: the same successor again,
+        // while it is unused and the rotation recent.
+        if let Some(rotated_at) = previous.rotated_at
+            && now - rotated_at <= replacement.retry_grace
+            && let Some(successor) = sqlx::query_as::<DB, RefreshToken>(concat!(
+                "SELECT ",
+                refresh_cols!(),
+                " FROM refresh_tokens WHERE token_hash = $1 AND family_id = $2"
+            ))
+            .bind(replacement.token_hash.as_str())
+            .bind(previous.family_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+            && successor.rotated_at.is_none()
+            && successor.revoked_at.is_none()
+        {
+            return Ok(RefreshRotation::Retried {
+                previous: Box::new(previous),
+                current: Box::new(successor),
+            });
+        }
         if previous.rotated_at.is_some() {
             Self::revoke_family(&mut *conn, &previous.family_id, now).await?;
             return Ok(RefreshRotation::Reused {

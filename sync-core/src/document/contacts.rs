@@ -13,6 +13,7 @@ use automerge::transaction::{Transactable, Transaction};
 use automerge::{ActorId, Automerge, ObjId, ObjType, ROOT, ReadDoc};
 
 use super::fields::*;
+use super::genesis;
 use super::schema::{self, DocumentKind};
 use super::{Conflict, DocumentError, commit, conflicts};
 use crate::records::service_card::{
@@ -45,6 +46,17 @@ impl ContactsDocument {
             Ok(())
         })?;
         Ok(Self { doc })
+    }
+
+    /// `owner`'s contacts as every device creates them: the id is
+    /// [`super::contacts_id`] and the first change is the same bytes on every
+    /// device, so cards handed out on two phones merge into one document.
+    /// Edits after this one are made as `actor`.
+    pub fn create_shared(owner: &str, actor: ActorId) -> Result<Self, DocumentError> {
+        let genesis = genesis::genesis_actor(DocumentKind::Contacts, owner, None);
+        let mut contacts = Self::create(owner, genesis, &genesis::genesis_edit(owner, None))?;
+        contacts.doc.set_actor(actor);
+        Ok(contacts)
     }
 
     fn card_obj(&self, id: RecordId) -> Result<ObjId, DocumentError> {

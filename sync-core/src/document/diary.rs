@@ -21,6 +21,7 @@ use automerge::transaction::{Transactable, Transaction};
 use automerge::{ActorId, Automerge, ObjId, ObjType, ROOT, ReadDoc};
 
 use super::fields::*;
+use super::genesis;
 use super::schema::{self, DocumentKind};
 use super::{Conflict, DocumentError, commit, conflicts};
 use crate::records::petition::{
@@ -66,6 +67,22 @@ impl DiaryDocument {
             Ok(())
         })?;
         Ok(Self { doc })
+    }
+
+    /// `owner`'s diary for `year` as every device creates it: the id is
+    /// [`super::diary_id`] and the first change is the same bytes on every
+    /// device, so two phones that both create it offline hold one document
+    /// and their visits merge. Edits after this one are made as `actor`.
+    pub fn create_shared(owner: &str, year: i32, actor: ActorId) -> Result<Self, DocumentError> {
+        let genesis = genesis::genesis_actor(DocumentKind::Diary, owner, Some(year));
+        let mut diary = Self::create(
+            owner,
+            year,
+            genesis,
+            &genesis::genesis_edit(owner, Some(year)),
+        )?;
+        diary.doc.set_actor(actor);
+        Ok(diary)
     }
 
     fn records(tx: &mut Transaction<'_>, key: &str) -> Result<ObjId, DocumentError> {

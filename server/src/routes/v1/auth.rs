@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::auth::password::verify_password;
 use crate::auth::refresh::{
-    hash_refresh_token, looks_like_refresh_token, new_family_id, new_refresh_token,
+    RETRY_GRACE, hash_refresh_token, looks_like_refresh_token, new_family_id, new_refresh_token,
+    successor_refresh_token,
 };
 use crate::error::AppError;
 use crate::extract::{ApiJson, ClientAddr};
@@ -139,9 +140,11 @@ pub async fn login(
 /// Exchanges a refresh token for a new pair. A token works once: presenting
 /// it again revokes every token of its login (someone holds a copy).
 ///
-/// Note for weak links: if the answer to a refresh is lost, the phone still
-/// holds the old token, and retrying with it counts as reuse; the user then
-/// logs in again. That is the price of detecting stolen tokens.
+/// Except on a weak link: if the answer to a refresh is lost, the phone still
+/// holds the old token and retries with it. Within [`RETRY_GRACE`] of the
+/// rotation, and while the successor is unused, the retry gets the same
+/// successor (derived from the presented token with the server's key) and a
+/// fresh access token, instead of revoking the family.
 pub async fn refresh(
     State(state): State<AppState>,
     ClientAddr(remote_addr): ClientAddr,
@@ -152,7 +155,14 @@ pub async fn refresh(
         return Err(invalid());
     }
     let now = Utc::now();
-    let replacement = new_refresh_token();
+    let key = state
+        .config
+        .jwt_secret
+        .as_ref()
+        .ok_or_else(|| AppError::internal("no JWT key configured"))?;
+    let replacement = successor_refresh_token(key.expose(), &body.refresh_token);
+    let retry_grace = chrono::Duration::from_std(RETRY_GRACE)
+        .map_err(|e| AppError::internal(format!("retry grace: {e}")))?;
     let outcome = state
         .store
         .rotate_refresh_token(
@@ -160,10 +170,12 @@ pub async fn refresh(
             RefreshReplacement {
                 token_hash: replacement.hash,
                 expires_at: now + refresh_ttl(&state)?,
+                retry_grace,
             },
             now,
         )
         .await;
+    let retried = matches!(outcome, Ok(RefreshRotation::Retried { .. }));
     match outcome {
         Err(StoreError::NotFound) => Err(invalid()),
         Err(other) => Err(other.into()),
@@ -189,7 +201,7 @@ pub async fn refresh(
                 "refresh token already used; this login is revoked, log in again".to_owned(),
             ))
         }
-        Ok(RefreshRotation::Rotated { current, .. }) => {
+        Ok(RefreshRotation::Rotated { current, .. } | RefreshRotation::Retried { current, .. }) => {
             let user = match state.store.get_user(current.user_id).await? {
                 Some(user) if !user.disabled => user,
                 _ => {
@@ -206,7 +218,11 @@ pub async fn refresh(
                 &state,
                 now,
                 Some(user.id),
-                "auth.refresh",
+                if retried {
+                    "auth.refresh_retry"
+                } else {
+                    "auth.refresh"
+                },
                 &user.username,
                 &format!("device={}", current.device_id),
                 remote_addr,
