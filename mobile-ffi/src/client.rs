@@ -160,7 +160,7 @@ impl DiaryClient {
             .setting(keys::PROFILE)?
             .ok_or(ClientError::NotLoggedIn)?;
         serde_json::from_str(&profile).map_err(|e| ClientError::CorruptStore {
-            message: format!("stored profile: {e}"),
+            detail: format!("stored profile: {e}"),
         })
     }
 

@@ -147,7 +147,7 @@ impl Core {
             return Ok(false);
         };
         let doc = Automerge::load(&bytes).map_err(|e| ClientError::CorruptStore {
-            message: format!("document {id} does not load: {e}"),
+            detail: format!("document {id} does not load: {e}"),
         })?;
         docs.insert(*id, doc.with_actor(fresh_actor()));
         Ok(true)

@@ -8,12 +8,12 @@ use sync_core::{DocumentError, ValidationError};
 pub enum ClientError {
     /// A field of the input is not valid; `field` names it (as sync-core
     /// names it: "place", "subject name", "phone", "deadline" …).
-    #[error("{field}: {message}")]
+    #[error("{field}: {detail}")]
     Invalid {
         /// The field at fault.
         field: String,
         /// What is wrong, for a log or a developer.
-        message: String,
+        detail: String,
     },
     /// No record with this id on this phone.
     #[error("no {record} with id {id}")]
@@ -36,72 +36,72 @@ pub enum ClientError {
     NotLoggedIn,
     /// The server no longer accepts this login (password changed, token
     /// revoked): the cadre must log in again.
-    #[error("unauthorised: {message}")]
+    #[error("unauthorised: {detail}")]
     Unauthorised {
         /// The server's reason.
-        message: String,
+        detail: String,
     },
     /// The server could not be reached.
-    #[error("offline: {message}")]
+    #[error("offline: {detail}")]
     Offline {
         /// The transport's reason.
-        message: String,
+        detail: String,
     },
     /// The server answered with an error other than "unauthorised".
-    #[error("server refused ({status}): {message}")]
+    #[error("server refused ({status}): {detail}")]
     ServerRefused {
         /// HTTP status, or 0 for a refusal on the sync connection.
         status: u16,
         /// The server's message.
-        message: String,
+        detail: String,
     },
     /// The deadline passed before the work finished; what was done is kept.
     #[error("deadline passed")]
     Deadline,
     /// The local store is damaged. It is left as it is (never emptied), so
     /// support can recover it; the app may offer to reinstall and re-sync.
-    #[error("the local store is corrupt: {message}")]
+    #[error("the local store is corrupt: {detail}")]
     CorruptStore {
         /// What was found.
-        message: String,
+        detail: String,
     },
     /// The local store could not be read or written (disk full, permissions).
-    #[error("local storage failed: {message}")]
+    #[error("local storage failed: {detail}")]
     Storage {
         /// The cause.
-        message: String,
+        detail: String,
     },
     /// A document was written by a newer version of the app.
-    #[error("update the app: {message}")]
+    #[error("update the app: {detail}")]
     UpdateRequired {
         /// Which document and versions.
-        message: String,
+        detail: String,
     },
     /// The configuration passed to `open` cannot be used.
-    #[error("bad configuration: {message}")]
+    #[error("bad configuration: {detail}")]
     Config {
         /// What is wrong.
-        message: String,
+        detail: String,
     },
     /// A bug or an unexpected answer; the message is for a bug report.
-    #[error("internal error: {message}")]
+    #[error("internal error: {detail}")]
     Internal {
         /// The detail.
-        message: String,
+        detail: String,
     },
 }
 
 impl ClientError {
     pub(crate) fn internal(message: impl std::fmt::Display) -> Self {
         Self::Internal {
-            message: message.to_string(),
+            detail: message.to_string(),
         }
     }
 
     pub(crate) fn invalid(field: &str, message: impl std::fmt::Display) -> Self {
         Self::Invalid {
             field: field.to_owned(),
-            message: message.to_string(),
+            detail: message.to_string(),
         }
     }
 }
@@ -139,11 +139,11 @@ impl From<DocumentError> for ClientError {
                 Self::invalid("id", format!("a {record} with id {id} exists already"))
             }
             DocumentError::NewerSchema { .. } => Self::UpdateRequired {
-                message: e.to_string(),
+                detail: e.to_string(),
             },
             DocumentError::Load(_) | DocumentError::NotOurs | DocumentError::WrongKind { .. } => {
                 Self::CorruptStore {
-                    message: e.to_string(),
+                    detail: e.to_string(),
                 }
             }
             other => Self::internal(other),
@@ -156,10 +156,10 @@ impl From<rusqlite::Error> for ClientError {
         use rusqlite::ErrorCode;
         match e.sqlite_error_code() {
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => Self::CorruptStore {
-                message: e.to_string(),
+                detail: e.to_string(),
             },
             _ => Self::Storage {
-                message: e.to_string(),
+                detail: e.to_string(),
             },
         }
     }
@@ -182,9 +182,9 @@ impl From<reqwest::Error> for ClientError {
     fn from(e: reqwest::Error) -> Self {
         let message = with_causes(&e);
         if e.is_connect() || e.is_timeout() || e.is_request() {
-            Self::Offline { message }
+            Self::Offline { detail: message }
         } else {
-            Self::Internal { message }
+            Self::Internal { detail: message }
         }
     }
 }

@@ -81,7 +81,7 @@ impl Http {
         #[cfg(feature = "tls")]
         let builder = builder.tls_backend_preconfigured(rustls::ClientConfig::clone(&tls));
         let client = builder.build().map_err(|e| ClientError::Config {
-            message: format!("cannot build the HTTP client: {e}"),
+            detail: format!("cannot build the HTTP client: {e}"),
         })?;
         Ok(Self {
             client,
@@ -106,11 +106,11 @@ impl Http {
             .map(|b| b.error.message)
             .unwrap_or(text);
         Err(if status == reqwest::StatusCode::UNAUTHORIZED {
-            ClientError::Unauthorised { message }
+            ClientError::Unauthorised { detail: message }
         } else {
             ClientError::ServerRefused {
                 status: status.as_u16(),
-                message,
+                detail: message,
             }
         })
     }
@@ -207,13 +207,13 @@ impl Http {
                 Ok(format!("wss://{rest}/api/v1/sync"))
             } else {
                 Err(ClientError::Config {
-                    message: "this build has no TLS (build mobile-ffi with --features tls)"
+                    detail: "this build has no TLS (build mobile-ffi with --features tls)"
                         .to_owned(),
                 })
             }
         } else {
             Err(ClientError::Config {
-                message: format!(
+                detail: format!(
                     "server URL {:?} must start with http:// or https://",
                     self.base
                 ),

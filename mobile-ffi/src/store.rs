@@ -50,7 +50,7 @@ pub(crate) struct Store {
 
 fn parse_doc_id(s: &str) -> Result<DocumentId, ClientError> {
     s.parse().map_err(|e| ClientError::CorruptStore {
-        message: format!("bad document id in the store: {e}"),
+        detail: format!("bad document id in the store: {e}"),
     })
 }
 
@@ -58,7 +58,7 @@ impl Store {
     /// Opens (or creates) the store in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Self, ClientError> {
         std::fs::create_dir_all(dir).map_err(|e| ClientError::Storage {
-            message: format!("cannot create {}: {e}", dir.display()),
+            detail: format!("cannot create {}: {e}", dir.display()),
         })?;
         let mut conn = Connection::open(dir.join(FILE_NAME))?;
         schema::prepare(&mut conn)?;

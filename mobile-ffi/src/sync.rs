@@ -29,19 +29,22 @@ const EXPIRY_MARGIN_MS: i64 = 60_000;
 
 fn offline(e: impl std::error::Error) -> ClientError {
     ClientError::Offline {
-        message: crate::error::with_causes(&e),
+        detail: crate::error::with_causes(&e),
     }
 }
 
 fn closed() -> ClientError {
     ClientError::Offline {
-        message: "the server closed the connection".to_owned(),
+        detail: "the server closed the connection".to_owned(),
     }
 }
 
 fn protocol(e: ProtocolError) -> ClientError {
     match e {
-        ProtocolError::Remote(message) => ClientError::ServerRefused { status: 0, message },
+        ProtocolError::Remote(message) => ClientError::ServerRefused {
+            status: 0,
+            detail: message,
+        },
         other => ClientError::internal(other),
     }
 }
@@ -128,9 +131,12 @@ impl Core {
                     .map(|b| String::from_utf8_lossy(b).into_owned())
                     .unwrap_or_default();
                 Err(if status == 401 {
-                    ClientError::Unauthorised { message }
+                    ClientError::Unauthorised { detail: message }
                 } else {
-                    ClientError::ServerRefused { status, message }
+                    ClientError::ServerRefused {
+                        status,
+                        detail: message,
+                    }
                 })
             }
             Err(e) => Err(offline(e)),

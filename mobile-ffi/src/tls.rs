@@ -14,7 +14,7 @@ use crate::ClientError;
 /// connection fails as `Offline` with the verifier's message.
 pub(crate) fn client_config() -> Result<Arc<rustls::ClientConfig>, ClientError> {
     let tls_error = |e: rustls::Error| ClientError::Config {
-        message: format!("cannot set up TLS: {e}"),
+        detail: format!("cannot set up TLS: {e}"),
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)

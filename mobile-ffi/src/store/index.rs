@@ -55,7 +55,7 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, ClientError> {
 
 fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, ClientError> {
     serde_json::from_str(s).map_err(|e| ClientError::CorruptStore {
-        message: format!("an index row does not decode: {e}"),
+        detail: format!("an index row does not decode: {e}"),
     })
 }
 
@@ -304,7 +304,7 @@ impl super::Store {
             .optional()?;
         doc.map(|d| {
             d.parse().map_err(|e| ClientError::CorruptStore {
-                message: format!("bad document id in the index: {e}"),
+                detail: format!("bad document id in the index: {e}"),
             })
         })
         .transpose()

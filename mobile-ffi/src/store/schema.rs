@@ -67,7 +67,7 @@ const STEPS: &[&str] = &[
 
 fn corrupt(message: impl std::fmt::Display) -> ClientError {
     ClientError::CorruptStore {
-        message: message.to_string(),
+        detail: message.to_string(),
     }
 }
 
@@ -78,7 +78,7 @@ pub(super) fn prepare(conn: &mut Connection) -> Result<(), ClientError> {
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(ClientError::Storage {
-            message: format!("the store cannot use WAL (journal mode {mode})"),
+            detail: format!("the store cannot use WAL (journal mode {mode})"),
         });
     }
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
@@ -93,7 +93,7 @@ pub(super) fn prepare(conn: &mut Connection) -> Result<(), ClientError> {
     let known = i64::try_from(STEPS.len()).unwrap_or(i64::MAX);
     if version > known {
         return Err(ClientError::UpdateRequired {
-            message: format!("the store has version {version}; this app knows {known}"),
+            detail: format!("the store has version {version}; this app knows {known}"),
         });
     }
     for (i, step) in STEPS

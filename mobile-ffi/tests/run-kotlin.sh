@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the server, the library and its Kotlin bindings, then runs the
+# Kotlin tests of mobile-ffi (Maven: kotlin-maven-plugin, JNA,
+# kotlinx-coroutines, JUnit 5) against a real `server serve --demo` that each
+# test class starts. Needs a JDK 17+ and Maven; the dependencies come from
+# Maven Central.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+target="${CARGO_TARGET_DIR:-$root/target}"
+
+cargo build -p server
+bindings="$root/mobile-ffi/bindings"
+mobile-ffi/scripts/build-bindings.sh "$bindings"
+
+export SERVER_BIN="$target/debug/server"
+cd mobile-ffi/tests/kotlin
+exec mvn -B --no-transfer-progress test -Dbindings.dir="$bindings/kotlin" -Dlib.dir="$target/debug"
