@@ -87,6 +87,22 @@ async fn demo_records_fill_the_ledger(store: Arc<dyn Store>) {
         .await
         .expect("overdue");
     assert!(overdue.total >= 12, "overdue: {}", overdue.total);
+
+    // Each cadre's demo documents sit at the ids their phones derive, so a
+    // visit recorded offline on a phone lands in the demo diary.
+    let year = chrono::Datelike::year(&Utc::now());
+    for cadre in ["cadre01", "cadre12"] {
+        let diary = s
+            .get_document_meta(&sync_core::document::diary_id(cadre, year))
+            .await
+            .expect("get");
+        assert!(diary.is_some(), "{cadre}'s {year} diary");
+        let contacts = s
+            .get_document_meta(&sync_core::document::contacts_id(cadre))
+            .await
+            .expect("get");
+        assert!(contacts.is_some(), "{cadre}'s contacts");
+    }
     // The filter and the column are one rule.
     assert!(overdue.items.iter().all(|i| i.overdue));
     assert!(

@@ -142,8 +142,10 @@ fn build(
     let end = (now - DAY_MS).max(start + 1);
     let at = |ms: i64| Edit::new(cadre, Timestamp(ms));
 
-    let diary_id = DocumentId::from_bytes(rng.random());
-    let mut diary = DiaryDocument::create(cadre, year, actor(&mut rng), &at(start))?;
+    // The ids every phone of the cadre derives for these documents, so a
+    // phone that records a visit offline writes into the demo diary.
+    let diary_id = sync_core::document::diary_id(cadre, year);
+    let mut diary = DiaryDocument::create_shared(cadre, year, actor(&mut rng))?;
     let mut times: Vec<i64> = (0..VISITS_PER_CADRE)
         .map(|_| rng.random_range(start..end))
         .collect();
@@ -173,8 +175,8 @@ fn build(
         )?;
     }
 
-    let contacts_id = DocumentId::from_bytes(rng.random());
-    let mut contacts = ContactsDocument::create(cadre, actor(&mut rng), &at(start))?;
+    let contacts_id = sync_core::document::contacts_id(cadre);
+    let mut contacts = ContactsDocument::create_shared(cadre, actor(&mut rng))?;
     let mut card_times: Vec<i64> = (0..rng.random_range(5..=8))
         .map(|_| rng.random_range(start..end))
         .collect();
