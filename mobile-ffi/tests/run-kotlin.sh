@@ -5,14 +5,7 @@
 # test class starts. Needs a JDK 17+ and Maven; the dependencies come from
 # Maven Central.
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-cd "$root"
-target="${CARGO_TARGET_DIR:-$root/target}"
+source "$(dirname "$0")/prepare.sh"
 
-cargo build -p server
-bindings="$root/mobile-ffi/bindings"
-mobile-ffi/scripts/build-bindings.sh "$bindings"
-
-export SERVER_BIN="$target/debug/server"
 cd mobile-ffi/tests/kotlin
 exec mvn -B --no-transfer-progress test -Dbindings.dir="$bindings/kotlin" -Dlib.dir="$target/debug"

@@ -3,14 +3,7 @@
 # mobile-ffi against a real `server serve --demo` (each test file starts its
 # own). Exits non-zero on failure; the last line says "N passed, N failed".
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-cd "$root"
-target="${CARGO_TARGET_DIR:-$root/target}"
+source "$(dirname "$0")/prepare.sh"
 
-cargo build -p server
-bindings="$root/mobile-ffi/bindings"
-mobile-ffi/scripts/build-bindings.sh "$bindings"
-
-export SERVER_BIN="$target/debug/server"
 export BINDINGS_DIR="$bindings/python"
 exec python3 "$root/mobile-ffi/tests/python/test_two_phones.py"
