@@ -81,6 +81,7 @@ mod diary;
 mod error;
 mod fields;
 mod genesis;
+mod origin;
 mod schema;
 
 pub use conflicts::{Conflict, ConflictValue};
@@ -88,6 +89,7 @@ pub use contacts::ContactsDocument;
 pub use diary::DiaryDocument;
 pub use error::DocumentError;
 pub use genesis::{contacts_id, diary_id};
+pub use origin::EventOrigin;
 pub use schema::{CURRENT_SCHEMA, DocumentKind, DocumentMeta, Migration, read_meta};
 
 use automerge::transaction::{CommitOptions, Transaction};

@@ -63,7 +63,7 @@ pub mod validation;
 pub use automerge;
 pub use document::{
     Conflict, ConflictValue, ContactsDocument, DiaryDocument, DocumentError, DocumentKind,
-    DocumentMeta, contacts_id, diary_id,
+    DocumentMeta, EventOrigin, contacts_id, diary_id,
 };
 pub use document_id::{DocumentId, DocumentIdError};
 pub use edit::Edit;

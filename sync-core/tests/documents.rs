@@ -258,6 +258,83 @@ fn cadre_and_supervisor_events_both_survive() {
 }
 
 #[test]
+fn event_origins_name_the_actor_that_wrote_each_event() {
+    let mut r = rng();
+    let mut phone =
+        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let p = fixtures::petition(&mut r, NOW, None);
+    phone.add_petition(&edit("cadre01", 1), &p).expect("add");
+    let mut server = DiaryDocument::load(&phone.save(), actor(9)).expect("load");
+    server
+        .record_petition_event(
+            &edit("sup-town1", 30_000),
+            p.id,
+            fixtures::id(&mut r),
+            &PetitionEventKind::Supervised {
+                note: "请抓紧办理".into(),
+            },
+        )
+        .expect("supervise");
+    merge(&mut phone, &mut server);
+
+    let origins = phone.petition_events_with_origin(p.id).expect("petition");
+    let actors: Vec<(&str, &ActorId, bool)> = origins
+        .iter()
+        .map(|(e, o)| (e.kind.type_name(), &o.actor, o.is_untouched()))
+        .collect();
+    assert_eq!(
+        actors,
+        vec![
+            ("created", &actor(1), true),
+            ("supervised", &actor(9), true)
+        ]
+    );
+
+    // The phone rewrites the supervisor's note: the event still belongs to
+    // the server's actor, and shows who else wrote it.
+    let doc = phone.automerge_mut();
+    let object = |doc: &Automerge, parent: &automerge::ObjId, prop: automerge::Prop| {
+        doc.get(parent, prop).expect("get").expect("present").1
+    };
+    let petitions = object(doc, &ROOT, "petitions".into());
+    let petition = object(doc, &petitions, p.id.to_string().into());
+    let events = object(doc, &petition, "events".into());
+    let supervised = object(doc, &events, 1usize.into());
+    let mut tx = doc.transaction();
+    tx.put(&supervised, "note", "已办结，无需督办")
+        .expect("put");
+    tx.commit();
+    let origins = phone.petition_events_with_origin(p.id).expect("petition");
+    assert_eq!(origins[1].1.actor, actor(9));
+    assert_eq!(origins[1].1.also_written_by, vec![actor(1)]);
+    assert!(
+        phone
+            .petition_events_with_origin(fixtures::id(&mut r))
+            .is_none()
+    );
+
+    // An event is checked against the state the caller believes, not the
+    // one the document's own events add up to.
+    let mut believed = phone.petition(p.id).expect("petition").state;
+    believed.status = PetitionStatus::Closed;
+    let resolve = PetitionEventKind::Resolved {
+        note: "已修复".into(),
+    };
+    assert!(matches!(
+        phone.record_petition_event_on(
+            &edit("cadre01", 60_000),
+            p.id,
+            fixtures::id(&mut r),
+            &resolve,
+            &believed
+        ),
+        Err(DocumentError::Invalid(
+            ValidationError::InvalidTransition { .. }
+        ))
+    ));
+}
+
+#[test]
 fn events_that_make_no_sense_are_refused() {
     let mut r = rng();
     let mut d =

@@ -22,6 +22,7 @@ use automerge::{ActorId, Automerge, ObjId, ObjType, ROOT, ReadDoc};
 
 use super::fields::*;
 use super::genesis;
+use super::origin::{EventOrigin, event_origin};
 use super::schema::{self, DocumentKind};
 use super::{Conflict, DocumentError, commit, conflicts};
 use crate::records::petition::{
@@ -339,12 +340,33 @@ impl DiaryDocument {
             record: PETITION,
             id: petition_id,
         })?;
+        self.record_petition_event_on(edit, petition_id, event_id, kind, &current.state)
+    }
+
+    /// As [`Self::record_petition_event`], but the event is checked against
+    /// `state` instead of the state the document's own events add up to.
+    /// For a writer (the server) that believes only some of the events, so
+    /// that, say, an event a device forged does not stop a supervisor from
+    /// doing what the believed state allows.
+    pub fn record_petition_event_on(
+        &mut self,
+        edit: &Edit,
+        petition_id: RecordId,
+        event_id: RecordId,
+        kind: &PetitionEventKind,
+        state: &PetitionState,
+    ) -> Result<(), DocumentError> {
+        let mut current = self.petition(petition_id).ok_or(DocumentError::NotFound {
+            record: PETITION,
+            id: petition_id,
+        })?;
         if current.deleted.is_some() {
             return Err(DocumentError::Deleted {
                 record: PETITION,
                 id: petition_id,
             });
         }
+        current.state = state.clone();
         petition::check_event(&current, kind)?;
         let o = self.record_obj("petitions", PETITION, petition_id)?;
         commit(
@@ -358,6 +380,28 @@ impl DiaryDocument {
                 };
                 write_event(tx, &events, event_id, edit, kind)
             },
+        )
+    }
+
+    /// A petition's readable events in list order, each with the actor that
+    /// wrote it ([`EventOrigin`]); `None` if there is no such petition.
+    pub fn petition_events_with_origin(
+        &self,
+        petition_id: RecordId,
+    ) -> Option<Vec<(PetitionEvent, EventOrigin)>> {
+        let map = get_object(&self.doc, &ROOT, "petitions", ObjType::Map)?;
+        let o = get_object(&self.doc, &map, &petition_id.to_string(), ObjType::Map)?;
+        let Some(list) = get_object(&self.doc, &o, "events", ObjType::List) else {
+            return Some(Vec::new());
+        };
+        Some(
+            list_maps(&self.doc, &list)
+                .iter()
+                .filter_map(|e| {
+                    let event = read_event(&self.doc, e).ok()?;
+                    Some((event, event_origin(&self.doc, e)?))
+                })
+                .collect(),
         )
     }
 
