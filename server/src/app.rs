@@ -90,7 +90,45 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/auth/logout", post(routes::v1::auth::logout))
         .route("/api/v1/me", get(routes::v1::me::get))
         .route("/api/v1/me/documents", get(routes::v1::me::documents))
+        .route("/api/v1/me/assigned", get(routes::v1::me::assigned))
         .route("/api/v1/ledger", get(routes::v1::ledger::list))
+        .route("/api/v1/petitions/{id}", get(routes::v1::petitions::get))
+        .route(
+            "/api/v1/petitions/{id}/deadline",
+            post(routes::v1::petitions::deadline),
+        )
+        .route(
+            "/api/v1/petitions/{id}/assign",
+            post(routes::v1::petitions::assign),
+        )
+        .route(
+            "/api/v1/petitions/{id}/escalate",
+            post(routes::v1::petitions::escalate),
+        )
+        .route(
+            "/api/v1/petitions/{id}/supervise",
+            post(routes::v1::petitions::supervise),
+        )
+        .route(
+            "/api/v1/petitions/{id}/close",
+            post(routes::v1::petitions::close),
+        )
+        .route(
+            "/api/v1/petitions/{id}/reopen",
+            post(routes::v1::petitions::reopen),
+        )
+        .route(
+            "/api/v1/petitions/{id}/progress",
+            post(routes::v1::petitions::progress),
+        )
+        .route(
+            "/api/v1/petitions/{id}/resolve",
+            post(routes::v1::petitions::resolve),
+        )
+        .route(
+            "/api/v1/petitions/{id}/feedback",
+            post(routes::v1::petitions::feedback),
+        )
         // Applies to the routes above only (`Router::layer` wraps the routes
         // that exist when it is called).
         .layer(TimeoutLayer::with_status_code(

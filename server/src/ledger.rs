@@ -13,12 +13,14 @@
 //! The ledger is never the source of truth: it can be dropped and rebuilt
 //! from the documents at any time.
 
+pub mod attribution;
 pub mod projection;
 pub mod rebuild;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub use attribution::{Attribution, EventJudgement, Flag, Writer};
 pub use projection::{
     CardRow, LedgerProjection, PetitionEventRow, PetitionRow, ProjectionError, VisitRow,
 };
@@ -41,6 +43,9 @@ pub struct LedgerQuery {
     pub today: String,
     /// Only petitions overdue on `today`.
     pub overdue_only: bool,
+    /// Only petitions this username is responsible for (whoever's diary
+    /// they live in).
+    pub responsible: Option<String>,
     /// Page size.
     pub limit: i64,
     /// Rows skipped.
@@ -92,4 +97,33 @@ pub struct LedgerItem {
     /// Open or in progress with a deadline before the query's `today`; the
     /// same SQL as the `overdue_only` filter decides it.
     pub overdue: bool,
+}
+
+/// One event of a petition's history as the ledger holds it: who the server
+/// knows wrote it, what the event claims, and whether it counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct LedgerEvent {
+    /// Event id.
+    pub id: String,
+    /// When, by the writing device's clock (or the server's).
+    pub at: DateTime<Utc>,
+    /// Username of the writer the server recorded (the claim when the
+    /// writer is unknown, flagged `unknown_writer`).
+    pub actor: String,
+    /// What the event's own `by` field says.
+    pub claimed_by: String,
+    /// The device that sent it, if a device did.
+    pub device_id: Option<String>,
+    /// Written by the server on the writer's behalf (through the API).
+    pub via_server: bool,
+    /// Whether it counts towards the petition's state.
+    pub believed: bool,
+    /// Why it does not count, or what is odd about it.
+    pub flag: Option<String>,
+    /// `PetitionEventKind::type_name`.
+    pub event_type: String,
+    /// The note or reason.
+    pub note: Option<String>,
+    /// The whole event as JSON.
+    pub detail: String,
 }

@@ -59,6 +59,7 @@ pub mod error;
 pub mod extract;
 pub mod ledger;
 pub mod metrics;
+pub mod petitions;
 pub mod routes;
 pub mod secret;
 mod serve;

@@ -24,9 +24,10 @@ use sync_core::DocumentId;
 
 pub use error::{BoxError, StoreError};
 pub use model::{
-    AppendOutcome, AuditEntry, Compaction, DocumentChunk, DocumentRow, DocumentWrite,
-    NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser, RefreshReplacement,
-    RefreshRotation, RefreshToken, Role, StoredDocument, StoredKind, Unit, UnknownVariant, User,
+    ActorClaim, AppendOutcome, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow,
+    DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser, PetitionLocation,
+    RefreshReplacement, RefreshRotation, RefreshToken, Role, StoredDocument, StoredKind, Unit,
+    UnknownVariant, User,
 };
 
 /// Shorthand for store results.
@@ -181,6 +182,30 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         &self,
         query: &crate::ledger::LedgerQuery,
     ) -> StoreResult<crate::ledger::LedgerPage>;
+
+    /// Every actor recorded for a document (see [`ActorClaim`]), by actor.
+    async fn document_actors(&self, document_id: &DocumentId) -> StoreResult<Vec<DocumentActor>>;
+
+    /// The live (not deleted) petitions with record id `petition_id`, in
+    /// any document (record ids are chosen by phones, so in principle two
+    /// documents can hold the same one), ordered by document id.
+    async fn find_petitions(&self, petition_id: &str) -> StoreResult<Vec<PetitionLocation>>;
+
+    /// One petition's ledger row with its unit and owner (as the ledger
+    /// list shows it), `None` if missing or deleted.
+    async fn ledger_petition(
+        &self,
+        document_id: &DocumentId,
+        petition_id: &str,
+        today: &str,
+    ) -> StoreResult<Option<crate::ledger::LedgerItem>>;
+
+    /// One petition's events as the ledger holds them, oldest first.
+    async fn ledger_petition_events(
+        &self,
+        document_id: &DocumentId,
+        petition_id: &str,
+    ) -> StoreResult<Vec<crate::ledger::LedgerEvent>>;
 
     // ----- sync states -----
 

@@ -13,5 +13,5 @@ pub mod payload;
 
 pub use access::decide_access;
 pub use documents::{MergeError, MergeOutcome};
-pub use hub::{ConnectionSlot, Crowded, DocumentChanged, SyncHub};
+pub use hub::{ConnectionSlot, Crowded, DocumentChanged, SERVER_ORIGIN, SyncHub};
 pub use payload::{PayloadError, PayloadLimits};

@@ -135,7 +135,11 @@ async fn rebuild_reproduces_the_written_rows(store: Arc<dyn Store>) {
         }),
         data: foreign.save(),
         at: Utc::now(),
-        ledger: Some(LedgerProjection::of_document_or_empty(&foreign_doc)),
+        ledger: Some(LedgerProjection::of_document_or_empty(
+            &foreign_doc,
+            &server::ledger::Attribution::default(),
+        )),
+        actors: Vec::new(),
     })
     .await
     .expect("a foreign document is stored");
@@ -488,6 +492,7 @@ async fn duplicate_ids_do_not_fail_the_write(store: Arc<dyn Store>) {
         data: vec![1, 2, 3],
         at: Utc::now(),
         ledger: Some(ledger),
+        actors: Vec::new(),
     })
     .await
     .expect("stored despite duplicate ids");

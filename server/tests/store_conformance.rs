@@ -64,6 +64,7 @@ mod cases {
             data: data.to_vec(),
             at: t(at),
             ledger: None,
+            actors: Vec::new(),
         }
     }
 
@@ -546,6 +547,7 @@ mod cases {
             data: binary.clone(),
             at: t(40),
             ledger: None,
+            actors: Vec::new(),
         })
         .await
         .expect("append");

@@ -6,7 +6,7 @@
 use chrono::{Datelike, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sync_core::automerge::ActorId;
+use sync_core::automerge::{ActorId, Automerge};
 use sync_core::records::petition::{
     Category, Level, NewPetition, PetitionEventKind, PetitionStatus, Satisfaction,
 };
@@ -14,8 +14,8 @@ use sync_core::{ContactsDocument, DiaryDocument, DocumentError, DocumentId, Edit
 use sync_core::{fixtures, records::visit::Visit};
 
 use super::DEMO_USERS;
-use crate::ledger::LedgerProjection;
-use crate::store::{DocumentWrite, NewDocument, Role, Store, StoreError, StoredKind};
+use crate::ledger::{Attribution, LedgerProjection, Writer};
+use crate::store::{ActorClaim, DocumentWrite, NewDocument, Role, Store, StoreError, StoredKind};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 const VISITS_PER_CADRE: usize = 25;
@@ -71,17 +71,42 @@ pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, 
         let petitions = 8 + usize::from(index % 3 == 0);
         let now_ts = Timestamp(now.timestamp_millis());
         let year = now.year();
+        let Some(supervisor_user) = store.get_user_by_username(supervisor).await? else {
+            continue;
+        };
         let built = tokio::task::spawn_blocking(move || {
             build(username, supervisor, index, petitions, year, now_ts)
         })
         .await??;
-        for (kind, year, doc_id, data, ledger) in [
+        let cadre_writer = Writer {
+            username: username.to_owned(),
+            user_id: user.id,
+            device_id: DEMO_DEVICE.to_owned(),
+            via_server: false,
+        };
+        let supervisor_writer = Writer {
+            username: supervisor.to_owned(),
+            user_id: supervisor_user.id,
+            device_id: String::new(),
+            via_server: true,
+        };
+        let writer_of = |actor: &ActorId| {
+            if *actor == built.supervisor_actor {
+                supervisor_writer.clone()
+            } else {
+                cadre_writer.clone()
+            }
+        };
+        let (diary_attribution, diary_claims) = attribute(built.diary.automerge(), writer_of);
+        let (_, contacts_claims) = attribute(built.contacts.automerge(), writer_of);
+        for (kind, year, doc_id, data, ledger, actors) in [
             (
                 StoredKind::Diary,
                 Some(year),
                 built.diary_id,
                 built.diary.save(),
-                LedgerProjection::of_diary(&built.diary),
+                LedgerProjection::of_diary(&built.diary, &diary_attribution),
+                diary_claims,
             ),
             (
                 StoredKind::Contacts,
@@ -89,6 +114,7 @@ pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, 
                 built.contacts_id,
                 built.contacts.save(),
                 LedgerProjection::of_contacts(&built.contacts),
+                contacts_claims,
             ),
         ] {
             summary.visits += ledger.visits.len();
@@ -105,6 +131,7 @@ pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, 
                     data,
                     at: now,
                     ledger: Some(ledger),
+                    actors,
                 })
                 .await?;
             summary.documents += 1;
@@ -117,6 +144,9 @@ pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, 
 struct Built {
     diary_id: DocumentId,
     diary: DiaryDocument,
+    /// The actor of the supervisor's events in `diary`; every other actor
+    /// of both documents is the cadre's.
+    supervisor_actor: ActorId,
     contacts_id: DocumentId,
     contacts: ContactsDocument,
 }
@@ -141,11 +171,15 @@ fn build(
     let start = year_start.max(now - 300 * DAY_MS);
     let end = (now - DAY_MS).max(start + 1);
     let at = |ms: i64| Edit::new(cadre, Timestamp(ms));
+    // The supervisor's events are the server's changes for them, made with
+    // an actor of their own, as the supervision API makes them.
+    let cadre_actor = actor(&mut rng);
+    let supervisor_actor = actor(&mut rng);
 
     // The ids every phone of the cadre derives for these documents, so a
     // phone that records a visit offline writes into the demo diary.
     let diary_id = sync_core::document::diary_id(cadre, year);
-    let mut diary = DiaryDocument::create_shared(cadre, year, actor(&mut rng))?;
+    let mut diary = DiaryDocument::create_shared(cadre, year, cadre_actor.clone())?;
     let mut times: Vec<i64> = (0..VISITS_PER_CADRE)
         .map(|_| rng.random_range(start..end))
         .collect();
@@ -162,6 +196,8 @@ fn build(
         cadre,
         supervisor,
         now,
+        cadre_actor,
+        supervisor_actor: supervisor_actor.clone(),
     };
     for n in 0..petitions {
         let wanted = Category::ALL[(n + index) % Category::ALL.len()];
@@ -188,9 +224,38 @@ fn build(
     Ok(Built {
         diary_id,
         diary,
+        supervisor_actor,
         contacts_id,
         contacts,
     })
+}
+
+/// The device id the demo's cadre changes are recorded as sent from.
+const DEMO_DEVICE: &str = "demo-seed";
+
+/// Every actor of `doc` with its writer, as the ledger's attribution and as
+/// the claims to store.
+fn attribute(
+    doc: &Automerge,
+    writer_of: impl Fn(&ActorId) -> Writer,
+) -> (Attribution, Vec<ActorClaim>) {
+    let mut attribution = Attribution::default();
+    let mut claims = Vec::new();
+    for change in doc.get_changes(&[]) {
+        let actor = change.actor_id();
+        if attribution.writer(actor).is_some() {
+            continue;
+        }
+        let writer = writer_of(actor);
+        claims.push(ActorClaim {
+            actor: actor.to_hex_string(),
+            user_id: writer.user_id,
+            device_id: writer.device_id.clone(),
+            via_server: writer.via_server,
+        });
+        attribution.insert(actor.clone(), writer);
+    }
+    (attribution, claims)
 }
 
 fn actor(rng: &mut StdRng) -> ActorId {
@@ -301,10 +366,10 @@ impl Scenario {
             Scenario::EscalatedClosed => vec![
                 (
                     2,
-                    By::Cadre,
+                    By::Supervisor,
                     PetitionEventKind::Escalated {
                         to: Level::County,
-                        note: "涉及跨镇协调，申请上报县级办理。".to_owned(),
+                        note: "涉及跨镇协调，经申请上报县级办理。".to_owned(),
                     },
                 ),
                 (20, By::Cadre, resolved()),
@@ -338,6 +403,8 @@ struct Authors<'a> {
     cadre: &'a str,
     supervisor: &'a str,
     now: i64,
+    cadre_actor: ActorId,
+    supervisor_actor: ActorId,
 }
 
 /// One petition of category `wanted`, raised in one of `visits` and taken
@@ -389,8 +456,14 @@ fn add_petition(
     let pid = diary.add_petition(&edit(By::Cadre, created), &p)?;
     for (days, by, kind) in scenario.events(authors.supervisor, now) {
         let at = edit(by, created + days * DAY_MS);
+        let actor = match by {
+            By::Cadre => &authors.cadre_actor,
+            By::Supervisor => &authors.supervisor_actor,
+        };
+        diary.automerge_mut().set_actor(actor.clone());
         diary.record_petition_event(&at, pid, fixtures::id(rng), &kind)?;
     }
+    diary.automerge_mut().set_actor(authors.cadre_actor.clone());
     debug_assert!(
         diary.petition(pid).is_some_and(
             |p| scenario != Scenario::Closed || p.state.status == PetitionStatus::Closed

@@ -9,11 +9,13 @@
 use chrono::{DateTime, Utc};
 use sync_core::automerge::Automerge;
 use sync_core::document::{DocumentError, read_meta};
-use sync_core::records::petition::Petition;
+use sync_core::records::petition::{Petition, PetitionEvent};
 use sync_core::records::service_card::ServiceCard;
 use sync_core::records::visit::Visit;
 use sync_core::timestamp::format_date;
 use sync_core::{ContactsDocument, DiaryDocument, DocumentKind, Timestamp};
+
+use super::attribution::{Attribution, EventJudgement, believed_state, judged_events};
 
 /// Why a document has no projection.
 #[derive(Debug, thiserror::Error)]
@@ -123,8 +125,19 @@ pub struct PetitionEventRow {
     pub id: String,
     /// When.
     pub at: DateTime<Utc>,
-    /// Username of whoever recorded it.
+    /// Username of its writer as the server knows it (see
+    /// [`attribution`](super::attribution)).
     pub actor: String,
+    /// What the event's `by` field claims.
+    pub claimed_by: String,
+    /// The device that sent it, if a device did.
+    pub device_id: Option<String>,
+    /// The server wrote it on the writer's behalf.
+    pub via_server: bool,
+    /// It counts towards the petition's state.
+    pub believed: bool,
+    /// [`Flag::as_str`](super::Flag::as_str), if any.
+    pub flag: Option<String>,
     /// `PetitionEventKind::type_name`.
     pub event_type: String,
     /// The note or reason, if the event carries one.
@@ -174,10 +187,15 @@ impl LedgerProjection {
     /// The typed views need an owned, migrated document, so this clones the
     /// automerge document once (memory and time proportional to its history;
     /// documents are bounded to one cadre and one year).
-    pub fn of_document(doc: &Automerge) -> Result<Self, ProjectionError> {
+    pub fn of_document(
+        doc: &Automerge,
+        attribution: &Attribution,
+    ) -> Result<Self, ProjectionError> {
         let meta = read_meta(doc)?;
         Ok(match meta.kind {
-            DocumentKind::Diary => Self::of_diary(&DiaryDocument::from_automerge(doc.clone())?),
+            DocumentKind::Diary => {
+                Self::of_diary(&DiaryDocument::from_automerge(doc.clone())?, attribution)
+            }
             DocumentKind::Contacts => {
                 Self::of_contacts(&ContactsDocument::from_automerge(doc.clone())?)
             }
@@ -186,21 +204,25 @@ impl LedgerProjection {
 
     /// As [`Self::of_document`], but a document that cannot be projected has
     /// no rows. Used on the write path: its chunk is stored all the same.
-    pub fn of_document_or_empty(doc: &Automerge) -> Self {
-        Self::of_document(doc).unwrap_or_else(|e| {
+    pub fn of_document_or_empty(doc: &Automerge, attribution: &Attribution) -> Self {
+        Self::of_document(doc, attribution).unwrap_or_else(|e| {
             tracing::debug!(error = %e, "document has no ledger rows");
             Self::default()
         })
     }
 
-    /// Rows of a diary.
-    pub fn of_diary(diary: &DiaryDocument) -> Self {
+    /// Rows of a diary. Each event is attributed to its writer by
+    /// `attribution`, and a petition's state is what its believed events
+    /// add up to (see [`attribution`](super::attribution)).
+    pub fn of_diary(diary: &DiaryDocument, attribution: &Attribution) -> Self {
         let mut p = LedgerProjection {
             visits: diary.all_visits().iter().map(visit_row).collect(),
             ..Self::default()
         };
-        for petition in diary.all_petitions() {
-            p.events.extend(event_rows(&petition));
+        for mut petition in diary.all_petitions() {
+            let judged = judged_events(diary, &petition, attribution);
+            petition.state = believed_state(&petition, &judged);
+            p.events.extend(event_rows(&petition, &judged));
             p.petitions.push(petition_row(&petition));
         }
         p
@@ -269,12 +291,20 @@ fn petition_row(p: &Petition) -> PetitionRow {
     }
 }
 
-fn event_rows(p: &Petition) -> impl Iterator<Item = PetitionEventRow> + '_ {
-    p.events.iter().map(|e| PetitionEventRow {
+fn event_rows<'a>(
+    p: &'a Petition,
+    judged: &'a [(PetitionEvent, EventJudgement)],
+) -> impl Iterator<Item = PetitionEventRow> + 'a {
+    judged.iter().map(|(e, j)| PetitionEventRow {
         petition_id: p.id.to_string(),
         id: e.id.to_string(),
         at: time(e.at),
-        actor: e.by.clone(),
+        actor: j.actor.clone(),
+        claimed_by: e.by.clone(),
+        device_id: j.device_id.clone(),
+        via_server: j.via_server,
+        believed: j.believed,
+        flag: j.flag.map(|f| f.as_str().to_owned()),
         event_type: e.kind.type_name().to_owned(),
         note: e.kind.note().map(str::to_owned),
         detail: serde_json::to_string(&e.kind).unwrap_or_default(),
@@ -314,6 +344,21 @@ mod tests {
         Edit::new("cadre01", Timestamp(at))
     }
 
+    /// The diary's one actor is cadre01's phone.
+    fn cadre_writes(diary: &DiaryDocument) -> Attribution {
+        let mut a = Attribution::default();
+        a.insert(
+            diary.automerge().get_actor().clone(),
+            super::super::Writer {
+                username: "cadre01".into(),
+                user_id: 1,
+                device_id: "phone".into(),
+                via_server: false,
+            },
+        );
+        a
+    }
+
     #[test]
     fn diary_projects_visits_petitions_and_events() {
         let mut rng = StdRng::seed_from_u64(7);
@@ -335,7 +380,8 @@ mod tests {
             )
             .expect("event");
 
-        let p = LedgerProjection::of_document(diary.automerge()).expect("projects");
+        let p = LedgerProjection::of_document(diary.automerge(), &cadre_writes(&diary))
+            .expect("projects");
         assert_eq!(p.visits.len(), 1);
         assert_eq!(p.visits[0].petition_count, 1);
         assert_eq!(p.petitions.len(), 1);
@@ -352,7 +398,7 @@ mod tests {
         assert!(p.cards.is_empty());
         // Pure: the same document gives the same rows.
         assert_eq!(
-            LedgerProjection::of_document(diary.automerge()).expect("again"),
+            LedgerProjection::of_document(diary.automerge(), &cadre_writes(&diary)).expect("again"),
             p
         );
     }
@@ -367,7 +413,8 @@ mod tests {
             let card = fixtures::card(&mut rng, Timestamp(T0));
             contacts.add_card(&edit(T0), &card).expect("card");
         }
-        let p = LedgerProjection::of_document(contacts.automerge()).expect("projects");
+        let p = LedgerProjection::of_document(contacts.automerge(), &Attribution::default())
+            .expect("projects");
         assert_eq!(p.cards.len(), 3);
         assert_eq!(p.len(), 3);
         assert!(p.visits.is_empty() && p.petitions.is_empty());
@@ -376,7 +423,8 @@ mod tests {
     #[test]
     fn foreign_document_has_no_projection() {
         let doc = Automerge::new();
-        assert!(LedgerProjection::of_document(&doc).is_err());
-        assert!(LedgerProjection::of_document_or_empty(&doc).is_empty());
+        let none = Attribution::default();
+        assert!(LedgerProjection::of_document(&doc, &none).is_err());
+        assert!(LedgerProjection::of_document_or_empty(&doc, &none).is_empty());
     }
 }

@@ -7,7 +7,7 @@
 
 use sync_core::automerge::{self, Automerge};
 
-use super::LedgerProjection;
+use super::{Attribution, LedgerProjection};
 use crate::store::{Store, StoreError, StoredDocument};
 
 /// How often one document is retried when syncs keep writing to it.
@@ -66,10 +66,14 @@ pub async fn rebuild(
             let Some(stored) = store.load_document(&id).await? else {
                 break; // deleted meanwhile
             };
+            // Read after the document: a write in between changes
+            // `updated_at`, and the replace below then retries.
+            let attribution = Attribution::from_rows(&store.document_actors(&id).await?);
             let name = id.to_string();
             let updated_at = stored.meta.updated_at;
             let projected =
-                tokio::task::spawn_blocking(move || project_stored(&name, &stored)).await??;
+                tokio::task::spawn_blocking(move || project_stored(&name, &stored, &attribution))
+                    .await??;
             let (ledger, ok) = match projected {
                 Some(ledger) => (ledger, true),
                 None => (LedgerProjection::default(), false),
@@ -96,6 +100,7 @@ pub async fn rebuild(
 fn project_stored(
     id: &str,
     stored: &StoredDocument,
+    attribution: &Attribution,
 ) -> Result<Option<LedgerProjection>, RebuildError> {
     let load_err = |source| RebuildError::Load {
         document: id.to_owned(),
@@ -108,5 +113,5 @@ fn project_stored(
     for chunk in &stored.chunks {
         doc.load_incremental(&chunk.data).map_err(load_err)?;
     }
-    Ok(LedgerProjection::of_document(&doc).ok())
+    Ok(LedgerProjection::of_document(&doc, attribution).ok())
 }

@@ -3,4 +3,5 @@
 pub mod auth;
 pub mod ledger;
 pub mod me;
+pub mod petitions;
 pub mod sync;

@@ -386,6 +386,56 @@ pub struct DocumentWrite {
     /// empty projection removes them: a document that cannot be projected
     /// is still stored, with no rows); `None` leaves them as they are.
     pub ledger: Option<crate::ledger::LedgerProjection>,
+    /// The automerge actors this write's changes were made with that the
+    /// document may not have seen yet, and whom they belong to. Each is
+    /// recorded in the same transaction if new; one that already belongs to
+    /// another writer (another user, or the server against a device) fails
+    /// the whole write with `Conflict`.
+    pub actors: Vec<ActorClaim>,
+}
+
+/// Who an automerge actor of a document belongs to (`document_actors`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorClaim {
+    /// The actor id, lowercase hex (`ActorId::to_hex_string`).
+    pub actor: String,
+    /// The user the changes are attributed to.
+    pub user_id: i64,
+    /// The device that sent them ("" for the server and for sessions
+    /// without a device id).
+    pub device_id: String,
+    /// The server wrote them on behalf of `user_id`.
+    pub via_server: bool,
+}
+
+/// A row of `document_actors` with its user's name, as
+/// [`Store::document_actors`](super::Store::document_actors) returns it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DocumentActor {
+    /// The actor id, lowercase hex.
+    pub actor: String,
+    /// The user it belongs to.
+    pub user_id: i64,
+    /// That user's name.
+    pub username: String,
+    /// The device that first sent it ("" for the server).
+    pub device_id: String,
+    /// The server writes with it on behalf of the user.
+    pub via_server: bool,
+}
+
+/// Where a petition lives, from the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PetitionLocation {
+    /// The diary holding it.
+    #[sqlx(try_from = "String")]
+    pub document_id: DocumentId,
+    /// The petition's record id.
+    pub petition_id: String,
+    /// The diary's owner.
+    pub owner_user_id: i64,
+    /// The owner's unit.
+    pub unit_id: i64,
 }
 
 /// Result of [`Store::append_changes`](super::Store::append_changes).

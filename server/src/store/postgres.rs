@@ -175,6 +175,9 @@ async fn append_changes(pool: &PgPool, write: DocumentWrite) -> StoreResult<Appe
         .await?
     };
 
+    // Who wrote the changes, before anything depends on it.
+    Q::claim_actors(&mut tx, &document_id, &write.actors, write.at).await?;
+
     // The ledger rows commit (or not) together with the chunk. The row
     // lock above is still held, so projections of one document never
     // interleave. (This is also where a `pg_notify` for other server

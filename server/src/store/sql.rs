@@ -18,13 +18,13 @@ use chrono::{DateTime, Utc};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
 use super::{
-    AuditEntry, Compaction, DocumentChunk, DocumentRow, NewAuditEntry, NewRefreshToken, NewUnit,
-    NewUser, RefreshReplacement, RefreshRotation, RefreshToken, StoreError, StoreResult,
-    StoredDocument, Unit, User,
+    ActorClaim, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow, NewAuditEntry,
+    NewRefreshToken, NewUnit, NewUser, PetitionLocation, RefreshReplacement, RefreshRotation,
+    RefreshToken, StoreError, StoreResult, StoredDocument, Unit, User,
 };
 use sync_core::DocumentId;
 
-use crate::ledger::{LedgerItem, LedgerPage, LedgerProjection, LedgerQuery};
+use crate::ledger::{LedgerEvent, LedgerItem, LedgerPage, LedgerProjection, LedgerQuery};
 
 // Column lists as macros so `concat!` can build `&'static str` queries (sqlx
 // only accepts static SQL without an explicit `AssertSqlSafe`).
@@ -112,6 +112,10 @@ where
     for<'r> DocumentChunk: FromRow<'r, DB::Row>,
     for<'r> AuditEntry: FromRow<'r, DB::Row>,
     for<'r> LedgerItem: FromRow<'r, DB::Row>,
+    for<'r> LedgerEvent: FromRow<'r, DB::Row>,
+    for<'r> DocumentActor: FromRow<'r, DB::Row>,
+    for<'r> PetitionLocation: FromRow<'r, DB::Row>,
+    for<'r> (i64, bool): FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'r> (i64, i64): FromRow<'r, DB::Row>,
     for<'r> (Vec<u8>,): FromRow<'r, DB::Row>,
@@ -588,6 +592,120 @@ where
         .fetch_all(pool)
         .await?)
     }
+    /// Records the actors of a write (see
+    /// [`DocumentWrite::actors`](super::DocumentWrite::actors)) inside its
+    /// transaction: a new actor becomes the claimant's; a known one must
+    /// already be theirs (same user, and server or not), otherwise
+    /// `Conflict` and the caller's transaction rolls back.
+    pub(super) async fn claim_actors(
+        conn: &mut DB::Connection,
+        document_id: &str,
+        claims: &[ActorClaim],
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        for claim in claims {
+            sqlx::query::<DB>(
+                "INSERT INTO document_actors (document_id, actor, user_id, device_id, via_server,
+                     first_seen)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (document_id, actor) DO NOTHING",
+            )
+            .bind(document_id)
+            .bind(claim.actor.as_str())
+            .bind(claim.user_id)
+            .bind(claim.device_id.as_str())
+            .bind(claim.via_server)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            let (user_id, via_server) = sqlx::query_as::<DB, (i64, bool)>(
+                "SELECT user_id, via_server FROM document_actors
+                 WHERE document_id = $1 AND actor = $2",
+            )
+            .bind(document_id)
+            .bind(claim.actor.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+            if (user_id, via_server) != (claim.user_id, claim.via_server) {
+                return Err(StoreError::Conflict(format!(
+                    "actor {} of document {document_id} belongs to another writer",
+                    claim.actor
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn document_actors(
+        pool: &Pool<DB>,
+        document_id: &DocumentId,
+    ) -> StoreResult<Vec<DocumentActor>> {
+        Ok(sqlx::query_as::<DB, DocumentActor>(
+            "SELECT a.actor, a.user_id, u.username, a.device_id, a.via_server
+             FROM document_actors a JOIN users u ON u.id = a.user_id
+             WHERE a.document_id = $1 ORDER BY a.actor",
+        )
+        .bind(document_id.to_string())
+        .fetch_all(pool)
+        .await?)
+    }
+
+    pub(super) async fn find_petitions(
+        pool: &Pool<DB>,
+        petition_id: &str,
+    ) -> StoreResult<Vec<PetitionLocation>> {
+        Ok(sqlx::query_as::<DB, PetitionLocation>(
+            "SELECT document_id, id AS petition_id, owner_user_id, unit_id
+             FROM ledger_petitions WHERE id = $1 AND NOT deleted ORDER BY document_id",
+        )
+        .bind(petition_id)
+        .fetch_all(pool)
+        .await?)
+    }
+
+    pub(super) async fn ledger_petition(
+        pool: &Pool<DB>,
+        document_id: &DocumentId,
+        petition_id: &str,
+        today: &str,
+    ) -> StoreResult<Option<LedgerItem>> {
+        Ok(sqlx::query_as::<DB, LedgerItem>(concat!(
+            "SELECT p.id, p.document_id, un.code AS unit_code, un.name AS unit_name,
+                    us.username AS owner, p.applicant_name, p.applicant_phone, p.matter,
+                    p.category, p.level, p.responsible, p.deadline, p.status, p.created_at,
+                    p.event_count, ",
+            petition_overdue!("$3"),
+            " AS overdue
+             FROM ledger_petitions p
+             JOIN units un ON un.id = p.unit_id
+             JOIN users us ON us.id = p.owner_user_id
+             WHERE p.document_id = $1 AND p.id = $2 AND NOT p.deleted"
+        ))
+        .bind(document_id.to_string())
+        .bind(petition_id)
+        .bind(today)
+        .fetch_optional(pool)
+        .await?)
+    }
+
+    pub(super) async fn ledger_petition_events(
+        pool: &Pool<DB>,
+        document_id: &DocumentId,
+        petition_id: &str,
+    ) -> StoreResult<Vec<LedgerEvent>> {
+        Ok(sqlx::query_as::<DB, LedgerEvent>(
+            "SELECT id, at, actor, claimed_by, device_id, via_server, believed, flag, event_type,
+                    note, detail
+             FROM ledger_petition_events
+             WHERE document_id = $1 AND petition_id = $2
+             ORDER BY at, id",
+        )
+        .bind(document_id.to_string())
+        .bind(petition_id)
+        .fetch_all(pool)
+        .await?)
+    }
+
     /// The body of [`Store::replace_ledger`](super::Store::replace_ledger)
     /// inside the caller's transaction, which the caller commits.
     /// `select_updated_at` is [`updated_at_by_id!`] with whatever keeps a
@@ -716,8 +834,8 @@ where
         for e in &ledger.events {
             sqlx::query::<DB>(
                 "INSERT INTO ledger_petition_events (document_id, petition_id, id, at, actor,
-                     event_type, note, detail)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     event_type, note, detail, claimed_by, device_id, via_server, believed, flag)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  ON CONFLICT DO NOTHING",
             )
             .bind(document_id)
@@ -728,6 +846,11 @@ where
             .bind(&e.event_type)
             .bind(&e.note)
             .bind(&e.detail)
+            .bind(&e.claimed_by)
+            .bind(&e.device_id)
+            .bind(e.via_server)
+            .bind(e.believed)
+            .bind(&e.flag)
             .execute(&mut *conn)
             .await?;
         }
@@ -781,6 +904,7 @@ where
             .bind(&q.category)
             .bind(q.overdue_only)
             .bind(&q.today)
+            .bind(&q.responsible)
             .fetch_one(&mut *tx)
             .await?;
         let items = sqlx::query_as::<DB, LedgerItem>(sql.page)
@@ -790,6 +914,7 @@ where
             .bind(&q.category)
             .bind(q.overdue_only)
             .bind(&q.today)
+            .bind(&q.responsible)
             .bind(q.limit)
             .bind(q.offset)
             .fetch_all(&mut *tx)
@@ -819,7 +944,7 @@ fn to_u64(n: i64) -> u64 {
 pub(super) struct LedgerSql {
     /// `SELECT COUNT(*)` of every matching petition.
     pub(super) count: &'static str,
-    /// One page of them, newest first; `LIMIT $7 OFFSET $8`.
+    /// One page of them, newest first; `LIMIT $8 OFFSET $9`.
     pub(super) page: &'static str,
 }
 
@@ -855,7 +980,7 @@ macro_rules! ledger_query_sql {
                 $crate::store::sql::petition_overdue!("$6"),
                 " AS overdue",
                 $crate::store::sql::ledger_query_sql!(@filter $unit_filter),
-                " ORDER BY p.created_at DESC, p.document_id, p.id LIMIT $7 OFFSET $8"
+                " ORDER BY p.created_at DESC, p.document_id, p.id LIMIT $8 OFFSET $9"
             ),
         }
     };
@@ -871,6 +996,7 @@ macro_rules! ledger_query_sql {
                 AND (CAST($2 AS BIGINT) IS NULL OR p.owner_user_id = $2)
                 AND (CAST($3 AS TEXT) IS NULL OR p.status = $3)
                 AND (CAST($4 AS TEXT) IS NULL OR p.category = $4)
+                AND (CAST($7 AS TEXT) IS NULL OR p.responsible = $7)
                 AND (NOT $5 OR ",
             $crate::store::sql::petition_overdue!("$6"),
             ")"

@@ -194,6 +194,9 @@ async fn append_changes(pool: &SqlitePool, write: DocumentWrite) -> StoreResult<
             .await?;
     }
 
+    // Who wrote the changes, before anything depends on it.
+    Q::claim_actors(&mut tx, &document_id, &write.actors, write.at).await?;
+
     // The ledger rows commit (or not) together with the chunk.
     if let Some(ledger) = &write.ledger {
         Q::replace_ledger_rows(&mut tx, &document_id, ledger).await?;

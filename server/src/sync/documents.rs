@@ -4,11 +4,12 @@
 //! lock (see [`SyncHub::lock`](super::SyncHub::lock)).
 
 use sync_core::DocumentId;
-use sync_core::automerge::{self, Automerge};
+use sync_core::automerge::{self, ActorId, Automerge};
 use sync_core::document::{DocumentError, read_meta};
 use sync_core::protocol::{Access, ProtocolError, ServerConnection};
 
 use super::payload::{self, PayloadError, PayloadLimits};
+use crate::ledger::Attribution;
 use crate::store::{NewDocument, StoredDocument};
 
 /// Why a merge did not produce something to store.
@@ -44,6 +45,18 @@ pub enum MergeError {
         #[source]
         source: PayloadError,
     },
+    /// The message carries a change made with an automerge actor that
+    /// belongs to another writer (another user, or the server acting for
+    /// someone): a device may not write in someone else's name.
+    #[error(
+        "sync message for document {document} refused: actor {actor} belongs to another writer"
+    )]
+    ForeignActor {
+        /// The document.
+        document: DocumentId,
+        /// The actor, hex.
+        actor: String,
+    },
     /// The sync message was not acceptable to the protocol.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
@@ -72,6 +85,9 @@ pub struct MergeOutcome {
     pub changes_added: usize,
     /// How many changes it carried that wait for their dependencies.
     pub changes_waiting: usize,
+    /// The actors of the changes the message added, each once: the writer
+    /// claims those the document's [`Attribution`] does not know yet.
+    pub actors: Vec<ActorId>,
     /// How to create the document row if this is its first write (set for
     /// every write by its owner; the store checks the owner of an existing
     /// row against it).
@@ -136,14 +152,18 @@ fn check_size(
 
 /// Loads `stored`, applies `message` on `conn`, and works out what to store.
 ///
-/// `writer` is the username of a peer with [`Access::ReadWrite`] (a cadre):
-/// the merged document's root must name them as its owner.
+/// `writer` is the username and user id of a peer with
+/// [`Access::ReadWrite`] (a cadre): the merged document's root must name
+/// them as its owner, and no change the message adds may be made with an
+/// actor that `known` gives to another writer.
+#[allow(clippy::too_many_arguments)]
 pub fn merge(
     conn: &mut ServerConnection,
     document: DocumentId,
     stored: Option<&StoredDocument>,
     message: automerge::sync::Message,
     writer: (&str, i64),
+    known: &Attribution,
     access: Access,
     limits: &PayloadLimits,
 ) -> Result<MergeOutcome, MergeError> {
@@ -159,6 +179,21 @@ pub fn merge(
             .map_err(|source| MergeError::Hostile { document, source })?;
     }
     let applied = conn.apply(&document, &mut doc, message)?;
+    let mut actors: Vec<ActorId> = Vec::new();
+    if applied.changes_added > 0 {
+        for change in doc.get_changes(&applied.heads_before) {
+            let actor = change.actor_id();
+            if known.taken_by_another(actor, writer.1, false) {
+                return Err(MergeError::ForeignActor {
+                    document,
+                    actor: actor.to_hex_string(),
+                });
+            }
+            if !actors.contains(actor) {
+                actors.push(actor.clone());
+            }
+        }
+    }
     // Changes that wait for a dependency are stored as well: the peer counts
     // them as delivered and will not send them again on its own.
     let Some(chunk) = applied.chunk(&doc) else {
@@ -167,6 +202,7 @@ pub fn merge(
             chunk: None,
             changes_added: 0,
             changes_waiting: 0,
+            actors,
             create: None,
         });
     };
@@ -204,6 +240,7 @@ pub fn merge(
         chunk: Some(chunk),
         changes_added: applied.changes_added,
         changes_waiting: applied.waiting.len(),
+        actors,
         create,
     })
 }

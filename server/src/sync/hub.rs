@@ -12,6 +12,11 @@ use tokio::sync::{OwnedMutexGuard, broadcast};
 /// resynchronises all its documents (see `RecvError::Lagged`).
 const CHANGE_FEED_CAPACITY: usize = 1024;
 
+/// The origin of changes the server itself wrote (a supervisor's action
+/// through the API): no connection has it, so every connection syncing the
+/// document offers them to its peer.
+pub const SERVER_ORIGIN: u64 = u64::MAX;
+
 /// A document was stored with new changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DocumentChanged {

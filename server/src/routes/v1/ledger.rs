@@ -114,7 +114,7 @@ fn label<T: std::str::FromStr>(code: &str, label: impl Fn(T) -> &'static str) ->
         .unwrap_or_default()
 }
 
-fn entry(item: LedgerItem) -> LedgerEntry {
+pub(crate) fn entry(item: LedgerItem) -> LedgerEntry {
     LedgerEntry {
         category_zh: label(&item.category, Category::label_zh),
         level_zh: label(&item.level, Level::label_zh),
@@ -139,7 +139,7 @@ fn entry(item: LedgerItem) -> LedgerEntry {
 }
 
 /// Today's date in China, `YYYY-MM-DD`.
-fn china_today() -> Result<String, AppError> {
+pub(crate) fn china_today() -> Result<String, AppError> {
     Timestamp(Utc::now().timestamp_millis())
         .china_date()
         .map(format_date)
@@ -201,6 +201,7 @@ pub async fn list(
         category: params.category,
         today: china_today()?,
         overdue_only: params.overdue.unwrap_or(false),
+        responsible: None,
         limit: i64::from(per_page),
         offset: i64::from(page - 1) * i64::from(per_page),
     };

@@ -1,14 +1,20 @@
-//! `GET /api/v1/me` and `GET /api/v1/me/documents`: about the caller.
+//! `GET /api/v1/me`, `GET /api/v1/me/documents` and
+//! `GET /api/v1/me/assigned`: about the caller.
 
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sync_core::DocumentId;
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::AppError;
+use crate::extract::ApiQuery;
+use crate::ledger::LedgerQuery;
+use crate::routes::v1::ledger::{
+    DEFAULT_PER_PAGE, LedgerResponse, MAX_PER_PAGE, china_today, entry,
+};
 use crate::store::{Role, StoredKind};
 
 /// Answer of `GET /api/v1/me`.
@@ -92,4 +98,51 @@ pub async fn documents(
         })
         .collect();
     Ok(Json(documents))
+}
+
+/// Query string of `GET /api/v1/me/assigned`.
+#[derive(Debug, Default, Deserialize)]
+pub struct AssignedParams {
+    /// `open`, `in_progress`, `resolved` or `closed`.
+    pub status: Option<String>,
+    /// 1-based page number.
+    pub page: Option<u32>,
+    /// Page size, at most [`MAX_PER_PAGE`].
+    pub per_page: Option<u32>,
+}
+
+/// The petitions the caller is responsible for (first visitor, or assigned
+/// or escalated to them), whoever's diary they live in, newest first.
+pub async fn assigned(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiQuery(params): ApiQuery<AssignedParams>,
+) -> Result<Json<LedgerResponse>, AppError> {
+    if let Some(s) = &params.status {
+        s.parse::<sync_core::records::petition::PetitionStatus>()
+            .map_err(|_| AppError::BadRequest(format!("unknown status {s:?}")))?;
+    }
+    let page = params.page.unwrap_or(1);
+    if page == 0 {
+        return Err(AppError::BadRequest("page starts at 1".to_owned()));
+    }
+    let per_page = params.per_page.unwrap_or(DEFAULT_PER_PAGE);
+    if per_page == 0 || per_page > MAX_PER_PAGE {
+        return Err(AppError::BadRequest(format!(
+            "per_page must be between 1 and {MAX_PER_PAGE}"
+        )));
+    }
+    let query = LedgerQuery {
+        responsible: Some(caller.username.clone()),
+        status: params.status,
+        today: china_today()?,
+        limit: i64::from(per_page),
+        offset: i64::from(page - 1) * i64::from(per_page),
+        ..LedgerQuery::default()
+    };
+    let found = state.store.query_ledger(&query).await?;
+    Ok(Json(LedgerResponse {
+        items: found.items.into_iter().map(entry).collect(),
+        total: found.total,
+    }))
 }

@@ -31,9 +31,11 @@ use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::AppError;
 use crate::extract::ClientAddr;
-use crate::ledger::LedgerProjection;
+use crate::ledger::{Attribution, LedgerProjection, Writer};
 use crate::metrics::{self, Direction};
-use crate::store::{AppendOutcome, Compaction, DocumentWrite, NewAuditEntry, StoreError};
+use crate::store::{
+    ActorClaim, AppendOutcome, Compaction, DocumentWrite, NewAuditEntry, StoreError,
+};
 use crate::sync::payload::PayloadLimits;
 use crate::sync::{ConnectionSlot, Crowded, MergeError, decide_access, documents};
 
@@ -360,34 +362,70 @@ impl Connection {
                 s.chunks.iter().map(|c| c.id).collect::<Vec<_>>(),
             )
         });
+        // Whom the document's actors belong to, read under the document's
+        // lock so that it matches what is stored.
+        let known = match &stored {
+            Some(_) => {
+                Attribution::from_rows(&self.state.store.document_actors(&document_id).await?)
+            }
+            None => Attribution::default(),
+        };
         let limits = PayloadLimits::new(max_document_bytes, self.state.config.max_nesting_depth);
         let mut conn = self.take_conn()?;
-        let writer = (self.user.username.clone(), self.user.user_id);
+        let writer = Writer {
+            username: self.user.username.clone(),
+            user_id: self.user.user_id,
+            device_id: self.user.device_id.clone(),
+            via_server: false,
+        };
         let (conn, merged) = tokio::task::spawn_blocking(move || {
+            let mut known = known;
             let merged = documents::merge(
                 &mut conn,
                 document_id,
                 stored.as_ref(),
                 message,
-                (&writer.0, writer.1),
+                (&writer.username, writer.user_id),
+                &known,
                 access,
                 &limits,
             )
             .map(|outcome| {
+                // New actors are this device's from now on.
+                let mut claims = Vec::new();
+                for actor in &outcome.actors {
+                    if known.writer(actor).is_none() {
+                        claims.push(ActorClaim {
+                            actor: actor.to_hex_string(),
+                            user_id: writer.user_id,
+                            device_id: writer.device_id.clone(),
+                            via_server: false,
+                        });
+                        known.insert(actor.clone(), writer.clone());
+                    }
+                }
                 // The ledger rows are projected here, off the async threads;
                 // they commit together with the chunk.
                 // Changes that only wait for a dependency leave the
                 // document, and so its rows, as they were.
                 let ledger = (outcome.changes_added > 0)
-                    .then(|| LedgerProjection::of_document_or_empty(&outcome.doc));
-                (outcome, ledger)
+                    .then(|| LedgerProjection::of_document_or_empty(&outcome.doc, &known));
+                (outcome, ledger, claims)
             });
             (conn, merged)
         })
         .await?;
         self.conn = Some(conn);
-        let (mut outcome, ledger) = match merged {
+        let (mut outcome, ledger, claims) = match merged {
             Ok(merged) => merged,
+            Err(e @ MergeError::ForeignActor { .. }) => {
+                metrics::sync_payload_refused("foreign_actor");
+                tracing::warn!(document_id = %document_id, error = %e, "refused a sync payload");
+                return Err(Fault::Protocol(ProtocolError::Sync {
+                    document: document_id.to_string(),
+                    reason: e.to_string(),
+                }));
+            }
             Err(MergeError::Refused { reason, .. }) => {
                 tracing::warn!(document_id = %document_id, reason, "refused a document");
                 return self.unavailable(document_id).await;
@@ -416,6 +454,7 @@ impl Connection {
                 data: chunk,
                 at: Utc::now(),
                 ledger,
+                actors: claims,
             };
             match self.state.store.append_changes(write).await {
                 Ok(appended) => {

@@ -195,6 +195,48 @@ macro_rules! sql_store {
                 ledger::query(&self.pool, query).await
             }
 
+            async fn document_actors(
+                &self,
+                document_id: &sync_core::DocumentId,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::DocumentActor>> {
+                $crate::store::sql::Sql::<$db>::document_actors(&self.pool, document_id).await
+            }
+
+            async fn find_petitions(
+                &self,
+                petition_id: &str,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::PetitionLocation>> {
+                $crate::store::sql::Sql::<$db>::find_petitions(&self.pool, petition_id).await
+            }
+
+            async fn ledger_petition(
+                &self,
+                document_id: &sync_core::DocumentId,
+                petition_id: &str,
+                today: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::ledger::LedgerItem>> {
+                $crate::store::sql::Sql::<$db>::ledger_petition(
+                    &self.pool,
+                    document_id,
+                    petition_id,
+                    today,
+                )
+                .await
+            }
+
+            async fn ledger_petition_events(
+                &self,
+                document_id: &sync_core::DocumentId,
+                petition_id: &str,
+            ) -> $crate::store::StoreResult<Vec<$crate::ledger::LedgerEvent>> {
+                $crate::store::sql::Sql::<$db>::ledger_petition_events(
+                    &self.pool,
+                    document_id,
+                    petition_id,
+                )
+                .await
+            }
+
             async fn load_sync_state(
                 &self,
                 document_id: &sync_core::DocumentId,

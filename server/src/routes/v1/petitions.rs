@@ -1,0 +1,571 @@
+//! `/api/v1/petitions/{id}…`: one petition's history, and acting on it.
+//!
+//! - `GET /api/v1/petitions/{id}`: the ledger row and every event, each
+//!   attributed to the writer the server knows (see
+//!   [`crate::ledger::attribution`]), flagged when its claimed author is
+//!   someone else or it does not count.
+//! - Supervision, for a supervisor whose unit holds the item's diary owner:
+//!   `POST …/deadline`, `…/assign`, `…/escalate`, `…/supervise` (督办),
+//!   `…/close` (销号: only once resolved with feedback recorded, by a
+//!   supervisor of the unit that handles the item at its level, or above),
+//!   `…/reopen`.
+//! - The responsible person's own work, whoever's diary the item lives in:
+//!   `POST …/progress`, `…/resolve`, `…/feedback`.
+//!
+//! Every `POST` is written into the diary by the server on the caller's
+//! behalf ([`crate::petitions`]) and audit-logged. Errors: 404 unknown
+//! petition, 403 not yours to act on, 409 not in a state that allows it
+//! (or an id in several diaries without `document_id`), 422 bad input.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sync_core::records::petition::{PetitionEventKind, PetitionStatus, Satisfaction};
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::AppError;
+use crate::extract::{ApiJson, ApiQuery, ClientAddr};
+use crate::ledger::LedgerEvent;
+use crate::petitions::{self, Acting, ActionError, Reach, Target, append_events, next_level};
+use crate::routes::v1::ledger::{LedgerEntry, china_today, entry};
+use crate::store::Role;
+
+/// Query string of every petition route.
+#[derive(Debug, Default, Deserialize)]
+pub struct Which {
+    /// The diary holding the petition; needed only when its id is in
+    /// several diaries.
+    pub document_id: Option<String>,
+}
+
+/// Answer of `GET /api/v1/petitions/{id}`.
+#[derive(Debug, Serialize)]
+pub struct PetitionDetail {
+    /// The ledger row.
+    pub petition: LedgerEntry,
+    /// Its history, oldest first.
+    pub events: Vec<EventEntry>,
+}
+
+/// One event of a petition's history.
+#[derive(Debug, Serialize)]
+pub struct EventEntry {
+    /// Event id.
+    pub id: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// `created`, `assigned`, `deadline_set`, …
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The type in Chinese.
+    pub type_zh: &'static str,
+    /// Who wrote it, as the server knows it.
+    pub by: String,
+    /// Who the event itself says wrote it.
+    pub claimed_by: String,
+    /// The device it came from, if a device sent it.
+    pub device_id: Option<String>,
+    /// Written by the server on `by`'s behalf, through the API.
+    pub via_server: bool,
+    /// Counts towards the petition's status.
+    pub believed: bool,
+    /// Why not, or what is odd: `claimed_author_mismatch`,
+    /// `changed_after_writing`, `supervision_not_by_server`, `unknown_writer`.
+    pub flag: Option<String>,
+    /// The note or reason.
+    pub note: Option<String>,
+    /// The event's fields.
+    pub detail: serde_json::Value,
+}
+
+/// Answer of every `POST`: the petition as the ledger now shows it.
+#[derive(Debug, Serialize)]
+pub struct ActionResponse {
+    /// The ledger row after the action.
+    pub petition: LedgerEntry,
+    /// Ids of the events written.
+    pub event_ids: Vec<String>,
+}
+
+/// Body of `POST …/deadline`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadlineBody {
+    /// The new deadline (办结时限), `YYYY-MM-DD`.
+    pub deadline: String,
+}
+
+/// Body of `POST …/assign`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignBody {
+    /// Username of the new responsible person, within the supervisor's unit.
+    pub to: String,
+}
+
+/// Body of `POST …/escalate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateBody {
+    /// Why.
+    pub note: String,
+    /// Username of the person in the receiving unit who becomes
+    /// responsible; without it the responsible person stays.
+    pub to: Option<String>,
+}
+
+/// Body of `POST …/supervise`, `…/progress` and `…/resolve`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    /// The note.
+    pub note: String,
+}
+
+/// Body of `POST …/close`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseBody {
+    /// Closing remark.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Body of `POST …/reopen`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReopenBody {
+    /// Why.
+    pub reason: String,
+}
+
+/// Body of `POST …/feedback`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackBody {
+    /// What the resident was told (反馈).
+    pub note: String,
+    /// The resident's rating: `satisfied`, `basically_satisfied` or
+    /// `dissatisfied`.
+    pub satisfaction: Option<String>,
+}
+
+/// The Chinese name of an event type.
+pub fn event_label_zh(event_type: &str) -> &'static str {
+    match event_type {
+        "created" => "登记",
+        "assigned" => "转交办理",
+        "deadline_set" => "设定办结时限",
+        "escalated" => "上报",
+        "progress_noted" => "办理进展",
+        "supervised" => "督办",
+        "resolved" => "办结",
+        "feedback_given" => "反馈",
+        "rated" => "满意度测评",
+        "closed" => "销号",
+        "reopened" => "重新办理",
+        _ => "",
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ActionError {
+    ActionError::Invalid(message.into())
+}
+
+fn acting(caller: &AuthUser, addr: ClientAddr) -> Acting {
+    Acting {
+        user_id: caller.user_id,
+        username: caller.username.clone(),
+        device_id: caller.device_id.clone(),
+        remote_addr: addr.0,
+    }
+}
+
+/// The ledger row of `target` as the caller sees it.
+async fn row(state: &AppState, target: &Target) -> Result<LedgerEntry, AppError> {
+    let today = china_today()?;
+    let item = state
+        .store
+        .ledger_petition(&target.document_id, &target.petition_id.to_string(), &today)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(entry(item))
+}
+
+async fn respond(
+    state: &AppState,
+    target: &Target,
+    written: petitions::write::Written,
+) -> Result<Json<ActionResponse>, AppError> {
+    Ok(Json(ActionResponse {
+        petition: row(state, target).await?,
+        event_ids: written.event_ids.iter().map(ToString::to_string).collect(),
+    }))
+}
+
+/// A supervisor's action: locate, check the caller's reach, write.
+async fn supervise_with<F>(
+    state: &AppState,
+    caller: &AuthUser,
+    addr: ClientAddr,
+    id: &str,
+    which: &Which,
+    decide: impl FnOnce(Reach) -> F,
+) -> Result<Json<ActionResponse>, AppError>
+where
+    F: FnOnce(
+            &sync_core::records::petition::Petition,
+            &sync_core::records::petition::PetitionState,
+        ) -> Result<Vec<PetitionEventKind>, ActionError>
+        + Send
+        + 'static,
+{
+    let target = petitions::locate(state.store.as_ref(), id, which.document_id.as_deref()).await?;
+    let reach = Reach::of_supervisor(state.store.as_ref(), caller, &target).await?;
+    let written = append_events(state, &target, &acting(caller, addr), decide(reach)).await?;
+    respond(state, &target, written).await
+}
+
+/// The responsible person's own work: locate, write if the caller is the
+/// item's responsible person by its believed state.
+async fn as_responsible(
+    state: &AppState,
+    caller: &AuthUser,
+    addr: ClientAddr,
+    id: &str,
+    which: &Which,
+    kinds: Vec<PetitionEventKind>,
+) -> Result<Json<ActionResponse>, AppError> {
+    let target = petitions::locate(state.store.as_ref(), id, which.document_id.as_deref()).await?;
+    let me = caller.username.clone();
+    let written = append_events(state, &target, &acting(caller, addr), move |_, current| {
+        if current.responsible != me {
+            return Err(ActionError::Forbidden(format!(
+                "only the responsible person ({}) may record this",
+                current.responsible
+            )));
+        }
+        Ok(kinds)
+    })
+    .await?;
+    respond(state, &target, written).await
+}
+
+/// `GET /api/v1/petitions/{id}`: the petition and its attributed history,
+/// for its diary's owner, its responsible person, and supervisors and
+/// admins whose unit holds it; 404 for anyone else.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+    ApiQuery(which): ApiQuery<Which>,
+) -> Result<Json<PetitionDetail>, AppError> {
+    let target = petitions::locate(state.store.as_ref(), &id, which.document_id.as_deref()).await?;
+    let petition = row(&state, &target).await?;
+    let may_see = match caller.role {
+        _ if target.owner_user_id == caller.user_id || petition.responsible == caller.username => {
+            true
+        }
+        Role::Supervisor | Role::Admin => {
+            state
+                .store
+                .is_unit_within(target.unit_id, caller.unit_id)
+                .await?
+        }
+        Role::Cadre => false,
+    };
+    if !may_see {
+        return Err(AppError::NotFound);
+    }
+    let events = state
+        .store
+        .ledger_petition_events(&target.document_id, &target.petition_id.to_string())
+        .await?
+        .into_iter()
+        .map(event_entry)
+        .collect();
+    Ok(Json(PetitionDetail { petition, events }))
+}
+
+fn event_entry(e: LedgerEvent) -> EventEntry {
+    EventEntry {
+        type_zh: event_label_zh(&e.event_type),
+        detail: serde_json::from_str(&e.detail).unwrap_or(serde_json::Value::Null),
+        id: e.id,
+        at: e.at,
+        event_type: e.event_type,
+        by: e.actor,
+        claimed_by: e.claimed_by,
+        device_id: e.device_id.filter(|d| !d.is_empty()),
+        via_server: e.via_server,
+        believed: e.believed,
+        flag: e.flag,
+        note: e.note,
+    }
+}
+
+/// `POST /api/v1/petitions/{id}/deadline`: sets or extends the deadline.
+pub async fn deadline(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    addr: ClientAddr,
+    Path(id): Path<String>,
+    ApiQuery(which): ApiQuery<Which>,
+    ApiJson(body): ApiJson<DeadlineBody>,
+) -> Result<Json<ActionResponse>, AppError> {
+    let deadline = sync_core::timestamp::parse_date(&body.deadline).ok_or_else(|| {
+        invalid(format!(
+            "deadline {:?} is not a date (YYYY-MM-DD)",
+            body.deadline
+        ))
+    })?;
+    supervise_with(&state, &caller, addr, &id, &which, |_| {
+        move |_: &_, _: &_| Ok(vec![PetitionEventKind::DeadlineSet { deadline }])
+    })
+    .await
+}
+
+/// `POST /api/v1/petitions/{id}/assign`: makes someone else responsible.
+pub async fn assign(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    addr: ClientAddr,
+    Path(id): Path<String>,
+    ApiQuery(which): ApiQuery<Which>,
+    ApiJson(body): ApiJson<AssignBody>,
+) -> Result<Json<ActionResponse>, AppError> {
+    let assignee = state
+        .store
+        .get_user_by_username(&body.to)
+        .await?
+        .filter(|u| !u.disabled && u.role != Role::Admin)
+        .ok_or_else(|| invalid(format!("no cadre or supervisor {:?}", body.to)))?;
+    if !state
+        .store
+        .is_unit_within(assignee.unit_id, caller.unit_id)
+        .await?
+    {
+        return Err(invalid(format!("{:?} is not within your unit", body.to)).into());
+    }
+    let to = assignee.username;
+    supervise_with(&state, &caller, addr, &id, &which, |_| {
+        move |_: &_, current: &sync_core::records::petition::PetitionState| {
+            if current.responsible == to {
+                return Err(ActionError::State(format!("{to} is already responsible")));
+            }
+            Ok(vec![PetitionEventKind::Assigned { to }])
+        }
+    })
+    .await
+}
+
+/// `POST /api/v1/petitions/{id}/escalate`: one level up (village → town →
+/// county), optionally to a person of the receiving unit.
+pub async fn escalate(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    addr: ClientAddr,
+    Path(id): Path<String>,
+    ApiQuery(which): ApiQuery<Which>,
+    ApiJson(body): ApiJson<EscalateBody>,
+) -> Result<Json<ActionResponse>, AppError> {
+    let assignee = match &body.to {
+        None => None,
+        Some(name) => Some(
+            state
+                .store
+                .get_user_by_username(name)
+                .await?
+                .filter(|u| !u.disabled && u.role != Role::Admin)
+                .ok_or_else(|| invalid(format!("no cadre or supervisor {name:?}")))?,
+        ),
+    };
+    let note = body.note;
+    supervise_with(&state, &caller, addr, &id, &which, move |reach| {
+        move |_: &_, current: &sync_core::records::petition::PetitionState| {
+            let to = next_level(current.level).ok_or_else(|| {
+                ActionError::State("the petition is already at the highest level".to_owned())
+            })?;
+            let receiving = reach.receiving.get(&to).ok_or_else(|| {
+                ActionError::State(format!("no unit above handles {} items", to.label_zh()))
+            })?;
+            let mut kinds = vec![PetitionEventKind::Escalated {
+                to,
+                note: format!("{note}（上报至{}）", receiving.name),
+            }];
+            if let Some(user) = assignee {
+                if user.unit_id != receiving.id {
+                    return Err(invalid(format!(
+                        "{} is not in {}, the unit that receives the item",
+                        user.username, receiving.name
+                    )));
+                }
+                if user.username != current.responsible {
+                    kinds.push(PetitionEventKind::Assigned { to: user.username });
+                }
+            }
+            Ok(kinds)
+        }
+    })
+    .await
+}
+
+/// `POST /api/v1/petitions/{id}/supervise`: a 督办 note.
+pub async fn supervise(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    addr: ClientAddr,
+    Path(id): Path<String>,
+    ApiQuery(which): ApiQuery<Which>,
+    ApiJson(body): ApiJson<NoteBody>,
+) -> Result<Json<ActionResponse>, AppError> {
+    let note = body.note;
+    supervise_with(&state, &caller, addr, &id, &which, |_| {
+        move |_: &_, _: &_| Ok(vec![PetitionEventKind::Supervised { note }])
+    })
+    .await
+}
+
+/// `POST /api/v1/petitions/{id}/close`: signs the item off (销号).
+pub async fn close(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    addr: ClientAddr,
+    Path(id): Path<String>,
+    ApiQuery(which): ApiQuery<Which>,
+    ApiJson(body): ApiJson<CloseBody>,
+) -> Result<Json<ActionResponse>, AppError> {
+    let note = body.note;
+    supervise_with(&state, &caller, addr, &id, &which, move |reach| {
+        move |_: &_, current: &sync_core::records::petition::PetitionState| {
+            if current.status != PetitionStatus::Resolved || current.feedback.is_none() {
+                return Err(ActionError::State(format!(
+                    "a petition is signed off only once resolved with feedback recorded; it is {}{}",
+                    current.status.label_zh(),
+                    if current.feedback.is_none() { "，尚未反馈" } else { "" }
+                )));
+            }
+            if !reach.within.contains(&current.level) {
+                return Err(ActionError::Forbidden(format!(
+                    "a {} item is signed off by its receiving unit or above",
+                    current.level.label_zh()
+                )));
+            }
+            Ok(vec![PetitionEventKind::Closed { note }])
+        }
+    })
+    .await
+}
+
+/// `POST /api/v1/petitions/{id}/reopen`: back to work after resolution or
+/// sign-off.
+pub async fn reopen(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    addr: ClientAddr,
+    Path(id): Path<String>,
+    ApiQuery(which): ApiQuery<Which>,
+    ApiJson(body): ApiJson<ReopenBody>,
+) -> Result<Json<ActionResponse>, AppError> {
+    let reason = body.reason;
+    supervise_with(&state, &caller, addr, &id, &which, |_| {
+        move |_: &_, _: &_| Ok(vec![PetitionEventKind::Reopened { reason }])
+    })
+    .await
+}
+
+/// `POST /api/v1/petitions/{id}/progress`: the responsible person notes
+/// progress.
+pub async fn progress(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    addr: ClientAddr,
+    Path(id): Path<String>,
+    ApiQuery(which): ApiQuery<Which>,
+    ApiJson(body): ApiJson<NoteBody>,
+) -> Result<Json<ActionResponse>, AppError> {
+    let kinds = vec![PetitionEventKind::ProgressNoted { note: body.note }];
+    as_responsible(&state, &caller, addr, &id, &which, kinds).await
+}
+
+/// `POST /api/v1/petitions/{id}/resolve`: the responsible person marks it
+/// solved.
+pub async fn resolve(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    addr: ClientAddr,
+    Path(id): Path<String>,
+    ApiQuery(which): ApiQuery<Which>,
+    ApiJson(body): ApiJson<NoteBody>,
+) -> Result<Json<ActionResponse>, AppError> {
+    let kinds = vec![PetitionEventKind::Resolved { note: body.note }];
+    as_responsible(&state, &caller, addr, &id, &which, kinds).await
+}
+
+/// `POST /api/v1/petitions/{id}/feedback`: the responsible person records
+/// the feedback given to the resident and, if asked, their rating.
+pub async fn feedback(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    addr: ClientAddr,
+    Path(id): Path<String>,
+    ApiQuery(which): ApiQuery<Which>,
+    ApiJson(body): ApiJson<FeedbackBody>,
+) -> Result<Json<ActionResponse>, AppError> {
+    let mut kinds = vec![PetitionEventKind::FeedbackGiven { note: body.note }];
+    if let Some(s) = &body.satisfaction {
+        let satisfaction: Satisfaction = s
+            .parse()
+            .map_err(|_| invalid(format!("unknown satisfaction {s:?}")))?;
+        kinds.push(PetitionEventKind::Rated { satisfaction });
+    }
+    as_responsible(&state, &caller, addr, &id, &which, kinds).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sync_core::records::petition::Level;
+
+    #[test]
+    fn every_event_type_has_a_chinese_name() {
+        for kind in [
+            PetitionEventKind::Created {
+                responsible: String::new(),
+                level: Level::Village,
+                deadline: None,
+            },
+            PetitionEventKind::Assigned { to: String::new() },
+            PetitionEventKind::Escalated {
+                to: Level::Town,
+                note: String::new(),
+            },
+            PetitionEventKind::ProgressNoted {
+                note: String::new(),
+            },
+            PetitionEventKind::Supervised {
+                note: String::new(),
+            },
+            PetitionEventKind::Resolved {
+                note: String::new(),
+            },
+            PetitionEventKind::FeedbackGiven {
+                note: String::new(),
+            },
+            PetitionEventKind::Rated {
+                satisfaction: Satisfaction::Satisfied,
+            },
+            PetitionEventKind::Closed {
+                note: String::new(),
+            },
+            PetitionEventKind::Reopened {
+                reason: String::new(),
+            },
+        ] {
+            assert!(!event_label_zh(kind.type_name()).is_empty(), "{kind:?}");
+        }
+        assert_eq!(event_label_zh("deadline_set"), "设定办结时限");
+    }
+}

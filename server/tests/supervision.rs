@@ -1,0 +1,591 @@
+//! Who did what is the server's record, and supervisors act on petitions
+//! through the API: a cadre's device that writes an event in a
+//! supervisor's name is shown as itself and not believed; every supervision
+//! action, reassignment and the assignee's own work is written into the
+//! diary by the server and reaches the ledger. Each case runs on SQLite and,
+//! with `TEST_DATABASE_URL`, on PostgreSQL, against `serve_with_store` on a
+//! real socket with real WebSocket devices.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::{Value, json};
+use server::config::Config;
+use server::store::Store;
+use sync_core::records::petition::PetitionEventKind;
+use sync_core::{DiaryDocument, DocumentId, Edit, RecordId, Timestamp};
+use test_support::{Device, EDIT_TIME};
+
+/// A running server on `store`, seeded with the demo organisation.
+struct Running {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), server::ServeError>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    async fn start(store: Arc<dyn Store>) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config::for_tests(dir.path(), &[7; 32]);
+        server::seed_demo(store.as_ref(), "demo-pass")
+            .await
+            .expect("seed");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve_with_store(
+            config,
+            store.clone(),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Running {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("join").expect("serve");
+        }
+    }
+
+    async fn token(&self, username: &str) -> String {
+        test_support::login(
+            &format!("http://{}", self.addr),
+            username,
+            "demo-pass",
+            "web",
+        )
+        .await
+    }
+
+    async fn device(&self, username: &str, device: &str) -> Device {
+        let token = test_support::login(
+            &format!("http://{}", self.addr),
+            username,
+            "demo-pass",
+            device,
+        )
+        .await;
+        Device::connect(self.addr, &token, device).await
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .get(format!("http://{}{path}", self.addr))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}{path}", self.addr))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A phone of cadre01 with a new diary holding one petition, synced.
+async fn phone_with_petition(
+    running: &Running,
+    rng: &mut StdRng,
+) -> (Device, DocumentId, RecordId) {
+    let mut phone = running.device("cadre01", "phone").await;
+    let (doc, visit) = phone.create_diary(rng);
+    let petition = phone.add_petition(&doc, rng, Some(visit));
+    phone.sync().await;
+    (phone, doc, petition)
+}
+
+/// Appends an event on the phone with whatever author it claims.
+fn write_as(
+    phone: &mut Device,
+    doc: &DocumentId,
+    petition: RecordId,
+    by: &str,
+    kind: PetitionEventKind,
+) {
+    let am = phone.docs.remove(doc).expect("document");
+    let mut diary = DiaryDocument::from_automerge(am).expect("diary");
+    let at = Timestamp(EDIT_TIME.millis() + 60_000);
+    diary
+        .record_petition_event(
+            &Edit::new(by, at),
+            petition,
+            RecordId::from_random_bytes(rand::random()),
+            &kind,
+        )
+        .expect("event");
+    phone.docs.insert(*doc, diary.into_automerge());
+}
+
+fn event<'a>(detail: &'a Value, event_type: &str) -> Vec<&'a Value> {
+    detail["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["type"] == event_type)
+        .collect()
+}
+
+/// A cadre's phone writes a 销号 claiming to be `sup-town1`: the ledger
+/// shows it as the cadre's, from the phone, flagged and not believed, and
+/// the item stays resolved. A 销号 in the cadre's own name counts no more.
+/// The real supervisor can still sign it off through the API.
+async fn a_forged_sign_off_is_the_cadres_and_not_believed(store: Arc<dyn Store>) {
+    let running = Running::start(store).await;
+    let mut rng = StdRng::seed_from_u64(91);
+    let (mut phone, doc, pid) = phone_with_petition(&running, &mut rng).await;
+    write_as(
+        &mut phone,
+        &doc,
+        pid,
+        "cadre01",
+        PetitionEventKind::Resolved {
+            note: "路灯已修复".into(),
+        },
+    );
+    write_as(
+        &mut phone,
+        &doc,
+        pid,
+        "cadre01",
+        PetitionEventKind::FeedbackGiven {
+            note: "已电话告知".into(),
+        },
+    );
+    write_as(
+        &mut phone,
+        &doc,
+        pid,
+        "sup-town1",
+        PetitionEventKind::Closed {
+            note: "月度审核通过，予以销号。".into(),
+        },
+    );
+    write_as(
+        &mut phone,
+        &doc,
+        pid,
+        "cadre01",
+        PetitionEventKind::Supervised {
+            note: "自己督办自己".into(),
+        },
+    );
+    phone.sync().await;
+    // The document itself believes the forgery.
+    assert_eq!(
+        phone
+            .diary(&doc)
+            .petition(pid)
+            .expect("petition")
+            .state
+            .status
+            .as_str(),
+        "closed"
+    );
+
+    let sup = running.token("sup-town1").await;
+    let (status, detail) = running.get(&sup, &format!("/api/v1/petitions/{pid}")).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["petition"]["status"], "resolved", "{detail}");
+    let closed = event(&detail, "closed");
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0]["by"], "cadre01");
+    assert_eq!(closed[0]["claimed_by"], "sup-town1");
+    assert_eq!(closed[0]["device_id"], "phone");
+    assert_eq!(closed[0]["via_server"], false);
+    assert_eq!(closed[0]["believed"], false);
+    assert_eq!(closed[0]["flag"], "claimed_author_mismatch");
+    let supervised = event(&detail, "supervised");
+    assert_eq!(supervised[0]["flag"], "supervision_not_by_server");
+    assert_eq!(supervised[0]["believed"], false);
+    for own in ["created", "resolved", "feedback_given"] {
+        let e = event(&detail, own);
+        assert_eq!(
+            (e[0]["by"].as_str(), e[0]["believed"].as_bool()),
+            (Some("cadre01"), Some(true)),
+            "{own}"
+        );
+        assert!(e[0]["flag"].is_null(), "{own}");
+    }
+    let (_, closed_list) = running.get(&sup, "/api/v1/ledger?status=closed").await;
+    assert!(
+        closed_list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|i| i["id"] != pid.to_string()),
+        "the forged sign-off does not close it in the ledger"
+    );
+
+    // The supervisor signs it off for real.
+    let (status, body) = running
+        .post(
+            &sup,
+            &format!("/api/v1/petitions/{pid}/close"),
+            json!({"note": "经核实，予以销号。"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["petition"]["status"], "closed");
+    let (_, detail) = running.get(&sup, &format!("/api/v1/petitions/{pid}")).await;
+    let closed = event(&detail, "closed");
+    assert_eq!(closed.len(), 2);
+    let real: Vec<_> = closed.iter().filter(|e| e["believed"] == true).collect();
+    assert_eq!(real.len(), 1);
+    assert_eq!(
+        (real[0]["by"].as_str(), real[0]["via_server"].as_bool()),
+        (Some("sup-town1"), Some(true))
+    );
+    assert!(real[0]["device_id"].is_null());
+    phone.close().await;
+    running.stop().await;
+}
+
+/// A device that reuses the actor the server wrote a supervisor's change
+/// with is refused, and nothing of that change is stored.
+async fn a_device_cannot_write_with_the_servers_actor(store: Arc<dyn Store>) {
+    let running = Running::start(store).await;
+    let mut rng = StdRng::seed_from_u64(92);
+    let (mut phone, doc, pid) = phone_with_petition(&running, &mut rng).await;
+    let sup = running.token("sup-town1").await;
+    let (status, body) = running
+        .post(
+            &sup,
+            &format!("/api/v1/petitions/{pid}/supervise"),
+            json!({"note": "请一周内办结。"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let supervised = |d: &Device| {
+        d.diary(&doc)
+            .petition(pid)
+            .is_some_and(|p| p.events.iter().any(|e| e.by == "sup-town1"))
+    };
+    phone.sync_until(supervised).await;
+    let server_actor = phone
+        .diary(&doc)
+        .petition_events_with_origin(pid)
+        .expect("petition")
+        .into_iter()
+        .find(|(e, _)| e.by == "sup-town1")
+        .expect("the supervisor's event")
+        .1
+        .actor;
+    let am = phone.docs.remove(&doc).expect("doc");
+    let mut diary = DiaryDocument::from_automerge(am).expect("diary");
+    diary.automerge_mut().set_actor(server_actor);
+    diary
+        .record_petition_event(
+            &Edit::new("sup-town1", Timestamp(EDIT_TIME.millis() + 120_000)),
+            pid,
+            RecordId::from_random_bytes(rand::random()),
+            &PetitionEventKind::Closed {
+                note: "伪造销号".into(),
+            },
+        )
+        .expect("forge");
+    phone.docs.insert(doc, diary.into_automerge());
+    phone.flush().await;
+    let error = phone.expect_error_and_close().await;
+    assert!(error.contains("belongs to another writer"), "{error}");
+    let (_, detail) = running.get(&sup, &format!("/api/v1/petitions/{pid}")).await;
+    assert!(event(&detail, "closed").is_empty(), "{detail}");
+    assert_eq!(detail["petition"]["status"], "in_progress");
+    running.stop().await;
+}
+
+/// Every supervision action, its errors, the audit log, and the person an
+/// item is reassigned or escalated to working on it through the API.
+async fn supervisors_act_and_assignees_work_through_the_api(store: Arc<dyn Store>) {
+    let running = Running::start(store.clone()).await;
+    let mut rng = StdRng::seed_from_u64(93);
+    let (mut phone, doc, pid) = phone_with_petition(&running, &mut rng).await;
+    let sup = running.token("sup-town1").await;
+    let other_town = running.token("sup-town2").await;
+    let cadre = running.token("cadre01").await;
+    let cadre02 = running.token("cadre02").await;
+    let path = |action: &str| format!("/api/v1/petitions/{pid}/{action}");
+
+    // Errors.
+    let unknown = RecordId::from_random_bytes(rand::random());
+    let (status, body) = running
+        .post(
+            &sup,
+            &format!("/api/v1/petitions/{unknown}/supervise"),
+            json!({"note": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let (status, _) = running
+        .post(
+            &sup,
+            "/api/v1/petitions/not-a-uuid/supervise",
+            json!({"note": "x"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = running
+        .post(&cadre, &path("supervise"), json!({"note": "督办"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, _) = running
+        .post(
+            &other_town,
+            &path("deadline"),
+            json!({"deadline": "2026-12-31"}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = running.post(&sup, &path("close"), json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    let (status, body) = running
+        .post(&sup, &path("deadline"), json!({"deadline": "12/31/2026"}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = running
+        .post(&sup, &path("deadline"), json!({"deadline": "2020-01-01"}))
+        .await;
+    assert_eq!(
+        status, 422,
+        "a deadline before the item was recorded: {body}"
+    );
+    let (status, _) = running
+        .post(&sup, &path("supervise"), json!({"note": "   "}))
+        .await;
+    assert_eq!(status, 422);
+    let (status, _) = running
+        .post(&sup, &path("supervise"), json!({"memo": "x"}))
+        .await;
+    assert_eq!(status, 422);
+    let (status, _) = running
+        .post(&sup, &path("reopen"), json!({"reason": "群众不满意"}))
+        .await;
+    assert_eq!(status, 409, "an open item cannot be reopened");
+    let (status, _) = running
+        .post(&sup, &path("assign"), json!({"to": "cadre07"}))
+        .await;
+    assert_eq!(status, 422, "cadre07 is in the other town");
+
+    // Deadline and 督办.
+    let (status, body) = running
+        .post(&sup, &path("deadline"), json!({"deadline": "2026-12-31"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["petition"]["deadline"], "2026-12-31");
+    let (status, body) = running
+        .post(&sup, &path("supervise"), json!({"note": "请抓紧办理。"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["petition"]["status"], "in_progress");
+
+    // Escalated to the town, to its supervisor, who then works on it.
+    let (status, body) = running
+        .post(
+            &sup,
+            &path("escalate"),
+            json!({"note": "需镇里协调", "to": "sup-town1"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["petition"]["level"], "town");
+    assert_eq!(body["petition"]["responsible"], "sup-town1");
+    let (_, mine) = running.get(&sup, "/api/v1/me/assigned").await;
+    assert!(
+        mine["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|i| i["id"] == pid.to_string()),
+        "{mine}"
+    );
+    let (status, body) = running
+        .post(&sup, &path("progress"), json!({"note": "已协调水利站"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = running
+        .post(&cadre, &path("progress"), json!({"note": "我也来"}))
+        .await;
+    assert_eq!(status, 403, "cadre01 is no longer responsible");
+
+    // Reassigned to cadre02, whose diary it is not.
+    let (status, body) = running
+        .post(&sup, &path("assign"), json!({"to": "cadre02"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, mine) = running
+        .get(&cadre02, "/api/v1/me/assigned?status=in_progress")
+        .await;
+    let items = mine["items"].as_array().expect("items");
+    assert!(
+        items
+            .iter()
+            .any(|i| i["id"] == pid.to_string() && i["owner"] == "cadre01"),
+        "{mine}"
+    );
+    let (status, body) = running
+        .post(&cadre02, &path("progress"), json!({"note": "已上门查看"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = running
+        .post(&cadre02, &path("resolve"), json!({"note": "水管已修复"}))
+        .await;
+    assert_eq!(
+        (status, body["petition"]["status"].as_str()),
+        (200, Some("resolved")),
+        "{body}"
+    );
+    let (status, _) = running
+        .post(
+            &cadre02,
+            &path("feedback"),
+            json!({"note": "x", "satisfaction": "happy"}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (status, body) = running
+        .post(
+            &cadre02,
+            &path("feedback"),
+            json!({"note": "已当面反馈", "satisfaction": "satisfied"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["event_ids"].as_array().map(Vec::len), Some(2));
+
+    // Signed off (town level: the town's supervisor may), then reopened.
+    let (status, _) = running.post(&other_town, &path("close"), json!({})).await;
+    assert_eq!(status, 403);
+    let (status, body) = running
+        .post(&sup, &path("close"), json!({"note": "予以销号"}))
+        .await;
+    assert_eq!(
+        (status, body["petition"]["status"].as_str()),
+        (200, Some("closed")),
+        "{body}"
+    );
+    let (status, _) = running.post(&sup, &path("close"), json!({})).await;
+    assert_eq!(status, 409);
+    let (status, body) = running
+        .post(&sup, &path("reopen"), json!({"reason": "群众反映仍漏水"}))
+        .await;
+    assert_eq!(
+        (status, body["petition"]["status"].as_str()),
+        (200, Some("in_progress")),
+        "{body}"
+    );
+
+    // The history: every event the server wrote is its actor's, believed.
+    let (status, detail) = running
+        .get(&cadre02, &format!("/api/v1/petitions/{pid}"))
+        .await;
+    assert_eq!(status, 200, "the responsible person sees it: {detail}");
+    let events = detail["events"].as_array().expect("events");
+    let written: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["via_server"] == true)
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or(""),
+                e["by"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        written,
+        vec![
+            ("deadline_set", "sup-town1"),
+            ("supervised", "sup-town1"),
+            ("escalated", "sup-town1"),
+            ("assigned", "sup-town1"),
+            ("progress_noted", "sup-town1"),
+            ("assigned", "sup-town1"),
+            ("progress_noted", "cadre02"),
+            ("resolved", "cadre02"),
+            ("feedback_given", "cadre02"),
+            ("rated", "cadre02"),
+            ("closed", "sup-town1"),
+            ("reopened", "sup-town1"),
+        ]
+    );
+    assert!(events.iter().all(|e| e["believed"] == true), "{detail}");
+    let (status, _) = running
+        .get(&other_town, &format!("/api/v1/petitions/{pid}"))
+        .await;
+    assert_eq!(status, 404, "outside the other town's subtree");
+
+    // Audited, with the acting user.
+    let audit = store.list_audit(200).await.expect("audit");
+    let sup_id = store
+        .get_user_by_username("sup-town1")
+        .await
+        .expect("get")
+        .expect("sup")
+        .id;
+    for action in [
+        "petition.deadline_set",
+        "petition.supervised",
+        "petition.escalated",
+        "petition.closed",
+        "petition.reopened",
+    ] {
+        assert!(
+            audit.iter().any(|a| a.action == action
+                && a.user_id == Some(sup_id)
+                && a.target == format!("{doc}/{pid}")),
+            "{action} audited"
+        );
+    }
+
+    // The phone gets all of it on its next sync.
+    let all_there = |d: &Device| {
+        d.diary(&doc)
+            .petition(pid)
+            .is_some_and(|p| p.events.len() == 13)
+    };
+    phone.sync_until(all_there).await;
+    phone.close().await;
+    running.stop().await;
+}
+
+test_support::backends!(
+    a_forged_sign_off_is_the_cadres_and_not_believed,
+    a_device_cannot_write_with_the_servers_actor,
+    supervisors_act_and_assignees_work_through_the_api,
+);
