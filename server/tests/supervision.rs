@@ -319,6 +319,74 @@ async fn a_device_cannot_write_with_the_servers_actor(store: Arc<dyn Store>) {
     running.stop().await;
 }
 
+/// A device may append to a petition's history but not change or delete
+/// what the server wrote: rewriting a 督办 note, or removing the event from
+/// the list, is refused and nothing of it is stored.
+async fn a_device_cannot_alter_what_the_server_wrote(store: Arc<dyn Store>) {
+    use sync_core::automerge::transaction::Transactable;
+    use sync_core::automerge::{Automerge, ObjId, Prop, ROOT, ReadDoc};
+
+    let running = Running::start(store).await;
+    let mut rng = StdRng::seed_from_u64(94);
+    let (mut phone, doc, pid) = phone_with_petition(&running, &mut rng).await;
+    let sup = running.token("sup-town1").await;
+    let (status, body) = running
+        .post(
+            &sup,
+            &format!("/api/v1/petitions/{pid}/supervise"),
+            json!({"note": "请一周内办结。"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let supervised = |d: &Device| {
+        d.diary(&doc)
+            .petition(pid)
+            .is_some_and(|p| p.events.iter().any(|e| e.by == "sup-town1"))
+    };
+    phone.sync_until(supervised).await;
+    let base = phone.docs[&doc].clone();
+    phone.close().await;
+    let object = |doc: &Automerge, parent: &ObjId, prop: Prop| {
+        doc.get(parent, prop).expect("get").expect("present").1
+    };
+    let events_list = |doc: &Automerge| {
+        let petitions = object(doc, &ROOT, "petitions".into());
+        let petition = object(doc, &petitions, pid.to_string().into());
+        object(doc, &petition, "events".into())
+    };
+
+    for (n, alter) in ["rewrite the note", "delete the event"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut device = running.device("cadre01", &format!("phone-{n}")).await;
+        let mut am = base.fork();
+        let events = events_list(&am);
+        let supervised = object(&am, &events, 1usize.into());
+        let mut tx = am.transaction();
+        if n == 0 {
+            tx.put(&supervised, "note", "无需督办").expect("put");
+        } else {
+            tx.delete(&events, 1usize).expect("delete");
+        }
+        tx.commit();
+        device.docs.insert(doc, am);
+        device.conn.add_document(doc);
+        device.flush().await;
+        let error = device.expect_error_and_close().await;
+        assert!(
+            error.contains("alters what the server wrote"),
+            "{alter}: {error}"
+        );
+    }
+    let (_, detail) = running.get(&sup, &format!("/api/v1/petitions/{pid}")).await;
+    let supervised = event(&detail, "supervised");
+    assert_eq!(supervised.len(), 1, "{detail}");
+    assert_eq!(supervised[0]["note"], "请一周内办结。");
+    assert_eq!(supervised[0]["believed"], true);
+    running.stop().await;
+}
+
 /// Every supervision action, its errors, the audit log, and the person an
 /// item is reassigned or escalated to working on it through the API.
 async fn supervisors_act_and_assignees_work_through_the_api(store: Arc<dyn Store>) {
@@ -587,5 +655,6 @@ async fn supervisors_act_and_assignees_work_through_the_api(store: Arc<dyn Store
 test_support::backends!(
     a_forged_sign_off_is_the_cadres_and_not_believed,
     a_device_cannot_write_with_the_servers_actor,
+    a_device_cannot_alter_what_the_server_wrote,
     supervisors_act_and_assignees_work_through_the_api,
 );

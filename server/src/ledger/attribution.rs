@@ -80,6 +80,11 @@ impl Attribution {
         self.writers.get(actor)
     }
 
+    /// Whether the server wrote with `actor` (on someone's behalf).
+    pub fn is_server(&self, actor: &ActorId) -> bool {
+        self.writers.get(actor).is_some_and(|w| w.via_server)
+    }
+
     /// Whether `actor` belongs to someone other than `user_id` writing
     /// directly (`via_server` false) or through the server (true). Another
     /// device of the same user is not someone else.

@@ -57,6 +57,19 @@ pub enum MergeError {
         /// The actor, hex.
         actor: String,
     },
+    /// The message carries a change that overwrites or deletes something
+    /// the server wrote for a supervisor or an assignee, or writes inside an
+    /// object the server created (a supervision event): such events are
+    /// append-only for devices.
+    #[error(
+        "sync message for document {document} refused: change {change} alters what the server wrote"
+    )]
+    AltersServerWrites {
+        /// The document.
+        document: DocumentId,
+        /// The offending change's hash.
+        change: String,
+    },
     /// The sync message was not acceptable to the protocol.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
@@ -189,6 +202,12 @@ pub fn merge(
                     actor: actor.to_hex_string(),
                 });
             }
+            if alters_server_writes(&change, known) {
+                return Err(MergeError::AltersServerWrites {
+                    document,
+                    change: change.hash().to_string(),
+                });
+            }
             if !actors.contains(actor) {
                 actors.push(actor.clone());
             }
@@ -242,5 +261,18 @@ pub fn merge(
         changes_waiting: applied.waiting.len(),
         actors,
         create,
+    })
+}
+
+/// Whether `change` writes inside an object the server created, or
+/// supersedes (overwrites or deletes) a value the server wrote: every
+/// operation's object id and predecessors name the actors they build on.
+fn alters_server_writes(change: &automerge::Change, known: &Attribution) -> bool {
+    use automerge::ExpandedChange;
+    use automerge::legacy::ObjectId;
+    let expanded: ExpandedChange = change.decode();
+    expanded.operations.iter().any(|op| {
+        matches!(&op.obj, ObjectId::Id(id) if known.is_server(id.actor()))
+            || op.pred.iter().any(|p| known.is_server(p.actor()))
     })
 }

@@ -418,8 +418,11 @@ impl Connection {
         self.conn = Some(conn);
         let (mut outcome, ledger, claims) = match merged {
             Ok(merged) => merged,
-            Err(e @ MergeError::ForeignActor { .. }) => {
-                metrics::sync_payload_refused("foreign_actor");
+            Err(e @ (MergeError::ForeignActor { .. } | MergeError::AltersServerWrites { .. })) => {
+                metrics::sync_payload_refused(match e {
+                    MergeError::ForeignActor { .. } => "foreign_actor",
+                    _ => "alters_server_writes",
+                });
                 tracing::warn!(document_id = %document_id, error = %e, "refused a sync payload");
                 return Err(Fault::Protocol(ProtocolError::Sync {
                     document: document_id.to_string(),
