@@ -641,6 +641,21 @@ async fn supervisors_act_and_assignees_work_through_the_api(store: Arc<dyn Store
         );
     }
 
+    // `ledger rebuild` gives the same attributed history: attribution comes
+    // from the stored actors, not from whatever wrote the rows.
+    let before = running
+        .get(&sup, &format!("/api/v1/petitions/{pid}"))
+        .await
+        .1;
+    server::ledger::rebuild(store.as_ref(), |_, _| {})
+        .await
+        .expect("rebuild");
+    let after = running
+        .get(&sup, &format!("/api/v1/petitions/{pid}"))
+        .await
+        .1;
+    assert_eq!(before, after);
+
     // The phone gets all of it on its next sync.
     let all_there = |d: &Device| {
         d.diary(&doc)
