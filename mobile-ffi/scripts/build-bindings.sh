@@ -20,7 +20,7 @@ esac
 
 # Two builds, not one: built together, uniffi's `cli` feature would be
 # unified into the library's build and rebuild it for nothing.
-cargo build -p mobile-ffi --features tls
+cargo build -p mobile-ffi --features tls,encryption
 cargo build -p uniffi-bindgen
 lib="$target/debug/$lib_name"
 bindgen="$target/debug/uniffi-bindgen"

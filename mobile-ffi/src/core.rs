@@ -13,11 +13,16 @@ use sync_core::{ContactsDocument, DiaryDocument, DocumentId, DocumentKind, Edit}
 use crate::clock;
 use crate::observer::SyncObserver;
 use crate::session::Http;
-use crate::store::{IndexRow, Store, StoredDocument, keys};
+use crate::store::{DocumentWrite, IndexRow, Store, StoredDocument, keys};
 use crate::{ClientConfig, ClientError};
 
 /// Documents in memory, by id. Loaded from the store on first use.
 pub(crate) type Docs = BTreeMap<DocumentId, Automerge>;
+
+/// A local edit stores only its change; after this many, the next edit
+/// writes the whole document instead and the chunks are dropped. Loading
+/// replays the chunks, so this bounds the work of opening a document.
+const COMPACT_AFTER_CHUNKS: usize = 64;
 
 /// Which document an edit goes to.
 #[derive(Debug, Clone, Copy)]
@@ -112,7 +117,10 @@ impl Core {
         let http = Http::new(&config.server_url)?;
         // Checked now so a misconfigured app fails at start, not at first sync.
         http.sync_url()?;
-        let store = Store::open(&PathBuf::from(&config.data_dir))?;
+        let store = Store::open(
+            &PathBuf::from(&config.data_dir),
+            config.at_rest_key.as_deref(),
+        )?;
         let core = Self {
             config,
             store: Mutex::new(store),
@@ -143,10 +151,14 @@ impl Core {
         if docs.contains_key(id) {
             return Ok(true);
         }
-        let Some(bytes) = store.document_bytes(id)? else {
+        let Some(stored) = store.document(id)? else {
             return Ok(false);
         };
-        let doc = Automerge::load(&bytes).map_err(|e| ClientError::CorruptStore {
+        let doc = sync_core::storage::load(
+            Some(&stored.snapshot),
+            stored.chunks.iter().map(Vec::as_slice),
+        )
+        .map_err(|e| ClientError::CorruptStore {
             detail: format!("document {id} does not load: {e}"),
         })?;
         docs.insert(*id, doc.with_actor(fresh_actor()));
@@ -186,7 +198,8 @@ impl Core {
         let mut docs = lock(&self.docs);
         let mut store = lock(&self.store);
         let id = Self::resolve(&owner, target);
-        if !Self::load_into(&mut docs, &store, &id)? {
+        let stored = Self::load_into(&mut docs, &store, &id)?;
+        if !stored {
             let created = Self::create(&owner, target)?.ok_or(ClientError::NotFound {
                 record: "document".to_owned(),
                 id: id.to_string(),
@@ -212,9 +225,20 @@ impl Core {
         if doc.get_heads() == heads_before {
             return Ok(out);
         }
-        let bytes = doc.save();
+        // The change alone, until enough have gathered to compact.
+        let snapshot = !stored || store.chunk_count(&id)? >= COMPACT_AFTER_CHUNKS;
+        let bytes = if snapshot {
+            sync_core::storage::snapshot(doc)
+        } else {
+            doc.save_after(&heads_before)
+        };
+        let write = if snapshot {
+            DocumentWrite::Snapshot(&bytes)
+        } else {
+            DocumentWrite::Chunk(&bytes)
+        };
         let meta = describe(id, doc);
-        if let Err(e) = store.save_edit(&meta, &bytes, &rows, edit.at.millis()) {
+        if let Err(e) = store.save_edit(&meta, write, &rows, edit.at.millis()) {
             // Reload from the store next time (with a new actor).
             docs.remove(&id);
             return Err(e);
@@ -262,3 +286,6 @@ impl Core {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

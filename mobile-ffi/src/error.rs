@@ -65,6 +65,13 @@ pub enum ClientError {
         /// What was found.
         detail: String,
     },
+    /// The at-rest key does not open the store (another key, or a key given
+    /// for a store that was made without one). Nothing was changed.
+    #[error("the at-rest key does not open the local store: {detail}")]
+    WrongKey {
+        /// What was found.
+        detail: String,
+    },
     /// The local store could not be read or written (disk full, permissions).
     #[error("local storage failed: {detail}")]
     Storage {

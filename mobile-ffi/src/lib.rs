@@ -15,6 +15,7 @@
 //!     data_dir: "/data/user/0/app/files".into(),
 //!     server_url: "http://127.0.0.1:8080".into(),
 //!     device_id: "phone-1".into(),
+//!     at_rest_key: None,
 //! })?;
 //! client.login("cadre01".into(), "demo-pass".into()).await?;
 //! let report = client.sync_now(30_000).await;

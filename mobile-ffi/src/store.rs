@@ -42,6 +42,22 @@ pub(crate) struct StoredDocument {
     pub year: Option<i32>,
 }
 
+/// A document as stored: a snapshot, then the chunks appended since.
+#[derive(Debug)]
+pub(crate) struct DocumentBytes {
+    pub snapshot: Vec<u8>,
+    pub chunks: Vec<Vec<u8>>,
+}
+
+/// What a local edit writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DocumentWrite<'a> {
+    /// The edit's change alone, appended after the document's snapshot.
+    Chunk(&'a [u8]),
+    /// The whole document, replacing its snapshot and chunks.
+    Snapshot(&'a [u8]),
+}
+
 /// The open store.
 #[derive(Debug)]
 pub(crate) struct Store {
@@ -55,13 +71,27 @@ fn parse_doc_id(s: &str) -> Result<DocumentId, ClientError> {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
-    pub(crate) fn open(dir: &Path) -> Result<Self, ClientError> {
+    /// Opens (or creates) the store in `dir`, encrypted with `key` if given.
+    pub(crate) fn open(dir: &Path, key: Option<&str>) -> Result<Self, ClientError> {
+        let key = key.map(cipher_key).transpose()?;
         std::fs::create_dir_all(dir).map_err(|e| ClientError::Storage {
             detail: format!("cannot create {}: {e}", dir.display()),
         })?;
-        let mut conn = Connection::open(dir.join(FILE_NAME))?;
-        schema::prepare(&mut conn)?;
+        let path = dir.join(FILE_NAME);
+        let mut conn = Connection::open(&path)?;
+        if let Some(key) = &key {
+            // Before anything reads the file. The key is hex digits only. A
+            // wrong key is reported to the app; SQLCipher need not also log it.
+            conn.execute_batch(&format!(
+                "PRAGMA cipher_log_level = NONE; PRAGMA key = \"x'{key}'\";"
+            ))?;
+        }
+        match schema::prepare(&mut conn) {
+            Err(ClientError::CorruptStore { detail }) => {
+                Err(explain_unreadable(&path, key.is_some(), detail))
+            }
+            other => other,
+        }?;
         Ok(Self { conn })
     }
 
@@ -115,15 +145,36 @@ impl Store {
         .collect()
     }
 
-    pub(crate) fn document_bytes(&self, id: &DocumentId) -> Result<Option<Vec<u8>>, ClientError> {
-        Ok(self
+    /// A document's stored form: its snapshot and the chunks written since,
+    /// in order.
+    pub(crate) fn document(&self, id: &DocumentId) -> Result<Option<DocumentBytes>, ClientError> {
+        let key = id.to_string();
+        let Some(snapshot) = self
             .conn
-            .query_row(
-                "SELECT bytes FROM documents WHERE id = ?1",
-                [id.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?)
+            .query_row("SELECT bytes FROM documents WHERE id = ?1", [&key], |r| {
+                r.get(0)
+            })
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut st = self
+            .conn
+            .prepare("SELECT bytes FROM document_chunks WHERE document_id = ?1 ORDER BY seq")?;
+        let chunks = st
+            .query_map([&key], |r| r.get(0))?
+            .collect::<Result<Vec<Vec<u8>>, _>>()?;
+        Ok(Some(DocumentBytes { snapshot, chunks }))
+    }
+
+    /// How many chunks a document has gathered since its last snapshot.
+    pub(crate) fn chunk_count(&self, id: &DocumentId) -> Result<usize, ClientError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM document_chunks WHERE document_id = ?1",
+            [id.to_string()],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     pub(crate) fn sync_state(&self, id: &DocumentId) -> Result<Option<Vec<u8>>, ClientError> {
@@ -137,23 +188,46 @@ impl Store {
             .optional()?)
     }
 
-    /// Stores a local edit: the document's bytes, one more local change, and
-    /// the index rows of the records it touched, in one transaction.
+    /// Stores a local edit: the change it made (or a new snapshot), one more
+    /// local change, and the index rows of the records it touched, in one
+    /// transaction.
     pub(crate) fn save_edit(
         &mut self,
         doc: &StoredDocument,
-        bytes: &[u8],
+        write: DocumentWrite<'_>,
         rows: &[IndexRow],
         now_ms: i64,
     ) -> Result<(), ClientError> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO documents (id, kind, year, bytes, local_changes, updated_at)
-             VALUES (?1, ?2, ?3, ?4, 1, ?5)
-             ON CONFLICT (id) DO UPDATE SET bytes = excluded.bytes,
-                 local_changes = local_changes + 1, updated_at = excluded.updated_at",
-            params![doc.id.to_string(), doc.kind, doc.year, bytes, now_ms],
-        )?;
+        let key = doc.id.to_string();
+        match write {
+            DocumentWrite::Chunk(bytes) => {
+                let updated = tx.execute(
+                    "UPDATE documents SET local_changes = local_changes + 1, updated_at = ?2
+                     WHERE id = ?1",
+                    params![key, now_ms],
+                )?;
+                if updated != 1 {
+                    return Err(ClientError::internal(
+                        "a change to a document the store does not hold",
+                    ));
+                }
+                tx.execute(
+                    "INSERT INTO document_chunks (document_id, bytes) VALUES (?1, ?2)",
+                    params![key, bytes],
+                )?;
+            }
+            DocumentWrite::Snapshot(bytes) => {
+                tx.execute(
+                    "INSERT INTO documents (id, kind, year, bytes, local_changes, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5)
+                     ON CONFLICT (id) DO UPDATE SET bytes = excluded.bytes,
+                         local_changes = local_changes + 1, updated_at = excluded.updated_at",
+                    params![key, doc.kind, doc.year, bytes, now_ms],
+                )?;
+                tx.execute("DELETE FROM document_chunks WHERE document_id = ?1", [&key])?;
+            }
+        }
         for row in rows {
             index::write(&tx, &doc.id, row)?;
         }
@@ -161,23 +235,26 @@ impl Store {
         Ok(())
     }
 
-    /// Stores what a sync brought: the bytes and the sync state together,
-    /// with the document's index marked for rebuilding.
+    /// Stores what a sync brought: a new snapshot (which keeps changes still
+    /// waiting for their dependencies) and the sync state together, with the
+    /// document's index marked for rebuilding.
     pub(crate) fn save_received(
         &mut self,
         doc: &StoredDocument,
-        bytes: &[u8],
+        snapshot: &[u8],
         state: Option<&[u8]>,
         now_ms: i64,
     ) -> Result<(), ClientError> {
         let tx = self.conn.transaction()?;
+        let key = doc.id.to_string();
         tx.execute(
             "INSERT INTO documents (id, kind, year, bytes, stale_index, updated_at)
              VALUES (?1, ?2, ?3, ?4, 1, ?5)
              ON CONFLICT (id) DO UPDATE SET bytes = excluded.bytes, kind = excluded.kind,
                  year = excluded.year, stale_index = 1, updated_at = excluded.updated_at",
-            params![doc.id.to_string(), doc.kind, doc.year, bytes, now_ms],
+            params![key, doc.kind, doc.year, snapshot, now_ms],
         )?;
+        tx.execute("DELETE FROM document_chunks WHERE document_id = ?1", [&key])?;
         if let Some(state) = state {
             save_state(&tx, &doc.id, state)?;
         }
@@ -253,7 +330,8 @@ impl Store {
     pub(crate) fn wipe(&mut self) -> Result<(), ClientError> {
         self.conn.execute_batch(
             "BEGIN;
-             DELETE FROM documents; DELETE FROM sync_states; DELETE FROM settings;
+             DELETE FROM documents; DELETE FROM document_chunks;
+             DELETE FROM sync_states; DELETE FROM settings;
              DELETE FROM visits; DELETE FROM petitions; DELETE FROM cards;
              COMMIT;",
         )?;
@@ -262,6 +340,52 @@ impl Store {
 
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
+    }
+}
+
+/// The SQLCipher raw key for an at-rest key: 64 hex digits, used as they
+/// are (no passphrase stretching: the key is random, and a cheap phone
+/// should not spend half a second deriving it on every start).
+fn cipher_key(key: &str) -> Result<String, ClientError> {
+    let key = key.trim();
+    if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ClientError::invalid(
+            "at_rest_key",
+            "the at-rest key must be 64 hex digits (32 random bytes)",
+        ));
+    }
+    if cfg!(feature = "encryption") {
+        Ok(key.to_ascii_lowercase())
+    } else {
+        Err(ClientError::Config {
+            detail: "this build of the library has no at-rest encryption \
+                     (build it with the `encryption` feature)"
+                .to_owned(),
+        })
+    }
+}
+
+/// Why a store file does not open, as far as its first bytes tell: a plain
+/// SQLite file begins with a known header, an encrypted one looks random.
+fn explain_unreadable(path: &Path, keyed: bool, detail: String) -> ClientError {
+    let mut header = [0u8; 16];
+    let plain = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
+        .is_ok_and(|()| &header == b"SQLite format 3\0");
+    match (keyed, plain) {
+        (true, true) => ClientError::WrongKey {
+            detail: "the store was made without an at-rest key".to_owned(),
+        },
+        (true, false) => ClientError::WrongKey {
+            detail: format!("the key does not decrypt the store (or it is damaged): {detail}"),
+        },
+        (false, false) => ClientError::CorruptStore {
+            detail: format!(
+                "not a readable SQLite file: damaged, or encrypted \
+                 (open it with its at-rest key): {detail}"
+            ),
+        },
+        (false, true) => ClientError::CorruptStore { detail },
     }
 }
 

@@ -306,8 +306,15 @@ impl Core {
         report: &mut SyncReport,
         changed: &mut BTreeSet<DocumentId>,
     ) -> Result<(), ClientError> {
+        let about = match &message {
+            Message::Sync { document_id, .. } | Message::Request { document_id, .. } => {
+                Some(*document_id)
+            }
+            _ => None,
+        };
         let mut docs = lock(&self.docs);
         let events = conn.handle(message, &mut *docs).map_err(protocol)?;
+        let mut to_store = BTreeSet::new();
         for event in events {
             if let ClientEvent::Changed {
                 document_id,
@@ -316,18 +323,31 @@ impl Core {
             {
                 report.changes_down += changes as u64;
                 changed.insert(document_id);
-                let Some(doc) = docs.get(&document_id) else {
-                    continue;
-                };
-                let meta = describe(document_id, doc);
-                let state = conn.sync_state(&document_id);
-                lock(&self.store).save_received(
-                    &meta,
-                    &doc.save(),
-                    state.as_deref(),
-                    clock::now().millis(),
-                )?;
+                to_store.insert(document_id);
             }
+        }
+        // A change whose parent has not arrived waits in automerge's queue
+        // without moving the heads; the server counts it as sent and will not
+        // send it again, so it is stored now, like any other.
+        if let Some(id) = about
+            && docs
+                .get(&id)
+                .is_some_and(sync_core::storage::has_waiting_changes)
+        {
+            to_store.insert(id);
+        }
+        for id in to_store {
+            let Some(doc) = docs.get(&id) else {
+                continue;
+            };
+            let meta = describe(id, doc);
+            let state = conn.sync_state(&id);
+            lock(&self.store).save_received(
+                &meta,
+                &sync_core::storage::snapshot(doc),
+                state.as_deref(),
+                clock::now().millis(),
+            )?;
         }
         Ok(())
     }
@@ -358,3 +378,6 @@ async fn send(ws: &mut Ws, message: &Message, report: &mut SyncReport) -> Result
         .await
         .map_err(offline)
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,8 +9,10 @@ import asyncio
 import os
 import random
 import signal
+import socket
 import sqlite3
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -70,10 +72,24 @@ class Server:
 class Phone:
     """One installation of the app: its own data directory and device id."""
 
-    def __init__(self, server_url, name):
+    def __init__(self, server_url, name, key=None):
         self.dir = tempfile.mkdtemp(prefix=f"ffi-e2e-{name}-")
-        self.client = m.DiaryClient.open(m.ClientConfig(
-            data_dir=self.dir, server_url=server_url, device_id=f"{name}-{uuid.uuid4().hex[:8]}"))
+        self.server_url = server_url
+        self.device_id = f"{name}-{uuid.uuid4().hex[:8]}"
+        self.client = self.open(key)
+
+    def open(self, key=None):
+        return m.DiaryClient.open(m.ClientConfig(
+            data_dir=self.dir, server_url=self.server_url, device_id=self.device_id,
+            at_rest_key=key))
+
+    def store_bytes(self):
+        """Every byte the store has on disk (the file and its journal)."""
+        data = b""
+        for name in os.listdir(self.dir):
+            with open(os.path.join(self.dir, name), "rb") as f:
+                data += f.read()
+        return data
 
     def login(self):
         return asyncio.run(self.client.login(CADRE, DEMO_PASSWORD))
@@ -127,8 +143,8 @@ class TwoPhonesTest(unittest.TestCase):
         for p in self.phones:
             p.close()
 
-    def phone(self, name):
-        p = Phone(self.server.url, name)
+    def phone(self, name, key=None):
+        p = Phone(self.server.url, name, key)
         self.phones.append(p)
         return p
 
@@ -258,6 +274,31 @@ class TwoPhonesTest(unittest.TestCase):
         for phone in (a, b):
             self.assertEqual([c for c in phone.client.conflicts() if v.id in c.path], [])
             self.assertEqual(phone.client.visit(v.id).place, "柳树村十组西头")
+
+    def test_a_store_with_an_at_rest_key_keeps_nothing_readable_on_disk(self):
+        key = os.urandom(32).hex()
+        phone = self.phone("keyed", key=key)
+        phone.login()
+        phone.client.add_visit(home_visit("柳树村三组", "欧阳春花", "独居老人，需要定期探望。"))
+        phone.client.raise_petition(m.NewPetition(
+            visit_id=None, applicant_name="欧阳春花", applicant_phone="13812345678",
+            applicant_address=None, matter="屋顶漏雨，需要修缮。",
+            category=m.Category.PRACTICAL_DIFFICULTY, level=m.Level.VILLAGE, deadline=None))
+        phone.sync()
+        on_disk = phone.store_bytes()
+        for secret in ["欧阳春花", "13812345678", "屋顶漏雨", CADRE]:
+            self.assertNotIn(secret.encode("utf-8"), on_disk, secret)
+        self.assertNotIn(b"SQLite format 3", on_disk)
+
+        # Closed and reopened (the app restarted): only the key opens it.
+        phone.client = None
+        with self.assertRaises(m.ClientError.WrongKey):
+            phone.open(os.urandom(32).hex())
+        with self.assertRaises(m.ClientError.CorruptStore):
+            phone.open(None)
+        phone.client = phone.open(key)
+        self.assertEqual([v.subject_name for v in phone.visits(text="欧阳")], ["欧阳春花"])
+        self.assertEqual(phone.client.me().username, CADRE)
 
     def test_progress_counts_visits_and_distinct_households_against_the_quota(self):
         a = self.phone("progress")
@@ -401,6 +442,135 @@ class TwoPhonesTest(unittest.TestCase):
         c.login()
         c.sync()
         self.assertTrue(ids <= c.visit_ids())
+
+
+class TlsProxy:
+    """A TLS front for the server, as an operator's reverse proxy would be:
+    a test CA signs a certificate for localhost and 127.0.0.1, and every
+    connection is decrypted here and piped to the server's plain port."""
+
+    def __init__(self, server_url):
+        self.dir = tempfile.mkdtemp(prefix="ffi-e2e-tls-")
+        self.ca = os.path.join(self.dir, "ca.pem")
+        key, cert = os.path.join(self.dir, "leaf.key"), os.path.join(self.dir, "leaf.pem")
+        self._make_certificates(key, cert)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        host, port = server_url.removeprefix("http://").rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.context = context
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _make_certificates(self, key, cert):
+        def run(*args, **kw):
+            subprocess.run(["openssl", *args], check=True, capture_output=True, **kw)
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        ca_key = os.path.join(self.dir, "ca.key")
+        # Two CAs: ours signs the server's certificate, the other does not.
+        self.other_ca = os.path.join(self.dir, "other-ca.pem")
+        for pem, key_out in [(self.ca, ca_key), (self.other_ca, self.other_ca + ".key")]:
+            run("req", "-x509", *ec, "-keyout", key_out, "-out", pem, "-days", "2",
+                "-subj", "/CN=Visit Diary Test CA",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign")
+        csr = os.path.join(self.dir, "leaf.csr")
+        run("req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost")
+        ext = os.path.join(self.dir, "leaf.ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                    "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        run("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", ca_key,
+            "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext)
+
+    def _accept(self):
+        while True:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw):
+        try:
+            client = self.context.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError):
+            raw.close()  # the phone refused our certificate
+            return
+        upstream = socket.create_connection(self.upstream)
+
+        def pipe(src, dst):
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
+
+    def url(self, host="localhost"):
+        return f"https://{host}:{self.port}"
+
+    def stop(self):
+        self.listener.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class TlsTest(unittest.TestCase):
+    """https:// and wss:// through rustls and the platform's trust store."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+        cls.proxy = TlsProxy(cls.server.url)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        cls.server.stop()
+
+    def setUp(self):
+        self.saved = os.environ.get("SSL_CERT_FILE")
+
+    def tearDown(self):
+        if self.saved is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = self.saved
+
+    def test_a_phone_logs_in_and_syncs_over_tls_with_a_trusted_ca(self):
+        # The trust store a Linux platform verifier reads; on a phone, the
+        # unit's CA installed in the system store.
+        os.environ["SSL_CERT_FILE"] = self.proxy.ca
+        for host in ["localhost", "127.0.0.1"]:
+            phone = Phone(self.proxy.url(host), "tls")
+            try:
+                self.assertEqual(phone.login().username, CADRE)
+                visit = phone.client.add_visit(home_visit("河湾村", "李桂兰", "经加密连接同步。"))
+                report = phone.sync()
+                self.assertGreater(report.documents_synced, 0)
+                self.assertEqual(report.changes_pending, 0)
+                self.assertIn(visit.id, phone.visit_ids())
+            finally:
+                phone.close()
+
+    def test_a_server_whose_certificate_is_not_trusted_is_refused(self):
+        os.environ["SSL_CERT_FILE"] = self.proxy.other_ca
+        phone = Phone(self.proxy.url(), "untrusted")
+        try:
+            with self.assertRaises(m.ClientError.Offline) as refused:
+                phone.login()
+            self.assertIn("certificate", str(refused.exception).lower())
+        finally:
+            phone.close()
 
 
 def main():

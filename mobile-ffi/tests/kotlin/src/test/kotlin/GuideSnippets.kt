@@ -19,12 +19,14 @@ object GuideSnippets {
         filesDir: File,
         serverUrl: String,
         installationId: String,
+        atRestKey: String,
         password: String,
     ): Pair<DiaryClient, Visit> {
         val client = DiaryClient.open(ClientConfig(
             dataDir = filesDir.resolve("diary").path,
             serverUrl = serverUrl,
             deviceId = installationId,          // a UUID made once per installation
+            atRestKey = atRestKey,              // see "The at-rest key"
         ))
         client.login("cadre01", password)       // suspend; stores the tokens
         val visit = client.addVisit(NewVisit(

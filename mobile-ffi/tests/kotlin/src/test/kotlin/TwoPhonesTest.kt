@@ -3,6 +3,7 @@
 
 import java.io.File
 import java.nio.file.Files
+import java.security.SecureRandom
 import java.util.UUID
 import java.util.concurrent.TimeUnit
 import kotlin.random.Random
@@ -159,7 +160,9 @@ class TwoPhonesTest {
         val dir = Files.createTempDirectory("kt-guide-").toFile()
         try {
             val (client, visit) = GuideSnippets.openLogInAndRecord(
-                dir, server.url, "guide-${UUID.randomUUID()}", DEMO_PASSWORD)
+                dir, server.url, "guide-${UUID.randomUUID()}",
+                ByteArray(32).also { SecureRandom().nextBytes(it) }.joinToString("") { "%02x".format(it) },
+                DEMO_PASSWORD)
             client.use {
                 assertEquals(GuideSnippets.WorkResult.SUCCESS, GuideSnippets.doWork(it))
                 assertEquals("柳树村三组", it.visit(visit.id).place)
