@@ -28,8 +28,13 @@ struct Running {
 
 impl Running {
     async fn start(store: Arc<dyn Store>) -> Self {
+        Self::start_with(store, |_| {}).await
+    }
+
+    async fn start_with(store: Arc<dyn Store>, configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config::for_tests(dir.path(), &[7; 32]);
+        let mut config = Config::for_tests(dir.path(), &[7; 32]);
+        configure(&mut config);
         server::seed_demo(store.as_ref(), "demo-pass")
             .await
             .expect("seed");
@@ -387,6 +392,80 @@ async fn a_device_cannot_alter_what_the_server_wrote(store: Arc<dyn Store>) {
     running.stop().await;
 }
 
+/// The server does not write a diary past the size the sync endpoint
+/// accepts: the action is refused (409) and nothing is stored.
+async fn a_full_diary_takes_no_more_supervision(store: Arc<dyn Store>) {
+    use rand::Rng;
+    use server::ledger::LedgerQuery;
+
+    server::seed_demo(store.as_ref(), "demo-pass")
+        .await
+        .expect("seed");
+    server::demo::seed_demo_records(store.as_ref())
+        .await
+        .expect("demo records");
+    let cadre = store
+        .get_user_by_username("cadre01")
+        .await
+        .expect("get")
+        .expect("cadre01");
+    let open = store
+        .query_ledger(&LedgerQuery {
+            owner_user_id: Some(cadre.id),
+            status: Some("open".to_owned()),
+            limit: 1,
+            ..LedgerQuery::default()
+        })
+        .await
+        .expect("ledger");
+    let item = open.items.first().expect("an open demo petition");
+    let doc: DocumentId = item.document_id.parse().expect("document id");
+    let stored = store
+        .load_document(&doc)
+        .await
+        .expect("load")
+        .expect("diary");
+    let size = stored.snapshot.as_ref().map_or(0, Vec::len)
+        + stored.chunks.iter().map(|c| c.data.len()).sum::<usize>();
+    let running = Running::start_with(store.clone(), |c| c.max_document_bytes = size + 1024).await;
+    let sup = running.token("sup-town1").await;
+    let mut rng = StdRng::seed_from_u64(95);
+    // Text that does not compress: 2,000 random CJK characters.
+    let note: String = (0..2000)
+        .map(|_| char::from_u32(rng.random_range(0x4E00..0x9FA5)).unwrap_or('督'))
+        .collect();
+    let (status, body) = running
+        .post(
+            &sup,
+            &format!("/api/v1/petitions/{}/supervise", item.id),
+            json!({ "note": note }),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("size limit")),
+        "{body}"
+    );
+    let after = store
+        .load_document(&doc)
+        .await
+        .expect("load")
+        .expect("diary");
+    assert_eq!(after.chunks.len(), stored.chunks.len(), "nothing stored");
+    // A short note still fits.
+    let (status, body) = running
+        .post(
+            &sup,
+            &format!("/api/v1/petitions/{}/supervise", item.id),
+            json!({ "note": "请抓紧办理。" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    running.stop().await;
+}
+
 /// Every supervision action, its errors, the audit log, and the person an
 /// item is reassigned or escalated to working on it through the API.
 async fn supervisors_act_and_assignees_work_through_the_api(store: Arc<dyn Store>) {
@@ -671,5 +750,6 @@ test_support::backends!(
     a_forged_sign_off_is_the_cadres_and_not_believed,
     a_device_cannot_write_with_the_servers_actor,
     a_device_cannot_alter_what_the_server_wrote,
+    a_full_diary_takes_no_more_supervision,
     supervisors_act_and_assignees_work_through_the_api,
 );

@@ -53,6 +53,7 @@ where
         + 'static,
 {
     let document_id = target.document_id;
+    tracing::Span::current().record("document_id", tracing::field::display(document_id));
     // The lock every sync merge of this document takes: nobody stores a
     // change to it between our load and our append.
     let guard = state.sync_hub.lock(document_id).await;
@@ -67,6 +68,7 @@ where
         .load_document(&document_id)
         .await?
         .ok_or(ActionError::NotFound)?;
+    let stored_bytes = documents::stored_size(Some(&stored));
     let attribution = Attribution::from_rows(&state.store.document_actors(&document_id).await?);
     let writer = Writer {
         username: acting.username.clone(),
@@ -82,6 +84,14 @@ where
     })
     .await??;
     let (chunk, ledger, actor, event_ids, kinds, after) = built;
+    // The sync endpoint refuses a document past this size; a diary the
+    // server filled up would stop syncing.
+    let limit = state.config.max_document_bytes;
+    if stored_bytes + chunk.len() > limit {
+        return Err(ActionError::State(format!(
+            "the diary has reached the size limit of {limit} bytes"
+        )));
+    }
     let write = DocumentWrite {
         document_id,
         create: None,

@@ -263,6 +263,7 @@ pub async fn get(
     ApiQuery(which): ApiQuery<Which>,
 ) -> Result<Json<PetitionDetail>, AppError> {
     let target = petitions::locate(state.store.as_ref(), &id, which.document_id.as_deref()).await?;
+    tracing::Span::current().record("document_id", tracing::field::display(target.document_id));
     let petition = row(&state, &target).await?;
     let may_see = match caller.role {
         _ if target.owner_user_id == caller.user_id || petition.responsible == caller.username => {
