@@ -80,6 +80,11 @@ impl Attribution {
         self.writers.get(actor)
     }
 
+    /// Whether the server wrote with any actor of the document.
+    pub fn has_server_writes(&self) -> bool {
+        self.writers.values().any(|w| w.via_server)
+    }
+
     /// Whether the server wrote with `actor` (on someone's behalf).
     pub fn is_server(&self, actor: &ActorId) -> bool {
         self.writers.get(actor).is_some_and(|w| w.via_server)

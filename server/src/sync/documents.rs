@@ -202,7 +202,9 @@ pub fn merge(
                     actor: actor.to_hex_string(),
                 });
             }
-            if alters_server_writes(&change, known) {
+            // Decoding every operation costs about what applying it did;
+            // a document the server never wrote into needs none of it.
+            if known.has_server_writes() && alters_server_writes(&change, known) {
                 return Err(MergeError::AltersServerWrites {
                     document,
                     change: change.hash().to_string(),
