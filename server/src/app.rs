@@ -19,6 +19,7 @@ use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::auth::JwtKeys;
+use crate::auth::limits::LoginLimits;
 use crate::config::{Config, ConfigError};
 use crate::error::{AppError, code_for_status, error_body};
 use crate::routes;
@@ -39,6 +40,8 @@ pub struct AppState {
     /// (`config.max_concurrent_merges` permits). The sync endpoint acquires
     /// one around each merge-and-store.
     pub merge_permits: Arc<Semaphore>,
+    /// Failed-login back-off and the bound on concurrent password checks.
+    pub login_limits: Arc<LoginLimits>,
     /// Fires when the server begins to shut down; long-lived handlers
     /// (WebSockets) watch it.
     pub shutdown: ShutdownSignal,
@@ -63,6 +66,7 @@ impl AppState {
         Ok(AppState {
             store,
             merge_permits: Arc::new(Semaphore::new(config.max_concurrent_merges)),
+            login_limits: Arc::new(LoginLimits::new(config.login_limits())),
             config: Arc::new(config),
             jwt: Arc::new(jwt),
             shutdown: ShutdownSignal::new(),

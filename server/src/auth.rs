@@ -10,6 +10,7 @@
 
 mod extract;
 pub mod jwt;
+pub mod limits;
 pub mod password;
 pub mod refresh;
 

@@ -54,6 +54,12 @@ pub mod env {
         "VISIT_DIARY_MAX_SYNC_CONNECTIONS_PER_ADDRESS";
     /// Documents one sync connection may ask about.
     pub const MAX_DOCUMENTS_PER_CONNECTION: &str = "VISIT_DIARY_MAX_DOCUMENTS_PER_CONNECTION";
+    /// Failed logins of one username before it backs off.
+    pub const LOGIN_FREE_FAILURES_PER_USER: &str = "VISIT_DIARY_LOGIN_FREE_FAILURES_PER_USER";
+    /// Failed logins from one address before it backs off.
+    pub const LOGIN_FREE_FAILURES_PER_ADDRESS: &str = "VISIT_DIARY_LOGIN_FREE_FAILURES_PER_ADDRESS";
+    /// Password checks (argon2) running at once.
+    pub const CONCURRENT_PASSWORD_CHECKS: &str = "VISIT_DIARY_CONCURRENT_PASSWORD_CHECKS";
 }
 
 /// Shortest JWT key accepted: HS256 wants at least as many key bytes as its
@@ -167,9 +173,26 @@ pub struct Config {
     /// database look-ups); past it the connection is closed with an error.
     /// A cadre has one diary a year and one contacts document.
     pub max_documents_per_connection: usize,
+    /// Failed logins of one username (known or not) before each further
+    /// failure locks it for twice as long as the last (1 s, 2 s, … 15 min).
+    pub login_free_failures_per_user: u32,
+    /// The same per client address; higher, as a village office shares one.
+    pub login_free_failures_per_address: u32,
+    /// Password checks (argon2: tens of ms and 19 MiB each) running at once;
+    /// a login that gets no turn within 2 s answers 503.
+    pub concurrent_password_checks: usize,
 }
 
 impl Config {
+    /// The login limits' settings.
+    pub fn login_limits(&self) -> crate::auth::limits::LoginLimitSettings {
+        crate::auth::limits::LoginLimitSettings {
+            free_failures_per_user: self.login_free_failures_per_user,
+            free_failures_per_address: self.login_free_failures_per_address,
+            concurrent_password_checks: self.concurrent_password_checks,
+        }
+    }
+
     /// Built-in defaults, with `data_dir` = `./data` and no JWT key.
     pub fn defaults() -> Self {
         let data_dir = PathBuf::from("./data");
@@ -193,6 +216,9 @@ impl Config {
             max_sync_connections_per_user: 8,
             max_sync_connections_per_address: 64,
             max_documents_per_connection: 1000,
+            login_free_failures_per_user: 5,
+            login_free_failures_per_address: 50,
+            concurrent_password_checks: 4,
         }
     }
 
@@ -317,6 +343,21 @@ impl Config {
                 file.sync.max_documents_per_connection,
                 defaults.max_documents_per_connection,
             )?,
+            login_free_failures_per_user: layer.parsed(
+                env::LOGIN_FREE_FAILURES_PER_USER,
+                file.auth.login_free_failures_per_user,
+                defaults.login_free_failures_per_user,
+            )?,
+            login_free_failures_per_address: layer.parsed(
+                env::LOGIN_FREE_FAILURES_PER_ADDRESS,
+                file.auth.login_free_failures_per_address,
+                defaults.login_free_failures_per_address,
+            )?,
+            concurrent_password_checks: layer.parsed(
+                env::CONCURRENT_PASSWORD_CHECKS,
+                file.auth.concurrent_password_checks,
+                defaults.concurrent_password_checks,
+            )?,
             data_dir,
         };
         config.validate()?;
@@ -349,6 +390,9 @@ impl Config {
             || self.max_documents_per_connection == 0
         {
             return invalid("sync connection and document limits must be positive");
+        }
+        if self.concurrent_password_checks == 0 {
+            return invalid("concurrent_password_checks must be positive");
         }
         if crate::store::backend_for_url(self.database_url.expose()).is_none() {
             return invalid("the database URL must start with sqlite: or postgres:");
@@ -599,6 +643,9 @@ struct AuthSection {
     audience: Option<String>,
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
+    login_free_failures_per_user: Option<u32>,
+    login_free_failures_per_address: Option<u32>,
+    concurrent_password_checks: Option<usize>,
 }
 
 impl fmt::Debug for AuthSection {
@@ -612,6 +659,18 @@ impl fmt::Debug for AuthSection {
             .field("audience", &self.audience)
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
+            .field(
+                "login_free_failures_per_user",
+                &self.login_free_failures_per_user,
+            )
+            .field(
+                "login_free_failures_per_address",
+                &self.login_free_failures_per_address,
+            )
+            .field(
+                "concurrent_password_checks",
+                &self.concurrent_password_checks,
+            )
             .finish()
     }
 }

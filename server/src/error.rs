@@ -46,6 +46,17 @@ pub enum AppError {
     /// A dependency (the database) is not usable right now.
     #[error("service unavailable")]
     Unavailable(#[source] BoxError),
+    /// Not now: too many attempts (429) or too busy (503); the answer says
+    /// when to try again (`Retry-After`).
+    #[error("{message}")]
+    RetryLater {
+        /// 429 or 503.
+        status: StatusCode,
+        /// Whole seconds to wait, at least 1.
+        retry_after_secs: u64,
+        /// Why.
+        message: String,
+    },
     /// A server fault. The cause is logged, never sent.
     #[error("internal error")]
     Internal(#[source] BoxError),
@@ -67,6 +78,7 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Rejected { status, .. } => *status,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::RetryLater { status, .. } => *status,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -120,7 +132,18 @@ impl IntoResponse for AppError {
             }
             other => other.to_string(),
         };
+        let retry_after = match &self {
+            AppError::RetryLater {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         let mut response = (status, Json(error_body(self.code(), &message))).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -36,6 +36,12 @@ pub const SYNC_CONNECTIONS_REFUSED_TOTAL: &str = "sync_connections_refused_total
 /// Sync connections closed because their session ended, by reason.
 pub const SYNC_SESSIONS_ENDED_TOTAL: &str = "sync_sessions_ended_total";
 
+/// Logins refused before their password was checked, by reason
+/// (`back_off`, `busy`).
+pub const LOGINS_REFUSED_TOTAL: &str = "logins_refused_total";
+/// Logins whose password (or username) was wrong.
+pub const LOGINS_FAILED_TOTAL: &str = "logins_failed_total";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The process-wide recorder's handle, installing the recorder on first use.
@@ -98,10 +104,19 @@ fn describe() {
         SYNC_RESTARTS_TOTAL,
         "Document syncs restarted after rounds without progress"
     );
+    metrics::describe_counter!(
+        LOGINS_REFUSED_TOTAL,
+        "Logins refused before the password was checked, by reason"
+    );
+    metrics::describe_counter!(
+        LOGINS_FAILED_TOTAL,
+        "Logins with a wrong username or password"
+    );
     // Register the series so they appear (at zero) before the first event.
     metrics::counter!(DB_ERRORS_TOTAL).absolute(0);
     metrics::counter!(SYNC_CHANGES_WAITING_TOTAL).absolute(0);
     metrics::counter!(SYNC_RESTARTS_TOTAL).absolute(0);
+    metrics::counter!(LOGINS_FAILED_TOTAL).absolute(0);
     metrics::gauge!(SYNC_CONNECTIONS).set(0.0);
 }
 
@@ -193,6 +208,16 @@ pub fn sync_connection_refused(whose: &'static str) {
 /// is one of a few fixed texts.
 pub fn sync_session_ended(reason: &'static str) {
     metrics::counter!(SYNC_SESSIONS_ENDED_TOTAL, "reason" => reason).increment(1);
+}
+
+/// Counts one login refused before its password was checked.
+pub fn login_refused(reason: &'static str) {
+    metrics::counter!(LOGINS_REFUSED_TOTAL, "reason" => reason).increment(1);
+}
+
+/// Counts one login with a wrong username or password.
+pub fn login_failed() {
+    metrics::counter!(LOGINS_FAILED_TOTAL).increment(1);
 }
 
 /// Counts one document sync restarted after rounds without progress.

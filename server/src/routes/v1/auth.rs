@@ -4,6 +4,8 @@
 //! `{"access_token", "refresh_token", "token_type": "Bearer", "expires_in"}`.
 //! Every outcome that matters is written to the audit log, failures included.
 
+use std::time::Instant;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
+use crate::auth::limits::{Refusal, audit_failure};
 use crate::auth::password::verify_password;
 use crate::auth::refresh::{
     RETRY_GRACE, hash_refresh_token, looks_like_refresh_token, new_family_id, new_refresh_token,
@@ -83,6 +86,13 @@ pub async fn login(
         )));
     }
 
+    // Before the database and the password: a locked name or address, and
+    // a full queue, cost nothing.
+    let limits = &state.login_limits;
+    limits
+        .check(&body.username, remote_addr.as_deref(), Instant::now())
+        .map_err(refused)?;
+    let turn = limits.password_check_turn().await.map_err(refused)?;
     let user = state.store.get_user_by_username(&body.username).await?;
     // Unknown and disabled users go through a dummy hash check too, so they
     // answer exactly like a wrong password, in about the same time.
@@ -93,23 +103,29 @@ pub async fn login(
     let matches = verify_password(body.password, stored_hash)
         .await
         .map_err(AppError::internal)?;
+    drop(turn);
     let now = Utc::now();
     let user = match user {
         Some(user) if matches => user,
         user => {
-            audit(
-                &state,
-                now,
-                user.as_ref().map(|u| u.id),
-                "auth.login_failed",
-                &body.username,
-                "",
-                remote_addr,
-            )
-            .await?;
+            let failures = limits.failed(&body.username, remote_addr.as_deref(), Instant::now());
+            crate::metrics::login_failed();
+            if audit_failure(failures, state.config.login_free_failures_per_user) {
+                audit(
+                    &state,
+                    now,
+                    user.as_ref().map(|u| u.id),
+                    "auth.login_failed",
+                    &body.username,
+                    &format!("failure {failures} in a row"),
+                    remote_addr,
+                )
+                .await?;
+            }
             return Err(AppError::Unauthorized(BAD_CREDENTIALS.to_owned()));
         }
     };
+    limits.succeeded(&body.username);
 
     let refresh = new_refresh_token();
     state
@@ -286,6 +302,29 @@ fn token_response(
         token_type: "Bearer",
         expires_in: state.jwt.access_ttl().as_secs(),
     })
+}
+
+/// The answer to a login that was not checked.
+fn refused(refusal: Refusal) -> AppError {
+    crate::metrics::login_refused(match refusal {
+        Refusal::BackOff(_) => "back_off",
+        Refusal::Busy => "busy",
+    });
+    match refusal {
+        Refusal::BackOff(wait) => {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            AppError::RetryLater {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                retry_after_secs: secs,
+                message: format!("too many failed logins; try again in {secs} s"),
+            }
+        }
+        Refusal::Busy => AppError::RetryLater {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            retry_after_secs: 1,
+            message: "too many logins at once; try again in a moment".to_owned(),
+        },
+    }
 }
 
 async fn audit(
