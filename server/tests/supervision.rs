@@ -466,6 +466,63 @@ async fn a_full_diary_takes_no_more_supervision(store: Arc<dyn Store>) {
     running.stop().await;
 }
 
+/// Record ids come from phones: when two diaries hold the same petition id
+/// the caller must say which (409 without `document_id`).
+async fn a_petition_id_in_two_diaries_needs_its_document(store: Arc<dyn Store>) {
+    let running = Running::start(store).await;
+    let mut rng = StdRng::seed_from_u64(96);
+    let mut phone = running.device("cadre01", "phone").await;
+    let petition = sync_core::fixtures::petition(&mut rng, EDIT_TIME, None);
+    let mut docs = Vec::new();
+    for _ in 0..2 {
+        let (doc, _) = phone.create_diary(&mut rng);
+        let am = phone.docs.remove(&doc).expect("doc");
+        let mut diary = DiaryDocument::from_automerge(am).expect("diary");
+        diary
+            .add_petition(&Edit::new("cadre01", EDIT_TIME), &petition)
+            .expect("petition");
+        phone.docs.insert(doc, diary.into_automerge());
+        docs.push(doc);
+    }
+    phone.sync().await;
+    let sup = running.token("sup-town1").await;
+    let pid = petition.id;
+    let (status, body) = running
+        .post(
+            &sup,
+            &format!("/api/v1/petitions/{pid}/supervise"),
+            json!({"note": "请核实"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("document_id")),
+        "{body}"
+    );
+    let (status, _) = running.get(&sup, &format!("/api/v1/petitions/{pid}")).await;
+    assert_eq!(status, 409);
+    let (status, body) = running
+        .post(
+            &sup,
+            &format!("/api/v1/petitions/{pid}/supervise?document_id={}", docs[1]),
+            json!({"note": "请核实"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["petition"]["document_id"], docs[1].to_string());
+    let (_, other) = running
+        .get(
+            &sup,
+            &format!("/api/v1/petitions/{pid}?document_id={}", docs[0]),
+        )
+        .await;
+    assert!(event(&other, "supervised").is_empty(), "{other}");
+    phone.close().await;
+    running.stop().await;
+}
+
 /// Every supervision action, its errors, the audit log, and the person an
 /// item is reassigned or escalated to working on it through the API.
 async fn supervisors_act_and_assignees_work_through_the_api(store: Arc<dyn Store>) {
@@ -751,5 +808,6 @@ test_support::backends!(
     a_device_cannot_write_with_the_servers_actor,
     a_device_cannot_alter_what_the_server_wrote,
     a_full_diary_takes_no_more_supervision,
+    a_petition_id_in_two_diaries_needs_its_document,
     supervisors_act_and_assignees_work_through_the_api,
 );
