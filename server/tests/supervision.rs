@@ -653,6 +653,12 @@ async fn supervisors_act_and_assignees_work_through_the_api(store: Arc<dyn Store
         .post(&sup, &path("assign"), json!({"to": "cadre02"}))
         .await;
     assert_eq!(status, 200, "{body}");
+    for bad in ["status=nope", "page=0", "per_page=500"] {
+        let (status, _) = running
+            .get(&cadre02, &format!("/api/v1/me/assigned?{bad}"))
+            .await;
+        assert_eq!(status, 400, "{bad}");
+    }
     let (_, mine) = running
         .get(&cadre02, "/api/v1/me/assigned?status=in_progress")
         .await;

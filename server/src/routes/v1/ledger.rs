@@ -138,6 +138,37 @@ pub(crate) fn entry(item: LedgerItem) -> LedgerEntry {
     }
 }
 
+/// 400 unless `status` is a known petition status (or absent).
+pub(crate) fn check_status(status: Option<&str>) -> Result<(), AppError> {
+    if let Some(s) = status {
+        s.parse::<PetitionStatus>()
+            .map_err(|_| AppError::BadRequest(format!("unknown status {s:?}")))?;
+    }
+    Ok(())
+}
+
+/// The `(limit, offset)` of a 1-based `page` of `per_page` rows (defaults:
+/// the first page of [`DEFAULT_PER_PAGE`]); 400 when out of range.
+pub(crate) fn page_window(
+    page: Option<u32>,
+    per_page: Option<u32>,
+) -> Result<(i64, i64), AppError> {
+    let page = page.unwrap_or(1);
+    if page == 0 {
+        return Err(AppError::BadRequest("page starts at 1".to_owned()));
+    }
+    let per_page = per_page.unwrap_or(DEFAULT_PER_PAGE);
+    if per_page == 0 || per_page > MAX_PER_PAGE {
+        return Err(AppError::BadRequest(format!(
+            "per_page must be between 1 and {MAX_PER_PAGE}"
+        )));
+    }
+    Ok((
+        i64::from(per_page),
+        i64::from(page - 1) * i64::from(per_page),
+    ))
+}
+
 /// Today's date in China, `YYYY-MM-DD`.
 pub(crate) fn china_today() -> Result<String, AppError> {
     Timestamp(Utc::now().timestamp_millis())
@@ -152,24 +183,12 @@ pub async fn list(
     caller: AuthUser,
     ApiQuery(params): ApiQuery<LedgerParams>,
 ) -> Result<Json<LedgerResponse>, AppError> {
-    if let Some(s) = &params.status {
-        s.parse::<PetitionStatus>()
-            .map_err(|_| AppError::BadRequest(format!("unknown status {s:?}")))?;
-    }
+    check_status(params.status.as_deref())?;
     if let Some(c) = &params.category {
         c.parse::<Category>()
             .map_err(|_| AppError::BadRequest(format!("unknown category {c:?}")))?;
     }
-    let page = params.page.unwrap_or(1);
-    if page == 0 {
-        return Err(AppError::BadRequest("page starts at 1".to_owned()));
-    }
-    let per_page = params.per_page.unwrap_or(DEFAULT_PER_PAGE);
-    if per_page == 0 || per_page > MAX_PER_PAGE {
-        return Err(AppError::BadRequest(format!(
-            "per_page must be between 1 and {MAX_PER_PAGE}"
-        )));
-    }
+    let (limit, offset) = page_window(params.page, params.per_page)?;
 
     let root = match &params.unit {
         None => caller.unit_id,
@@ -202,8 +221,8 @@ pub async fn list(
         today: china_today()?,
         overdue_only: params.overdue.unwrap_or(false),
         responsible: None,
-        limit: i64::from(per_page),
-        offset: i64::from(page - 1) * i64::from(per_page),
+        limit,
+        offset,
     };
     let found = state.store.query_ledger(&query).await?;
     Ok(Json(LedgerResponse {

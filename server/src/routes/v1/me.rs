@@ -12,9 +12,7 @@ use crate::auth::AuthUser;
 use crate::error::AppError;
 use crate::extract::ApiQuery;
 use crate::ledger::LedgerQuery;
-use crate::routes::v1::ledger::{
-    DEFAULT_PER_PAGE, LedgerResponse, MAX_PER_PAGE, china_today, entry,
-};
+use crate::routes::v1::ledger::{LedgerResponse, check_status, china_today, entry, page_window};
 use crate::store::{Role, StoredKind};
 
 /// Answer of `GET /api/v1/me`.
@@ -107,7 +105,7 @@ pub struct AssignedParams {
     pub status: Option<String>,
     /// 1-based page number.
     pub page: Option<u32>,
-    /// Page size, at most [`MAX_PER_PAGE`].
+    /// Page size, at most [`MAX_PER_PAGE`](crate::routes::v1::ledger::MAX_PER_PAGE).
     pub per_page: Option<u32>,
 }
 
@@ -118,26 +116,14 @@ pub async fn assigned(
     caller: AuthUser,
     ApiQuery(params): ApiQuery<AssignedParams>,
 ) -> Result<Json<LedgerResponse>, AppError> {
-    if let Some(s) = &params.status {
-        s.parse::<sync_core::records::petition::PetitionStatus>()
-            .map_err(|_| AppError::BadRequest(format!("unknown status {s:?}")))?;
-    }
-    let page = params.page.unwrap_or(1);
-    if page == 0 {
-        return Err(AppError::BadRequest("page starts at 1".to_owned()));
-    }
-    let per_page = params.per_page.unwrap_or(DEFAULT_PER_PAGE);
-    if per_page == 0 || per_page > MAX_PER_PAGE {
-        return Err(AppError::BadRequest(format!(
-            "per_page must be between 1 and {MAX_PER_PAGE}"
-        )));
-    }
+    check_status(params.status.as_deref())?;
+    let (limit, offset) = page_window(params.page, params.per_page)?;
     let query = LedgerQuery {
         responsible: Some(caller.username.clone()),
         status: params.status,
         today: china_today()?,
-        limit: i64::from(per_page),
-        offset: i64::from(page - 1) * i64::from(per_page),
+        limit,
+        offset,
         ..LedgerQuery::default()
     };
     let found = state.store.query_ledger(&query).await?;
