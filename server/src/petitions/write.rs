@@ -30,8 +30,6 @@ pub struct Acting {
 pub struct Written {
     /// The new events' ids, in the order written.
     pub event_ids: Vec<RecordId>,
-    /// The petition's believed state afterwards.
-    pub state: PetitionState,
 }
 
 /// Appends the events `decide` asks for to the petition `target`, as one
@@ -83,7 +81,7 @@ where
         move || write(&stored, petition_id, attribution, writer, now, decide)
     })
     .await??;
-    let (chunk, ledger, actor, event_ids, kinds, after) = built;
+    let (chunk, ledger, actor, event_ids, kinds) = built;
     // The sync endpoint refuses a document past this size; a diary the
     // server filled up would stop syncing.
     let limit = state.config.max_document_bytes;
@@ -134,21 +132,17 @@ where
             tracing::error!(document_id = %document_id, error = %crate::error::error_chain(&e), "audit row not written");
         }
     }
-    Ok(Written {
-        event_ids,
-        state: after,
-    })
+    Ok(Written { event_ids })
 }
 
 /// What [`write`] produced: the chunk to store, the document's ledger rows,
-/// the actor it wrote with, the events' ids and kinds, and the state after.
+/// the actor it wrote with, and the events' ids and kinds.
 type Built = (
     Vec<u8>,
     LedgerProjection,
     ActorId,
     Vec<RecordId>,
     Vec<PetitionEventKind>,
-    PetitionState,
 );
 
 /// Loads the stored diary, lets `decide` choose the events, writes them with
@@ -196,5 +190,5 @@ where
     }
     let chunk = diary.automerge().save_after(&heads);
     let ledger = LedgerProjection::of_diary(&diary, &attribution);
-    Ok((chunk, ledger, actor, event_ids, kinds, current))
+    Ok((chunk, ledger, actor, event_ids, kinds))
 }

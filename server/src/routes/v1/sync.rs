@@ -364,11 +364,12 @@ impl Connection {
         });
         // Whom the document's actors belong to, read under the document's
         // lock so that it matches what is stored.
+        // Only a message that carries changes needs it.
         let known = match &stored {
-            Some(_) => {
+            Some(_) if !message.changes.is_empty() => {
                 Attribution::from_rows(&self.state.store.document_actors(&document_id).await?)
             }
-            None => Attribution::default(),
+            _ => Attribution::default(),
         };
         let limits = PayloadLimits::new(max_document_bytes, self.state.config.max_nesting_depth);
         let mut conn = self.take_conn()?;
