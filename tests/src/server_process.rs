@@ -26,6 +26,8 @@ pub struct ServerProcess {
     // Dropped after the child is killed (fields drop after `Drop::drop`).
     database: Database,
     data_dir: tempfile::TempDir,
+    /// `VISIT_DIARY_*` settings given to the process (and to a restart).
+    settings: Vec<(String, String)>,
 }
 
 impl ServerProcess {
@@ -38,14 +40,25 @@ impl ServerProcess {
 
     /// As [`Self::start`], on the given backend.
     pub async fn start_on(database: Database) -> Self {
+        Self::start_with(database, &[]).await
+    }
+
+    /// As [`Self::start_on`], with configuration environment variables
+    /// (`VISIT_DIARY_…`) for the process.
+    pub async fn start_with(database: Database, settings: &[(&str, &str)]) -> Self {
         let data_dir = tempfile::tempdir().expect("temporary data directory");
         eprintln!("e2e: server on {}", database.describe());
-        let (child, addr) = spawn(data_dir.path(), database.url());
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let (child, addr) = spawn(data_dir.path(), database.url(), &settings);
         let server = ServerProcess {
             child,
             addr,
             database,
             data_dir,
+            settings,
         };
         server.wait_healthy().await;
         server
@@ -58,10 +71,15 @@ impl ServerProcess {
     pub async fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, addr) = spawn(self.data_dir.path(), self.database.url());
+        let (child, addr) = spawn(self.data_dir.path(), self.database.url(), &self.settings);
         self.child = child;
         self.addr = addr;
         self.wait_healthy().await;
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `host:port` of the server.
@@ -160,7 +178,11 @@ impl ServerProcess {
 /// Runs `server serve --demo --port 0 --data-dir <dir>` (with
 /// `DATABASE_URL=<database_url>` if given, else on SQLite in `dir`) and
 /// returns the child and the address its banner names.
-fn spawn(data_dir: &Path, database_url: Option<&str>) -> (Child, SocketAddr) {
+fn spawn(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    settings: &[(String, String)],
+) -> (Child, SocketAddr) {
     let bin = server_binary();
     // Appended to, so a restarted server's log follows the first one's.
     let log = std::fs::OpenOptions::new()
@@ -179,6 +201,7 @@ fn spawn(data_dir: &Path, database_url: Option<&str>) -> (Child, SocketAddr) {
     if let Some(url) = database_url {
         command.env("DATABASE_URL", url);
     }
+    command.envs(settings.iter().map(|(k, v)| (k, v)));
     let mut child = command
         .args(["serve", "--demo", "--port", "0", "--data-dir"])
         .arg(data_dir)

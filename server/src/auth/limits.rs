@@ -19,7 +19,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::Semaphore;
+
+use super::password::{PasswordCheckers, PasswordError};
 
 /// Failures further apart than this start counting again from zero.
 pub const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
@@ -134,6 +136,7 @@ pub struct LoginLimits {
     users: Table,
     addresses: Table,
     checks: Semaphore,
+    checkers: PasswordCheckers,
 }
 
 impl LoginLimits {
@@ -143,6 +146,7 @@ impl LoginLimits {
             users: Table::new(settings.free_failures_per_user),
             addresses: Table::new(settings.free_failures_per_address),
             checks: Semaphore::new(settings.concurrent_password_checks.max(1)),
+            checkers: PasswordCheckers::new(settings.concurrent_password_checks),
         }
     }
 
@@ -161,12 +165,17 @@ impl LoginLimits {
         }
     }
 
-    /// A turn at password checking, waiting up to [`QUEUE_WAIT`].
-    pub async fn password_check_turn(&self) -> Result<SemaphorePermit<'_>, Refusal> {
-        match tokio::time::timeout(QUEUE_WAIT, self.checks.acquire()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(Refusal::Busy),
-        }
+    /// Checks a password (see [`super::password::verify_password`]) once a
+    /// turn is free, waiting up to [`QUEUE_WAIT`] for one.
+    pub async fn check_password(
+        &self,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<Result<bool, PasswordError>, Refusal> {
+        let Ok(Ok(_turn)) = tokio::time::timeout(QUEUE_WAIT, self.checks.acquire()).await else {
+            return Err(Refusal::Busy);
+        };
+        Ok(self.checkers.verify(password, hash).await)
     }
 
     /// Records a failed login; returns the username's recent failure count.
@@ -287,8 +296,28 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_is_busy() {
         let l = limits();
-        let _held = l.password_check_turn().await.expect("first turn");
-        assert_eq!(l.password_check_turn().await.err(), Some(Refusal::Busy));
+        let _held = l.checks.acquire().await.expect("the only turn");
+        assert!(matches!(
+            l.check_password("x".to_owned(), None).await,
+            Err(Refusal::Busy)
+        ));
+    }
+
+    #[tokio::test]
+    async fn passwords_are_checked_on_the_checker_threads() {
+        let l = limits();
+        let hash = super::super::password::hash_password("right".to_owned())
+            .await
+            .expect("hash");
+        assert!(matches!(
+            l.check_password("right".to_owned(), Some(hash.clone()))
+                .await,
+            Ok(Ok(true))
+        ));
+        assert!(matches!(
+            l.check_password("wrong".to_owned(), Some(hash)).await,
+            Ok(Ok(false))
+        ));
     }
 
     #[test]

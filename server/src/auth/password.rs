@@ -4,9 +4,11 @@
 //! functions run on the blocking thread pool instead of stalling the async
 //! workers that serve everyone else.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::password_hash::phc::Output;
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher, Version};
 
 /// Why hashing failed (never because of a wrong password).
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +19,9 @@ pub enum PasswordError {
     /// The blocking task was cancelled or panicked.
     #[error("password hashing task failed")]
     Join(#[source] tokio::task::JoinError),
+    /// The checker thread is gone or the check panicked.
+    #[error("password check failed")]
+    Gone,
 }
 
 /// Hashes a password with argon2id (default parameters: m=19 MiB, t=2, p=1,
@@ -45,19 +50,131 @@ pub async fn verify_password(
     password: String,
     hash: Option<String>,
 ) -> Result<bool, PasswordError> {
-    tokio::task::spawn_blocking(move || {
-        let known = hash.is_some();
-        let hash = match hash {
-            Some(hash) => hash,
-            None => dummy_hash()?.to_owned(),
-        };
-        let matches = Argon2::default()
-            .verify_password(password.as_bytes(), hash.as_str())
-            .is_ok();
-        Ok(known && matches)
-    })
-    .await
-    .map_err(PasswordError::Join)?
+    tokio::task::spawn_blocking(move || verify_password_blocking(&password, hash))
+        .await
+        .map_err(PasswordError::Join)?
+}
+
+/// Synchronous form of [`verify_password`].
+pub fn verify_password_blocking(
+    password: &str,
+    hash: Option<String>,
+) -> Result<bool, PasswordError> {
+    let known = hash.is_some();
+    let hash = match hash {
+        Some(hash) => hash,
+        None => dummy_hash()?.to_owned(),
+    };
+    let matches = verify_reusing_memory(password.as_bytes(), &hash);
+    Ok(known && matches)
+}
+
+/// The most argon2 memory a stored hash may ask for (ours use 19 MiB); a
+/// hash asking for more is not ours and never matches.
+const MAX_MEMORY_KIB: u32 = 64 * 1024;
+
+thread_local! {
+    /// This thread's argon2 working memory, allocated once and reused:
+    /// allocating 19 MiB per check and freeing it left the C allocator
+    /// holding hundreds of megabytes after a burst of logins.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// argon2's `verify_password`, with the working memory of this thread.
+fn verify_reusing_memory(password: &[u8], phc: &str) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::new(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version {
+        Some(v) => Version::try_from(v),
+        None => Ok(Version::default()),
+    };
+    let (Ok(version), Ok(params)) = (version, Params::try_from(&hash)) else {
+        return false;
+    };
+    if params.m_cost() > MAX_MEMORY_KIB {
+        return false;
+    }
+    let mut out = vec![0u8; expected.len()];
+    let hashed = MEMORY.with_borrow_mut(|memory| {
+        let blocks = params.block_count();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::new());
+        }
+        Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(
+                password,
+                salt.as_ref(),
+                &mut out,
+                &mut memory[..blocks],
+            )
+            .is_ok()
+    });
+    // `Output`'s comparison is constant-time.
+    hashed && Output::new(&out).is_ok_and(|computed| &computed == expected)
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A few threads that do nothing but check passwords.
+///
+/// Not tokio's blocking pool: each check allocates 19 MiB, and the C
+/// allocator keeps freed memory in a per-thread arena, so checks spread over
+/// the blocking pool's many threads left hundreds of megabytes resident after
+/// a burst of logins even when only a few ran at once. On a fixed set of
+/// threads that memory is reused. The threads end when this is dropped.
+#[derive(Debug)]
+pub struct PasswordCheckers {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl PasswordCheckers {
+    /// Starts `threads` checker threads (at least one).
+    pub fn new(threads: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        for i in 0..threads.max(1) {
+            let queue = std::sync::Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-check-{i}"))
+                .spawn(move || {
+                    loop {
+                        let next = queue
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        let Ok(job) = next else { return };
+                        // A panicking check fails that login, not the thread.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-check thread");
+            }
+        }
+        PasswordCheckers { jobs }
+    }
+
+    /// [`verify_password`] on these threads.
+    pub async fn verify(
+        &self,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(verify_password_blocking(&password, hash));
+            }))
+            .map_err(|_| PasswordError::Gone)?;
+        rx.await.map_err(|_| PasswordError::Gone)?
+    }
 }
 
 /// Computes the dummy hash used for unknown users ahead of time, so the first

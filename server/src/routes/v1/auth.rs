@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
 use crate::auth::limits::{Refusal, audit_failure};
-use crate::auth::password::verify_password;
 use crate::auth::refresh::{
     RETRY_GRACE, hash_refresh_token, looks_like_refresh_token, new_family_id, new_refresh_token,
     successor_refresh_token,
@@ -92,7 +91,6 @@ pub async fn login(
     limits
         .check(&body.username, remote_addr.as_deref(), Instant::now())
         .map_err(refused)?;
-    let turn = limits.password_check_turn().await.map_err(refused)?;
     let user = state.store.get_user_by_username(&body.username).await?;
     // Unknown and disabled users go through a dummy hash check too, so they
     // answer exactly like a wrong password, in about the same time.
@@ -100,10 +98,11 @@ pub async fn login(
         .as_ref()
         .filter(|u| !u.disabled)
         .map(|u| u.password_hash.clone());
-    let matches = verify_password(body.password, stored_hash)
+    let matches = limits
+        .check_password(body.password, stored_hash)
         .await
+        .map_err(refused)?
         .map_err(AppError::internal)?;
-    drop(turn);
     let now = Utc::now();
     let user = match user {
         Some(user) if matches => user,
