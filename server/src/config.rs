@@ -40,6 +40,9 @@ pub mod env {
     pub const BODY_LIMIT_BYTES: &str = "VISIT_DIARY_BODY_LIMIT_BYTES";
     /// Time limit of one (non-WebSocket) HTTP request.
     pub const REQUEST_TIMEOUT_SECS: &str = "VISIT_DIARY_REQUEST_TIMEOUT_SECS";
+    /// Time a client has to send a request head (and the longest idle
+    /// keep-alive wait).
+    pub const HEADER_READ_TIMEOUT_SECS: &str = "VISIT_DIARY_HEADER_READ_TIMEOUT_SECS";
     /// Largest document the sync endpoint accepts.
     pub const MAX_DOCUMENT_BYTES: &str = "VISIT_DIARY_MAX_DOCUMENT_BYTES";
     /// How many document merges may run at once.
@@ -151,6 +154,11 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// Time limit of one HTTP request (not applied to the WebSocket route).
     pub request_timeout: Duration,
+    /// How long a client may take to send a request's head, from the moment
+    /// the server waits for it: on a new connection, and between requests on
+    /// a kept-alive one. Past it the connection is closed (slow or idle
+    /// clients cannot hold sockets).
+    pub header_read_timeout: Duration,
     /// Largest document (snapshot plus chunks) the sync endpoint accepts.
     pub max_document_bytes: usize,
     /// How many document merges may run at once (bounds CPU and memory).
@@ -209,6 +217,7 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             body_limit_bytes: 2 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(15),
             max_document_bytes: 32 * 1024 * 1024,
             max_concurrent_merges: 8,
             max_nesting_depth: 64,
@@ -308,6 +317,11 @@ impl Config {
                 file.server.request_timeout_secs,
                 defaults.request_timeout,
             )?,
+            header_read_timeout: layer.secs(
+                env::HEADER_READ_TIMEOUT_SECS,
+                file.server.header_read_timeout_secs,
+                defaults.header_read_timeout,
+            )?,
             max_document_bytes: layer.parsed(
                 env::MAX_DOCUMENT_BYTES,
                 file.sync.max_document_bytes,
@@ -379,7 +393,10 @@ impl Config {
         if self.body_limit_bytes == 0 || self.max_document_bytes == 0 {
             return invalid("size limits must be positive");
         }
-        if self.request_timeout.is_zero() || self.session_check.is_zero() {
+        if self.request_timeout.is_zero()
+            || self.session_check.is_zero()
+            || self.header_read_timeout.is_zero()
+        {
             return invalid("the request timeout and the session check interval must be positive");
         }
         if self.max_concurrent_merges == 0 || self.database_max_connections == 0 {
@@ -626,6 +643,7 @@ struct ServerSection {
     data_dir: Option<PathBuf>,
     body_limit_bytes: Option<usize>,
     request_timeout_secs: Option<u64>,
+    header_read_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,7 +1,6 @@
 //! Running the server: open the store, build the app, serve until shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,6 +103,7 @@ pub async fn serve_with_store(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let header_read_timeout = config.header_read_timeout;
     let state = AppState::new(store.clone(), config)?;
     let signal = state.shutdown.clone();
     let app = router(state);
@@ -120,14 +120,7 @@ pub async fn serve_with_store(
             signal.trigger();
         })
     };
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown({
-        let signal = signal.clone();
-        async move { signal.triggered().await }
-    });
+    let server = accept_loop(listener, app, header_read_timeout, signal.clone());
     let result = tokio::select! {
         result = server => result,
         () = async {
@@ -141,4 +134,82 @@ pub async fn serve_with_store(
     forward.abort();
     store.close().await;
     result.map_err(ServeError::Io)
+}
+
+/// Accepts connections and serves each as HTTP/1.1 until `signal` fires,
+/// then waits for the open ones to finish.
+///
+/// Not `axum::serve`, because it cannot bound how long a client takes to
+/// send its request head: a client that connects and sends nothing, or half
+/// its headers, or keeps an idle keep-alive connection, would hold a socket
+/// and a task forever. hyper's `header_read_timeout` runs from the moment
+/// the server waits for a request head, on a new connection and between
+/// requests alike; past it the connection is closed. HTTP/1.1 only: phones
+/// and the reverse proxies in front of this server speak it, and HTTP/2's
+/// protocol detection would read the first bytes without that timer.
+async fn accept_loop(
+    listener: TcpListener,
+    app: axum::Router,
+    header_read_timeout: Duration,
+    signal: crate::shutdown::ShutdownSignal,
+) -> std::io::Result<()> {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    // Each connection's task holds a sender; when all are dropped, every
+    // connection has finished.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    loop {
+        let (stream, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors or a connection reset before
+                    // it was accepted: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = signal.triggered() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = app.clone().map_request(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(addr));
+                request
+            },
+        );
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .serve_connection(
+                TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            )
+            .with_upgrades();
+        let signal = signal.clone();
+        let open = open.clone();
+        tokio::spawn(async move {
+            let _open = open;
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = signal.triggered() => {
+                    // Finish the request in flight, then close. An upgraded
+                    // WebSocket watches the same signal and closes itself.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    drop(open);
+    let _ = all_closed.recv().await;
+    Ok(())
 }

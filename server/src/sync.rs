@@ -9,7 +9,7 @@
 pub mod access;
 pub mod documents;
 pub mod hub;
-pub mod payload;
+pub use sync_core::protocol::payload;
 
 pub use access::decide_access;
 pub use documents::{MergeError, MergeOutcome};

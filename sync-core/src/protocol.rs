@@ -12,13 +12,15 @@
 //!
 //! Neither touches a socket or a database: they return messages to send, and
 //! the server side hands back received changes so the caller can store them
-//! durably *before* it asks for the reply.
+//! durably *before* it asks for the reply. [`payload::check`] is what a
+//! receiver runs on a message's changes before automerge sees them.
 
 mod access;
 mod client;
 mod doc_sync;
 mod error;
 mod message;
+pub mod payload;
 mod server;
 
 pub use access::{Access, AccessPolicy};

@@ -23,9 +23,9 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use sync_core::automerge::legacy::{ObjectId, OpType};
-use sync_core::automerge::sync;
-use sync_core::automerge::{ActorId, Automerge, Change, ReadDoc};
+use automerge::legacy::{ObjectId, OpType};
+use automerge::sync;
+use automerge::{ActorId, Automerge, Change, ReadDoc};
 
 /// The leading bytes of every automerge chunk.
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
@@ -290,8 +290,8 @@ fn existing_depth(doc: &Automerge, (counter, actor): &(u64, ActorId), limit: usi
 
 #[cfg(test)]
 mod tests {
-    use sync_core::automerge::transaction::Transactable;
-    use sync_core::automerge::{ObjType, ROOT};
+    use automerge::transaction::Transactable;
+    use automerge::{ObjType, ROOT};
 
     use super::*;
 
