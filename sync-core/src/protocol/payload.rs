@@ -178,7 +178,7 @@ fn split_chunks<'a>(
 }
 
 /// An unsigned LEB128 number and how many bytes it took.
-fn uleb128(bytes: &[u8]) -> Option<(u64, usize)> {
+pub(crate) fn uleb128(bytes: &[u8]) -> Option<(u64, usize)> {
     let mut value = 0u64;
     for (i, byte) in bytes.iter().take(10).enumerate() {
         value |= u64::from(byte & 0x7f).checked_shl(7 * u32::try_from(i).ok()?)?;
@@ -230,7 +230,7 @@ fn check_depth(doc: &Automerge, changes: &[Change], limit: usize) -> Result<(), 
     // Every object the changes create, and the object it is created in.
     let mut parent_of: HashMap<(u64, ActorId), ObjectId> = HashMap::new();
     for change in changes {
-        let expanded = change.decode();
+        let expanded = expand(change)?;
         let start = expanded.start_op.get();
         for (i, op) in expanded.operations.into_iter().enumerate() {
             if matches!(op.action, OpType::Make(_)) {
@@ -277,6 +277,16 @@ fn check_depth(doc: &Automerge, changes: &[Change], limit: usize) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// The change's operations spelled out. automerge 0.12 parses a change
+/// whose operations name an actor index past the change's actor table, then
+/// panics expanding it (it unwraps the actor lookup); such a change is
+/// refused here, before automerge applies it.
+fn expand(change: &Change) -> Result<automerge::ExpandedChange, PayloadError> {
+    std::panic::catch_unwind(|| change.decode()).map_err(|_| {
+        PayloadError::Malformed("an operation names an actor the change does not list".to_owned())
+    })
 }
 
 /// Depth of an object the document already has (0 if it has no such object:
@@ -418,5 +428,95 @@ mod tests {
             check(&Automerge::new(), &m, &limits()),
             Err(PayloadError::Malformed(_))
         ));
+    }
+
+    /// A change by actor B to a map actor A made, with A removed from the
+    /// change's table of other actors (length and checksum made right
+    /// again): its operation names actor index 1 in a table of one.
+    fn change_naming_a_missing_actor() -> Vec<u8> {
+        use sha2::{Digest, Sha256};
+
+        let mut a = Automerge::new().with_actor(ActorId::from([0xaa; 16].as_slice()));
+        let mut tx = a.transaction();
+        tx.put_object(ROOT, "m", ObjType::Map).expect("map");
+        tx.commit();
+        let mut b = a.fork().with_actor(ActorId::from([0xbb; 16].as_slice()));
+        let map = b.get(ROOT, "m").expect("get").expect("m").1;
+        let mut tx = b.transaction();
+        tx.put(&map, "k", 1).expect("put");
+        tx.commit();
+        let raw = b
+            .get_last_local_change()
+            .expect("change")
+            .raw_bytes()
+            .to_vec();
+
+        // magic 4 | checksum 4 | type 1 | uleb length | body
+        let (len, n) = uleb128(&raw[9..]).expect("length");
+        let body = &raw[9 + n..];
+        assert_eq!(body.len() as u64, len);
+        let mut at = 0;
+        let skip_uleb = |at: &mut usize| {
+            let (v, n) = uleb128(&body[*at..]).expect("uleb");
+            *at += n;
+            v
+        };
+        let deps = skip_uleb(&mut at);
+        at += 32 * deps as usize;
+        let actor_len = skip_uleb(&mut at);
+        at += actor_len as usize;
+        skip_uleb(&mut at); // seq
+        skip_uleb(&mut at); // start op
+        skip_uleb(&mut at); // time (one byte of sleb here, also valid uleb)
+        let message_len = skip_uleb(&mut at);
+        at += message_len as usize;
+        let others_at = at;
+        assert_eq!(skip_uleb(&mut at), 1, "one other actor: A");
+        let other_len = skip_uleb(&mut at);
+        at += other_len as usize;
+        let mut new_body = body[..others_at].to_vec();
+        new_body.push(0); // no other actors
+        new_body.extend_from_slice(&body[at..]);
+
+        let mut hashed = vec![raw[8]];
+        let mut length = new_body.len() as u64;
+        loop {
+            let byte = (length & 0x7f) as u8;
+            length >>= 7;
+            if length == 0 {
+                hashed.push(byte);
+                break;
+            }
+            hashed.push(byte | 0x80);
+        }
+        hashed.extend_from_slice(&new_body);
+        let checksum = Sha256::digest(&hashed);
+        let mut out = raw[..4].to_vec();
+        out.extend_from_slice(&checksum[..4]);
+        out.extend_from_slice(&hashed);
+        out
+    }
+
+    #[test]
+    fn a_change_naming_an_actor_it_does_not_list_is_refused_not_a_panic() {
+        let bytes = change_naming_a_missing_actor();
+        let change = Change::try_from(bytes.as_slice()).expect("automerge parses it");
+        // automerge itself panics expanding it (it unwraps the actor lookup).
+        let expanded = std::panic::catch_unwind(|| change.decode());
+        assert!(expanded.is_err(), "confirmed: decode() panics on it");
+
+        let doc = Automerge::new();
+        let message = sync::Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: vec![bytes].into(),
+            flags: None,
+            version: sync::MessageVersion::V1,
+        };
+        match check(&doc, &message, &limits()) {
+            Err(PayloadError::Malformed(reason)) => assert!(reason.contains("actor"), "{reason}"),
+            other => panic!("expected Malformed, got {other:?}"),
+        }
     }
 }

@@ -1,0 +1,72 @@
+//! A `sync` frame's automerge message as the server handles it: the
+//! protocol decodes it (`ServerConnection::handle`), `payload::check`
+//! measures its changes against a stored diary, and only then automerge
+//! applies them and the server answers. Nothing may panic: whatever a peer
+//! sends is refused with an error or merged.
+
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use sync_core::automerge::{ActorId, Automerge};
+use sync_core::protocol::payload::{self, PayloadLimits};
+use sync_core::protocol::{Access, Message, PROTOCOL_VERSION, ServerConnection, ServerStep};
+use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp, fixtures};
+
+const OWNER: &str = "cadre01";
+
+/// A diary with a few visits, saved once.
+fn stored_diary() -> &'static [u8] {
+    static SAVED: OnceLock<Vec<u8>> = OnceLock::new();
+    SAVED.get_or_init(|| {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let start = Timestamp::from_millis(1_780_000_000_000);
+        let mut diary =
+            DiaryDocument::create_shared(OWNER, 2026, ActorId::random()).expect("diary");
+        for i in 0..3 {
+            let at = Timestamp::from_millis(start.millis() + i * 60_000);
+            let visit = fixtures::visit(&mut rng, at, OWNER);
+            diary
+                .add_visit(&Edit::new(OWNER, at), &visit)
+                .expect("visit");
+        }
+        diary.into_automerge().save()
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let policy = |_: &DocumentId| Access::ReadWrite;
+    let mut conn = ServerConnection::new("server");
+    let join = Message::Join {
+        sender_id: "phone".to_owned(),
+        supported_protocol_versions: vec![PROTOCOL_VERSION.to_owned()],
+        metadata: None,
+    };
+    conn.handle(join, &policy).expect("handshake");
+    let frame = Message::Sync {
+        document_id: sync_core::diary_id(OWNER, 2026),
+        sender_id: "phone".to_owned(),
+        target_id: "server".to_owned(),
+        data: data.to_vec(),
+    };
+    let Ok(ServerStep::Sync {
+        document_id,
+        message,
+        is_request,
+        ..
+    }) = conn.handle(frame, &policy)
+    else {
+        return;
+    };
+    let mut doc = Automerge::load(stored_diary()).expect("the stored diary loads");
+    // The server's checks, at 1 MiB documents and depth 64.
+    if payload::check(&doc, &message, &PayloadLimits::new(1 << 20, 64)).is_err() {
+        return;
+    }
+    if conn.apply(&document_id, &mut doc, *message).is_err() {
+        return;
+    }
+    let _ = conn.reply(&document_id, &doc, is_request);
+});
