@@ -96,6 +96,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/me/documents", get(routes::v1::me::documents))
         .route("/api/v1/me/assigned", get(routes::v1::me::assigned))
         .route("/api/v1/ledger", get(routes::v1::ledger::list))
+        .route("/api/v1/visits", get(routes::v1::visits::list))
+        .route("/api/v1/cards", get(routes::v1::cards::list))
+        .route("/api/v1/devices", get(routes::v1::devices::list))
+        .route("/api/v1/stats", get(routes::v1::stats::get))
+        .route("/api/v1/lists", get(routes::v1::lists::get))
+        .route("/api/v1/audit", get(routes::v1::audit::list))
         .route("/api/v1/petitions/{id}", get(routes::v1::petitions::get))
         .route(
             "/api/v1/petitions/{id}/deadline",
@@ -141,7 +147,32 @@ pub fn router(state: AppState) -> Router {
         ));
 
     // Long-lived routes: no request timeout.
-    let untimed = Router::new().route("/api/v1/sync", get(routes::v1::sync::upgrade));
+    let untimed = Router::new()
+        .route("/api/v1/sync", get(routes::v1::sync::upgrade))
+        .route(
+            "/api/v1/ledger/export.xlsx",
+            get(routes::v1::exports::ledger_xlsx),
+        )
+        .route(
+            "/api/v1/ledger/export.csv",
+            get(routes::v1::exports::ledger_csv),
+        )
+        .route(
+            "/api/v1/exports/lists.xlsx",
+            get(routes::v1::exports::lists_xlsx),
+        )
+        .route(
+            "/api/v1/exports/lists.csv",
+            get(routes::v1::exports::lists_csv),
+        )
+        .route(
+            "/api/v1/exports/stats.xlsx",
+            get(routes::v1::exports::stats_xlsx),
+        )
+        .route(
+            "/api/v1/exports/stats.csv",
+            get(routes::v1::exports::stats_csv),
+        );
 
     let body_limit = state.config.body_limit_bytes;
     // Each `.layer` wraps everything before it, so the LAST one is the

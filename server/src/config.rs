@@ -189,6 +189,9 @@ pub struct Config {
     /// Password checks (argon2: tens of ms and 19 MiB each) running at once;
     /// a login that gets no turn within 2 s answers 503.
     pub concurrent_password_checks: usize,
+    /// Visit quotas per post and the feedback and satisfaction targets the
+    /// statistics measure against (`[quotas]`; see [`crate::stats::Quotas`]).
+    pub quotas: crate::stats::Quotas,
 }
 
 impl Config {
@@ -228,6 +231,7 @@ impl Config {
             login_free_failures_per_user: 5,
             login_free_failures_per_address: 50,
             concurrent_password_checks: 4,
+            quotas: crate::stats::Quotas::default(),
         }
     }
 
@@ -372,6 +376,7 @@ impl Config {
                 file.auth.concurrent_password_checks,
                 defaults.concurrent_password_checks,
             )?,
+            quotas: file.quotas,
             data_dir,
         };
         config.validate()?;
@@ -410,6 +415,9 @@ impl Config {
         }
         if self.concurrent_password_checks == 0 {
             return invalid("concurrent_password_checks must be positive");
+        }
+        if let Err(message) = self.quotas.check() {
+            return invalid(&message);
         }
         if crate::store::backend_for_url(self.database_url.expose()).is_none() {
             return invalid("the database URL must start with sqlite: or postgres:");
@@ -633,6 +641,8 @@ struct FileConfig {
     auth: AuthSection,
     #[serde(default)]
     sync: SyncSection,
+    #[serde(default)]
+    quotas: crate::stats::Quotas,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,7 +8,7 @@
 
 mod records;
 
-pub use records::{DemoRecordsError, DemoRecordsSummary, seed_demo_records};
+pub use records::{DEMO_POSTS, DemoRecordsError, DemoRecordsSummary, seed_demo_records};
 
 use crate::auth::password::{PasswordError, hash_password};
 use crate::store::{NewUnit, NewUser, Role, Store, StoreError, Unit};

@@ -14,8 +14,10 @@
 //! from the documents at any time.
 
 pub mod attribution;
+pub mod household;
 pub mod projection;
 pub mod rebuild;
+pub mod report;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -46,10 +48,57 @@ pub struct LedgerQuery {
     /// Only petitions this username is responsible for (whoever's diary
     /// they live in).
     pub responsible: Option<String>,
+    /// `Level::as_str`.
+    pub level: Option<String>,
+    /// Only petitions recorded at or after this instant.
+    pub created_from: Option<DateTime<Utc>>,
+    /// Only petitions recorded before this instant.
+    pub created_to: Option<DateTime<Utc>>,
+    /// Only petitions whose matter, applicant, address, responsible person
+    /// or feedback contains this text (taken literally).
+    pub text: Option<String>,
+    /// Only petitions still open or in progress.
+    pub unfinished_only: bool,
+    /// Only petitions last resolved at or after this instant.
+    pub resolved_from: Option<DateTime<Utc>>,
+    /// Only petitions last resolved before this instant.
+    pub resolved_to: Option<DateTime<Utc>>,
+    /// The order of the page.
+    pub sort: LedgerSort,
     /// Page size.
     pub limit: i64,
     /// Rows skipped.
     pub offset: i64,
+}
+
+/// The order of a ledger page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LedgerSort {
+    /// Newest first (the default).
+    #[default]
+    Newest,
+    /// Oldest first.
+    Oldest,
+    /// Soonest deadline first; items without one last.
+    Deadline,
+}
+
+impl LedgerSort {
+    /// The name used in the API and bound into the query.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerSort::Newest => "newest",
+            LedgerSort::Oldest => "oldest",
+            LedgerSort::Deadline => "deadline",
+        }
+    }
+
+    /// Parses [`Self::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        [LedgerSort::Newest, LedgerSort::Oldest, LedgerSort::Deadline]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
 }
 
 /// One page of petitions and the number matching in all.
@@ -74,10 +123,14 @@ pub struct LedgerItem {
     pub unit_name: String,
     /// Owner's username.
     pub owner: String,
+    /// Owner's display name.
+    pub owner_name: String,
     /// Applicant's name.
     pub applicant_name: String,
     /// Applicant's phone, unmasked (the API masks it).
     pub applicant_phone: Option<String>,
+    /// Applicant's address, unmasked.
+    pub applicant_address: Option<String>,
     /// The matter.
     pub matter: String,
     /// Category.
@@ -90,8 +143,16 @@ pub struct LedgerItem {
     pub deadline: Option<String>,
     /// Status.
     pub status: String,
+    /// Last feedback to the resident.
+    pub feedback: Option<String>,
+    /// `Satisfaction::as_str`.
+    pub satisfaction: Option<String>,
     /// When it was recorded.
     pub created_at: DateTime<Utc>,
+    /// Last resolution.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Its China date.
+    pub resolved_on: Option<String>,
     /// Number of events in its history.
     pub event_count: i64,
     /// Open or in progress with a deadline before the query's `today`; the

@@ -207,6 +207,47 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         petition_id: &str,
     ) -> StoreResult<Vec<crate::ledger::LedgerEvent>>;
 
+    /// Visit counts of a unit subtree and period, grouped by owner, by
+    /// owner's unit, or not at all.
+    async fn visit_counts(
+        &self,
+        query: &crate::ledger::report::ReportQuery,
+        grouping: crate::ledger::report::VisitGrouping,
+    ) -> StoreResult<Vec<crate::ledger::report::VisitCounts>>;
+
+    /// Counts of the petitions recorded in a unit subtree and period, per
+    /// owner, category, status and level.
+    async fn petition_counts(
+        &self,
+        query: &crate::ledger::report::ReportQuery,
+    ) -> StoreResult<Vec<crate::ledger::report::PetitionCounts>>;
+
+    /// One page of ledger visits, newest first, and the total matching.
+    async fn query_visits(
+        &self,
+        query: &crate::ledger::report::RecordQuery,
+    ) -> StoreResult<(Vec<crate::ledger::report::VisitItem>, i64)>;
+
+    /// One page of ledger service cards, newest first, and the total matching.
+    async fn query_cards(
+        &self,
+        query: &crate::ledger::report::RecordQuery,
+    ) -> StoreResult<(Vec<crate::ledger::report::CardItem>, i64)>;
+
+    /// The devices that synced for users of a unit subtree (optionally one
+    /// user), each with its last sync.
+    async fn list_devices(
+        &self,
+        root_unit_id: i64,
+        user_id: Option<i64>,
+    ) -> StoreResult<Vec<crate::ledger::report::DeviceRow>>;
+
+    /// Every user's recorded post (which sets their visit quota).
+    async fn user_posts(&self) -> StoreResult<Vec<(i64, String)>>;
+
+    /// Records a user's post.
+    async fn set_user_post(&self, user_id: i64, post: &str) -> StoreResult<()>;
+
     // ----- sync states -----
 
     /// The sync state saved at a device's last connection for a document
@@ -237,6 +278,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// The newest `limit` audit rows, newest first.
     async fn list_audit(&self, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+
+    /// Audit rows newest first: of `action` if given, older than
+    /// `before_id` if given, at most `limit`.
+    async fn query_audit(
+        &self,
+        action: Option<&str>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>>;
 }
 
 /// Options for opening a store.

@@ -474,6 +474,7 @@ async fn duplicate_ids_do_not_fail_the_write(store: Arc<dyn Store>) {
         feedback: None,
         satisfaction: None,
         resolved_at: None,
+        resolved_on: None,
         closed_at: None,
         deleted: false,
         event_count: 0,

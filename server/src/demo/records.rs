@@ -55,6 +55,11 @@ pub struct DemoRecordsSummary {
 pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, DemoRecordsError> {
     let mut summary = DemoRecordsSummary::default();
     let now = Utc::now();
+    for &(username, post) in DEMO_POSTS {
+        if let Some(user) = store.get_user_by_username(username).await? {
+            store.set_user_post(user.id, post.as_str()).await?;
+        }
+    }
     let cadres = DEMO_USERS.iter().filter(|u| u.2 == Role::Cadre).enumerate();
     for (index, &(username, _, _, unit_code)) in cadres {
         let Some(user) = store.get_user_by_username(username).await? else {
@@ -169,7 +174,10 @@ fn build(
             d.and_utc().timestamp_millis() - 8 * 3600 * 1000
         });
     let start = year_start.max(now - 300 * DAY_MS);
-    let end = (now - DAY_MS).max(start + 1);
+    // Some cadres have gone quiet: nothing in the last 45 days, so the
+    // statistics of the last month show them (and village 4) as 零战果.
+    let quiet = QUIET_CADRES.contains(&index);
+    let end = (now - if quiet { 45 } else { 1 } * DAY_MS).max(start + 1);
     let at = |ms: i64| Edit::new(cadre, Timestamp(ms));
     // The supervisor's events are the server's changes for them, made with
     // an actor of their own, as the supervision API makes them.
@@ -185,8 +193,19 @@ fn build(
         .collect();
     times.sort_unstable();
     let mut visits: Vec<Visit> = Vec::new();
-    for t in times {
-        let v = fixtures::visit(&mut rng, Timestamp(t), cadre);
+    for (n, t) in times.into_iter().enumerate() {
+        let mut v = fixtures::visit(&mut rng, Timestamp(t), cadre);
+        // Every fifth visit goes back to a household visited before (回访),
+        // so distinct households are fewer than visits.
+        if n % 5 == 4
+            && let Some(earlier) = visits
+                .iter()
+                .rev()
+                .find(|e| e.subject.kind == sync_core::records::visit::SubjectKind::Household)
+        {
+            v.kind = sync_core::records::visit::VisitKind::FollowUp;
+            v.subject = earlier.subject.clone();
+        }
         let id = diary.add_visit(&at(t), &v)?;
         if let Some(v) = diary.visit(id) {
             visits.push(v);
@@ -208,6 +227,7 @@ fn build(
             &authors,
             Scenario::nth(n),
             wanted,
+            Followed::of_cadre(index),
         )?;
     }
 
@@ -228,6 +248,42 @@ fn build(
         contacts_id,
         contacts,
     })
+}
+
+/// Indexes (in `DEMO_USERS`' cadres) of the cadres with nothing in the
+/// last 45 days: cadre06 and all of village 4 (cadre10 to cadre12).
+const QUIET_CADRES: [usize; 4] = [5, 9, 10, 11];
+
+/// The demo's posts (`user_posts`), which set each cadre's quota; the
+/// others are 包村干部.
+pub const DEMO_POSTS: &[(&str, crate::stats::Post)] = &[
+    ("cadre01", crate::stats::Post::VillageLeader),
+    ("cadre07", crate::stats::Post::VillageLeader),
+    ("cadre04", crate::stats::Post::VillageHead),
+    ("cadre10", crate::stats::Post::VillageHead),
+];
+
+/// What happens after a demo cadre's plain "resolved" item, so feedback and
+/// satisfaction rates differ between cadres (some below the targets of 90 %
+/// and 95 %, some above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Followed {
+    /// No feedback yet (feedback rate 3 of 4).
+    NotYet,
+    /// Feedback given, rated dissatisfied (satisfaction 3 of 4).
+    Dissatisfied,
+    /// Feedback given, rated satisfied (both 100 %).
+    Satisfied,
+}
+
+impl Followed {
+    fn of_cadre(index: usize) -> Self {
+        match index % 4 {
+            1 => Followed::Dissatisfied,
+            2 => Followed::Satisfied,
+            _ => Followed::NotYet,
+        }
+    }
 }
 
 /// The device id the demo's cadre changes are recorded as sent from.
@@ -416,6 +472,7 @@ fn add_petition(
     authors: &Authors<'_>,
     scenario: Scenario,
     wanted: Category,
+    followed: Followed,
 ) -> Result<(), DocumentError> {
     let now = authors.now;
     // Raised in the last visit at or before that time (or the first visit).
@@ -454,7 +511,36 @@ fn add_petition(
         Edit::new(who, Timestamp(ms.min(now)))
     };
     let pid = diary.add_petition(&edit(By::Cadre, created), &p)?;
-    for (days, by, kind) in scenario.events(authors.supervisor, now) {
+    let mut events = scenario.events(authors.supervisor, now);
+    if scenario == Scenario::Resolved {
+        let feedback = || PetitionEventKind::FeedbackGiven {
+            note: "已电话告知群众办理结果。".to_owned(),
+        };
+        match followed {
+            Followed::NotYet => {}
+            Followed::Dissatisfied => {
+                events.push((14, By::Cadre, feedback()));
+                events.push((
+                    14,
+                    By::Cadre,
+                    PetitionEventKind::Rated {
+                        satisfaction: Satisfaction::Dissatisfied,
+                    },
+                ));
+            }
+            Followed::Satisfied => {
+                events.push((14, By::Cadre, feedback()));
+                events.push((
+                    14,
+                    By::Cadre,
+                    PetitionEventKind::Rated {
+                        satisfaction: Satisfaction::Satisfied,
+                    },
+                ));
+            }
+        }
+    }
+    for (days, by, kind) in events {
         let at = edit(by, created + days * DAY_MS);
         let actor = match by {
             By::Cadre => &authors.cadre_actor,

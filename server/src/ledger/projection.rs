@@ -16,6 +16,7 @@ use sync_core::timestamp::format_date;
 use sync_core::{ContactsDocument, DiaryDocument, DocumentKind, Timestamp};
 
 use super::attribution::{Attribution, EventJudgement, believed_state, judged_events};
+use super::household::household_key;
 
 /// Why a document has no projection.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,8 @@ pub struct VisitRow {
     pub subject_kind: String,
     /// Household, enterprise or unit visited.
     pub subject_name: String,
+    /// The household it counts towards (see [`household_key`]).
+    pub household_key: String,
     /// Sorted tags joined by commas.
     pub tags: String,
     /// Money handed over, in fen.
@@ -108,6 +111,8 @@ pub struct PetitionRow {
     pub satisfaction: Option<String>,
     /// Last resolution time.
     pub resolved_at: Option<DateTime<Utc>>,
+    /// Its China date, `YYYY-MM-DD` (compared with `deadline` for "on time").
+    pub resolved_on: Option<String>,
     /// Closure (销号) time.
     pub closed_at: Option<DateTime<Utc>>,
     /// Tombstoned.
@@ -255,6 +260,11 @@ fn visit_row(v: &Visit) -> VisitRow {
         place: v.place.clone(),
         subject_kind: v.subject.kind.as_str().to_owned(),
         subject_name: v.subject.name.clone(),
+        household_key: household_key(
+            v.subject.kind.as_str(),
+            &v.subject.name,
+            v.subject.address.as_deref(),
+        ),
         tags: v.tags.iter().cloned().collect::<Vec<_>>().join(","),
         aid_money_fen: v.aid.money_fen,
         aid_goods: v.aid.goods.clone(),
@@ -285,6 +295,7 @@ fn petition_row(p: &Petition) -> PetitionRow {
         feedback: s.feedback.clone(),
         satisfaction: s.satisfaction.map(|x| x.as_str().to_owned()),
         resolved_at: s.resolved_at.map(time),
+        resolved_on: s.resolved_at.and_then(|t| t.china_date()).map(format_date),
         closed_at: s.closed_at.map(time),
         deleted: p.deleted.is_some(),
         event_count: i64::try_from(p.events.len()).unwrap_or(i64::MAX),

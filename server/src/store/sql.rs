@@ -24,6 +24,10 @@ use super::{
 };
 use sync_core::DocumentId;
 
+use crate::ledger::report::{
+    CardItem, DeviceRow, PetitionCounts, RecordQuery, ReportQuery, VisitCounts, VisitGrouping,
+    VisitItem,
+};
 use crate::ledger::{LedgerEvent, LedgerItem, LedgerPage, LedgerProjection, LedgerQuery};
 
 // Column lists as macros so `concat!` can build `&'static str` queries (sqlx
@@ -122,6 +126,12 @@ where
     for<'r> (Option<Vec<u8>>,): FromRow<'r, DB::Row>,
     for<'r> (DateTime<Utc>,): FromRow<'r, DB::Row>,
     for<'r> (Option<String>,): FromRow<'r, DB::Row>,
+    for<'r> (i64, String): FromRow<'r, DB::Row>,
+    for<'r> VisitCounts: FromRow<'r, DB::Row>,
+    for<'r> PetitionCounts: FromRow<'r, DB::Row>,
+    for<'r> VisitItem: FromRow<'r, DB::Row>,
+    for<'r> CardItem: FromRow<'r, DB::Row>,
+    for<'r> DeviceRow: FromRow<'r, DB::Row>,
 {
     pub(super) async fn create_unit(pool: &Pool<DB>, unit: NewUnit) -> StoreResult<Unit> {
         Ok(sqlx::query_as::<DB, Unit>(concat!(
@@ -670,10 +680,9 @@ where
         today: &str,
     ) -> StoreResult<Option<LedgerItem>> {
         Ok(sqlx::query_as::<DB, LedgerItem>(concat!(
-            "SELECT p.id, p.document_id, un.code AS unit_code, un.name AS unit_name,
-                    us.username AS owner, p.applicant_name, p.applicant_phone, p.matter,
-                    p.category, p.level, p.responsible, p.deadline, p.status, p.created_at,
-                    p.event_count, ",
+            "SELECT ",
+            ledger_item_cols!(),
+            ", ",
             petition_overdue!("$3"),
             " AS overdue
              FROM ledger_petitions p
@@ -772,8 +781,10 @@ where
             sqlx::query::<DB>(
                 "INSERT INTO ledger_visits (document_id, id, owner_user_id, unit_id, kind, at,
                      place, subject_kind, subject_name, tags, aid_money_fen, aid_goods,
-                     resolved_on_spot, petition_count, created_at, created_by, deleted)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                     resolved_on_spot, petition_count, created_at, created_by, deleted,
+                     household_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                     $18)
                  ON CONFLICT DO NOTHING",
             )
             .bind(document_id)
@@ -793,6 +804,7 @@ where
             .bind(v.created_at)
             .bind(&v.created_by)
             .bind(v.deleted)
+            .bind(&v.household_key)
             .execute(&mut *conn)
             .await?;
         }
@@ -801,9 +813,9 @@ where
                 "INSERT INTO ledger_petitions (document_id, id, visit_id, owner_user_id,
                      unit_id, applicant_name, applicant_phone, applicant_address, matter, category,
                      created_at, created_by, status, responsible, level, deadline, feedback,
-                     satisfaction, resolved_at, closed_at, deleted, event_count)
+                     satisfaction, resolved_at, closed_at, deleted, event_count, resolved_on)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                     $18, $19, $20, $21, $22)
+                     $18, $19, $20, $21, $22, $23)
                  ON CONFLICT DO NOTHING",
             )
             .bind(document_id)
@@ -828,6 +840,7 @@ where
             .bind(p.closed_at)
             .bind(p.deleted)
             .bind(p.event_count)
+            .bind(&p.resolved_on)
             .execute(&mut *conn)
             .await?;
         }
@@ -883,6 +896,240 @@ where
         Ok(())
     }
 
+    /// Visit counts of `q`, grouped as `grouping` says.
+    pub(super) async fn visit_counts(
+        pool: &Pool<DB>,
+        q: &ReportQuery,
+        grouping: VisitGrouping,
+    ) -> StoreResult<Vec<VisitCounts>> {
+        let sql = match grouping {
+            VisitGrouping::Owner => {
+                visit_counts_sql!("v.owner_user_id", " GROUP BY v.owner_user_id")
+            }
+            VisitGrouping::Unit => visit_counts_sql!("v.unit_id", " GROUP BY v.unit_id"),
+            VisitGrouping::All => visit_counts_sql!("CAST(0 AS BIGINT)", ""),
+        };
+        Ok(sqlx::query_as::<DB, VisitCounts>(sql)
+            .bind(q.root_unit_id)
+            .bind(q.owner_user_id)
+            .bind(q.from)
+            .bind(q.to)
+            .fetch_all(pool)
+            .await?)
+    }
+
+    /// Petition counts of `q` (petitions recorded in its period) per owner,
+    /// category, status and level.
+    pub(super) async fn petition_counts(
+        pool: &Pool<DB>,
+        q: &ReportQuery,
+    ) -> StoreResult<Vec<PetitionCounts>> {
+        Ok(sqlx::query_as::<DB, PetitionCounts>(concat!(
+            subtree_cte!(),
+            "SELECT p.owner_user_id, p.unit_id, p.category, p.status, p.level,
+                    COUNT(*) AS petitions,
+                    CAST(COALESCE(SUM(CASE WHEN ",
+            petition_overdue!("$5"),
+            " THEN 1 ELSE 0 END), 0) AS BIGINT) AS overdue,
+                    CAST(COALESCE(SUM(CASE WHEN p.status IN ('resolved', 'closed')
+                        AND p.deadline IS NOT NULL AND p.resolved_on IS NOT NULL
+                        AND p.resolved_on <= p.deadline THEN 1 ELSE 0 END), 0) AS BIGINT) AS on_time,
+                    CAST(COALESCE(SUM(CASE WHEN p.status IN ('resolved', 'closed')
+                        AND p.deadline IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT)
+                        AS done_with_deadline,
+                    CAST(COALESCE(SUM(CASE WHEN p.status IN ('resolved', 'closed')
+                        AND p.feedback IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT)
+                        AS done_with_feedback,
+                    CAST(COALESCE(SUM(CASE WHEN p.satisfaction IS NOT NULL THEN 1 ELSE 0 END), 0)
+                        AS BIGINT) AS rated,
+                    CAST(COALESCE(SUM(CASE WHEN p.satisfaction IN ('satisfied', 'basically_satisfied')
+                        THEN 1 ELSE 0 END), 0) AS BIGINT) AS satisfied
+             FROM ledger_petitions p
+             WHERE NOT p.deleted AND p.unit_id IN (SELECT id FROM sub)
+               AND (CAST($2 AS BIGINT) IS NULL OR p.owner_user_id = $2)
+               AND p.created_at >= $3 AND p.created_at < $4
+             GROUP BY p.owner_user_id, p.unit_id, p.category, p.status, p.level
+             ORDER BY p.owner_user_id, p.category, p.status, p.level"
+        ))
+        .bind(q.root_unit_id)
+        .bind(q.owner_user_id)
+        .bind(q.from)
+        .bind(q.to)
+        .bind(q.today.as_str())
+        .fetch_all(pool)
+        .await?)
+    }
+
+    /// One page of visits matching `q`, newest first, and their total.
+    pub(super) async fn query_visits(
+        pool: &Pool<DB>,
+        q: &RecordQuery,
+    ) -> StoreResult<(Vec<VisitItem>, i64)> {
+        const FILTER: &str = " FROM ledger_visits v
+              JOIN units un ON un.id = v.unit_id
+              JOIN users us ON us.id = v.owner_user_id
+              WHERE NOT v.deleted AND v.unit_id IN (SELECT id FROM sub)
+                AND (CAST($2 AS BIGINT) IS NULL OR v.owner_user_id = $2)
+                AND (CAST($3 AS TIMESTAMPTZ) IS NULL OR v.at >= $3)
+                AND (CAST($4 AS TIMESTAMPTZ) IS NULL OR v.at < $4)
+                AND (CAST($5 AS TEXT) IS NULL OR v.kind = $5)
+                AND (CAST($6 AS TEXT) IS NULL OR v.place LIKE $6 ESCAPE '\\'
+                     OR v.subject_name LIKE $6 ESCAPE '\\')";
+        let text = q.text.as_deref().map(like_pattern);
+        let mut tx = pool.begin().await?;
+        let total = sqlx::query_scalar::<DB, i64>(sqlx::AssertSqlSafe(format!(
+            "{}SELECT COUNT(*){FILTER}",
+            subtree_cte!()
+        )))
+        .bind(q.root_unit_id)
+        .bind(q.owner_user_id)
+        .bind(q.from)
+        .bind(q.to)
+        .bind(&q.kind)
+        .bind(&text)
+        .fetch_one(&mut *tx)
+        .await?;
+        let items = sqlx::query_as::<DB, VisitItem>(sqlx::AssertSqlSafe(format!(
+            "{}SELECT v.id, v.document_id, us.username AS owner, un.code AS unit_code,
+                     un.name AS unit_name, v.kind, v.at, v.place, v.subject_kind, v.subject_name,
+                     v.household_key, v.tags, v.aid_money_fen, v.aid_goods, v.resolved_on_spot,
+                     v.petition_count{FILTER}
+              ORDER BY v.at DESC, v.document_id, v.id LIMIT $7 OFFSET $8",
+            subtree_cte!()
+        )))
+        .bind(q.root_unit_id)
+        .bind(q.owner_user_id)
+        .bind(q.from)
+        .bind(q.to)
+        .bind(&q.kind)
+        .bind(&text)
+        .bind(q.limit)
+        .bind(q.offset)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((items, total))
+    }
+
+    /// One page of service cards matching `q`, newest first, and their total.
+    pub(super) async fn query_cards(
+        pool: &Pool<DB>,
+        q: &RecordQuery,
+    ) -> StoreResult<(Vec<CardItem>, i64)> {
+        const FILTER: &str = " FROM ledger_cards c
+              JOIN units un ON un.id = c.unit_id
+              JOIN users us ON us.id = c.owner_user_id
+              WHERE NOT c.deleted AND c.unit_id IN (SELECT id FROM sub)
+                AND (CAST($2 AS BIGINT) IS NULL OR c.owner_user_id = $2)
+                AND (CAST($3 AS TIMESTAMPTZ) IS NULL OR c.handed_over_at >= $3)
+                AND (CAST($4 AS TIMESTAMPTZ) IS NULL OR c.handed_over_at < $4)
+                AND (CAST($5 AS TEXT) IS NULL OR c.resident LIKE $5 ESCAPE '\\'
+                     OR COALESCE(c.address, '') LIKE $5 ESCAPE '\\'
+                     OR COALESCE(c.household, '') LIKE $5 ESCAPE '\\')";
+        let text = q.text.as_deref().map(like_pattern);
+        let mut tx = pool.begin().await?;
+        let total = sqlx::query_scalar::<DB, i64>(sqlx::AssertSqlSafe(format!(
+            "{}SELECT COUNT(*){FILTER}",
+            subtree_cte!()
+        )))
+        .bind(q.root_unit_id)
+        .bind(q.owner_user_id)
+        .bind(q.from)
+        .bind(q.to)
+        .bind(&text)
+        .fetch_one(&mut *tx)
+        .await?;
+        let items = sqlx::query_as::<DB, CardItem>(sqlx::AssertSqlSafe(format!(
+            "{}SELECT c.id, c.document_id, us.username AS owner, un.code AS unit_code, c.resident,
+                     c.phone, c.address, c.household, c.handed_over_at, c.pairing_role,
+                     c.pairing_needy, c.follow_ups{FILTER}
+              ORDER BY c.handed_over_at DESC, c.document_id, c.id LIMIT $6 OFFSET $7",
+            subtree_cte!()
+        )))
+        .bind(q.root_unit_id)
+        .bind(q.owner_user_id)
+        .bind(q.from)
+        .bind(q.to)
+        .bind(&text)
+        .bind(q.limit)
+        .bind(q.offset)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((items, total))
+    }
+
+    /// Devices of users whose unit lies in `root`'s subtree (optionally one
+    /// user), with their last sync, by user then device.
+    pub(super) async fn list_devices(
+        pool: &Pool<DB>,
+        root: i64,
+        user_id: Option<i64>,
+    ) -> StoreResult<Vec<DeviceRow>> {
+        Ok(sqlx::query_as::<DB, DeviceRow>(concat!(
+            subtree_cte!(),
+            "SELECT s.user_id, s.device_id, MAX(s.updated_at) AS last_sync,
+                    COUNT(DISTINCT s.document_id) AS documents
+             FROM sync_states s JOIN users us ON us.id = s.user_id
+             WHERE us.unit_id IN (SELECT id FROM sub)
+               AND (CAST($2 AS BIGINT) IS NULL OR s.user_id = $2)
+             GROUP BY s.user_id, s.device_id
+             ORDER BY s.user_id, s.device_id"
+        ))
+        .bind(root)
+        .bind(user_id)
+        .fetch_all(pool)
+        .await?)
+    }
+
+    /// Every recorded post (`user_posts`): user id and post.
+    pub(super) async fn user_posts(pool: &Pool<DB>) -> StoreResult<Vec<(i64, String)>> {
+        Ok(sqlx::query_as::<DB, (i64, String)>(
+            "SELECT user_id, post FROM user_posts ORDER BY user_id",
+        )
+        .fetch_all(pool)
+        .await?)
+    }
+
+    /// Sets (replaces) a user's post.
+    pub(super) async fn set_user_post(
+        pool: &Pool<DB>,
+        user_id: i64,
+        post: &str,
+    ) -> StoreResult<()> {
+        sqlx::query::<DB>(
+            "INSERT INTO user_posts (user_id, post) VALUES ($1, $2)
+             ON CONFLICT (user_id) DO UPDATE SET post = excluded.post",
+        )
+        .bind(user_id)
+        .bind(post)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Audit rows, newest first: at most `limit`, older than `before_id`,
+    /// of `action` (exact) if given.
+    pub(super) async fn query_audit(
+        pool: &Pool<DB>,
+        action: Option<&str>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        Ok(sqlx::query_as::<DB, AuditEntry>(
+            "SELECT id, at, user_id, action, target, detail, remote_addr
+             FROM audit_log
+             WHERE (CAST($1 AS TEXT) IS NULL OR action = $1)
+               AND (CAST($2 AS BIGINT) IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(action.map(str::to_owned))
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
+    }
+
     /// One page of ledger petitions matching `q` and their total, read in
     /// one transaction. `sql` is [`ledger_query_sql!`] with the backend's
     /// test of `$1`, to which `unit_ids` (the backend's spelling of
@@ -896,6 +1143,7 @@ where
     where
         U: for<'q> Encode<'q, DB> + Type<DB> + Send + Sync + 'static,
     {
+        let text = q.text.as_deref().map(like_pattern);
         let mut tx = pool.begin().await?;
         let total: i64 = sqlx::query_scalar::<DB, i64>(sql.count)
             .bind(&unit_ids)
@@ -905,6 +1153,13 @@ where
             .bind(q.overdue_only)
             .bind(&q.today)
             .bind(&q.responsible)
+            .bind(&q.level)
+            .bind(q.created_from)
+            .bind(q.created_to)
+            .bind(&text)
+            .bind(q.unfinished_only)
+            .bind(q.resolved_from)
+            .bind(q.resolved_to)
             .fetch_one(&mut *tx)
             .await?;
         let items = sqlx::query_as::<DB, LedgerItem>(sql.page)
@@ -915,6 +1170,14 @@ where
             .bind(q.overdue_only)
             .bind(&q.today)
             .bind(&q.responsible)
+            .bind(&q.level)
+            .bind(q.created_from)
+            .bind(q.created_to)
+            .bind(&text)
+            .bind(q.unfinished_only)
+            .bind(q.resolved_from)
+            .bind(q.resolved_to)
+            .bind(q.sort.as_str())
             .bind(q.limit)
             .bind(q.offset)
             .fetch_all(&mut *tx)
@@ -935,16 +1198,89 @@ pub(super) struct CompactSql {
     pub(super) delete: &'static str,
 }
 
+/// A `LIKE` pattern that finds `text` anywhere, its own `%`, `_` and `\`
+/// taken literally (the statements say `ESCAPE '\'`).
+pub(super) fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
+
+/// `sub(id)`: the unit bound to `$1` and every unit below it.
+macro_rules! subtree_cte {
+    () => {
+        "WITH RECURSIVE sub(id) AS (
+             SELECT id FROM units WHERE id = $1
+             UNION ALL
+             SELECT u.id FROM units u JOIN sub ON u.parent_id = sub.id
+         ) "
+    };
+}
+pub(super) use subtree_cte;
+
+/// The visit counts of `$1`'s subtree, owner `$2` (or all), at in `[$3,
+/// $4)`, keyed and grouped as given.
+macro_rules! visit_counts_sql {
+    ($key:literal, $group:literal) => {
+        concat!(
+            $crate::store::sql::subtree_cte!(),
+            "SELECT ",
+            $key,
+            " AS key, COUNT(*) AS visits,
+                COUNT(DISTINCT CASE WHEN v.subject_kind = 'household' THEN v.household_key END)
+                    AS households,
+                COUNT(DISTINCT CASE WHEN v.subject_kind = 'enterprise' THEN v.household_key END)
+                    AS enterprises,
+                CAST(COALESCE(SUM(CASE WHEN v.kind = 'follow_up' THEN 1 ELSE 0 END), 0) AS BIGINT)
+                    AS follow_ups,
+                CAST(COALESCE(SUM(CASE WHEN v.tags LIKE '%needy%' THEN 1 ELSE 0 END), 0) AS BIGINT)
+                    AS needy_visits,
+                CAST(COALESCE(SUM(CASE WHEN v.tags LIKE '%key_person%' THEN 1 ELSE 0 END), 0)
+                    AS BIGINT) AS key_person_visits,
+                CAST(COALESCE(SUM(v.aid_money_fen), 0) AS BIGINT) AS aid_money_fen,
+                CAST(COALESCE(SUM(CASE WHEN v.aid_money_fen > 0 OR v.aid_goods <> '' THEN 1 ELSE 0 END),
+                    0) AS BIGINT) AS aided_visits,
+                CAST(COALESCE(SUM(v.resolved_on_spot), 0) AS BIGINT) AS resolved_on_spot
+             FROM ledger_visits v
+             WHERE NOT v.deleted AND v.unit_id IN (SELECT id FROM sub)
+               AND (CAST($2 AS BIGINT) IS NULL OR v.owner_user_id = $2)
+               AND v.at >= $3 AND v.at < $4",
+            $group
+        )
+    };
+}
+pub(super) use visit_counts_sql;
+
+/// The columns of a [`LedgerItem`] but its `overdue`, from `ledger_petitions
+/// p`, `units un` and `users us` (the owner).
+macro_rules! ledger_item_cols {
+    () => {
+        "p.id, p.document_id, un.code AS unit_code, un.name AS unit_name,
+         us.username AS owner, us.display_name AS owner_name, p.applicant_name,
+         p.applicant_phone, p.applicant_address, p.matter, p.category, p.level,
+         p.responsible, p.deadline, p.status, p.feedback, p.satisfaction, p.created_at,
+         p.resolved_at, p.resolved_on, p.event_count"
+    };
+}
+pub(super) use ledger_item_cols;
 
 /// The two statements of a ledger query: the count and the page.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct LedgerSql {
     /// `SELECT COUNT(*)` of every matching petition.
     pub(super) count: &'static str,
-    /// One page of them, newest first; `LIMIT $8 OFFSET $9`.
+    /// One page of them in the order `$15` names; `LIMIT $16 OFFSET $17`.
     pub(super) page: &'static str,
 }
 
@@ -973,14 +1309,19 @@ macro_rules! ledger_query_sql {
         $crate::store::sql::LedgerSql {
             count: concat!("SELECT COUNT(*)", $crate::store::sql::ledger_query_sql!(@filter $unit_filter)),
             page: concat!(
-                "SELECT p.id, p.document_id, un.code AS unit_code, un.name AS unit_name,
-                        us.username AS owner, p.applicant_name, p.applicant_phone, p.matter,
-                        p.category, p.level, p.responsible, p.deadline, p.status, p.created_at,
-                        p.event_count, ",
+                "SELECT ",
+                $crate::store::sql::ledger_item_cols!(),
+                ", ",
                 $crate::store::sql::petition_overdue!("$6"),
                 " AS overdue",
                 $crate::store::sql::ledger_query_sql!(@filter $unit_filter),
-                " ORDER BY p.created_at DESC, p.document_id, p.id LIMIT $8 OFFSET $9"
+                // `$15` picks the order; ties and the default are newest first.
+                " ORDER BY
+                    CASE WHEN $15 = 'deadline' THEN (CASE WHEN p.deadline IS NULL THEN 1 ELSE 0 END) END,
+                    CASE WHEN $15 = 'deadline' THEN p.deadline END,
+                    CASE WHEN $15 = 'oldest' THEN p.created_at END,
+                    p.created_at DESC, p.document_id, p.id
+                  LIMIT $16 OFFSET $17"
             ),
         }
     };
@@ -997,6 +1338,17 @@ macro_rules! ledger_query_sql {
                 AND (CAST($3 AS TEXT) IS NULL OR p.status = $3)
                 AND (CAST($4 AS TEXT) IS NULL OR p.category = $4)
                 AND (CAST($7 AS TEXT) IS NULL OR p.responsible = $7)
+                AND (CAST($8 AS TEXT) IS NULL OR p.level = $8)
+                AND (CAST($9 AS TIMESTAMPTZ) IS NULL OR p.created_at >= $9)
+                AND (CAST($10 AS TIMESTAMPTZ) IS NULL OR p.created_at < $10)
+                AND (CAST($11 AS TEXT) IS NULL OR p.matter LIKE $11 ESCAPE '\\'
+                     OR p.applicant_name LIKE $11 ESCAPE '\\'
+                     OR p.responsible LIKE $11 ESCAPE '\\'
+                     OR COALESCE(p.applicant_address, '') LIKE $11 ESCAPE '\\'
+                     OR COALESCE(p.feedback, '') LIKE $11 ESCAPE '\\')
+                AND (NOT $12 OR p.status IN ('open', 'in_progress'))
+                AND (CAST($13 AS TIMESTAMPTZ) IS NULL OR p.resolved_at >= $13)
+                AND (CAST($14 AS TIMESTAMPTZ) IS NULL OR p.resolved_at < $14)
                 AND (NOT $5 OR ",
             $crate::store::sql::petition_overdue!("$6"),
             ")"

@@ -2,41 +2,58 @@
 //!
 //! Visibility: a cadre sees the petitions in their own documents; a
 //! supervisor or admin sees those whose owner's unit lies in their unit's
-//! subtree. `unit` narrows to a unit's subtree and must itself lie within
-//! the caller's unit, otherwise 403.
+//! subtree (see [`Scope`]). `unit` and `cadre` narrow that and must lie
+//! within it, otherwise 403. Phone and ID numbers are masked as
+//! [`crate::personal`] says.
 
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sync_core::Timestamp;
-use sync_core::records::petition::{Category, Level, PetitionStatus};
+use sync_core::records::petition::{Category, Level, PetitionStatus, Satisfaction};
 use sync_core::timestamp::format_date;
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::AppError;
 use crate::extract::ApiQuery;
-use crate::ledger::{LedgerItem, LedgerQuery};
-use crate::store::Role;
+use crate::ledger::{LedgerItem, LedgerQuery, LedgerSort};
+use crate::personal::Viewer;
+use crate::scope::{Scope, period};
 
 /// Default page size.
 pub const DEFAULT_PER_PAGE: u32 = 50;
 /// Largest page size.
 pub const MAX_PER_PAGE: u32 = 200;
 
-/// Query string of `GET /api/v1/ledger`.
+/// Query string of `GET /api/v1/ledger` (and of its exports).
 #[derive(Debug, Default, Deserialize)]
 pub struct LedgerParams {
     /// Unit code; only petitions of that unit's subtree.
     pub unit: Option<String>,
+    /// Username; only petitions in that cadre's documents.
+    pub cadre: Option<String>,
+    /// Username; only petitions that person is responsible for.
+    pub responsible: Option<String>,
     /// `open`, `in_progress`, `resolved` or `closed`.
     pub status: Option<String>,
     /// `cadre_conduct`, `practical_difficulty`, `work_shortcoming` or
     /// `development_suggestion`.
     pub category: Option<String>,
+    /// `village`, `town` or `county`.
+    pub level: Option<String>,
     /// `true`: only petitions past their deadline and not yet resolved.
     pub overdue: Option<bool>,
+    /// `YYYY-MM-DD` (China date): only petitions recorded on or after it.
+    pub from: Option<String>,
+    /// `YYYY-MM-DD` (China date): only petitions recorded on or before it.
+    pub to: Option<String>,
+    /// Text found in the matter, applicant, address, responsible person or
+    /// feedback.
+    pub q: Option<String>,
+    /// `newest` (default), `oldest` or `deadline`.
+    pub sort: Option<String>,
     /// 1-based page number.
     pub page: Option<u32>,
     /// Page size, at most [`MAX_PER_PAGE`].
@@ -65,11 +82,16 @@ pub struct LedgerEntry {
     pub unit_name: String,
     /// Owner's username.
     pub owner: String,
+    /// Owner's name.
+    pub owner_name: String,
     /// Applicant's name.
     pub applicant_name: String,
-    /// Applicant's phone, masked (`138****5678`).
+    /// Applicant's phone, masked (`138****5678`) unless the caller may see
+    /// it (see [`crate::personal`]).
     pub applicant_phone: Option<String>,
-    /// The matter.
+    /// Applicant's address, numbers in it masked likewise.
+    pub applicant_address: Option<String>,
+    /// The matter (numbers in it masked likewise).
     pub matter: String,
     /// Category code.
     pub category: String,
@@ -89,23 +111,21 @@ pub struct LedgerEntry {
     pub status_zh: String,
     /// Past its deadline today (China date) and not resolved or closed.
     pub overdue: bool,
+    /// Last feedback to the resident (numbers masked likewise).
+    pub feedback: Option<String>,
+    /// The resident's rating code.
+    pub satisfaction: Option<String>,
+    /// The rating in Chinese.
+    pub satisfaction_zh: Option<String>,
     /// When it was recorded.
     pub created_at: DateTime<Utc>,
+    /// When it was last resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Resolved on or before its deadline (`None` while unresolved or
+    /// without a deadline).
+    pub resolved_on_time: Option<bool>,
     /// Number of events in its history.
     pub event_count: i64,
-}
-
-/// Masks a phone number for display: `13812345678` → `138****5678`.
-/// Everyone sees the masked form for now; per-role unmasking comes with the
-/// exports, which decide who may see personal data.
-pub fn mask_phone(phone: &str) -> String {
-    let chars: Vec<char> = phone.chars().collect();
-    if chars.len() < 8 {
-        return "****".to_owned();
-    }
-    let head: String = chars[..3].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}****{tail}")
 }
 
 fn label<T: std::str::FromStr>(code: &str, label: impl Fn(T) -> &'static str) -> String {
@@ -114,26 +134,49 @@ fn label<T: std::str::FromStr>(code: &str, label: impl Fn(T) -> &'static str) ->
         .unwrap_or_default()
 }
 
-pub(crate) fn entry(item: LedgerItem) -> LedgerEntry {
+/// Whether a ledger row was resolved by its deadline (both China dates).
+pub(crate) fn resolved_on_time(item: &LedgerItem) -> Option<bool> {
+    match (&item.resolved_on, &item.deadline) {
+        (Some(done), Some(deadline)) => Some(done <= deadline),
+        _ => None,
+    }
+}
+
+/// A ledger row as `viewer` may see it.
+pub(crate) fn entry(item: LedgerItem, viewer: &Viewer) -> LedgerEntry {
+    let whole = viewer.sees_whole(&item.owner, Some(&item.responsible));
     LedgerEntry {
         category_zh: label(&item.category, Category::label_zh),
         level_zh: label(&item.level, Level::label_zh),
         status_zh: label(&item.status, PetitionStatus::label_zh),
+        satisfaction_zh: item
+            .satisfaction
+            .as_deref()
+            .map(|s| label(s, Satisfaction::label_zh)),
+        resolved_on_time: resolved_on_time(&item),
         overdue: item.overdue,
+        applicant_phone: viewer.phone(item.applicant_phone.as_deref(), whole),
+        applicant_address: item
+            .applicant_address
+            .as_deref()
+            .map(|a| viewer.text(a, whole)),
+        matter: viewer.text(&item.matter, whole),
+        feedback: item.feedback.as_deref().map(|f| viewer.text(f, whole)),
         id: item.id,
         document_id: item.document_id,
         unit_code: item.unit_code,
         unit_name: item.unit_name,
         owner: item.owner,
+        owner_name: item.owner_name,
         applicant_name: item.applicant_name,
-        applicant_phone: item.applicant_phone.as_deref().map(mask_phone),
-        matter: item.matter,
         category: item.category,
         level: item.level,
         responsible: item.responsible,
         deadline: item.deadline,
         status: item.status,
+        satisfaction: item.satisfaction,
         created_at: item.created_at,
+        resolved_at: item.resolved_at,
         event_count: item.event_count,
     }
 }
@@ -142,7 +185,7 @@ pub(crate) fn entry(item: LedgerItem) -> LedgerEntry {
 pub(crate) fn check_status(status: Option<&str>) -> Result<(), AppError> {
     if let Some(s) = status {
         s.parse::<PetitionStatus>()
-            .map_err(|_| AppError::BadRequest(format!("unknown status {s:?}")))?;
+            .map_err(|_| AppError::BadRequest(format!("status: unknown status {s:?}")))?;
     }
     Ok(())
 }
@@ -177,77 +220,87 @@ pub(crate) fn china_today() -> Result<String, AppError> {
         .ok_or_else(|| AppError::internal("clock out of range"))
 }
 
-/// Lists the ledger's petitions the caller may see, newest first.
+/// The ledger query `params` ask for within the caller's reach (paging
+/// aside: the caller sets `limit` and `offset`).
+pub(crate) async fn ledger_query(
+    state: &AppState,
+    caller: &AuthUser,
+    params: &LedgerParams,
+) -> Result<LedgerQuery, AppError> {
+    check_status(params.status.as_deref())?;
+    if let Some(c) = &params.category {
+        c.parse::<Category>()
+            .map_err(|_| AppError::BadRequest(format!("category: unknown category {c:?}")))?;
+    }
+    if let Some(l) = &params.level {
+        l.parse::<Level>()
+            .map_err(|_| AppError::BadRequest(format!("level: unknown level {l:?}")))?;
+    }
+    let sort = match params.sort.as_deref() {
+        None => LedgerSort::Newest,
+        Some(s) => LedgerSort::parse(s).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "sort: unknown order {s:?} (newest, oldest or deadline)"
+            ))
+        })?,
+    };
+    let (created_from, created_to) = period(params.from.as_deref(), params.to.as_deref())?;
+    let text = params
+        .q
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(str::to_owned);
+    if text.as_ref().is_some_and(|q| q.chars().count() > 100) {
+        return Err(AppError::BadRequest("q: at most 100 characters".to_owned()));
+    }
+    let scope = Scope::resolve(
+        state,
+        caller,
+        params.unit.as_deref(),
+        params.cadre.as_deref(),
+    )
+    .await?;
+    // A cadre without `unit` reads their own petitions wherever their
+    // documents' rows say they are; everyone else reads a subtree.
+    let unit_ids = match (caller.role, &params.unit) {
+        (crate::store::Role::Cadre, None) => None,
+        _ => Some(scope.unit_ids()),
+    };
+    Ok(LedgerQuery {
+        unit_ids,
+        owner_user_id: scope.owner_user_id,
+        status: params.status.clone(),
+        category: params.category.clone(),
+        level: params.level.clone(),
+        responsible: params.responsible.clone(),
+        today: china_today()?,
+        overdue_only: params.overdue.unwrap_or(false),
+        created_from,
+        created_to,
+        text,
+        sort,
+        ..LedgerQuery::default()
+    })
+}
+
+/// Lists the ledger's petitions the caller may see, filtered, sorted and
+/// paged.
 pub async fn list(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiQuery(params): ApiQuery<LedgerParams>,
 ) -> Result<Json<LedgerResponse>, AppError> {
-    check_status(params.status.as_deref())?;
-    if let Some(c) = &params.category {
-        c.parse::<Category>()
-            .map_err(|_| AppError::BadRequest(format!("unknown category {c:?}")))?;
-    }
     let (limit, offset) = page_window(params.page, params.per_page)?;
-
-    let root = match &params.unit {
-        None => caller.unit_id,
-        Some(code) => {
-            // An unknown unit and a unit outside the caller's subtree look
-            // the same.
-            let forbidden = || AppError::Forbidden(format!("unit {code:?} is not within yours"));
-            let unit = state
-                .store
-                .get_unit_by_code(code)
-                .await?
-                .ok_or_else(forbidden)?;
-            if !state.store.is_unit_within(unit.id, caller.unit_id).await? {
-                return Err(forbidden());
-            }
-            unit.id
-        }
-    };
-    let (unit_ids, owner_user_id) = match caller.role {
-        Role::Cadre if params.unit.is_none() => (None, Some(caller.user_id)),
-        Role::Cadre => (Some(subtree(&state, root).await?), Some(caller.user_id)),
-        Role::Supervisor | Role::Admin => (Some(subtree(&state, root).await?), None),
-    };
-
     let query = LedgerQuery {
-        unit_ids,
-        owner_user_id,
-        status: params.status,
-        category: params.category,
-        today: china_today()?,
-        overdue_only: params.overdue.unwrap_or(false),
-        responsible: None,
         limit,
         offset,
+        ..ledger_query(&state, &caller, &params).await?
     };
     let found = state.store.query_ledger(&query).await?;
+    let viewer = Viewer::of(&caller);
     Ok(Json(LedgerResponse {
-        items: found.items.into_iter().map(entry).collect(),
+        items: found.items.into_iter().map(|i| entry(i, &viewer)).collect(),
         total: found.total,
     }))
-}
-
-async fn subtree(state: &AppState, root: i64) -> Result<Vec<i64>, AppError> {
-    Ok(state
-        .store
-        .unit_subtree(root)
-        .await?
-        .iter()
-        .map(|u| u.id)
-        .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phones_are_masked() {
-        assert_eq!(mask_phone("13812345678"), "138****5678");
-        assert_eq!(mask_phone("123"), "****");
-    }
 }

@@ -128,7 +128,11 @@ pub async fn assigned(
     };
     let found = state.store.query_ledger(&query).await?;
     Ok(Json(LedgerResponse {
-        items: found.items.into_iter().map(entry).collect(),
+        items: found
+            .items
+            .into_iter()
+            .map(|i| entry(i, &crate::personal::Viewer::of(&caller)))
+            .collect(),
         total: found.total,
     }))
 }

@@ -28,6 +28,7 @@ use crate::auth::AuthUser;
 use crate::error::AppError;
 use crate::extract::{ApiJson, ApiQuery, ClientAddr};
 use crate::ledger::LedgerEvent;
+use crate::personal::Viewer;
 use crate::petitions::{self, Acting, ActionError, Reach, Target, append_events, next_level};
 use crate::routes::v1::ledger::{LedgerEntry, china_today, entry};
 use crate::store::Role;
@@ -184,23 +185,28 @@ fn acting(caller: &AuthUser, addr: ClientAddr) -> Acting {
 }
 
 /// The ledger row of `target` as the caller sees it.
-async fn row(state: &AppState, target: &Target) -> Result<LedgerEntry, AppError> {
+async fn row(
+    state: &AppState,
+    caller: &AuthUser,
+    target: &Target,
+) -> Result<LedgerEntry, AppError> {
     let today = china_today()?;
     let item = state
         .store
         .ledger_petition(&target.document_id, &target.petition_id.to_string(), &today)
         .await?
         .ok_or(AppError::NotFound)?;
-    Ok(entry(item))
+    Ok(entry(item, &Viewer::of(caller)))
 }
 
 async fn respond(
     state: &AppState,
+    caller: &AuthUser,
     target: &Target,
     written: petitions::write::Written,
 ) -> Result<Json<ActionResponse>, AppError> {
     Ok(Json(ActionResponse {
-        petition: row(state, target).await?,
+        petition: row(state, caller, target).await?,
         event_ids: written.event_ids.iter().map(ToString::to_string).collect(),
     }))
 }
@@ -225,7 +231,7 @@ where
     let target = petitions::locate(state.store.as_ref(), id, which.document_id.as_deref()).await?;
     let reach = Reach::of_supervisor(state.store.as_ref(), caller, &target).await?;
     let written = append_events(state, &target, &acting(caller, addr), decide(reach)).await?;
-    respond(state, &target, written).await
+    respond(state, caller, &target, written).await
 }
 
 /// The responsible person's own work: locate, write if the caller is the
@@ -250,7 +256,7 @@ async fn as_responsible(
         Ok(kinds)
     })
     .await?;
-    respond(state, &target, written).await
+    respond(state, caller, &target, written).await
 }
 
 /// `GET /api/v1/petitions/{id}`: the petition and its attributed history,
@@ -264,7 +270,7 @@ pub async fn get(
 ) -> Result<Json<PetitionDetail>, AppError> {
     let target = petitions::locate(state.store.as_ref(), &id, which.document_id.as_deref()).await?;
     tracing::Span::current().record("document_id", tracing::field::display(target.document_id));
-    let petition = row(&state, &target).await?;
+    let petition = row(&state, &caller, &target).await?;
     let may_see = match caller.role {
         _ if target.owner_user_id == caller.user_id || petition.responsible == caller.username => {
             true
@@ -280,20 +286,26 @@ pub async fn get(
     if !may_see {
         return Err(AppError::NotFound);
     }
+    let viewer = Viewer::of(&caller);
     let events = state
         .store
         .ledger_petition_events(&target.document_id, &target.petition_id.to_string())
         .await?
         .into_iter()
-        .map(event_entry)
+        .map(|e| {
+            let whole = viewer.sees_whole(&petition.owner, Some(&petition.responsible));
+            event_entry(e, &viewer, whole)
+        })
         .collect();
     Ok(Json(PetitionDetail { petition, events }))
 }
 
-fn event_entry(e: LedgerEvent) -> EventEntry {
+fn event_entry(e: LedgerEvent, viewer: &Viewer, whole: bool) -> EventEntry {
     EventEntry {
         type_zh: event_label_zh(&e.event_type),
-        detail: serde_json::from_str(&e.detail).unwrap_or(serde_json::Value::Null),
+        // Masking the JSON text touches only digit runs inside its strings.
+        detail: serde_json::from_str(&viewer.text(&e.detail, whole))
+            .unwrap_or(serde_json::Value::Null),
         id: e.id,
         at: e.at,
         event_type: e.event_type,
@@ -303,7 +315,7 @@ fn event_entry(e: LedgerEvent) -> EventEntry {
         via_server: e.via_server,
         believed: e.believed,
         flag: e.flag,
-        note: e.note,
+        note: e.note.map(|n| viewer.text(&n, whole)),
     }
 }
 

@@ -237,6 +237,56 @@ macro_rules! sql_store {
                 .await
             }
 
+            async fn visit_counts(
+                &self,
+                query: &$crate::ledger::report::ReportQuery,
+                grouping: $crate::ledger::report::VisitGrouping,
+            ) -> $crate::store::StoreResult<Vec<$crate::ledger::report::VisitCounts>> {
+                $crate::store::sql::Sql::<$db>::visit_counts(&self.pool, query, grouping).await
+            }
+
+            async fn petition_counts(
+                &self,
+                query: &$crate::ledger::report::ReportQuery,
+            ) -> $crate::store::StoreResult<Vec<$crate::ledger::report::PetitionCounts>> {
+                $crate::store::sql::Sql::<$db>::petition_counts(&self.pool, query).await
+            }
+
+            async fn query_visits(
+                &self,
+                query: &$crate::ledger::report::RecordQuery,
+            ) -> $crate::store::StoreResult<(Vec<$crate::ledger::report::VisitItem>, i64)> {
+                $crate::store::sql::Sql::<$db>::query_visits(&self.pool, query).await
+            }
+
+            async fn query_cards(
+                &self,
+                query: &$crate::ledger::report::RecordQuery,
+            ) -> $crate::store::StoreResult<(Vec<$crate::ledger::report::CardItem>, i64)> {
+                $crate::store::sql::Sql::<$db>::query_cards(&self.pool, query).await
+            }
+
+            async fn list_devices(
+                &self,
+                root_unit_id: i64,
+                user_id: Option<i64>,
+            ) -> $crate::store::StoreResult<Vec<$crate::ledger::report::DeviceRow>> {
+                $crate::store::sql::Sql::<$db>::list_devices(&self.pool, root_unit_id, user_id)
+                    .await
+            }
+
+            async fn user_posts(&self) -> $crate::store::StoreResult<Vec<(i64, String)>> {
+                $crate::store::sql::Sql::<$db>::user_posts(&self.pool).await
+            }
+
+            async fn set_user_post(
+                &self,
+                user_id: i64,
+                post: &str,
+            ) -> $crate::store::StoreResult<()> {
+                $crate::store::sql::Sql::<$db>::set_user_post(&self.pool, user_id, post).await
+            }
+
             async fn load_sync_state(
                 &self,
                 document_id: &sync_core::DocumentId,
@@ -283,6 +333,16 @@ macro_rules! sql_store {
                 limit: u32,
             ) -> $crate::store::StoreResult<Vec<$crate::store::AuditEntry>> {
                 $crate::store::sql::Sql::<$db>::list_audit(&self.pool, limit).await
+            }
+
+            async fn query_audit(
+                &self,
+                action: Option<&str>,
+                before_id: Option<i64>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::AuditEntry>> {
+                $crate::store::sql::Sql::<$db>::query_audit(&self.pool, action, before_id, limit)
+                    .await
             }
         }
     };
