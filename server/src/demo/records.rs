@@ -363,15 +363,16 @@ impl Scenario {
         Self::ALL[n.min(Self::ALL.len() - 1)]
     }
 
-    /// How long ago it was raised, in days.
+    /// How long ago it was raised, in days. The resolved ones are recent,
+    /// so the last month's 效果清单 has items.
     fn age_days(self) -> i64 {
         match self {
             Scenario::Open => 6,
             Scenario::OpenOverdue => 60,
             Scenario::InProgress => 15,
             Scenario::SupervisedOverdue => 90,
-            Scenario::Resolved => 160,
-            Scenario::FeedbackRated => 170,
+            Scenario::Resolved => 30,
+            Scenario::FeedbackRated => 45,
             Scenario::Closed => 180,
             Scenario::EscalatedClosed => 190,
             Scenario::Reassigned => 40,
