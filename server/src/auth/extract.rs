@@ -39,6 +39,8 @@ pub struct AuthUser {
     /// When the access token expires (unix seconds): a sync connection
     /// opened with it ends then.
     pub expires_at: i64,
+    /// The login the token belongs to (its refresh-token family), or "".
+    pub session: String,
 }
 
 impl AuthUser {
@@ -119,6 +121,7 @@ impl FromRequestParts<AppState> for AuthUser {
             unit_id: claims.unit,
             device_id: claims.device,
             expires_at: claims.exp,
+            session: claims.sid,
         })
     }
 }

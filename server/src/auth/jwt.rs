@@ -37,6 +37,11 @@ pub struct Claims {
     pub iss: String,
     /// Audience; must equal the configured audience.
     pub aud: String,
+    /// The login (refresh-token family) the token was issued under, so that
+    /// logging out ends the sync connections opened with it. Empty in
+    /// tokens made before this claim existed.
+    #[serde(default)]
+    pub sid: String,
 }
 
 /// Why a token was refused.
@@ -113,12 +118,27 @@ impl JwtKeys {
             exp: now.timestamp().saturating_add(ttl),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            sid: String::new(),
         }
     }
 
     /// Signs an access token for `user`.
     pub fn issue(&self, user: &User, device: &str, now: DateTime<Utc>) -> Result<String, JwtError> {
         self.sign(&self.claims_for(user, device, now))
+    }
+
+    /// Signs an access token for `user` under the login `session` (its
+    /// refresh-token family).
+    pub fn issue_in_session(
+        &self,
+        user: &User,
+        device: &str,
+        session: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, JwtError> {
+        let mut claims = self.claims_for(user, device, now);
+        claims.sid = session.to_owned();
+        self.sign(&claims)
     }
 
     /// Signs arbitrary claims (tests use this to make expired tokens).

@@ -11,6 +11,9 @@ use tokio::sync::{OwnedMutexGuard, broadcast};
 /// How many change notices a slow connection may fall behind before it
 /// resynchronises all its documents (see `RecvError::Lagged`).
 const CHANGE_FEED_CAPACITY: usize = 1024;
+/// Ended logins kept for connections that have not looked yet; one that
+/// falls further behind misses some, and ends when its access token does.
+const ENDED_SESSIONS_CAPACITY: usize = 256;
 
 /// The origin of changes the server itself wrote (a supervisor's action
 /// through the API): no connection has it, so every connection syncing the
@@ -40,6 +43,8 @@ pub struct SyncHub {
     connections: AtomicU64,
     /// Open connections per user and per address.
     open: Mutex<HashMap<Holder, usize>>,
+    /// Logins (refresh-token families) just revoked: their connections end.
+    ended_sessions: broadcast::Sender<String>,
 }
 
 /// Whose open connections are counted.
@@ -96,6 +101,7 @@ impl SyncHub {
             changes,
             connections: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
+            ended_sessions: broadcast::channel(ENDED_SESSIONS_CAPACITY).0,
         }
     }
 
@@ -160,6 +166,20 @@ impl SyncHub {
     /// The change feed, from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<DocumentChanged> {
         self.changes.subscribe()
+    }
+
+    /// Ends the sync connections opened under the login `session` (logout,
+    /// a reused refresh token, a disabled account). Connections of this
+    /// process close at once; another process's close when their access
+    /// token expires.
+    pub fn end_session(&self, session: &str) {
+        // No receivers is fine: no connection is open.
+        let _ = self.ended_sessions.send(session.to_owned());
+    }
+
+    /// Logins ended from now on.
+    pub fn ended_sessions(&self) -> broadcast::Receiver<String> {
+        self.ended_sessions.subscribe()
     }
 }
 

@@ -127,18 +127,19 @@ pub async fn login(
     limits.succeeded(&body.username);
 
     let refresh = new_refresh_token();
+    let family_id = new_family_id();
     state
         .store
         .insert_refresh_token(NewRefreshToken {
             user_id: user.id,
-            family_id: new_family_id(),
+            family_id: family_id.clone(),
             token_hash: refresh.hash,
             device_id: device_id.clone(),
             created_at: now,
             expires_at: now + refresh_ttl(&state)?,
         })
         .await?;
-    let response = token_response(&state, &user, &device_id, refresh.token, now)?;
+    let response = token_response(&state, &user, &device_id, &family_id, refresh.token, now)?;
     audit(
         &state,
         now,
@@ -202,6 +203,7 @@ pub async fn refresh(
         )),
         Ok(RefreshRotation::Reused { family_id, user_id }) => {
             tracing::warn!(user_id, %family_id, "refresh token reused; family revoked");
+            state.sync_hub.end_session(&family_id);
             audit(
                 &state,
                 now,
@@ -224,11 +226,18 @@ pub async fn refresh(
                         .store
                         .revoke_refresh_family(&current.family_id, now)
                         .await?;
+                    state.sync_hub.end_session(&current.family_id);
                     return Err(AppError::Unauthorized("account disabled".to_owned()));
                 }
             };
-            let response =
-                token_response(&state, &user, &current.device_id, replacement.token, now)?;
+            let response = token_response(
+                &state,
+                &user,
+                &current.device_id,
+                &current.family_id,
+                replacement.token,
+                now,
+            )?;
             audit(
                 &state,
                 now,
@@ -266,6 +275,7 @@ pub async fn logout(
             .store
             .revoke_refresh_family(&token.family_id, now)
             .await?;
+        state.sync_hub.end_session(&token.family_id);
         audit(
             &state,
             now,
@@ -288,12 +298,13 @@ fn token_response(
     state: &AppState,
     user: &User,
     device_id: &str,
+    session: &str,
     refresh_token: String,
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, AppError> {
     let access_token = state
         .jwt
-        .issue(user, device_id, now)
+        .issue_in_session(user, device_id, session, now)
         .map_err(AppError::internal)?;
     Ok(TokenResponse {
         access_token,

@@ -188,6 +188,7 @@ impl Connection {
     async fn run(mut self) {
         let _gauge = Gauge::open();
         let mut changes = self.state.sync_hub.subscribe();
+        let mut ended_sessions = self.state.sync_hub.ended_sessions();
         let shutdown = self.state.shutdown.clone();
         let token_expiry = token_expiry(self.user.expires_at);
         tokio::pin!(token_expiry);
@@ -201,6 +202,13 @@ impl Connection {
                 // with a fresh one, and the server checks it again.
                 () = &mut token_expiry => Err(Fault::SessionEnded("access token expired")),
                 _ = session_check.tick() => self.check_session().await,
+                ended = ended_sessions.recv() => match ended {
+                    Ok(session) if !session.is_empty() && session == self.user.session => {
+                        Err(Fault::SessionEnded("logged out"))
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => Ok(true),
+                    Err(RecvError::Closed) => break Ok(()),
+                },
                 frame = self.socket.recv() => match frame {
                     None | Some(Ok(ws::Message::Close(_))) => break Ok(()),
                     Some(Err(e)) => Err(Fault::Protocol(ProtocolError::Malformed(format!(
