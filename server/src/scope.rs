@@ -83,6 +83,38 @@ impl Scope {
     }
 }
 
+/// The `q` parameter: trimmed, at most 100 characters; 400 naming `q`.
+///
+/// A supervisor or admin reads residents' numbers masked (see
+/// [`crate::personal`]), but the text search runs over what is stored, so
+/// searching for digits would tell them a masked number a digit at a time.
+/// They may not search for four digits in a row; a cadre, who reads only
+/// their own records whole, may.
+pub fn search_text(caller: &AuthUser, q: Option<&str>) -> Result<Option<String>, AppError> {
+    let text = q
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(str::to_owned);
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    if text.chars().count() > 100 {
+        return Err(AppError::BadRequest("q: at most 100 characters".to_owned()));
+    }
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        if run >= 4 && caller.role != Role::Cadre {
+            return Err(AppError::BadRequest(
+                "q: searching for phone or ID digits (four or more in a row) is not allowed \
+                 for your role, which sees them masked"
+                    .to_owned(),
+            ));
+        }
+    }
+    Ok(Some(text))
+}
+
 /// A `YYYY-MM-DD` query parameter as a China date; 400 naming `param`.
 pub fn parse_day(param: &str, text: &str) -> Result<NaiveDate, AppError> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d")

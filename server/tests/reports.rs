@@ -570,6 +570,23 @@ async fn ledger_filters_sorting_paging_and_reach(store: Arc<dyn Store>) {
     let (status, _) = api.status("cadre_b", "/api/v1/ledger?cadre=cadre_a").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
+    // A supervisor cannot find a masked phone by searching its digits; its
+    // own cadre can.
+    let (status, body) = api.status("sup-town1", &l("&q=1381234")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("q:")
+    );
+    let (status, _) = api.status("sup-town1", "/api/v1/cards?q=13900").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        ids(&api.get("cadre_a", &l("&q=5678")).await["items"]).len(),
+        5
+    );
+
     // Bad input is a 400 naming the parameter.
     for (uri, param) in [
         ("/api/v1/ledger?level=province", "level"),

@@ -15,8 +15,8 @@ use crate::extract::ApiQuery;
 use crate::ledger::report::RecordQuery;
 use crate::personal::Viewer;
 use crate::routes::v1::ledger::page_window;
-use crate::routes::v1::visits::{label, search_text};
-use crate::scope::{Scope, period};
+use crate::routes::v1::visits::label;
+use crate::scope::{Scope, period, search_text};
 
 /// Query string of `GET /api/v1/cards`.
 #[derive(Debug, Default, Deserialize)]
@@ -85,7 +85,7 @@ pub async fn list(
 ) -> Result<Json<CardsResponse>, AppError> {
     let (limit, offset) = page_window(params.page, params.per_page)?;
     let (from, to) = period(params.from.as_deref(), params.to.as_deref())?;
-    let text = search_text(params.q.as_deref())?;
+    let text = search_text(&caller, params.q.as_deref())?;
     let scope = Scope::resolve(
         &state,
         &caller,

@@ -20,7 +20,7 @@ use crate::error::AppError;
 use crate::extract::ApiQuery;
 use crate::ledger::{LedgerItem, LedgerQuery, LedgerSort};
 use crate::personal::Viewer;
-use crate::scope::{Scope, period};
+use crate::scope::{Scope, period, search_text};
 
 /// Default page size.
 pub const DEFAULT_PER_PAGE: u32 = 50;
@@ -245,15 +245,7 @@ pub(crate) async fn ledger_query(
         })?,
     };
     let (created_from, created_to) = period(params.from.as_deref(), params.to.as_deref())?;
-    let text = params
-        .q
-        .as_deref()
-        .map(str::trim)
-        .filter(|q| !q.is_empty())
-        .map(str::to_owned);
-    if text.as_ref().is_some_and(|q| q.chars().count() > 100) {
-        return Err(AppError::BadRequest("q: at most 100 characters".to_owned()));
-    }
+    let text = search_text(caller, params.q.as_deref())?;
     let scope = Scope::resolve(
         state,
         caller,

@@ -13,7 +13,7 @@ use crate::error::AppError;
 use crate::extract::ApiQuery;
 use crate::ledger::report::{RecordQuery, VisitItem};
 use crate::routes::v1::ledger::page_window;
-use crate::scope::{Scope, period};
+use crate::scope::{Scope, period, search_text};
 
 /// Query string of `GET /api/v1/visits`.
 #[derive(Debug, Default, Deserialize)]
@@ -100,18 +100,6 @@ fn visit_entry(v: VisitItem) -> VisitEntry {
     }
 }
 
-/// Text of `q`, trimmed, at most 100 characters; 400 naming `q`.
-pub(crate) fn search_text(q: Option<&str>) -> Result<Option<String>, AppError> {
-    let text = q
-        .map(str::trim)
-        .filter(|q| !q.is_empty())
-        .map(str::to_owned);
-    if text.as_ref().is_some_and(|q| q.chars().count() > 100) {
-        return Err(AppError::BadRequest("q: at most 100 characters".to_owned()));
-    }
-    Ok(text)
-}
-
 /// Lists visits.
 pub async fn list(
     State(state): State<AppState>,
@@ -124,7 +112,7 @@ pub async fn list(
     }
     let (limit, offset) = page_window(params.page, params.per_page)?;
     let (from, to) = period(params.from.as_deref(), params.to.as_deref())?;
-    let text = search_text(params.q.as_deref())?;
+    let text = search_text(&caller, params.q.as_deref())?;
     let scope = Scope::resolve(
         &state,
         &caller,
