@@ -65,6 +65,9 @@ pub struct LedgerQuery {
     pub resolved_to: Option<DateTime<Utc>>,
     /// The order of the page.
     pub sort: LedgerSort,
+    /// Skip counting the matches ([`LedgerPage::total`] is then 0): an
+    /// export reading page after page needs no total.
+    pub without_total: bool,
     /// Page size.
     pub limit: i64,
     /// Rows skipped.

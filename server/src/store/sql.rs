@@ -1145,23 +1145,27 @@ where
     {
         let text = q.text.as_deref().map(like_pattern);
         let mut tx = pool.begin().await?;
-        let total: i64 = sqlx::query_scalar::<DB, i64>(sql.count)
-            .bind(&unit_ids)
-            .bind(q.owner_user_id)
-            .bind(&q.status)
-            .bind(&q.category)
-            .bind(q.overdue_only)
-            .bind(&q.today)
-            .bind(&q.responsible)
-            .bind(&q.level)
-            .bind(q.created_from)
-            .bind(q.created_to)
-            .bind(&text)
-            .bind(q.unfinished_only)
-            .bind(q.resolved_from)
-            .bind(q.resolved_to)
-            .fetch_one(&mut *tx)
-            .await?;
+        let total: i64 = if q.without_total {
+            0
+        } else {
+            sqlx::query_scalar::<DB, i64>(sql.count)
+                .bind(&unit_ids)
+                .bind(q.owner_user_id)
+                .bind(&q.status)
+                .bind(&q.category)
+                .bind(q.overdue_only)
+                .bind(&q.today)
+                .bind(&q.responsible)
+                .bind(&q.level)
+                .bind(q.created_from)
+                .bind(q.created_to)
+                .bind(&text)
+                .bind(q.unfinished_only)
+                .bind(q.resolved_from)
+                .bind(q.resolved_to)
+                .fetch_one(&mut *tx)
+                .await?
+        };
         let items = sqlx::query_as::<DB, LedgerItem>(sql.page)
             .bind(unit_ids)
             .bind(q.owner_user_id)

@@ -99,6 +99,7 @@ async fn ledger_page(
     let q = LedgerQuery {
         limit: PAGE_ROWS,
         offset,
+        without_total: true,
         ..query.clone()
     };
     let found = state.store.query_ledger(&q).await?;
