@@ -50,6 +50,10 @@ pub mod env {
     pub const MAX_NESTING_DEPTH: &str = "VISIT_DIARY_MAX_NESTING_DEPTH";
     /// How often an open sync connection checks that its user may still sync.
     pub const SESSION_CHECK_SECS: &str = "VISIT_DIARY_SESSION_CHECK_SECS";
+    /// Silence after which a sync connection is closed.
+    pub const SYNC_IDLE_TIMEOUT_SECS: &str = "VISIT_DIARY_SYNC_IDLE_TIMEOUT_SECS";
+    /// Bearer token that `/metrics` asks for (without it, loopback only).
+    pub const METRICS_TOKEN: &str = "VISIT_DIARY_METRICS_TOKEN";
     /// Open sync connections one user may have.
     pub const MAX_SYNC_CONNECTIONS_PER_USER: &str = "VISIT_DIARY_MAX_SYNC_CONNECTIONS_PER_USER";
     /// Open sync connections from one address.
@@ -171,6 +175,14 @@ pub struct Config {
     /// enabled (it also ends when its access token expires): the longest a
     /// disabled user's open socket can go on.
     pub session_check: Duration,
+    /// A sync connection that sends nothing, not even an answer to the
+    /// server's pings (sent every third of this), for this long is closed:
+    /// a phone that lost its network does not hold a socket and a task.
+    pub sync_idle_timeout: Duration,
+    /// `/metrics` answers requests with `Authorization: Bearer <this>`; with
+    /// no token configured, it answers only clients on this machine
+    /// (loopback), so a public deployment does not publish its counters.
+    pub metrics_token: Option<Secret<String>>,
     /// Open sync connections one user may have at once (a cadre has a phone
     /// or two; more is a runaway client). Further upgrades answer 429.
     pub max_sync_connections_per_user: usize,
@@ -225,6 +237,8 @@ impl Config {
             max_concurrent_merges: 8,
             max_nesting_depth: 64,
             session_check: Duration::from_secs(30),
+            sync_idle_timeout: Duration::from_secs(120),
+            metrics_token: None,
             max_sync_connections_per_user: 8,
             max_sync_connections_per_address: 64,
             max_documents_per_connection: 1000,
@@ -346,6 +360,15 @@ impl Config {
                 file.sync.session_check_secs,
                 defaults.session_check,
             )?,
+            sync_idle_timeout: layer.secs(
+                env::SYNC_IDLE_TIMEOUT_SECS,
+                file.sync.idle_timeout_secs,
+                defaults.sync_idle_timeout,
+            )?,
+            metrics_token: env(env::METRICS_TOKEN)
+                .or(file.auth.metrics_token)
+                .filter(|t| !t.is_empty())
+                .map(Secret::new),
             max_sync_connections_per_user: layer.parsed(
                 env::MAX_SYNC_CONNECTIONS_PER_USER,
                 file.sync.max_connections_per_user,
@@ -400,6 +423,7 @@ impl Config {
         }
         if self.request_timeout.is_zero()
             || self.session_check.is_zero()
+            || self.sync_idle_timeout.is_zero()
             || self.header_read_timeout.is_zero()
         {
             return invalid("the request timeout and the session check interval must be positive");
@@ -674,6 +698,7 @@ struct AuthSection {
     login_free_failures_per_user: Option<u32>,
     login_free_failures_per_address: Option<u32>,
     concurrent_password_checks: Option<usize>,
+    metrics_token: Option<String>,
 }
 
 impl fmt::Debug for AuthSection {
@@ -699,6 +724,10 @@ impl fmt::Debug for AuthSection {
                 "concurrent_password_checks",
                 &self.concurrent_password_checks,
             )
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -710,6 +739,7 @@ struct SyncSection {
     max_concurrent_merges: Option<usize>,
     max_nesting_depth: Option<usize>,
     session_check_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
     max_connections_per_user: Option<usize>,
     max_connections_per_address: Option<usize>,
     max_documents_per_connection: Option<usize>,

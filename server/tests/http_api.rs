@@ -3,10 +3,12 @@
 
 use test_support::store as common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -77,7 +79,17 @@ impl Answer {
 }
 
 impl TestApp {
-    async fn call(&self, request: Request<Body>) -> Answer {
+    /// Sends `request` as a client on this machine would (the server sees
+    /// a loopback peer address unless the request names another).
+    async fn call(&self, mut request: Request<Body>) -> Answer {
+        if request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .is_none()
+        {
+            let local: SocketAddr = "127.0.0.1:50000".parse().expect("address");
+            request.extensions_mut().insert(ConnectInfo(local));
+        }
         let response = self.app.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();

@@ -1,6 +1,7 @@
 //! A sync connection ends with the login it was opened under: on logout and
 //! when a reused refresh token revokes the login, at once; another login of
-//! the same cadre (another phone) keeps syncing.
+//! the same cadre (another phone) keeps syncing. A connection that answers
+//! nothing, not even pings, is closed as idle.
 
 use std::time::Duration;
 
@@ -23,8 +24,13 @@ impl Drop for Running {
 }
 
 async fn start() -> Running {
+    start_with(|_| {}).await
+}
+
+async fn start_with(adjust: impl FnOnce(&mut Config)) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config::for_tests(dir.path(), &[6; 32]);
+    let mut config = Config::for_tests(dir.path(), &[6; 32]);
+    adjust(&mut config);
     let store = server::open_store(&config).await.expect("open store");
     let village = common::unit(store.as_ref(), "village1", None, "village").await;
     common::user_with_password(
@@ -132,4 +138,44 @@ async fn a_reused_refresh_token_ends_the_logins_sync_connection() {
         .await
         .expect("the socket ends at once");
     assert!(ended.contains("logged out"), "{ended}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_sync_connection_is_closed_and_one_answering_pings_is_not() {
+    let server = start_with(|c| c.sync_idle_timeout = Duration::from_secs(1)).await;
+    let (access, _) = login(&server, "phone").await;
+    let before = idle_ends(&server).await;
+    assert_eq!(before, 0);
+    let silent = test_support::Device::connect(server.addr, &access, "silent").await;
+    let mut listening = test_support::Device::connect(server.addr, &access, "listening").await;
+    // Reading answers the server's pings; the silent one reads nothing.
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < until {
+        let _ = tokio::time::timeout(Duration::from_millis(200), listening.next_frame()).await;
+    }
+    assert_eq!(
+        idle_ends(&server).await,
+        1,
+        "the server ended exactly one session as idle"
+    );
+    drop(silent);
+    let answer = listening
+        .request(sync_core::diary_id("cadre01", 2026))
+        .await;
+    assert!(answer.is_some(), "the listening socket still syncs");
+}
+
+/// Sessions the server ended as idle, from its metrics (read from this
+/// machine, which `/metrics` answers without a token).
+async fn idle_ends(server: &Running) -> u64 {
+    let text = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find(|l| l.starts_with("sync_sessions_ended_total{") && l.contains("reason=\"idle\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
 }

@@ -1,18 +1,64 @@
 //! `GET /metrics`: Prometheus text format.
 //!
-//! Unauthenticated, like most exporters: it carries counts, never personal
-//! data. Restrict it at the reverse proxy if the server faces the internet.
+//! It carries counts, never personal data, but a public deployment should
+//! not publish them: with `metrics_token` configured, a scrape must send it
+//! as a bearer token; without one, only clients on this machine (loopback)
+//! are answered. Behind a reverse proxy on the same machine every client
+//! looks local, so set a token there (or do not forward `/metrics`).
 
-use axum::http::header;
-use axum::response::IntoResponse;
+use std::net::IpAddr;
 
-/// The current metrics.
-pub async fn get() -> impl IntoResponse {
-    (
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::extract::ClientAddr;
+
+/// The current metrics, to whoever may read them.
+pub async fn get(
+    State(state): State<AppState>,
+    ClientAddr(peer): ClientAddr,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    match &state.config.metrics_token {
+        Some(token) => {
+            let presented = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !same_secret(presented.as_bytes(), token.expose().as_bytes()) {
+                return Err(AppError::Unauthorized(
+                    "metrics need the configured bearer token".to_owned(),
+                ));
+            }
+        }
+        None => {
+            let local = peer
+                .and_then(|ip| ip.parse::<IpAddr>().ok())
+                .is_some_and(|ip| ip.is_loopback());
+            if !local {
+                return Err(AppError::Forbidden(
+                    "metrics are served to this machine only; configure metrics_token \
+                     to scrape from elsewhere"
+                        .to_owned(),
+                ));
+            }
+        }
+    }
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         crate::metrics::render(),
     )
+        .into_response())
+}
+
+/// Compares without stopping at the first differing byte.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -193,6 +193,10 @@ impl Connection {
         let token_expiry = token_expiry(self.user.expires_at);
         tokio::pin!(token_expiry);
         let mut session_check = tokio::time::interval(self.state.config.session_check);
+        let idle_timeout = self.state.config.sync_idle_timeout;
+        let mut heard_at = tokio::time::Instant::now();
+        let mut ping = tokio::time::interval(idle_timeout / 3);
+        ping.tick().await;
         // The first tick is immediate; the upgrade has just checked the token.
         session_check.tick().await;
         let result = loop {
@@ -202,6 +206,16 @@ impl Connection {
                 // with a fresh one, and the server checks it again.
                 () = &mut token_expiry => Err(Fault::SessionEnded("access token expired")),
                 _ = session_check.tick() => self.check_session().await,
+                // A peer that answers nothing, not even pings, is gone.
+                _ = ping.tick() => if heard_at.elapsed() >= idle_timeout {
+                    Err(Fault::SessionEnded("idle"))
+                } else {
+                    self.socket
+                        .send(ws::Message::Ping(Default::default()))
+                        .await
+                        .map(|()| true)
+                        .map_err(Fault::Socket)
+                },
                 ended = ended_sessions.recv() => match ended {
                     Ok(session) if !session.is_empty() && session == self.user.session => {
                         Err(Fault::SessionEnded("logged out"))
@@ -209,18 +223,21 @@ impl Connection {
                     Ok(_) | Err(RecvError::Lagged(_)) => Ok(true),
                     Err(RecvError::Closed) => break Ok(()),
                 },
-                frame = self.socket.recv() => match frame {
-                    None | Some(Ok(ws::Message::Close(_))) => break Ok(()),
-                    Some(Err(e)) => Err(Fault::Protocol(ProtocolError::Malformed(format!(
-                        "unreadable frame: {e}"
-                    )))),
-                    Some(Ok(ws::Message::Binary(bytes))) => self.handle_frame(&bytes).await,
-                    Some(Ok(ws::Message::Text(_))) => Err(Fault::Protocol(ProtocolError::Malformed(
-                        "text frames are not part of the protocol; send binary frames".to_owned(),
-                    ))),
-                    // axum answers pings itself.
-                    Some(Ok(ws::Message::Ping(_) | ws::Message::Pong(_))) => Ok(true),
-                },
+                frame = self.socket.recv() => {
+                    heard_at = tokio::time::Instant::now();
+                    match frame {
+                        None | Some(Ok(ws::Message::Close(_))) => break Ok(()),
+                        Some(Err(e)) => Err(Fault::Protocol(ProtocolError::Malformed(format!(
+                            "unreadable frame: {e}"
+                        )))),
+                        Some(Ok(ws::Message::Binary(bytes))) => self.handle_frame(&bytes).await,
+                        Some(Ok(ws::Message::Text(_))) => Err(Fault::Protocol(ProtocolError::Malformed(
+                            "text frames are not part of the protocol; send binary frames".to_owned(),
+                        ))),
+                        // axum answers pings itself.
+                        Some(Ok(ws::Message::Ping(_) | ws::Message::Pong(_))) => Ok(true),
+                    }
+                }
                 changed = changes.recv() => match changed {
                     Ok(c) if c.origin == self.id => Ok(true),
                     Ok(c) => self.push(c.document_id).await.map(|()| true),
