@@ -92,6 +92,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/auth/login", post(routes::v1::auth::login))
         .route("/api/v1/auth/refresh", post(routes::v1::auth::refresh))
         .route("/api/v1/auth/logout", post(routes::v1::auth::logout))
+        .route(
+            "/api/v1/me/password",
+            post(routes::v1::auth::change_password),
+        )
         .route("/api/v1/me", get(routes::v1::me::get))
         .route("/api/v1/me/documents", get(routes::v1::me::documents))
         .route("/api/v1/me/assigned", get(routes::v1::me::assigned))

@@ -272,8 +272,8 @@ async fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
         (false, Some(password)) => password,
         (false, None) => bail!("give --password-stdin or --password"),
     };
-    if password.is_empty() {
-        bail!("the password must not be empty");
+    if let Err(why) = server::auth::password::check_policy(&args.username, &password) {
+        bail!("{why}");
     }
 
     let config = load_config(&args.common, |_| {})?;

@@ -108,6 +108,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Disables or re-enables a user. `NotFound` if there is no such user.
     async fn set_user_disabled(&self, user_id: i64, disabled: bool) -> StoreResult<()>;
 
+    /// Replaces a user's password hash. `NotFound` if there is no such user.
+    async fn set_user_password(&self, user_id: i64, password_hash: &str) -> StoreResult<()>;
+
     // ----- refresh tokens -----
 
     /// Stores a refresh token (by hash) issued at login.
@@ -131,6 +134,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Marks every not-yet-revoked token of a family (live or rotated) as
     /// revoked; returns how many rows changed.
     async fn revoke_refresh_family(&self, family_id: &str, now: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Revokes every login of `user_id` but the family `keep` (a password
+    /// change logs the other phones out); returns the revoked families.
+    async fn revoke_other_logins(
+        &self,
+        user_id: i64,
+        keep: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>>;
 
     // ----- documents -----
 

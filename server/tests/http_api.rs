@@ -884,6 +884,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/me"),
     ("GET", "/api/v1/me/documents"),
     ("GET", "/api/v1/me/assigned"),
+    ("POST", "/api/v1/me/password"),
     ("GET", "/api/v1/ledger"),
     ("GET", "/api/v1/ledger/export.xlsx"),
     ("GET", "/api/v1/ledger/export.csv"),

@@ -179,3 +179,65 @@ async fn idle_ends(server: &Running) -> u64 {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0)
 }
+
+async fn change_password(server: &Running, access: &str, current: &str, new: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("http://{}/api/v1/me/password", server.addr))
+        .bearer_auth(access)
+        .json(&json!({ "current_password": current, "new_password": new }))
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+async fn login_status(server: &Running, password: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("http://{}/api/v1/auth/login", server.addr))
+        .json(&json!({"username": "cadre01", "password": password}))
+        .send()
+        .await
+        .expect("login")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_logs_the_other_phones_out() {
+    let server = start().await;
+    let (access_a, refresh_a) = login(&server, "phone-a").await;
+    let (access_b, refresh_b) = login(&server, "phone-b").await;
+    let mut b = test_support::Device::connect(server.addr, &access_b, "phone-b").await;
+
+    let new = "河湾村走访2026年春";
+    assert_eq!(
+        change_password(&server, &access_a, "wrong-pass", new).await,
+        403
+    );
+    assert_eq!(
+        change_password(&server, &access_a, "demo-pass", "short").await,
+        422
+    );
+    assert_eq!(
+        change_password(&server, &access_a, "demo-pass", "cadre01-2026-spring").await,
+        422,
+        "a password holding the username"
+    );
+    assert_eq!(
+        change_password(&server, &access_a, "demo-pass", new).await,
+        204
+    );
+
+    // Phone b's login is revoked: its socket ends, its refresh fails.
+    let ended = tokio::time::timeout(Duration::from_secs(5), b.expect_error_and_close())
+        .await
+        .expect("phone b's socket ends at once");
+    assert!(ended.contains("logged out"), "{ended}");
+    assert_eq!(post(&server, "/api/v1/auth/refresh", &refresh_b).await, 401);
+    // Phone a keeps its login.
+    assert_eq!(post(&server, "/api/v1/auth/refresh", &refresh_a).await, 200);
+    // Only the new password logs in.
+    assert_eq!(login_status(&server, "demo-pass").await, 401);
+    assert_eq!(login_status(&server, new).await, 200);
+}

@@ -24,6 +24,72 @@ pub enum PasswordError {
     Gone,
 }
 
+/// Fewest characters a new password may have.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Most bytes a password may have (argon2 takes any length; this bounds work).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Passwords guessed first, lower-cased: keyboard walks, number runs and the
+/// favourites of leaked Chinese password lists that pass the length rule.
+const COMMON_PASSWORDS: &[&str] = &[
+    "1234567890",
+    "0123456789",
+    "12345678910",
+    "123456789a",
+    "a123456789",
+    "1234567890a",
+    "qwertyuiop",
+    "1q2w3e4r5t",
+    "1qaz2wsx3edc",
+    "qazwsxedcrfv",
+    "zxcvbnm123",
+    "password123",
+    "password1234",
+    "passw0rd123",
+    "iloveyou123",
+    "woaini1314520",
+    "5201314woaini",
+    "woaini520",
+    "abc1234567",
+    "abcd123456",
+    "admin12345",
+    "admin123456",
+    "aa123456789",
+    "qq123456789",
+];
+
+/// Whether `password` may be set for `username`: at least
+/// [`MIN_PASSWORD_CHARS`] characters (Chinese characters count one each), at
+/// most [`MAX_PASSWORD_BYTES`] bytes, at least four different characters,
+/// not containing the username, not a common password. The answer says what
+/// is wrong, in words a person can act on.
+pub fn check_policy(username: &str, password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(format!(
+            "the password must have at least {MIN_PASSWORD_CHARS} characters"
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(format!(
+            "the password must have at most {MAX_PASSWORD_BYTES} bytes"
+        ));
+    }
+    let mut distinct: Vec<char> = password.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 4 {
+        return Err("the password needs at least four different characters".to_owned());
+    }
+    let lower = password.to_lowercase();
+    if !username.is_empty() && lower.contains(&username.to_lowercase()) {
+        return Err("the password must not contain the username".to_owned());
+    }
+    if COMMON_PASSWORDS.contains(&lower.as_str()) {
+        return Err("this password is among the first ones guessed; choose another".to_owned());
+    }
+    Ok(())
+}
+
 /// Hashes a password with argon2id (default parameters: m=19 MiB, t=2, p=1,
 /// the OWASP recommendation) and a random salt.
 pub async fn hash_password(password: String) -> Result<String, PasswordError> {
@@ -198,6 +264,21 @@ fn dummy_hash() -> Result<&'static str, PasswordError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_policy_names_what_is_wrong() {
+        assert!(check_policy("cadre01", "河湾村走访2026年春").is_ok());
+        assert!(check_policy("cadre01", "s3cret pass").is_ok());
+        let refused = |p: &str, why: &str| {
+            let err = check_policy("cadre01", p).expect_err(p);
+            assert!(err.contains(why), "{p}: {err}");
+        };
+        refused("short1", "at least 10");
+        refused("1111111111", "four different");
+        refused("Cadre01-2026!", "username");
+        refused("Woaini1314520", "first ones guessed");
+        refused(&"长".repeat(600), "at most 1024 bytes");
+    }
 
     #[tokio::test]
     async fn hash_then_verify() {

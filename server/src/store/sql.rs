@@ -266,6 +266,44 @@ where
         found.map(drop).ok_or(StoreError::NotFound)
     }
 
+    pub(super) async fn set_user_password(
+        pool: &Pool<DB>,
+        user_id: i64,
+        password_hash: &str,
+    ) -> StoreResult<()> {
+        let found: Option<i64> = sqlx::query_scalar::<DB, i64>(
+            "UPDATE users SET password_hash = $1 WHERE id = $2 RETURNING id",
+        )
+        .bind(password_hash)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await?;
+        found.map(drop).ok_or(StoreError::NotFound)
+    }
+
+    pub(super) async fn revoke_other_logins(
+        pool: &Pool<DB>,
+        user_id: i64,
+        keep: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>> {
+        let revoked = sqlx::query_as::<DB, RefreshToken>(concat!(
+            "UPDATE refresh_tokens SET revoked_at = $1
+             WHERE user_id = $2 AND family_id <> $3 AND revoked_at IS NULL
+             RETURNING ",
+            refresh_cols!()
+        ))
+        .bind(now)
+        .bind(user_id)
+        .bind(keep)
+        .fetch_all(pool)
+        .await?;
+        let mut families: Vec<String> = revoked.into_iter().map(|t| t.family_id).collect();
+        families.sort();
+        families.dedup();
+        Ok(families)
+    }
+
     pub(super) async fn insert_refresh_token(
         pool: &Pool<DB>,
         token: NewRefreshToken,

@@ -13,7 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
+use crate::auth::AuthUser;
 use crate::auth::limits::{Refusal, audit_failure};
+use crate::auth::password::{check_policy, hash_password};
 use crate::auth::refresh::{
     RETRY_GRACE, hash_refresh_token, looks_like_refresh_token, new_family_id, new_refresh_token,
     successor_refresh_token,
@@ -27,7 +29,7 @@ use crate::store::{
 /// Longest username, password and device id accepted (bytes). Generous for
 /// people, small enough that nobody can make us hash megabytes.
 const MAX_USERNAME: usize = 64;
-const MAX_PASSWORD: usize = 1024;
+const MAX_PASSWORD: usize = crate::auth::password::MAX_PASSWORD_BYTES;
 const MAX_DEVICE_ID: usize = 128;
 
 /// Body of `POST /api/v1/auth/login`.
@@ -312,6 +314,93 @@ fn token_response(
         token_type: "Bearer",
         expires_in: state.jwt.access_ttl().as_secs(),
     })
+}
+
+/// `POST /api/v1/me/password` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The password now.
+    pub current_password: String,
+    /// The password from now on (see `auth::password::check_policy`).
+    pub new_password: String,
+}
+
+/// Changes the caller's password. The current one is checked like a login
+/// (its failures back off the same way); the new one must pass the policy.
+/// Every other login of the user is revoked and its sync connections end;
+/// the one that made the change stays. `204`.
+pub async fn change_password(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ClientAddr(remote_addr): ClientAddr,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<StatusCode, AppError> {
+    if body.current_password.len() > MAX_PASSWORD {
+        return Err(AppError::BadRequest(format!(
+            "current_password must be at most {MAX_PASSWORD} bytes"
+        )));
+    }
+    if let Err(why) = check_policy(&user.username, &body.new_password) {
+        return Err(AppError::Rejected {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: format!("new_password: {why}"),
+        });
+    }
+    let limits = &state.login_limits;
+    limits
+        .check(&user.username, remote_addr.as_deref(), Instant::now())
+        .map_err(refused)?;
+    let stored = state
+        .store
+        .get_user(user.user_id)
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or_else(|| AppError::Unauthorized("account disabled".to_owned()))?;
+    let matches = limits
+        .check_password(body.current_password, Some(stored.password_hash))
+        .await
+        .map_err(refused)?
+        .map_err(AppError::internal)?;
+    let now = Utc::now();
+    if !matches {
+        limits.failed(&user.username, remote_addr.as_deref(), Instant::now());
+        audit(
+            &state,
+            now,
+            Some(user.user_id),
+            "auth.password_change_failed",
+            &user.username,
+            "wrong current password",
+            remote_addr,
+        )
+        .await?;
+        return Err(AppError::Forbidden(
+            "current_password is not the password of this account".to_owned(),
+        ));
+    }
+    let hash = hash_password(body.new_password)
+        .await
+        .map_err(AppError::internal)?;
+    state.store.set_user_password(user.user_id, &hash).await?;
+    let revoked = state
+        .store
+        .revoke_other_logins(user.user_id, &user.session, now)
+        .await?;
+    for family in &revoked {
+        state.sync_hub.end_session(family);
+    }
+    audit(
+        &state,
+        now,
+        Some(user.user_id),
+        "auth.password_changed",
+        &user.username,
+        &format!("other logins revoked={}", revoked.len()),
+        remote_addr,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The answer to a login that was not checked.

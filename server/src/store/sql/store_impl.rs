@@ -106,6 +106,19 @@ macro_rules! sql_store {
                     .await
             }
 
+            async fn set_user_password(
+                &self,
+                user_id: i64,
+                password_hash: &str,
+            ) -> $crate::store::StoreResult<()> {
+                $crate::store::sql::Sql::<$db>::set_user_password(
+                    &self.pool,
+                    user_id,
+                    password_hash,
+                )
+                .await
+            }
+
             async fn insert_refresh_token(
                 &self,
                 token: $crate::store::NewRefreshToken,
@@ -135,6 +148,16 @@ macro_rules! sql_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<u64> {
                 $crate::store::sql::Sql::<$db>::revoke_family(&self.pool, family_id, now).await
+            }
+
+            async fn revoke_other_logins(
+                &self,
+                user_id: i64,
+                keep: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Vec<String>> {
+                $crate::store::sql::Sql::<$db>::revoke_other_logins(&self.pool, user_id, keep, now)
+                    .await
             }
 
             async fn get_document_meta(
