@@ -53,6 +53,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -67,8 +68,8 @@ pub mod scope;
 pub mod secret;
 mod serve;
 pub mod shutdown;
-pub mod store;
 pub mod stats;
+pub mod store;
 pub mod sync;
 
 pub use app::{AppState, router};
