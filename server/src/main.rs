@@ -42,6 +42,23 @@ enum Command {
     /// The canonical ledger (台账) projected from the documents.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Copy the SQLite database to FILE, consistent as of one instant, while
+    /// servers keep running (PostgreSQL: use pg_dump).
+    Backup(BackupArgs),
+    /// Put a backup in place as the database of a new data directory (the
+    /// database must not exist yet), then apply newer migrations.
+    Restore(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+
+    /// The backup file (written by `backup`, which refuses to overwrite one;
+    /// read by `restore`).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +196,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(UserCommand::Add(args)) => user_add(args).await,
         Command::Ledger(LedgerCommand::Rebuild(args)) => ledger_rebuild(args).await,
+        Command::Backup(args) => {
+            let config = load_config(&args.common, |_| {})?;
+            let contents = server::backup::backup(config.database_url.expose(), &args.file)
+                .await
+                .context("backup failed")?;
+            say(&format!(
+                "backed up to {}: {} users, {} documents, {} ledger petitions",
+                args.file.display(),
+                contents.users,
+                contents.documents,
+                contents.petitions
+            ));
+            Ok(())
+        }
+        Command::Restore(args) => {
+            let config = load_config(&args.common, |_| {})?;
+            let contents = server::backup::restore(&args.file, config.database_url.expose())
+                .await
+                .context("restore failed")?;
+            let store = server::open_store(&config)
+                .await
+                .context("cannot open the restored database")?;
+            store.close().await;
+            say(&format!(
+                "restored {}: {} users, {} documents, {} ledger petitions",
+                args.file.display(),
+                contents.users,
+                contents.documents,
+                contents.petitions
+            ));
+            Ok(())
+        }
     }
 }
 

@@ -47,6 +47,16 @@ impl ServerProcess {
     /// (`VISIT_DIARY_…`) for the process.
     pub async fn start_with(database: Database, settings: &[(&str, &str)]) -> Self {
         let data_dir = tempfile::tempdir().expect("temporary data directory");
+        Self::start_in(data_dir, database, settings).await
+    }
+
+    /// As [`Self::start_with`], in a data directory that may hold a database
+    /// already (a restored backup); it is removed with the process.
+    pub async fn start_in(
+        data_dir: tempfile::TempDir,
+        database: Database,
+        settings: &[(&str, &str)],
+    ) -> Self {
         eprintln!("e2e: server on {}", database.describe());
         let settings: Vec<(String, String)> = settings
             .iter()
@@ -258,7 +268,7 @@ impl Drop for ServerProcess {
 
 /// The `server` executable: `E2E_SERVER_BIN`, or `server` in the directory
 /// of this test executable's `deps/` (that is, `target/<profile>/`).
-fn server_binary() -> PathBuf {
+pub fn server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("E2E_SERVER_BIN") {
         return PathBuf::from(path);
     }
