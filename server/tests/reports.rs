@@ -1024,6 +1024,23 @@ async fn exports_open_and_are_audited(store: Arc<dyn Store>) {
         ("申请人p3", "待办理", "是")
     );
 
+    // The header row is frozen and the columns sized.
+    let mut zip = zip::ZipArchive::new(Cursor::new(xlsx.body.clone())).expect("a zip file");
+    let mut sheet_xml = String::new();
+    std::io::Read::read_to_string(
+        &mut zip.by_name("xl/worksheets/sheet1.xml").expect("sheet1"),
+        &mut sheet_xml,
+    )
+    .expect("sheet XML");
+    assert!(
+        sheet_xml.contains(r#"ySplit="1""#) && sheet_xml.contains(r#"state="frozen""#),
+        "{sheet_xml}"
+    );
+    assert!(
+        sheet_xml.contains("<cols>") && sheet_xml.contains(r#"customWidth="1""#),
+        "{sheet_xml}"
+    );
+
     let csv = api
         .raw("sup-town1", "/api/v1/ledger/export.csv?cadre=cadre_b")
         .await;
