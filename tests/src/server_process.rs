@@ -87,6 +87,12 @@ impl ServerProcess {
         self.wait_healthy().await;
     }
 
+    /// The `DATABASE_URL` the server runs on (`None`: SQLite in its data
+    /// directory).
+    pub fn database_url(&self) -> Option<&str> {
+        self.database.url()
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
