@@ -11,9 +11,9 @@ use crate::store::{Role, Store, StoreResult};
 ///
 /// - a cadre reads and writes documents they own, and may create a document
 ///   that does not exist yet (it becomes theirs when first stored);
-/// - a supervisor reads documents whose owner's unit lies within their
-///   unit's subtree;
-/// - an admin reads every document;
+/// - nobody else syncs a raw document: supervisors and admins read through
+///   the API, where residents' phone and ID numbers are masked as their
+///   role requires (the raw document holds them in full);
 /// - anything else is [`Access::None`], which the protocol answers exactly
 ///   like a missing document.
 pub async fn decide_access(
@@ -21,16 +21,12 @@ pub async fn decide_access(
     user: &AuthUser,
     document_id: &DocumentId,
 ) -> StoreResult<Access> {
-    let meta = store.get_document_meta(document_id).await?;
-    Ok(match (user.role, meta) {
-        (Role::Cadre, None) => Access::ReadWrite,
-        (Role::Cadre, Some(m)) if m.owner_user_id == user.user_id => Access::ReadWrite,
-        (Role::Cadre, Some(_)) => Access::None,
-        (Role::Supervisor, Some(m)) => match store.get_user(m.owner_user_id).await? {
-            Some(owner) if store.is_unit_within(owner.unit_id, user.unit_id).await? => Access::Read,
-            _ => Access::None,
-        },
-        (Role::Admin, Some(_)) => Access::Read,
-        (Role::Supervisor | Role::Admin, None) => Access::None,
+    if user.role != Role::Cadre {
+        return Ok(Access::None);
+    }
+    Ok(match store.get_document_meta(document_id).await? {
+        None => Access::ReadWrite,
+        Some(m) if m.owner_user_id == user.user_id => Access::ReadWrite,
+        Some(_) => Access::None,
     })
 }
