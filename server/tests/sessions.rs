@@ -6,68 +6,33 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use server::config::Config;
-use test_support::store as common;
 
-struct Running {
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
+use test_support::Served;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+/// `POST path` with a JSON body (and a bearer token); the status and the
+/// JSON answer (`Null` when there is none).
+async fn post(server: &Served, path: &str, bearer: Option<&str>, body: Value) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}{path}", server.base_url()))
+        .json(&body);
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
     }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn start() -> Running {
-    start_with(|_| {}).await
+/// Logs cadre01 in with `password`; the status and the tokens, if any.
+async fn login_with(server: &Served, password: &str, device: &str) -> (u16, Value) {
+    let body = json!({"username": "cadre01", "password": password, "device_id": device});
+    post(server, "/api/v1/auth/login", None, body).await
 }
 
-async fn start_with(adjust: impl FnOnce(&mut Config)) -> Running {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::for_tests(dir.path(), &[6; 32]);
-    adjust(&mut config);
-    let store = server::open_store(&config).await.expect("open store");
-    let village = common::unit(store.as_ref(), "village1", None, "village").await;
-    common::user_with_password(
-        store.as_ref(),
-        "cadre01",
-        server::store::Role::Cadre,
-        &village,
-        "demo-pass",
-    )
-    .await;
-    store.close().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(config, listener, async {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop: Some(stop),
-        _dir: dir,
-    }
-}
-
-/// Logs in; returns (access token, refresh token).
-async fn login(server: &Running, device: &str) -> (String, String) {
-    let tokens: Value = reqwest::Client::new()
-        .post(format!("http://{}/api/v1/auth/login", server.addr))
-        .json(&json!({"username": "cadre01", "password": "demo-pass", "device_id": device}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
+/// Logs cadre01 in; returns (access token, refresh token).
+async fn login(server: &Served, device: &str) -> (String, String) {
+    let (status, tokens) = login_with(server, test_support::DEMO_PASSWORD, device).await;
+    assert_eq!(status, 200, "{tokens}");
     (
         tokens["access_token"].as_str().expect("access").to_owned(),
         tokens["refresh_token"]
@@ -77,43 +42,25 @@ async fn login(server: &Running, device: &str) -> (String, String) {
     )
 }
 
-/// Refreshes; returns the new refresh token.
-async fn refresh_token_from(server: &Running, refresh: &str) -> String {
-    let tokens: Value = reqwest::Client::new()
-        .post(format!("http://{}/api/v1/auth/refresh", server.addr))
-        .json(&json!({ "refresh_token": refresh }))
-        .send()
-        .await
-        .expect("refresh")
-        .json()
-        .await
-        .expect("json");
-    tokens["refresh_token"]
-        .as_str()
-        .expect("refresh")
-        .to_owned()
-}
-
-async fn post(server: &Running, path: &str, refresh: &str) -> u16 {
-    reqwest::Client::new()
-        .post(format!("http://{}{path}", server.addr))
-        .json(&json!({ "refresh_token": refresh }))
-        .send()
-        .await
-        .expect("request")
-        .status()
-        .as_u16()
+/// Presents a refresh token; the status and the tokens, if any.
+async fn refresh(server: &Served, refresh_token: &str) -> (u16, Value) {
+    let body = json!({ "refresh_token": refresh_token });
+    post(server, "/api/v1/auth/refresh", None, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logging_out_ends_that_logins_sync_connection_only() {
-    let server = start().await;
+    let server = Served::start().await;
     let (access_a, refresh_a) = login(&server, "phone-a").await;
     let (access_b, _) = login(&server, "phone-b").await;
     let mut a = test_support::Device::connect(server.addr, &access_a, "phone-a").await;
     let mut b = test_support::Device::connect(server.addr, &access_b, "phone-b").await;
 
-    assert_eq!(post(&server, "/api/v1/auth/logout", &refresh_a).await, 204);
+    let body = json!({ "refresh_token": refresh_a });
+    assert_eq!(
+        post(&server, "/api/v1/auth/logout", None, body).await.0,
+        204
+    );
     let ended = tokio::time::timeout(Duration::from_secs(5), a.expect_error_and_close())
         .await
         .expect("phone a's socket ends at once, not at the session check");
@@ -126,14 +73,15 @@ async fn logging_out_ends_that_logins_sync_connection_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_refresh_token_ends_the_logins_sync_connection() {
-    let server = start().await;
-    let (access, refresh) = login(&server, "phone").await;
+    let server = Served::start().await;
+    let (access, refresh_token) = login(&server, "phone").await;
     let mut phone = test_support::Device::connect(server.addr, &access, "phone").await;
     // The phone refreshes twice (its successor is used, so no retry grace
     // applies); then a stolen copy of the first token comes back.
-    let first = refresh_token_from(&server, &refresh).await;
-    refresh_token_from(&server, &first).await;
-    assert_eq!(post(&server, "/api/v1/auth/refresh", &refresh).await, 401);
+    let (_, first) = refresh(&server, &refresh_token).await;
+    let first = first["refresh_token"].as_str().expect("rotated").to_owned();
+    assert_eq!(refresh(&server, &first).await.0, 200);
+    assert_eq!(refresh(&server, &refresh_token).await.0, 401);
     let ended = tokio::time::timeout(Duration::from_secs(5), phone.expect_error_and_close())
         .await
         .expect("the socket ends at once");
@@ -142,7 +90,7 @@ async fn a_reused_refresh_token_ends_the_logins_sync_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_sync_connection_is_closed_and_one_answering_pings_is_not() {
-    let server = start_with(|c| c.sync_idle_timeout = Duration::from_secs(1)).await;
+    let server = Served::start_with(|c| c.sync_idle_timeout = Duration::from_secs(1)).await;
     let (access, _) = login(&server, "phone").await;
     let before = idle_ends(&server).await;
     assert_eq!(before, 0);
@@ -167,8 +115,8 @@ async fn a_silent_sync_connection_is_closed_and_one_answering_pings_is_not() {
 
 /// Sessions the server ended as idle, from its metrics (read from this
 /// machine, which `/metrics` answers without a token).
-async fn idle_ends(server: &Running) -> u64 {
-    let text = reqwest::get(format!("http://{}/metrics", server.addr))
+async fn idle_ends(server: &Served) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", server.base_url()))
         .await
         .expect("metrics")
         .text()
@@ -180,32 +128,16 @@ async fn idle_ends(server: &Running) -> u64 {
         .unwrap_or(0)
 }
 
-async fn change_password(server: &Running, access: &str, current: &str, new: &str) -> u16 {
-    reqwest::Client::new()
-        .post(format!("http://{}/api/v1/me/password", server.addr))
-        .bearer_auth(access)
-        .json(&json!({ "current_password": current, "new_password": new }))
-        .send()
+async fn change_password(server: &Served, access: &str, current: &str, new: &str) -> u16 {
+    let body = json!({ "current_password": current, "new_password": new });
+    post(server, "/api/v1/me/password", Some(access), body)
         .await
-        .expect("request")
-        .status()
-        .as_u16()
-}
-
-async fn login_status(server: &Running, password: &str) -> u16 {
-    reqwest::Client::new()
-        .post(format!("http://{}/api/v1/auth/login", server.addr))
-        .json(&json!({"username": "cadre01", "password": password}))
-        .send()
-        .await
-        .expect("login")
-        .status()
-        .as_u16()
+        .0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_change_logs_the_other_phones_out() {
-    let server = start().await;
+    let server = Served::start().await;
     let (access_a, refresh_a) = login(&server, "phone-a").await;
     let (access_b, refresh_b) = login(&server, "phone-b").await;
     let mut b = test_support::Device::connect(server.addr, &access_b, "phone-b").await;
@@ -234,10 +166,10 @@ async fn a_password_change_logs_the_other_phones_out() {
         .await
         .expect("phone b's socket ends at once");
     assert!(ended.contains("logged out"), "{ended}");
-    assert_eq!(post(&server, "/api/v1/auth/refresh", &refresh_b).await, 401);
+    assert_eq!(refresh(&server, &refresh_b).await.0, 401);
     // Phone a keeps its login.
-    assert_eq!(post(&server, "/api/v1/auth/refresh", &refresh_a).await, 200);
+    assert_eq!(refresh(&server, &refresh_a).await.0, 200);
     // Only the new password logs in.
-    assert_eq!(login_status(&server, "demo-pass").await, 401);
-    assert_eq!(login_status(&server, new).await, 200);
+    assert_eq!(login_with(&server, "demo-pass", "phone-c").await.0, 401);
+    assert_eq!(login_with(&server, new, "phone-c").await.0, 200);
 }

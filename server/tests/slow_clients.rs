@@ -5,49 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use server::config::Config;
-use test_support::store as common;
+use test_support::Served;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 
-struct Running {
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start() -> Running {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::for_tests(dir.path(), &[5; 32]);
-    config.header_read_timeout = TIMEOUT;
-    let store = server::open_store(&config).await.expect("open store");
-    let village = common::unit(store.as_ref(), "village1", None, "village").await;
-    common::user_with_password(
-        store.as_ref(),
-        "cadre01",
-        server::store::Role::Cadre,
-        &village,
-        "demo-pass",
-    )
-    .await;
-    store.close().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(config, listener, async {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-        _dir: dir,
-    }
+async fn start() -> Served {
+    Served::start_with(|c| c.header_read_timeout = TIMEOUT).await
 }
 
 /// How long until the server closes `stream` (reads to end of file),
@@ -99,30 +64,17 @@ async fn silent_half_sent_and_idle_connections_are_closed() {
         closed_after(&mut idle).await,
     );
 
-    stop(server).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_websocket_outlives_the_header_timeout() {
     let server = start().await;
-    let base = format!("http://{}", server.addr);
-    let token = test_support::login(&base, "cadre01", "demo-pass", "phone").await;
-    let mut device = test_support::Device::connect(server.addr, &token, "phone").await;
+    let mut device = server.device("cadre01", "phone").await;
     tokio::time::sleep(TIMEOUT * 3).await;
     // Still connected: the socket still answers a request.
     let answer = device.request(sync_core::diary_id("cadre01", 2026)).await;
     assert!(answer.is_some(), "the socket still syncs");
     device.close().await;
-    stop(server).await;
-}
-
-async fn stop(mut server: Running) {
-    if let Some(stop) = server.stop.take() {
-        let _ = stop.send(());
-    }
-    tokio::time::timeout(Duration::from_secs(40), server.task)
-        .await
-        .expect("the server stops")
-        .expect("task")
-        .expect("serve");
+    server.stop().await;
 }

@@ -9,71 +9,17 @@ use std::time::Duration;
 use futures_util::SinkExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use server::config::Config;
 use sync_core::automerge::{ActorId, Automerge};
 use sync_core::fixtures;
 use sync_core::protocol::{DocSyncStatus, Message};
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp};
-use test_support::{Device, TokenIn, Ws, open_socket};
+use test_support::Served as TestServer;
+use test_support::{TokenIn, Ws, open_socket};
 use tokio_tungstenite::tungstenite::{self, http};
 
-struct TestServer {
-    addr: std::net::SocketAddr,
-    /// The server's configuration (to open its store beside it).
-    config: Config,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl TestServer {
-    async fn start() -> Self {
-        Self::start_with(|_| {}).await
-    }
-
-    async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::for_tests(dir.path(), &[7; 32]);
-        adjust(&mut config);
-        let store = server::open_store(&config).await.expect("open store");
-        server::seed_demo(store.as_ref(), "demo-pass")
-            .await
-            .expect("seed demo");
-        store.close().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server::serve(config.clone(), listener, async {
-            let _ = stopped.await;
-        }));
-        TestServer {
-            addr,
-            config,
-            _stop: stop,
-            _dir: dir,
-        }
-    }
-
-    async fn login(&self, username: &str, device: &str) -> String {
-        test_support::login(
-            &format!("http://{}", self.addr),
-            username,
-            "demo-pass",
-            device,
-        )
-        .await
-    }
-
-    async fn socket(&self, token: Option<&str>) -> Result<Ws, tungstenite::Error> {
-        open_socket(self.addr, token, TokenIn::Header).await
-    }
-
-    /// A logged-in device, past the handshake.
-    async fn device(&self, username: &str, device: &str) -> Device {
-        let token = self.login(username, device).await;
-        Device::connect(self.addr, &token, device).await
-    }
+/// A WebSocket upgrade to `server`, the token (if any) in the header.
+async fn socket(server: &TestServer, token: Option<&str>) -> Result<Ws, tungstenite::Error> {
+    open_socket(server.addr, token, TokenIn::Header).await
 }
 
 fn rng(seed: u64) -> StdRng {
@@ -100,7 +46,7 @@ async fn creating_a_document_for_someone_else_is_refused() {
 async fn upgrade_without_a_valid_token_is_401() {
     let server = TestServer::start().await;
     for token in [None, Some("not-a-token")] {
-        match server.socket(token).await {
+        match socket(&server, token).await {
             Err(tungstenite::Error::Http(response)) => {
                 assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
             }
@@ -507,7 +453,7 @@ async fn sync_connections_are_bounded_per_user() {
     let first = server.device("cadre01", "phone").await;
     let _second = server.device("cadre01", "tablet").await;
     let token = server.login("cadre01", "third").await;
-    match server.socket(Some(&token)).await {
+    match socket(&server, Some(&token)).await {
         Err(tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), http::StatusCode::TOO_MANY_REQUESTS);
         }
@@ -520,7 +466,7 @@ async fn sync_connections_are_bounded_per_user() {
     first.close().await;
     let mut admitted = false;
     for _ in 0..100 {
-        if server.socket(Some(&token)).await.is_ok() {
+        if socket(&server, Some(&token)).await.is_ok() {
             admitted = true;
             break;
         }

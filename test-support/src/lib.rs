@@ -6,15 +6,21 @@
 //! - [`login`]: a password login that returns the access token;
 //! - [`store`] (feature `store`): fresh migrated stores on SQLite and on
 //!   PostgreSQL (when [`TEST_DATABASE_URL`] is set), and the
-//!   [`backends!`] macro that runs test cases on each.
+//!   [`backends!`] macro that runs test cases on each;
+//! - [`Served`] (feature `store`): `server::serve` in this process on a
+//!   free port, with the demo organisation.
 
 mod device;
 mod login;
+#[cfg(feature = "store")]
+mod served;
 #[cfg(feature = "store")]
 pub mod store;
 
 pub use device::{Device, EDIT_TIME, MAX_FRAMES_PER_SYNC, TokenIn, Ws, open_socket};
 pub use login::{jwt_claims, login};
+#[cfg(feature = "store")]
+pub use served::{DEMO_PASSWORD, Served};
 
 /// The environment variable naming the PostgreSQL server the tests may use
 /// (the role needs CREATEDB for the end-to-end suite).

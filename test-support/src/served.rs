@@ -1,0 +1,94 @@
+//! `server::serve` in this process on 127.0.0.1:0, with the demo
+//! organisation seeded, for tests that need real sockets and the server's
+//! configuration (the end-to-end suite runs the binary instead).
+
+use std::net::SocketAddr;
+
+use server::config::Config;
+
+/// Password of every demo account.
+pub const DEMO_PASSWORD: &str = "demo-pass";
+
+/// A running server; it shuts down when dropped.
+#[derive(Debug)]
+pub struct Served {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its configuration (to open its store beside it).
+    pub config: Config,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), server::ServeError>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    /// Serves the demo organisation with test defaults changed by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::for_tests(dir.path(), &[7; 32]);
+        adjust(&mut config);
+        let store = server::open_store(&config).await.expect("open store");
+        server::seed_demo(store.as_ref(), DEMO_PASSWORD)
+            .await
+            .expect("seed demo");
+        store.close().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(config.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        Served {
+            addr,
+            config,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    /// Serves the demo organisation with the test defaults.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// `http://host:port`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Logs a demo user in; returns the access token.
+    pub async fn login(&self, username: &str, device: &str) -> String {
+        crate::login(&self.base_url(), username, DEMO_PASSWORD, device).await
+    }
+
+    /// A logged-in device of a demo user, past the sync handshake.
+    pub async fn device(&self, username: &str, device: &str) -> crate::Device {
+        let token = self.login(username, device).await;
+        crate::Device::connect(self.addr, &token, device).await
+    }
+
+    /// Shuts the server down and waits until `serve` has returned.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(std::time::Duration::from_secs(40), task)
+                .await
+                .expect("the server stops")
+                .expect("serve task")
+                .expect("serve");
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
