@@ -164,9 +164,17 @@ async fn password_checks_are_bounded_and_the_rest_are_told_to_retry() {
         c.login_free_failures_per_address = 10_000;
     })
     .await;
-    let attempts = (0..80).map(|i| {
+    let attempts = (0..300).map(|i| {
         let app = &app;
-        async move { login(app, &format!("user{i}"), "wrong", &format!("10.1.0.{i}")).await }
+        async move {
+            login(
+                app,
+                &format!("user{i}"),
+                "wrong",
+                &format!("10.1.{}.{}", i / 200, i % 200),
+            )
+            .await
+        }
     });
     let answers = futures_util::future::join_all(attempts).await;
     let busy: Vec<_> = answers
@@ -181,7 +189,7 @@ async fn password_checks_are_bounded_and_the_rest_are_told_to_retry() {
     );
     assert!(
         !busy.is_empty(),
-        "one check at a time cannot serve 80 in 2 s: {answers:?}"
+        "one check at a time cannot serve 300 in 2 s: {answers:?}"
     );
     assert!(busy.iter().all(|(_, retry)| *retry == Some(1)));
 }
