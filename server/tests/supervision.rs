@@ -572,7 +572,8 @@ async fn supervisors_act_and_assignees_work_through_the_api(store: Arc<dyn Store
             json!({"deadline": "2026-12-31"}),
         )
         .await;
-    assert_eq!(status, 403);
+    // Out of the other town's reach: as missing as an unknown petition.
+    assert_eq!(status, 404);
     let (status, body) = running.post(&sup, &path("close"), json!({})).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -701,7 +702,7 @@ async fn supervisors_act_and_assignees_work_through_the_api(store: Arc<dyn Store
 
     // Signed off (town level: the town's supervisor may), then reopened.
     let (status, _) = running.post(&other_town, &path("close"), json!({})).await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 404, "another town's supervisor cannot tell it exists");
     let (status, body) = running
         .post(&sup, &path("close"), json!({"note": "予以销号"}))
         .await;

@@ -24,6 +24,16 @@ pub struct Served {
 impl Served {
     /// Serves the demo organisation with test defaults changed by `adjust`.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_seeded(adjust, false).await
+    }
+
+    /// Serves the demo organisation and its diaries, contacts and ledger
+    /// (what `serve --demo` shows), with the test defaults.
+    pub async fn start_with_records() -> Self {
+        Self::start_seeded(|_| {}, true).await
+    }
+
+    async fn start_seeded(adjust: impl FnOnce(&mut Config), records: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::for_tests(dir.path(), &[7; 32]);
         adjust(&mut config);
@@ -31,6 +41,11 @@ impl Served {
         server::seed_demo(store.as_ref(), DEMO_PASSWORD)
             .await
             .expect("seed demo");
+        if records {
+            server::demo::seed_demo_records(store.as_ref())
+                .await
+                .expect("seed demo records");
+        }
         store.close().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

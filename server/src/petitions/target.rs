@@ -62,8 +62,9 @@ pub struct Reach {
 }
 
 impl Reach {
-    /// Refuses (403) unless `caller` is a supervisor whose subtree holds the
-    /// petition's diary owner; then works out the rest.
+    /// Refuses unless `caller` is a supervisor (403) whose subtree holds the
+    /// petition's diary owner (404 otherwise: a petition out of reach looks
+    /// exactly like one that does not exist); then works out the rest.
     pub async fn of_supervisor(
         store: &dyn Store,
         caller: &AuthUser,
@@ -75,9 +76,7 @@ impl Reach {
             ));
         }
         if !store.is_unit_within(target.unit_id, caller.unit_id).await? {
-            return Err(ActionError::Forbidden(
-                "this petition is not within your unit".to_owned(),
-            ));
+            return Err(ActionError::NotFound);
         }
         let mut chain: Vec<Unit> = Vec::new();
         let mut next = Some(target.unit_id);

@@ -228,6 +228,11 @@ where
         + Send
         + 'static,
 {
+    // The role first, so that a cadre gets the same answer whether or not
+    // the petition exists.
+    if caller.role != Role::Supervisor {
+        return Err(ActionError::Forbidden("only a supervisor may do this".to_owned()).into());
+    }
     let target = petitions::locate(state.store.as_ref(), id, which.document_id.as_deref()).await?;
     let reach = Reach::of_supervisor(state.store.as_ref(), caller, &target).await?;
     let written = append_events(state, &target, &acting(caller, addr), decide(reach)).await?;
@@ -245,9 +250,20 @@ async fn as_responsible(
     kinds: Vec<PetitionEventKind>,
 ) -> Result<Json<ActionResponse>, AppError> {
     let target = petitions::locate(state.store.as_ref(), id, which.document_id.as_deref()).await?;
+    // Whoever may see the item is told why they may not record; to anyone
+    // else it is as missing as a petition that does not exist.
+    let may_see = target.owner_user_id == caller.user_id
+        || (matches!(caller.role, Role::Supervisor | Role::Admin)
+            && state
+                .store
+                .is_unit_within(target.unit_id, caller.unit_id)
+                .await?);
     let me = caller.username.clone();
     let written = append_events(state, &target, &acting(caller, addr), move |_, current| {
         if current.responsible != me {
+            if !may_see {
+                return Err(ActionError::NotFound);
+            }
             return Err(ActionError::Forbidden(format!(
                 "only the responsible person ({}) may record this",
                 current.responsible
