@@ -61,6 +61,9 @@ pub mod env {
         "VISIT_DIARY_MAX_SYNC_CONNECTIONS_PER_ADDRESS";
     /// Documents one sync connection may ask about.
     pub const MAX_DOCUMENTS_PER_CONNECTION: &str = "VISIT_DIARY_MAX_DOCUMENTS_PER_CONNECTION";
+    pub const MAX_DOCUMENTS_PER_USER: &str = "VISIT_DIARY_MAX_DOCUMENTS_PER_USER";
+    pub const MAX_STORED_BYTES_PER_USER: &str = "VISIT_DIARY_MAX_STORED_BYTES_PER_USER";
+    pub const MAX_BUFFERED_BYTES_PER_USER: &str = "VISIT_DIARY_MAX_BUFFERED_BYTES_PER_USER";
     /// Failed logins of one username before it backs off.
     pub const LOGIN_FREE_FAILURES_PER_USER: &str = "VISIT_DIARY_LOGIN_FREE_FAILURES_PER_USER";
     /// Failed logins from one address before it backs off.
@@ -193,6 +196,19 @@ pub struct Config {
     /// database look-ups); past it the connection is closed with an error.
     /// A cadre has one diary a year and one contacts document.
     pub max_documents_per_connection: usize,
+    /// Documents one user may own: syncing a new document id past it is
+    /// refused with an error, nothing stored; their existing documents keep
+    /// syncing. A cadre has a diary a year and a contacts document.
+    pub max_documents_per_user: usize,
+    /// Bytes one user's documents may take in the store (snapshots plus
+    /// chunks, summed over their documents): a merge that would pass it is
+    /// refused with an error, nothing stored.
+    pub max_stored_bytes_per_user: u64,
+    /// Bytes of received sync frames one user may have being decoded and
+    /// merged at once, over all their connections (frames wait for room,
+    /// briefly; then the connection is closed with an error). Also caps the
+    /// largest frame. At most `u32::MAX`.
+    pub max_buffered_bytes_per_user: usize,
     /// Failed logins of one username (known or not) before each further
     /// failure locks it for twice as long as the last (1 s, 2 s, … 15 min).
     pub login_free_failures_per_user: u32,
@@ -242,6 +258,9 @@ impl Config {
             max_sync_connections_per_user: 8,
             max_sync_connections_per_address: 64,
             max_documents_per_connection: 1000,
+            max_documents_per_user: 50,
+            max_stored_bytes_per_user: 256 * 1024 * 1024,
+            max_buffered_bytes_per_user: 64 * 1024 * 1024,
             login_free_failures_per_user: 5,
             login_free_failures_per_address: 50,
             concurrent_password_checks: 4,
@@ -384,6 +403,21 @@ impl Config {
                 file.sync.max_documents_per_connection,
                 defaults.max_documents_per_connection,
             )?,
+            max_documents_per_user: layer.parsed(
+                env::MAX_DOCUMENTS_PER_USER,
+                file.sync.max_documents_per_user,
+                defaults.max_documents_per_user,
+            )?,
+            max_stored_bytes_per_user: layer.parsed(
+                env::MAX_STORED_BYTES_PER_USER,
+                file.sync.max_stored_bytes_per_user,
+                defaults.max_stored_bytes_per_user,
+            )?,
+            max_buffered_bytes_per_user: layer.parsed(
+                env::MAX_BUFFERED_BYTES_PER_USER,
+                file.sync.max_buffered_bytes_per_user,
+                defaults.max_buffered_bytes_per_user,
+            )?,
             login_free_failures_per_user: layer.parsed(
                 env::LOGIN_FREE_FAILURES_PER_USER,
                 file.auth.login_free_failures_per_user,
@@ -436,6 +470,16 @@ impl Config {
             || self.max_documents_per_connection == 0
         {
             return invalid("sync connection and document limits must be positive");
+        }
+        if self.max_documents_per_user == 0
+            || self.max_stored_bytes_per_user == 0
+            || self.max_buffered_bytes_per_user == 0
+        {
+            return invalid("per-user sync limits must be positive");
+        }
+        // The budget is a semaphore whose permits are bytes, taken as `u32`.
+        if u32::try_from(self.max_buffered_bytes_per_user).is_err() {
+            return invalid("max_buffered_bytes_per_user must be at most 4294967295");
         }
         if self.concurrent_password_checks == 0 {
             return invalid("concurrent_password_checks must be positive");
@@ -743,6 +787,9 @@ struct SyncSection {
     max_connections_per_user: Option<usize>,
     max_connections_per_address: Option<usize>,
     max_documents_per_connection: Option<usize>,
+    max_documents_per_user: Option<usize>,
+    max_stored_bytes_per_user: Option<u64>,
+    max_buffered_bytes_per_user: Option<usize>,
 }
 
 #[cfg(test)]
@@ -845,6 +892,18 @@ mod tests {
             example.max_concurrent_merges,
             defaults.max_concurrent_merges
         );
+        assert_eq!(
+            (
+                example.max_documents_per_user,
+                example.max_stored_bytes_per_user,
+                example.max_buffered_bytes_per_user
+            ),
+            (
+                defaults.max_documents_per_user,
+                defaults.max_stored_bytes_per_user,
+                defaults.max_buffered_bytes_per_user
+            )
+        );
 
         // The keys shown commented out are real keys too.
         let text = std::fs::read_to_string(
@@ -897,6 +956,40 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn per_user_sync_limits_come_from_env_and_are_checked() {
+        let options = LoadOptions::default();
+        let config = Config::load(
+            &options,
+            env_of(&[
+                (env::MAX_DOCUMENTS_PER_USER, "3"),
+                (env::MAX_STORED_BYTES_PER_USER, "1000"),
+                (env::MAX_BUFFERED_BYTES_PER_USER, "2000"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(
+            (
+                config.max_documents_per_user,
+                config.max_stored_bytes_per_user,
+                config.max_buffered_bytes_per_user
+            ),
+            (3, 1000, 2000)
+        );
+        for (name, value) in [
+            (env::MAX_DOCUMENTS_PER_USER, "0"),
+            (env::MAX_BUFFERED_BYTES_PER_USER, "4294967296"),
+        ] {
+            assert!(
+                matches!(
+                    Config::load(&options, env_of(&[(name, value)])),
+                    Err(ConfigError::Invalid(_))
+                ),
+                "{name}={value}"
+            );
+        }
     }
 
     #[test]

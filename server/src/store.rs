@@ -25,9 +25,9 @@ use sync_core::DocumentId;
 pub use error::{BoxError, StoreError};
 pub use model::{
     ActorClaim, AppendOutcome, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow,
-    DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser, PetitionLocation,
-    RefreshReplacement, RefreshRotation, RefreshToken, Role, StoredDocument, StoredKind, Unit,
-    UnknownVariant, User,
+    DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser, OwnerUsage,
+    PetitionLocation, RefreshReplacement, RefreshRotation, RefreshToken, Role, StoredDocument,
+    StoredKind, Unit, UnknownVariant, User,
 };
 
 /// Shorthand for store results.
@@ -155,6 +155,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Documents owned by a user, ordered by id.
     async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentRow>>;
+
+    /// How many documents a user owns and the bytes they take (snapshots
+    /// plus pending chunks): what the per-user sync limits count.
+    async fn owner_usage(&self, user_id: i64) -> StoreResult<OwnerUsage>;
 
     /// Documents whose owner belongs to one of `unit_ids`, ordered by id.
     /// Combine with [`Store::unit_subtree`] for a supervisor's view.

@@ -13,5 +13,5 @@ pub use sync_core::protocol::payload;
 
 pub use access::decide_access;
 pub use documents::{MergeError, MergeOutcome};
-pub use hub::{ConnectionSlot, Crowded, DocumentChanged, SERVER_ORIGIN, SyncHub};
+pub use hub::{ConnectionSlot, Crowded, DocumentChanged, OverBudget, SERVER_ORIGIN, SyncHub};
 pub use payload::{PayloadError, PayloadLimits};

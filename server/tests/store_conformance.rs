@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use common::t;
 use server::store::{
-    Compaction, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, RefreshReplacement,
-    RefreshRotation, Role, Store, StoreError, StoredKind,
+    Compaction, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, OwnerUsage,
+    RefreshReplacement, RefreshRotation, Role, Store, StoreError, StoredKind,
 };
 use sync_core::DocumentId;
 
@@ -29,6 +29,7 @@ test_support::backends!(
     documents_append_and_load,
     document_ownership,
     documents_by_owner_and_unit,
+    owner_usage,
     compaction,
     compaction_conflicts,
     concurrent_appends,
@@ -649,6 +650,47 @@ mod cases {
                 .expect("list")
                 .is_empty()
         );
+    }
+
+    /// What the per-user sync limits count: documents and their snapshot
+    /// plus chunk bytes, per owner.
+    pub async fn owner_usage(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let unit = common::unit(s, "village1", None, "village").await;
+        let alice = common::user(s, "alice", Role::Cadre, &unit).await;
+        let carol = common::user(s, "carol", Role::Cadre, &unit).await;
+        let usage = |documents, bytes| OwnerUsage { documents, bytes };
+        assert_eq!(s.owner_usage(alice.id).await.expect("usage"), usage(0, 0));
+        let c1 = s
+            .append_changes(write("a1", Some(alice.id), b"12345", 1))
+            .await
+            .expect("append");
+        let c2 = s
+            .append_changes(write("a1", None, b"123", 2))
+            .await
+            .expect("append");
+        s.append_changes(write("a2", Some(alice.id), b"1234567", 3))
+            .await
+            .expect("append");
+        s.append_changes(write("c1", Some(carol.id), b"12", 4))
+            .await
+            .expect("append");
+        assert_eq!(s.owner_usage(alice.id).await.expect("usage"), usage(2, 15));
+        assert_eq!(s.owner_usage(carol.id).await.expect("usage"), usage(1, 2));
+        // A snapshot counts as the chunks it replaced did not.
+        s.compact(Compaction {
+            document_id: doc_id("a1"),
+            base_heads: None,
+            snapshot: b"1234".to_vec(),
+            heads: "h".to_owned(),
+            replaced_chunk_ids: vec![c1.chunk_id, c2.chunk_id],
+        })
+        .await
+        .expect("compact");
+        s.append_changes(write("a1", None, b"1", 5))
+            .await
+            .expect("append");
+        assert_eq!(s.owner_usage(alice.id).await.expect("usage"), usage(2, 12));
     }
 
     pub async fn compaction(store: Arc<dyn Store>) {

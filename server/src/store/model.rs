@@ -297,6 +297,16 @@ pub enum RefreshRotation {
     Expired,
 }
 
+/// What one user's documents take in the store: what the per-user sync
+/// limits count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnerUsage {
+    /// Documents the user owns.
+    pub documents: u64,
+    /// Their stored bytes: snapshots plus pending chunks.
+    pub bytes: u64,
+}
+
 /// A document's row: everything the server keeps about a document except
 /// its content. (sync-core's `DocumentMeta` is something else: the root
 /// fields inside the document.)

@@ -19,8 +19,8 @@ use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
 use super::{
     ActorClaim, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow, NewAuditEntry,
-    NewRefreshToken, NewUnit, NewUser, PetitionLocation, RefreshReplacement, RefreshRotation,
-    RefreshToken, StoreError, StoreResult, StoredDocument, Unit, User,
+    NewRefreshToken, NewUnit, NewUser, OwnerUsage, PetitionLocation, RefreshReplacement,
+    RefreshRotation, RefreshToken, StoreError, StoreResult, StoredDocument, Unit, User,
 };
 use sync_core::DocumentId;
 
@@ -489,6 +489,28 @@ where
         .bind(user_id)
         .fetch_all(pool)
         .await?)
+    }
+
+    /// See [`Store::owner_usage`](super::Store::owner_usage). `LENGTH` of a
+    /// blob (SQLite) or `bytea` (PostgreSQL) is its size in bytes.
+    pub(super) async fn owner_usage(pool: &Pool<DB>, user_id: i64) -> StoreResult<OwnerUsage> {
+        let (documents, bytes) = sqlx::query_as::<DB, (i64, i64)>(
+            "SELECT CAST(COUNT(*) AS BIGINT),
+                    CAST(COALESCE(SUM(LENGTH(d.snapshot)), 0)
+                         + COALESCE((SELECT SUM(LENGTH(c.data))
+                                       FROM document_chunks c
+                                       JOIN documents o ON o.id = c.document_id
+                                      WHERE o.owner_user_id = $1), 0) AS BIGINT)
+               FROM documents d
+              WHERE d.owner_user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_one(pool)
+        .await?;
+        Ok(OwnerUsage {
+            documents: to_u64(documents),
+            bytes: to_u64(bytes),
+        })
     }
 
     /// Stores one chunk of a document inside the caller's transaction and

@@ -1,12 +1,14 @@
 //! [`SyncHub`]: per-document merge locks, the in-process change feed, and
-//! the count of open connections per user and per address.
+//! the count of open connections per user and per address, and each user's
+//! budget of received bytes being merged.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sync_core::DocumentId;
-use tokio::sync::{OwnedMutexGuard, broadcast};
+use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, broadcast};
 
 /// How many change notices a slow connection may fall behind before it
 /// resynchronises all its documents (see `RecvError::Lagged`).
@@ -45,6 +47,9 @@ pub struct SyncHub {
     open: Mutex<HashMap<Holder, usize>>,
     /// Logins (refresh-token families) just revoked: their connections end.
     ended_sessions: broadcast::Sender<String>,
+    /// Per user, a semaphore whose permits are bytes of received frames
+    /// being decoded and merged; an entry lives while a permit does.
+    buffers: Mutex<HashMap<i64, Arc<Semaphore>>>,
 }
 
 /// Whose open connections are counted.
@@ -63,6 +68,19 @@ pub enum Crowded {
     /// The address has as many connections open as allowed.
     #[error("too many sync connections from this address")]
     Address,
+}
+
+/// Why a received frame got no room in its user's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this user's sync messages being merged would take more than {budget} bytes \
+     (this one is {size}); send fewer at once"
+)]
+pub struct OverBudget {
+    /// The frame's size.
+    pub size: usize,
+    /// The user's budget.
+    pub budget: usize,
 }
 
 /// An admitted connection's place in the counts, given back on drop.
@@ -102,6 +120,42 @@ impl SyncHub {
             connections: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
             ended_sessions: broadcast::channel(ENDED_SESSIONS_CAPACITY).0,
+            buffers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes `size` bytes of `user_id`'s budget of `budget` bytes (the same
+    /// for every call) for a received frame, waiting up to `wait` for
+    /// other frames of theirs to finish; the bytes are given back when the
+    /// permit drops. Other users' frames never wait for these.
+    pub async fn buffer(
+        &self,
+        user_id: i64,
+        size: usize,
+        budget: usize,
+        wait: Duration,
+    ) -> Result<OwnedSemaphorePermit, OverBudget> {
+        let over = OverBudget { size, budget };
+        // The configuration keeps budgets within `u32` (the semaphore's
+        // unit); a frame larger than the whole budget can never fit.
+        let permits = u32::try_from(size).map_err(|_| over)?;
+        if size > budget {
+            return Err(over);
+        }
+        let semaphore = {
+            // A poisoned map is still consistent (see `lock`).
+            let mut buffers = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+            // A permit holds its semaphore: forget those nobody holds.
+            buffers.retain(|id, s| *id == user_id || Arc::strong_count(s) > 1);
+            buffers
+                .entry(user_id)
+                .or_insert_with(|| Arc::new(Semaphore::new(budget)))
+                .clone()
+        };
+        match tokio::time::timeout(wait, semaphore.acquire_many_owned(permits)).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // Never closed; a timeout is the same answer.
+            Ok(Err(_)) | Err(_) => Err(over),
         }
     }
 
@@ -210,6 +264,41 @@ mod tests {
             .expect("a slot was freed");
         drop((b, c));
         assert_eq!(hub.open.lock().expect("lock").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn received_bytes_are_bounded_per_user() {
+        let hub = SyncHub::new();
+        let wait = Duration::from_secs(30);
+        let held = hub.buffer(1, 600, 1000, wait).await.expect("fits");
+        // The user's next frame does not fit beside the first: it waits,
+        // then is refused.
+        assert_eq!(
+            hub.buffer(1, 500, 1000, Duration::from_millis(20))
+                .await
+                .err(),
+            Some(OverBudget {
+                size: 500,
+                budget: 1000
+            })
+        );
+        // One larger than the whole budget is refused at once.
+        assert!(hub.buffer(2, 1001, 1000, wait).await.is_err());
+        // Another user has their own budget.
+        let other = hub.buffer(2, 1000, 1000, wait).await.expect("another user");
+        // A waiting frame gets its bytes as soon as the first is done.
+        let waiter = tokio::spawn({
+            let hub = Arc::new(hub);
+            async move { hub.buffer(1, 500, 1000, wait).await.map(drop) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(held);
+        waiter
+            .await
+            .expect("task")
+            .expect("room once the first frame is done");
+        drop(other);
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@
 //! an `error` message.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
@@ -45,6 +45,12 @@ const SERVER_PEER_ID: &str = "visit-diary-server";
 /// Room for a message's envelope (ids, CBOR framing, the sync summary) on
 /// top of the changes it carries, which are bounded by the document limit.
 const ENVELOPE_BYTES: usize = 64 * 1024;
+
+/// How long a received frame may wait for room in its user's budget of
+/// bytes being merged (other frames of theirs finishing) before the
+/// connection is closed: a phone sends one document at a time, so only a
+/// runaway client, or many devices at once, waits this long.
+const BUFFER_WAIT: Duration = Duration::from_secs(10);
 
 /// Compact a document (one snapshot instead of its chunks) once this many
 /// chunks are pending: loading replays every chunk, so many small syncs
@@ -85,7 +91,10 @@ pub async fn upgrade(
             .into_response();
         }
     };
-    let limit = message_limit(state.config.max_document_bytes);
+    let limit = message_limit(
+        state.config.max_document_bytes,
+        state.config.max_buffered_bytes_per_user,
+    );
     let id = state.sync_hub.next_connection_id();
     let span = tracing::info_span!("sync", user_id = user.user_id, connection = id);
     ws.max_message_size(limit)
@@ -107,11 +116,14 @@ pub async fn upgrade(
         })
 }
 
-/// The largest frame accepted.
-fn message_limit(max_document_bytes: usize) -> usize {
+/// The largest frame accepted: a whole document and its envelope, but never
+/// more than the user's budget of bytes being merged (it could never get
+/// room in it).
+fn message_limit(max_document_bytes: usize, max_buffered_bytes_per_user: usize) -> usize {
     max_document_bytes
         .saturating_add(ENVELOPE_BYTES)
         .min(MAX_MESSAGE_BYTES)
+        .min(max_buffered_bytes_per_user)
 }
 
 /// Why a connection ends early.
@@ -309,6 +321,22 @@ impl Connection {
 
     /// Handles one binary frame; `Ok(false)` when the client said goodbye.
     async fn handle_frame(&mut self, bytes: &[u8]) -> Result<bool, Fault> {
+        // Held until the frame is merged and answered: what the decoded
+        // message and the merge hold grows with it.
+        let _buffered = self
+            .state
+            .sync_hub
+            .buffer(
+                self.user.user_id,
+                bytes.len(),
+                self.state.config.max_buffered_bytes_per_user,
+                BUFFER_WAIT,
+            )
+            .await
+            .map_err(|e| {
+                metrics::sync_payload_refused("buffered_bytes");
+                Fault::Protocol(ProtocolError::Refused(e.to_string()))
+            })?;
         let message = Message::decode_with_limit(bytes, self.limit)?;
         metrics::sync_message(Direction::In);
         // The policy is consulted only for the document of a `sync` or
@@ -377,7 +405,8 @@ impl Connection {
             .await
             .map_err(|e| Fault::Internal(e.to_string()))?;
         let stored = self.state.store.load_document(&document_id).await?;
-        if stored.is_some() {
+        let stored_existed = stored.is_some();
+        if stored_existed {
             self.restore_sync_state(document_id).await?;
         }
         // What compaction needs to know of the stored form.
@@ -476,6 +505,12 @@ impl Connection {
             }
         };
         let wrote = outcome.chunk.is_some();
+        if let Some(chunk) = &outcome.chunk
+            && access == Access::ReadWrite
+        {
+            self.check_owner_limits(document_id, stored_existed, chunk.len())
+                .await?;
+        }
         if let Some(chunk) = outcome.chunk {
             let write = DocumentWrite {
                 document_id,
@@ -549,6 +584,46 @@ impl Connection {
             self.save_sync_state(document_id).await;
         }
         Ok(())
+    }
+
+    /// Refuses a write of `added` bytes that would take the user past the
+    /// documents or stored bytes they may have; `existed` says whether the
+    /// document is stored already (else the write creates it). Called under
+    /// the document's lock, before anything is stored. Writes to different
+    /// documents of one user are not serialised, so concurrent connections
+    /// may overshoot a limit by one write each (at most
+    /// `max_sync_connections_per_user` writes).
+    async fn check_owner_limits(
+        &mut self,
+        document_id: DocumentId,
+        existed: bool,
+        added: usize,
+    ) -> Result<(), Fault> {
+        let config = &self.state.config;
+        let (max_documents, max_bytes) = (
+            config.max_documents_per_user,
+            config.max_stored_bytes_per_user,
+        );
+        let usage = self.state.store.owner_usage(self.user.user_id).await?;
+        let refusal = if !existed && usage.documents >= max_documents as u64 {
+            metrics::sync_payload_refused("documents_per_user");
+            format!(
+                "document {document_id} refused: this user already has {} documents, \
+                 the limit is {max_documents} per user",
+                usage.documents
+            )
+        } else if usage.bytes.saturating_add(added as u64) > max_bytes {
+            metrics::sync_payload_refused("stored_bytes_per_user");
+            format!(
+                "document {document_id} refused: this user's documents would take {} bytes, \
+                 the limit is {max_bytes} bytes per user",
+                usage.bytes.saturating_add(added as u64)
+            )
+        } else {
+            return Ok(());
+        };
+        tracing::warn!(document_id = %document_id, reason = refusal, "refused a write over a per-user limit");
+        Err(Fault::Protocol(ProtocolError::Refused(refusal)))
     }
 
     /// Resumes the sync state this device left for `document_id` last

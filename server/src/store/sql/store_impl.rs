@@ -181,6 +181,13 @@ macro_rules! sql_store {
                 $crate::store::sql::Sql::<$db>::list_documents_for_owner(&self.pool, user_id).await
             }
 
+            async fn owner_usage(
+                &self,
+                user_id: i64,
+            ) -> $crate::store::StoreResult<$crate::store::OwnerUsage> {
+                $crate::store::sql::Sql::<$db>::owner_usage(&self.pool, user_id).await
+            }
+
             async fn list_documents_in_units(
                 &self,
                 unit_ids: &[i64],
