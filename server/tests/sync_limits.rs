@@ -7,7 +7,7 @@ use futures_util::SinkExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use server::store::OwnerUsage;
-use sync_core::protocol::DocSyncStatus;
+use sync_core::protocol::{DocSyncStatus, Message};
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp, fixtures};
 use test_support::{Device, Served};
 use tokio_tungstenite::tungstenite;
@@ -105,6 +105,53 @@ async fn documents_past_the_per_user_limit_are_refused() {
     tablet.sync().await;
     assert_eq!(tablet.visit_count(&first), 2);
     assert_eq!(usage(&server, "cadre01").await.documents, 2);
+}
+
+/// Syncs `device`'s document `id` until the server acknowledges it
+/// (`Ok`) or sends an error (`Err` with its text).
+async fn synced_or_refused(device: &mut Device, id: DocumentId) -> Result<(), String> {
+    loop {
+        if device.conn.status(&id, &device.docs) == Some(DocSyncStatus::Synced) {
+            return Ok(());
+        }
+        match device.next_frame().await {
+            tungstenite::Message::Binary(bytes) => {
+                match Message::decode(&bytes).expect("decodes") {
+                    Message::Error { message } => return Err(message),
+                    m => {
+                        let _ = device.conn.handle(m, &mut device.docs);
+                        device.flush().await;
+                    }
+                }
+            }
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_created_at_once_on_two_connections_stay_within_the_limit() {
+    let server = Served::start_with(|c| c.max_documents_per_user = 1).await;
+    let mut rng = rng(24);
+    let mut phone = server.device("cadre01", "phone").await;
+    let mut tablet = server.device("cadre01", "tablet").await;
+    let a = phone.create_diary(&mut rng).0;
+    let b = tablet.create_diary(&mut rng).0;
+    // Both creations are in flight before either is answered.
+    phone.flush().await;
+    tablet.flush().await;
+    let (a, b) = tokio::join!(
+        synced_or_refused(&mut phone, a),
+        synced_or_refused(&mut tablet, b)
+    );
+    // Which one wins is up to the server; the other is refused.
+    let refused = match (a, b) {
+        (Ok(()), Err(e)) | (Err(e), Ok(())) => e,
+        other => panic!("expected one creation stored and one refused, got {other:?}"),
+    };
+    assert!(refused.contains("the limit is 1 per user"), "{refused}");
+    assert_eq!(usage(&server, "cadre01").await.documents, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,6 +47,9 @@ pub struct SyncHub {
     open: Mutex<HashMap<Holder, usize>>,
     /// Logins (refresh-token families) just revoked: their connections end.
     ended_sessions: broadcast::Sender<String>,
+    /// Per user, the lock that serialises checking their per-user limits
+    /// and storing a write (entries dropped as in `locks`).
+    owner_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     /// Per user, a semaphore whose permits are bytes of received frames
     /// being decoded and merged; an entry lives while a permit does.
     buffers: Mutex<HashMap<i64, Arc<Semaphore>>>,
@@ -121,7 +124,21 @@ impl SyncHub {
             open: Mutex::new(HashMap::new()),
             ended_sessions: broadcast::channel(ENDED_SESSIONS_CAPACITY).0,
             buffers: Mutex::new(HashMap::new()),
+            owner_locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Waits until no other connection checks `user_id`'s per-user limits
+    /// and stores a write of theirs, so two writes to different documents
+    /// cannot both pass a limit that only one fits under. Take it after the
+    /// document's lock (never the other way round).
+    pub async fn lock_owner(&self, user_id: i64) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.owner_locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.retain(|id, l| *id == user_id || Arc::strong_count(l) > 1);
+            locks.entry(user_id).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     /// Takes `size` bytes of `user_id`'s budget of `budget` bytes (the same

@@ -505,9 +505,13 @@ impl Connection {
             }
         };
         let wrote = outcome.chunk.is_some();
+        // Held until the write is stored, so the user's usage read for the
+        // check is the one the write adds to.
+        let mut owner_guard = None;
         if let Some(chunk) = &outcome.chunk
             && access == Access::ReadWrite
         {
+            owner_guard = Some(self.state.sync_hub.lock_owner(self.user.user_id).await);
             self.check_owner_limits(document_id, stored_existed, chunk.len())
                 .await?;
         }
@@ -559,7 +563,7 @@ impl Connection {
                 Err(e) => return Err(e.into()),
             }
         }
-        drop(guard);
+        drop((owner_guard, guard));
         metrics::merge_seconds(started.elapsed());
         let mut conn = self.take_conn()?;
         let doc = outcome.doc;
@@ -589,10 +593,8 @@ impl Connection {
     /// Refuses a write of `added` bytes that would take the user past the
     /// documents or stored bytes they may have; `existed` says whether the
     /// document is stored already (else the write creates it). Called under
-    /// the document's lock, before anything is stored. Writes to different
-    /// documents of one user are not serialised, so concurrent connections
-    /// may overshoot a limit by one write each (at most
-    /// `max_sync_connections_per_user` writes).
+    /// the document's lock and the user's ([`SyncHub::lock_owner`](crate::sync::SyncHub::lock_owner)),
+    /// before anything is stored.
     async fn check_owner_limits(
         &mut self,
         document_id: DocumentId,
