@@ -702,7 +702,10 @@ async fn supervisors_act_and_assignees_work_through_the_api(store: Arc<dyn Store
 
     // Signed off (town level: the town's supervisor may), then reopened.
     let (status, _) = running.post(&other_town, &path("close"), json!({})).await;
-    assert_eq!(status, 404, "another town's supervisor cannot tell it exists");
+    assert_eq!(
+        status, 404,
+        "another town's supervisor cannot tell it exists"
+    );
     let (status, body) = running
         .post(&sup, &path("close"), json!({"note": "予以销号"}))
         .await;

@@ -88,7 +88,11 @@ async fn a_flood_of_wrong_logins_keeps_memory_bounded() {
              {} answered 401, {} answered 503, in {:.1} s",
             f.growth_mib, f.unauthorised, f.busy, f.seconds
         );
-        assert_eq!(f.unauthorised + f.busy, FLOOD, "every guess answered 401 or 503");
+        assert_eq!(
+            f.unauthorised + f.busy,
+            FLOOD,
+            "every guess answered 401 or 503"
+        );
     }
     assert!(
         bounded.growth_mib < 160.0,
