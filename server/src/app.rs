@@ -184,6 +184,7 @@ pub fn router(state: AppState) -> Router {
     // axum `Response`, which lets tower-http and axum middleware mix.
     timed
         .merge(untimed)
+        .merge(crate::web::router(state.config.request_timeout))
         .fallback(not_found)
         // axum's own extractor limit (2 MiB) would otherwise apply on top of
         // ours; make them agree.
@@ -251,7 +252,8 @@ async fn json_error_bodies(response: Response) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        // The web pages' errors are Chinese HTML pages (`web::layout`).
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if is_json {
         return response;
     }

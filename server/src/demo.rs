@@ -180,6 +180,7 @@ async fn unit_by_code(store: &dyn Store, code: &str) -> Result<Unit, StoreError>
 pub fn login_banner(url: &str, password: &str) -> String {
     let mut text = format!(
         "Visit diary server (demo) listening on {url}\n\
+         Open {url}/ in a browser (走访台账 pages) and log in as the supervisor sup-town1, password {password}.\n\
          Log in with POST {url}/api/v1/auth/login {{\"username\", \"password\"}}.\n\
          Demo accounts (password: {password}; accounts that already existed keep their password):\n"
     );

@@ -71,6 +71,7 @@ pub mod shutdown;
 pub mod stats;
 pub mod store;
 pub mod sync;
+pub mod web;
 
 pub use app::{AppState, router};
 pub use config::Config;

@@ -35,18 +35,21 @@ const MAX_DEVICE_ID: usize = 128;
 /// Body of `POST /api/v1/auth/login`.
 #[derive(Debug, Deserialize)]
 pub struct LoginRequest {
-    username: String,
-    password: String,
+    /// Username.
+    pub username: String,
+    /// Password.
+    pub password: String,
     /// Identifies the phone or browser; carried into the access token's
     /// `device` claim and the refresh token row.
     #[serde(default)]
-    device_id: Option<String>,
+    pub device_id: Option<String>,
 }
 
 /// Body of `POST /api/v1/auth/refresh` and `/logout`.
 #[derive(Debug, Deserialize)]
 pub struct RefreshRequest {
-    refresh_token: String,
+    /// The refresh token.
+    pub refresh_token: String,
 }
 
 /// Answer of login and refresh.
