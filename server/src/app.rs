@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -9,7 +10,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -17,6 +17,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::JwtKeys;
 use crate::auth::limits::LoginLimits;
@@ -75,116 +77,18 @@ impl AppState {
     }
 }
 
-/// The whole HTTP interface.
-///
-/// To add a route: write the handler in `src/routes/<url path>.rs` (for
-/// example `/api/v1/ledger` → `routes/v1/ledger.rs`), then add one
-/// `.route(..)` line below: in `timed` for ordinary request/response routes,
-/// in `untimed` for long-lived ones (WebSockets, streaming exports).
+/// The whole HTTP interface: the API ([`api_routes`]) and what every
+/// request goes through.
 pub fn router(state: AppState) -> Router {
     // Install the metrics recorder before the first request records anything.
     crate::metrics::handle();
-    let timed = Router::new()
-        .route("/healthz", get(routes::healthz::get))
-        .route("/readyz", get(routes::readyz::get))
-        .route("/metrics", get(routes::metrics::get))
-        .route("/api/openapi.json", get(routes::openapi::get))
-        .route("/api/v1/auth/login", post(routes::v1::auth::login))
-        .route("/api/v1/auth/refresh", post(routes::v1::auth::refresh))
-        .route("/api/v1/auth/logout", post(routes::v1::auth::logout))
-        .route(
-            "/api/v1/me/password",
-            post(routes::v1::auth::change_password),
-        )
-        .route("/api/v1/me", get(routes::v1::me::get))
-        .route("/api/v1/me/documents", get(routes::v1::me::documents))
-        .route("/api/v1/me/assigned", get(routes::v1::me::assigned))
-        .route("/api/v1/ledger", get(routes::v1::ledger::list))
-        .route("/api/v1/visits", get(routes::v1::visits::list))
-        .route("/api/v1/cards", get(routes::v1::cards::list))
-        .route("/api/v1/devices", get(routes::v1::devices::list))
-        .route("/api/v1/stats", get(routes::v1::stats::get))
-        .route("/api/v1/lists", get(routes::v1::lists::get))
-        .route("/api/v1/audit", get(routes::v1::audit::list))
-        .route("/api/v1/petitions/{id}", get(routes::v1::petitions::get))
-        .route(
-            "/api/v1/petitions/{id}/deadline",
-            post(routes::v1::petitions::deadline),
-        )
-        .route(
-            "/api/v1/petitions/{id}/assign",
-            post(routes::v1::petitions::assign),
-        )
-        .route(
-            "/api/v1/petitions/{id}/escalate",
-            post(routes::v1::petitions::escalate),
-        )
-        .route(
-            "/api/v1/petitions/{id}/supervise",
-            post(routes::v1::petitions::supervise),
-        )
-        .route(
-            "/api/v1/petitions/{id}/close",
-            post(routes::v1::petitions::close),
-        )
-        .route(
-            "/api/v1/petitions/{id}/reopen",
-            post(routes::v1::petitions::reopen),
-        )
-        .route(
-            "/api/v1/petitions/{id}/progress",
-            post(routes::v1::petitions::progress),
-        )
-        .route(
-            "/api/v1/petitions/{id}/resolve",
-            post(routes::v1::petitions::resolve),
-        )
-        .route(
-            "/api/v1/petitions/{id}/feedback",
-            post(routes::v1::petitions::feedback),
-        )
-        // Applies to the routes above only (`Router::layer` wraps the routes
-        // that exist when it is called).
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            state.config.request_timeout,
-        ));
-
-    // Long-lived routes: no request timeout.
-    let untimed = Router::new()
-        .route("/api/v1/sync", get(routes::v1::sync::upgrade))
-        .route(
-            "/api/v1/ledger/export.xlsx",
-            get(routes::v1::exports::ledger_xlsx),
-        )
-        .route(
-            "/api/v1/ledger/export.csv",
-            get(routes::v1::exports::ledger_csv),
-        )
-        .route(
-            "/api/v1/exports/lists.xlsx",
-            get(routes::v1::exports::lists_xlsx),
-        )
-        .route(
-            "/api/v1/exports/lists.csv",
-            get(routes::v1::exports::lists_csv),
-        )
-        .route(
-            "/api/v1/exports/stats.xlsx",
-            get(routes::v1::exports::stats_xlsx),
-        )
-        .route(
-            "/api/v1/exports/stats.csv",
-            get(routes::v1::exports::stats_csv),
-        );
+    let (api, _) = api_routes(state.config.request_timeout).split_for_parts();
 
     let body_limit = state.config.body_limit_bytes;
     // Each `.layer` wraps everything before it, so the LAST one is the
     // outermost. `Router::layer` also turns every layer's response into an
     // axum `Response`, which lets tower-http and axum middleware mix.
-    timed
-        .merge(untimed)
-        .merge(crate::web::router(state.config.request_timeout))
+    api.merge(crate::web::router(state.config.request_timeout))
         .fallback(not_found)
         // axum's own extractor limit (2 MiB) would otherwise apply on top of
         // ours; make them agree.
@@ -202,6 +106,68 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// The API's route table. To add a route: write the handler in
+/// `src/routes/<url path>.rs` (for example `/api/v1/ledger` →
+/// `routes/v1/ledger.rs`) with its `#[utoipa::path]` description, then add
+/// one `.routes(routes!(..))` line below: in `timed` for ordinary
+/// request/response routes, in `untimed` for long-lived ones (WebSockets,
+/// streaming exports). `routes!` registers the route and its OpenAPI
+/// description together (`routes::openapi`), so the two cannot drift.
+pub fn api_routes(request_timeout: Duration) -> OpenApiRouter<AppState> {
+    use routes::v1::{
+        audit, auth, cards, devices, exports, ledger, lists, me, petitions, stats, sync, visits,
+    };
+    let timed = OpenApiRouter::new()
+        .routes(routes!(routes::healthz::get))
+        .routes(routes!(routes::readyz::get))
+        .routes(routes!(routes::metrics::get))
+        .routes(routes!(routes::openapi::get))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(me::get))
+        .routes(routes!(me::documents))
+        .routes(routes!(me::assigned))
+        .routes(routes!(ledger::list))
+        .routes(routes!(visits::list))
+        .routes(routes!(cards::list))
+        .routes(routes!(devices::list))
+        .routes(routes!(stats::get))
+        .routes(routes!(lists::get))
+        .routes(routes!(audit::list))
+        .routes(routes!(petitions::get))
+        .routes(routes!(petitions::deadline))
+        .routes(routes!(petitions::assign))
+        .routes(routes!(petitions::escalate))
+        .routes(routes!(petitions::supervise))
+        .routes(routes!(petitions::close))
+        .routes(routes!(petitions::reopen))
+        .routes(routes!(petitions::progress))
+        .routes(routes!(petitions::resolve))
+        .routes(routes!(petitions::feedback))
+        // Applies to the routes above only (`layer` wraps the routes that
+        // exist when it is called).
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ));
+
+    // Long-lived routes: no request timeout.
+    let untimed = OpenApiRouter::new()
+        .routes(routes!(sync::upgrade))
+        .routes(routes!(exports::ledger_xlsx))
+        .routes(routes!(exports::ledger_csv))
+        .routes(routes!(exports::lists_xlsx))
+        .routes(routes!(exports::lists_csv))
+        .routes(routes!(exports::stats_xlsx))
+        .routes(routes!(exports::stats_csv))
+        .routes(routes!(exports::visits_xlsx))
+        .routes(routes!(exports::visits_csv));
+
+    timed.merge(untimed)
 }
 
 /// The span every request runs in. The path is logged without its query

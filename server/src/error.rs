@@ -113,6 +113,24 @@ pub fn code_for_status(status: StatusCode) -> &'static str {
     }
 }
 
+/// The JSON body of every error answer (what [`error_body`] makes), for
+/// the OpenAPI document.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: `bad_request`, `unauthorized`, `token_expired`,
+    /// `forbidden`, `not_found`, `conflict`, `invalid_request`, …
+    pub code: String,
+    /// For people; for a 5xx, a generic message.
+    pub message: String,
+}
+
 /// The JSON error body.
 pub fn error_body(code: &str, message: &str) -> serde_json::Value {
     json!({ "error": { "code": code, "message": message } })

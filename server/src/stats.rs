@@ -18,7 +18,7 @@ use crate::store::{Role, Unit, User};
 
 /// The quotas and targets supervisors measure against (`[quotas]` in the
 /// configuration file). The defaults are the seeds' figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Quotas {
     /// 包村领导: distinct households per campaign (60).
@@ -71,7 +71,7 @@ impl Quotas {
 
 /// A cadre's post, which sets their quota (`user_posts`; a cadre without a
 /// row is a 包村干部).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Post {
     /// 包村领导: a leader in charge of a village.
@@ -144,7 +144,7 @@ impl Post {
 /// A cadre's quota and how far the period's count goes towards it. The
 /// quota is stated per campaign or per year; ask for the campaign's or the
 /// year's period to compare like with like.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Quota {
     /// `households` (distinct) or `visits`.
     pub measure: &'static str,
@@ -161,7 +161,7 @@ pub struct Quota {
 }
 
 /// Petition figures of a group of petitions.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PetitionFigures {
     /// Petitions recorded in the period.
     pub petitions: i64,
@@ -227,7 +227,7 @@ pub fn rate(part: i64, whole: i64) -> Option<f64> {
 }
 
 /// A rate against its target.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Target {
     /// The rate, percent (`None`: nothing to measure).
     pub rate: Option<f64>,
@@ -246,7 +246,7 @@ fn target(rate: Option<f64>, target: f64) -> Target {
 }
 
 /// Visit figures, aid in yuan beside fen.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct VisitFigures {
     /// Visits.
     pub visits: i64,
@@ -290,7 +290,7 @@ impl From<&VisitCounts> for VisitFigures {
 }
 
 /// One cadre's line.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CadreStats {
     /// 1 = most households (then most visits).
     pub rank: usize,
@@ -319,7 +319,7 @@ pub struct CadreStats {
 }
 
 /// One unit's line (units that have cadres of their own).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UnitStats {
     /// 1 = most households (then most visits).
     pub rank: usize,
@@ -342,7 +342,7 @@ pub struct UnitStats {
 }
 
 /// Petitions of one category, status or level.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Breakdown {
     /// Code.
     pub code: &'static str,
@@ -354,7 +354,7 @@ pub struct Breakdown {
 }
 
 /// The whole answer but its header.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// Everything in the subtree and period.
     pub totals: Totals,
@@ -373,7 +373,7 @@ pub struct Stats {
 }
 
 /// Totals with the targets.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Totals {
     /// Visits (households distinct across the subtree).
     #[serde(flatten)]
@@ -392,7 +392,7 @@ pub struct Totals {
 }
 
 /// Cadres and units with nothing reported in the period.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NothingReported {
     /// Usernames.
     pub cadres: Vec<String>,

@@ -70,6 +70,7 @@ fn visit(
         aid_goods: String::new(),
         resolved_on_spot: 0,
         petition_count: 0,
+        answers: String::new(),
         created_at: when,
         created_by: "x".to_owned(),
         deleted: false,
@@ -171,7 +172,16 @@ async fn fixture(store: &dyn Store) {
         Some("柳树村5号"),
     );
     aid.aid_money_fen = 50_000;
-    aid.tags = "needy".to_owned();
+    aid.tags = "former_official,needy".to_owned();
+    aid.answers = serde_json::json!([
+        "老两口务农，儿子在外打工",
+        "老伴住院，医药费负担重，电话13812345678",
+        "",
+        "",
+        "",
+        "想发展庭院养殖",
+    ])
+    .to_string();
     let a_diary = LedgerProjection {
         visits: vec![
             visit(
@@ -625,10 +635,23 @@ async fn ledger_filters_sorting_paging_and_reach(store: Arc<dyn Store>) {
         .get("sup-town1", "/api/v1/visits?q=李四&cadre=cadre_a")
         .await;
     assert_eq!(aided["items"][0]["kind_zh"], "走访慰问");
+    // The groups visited and the six questions, in the seeds' wording.
     assert_eq!(
         aided["items"][0]["tags_zh"],
-        serde_json::json!(["困难群众"])
+        serde_json::json!(["离任村两委干部", "生活困难的党员群众"])
     );
+    let six = &aided["items"][0]["six_questions"];
+    assert_eq!(six.as_array().map(Vec::len), Some(6), "{six}");
+    assert_eq!(six[0]["question"], "basic_situation");
+    assert_eq!(six[0]["question_zh"], "一问基本情况");
+    assert_eq!(six[0]["answer"], "老两口务农，儿子在外打工");
+    assert_eq!(six[1]["question_zh"], "二问困难问题");
+    // A supervisor sees a resident's phone in an answer masked.
+    assert_eq!(six[1]["answer"], "老伴住院，医药费负担重，电话138****5678");
+    assert_eq!(six[5]["question_zh"], "六问发展计策");
+    assert_eq!(six[5]["answer"], "想发展庭院养殖");
+    // A visit without answers has none.
+    assert_eq!(follow["items"][0]["six_questions"], serde_json::json!([]));
     assert_eq!(aided["items"][0]["aid_money_yuan"], 500.0);
     let devices = api.get("sup-town1", "/api/v1/devices").await;
     let users = devices["users"].as_array().expect("users");
@@ -951,6 +974,72 @@ fn read_sheet(bytes: &[u8], name: &str) -> Vec<Vec<String>> {
 
 async fn exports_open_and_are_audited(store: Arc<dyn Store>) {
     let api = Api::new(store).await;
+
+    // The visits, with the six questions' answers under the seeds' wording.
+    let visits = api
+        .raw(
+            "sup-town1",
+            "/api/v1/visits/export.xlsx?q=李四&cadre=cadre_a",
+        )
+        .await;
+    assert_eq!(visits.status, StatusCode::OK);
+    let rows = read_sheet(&visits.body, "走访记录");
+    assert_eq!(
+        rows[0][..10],
+        [
+            "序号",
+            "单位",
+            "走访人",
+            "走访时间",
+            "走访方式",
+            "走访地点",
+            "对象类别",
+            "走访对象",
+            "走访重点人群",
+            "一问基本情况",
+        ]
+    );
+    assert_eq!(
+        rows[0][10..15],
+        [
+            "二问困难问题",
+            "三问致富愿望",
+            "四问干部评价",
+            "五问工作建议",
+            "六问发展计策"
+        ]
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        rows[1][3..11],
+        [
+            "2026-03-06 10:00",
+            "走访慰问",
+            "柳树村",
+            "农户/居民户",
+            "李四",
+            "离任村两委干部、生活困难的党员群众",
+            "老两口务农，儿子在外打工",
+            "老伴住院，医药费负担重，电话138****5678",
+        ]
+    );
+    assert_eq!(rows[1][14], "想发展庭院养殖");
+    assert_eq!(rows[1][15], "500");
+    let csv = api
+        .raw(
+            "sup-town1",
+            "/api/v1/visits/export.csv?q=李四&cadre=cadre_a",
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    let text = String::from_utf8(csv.body.to_vec()).expect("utf-8");
+    assert!(text.starts_with("\u{FEFF}序号,"), "{text}");
+    assert!(text.contains("一问基本情况,二问困难问题"), "{text}");
+    assert!(
+        text.contains("老伴住院，医药费负担重，电话138****5678"),
+        "{text}"
+    );
+
     let xlsx = api
         .raw(
             "sup-town1",
@@ -1021,7 +1110,7 @@ async fn exports_open_and_are_audited(store: Arc<dyn Store>) {
             rows[3][10].as_str(),
             rows[3][11].as_str()
         ),
-        ("申请人p3", "待办理", "是")
+        ("申请人p3", "待办", "是")
     );
 
     // The header row is frozen and the columns sized.

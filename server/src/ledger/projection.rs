@@ -68,6 +68,9 @@ pub struct VisitRow {
     pub resolved_on_spot: i64,
     /// Petitions raised in this visit.
     pub petition_count: i64,
+    /// The six answers (六问) as a JSON array of six strings, in the order
+    /// of `SixQuestions::FIELDS`.
+    pub answers: String,
     /// When the record was created.
     pub created_at: DateTime<Utc>,
     /// Username of its recorder.
@@ -270,6 +273,7 @@ fn visit_row(v: &Visit) -> VisitRow {
         aid_goods: v.aid.goods.clone(),
         resolved_on_spot: i64::try_from(v.resolved_on_spot.len()).unwrap_or(i64::MAX),
         petition_count: i64::try_from(v.petition_ids.len()).unwrap_or(i64::MAX),
+        answers: serde_json::to_string(&v.answers.as_array()).unwrap_or_default(),
         created_at: time(v.created_at),
         created_by: v.created_by.clone(),
         deleted: v.deleted.is_some(),

@@ -111,7 +111,7 @@ pub struct RecordQuery {
 }
 
 /// A visit as the ledger lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct VisitItem {
     /// Record id.
     pub id: String,
@@ -145,6 +145,10 @@ pub struct VisitItem {
     pub resolved_on_spot: i64,
     /// Petitions raised.
     pub petition_count: i64,
+    /// The six answers (六问), a JSON array of six strings ('' before
+    /// the ledger was rebuilt); the API and exports label them.
+    #[serde(skip)]
+    pub answers: String,
 }
 
 /// A service card as the ledger lists it (phone unmasked: the API masks).

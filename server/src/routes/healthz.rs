@@ -3,6 +3,12 @@
 //! is briefly away (that is `/readyz`).
 
 /// Always `200 ok`.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "The process is up", content_type = "text/plain", body = String))
+)]
 pub async fn get() -> &'static str {
     "ok"
 }

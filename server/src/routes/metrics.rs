@@ -17,6 +17,12 @@ use crate::error::AppError;
 use crate::extract::ClientAddr;
 
 /// The current metrics, to whoever may read them.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String), crate::routes::openapi::MetricsErrors)
+)]
 pub async fn get(
     State(state): State<AppState>,
     ClientAddr(peer): ClientAddr,

@@ -65,7 +65,7 @@ macro_rules! text_enum {
 }
 
 /// What a user may do. See `design.md`, "Identity and access".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads and writes their own documents only.
@@ -87,7 +87,7 @@ text_enum!(Role, "role" {
 /// inspecting the first changes). Unlike sync-core's `DocumentKind` (a
 /// document's own `kind` field) it has `Unknown`, kept for documents the
 /// server could not classify so that they are still stored, never dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StoredKind {
     /// One cadre's visits and petitions for one year.
@@ -486,7 +486,7 @@ pub struct Compaction {
 }
 
 /// A row of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Database id (increases with time).
     pub id: i64,

@@ -842,9 +842,9 @@ where
                 "INSERT INTO ledger_visits (document_id, id, owner_user_id, unit_id, kind, at,
                      place, subject_kind, subject_name, tags, aid_money_fen, aid_goods,
                      resolved_on_spot, petition_count, created_at, created_by, deleted,
-                     household_key)
+                     household_key, answers)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                     $18)
+                     $18, $19)
                  ON CONFLICT DO NOTHING",
             )
             .bind(document_id)
@@ -865,6 +865,7 @@ where
             .bind(&v.created_by)
             .bind(v.deleted)
             .bind(&v.household_key)
+            .bind(&v.answers)
             .execute(&mut *conn)
             .await?;
         }
@@ -1053,7 +1054,7 @@ where
             "{}SELECT v.id, v.document_id, us.username AS owner, un.code AS unit_code,
                      un.name AS unit_name, v.kind, v.at, v.place, v.subject_kind, v.subject_name,
                      v.household_key, v.tags, v.aid_money_fen, v.aid_goods, v.resolved_on_spot,
-                     v.petition_count{FILTER}
+                     v.petition_count, v.answers{FILTER}
               ORDER BY v.at DESC, v.document_id, v.id LIMIT $7 OFFSET $8",
             subtree_cte!()
         )))

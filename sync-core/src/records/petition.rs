@@ -48,8 +48,8 @@ stored_enum! {
 stored_enum! {
     /// The handling status (办理情况), derived from the events.
     PetitionStatus, "status" {
-        /// 待办: recorded, nothing done yet.
-        Open = "open", "待办理";
+        /// 待办: recorded, nothing done yet (the seeds' 待办事项).
+        Open = "open", "待办";
         /// 办理中: someone has noted progress or been assigned.
         InProgress = "in_progress", "办理中";
         /// 已办结: solved, awaiting feedback and closure.

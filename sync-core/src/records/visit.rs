@@ -13,13 +13,13 @@ stored_enum! {
         HomeVisit = "home_visit", "入户走访";
         /// 走访企业
         EnterpriseVisit = "enterprise_visit", "走访企业";
-        /// 坐访 / 一线工作日值班
-        DutyDayReception = "duty_day_reception", "坐访值班";
+        /// 值班坐访 (on the "一线工作日", every Tuesday and Thursday)
+        DutyDayReception = "duty_day_reception", "值班坐访";
         /// 回访
         FollowUp = "follow_up", "回访";
         /// 走访慰问
         CondolenceVisit = "condolence_visit", "走访慰问";
-        /// 座谈会 / 恳谈
+        /// 座谈会 (开会座谈, 恳谈)
         Forum = "forum", "座谈会";
     }
 }
@@ -39,22 +39,38 @@ stored_enum! {
 /// Tags for the people visited that supervisors count (the groups the seeds
 /// name). Stored as plain strings so a unit can add its own.
 pub mod tags {
-    /// 困难群众 / 困难户
+    /// 生活困难的党员群众 (困难党员, 困难群众)
     pub const NEEDY: &str = "needy";
     /// 党员
     pub const PARTY_MEMBER: &str = "party_member";
-    /// 重点人口 / 涉稳人员
+    /// 重点人员 (涉稳人员, 重点人口)
     pub const KEY_PERSON: &str = "key_person";
     /// 致富能手
     pub const ENTREPRENEUR: &str = "entrepreneur";
-    /// 老干部 / 老村干部
+    /// 离任的村两委干部
     pub const FORMER_OFFICIAL: &str = "former_official";
-    /// 有不同意见的群众
+    /// 有不同意见的党员群众
     pub const DISSENTING: &str = "dissenting";
     /// 弱势群体
     pub const VULNERABLE: &str = "vulnerable";
-    /// 留守老人 / 儿童
+    /// 留守人员 (留守老人, 儿童)
     pub const LEFT_BEHIND: &str = "left_behind";
+
+    /// The Chinese name of a tag, in the seeds' wording (the groups whose
+    /// homes the work plans say to enter); a unit's own tags have none.
+    pub fn label_zh(tag: &str) -> Option<&'static str> {
+        Some(match tag {
+            NEEDY => "生活困难的党员群众",
+            PARTY_MEMBER => "党员",
+            KEY_PERSON => "重点人员",
+            ENTREPRENEUR => "致富能手",
+            FORMER_OFFICIAL => "离任村两委干部",
+            DISSENTING => "有不同意见的党员群众",
+            VULNERABLE => "弱势群体",
+            LEFT_BEHIND => "留守人员",
+            _ => return None,
+        })
+    }
 }
 
 /// Whom the visit was to.
@@ -72,17 +88,17 @@ pub struct Subject {
 /// devices may edit at once, so each is an automerge text.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SixQuestions {
-    /// 问基本情况: jobs, schooling, medical care, pension.
+    /// 一问基本情况: jobs, schooling, medical care, pension.
     pub basic_situation: String,
-    /// 问困难.
+    /// 二问困难问题: hardships and what needs solving.
     pub difficulties: String,
-    /// 问增收愿望.
+    /// 三问致富愿望: ways to a better income.
     pub income_wishes: String,
-    /// 问对干部的看法.
+    /// 四问干部评价: the resident's view of the town and village cadres.
     pub opinion_of_cadres: String,
-    /// 问工作建议.
+    /// 五问工作建议: suggestions for the town's and village's work.
     pub work_suggestions: String,
-    /// 问发展思路.
+    /// 六问发展计策: ideas for the village's development.
     pub development_ideas: String,
 }
 
@@ -95,6 +111,17 @@ impl SixQuestions {
         "opinion_of_cadres",
         "work_suggestions",
         "development_ideas",
+    ];
+
+    /// The questions in Chinese, in the seeds' wording, in the order of
+    /// [`Self::FIELDS`].
+    pub const LABELS_ZH: [&'static str; 6] = [
+        "一问基本情况",
+        "二问困难问题",
+        "三问致富愿望",
+        "四问干部评价",
+        "五问工作建议",
+        "六问发展计策",
     ];
 
     /// The answers in the order of [`Self::FIELDS`].

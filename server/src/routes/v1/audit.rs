@@ -15,24 +15,34 @@ use crate::store::{AuditEntry, Role};
 pub const MAX_LIMIT: u32 = 500;
 
 /// Query string of `GET /api/v1/audit`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// Only this action (`export.ledger`, `petition.close`, …).
     pub action: Option<String>,
     /// Only rows older than this id (the next page: the last id seen).
     pub before: Option<i64>,
     /// Rows, at most [`MAX_LIMIT`] (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
 /// Answer of `GET /api/v1/audit`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditResponse {
     /// Newest first.
     pub items: Vec<AuditEntry>,
 }
 
 /// Reads the audit log.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "supervision",
+    params(AuditParams),
+    responses((status = 200, description = "Audit rows, newest first", body = AuditResponse), crate::routes::openapi::ScopedErrors),
+    security(("bearer" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -33,7 +33,7 @@ const MAX_PASSWORD: usize = crate::auth::password::MAX_PASSWORD_BYTES;
 const MAX_DEVICE_ID: usize = 128;
 
 /// Body of `POST /api/v1/auth/login`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     /// Username.
     pub username: String,
@@ -46,14 +46,14 @@ pub struct LoginRequest {
 }
 
 /// Body of `POST /api/v1/auth/refresh` and `/logout`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RefreshRequest {
     /// The refresh token.
     pub refresh_token: String,
 }
 
 /// Answer of login and refresh.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     /// Short-lived JWT for `Authorization: Bearer`.
     pub access_token: String,
@@ -68,6 +68,13 @@ pub struct TokenResponse {
 const BAD_CREDENTIALS: &str = "wrong username or password";
 
 /// Checks a password and starts a new token family.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    request_body = LoginRequest,
+    responses((status = 200, description = "A new login: access and refresh tokens", body = TokenResponse), crate::routes::openapi::LoginErrors)
+)]
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(remote_addr): ClientAddr,
@@ -166,6 +173,13 @@ pub async fn login(
 /// rotation, and while the successor is unused, the retry gets the same
 /// successor (derived from the presented token with the server's key) and a
 /// fresh access token, instead of revoking the family.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses((status = 200, description = "The next pair of tokens (the refresh token is single-use)", body = TokenResponse), crate::routes::openapi::RefreshErrors)
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     ClientAddr(remote_addr): ClientAddr,
@@ -265,6 +279,13 @@ pub async fn refresh(
 /// Revokes the refresh token's whole family (this login on this device).
 /// Always `204`: logging out twice, or with an unknown token, is not an error
 /// and reveals nothing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses((status = 204, description = "Logged out (also for an unknown token)"), crate::routes::openapi::BodyErrors)
+)]
 pub async fn logout(
     State(state): State<AppState>,
     ClientAddr(remote_addr): ClientAddr,
@@ -320,7 +341,7 @@ fn token_response(
 }
 
 /// `POST /api/v1/me/password` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     /// The password now.
@@ -333,6 +354,14 @@ pub struct PasswordChange {
 /// (its failures back off the same way); the new one must pass the policy.
 /// Every other login of the user is revoked and its sync connections end;
 /// the one that made the change stays. `204`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/password",
+    tag = "auth",
+    request_body = PasswordChange,
+    responses((status = 204, description = "Changed; the other logins of the caller are revoked"), crate::routes::openapi::PasswordErrors),
+    security(("bearer" = []))
+)]
 pub async fn change_password(
     State(state): State<AppState>,
     user: AuthUser,

@@ -19,26 +19,31 @@ use crate::routes::v1::visits::label;
 use crate::scope::{Scope, period, search_text};
 
 /// Query string of `GET /api/v1/cards`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CardsParams {
     /// Unit code.
     pub unit: Option<String>,
     /// Username of the cadre.
     pub cadre: Option<String>,
     /// `YYYY-MM-DD`, China date, included (handed over on or after).
+    #[param(format = Date)]
     pub from: Option<String>,
     /// `YYYY-MM-DD`, China date, included.
+    #[param(format = Date)]
     pub to: Option<String>,
     /// Text in the resident's name, address or household.
     pub q: Option<String>,
     /// 1-based page.
+    #[param(minimum = 1)]
     pub page: Option<u32>,
     /// Page size (at most 200).
+    #[param(minimum = 1, maximum = 200)]
     pub per_page: Option<u32>,
 }
 
 /// Answer of `GET /api/v1/cards`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CardsResponse {
     /// The page, newest first.
     pub items: Vec<CardEntry>,
@@ -47,7 +52,7 @@ pub struct CardsResponse {
 }
 
 /// One service card.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CardEntry {
     /// Record id.
     pub id: String,
@@ -78,6 +83,14 @@ pub struct CardEntry {
 }
 
 /// Lists service cards.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cards",
+    tag = "ledger",
+    params(CardsParams),
+    responses((status = 200, description = "A page of service cards", body = CardsResponse), crate::routes::openapi::ScopedErrors),
+    security(("bearer" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: AuthUser,

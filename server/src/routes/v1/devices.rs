@@ -18,7 +18,8 @@ use crate::scope::Scope;
 use crate::store::Role;
 
 /// Query string of `GET /api/v1/devices`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DevicesParams {
     /// Unit code.
     pub unit: Option<String>,
@@ -27,14 +28,14 @@ pub struct DevicesParams {
 }
 
 /// Answer of `GET /api/v1/devices`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DevicesResponse {
     /// Cadres by username.
     pub users: Vec<UserDevices>,
 }
 
 /// One user's devices.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserDevices {
     /// Username.
     pub username: String,
@@ -51,7 +52,7 @@ pub struct UserDevices {
 }
 
 /// One device.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Device {
     /// The device id given at login.
     pub device_id: String,
@@ -62,6 +63,14 @@ pub struct Device {
 }
 
 /// Lists devices and last syncs.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices",
+    tag = "ledger",
+    params(DevicesParams),
+    responses((status = 200, description = "Devices and their last syncs", body = DevicesResponse), crate::routes::openapi::ScopedErrors),
+    security(("bearer" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: AuthUser,

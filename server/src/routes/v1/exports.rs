@@ -7,7 +7,10 @@
 //! - `GET /api/v1/exports/lists.xlsx|csv?month=`: the three lists (one sheet
 //!   each, and the four-category summary; the CSV has a 清单 column);
 //! - `GET /api/v1/exports/stats.xlsx|csv`: the statistics (cadres, units,
-//!   breakdowns; the CSV holds the cadres' table).
+//!   breakdowns; the CSV holds the cadres' table);
+//! - `GET /api/v1/visits/export.xlsx|csv`: the visits (走访记录) with the
+//!   answers to the six questions (六问), same filters as
+//!   `GET /api/v1/visits`.
 //!
 //! Rows are read a page at a time ([`PAGE_ROWS`]); see [`crate::exports`]
 //! for how memory stays bounded. Every export writes an audit row first
@@ -19,6 +22,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures_util::stream;
+use sync_core::records::visit::SixQuestions;
 use tokio::io::AsyncReadExt;
 
 use crate::app::AppState;
@@ -30,10 +34,12 @@ use crate::exports::{
 };
 use crate::extract::{ApiQuery, ClientAddr};
 use crate::ledger::LedgerQuery;
+use crate::ledger::report::RecordQuery;
 use crate::personal::Viewer;
 use crate::routes::v1::ledger::{LedgerEntry, LedgerParams, entry, ledger_query};
 use crate::routes::v1::lists::{ListKind, ListsParams};
 use crate::routes::v1::stats::{StatsParams, gather, stats_period};
+use crate::routes::v1::visits::{VisitEntry, VisitsParams, visit_entry, visits_query};
 use crate::scope::{Scope, china_midnight};
 use crate::stats::{Breakdown, CadreStats, Stats, UnitStats};
 use crate::store::NewAuditEntry;
@@ -268,6 +274,14 @@ fn file_body(file: tokio::fs::File) -> Body {
 // ----- the ledger -----
 
 /// `GET /api/v1/ledger/export.xlsx`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/ledger/export.xlsx",
+    tag = "exports",
+    params(LedgerParams),
+    responses((status = 200, description = "The ledger (台账) as XLSX", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
+    security(("bearer" = []))
+)]
 pub async fn ledger_xlsx(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -285,6 +299,14 @@ pub async fn ledger_xlsx(
 }
 
 /// `GET /api/v1/ledger/export.csv`: streamed as it is read.
+#[utoipa::path(
+    get,
+    path = "/api/v1/ledger/export.csv",
+    tag = "exports",
+    params(LedgerParams),
+    responses((status = 200, description = "The ledger (台账) as CSV, UTF-8 with BOM", content_type = "text/csv", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
+    security(("bearer" = []))
+)]
 pub async fn ledger_csv(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -307,6 +329,163 @@ pub async fn ledger_csv(
         }
     });
     Ok(download(CSV, "ledger.csv", "台账.csv", body))
+}
+
+// ----- visits -----
+
+/// The visits' columns (走访记录), the six questions in the seeds' wording.
+pub fn visit_columns() -> Vec<Column> {
+    let mut columns = vec![
+        col("序号", 6.0),
+        col("单位", 10.0),
+        col("走访人", 10.0),
+        col("走访时间", 17.0),
+        col("走访方式", 10.0),
+        col("走访地点", 16.0),
+        col("对象类别", 10.0),
+        col("走访对象", 12.0),
+        col("走访重点人群", 20.0),
+    ];
+    columns.extend(SixQuestions::LABELS_ZH.map(|label| col(label, 30.0)));
+    columns.extend([
+        col("慰问金(元)", 10.0),
+        col("慰问物品", 16.0),
+        col("当场解决(件)", 12.0),
+        col("转入台账(件)", 12.0),
+    ]);
+    columns
+}
+
+fn visit_row(n: i64, v: VisitEntry) -> Vec<Cell> {
+    let mut answers: Vec<Cell> = v
+        .six_questions
+        .into_iter()
+        .map(|qa| Cell::from(qa.answer))
+        .collect();
+    answers.resize(SixQuestions::FIELDS.len(), Cell::Empty);
+    let mut row = vec![
+        Cell::Int(n),
+        v.visit.unit_name.into(),
+        v.visit.owner.into(),
+        (v.at + chrono::Duration::hours(8))
+            .format("%Y-%m-%d %H:%M")
+            .to_string()
+            .into(),
+        v.kind_zh.into(),
+        v.visit.place.into(),
+        v.subject_kind_zh.into(),
+        v.visit.subject_name.into(),
+        v.tags_zh.join("、").into(),
+    ];
+    row.extend(answers);
+    row.extend([
+        Cell::Num(v.aid_money_yuan),
+        v.visit.aid_goods.into(),
+        Cell::Int(v.visit.resolved_on_spot),
+        Cell::Int(v.visit.petition_count),
+    ]);
+    row
+}
+
+/// The rows of one page of visits at `offset`, numbered from `offset + 1`,
+/// and whether another page may follow.
+async fn visits_page(
+    state: &AppState,
+    query: &RecordQuery,
+    viewer: &Viewer,
+    offset: i64,
+) -> Result<(Vec<Vec<Cell>>, bool), AppError> {
+    let q = RecordQuery {
+        limit: PAGE_ROWS,
+        offset,
+        ..query.clone()
+    };
+    let (items, _) = state.store.query_visits(&q).await?;
+    let more = i64::try_from(items.len()).unwrap_or(i64::MAX) == PAGE_ROWS;
+    let rows = items
+        .into_iter()
+        .zip(offset + 1..)
+        .map(|(item, n)| visit_row(n, visit_entry(item, viewer)))
+        .collect();
+    Ok((rows, more))
+}
+
+/// `GET /api/v1/visits/export.xlsx`: the visits (走访记录) with the
+/// answers to the six questions, same filters as `GET /api/v1/visits`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/visits/export.xlsx",
+    tag = "exports",
+    params(VisitsParams),
+    responses((status = 200, description = "The visits with the six questions' answers as XLSX", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
+    security(("bearer" = []))
+)]
+pub async fn visits_xlsx(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    addr: ClientAddr,
+    RawQuery(raw): RawQuery,
+    ApiQuery(params): ApiQuery<VisitsParams>,
+) -> Result<Response, AppError> {
+    let query = visits_query(&state, &caller, &params).await?;
+    audit(&state, &caller, &addr, "visits", "visits.xlsx", raw).await?;
+    let viewer = Viewer::of(&caller);
+    let job = XlsxJob::start();
+    job.sheet("走访记录", visit_columns()).await?;
+    let mut offset = 0;
+    loop {
+        let (rows, more) = visits_page(&state, &query, &viewer, offset).await?;
+        offset += i64::try_from(rows.len()).unwrap_or(0);
+        job.send(XlsxPart::Rows(rows)).await?;
+        if !more {
+            break;
+        }
+    }
+    job.finish("visits.xlsx", "走访记录.xlsx").await
+}
+
+/// `GET /api/v1/visits/export.csv`: the same as CSV, streamed as it is read.
+#[utoipa::path(
+    get,
+    path = "/api/v1/visits/export.csv",
+    tag = "exports",
+    params(VisitsParams),
+    responses((status = 200, description = "The visits with the six questions' answers as CSV, UTF-8 with BOM", content_type = "text/csv", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
+    security(("bearer" = []))
+)]
+pub async fn visits_csv(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    addr: ClientAddr,
+    RawQuery(raw): RawQuery,
+    ApiQuery(params): ApiQuery<VisitsParams>,
+) -> Result<Response, AppError> {
+    let query = visits_query(&state, &caller, &params).await?;
+    audit(&state, &caller, &addr, "visits", "visits.csv", raw).await?;
+    let viewer = Viewer::of(&caller);
+    let (tx, body) = csv_channel();
+    let head = format!("{BOM}{}", csv_header(&visit_columns()));
+    tokio::spawn(async move {
+        if tx.send(Ok(Bytes::from(head))).await.is_err() {
+            return;
+        }
+        let mut offset = 0;
+        loop {
+            let (rows, more) = match visits_page(&state, &query, &viewer, offset).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %crate::error::error_chain(&e), "visits CSV export failed");
+                    let _ = tx.send(Err(std::io::Error::other("export failed"))).await;
+                    return;
+                }
+            };
+            offset += i64::try_from(rows.len()).unwrap_or(0);
+            if tx.send(Ok(Bytes::from(csv_rows(&rows)))).await.is_err() || !more {
+                return;
+            }
+        }
+    });
+    Ok(download(CSV, "visits.csv", "走访记录.csv", body))
 }
 
 // ----- the three lists -----
@@ -341,6 +520,14 @@ fn summary_row(b: Breakdown) -> Vec<Cell> {
 }
 
 /// `GET /api/v1/exports/lists.xlsx`: a sheet per list and the summary.
+#[utoipa::path(
+    get,
+    path = "/api/v1/exports/lists.xlsx",
+    tag = "exports",
+    params(ListsParams),
+    responses((status = 200, description = "The three lists and the summary as XLSX", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
+    security(("bearer" = []))
+)]
 pub async fn lists_xlsx(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -372,6 +559,14 @@ pub async fn lists_xlsx(
 
 /// `GET /api/v1/exports/lists.csv`: the three lists in one table, the
 /// first column naming the list.
+#[utoipa::path(
+    get,
+    path = "/api/v1/exports/lists.csv",
+    tag = "exports",
+    params(ListsParams),
+    responses((status = 200, description = "The three lists as CSV, UTF-8 with BOM", content_type = "text/csv", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
+    security(("bearer" = []))
+)]
 pub async fn lists_csv(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -509,6 +704,14 @@ async fn stats_of(
 }
 
 /// `GET /api/v1/exports/stats.xlsx`: cadres, units, and the breakdowns.
+#[utoipa::path(
+    get,
+    path = "/api/v1/exports/stats.xlsx",
+    tag = "exports",
+    params(StatsParams),
+    responses((status = 200, description = "The statistics as XLSX", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
+    security(("bearer" = []))
+)]
 pub async fn stats_xlsx(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -548,6 +751,14 @@ pub async fn stats_xlsx(
 }
 
 /// `GET /api/v1/exports/stats.csv`: the cadres' table.
+#[utoipa::path(
+    get,
+    path = "/api/v1/exports/stats.csv",
+    tag = "exports",
+    params(StatsParams),
+    responses((status = 200, description = "The statistics of the cadres as CSV, UTF-8 with BOM", content_type = "text/csv", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
+    security(("bearer" = []))
+)]
 pub async fn stats_csv(
     State(state): State<AppState>,
     caller: AuthUser,

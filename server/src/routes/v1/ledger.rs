@@ -28,7 +28,8 @@ pub const DEFAULT_PER_PAGE: u32 = 50;
 pub const MAX_PER_PAGE: u32 = 200;
 
 /// Query string of `GET /api/v1/ledger` (and of its exports).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LedgerParams {
     /// Unit code; only petitions of that unit's subtree.
     pub unit: Option<String>,
@@ -37,31 +38,41 @@ pub struct LedgerParams {
     /// Username; only petitions that person is responsible for.
     pub responsible: Option<String>,
     /// `open`, `in_progress`, `resolved` or `closed`.
+    #[param(pattern = "^(open|in_progress|resolved|closed)$")]
     pub status: Option<String>,
     /// `cadre_conduct`, `practical_difficulty`, `work_shortcoming` or
     /// `development_suggestion`.
+    #[param(
+        pattern = "^(cadre_conduct|practical_difficulty|work_shortcoming|development_suggestion)$"
+    )]
     pub category: Option<String>,
     /// `village`, `town` or `county`.
+    #[param(pattern = "^(village|town|county)$")]
     pub level: Option<String>,
     /// `true`: only petitions past their deadline and not yet resolved.
     pub overdue: Option<bool>,
     /// `YYYY-MM-DD` (China date): only petitions recorded on or after it.
+    #[param(format = Date)]
     pub from: Option<String>,
     /// `YYYY-MM-DD` (China date): only petitions recorded on or before it.
+    #[param(format = Date)]
     pub to: Option<String>,
     /// Text found in the matter, applicant, address, responsible person or
     /// feedback.
     pub q: Option<String>,
     /// `newest` (default), `oldest` or `deadline`.
+    #[param(pattern = "^(newest|oldest|deadline)$")]
     pub sort: Option<String>,
     /// 1-based page number.
+    #[param(minimum = 1)]
     pub page: Option<u32>,
     /// Page size, at most [`MAX_PER_PAGE`].
+    #[param(minimum = 1, maximum = 200)]
     pub per_page: Option<u32>,
 }
 
 /// Answer of `GET /api/v1/ledger`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LedgerResponse {
     /// The page.
     pub items: Vec<LedgerEntry>,
@@ -70,7 +81,7 @@ pub struct LedgerResponse {
 }
 
 /// One petition of the ledger.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LedgerEntry {
     /// Petition record id.
     pub id: String,
@@ -278,6 +289,14 @@ pub(crate) async fn ledger_query(
 
 /// Lists the ledger's petitions the caller may see, filtered, sorted and
 /// paged.
+#[utoipa::path(
+    get,
+    path = "/api/v1/ledger",
+    tag = "ledger",
+    params(LedgerParams),
+    responses((status = 200, description = "A page of the ledger", body = LedgerResponse), crate::routes::openapi::ScopedErrors),
+    security(("bearer" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: AuthUser,

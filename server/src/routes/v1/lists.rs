@@ -34,9 +34,11 @@ use crate::stats::{Breakdown, Counts, compute};
 pub const MAX_LIST_ITEMS: i64 = 500;
 
 /// Query string of `GET /api/v1/lists` (and its exports).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListsParams {
     /// `YYYY-MM` (China time). Required.
+    #[param(required = true, pattern = r"^[0-9]{4}-[0-9]{2}$")]
     pub month: Option<String>,
     /// Unit code (default: the caller's unit).
     pub unit: Option<String>,
@@ -96,7 +98,7 @@ impl ListKind {
 }
 
 /// Answer of `GET /api/v1/lists`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ListsResponse {
     /// The unit whose subtree is listed.
     pub unit: UnitRef,
@@ -113,7 +115,7 @@ pub struct ListsResponse {
 }
 
 /// One list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct List {
     /// Its Chinese title.
     pub title_zh: &'static str,
@@ -180,6 +182,14 @@ pub(crate) async fn summary(
 }
 
 /// The three lists of the caller's reach narrowed by `unit`, for a month.
+#[utoipa::path(
+    get,
+    path = "/api/v1/lists",
+    tag = "supervision",
+    params(ListsParams),
+    responses((status = 200, description = "The three lists and the summary", body = ListsResponse), crate::routes::openapi::ScopedErrors),
+    security(("bearer" = []))
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -16,7 +16,7 @@ use crate::routes::v1::ledger::{LedgerResponse, check_status, china_today, entry
 use crate::store::{Role, StoredKind};
 
 /// Answer of `GET /api/v1/me`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Me {
     /// User id.
     pub user_id: i64,
@@ -35,6 +35,13 @@ pub struct Me {
 }
 
 /// Who the access token belongs to, as the server sees them now.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "me",
+    responses((status = 200, description = "The caller", body = Me), crate::routes::openapi::TokenErrors),
+    security(("bearer" = []))
+)]
 pub async fn get(State(state): State<AppState>, caller: AuthUser) -> Result<Json<Me>, AppError> {
     // Users are never deleted, so a missing row means a token for another
     // database (for example after a reset with the same key).
@@ -60,9 +67,10 @@ pub async fn get(State(state): State<AppState>, caller: AuthUser) -> Result<Json
 }
 
 /// One element of `GET /api/v1/me/documents`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MyDocument {
     /// automerge-repo document id (`automerge:<id>` in an automerge URL).
+    #[schema(value_type = String)]
     pub id: DocumentId,
     /// `diary` or `contacts` (`unknown` if the server could not tell).
     pub kind: StoredKind,
@@ -77,6 +85,13 @@ pub struct MyDocument {
 }
 
 /// The caller's own documents, as a JSON array ordered by id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/documents",
+    tag = "me",
+    responses((status = 200, description = "The documents of the caller, by id", body = Vec<MyDocument>), crate::routes::openapi::TokenErrors),
+    security(("bearer" = []))
+)]
 pub async fn documents(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -99,18 +114,30 @@ pub async fn documents(
 }
 
 /// Query string of `GET /api/v1/me/assigned`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AssignedParams {
     /// `open`, `in_progress`, `resolved` or `closed`.
+    #[param(pattern = "^(open|in_progress|resolved|closed)$")]
     pub status: Option<String>,
     /// 1-based page number.
+    #[param(minimum = 1)]
     pub page: Option<u32>,
     /// Page size, at most [`MAX_PER_PAGE`](crate::routes::v1::ledger::MAX_PER_PAGE).
+    #[param(minimum = 1, maximum = 200)]
     pub per_page: Option<u32>,
 }
 
 /// The petitions the caller is responsible for (first visitor, or assigned
 /// or escalated to them), whoever's diary they live in, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/assigned",
+    tag = "me",
+    params(AssignedParams),
+    responses((status = 200, description = "The petitions the caller is responsible for", body = LedgerResponse), crate::routes::openapi::QueryErrors),
+    security(("bearer" = []))
+)]
 pub async fn assigned(
     State(state): State<AppState>,
     caller: AuthUser,

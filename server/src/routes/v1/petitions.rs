@@ -34,7 +34,8 @@ use crate::routes::v1::ledger::{LedgerEntry, china_today, entry};
 use crate::store::Role;
 
 /// Query string of every petition route.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Which {
     /// The diary holding the petition; needed only when its id is in
     /// several diaries.
@@ -42,7 +43,7 @@ pub struct Which {
 }
 
 /// Answer of `GET /api/v1/petitions/{id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PetitionDetail {
     /// The ledger row.
     pub petition: LedgerEntry,
@@ -51,7 +52,7 @@ pub struct PetitionDetail {
 }
 
 /// One event of a petition's history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventEntry {
     /// Event id.
     pub id: String,
@@ -82,7 +83,7 @@ pub struct EventEntry {
 }
 
 /// Answer of every `POST`: the petition as the ledger now shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ActionResponse {
     /// The ledger row after the action.
     pub petition: LedgerEntry,
@@ -91,15 +92,16 @@ pub struct ActionResponse {
 }
 
 /// Body of `POST …/deadline`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeadlineBody {
     /// The new deadline (办结时限), `YYYY-MM-DD`.
+    #[schema(format = Date)]
     pub deadline: String,
 }
 
 /// Body of `POST …/assign`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignBody {
     /// Username of the new responsible person, within the supervisor's unit.
@@ -107,7 +109,7 @@ pub struct AssignBody {
 }
 
 /// Body of `POST …/escalate`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EscalateBody {
     /// Why.
@@ -118,7 +120,7 @@ pub struct EscalateBody {
 }
 
 /// Body of `POST …/supervise`, `…/progress` and `…/resolve`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteBody {
     /// The note.
@@ -126,7 +128,7 @@ pub struct NoteBody {
 }
 
 /// Body of `POST …/close`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseBody {
     /// Closing remark.
@@ -135,7 +137,7 @@ pub struct CloseBody {
 }
 
 /// Body of `POST …/reopen`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReopenBody {
     /// Why.
@@ -143,13 +145,14 @@ pub struct ReopenBody {
 }
 
 /// Body of `POST …/feedback`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackBody {
     /// What the resident was told (反馈).
     pub note: String,
     /// The resident's rating: `satisfied`, `basically_satisfied` or
     /// `dissatisfied`.
+    #[schema(pattern = "^(satisfied|basically_satisfied|dissatisfied)$")]
     pub satisfaction: Option<String>,
 }
 
@@ -278,6 +281,14 @@ async fn as_responsible(
 /// `GET /api/v1/petitions/{id}`: the petition and its attributed history,
 /// for its diary's owner, its responsible person, and supervisors and
 /// admins whose unit holds it; 404 for anyone else.
+#[utoipa::path(
+    get,
+    path = "/api/v1/petitions/{id}",
+    tag = "petitions",
+    params(("id" = String, Path, description = "Petition record id (UUID)"), Which),
+    responses((status = 200, description = "The petition and its attributed history", body = PetitionDetail), crate::routes::openapi::PetitionReadErrors),
+    security(("bearer" = []))
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -336,6 +347,15 @@ fn event_entry(e: LedgerEvent, viewer: &Viewer, whole: bool) -> EventEntry {
 }
 
 /// `POST /api/v1/petitions/{id}/deadline`: sets or extends the deadline.
+#[utoipa::path(
+    post,
+    path = "/api/v1/petitions/{id}/deadline",
+    tag = "petitions",
+    params(("id" = String, Path, description = "Petition record id (UUID)"), Which),
+    request_body = DeadlineBody,
+    responses((status = 200, description = "The petition after the action", body = ActionResponse), crate::routes::openapi::PetitionActionErrors),
+    security(("bearer" = []))
+)]
 pub async fn deadline(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -357,6 +377,15 @@ pub async fn deadline(
 }
 
 /// `POST /api/v1/petitions/{id}/assign`: makes someone else responsible.
+#[utoipa::path(
+    post,
+    path = "/api/v1/petitions/{id}/assign",
+    tag = "petitions",
+    params(("id" = String, Path, description = "Petition record id (UUID)"), Which),
+    request_body = AssignBody,
+    responses((status = 200, description = "The petition after the action", body = ActionResponse), crate::routes::openapi::PetitionActionErrors),
+    security(("bearer" = []))
+)]
 pub async fn assign(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -392,6 +421,15 @@ pub async fn assign(
 
 /// `POST /api/v1/petitions/{id}/escalate`: one level up (village → town →
 /// county), optionally to a person of the receiving unit.
+#[utoipa::path(
+    post,
+    path = "/api/v1/petitions/{id}/escalate",
+    tag = "petitions",
+    params(("id" = String, Path, description = "Petition record id (UUID)"), Which),
+    request_body = EscalateBody,
+    responses((status = 200, description = "The petition after the action", body = ActionResponse), crate::routes::openapi::PetitionActionErrors),
+    security(("bearer" = []))
+)]
 pub async fn escalate(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -442,6 +480,15 @@ pub async fn escalate(
 }
 
 /// `POST /api/v1/petitions/{id}/supervise`: a 督办 note.
+#[utoipa::path(
+    post,
+    path = "/api/v1/petitions/{id}/supervise",
+    tag = "petitions",
+    params(("id" = String, Path, description = "Petition record id (UUID)"), Which),
+    request_body = NoteBody,
+    responses((status = 200, description = "The petition after the action", body = ActionResponse), crate::routes::openapi::PetitionActionErrors),
+    security(("bearer" = []))
+)]
 pub async fn supervise(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -458,6 +505,15 @@ pub async fn supervise(
 }
 
 /// `POST /api/v1/petitions/{id}/close`: signs the item off (销号).
+#[utoipa::path(
+    post,
+    path = "/api/v1/petitions/{id}/close",
+    tag = "petitions",
+    params(("id" = String, Path, description = "Petition record id (UUID)"), Which),
+    request_body = CloseBody,
+    responses((status = 200, description = "The petition after the action", body = ActionResponse), crate::routes::openapi::PetitionActionErrors),
+    security(("bearer" = []))
+)]
 pub async fn close(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -490,6 +546,15 @@ pub async fn close(
 
 /// `POST /api/v1/petitions/{id}/reopen`: back to work after resolution or
 /// sign-off.
+#[utoipa::path(
+    post,
+    path = "/api/v1/petitions/{id}/reopen",
+    tag = "petitions",
+    params(("id" = String, Path, description = "Petition record id (UUID)"), Which),
+    request_body = ReopenBody,
+    responses((status = 200, description = "The petition after the action", body = ActionResponse), crate::routes::openapi::PetitionActionErrors),
+    security(("bearer" = []))
+)]
 pub async fn reopen(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -507,6 +572,15 @@ pub async fn reopen(
 
 /// `POST /api/v1/petitions/{id}/progress`: the responsible person notes
 /// progress.
+#[utoipa::path(
+    post,
+    path = "/api/v1/petitions/{id}/progress",
+    tag = "petitions",
+    params(("id" = String, Path, description = "Petition record id (UUID)"), Which),
+    request_body = NoteBody,
+    responses((status = 200, description = "The petition after the action", body = ActionResponse), crate::routes::openapi::PetitionActionErrors),
+    security(("bearer" = []))
+)]
 pub async fn progress(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -521,6 +595,15 @@ pub async fn progress(
 
 /// `POST /api/v1/petitions/{id}/resolve`: the responsible person marks it
 /// solved.
+#[utoipa::path(
+    post,
+    path = "/api/v1/petitions/{id}/resolve",
+    tag = "petitions",
+    params(("id" = String, Path, description = "Petition record id (UUID)"), Which),
+    request_body = NoteBody,
+    responses((status = 200, description = "The petition after the action", body = ActionResponse), crate::routes::openapi::PetitionActionErrors),
+    security(("bearer" = []))
+)]
 pub async fn resolve(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -535,6 +618,15 @@ pub async fn resolve(
 
 /// `POST /api/v1/petitions/{id}/feedback`: the responsible person records
 /// the feedback given to the resident and, if asked, their rating.
+#[utoipa::path(
+    post,
+    path = "/api/v1/petitions/{id}/feedback",
+    tag = "petitions",
+    params(("id" = String, Path, description = "Petition record id (UUID)"), Which),
+    request_body = FeedbackBody,
+    responses((status = 200, description = "The petition after the action", body = ActionResponse), crate::routes::openapi::PetitionActionErrors),
+    security(("bearer" = []))
+)]
 pub async fn feedback(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -18,18 +18,21 @@ use crate::scope::{Scope, china_midnight, parse_day};
 use crate::stats::{Counts, Post, Quotas, Stats, compute};
 
 /// Query string of `GET /api/v1/stats` (and its exports).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// Unit code (default: the caller's unit).
     pub unit: Option<String>,
     /// `YYYY-MM-DD`, China date, included (default: 1 January of this year).
+    #[param(format = Date)]
     pub from: Option<String>,
     /// `YYYY-MM-DD`, China date, included (default: today).
+    #[param(format = Date)]
     pub to: Option<String>,
 }
 
 /// Answer of `GET /api/v1/stats`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatsResponse {
     /// The unit whose subtree is counted.
     pub unit: UnitRef,
@@ -45,7 +48,7 @@ pub struct StatsResponse {
 }
 
 /// A unit by code and name.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UnitRef {
     /// Code.
     pub code: String,
@@ -124,6 +127,14 @@ pub(crate) async fn gather(
 }
 
 /// The statistics of the caller's reach narrowed by `unit`, over the period.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stats",
+    tag = "supervision",
+    params(StatsParams),
+    responses((status = 200, description = "The figures", body = StatsResponse), crate::routes::openapi::ScopedErrors),
+    security(("bearer" = []))
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: AuthUser,

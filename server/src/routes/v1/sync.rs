@@ -61,6 +61,13 @@ const COMPACT_AFTER_CHUNKS: u64 = 32;
 const COMPACT_AFTER_BYTES: u64 = 1024 * 1024;
 
 /// Upgrades an authenticated request to a sync connection.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sync",
+    tag = "sync",
+    responses((status = 101, description = "Switching to the WebSocket; then the automerge-repo sync protocol (binary CBOR frames)"), crate::routes::openapi::SyncErrors),
+    security(("bearer" = []), ("token_query" = []))
+)]
 pub async fn upgrade(
     State(state): State<AppState>,
     // Before `WebSocketUpgrade`, so a request without a valid token gets 401
