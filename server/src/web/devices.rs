@@ -39,6 +39,15 @@ pub async fn get(
     )
     .await?
     .0;
+    // Unit names for the codes the API answers with (the caller's reach).
+    let names: std::collections::BTreeMap<String, String> =
+        crate::scope::Scope::resolve(&state, &user.user, None, None)
+            .await?
+            .units
+            .into_iter()
+            .map(|u| (u.code, u.name))
+            .collect();
+    let unit_name = |code: &str| names.get(code).cloned().unwrap_or_else(|| code.to_owned());
     let now = Utc::now();
     let days = |at: &chrono::DateTime<Utc>| (now - *at).num_days();
     let stale = r
@@ -56,13 +65,13 @@ pub async fn get(
                 tbody {
                     @for u in &r.users {
                         @if u.devices.is_empty() {
-                            tr.stale { th scope="row" { (u.name) "（" (u.username) "）" } td { (u.unit_code) } td { "—" } td { "从未同步" } td { "—" } td { span.badge.late { "从未同步" } } }
+                            tr.stale { th scope="row" { (u.name) "（" (u.username) "）" } td { (unit_name(&u.unit_code)) } td { "—" } td { "从未同步" } td { "—" } td { span.badge.late { "从未同步" } } }
                         }
                         @for (i, d) in u.devices.iter().enumerate() {
                             @let late = days(&d.last_sync) >= STALE_DAYS;
                             tr.stale[late] {
                                 th scope="row" { @if i == 0 { (u.name) "（" (u.username) "）" } }
-                                td { @if i == 0 { (u.unit_code) } }
+                                td { @if i == 0 { (unit_name(&u.unit_code)) } }
                                 td { (d.device_id) }
                                 td.nowrap { (china_time(&d.last_sync)) }
                                 td { (d.documents) }
