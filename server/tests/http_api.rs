@@ -259,6 +259,33 @@ async fn malformed_login_requests_get_json_errors() {
         missing.text()
     );
 
+    // A NUL character, which PostgreSQL cannot hold in text, is refused in
+    // a body and in a query string before anything reaches the database.
+    let nul = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "al\u{0}ice", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(nul.status, StatusCode::BAD_REQUEST, "{}", nul.text());
+    assert!(nul.text().contains("NUL"), "{}", nul.text());
+    let (access, _) = app.login().await;
+    for uri in [
+        "/api/v1/ledger?q=%00",
+        "/api/v1/ledger?unit=a%00",
+        "/api/v1/visits?q=%00",
+        "/api/v1/ledger/export.csv?q=%00",
+    ] {
+        let answer = app.get(uri, Some(&access)).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{uri}: {}",
+            answer.text()
+        );
+        assert_eq!(answer.error_code(), "bad_request", "{uri}");
+    }
+
     let not_json = app
         .call(
             Request::post("/api/v1/auth/login")
