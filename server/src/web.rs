@@ -68,7 +68,9 @@ pub fn router(request_timeout: Duration) -> Router<AppState> {
         .route("/lists/export.csv", get(exports::lists_csv))
         .route("/stats/export.xlsx", get(exports::stats_xlsx))
         .route("/stats/export.csv", get(exports::stats_csv));
-    pages.merge(exports)
+    pages
+        .merge(exports)
+        .layer(axum::middleware::map_response(layout::html_errors))
 }
 
 async fn css() -> impl IntoResponse {

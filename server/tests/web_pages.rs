@@ -618,7 +618,69 @@ async fn pages_escape_user_data(store: Arc<dyn Store>) {
     running.stop().await;
 }
 
+/// Errors on the pages are Chinese HTML pages with the right status, never
+/// JSON: a wrong method, a body that is not a form, a bad filter, a missing
+/// petition. The API's own errors stay JSON.
+async fn page_errors_are_chinese_pages(store: Arc<dyn Store>) {
+    let running = Running::start(store).await;
+    let sup = running.logged_in("sup-town1").await;
+    let html = |a: &Answer| a.body.starts_with("<!DOCTYPE html>");
+
+    let answer = running.page(&sup, "/logout", &[]).await;
+    assert_eq!(answer.status, 405);
+    assert!(
+        html(&answer) && answer.body.contains("请求方式不正确"),
+        "{}",
+        answer.body
+    );
+
+    let answer = Running::answer(
+        Running::client()
+            .post(format!("http://{}/login", running.addr))
+            .header(CONTENT_TYPE, "application/json")
+            .body("{}")
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(answer.status, 415);
+    assert!(
+        html(&answer) && answer.body.contains("输入有误"),
+        "{}",
+        answer.body
+    );
+
+    let answer = running.page(&sup, "/ledger?status=nonsense", &[]).await;
+    assert_eq!(answer.status, 400);
+    assert!(
+        html(&answer) && answer.body.contains("输入有误"),
+        "{}",
+        answer.body
+    );
+
+    let answer = running
+        .page(&sup, "/petitions/00000000-0000-0000-0000-000000000000", &[])
+        .await;
+    assert_eq!(answer.status, 404);
+    assert!(
+        html(&answer) && answer.body.contains("未找到"),
+        "{}",
+        answer.body
+    );
+
+    let answer = running.page(&sup, "/api/v1/nothing-here", &[]).await;
+    assert_eq!(answer.status, 404);
+    assert!(
+        answer.body.starts_with('{'),
+        "the API answers JSON: {}",
+        answer.body
+    );
+    running.stop().await;
+}
+
 test_support::backends!(
+    page_errors_are_chinese_pages,
     forms_need_their_csrf_token,
     the_session_cookie_has_its_flags,
     the_session_ends_with_its_login,

@@ -194,6 +194,35 @@ impl IntoResponse for PageError {
     }
 }
 
+/// Turns an error answer that is not already a page (an extractor's
+/// rejection, a 405, the request timeout) into the Chinese error page for
+/// its status, so a browser never sees a JSON or plain-text error.
+pub async fn html_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_html || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (title, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ("请求方式不正确", "该页面不支持这种请求方式。"),
+        StatusCode::REQUEST_TIMEOUT => ("请求超时", "服务器处理时间过长，请稍后再试。"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("提交内容过大", "提交的内容超过了允许的大小。"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+        | StatusCode::UNPROCESSABLE_ENTITY
+        | StatusCode::BAD_REQUEST => ("输入有误", "提交的内容格式不正确，请返回后重试。"),
+        s if s.is_server_error() => (
+            "系统错误",
+            "服务器暂时无法完成请求，请稍后再试；如持续出现，请联系管理员。",
+        ),
+        _ => ("请求未能完成", "请返回后重试。"),
+    };
+    PageError::new(status, title, message).into_response()
+}
+
 /// A China-time instant, `YYYY-MM-DD HH:MM`.
 pub fn china_time(at: &DateTime<Utc>) -> String {
     (*at + chrono::Duration::hours(8))
