@@ -525,7 +525,17 @@ async fn a_cadre_sees_only_their_own_items(store: Arc<dyn Store>) {
         )
         .await;
     assert_eq!(answer.status, 404, "{}", answer.body);
-    // Nor do the cadre's stats or exports reach beyond them.
+    // Their own statistics and lists open; another unit's do not.
+    for page in ["/stats", "/lists", "/ledger/export.csv"] {
+        let answer = running.page(&cadre, page, &[]).await;
+        assert_eq!(answer.status, 200, "{page}: {}", answer.body);
+    }
+    let csv = running.page(&cadre, "/ledger/export.csv", &[]).await;
+    assert_eq!(
+        csv.body.lines().count(),
+        own_ids.len() + 1,
+        "the cadre's export holds their own rows"
+    );
     let answer = running.page(&cadre, "/stats?unit=town2", &[]).await;
     assert_eq!(answer.status, 403, "{}", answer.body);
     assert!(answer.body.contains("无权操作"));
