@@ -49,7 +49,7 @@ mirror_enum! {
 mirror_enum! {
     /// The handling status (办理情况), derived from the events.
     PetitionStatus = core::PetitionStatus {
-        /// 待办理
+        /// 待办
         Open,
         /// 办理中
         InProgress,

@@ -16,7 +16,7 @@ mirror_enum! {
         HomeVisit,
         /// 走访企业
         EnterpriseVisit,
-        /// 坐访 / 一线工作日值班
+        /// 值班坐访 (一线工作日)
         DutyDayReception,
         /// 回访
         FollowUp,
@@ -42,22 +42,22 @@ mirror_enum! {
 /// The answers to the six questions (六问) of a home visit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
 pub struct SixAnswers {
-    /// 问基本情况
+    /// 一问基本情况
     #[uniffi(default)]
     pub basic_situation: String,
-    /// 问困难
+    /// 二问困难问题
     #[uniffi(default)]
     pub difficulties: String,
-    /// 问增收愿望
+    /// 三问致富愿望
     #[uniffi(default)]
     pub income_wishes: String,
-    /// 问对干部的看法
+    /// 四问干部评价
     #[uniffi(default)]
     pub opinion_of_cadres: String,
-    /// 问工作建议
+    /// 五问工作建议
     #[uniffi(default)]
     pub work_suggestions: String,
-    /// 问发展思路
+    /// 六问发展计策
     #[uniffi(default)]
     pub development_ideas: String,
 }
