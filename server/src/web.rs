@@ -16,7 +16,7 @@
 //! | `GET /stats` | [`stats`]: 统计, rankings, charts ([`charts`]) |
 //! | `GET /lists` | [`lists`]: 三个清单 |
 //! | `GET /devices` | [`devices`]: phones and last syncs |
-//! | `GET /{ledger,lists,stats}/export.{xlsx,csv}` | [`exports`] |
+//! | `GET /{ledger,lists,stats,devices}/export.{xlsx,csv}` | [`exports`] |
 //! | `GET /assets/web.css` | the style sheet, compiled in |
 //!
 //! Sessions and CSRF tokens: [`session`]; the frame and the error page:
@@ -67,7 +67,9 @@ pub fn router(request_timeout: Duration) -> Router<AppState> {
         .route("/lists/export.xlsx", get(exports::lists_xlsx))
         .route("/lists/export.csv", get(exports::lists_csv))
         .route("/stats/export.xlsx", get(exports::stats_xlsx))
-        .route("/stats/export.csv", get(exports::stats_csv));
+        .route("/stats/export.csv", get(exports::stats_csv))
+        .route("/devices/export.xlsx", get(exports::devices_xlsx))
+        .route("/devices/export.csv", get(exports::devices_csv));
     pages
         .merge(exports)
         .layer(axum::middleware::map_response(layout::html_errors))

@@ -305,6 +305,21 @@ async fn forms_need_their_csrf_token(store: Arc<dyn Store>) {
     assert!(detail.body.contains(note), "the note is in the history");
     assert!(detail.body.contains("督办意见已记录"));
 
+    // Every table's export buttons work from the session (here: devices).
+    let csv = running.page(&sup, "/devices/export.csv", &[]).await;
+    assert_eq!(csv.status, 200, "{}", csv.body);
+    assert!(
+        csv.body
+            .starts_with("\u{FEFF}干部,用户名,单位,设备,最近同步"),
+        "{}",
+        csv.body
+    );
+    assert_eq!(
+        csv.body.lines().count(),
+        1 + 6,
+        "town 1's six cadres, none synced"
+    );
+
     // The login form: without the nonce cookie, or with a wrong token.
     let form = running.page(&Browser::default(), "/login", &[]).await;
     let token = csrf_of(&form.body);

@@ -193,6 +193,11 @@ try {
   check(await page.locator('table.devices tbody tr:not(.stale)').count() >= 1, "a phone that synced today is not flagged (the test's cadre01 phone-1)");
   check(await page.locator('table.devices tbody tr.stale').count() >= 1, 'cadres whose phones never synced stand out');
   await shot('10-devices');
+  const [devicesXlsx] = await Promise.all([page.waitForEvent('download'), page.click('a.button:has-text("导出 Excel")')]);
+  await devicesXlsx.saveAs(join(out, 'devices.xlsx'));
+  const deviceRows = readSheet(join(out, 'devices.xlsx'));
+  check(deviceRows[0].includes('最近同步'), 'devices xlsx header');
+  check(deviceRows.length - 1 === await page.locator('table.devices tbody tr').count(), 'devices xlsx has the table rows');
 
   step('download the ledger as XLSX');
   await page.goto(`${base}/ledger`);

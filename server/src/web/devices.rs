@@ -9,7 +9,9 @@ use chrono::Utc;
 use maud::html;
 use serde::Deserialize;
 
-use super::layout::{Nav, PageError, china_time, empty, html_response, page};
+use super::layout::{
+    Nav, PageError, china_time, empty, export_buttons, html_response, page, query_string,
+};
 use super::session::PageUser;
 use crate::app::AppState;
 use crate::extract::ApiQuery;
@@ -32,6 +34,7 @@ pub async fn get(
     Query(q): Query<DevicesQuery>,
 ) -> Result<Response, PageError> {
     let unit = Some(q.unit.trim().to_owned()).filter(|u| !u.is_empty());
+    let export_query = query_string(&[("unit", unit.as_deref())]);
     let r = crate::routes::v1::devices::list(
         State(state.clone()),
         user.user.clone(),
@@ -58,6 +61,10 @@ pub async fn get(
     let body = html! {
         h1 { "设备同步情况" }
         p.hint { "超过 " (STALE_DAYS) " 天未同步的手机以红色标出：干部可能在无信号地区，或手机上的记录尚未上传。" }
+        div.bar {
+            p.count { "共 " strong { (r.users.len()) } " 名干部" }
+            (export_buttons(&format!("/devices/export.xlsx{export_query}"), &format!("/devices/export.csv{export_query}")))
+        }
         @if stale > 0 { p.alert { (stale) " 名干部的手机超过 " (STALE_DAYS) " 天未同步或从未同步。" } }
         @if r.users.is_empty() { (empty("该范围内没有干部。")) } @else {
             div.table-wrap { table.devices {
