@@ -111,7 +111,11 @@ pub async fn submit(
     addr: ClientAddr,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
-    let nonce = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    // No nonce cookie (blocked cookies, or a form posted from elsewhere):
+    // refused like a wrong token.
+    let nonce = cookie(&headers, LOGIN_COOKIE)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(PageError::csrf)?;
     check_form_token(&state, "login", &nonce, form.csrf.as_deref())?;
     let next = safe_next(form.next.as_deref());
     if form.username.trim().is_empty() || form.password.is_empty() {
