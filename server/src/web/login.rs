@@ -202,3 +202,23 @@ pub async fn logout(
     );
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_paths_of_this_site_are_followed_after_login() {
+        assert_eq!(safe_next(Some("/stats?unit=town1")), "/stats?unit=town1");
+        for bad in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil",
+            "ledger",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/ledger", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/ledger");
+    }
+}

@@ -219,3 +219,36 @@ pub async fn get(
         page("统计", Some(&user), Nav::Stats, body),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
+    }
+
+    #[test]
+    fn the_trend_covers_the_period_by_month_at_most_a_year() {
+        let m = months(day("2026-01-01"), day("2026-03-15"));
+        let got: Vec<(String, String, String)> = m
+            .iter()
+            .map(|(l, a, b)| (l.clone(), a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("1月".into(), "2026-01-01".into(), "2026-02-01".into()),
+                ("2月".into(), "2026-02-01".into(), "2026-03-01".into()),
+                ("3月".into(), "2026-03-01".into(), "2026-03-16".into()),
+            ]
+        );
+        let m = months(day("2026-02-10"), day("2026-02-20"));
+        assert_eq!(m.len(), 1);
+        assert_eq!((m[0].1, m[0].2), (day("2026-02-10"), day("2026-02-21")));
+        let m = months(day("2020-01-01"), day("2026-12-02"));
+        assert_eq!(m.len(), 12);
+        assert_eq!(m[0].1, day("2026-01-01"));
+        assert_eq!(m[11].2, day("2026-12-03"));
+    }
+}
