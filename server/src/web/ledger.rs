@@ -220,7 +220,7 @@ pub async fn get(
     };
     let overdue_on = filters.overdue == "true";
     let body = html! {
-        h1 { "民情台账" @if !supervisor { "（本人登记及负责的事项）" } }
+        h1 { "民情台账" @if !supervisor { "（本人登记的事项）" } }
         form.filters method="get" action="/ledger" {
             @if supervisor {
                 label { "单位" (select("unit", &filters.unit, "全部单位", &units)) }
