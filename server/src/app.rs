@@ -65,6 +65,7 @@ impl AppState {
             &config.jwt_audience,
             config.access_token_ttl,
         );
+        let live_limits = config.live_limits();
         Ok(AppState {
             store,
             merge_permits: Arc::new(Semaphore::new(config.max_concurrent_merges)),
@@ -72,7 +73,7 @@ impl AppState {
             config: Arc::new(config),
             jwt: Arc::new(jwt),
             shutdown: ShutdownSignal::new(),
-            sync_hub: Arc::new(SyncHub::new()),
+            sync_hub: Arc::new(SyncHub::with_live_limits(live_limits)),
         })
     }
 }

@@ -64,6 +64,10 @@ pub mod env {
     pub const MAX_DOCUMENTS_PER_USER: &str = "VISIT_DIARY_MAX_DOCUMENTS_PER_USER";
     pub const MAX_STORED_BYTES_PER_USER: &str = "VISIT_DIARY_MAX_STORED_BYTES_PER_USER";
     pub const MAX_BUFFERED_BYTES_PER_USER: &str = "VISIT_DIARY_MAX_BUFFERED_BYTES_PER_USER";
+    /// Estimated memory of the documents held live, in bytes.
+    pub const LIVE_DOCUMENTS_MEMORY_BYTES: &str = "VISIT_DIARY_LIVE_DOCUMENTS_MEMORY_BYTES";
+    /// Seconds a live document may go unused before it is dropped from memory.
+    pub const LIVE_DOCUMENT_IDLE_SECS: &str = "VISIT_DIARY_LIVE_DOCUMENT_IDLE_SECS";
     /// Failed logins of one username before it backs off.
     pub const LOGIN_FREE_FAILURES_PER_USER: &str = "VISIT_DIARY_LOGIN_FREE_FAILURES_PER_USER";
     /// Failed logins from one address before it backs off.
@@ -209,6 +213,13 @@ pub struct Config {
     /// briefly; then the connection is closed with an error). Also caps the
     /// largest frame. At most `u32::MAX`.
     pub max_buffered_bytes_per_user: usize,
+    /// Estimated memory the documents held live in memory (one copy per
+    /// document being synced, merged in place) may take together; past it
+    /// the least recently used are dropped (they are stored; the next sync
+    /// of one loads it again).
+    pub live_documents_memory_bytes: usize,
+    /// A live document unused for this long is dropped from memory.
+    pub live_document_idle: Duration,
     /// Failed logins of one username (known or not) before each further
     /// failure locks it for twice as long as the last (1 s, 2 s, … 15 min).
     pub login_free_failures_per_user: u32,
@@ -223,6 +234,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// The limits on documents held live in memory.
+    pub fn live_limits(&self) -> crate::sync::LiveLimits {
+        crate::sync::LiveLimits {
+            memory_bytes: self.live_documents_memory_bytes,
+            idle: self.live_document_idle,
+        }
+    }
+
     /// The login limits' settings.
     pub fn login_limits(&self) -> crate::auth::limits::LoginLimitSettings {
         crate::auth::limits::LoginLimitSettings {
@@ -261,6 +280,8 @@ impl Config {
             max_documents_per_user: 50,
             max_stored_bytes_per_user: 256 * 1024 * 1024,
             max_buffered_bytes_per_user: 64 * 1024 * 1024,
+            live_documents_memory_bytes: 512 * 1024 * 1024,
+            live_document_idle: Duration::from_secs(300),
             login_free_failures_per_user: 5,
             login_free_failures_per_address: 50,
             concurrent_password_checks: 4,
@@ -418,6 +439,16 @@ impl Config {
                 file.sync.max_buffered_bytes_per_user,
                 defaults.max_buffered_bytes_per_user,
             )?,
+            live_documents_memory_bytes: layer.parsed(
+                env::LIVE_DOCUMENTS_MEMORY_BYTES,
+                file.sync.live_documents_memory_bytes,
+                defaults.live_documents_memory_bytes,
+            )?,
+            live_document_idle: layer.secs(
+                env::LIVE_DOCUMENT_IDLE_SECS,
+                file.sync.live_document_idle_secs,
+                defaults.live_document_idle,
+            )?,
             login_free_failures_per_user: layer.parsed(
                 env::LOGIN_FREE_FAILURES_PER_USER,
                 file.auth.login_free_failures_per_user,
@@ -459,6 +490,7 @@ impl Config {
             || self.session_check.is_zero()
             || self.sync_idle_timeout.is_zero()
             || self.header_read_timeout.is_zero()
+            || self.live_document_idle.is_zero()
         {
             return invalid("the request timeout and the session check interval must be positive");
         }
@@ -790,6 +822,8 @@ struct SyncSection {
     max_documents_per_user: Option<usize>,
     max_stored_bytes_per_user: Option<u64>,
     max_buffered_bytes_per_user: Option<usize>,
+    live_documents_memory_bytes: Option<usize>,
+    live_document_idle_secs: Option<u64>,
 }
 
 #[cfg(test)]

@@ -25,6 +25,14 @@ pub const MERGE_SECONDS: &str = "merge_seconds";
 pub const SYNC_REFUSED_PAYLOADS_TOTAL: &str = "sync_refused_payloads_total";
 /// Document compactions, by result (`ok` / `conflict` / `error`).
 pub const COMPACTIONS_TOTAL: &str = "document_compactions_total";
+/// Documents made current for a sync or an action, by whether the copy in
+/// memory was reused (`live`) or loaded from the store (`loaded`).
+pub const LIVE_DOCUMENT_USES_TOTAL: &str = "live_document_uses_total";
+/// Seconds spent making a document current (checking the stored version,
+/// applying newer chunks, or loading it whole).
+pub const LIVE_DOCUMENT_SECONDS: &str = "live_document_seconds";
+/// Live document copies dropped from memory (idle, or over the budget).
+pub const LIVE_DOCUMENTS_EVICTED_TOTAL: &str = "live_documents_evicted_total";
 /// Received changes stored while they wait for a dependency that has not
 /// arrived yet (after a Bloom-filter false positive on the peer's side).
 pub const SYNC_CHANGES_WAITING_TOTAL: &str = "sync_changes_waiting_total";
@@ -88,6 +96,19 @@ fn describe() {
         "Sync messages refused for a hostile or unreadable payload, by reason"
     );
     metrics::describe_counter!(COMPACTIONS_TOTAL, "Document compactions, by result");
+    metrics::describe_counter!(
+        LIVE_DOCUMENT_USES_TOTAL,
+        "Documents made current, by whether the copy in memory was reused (live) or loaded"
+    );
+    metrics::describe_histogram!(
+        LIVE_DOCUMENT_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to make a document current before a merge"
+    );
+    metrics::describe_counter!(
+        LIVE_DOCUMENTS_EVICTED_TOTAL,
+        "Live document copies dropped from memory (idle or over budget)"
+    );
     metrics::describe_counter!(
         SYNC_CHANGES_WAITING_TOTAL,
         "Received changes stored while they wait for a missing dependency"
@@ -191,6 +212,19 @@ pub fn merge_seconds(elapsed: Duration) {
 /// few fixed labels (`PayloadError::kind`).
 pub fn sync_payload_refused(reason: &'static str) {
     metrics::counter!(SYNC_REFUSED_PAYLOADS_TOTAL, "reason" => reason).increment(1);
+}
+
+/// Records one document made current: `reused` when its copy in memory
+/// served, else loaded from the store.
+pub fn live_document_use(reused: bool, elapsed: Duration) {
+    let how = if reused { "live" } else { "loaded" };
+    metrics::counter!(LIVE_DOCUMENT_USES_TOTAL, "how" => how).increment(1);
+    metrics::histogram!(LIVE_DOCUMENT_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// Counts live copies dropped from memory.
+pub fn live_documents_evicted(count: usize) {
+    metrics::counter!(LIVE_DOCUMENTS_EVICTED_TOTAL).increment(count as u64);
 }
 
 /// Counts received changes stored while they wait for their dependencies.

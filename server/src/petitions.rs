@@ -79,6 +79,16 @@ impl From<DocumentError> for ActionError {
     }
 }
 
+impl From<crate::sync::LiveError> for ActionError {
+    fn from(e: crate::sync::LiveError) -> Self {
+        match e {
+            crate::sync::LiveError::Store(e) => ActionError::Store(e),
+            crate::sync::LiveError::Load(e) => ActionError::Load(e),
+            crate::sync::LiveError::Task(e) => ActionError::Task(e),
+        }
+    }
+}
+
 impl From<ActionError> for AppError {
     fn from(e: ActionError) -> Self {
         match e {

@@ -95,6 +95,9 @@ pub async fn serve(
     serve_with_store(config, store, listener, shutdown).await
 }
 
+/// How often idle live documents are looked for.
+const LIVE_EVICTION_EVERY: Duration = Duration::from_secs(30);
+
 /// [`serve`] with a store that is already open and migrated (`main` uses it
 /// to seed the demo before serving).
 pub async fn serve_with_store(
@@ -106,6 +109,15 @@ pub async fn serve_with_store(
     let header_read_timeout = config.header_read_timeout;
     let state = AppState::new(store.clone(), config)?;
     let signal = state.shutdown.clone();
+    // Drops live documents nobody synced for a while.
+    tokio::spawn({
+        let live = state.sync_hub.live().clone();
+        let signal = signal.clone();
+        async move {
+            live.evict_periodically(LIVE_EVICTION_EVERY, signal.triggered())
+                .await;
+        }
+    });
     let app = router(state);
     tokio::task::spawn_blocking(crate::auth::password::warm_up);
 

@@ -25,9 +25,9 @@ use sync_core::DocumentId;
 pub use error::{BoxError, StoreError};
 pub use model::{
     ActorClaim, AppendOutcome, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow,
-    DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser, OwnerUsage,
-    PetitionLocation, RefreshReplacement, RefreshRotation, RefreshToken, Role, StoredDocument,
-    StoredKind, Unit, UnknownVariant, User,
+    DocumentSince, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser,
+    OwnerUsage, PetitionLocation, RefreshReplacement, RefreshRotation, RefreshToken, Role,
+    StoredDocument, StoredKind, StoredVersion, Unit, UnknownVariant, User,
 };
 
 /// Shorthand for store results.
@@ -152,6 +152,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// A document's snapshot and pending chunks, read consistently (a
     /// concurrent compaction is either wholly visible or not at all).
     async fn load_document(&self, id: &DocumentId) -> StoreResult<Option<StoredDocument>>;
+
+    /// What a copy of the document built from `since` lacks: the chunks
+    /// appended after it, or the whole stored form if the snapshot changed
+    /// since. Read consistently, like [`load_document`](Self::load_document).
+    async fn load_document_since(
+        &self,
+        id: &DocumentId,
+        since: &StoredVersion,
+    ) -> StoreResult<Option<DocumentSince>>;
 
     /// Documents owned by a user, ordered by id.
     async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentRow>>;

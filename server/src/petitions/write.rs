@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::ledger::attribution::{believed_state, judged_events};
 use crate::ledger::{Attribution, LedgerProjection, Writer};
 use crate::store::{ActorClaim, DocumentWrite, NewAuditEntry, StoreError};
-use crate::sync::documents;
+use crate::sync::LiveDocument;
 
 /// Who acts, and from where (for the audit log).
 #[derive(Debug, Clone)]
@@ -54,20 +54,20 @@ where
     tracing::Span::current().record("document_id", tracing::field::display(document_id));
     // The lock every sync merge of this document takes: nobody stores a
     // change to it between our load and our append.
-    let guard = state.sync_hub.lock(document_id).await;
+    let mut guard = state.sync_hub.lock(document_id).await;
     let _permit = state
         .merge_permits
         .clone()
         .acquire_owned()
         .await
         .map_err(|_| ActionError::ShuttingDown)?;
-    let stored = state
-        .store
-        .load_document(&document_id)
+    // The diary's copy in memory; it goes back only once our change is
+    // stored (see `sync::live`).
+    let live = guard
+        .current(state.store.as_ref(), document_id)
         .await?
         .ok_or(ActionError::NotFound)?;
-    let stored_bytes = documents::stored_size(Some(&stored));
-    let attribution = Attribution::from_rows(&state.store.document_actors(&document_id).await?);
+    let stored_bytes = live.stored_bytes;
     let writer = Writer {
         username: acting.username.clone(),
         user_id: acting.user_id,
@@ -76,12 +76,21 @@ where
     };
     let petition_id = target.petition_id;
     let now = Timestamp(Utc::now().timestamp_millis());
-    let built = tokio::task::spawn_blocking({
+    let (live, built) = tokio::task::spawn_blocking({
         let writer = writer.clone();
-        move || write(&stored, petition_id, attribution, writer, now, decide)
+        move || write(live, petition_id, writer, now, decide)
     })
-    .await??;
-    let (chunk, ledger, actor, event_ids, kinds) = built;
+    .await?;
+    let built = match (built, live) {
+        (Ok(built), _) => built,
+        // Refused before anything was written: the copy is as stored.
+        (Err(e), Some(live)) => {
+            guard.keep(live);
+            return Err(e);
+        }
+        (Err(e), None) => return Err(e),
+    };
+    let (mut live, chunk, ledger, actor, event_ids, kinds) = built;
     // The sync endpoint refuses a document past this size; a diary the
     // server filled up would stop syncing.
     let limit = state.config.max_document_bytes;
@@ -90,6 +99,7 @@ where
             "the diary has reached the size limit of {limit} bytes"
         )));
     }
+    let chunk_len = chunk.len();
     let write = DocumentWrite {
         document_id,
         create: None,
@@ -104,10 +114,11 @@ where
         }],
     };
     match state.store.append_changes(write).await {
-        Ok(_) => {}
+        Ok(appended) => live.appended(appended.chunk_id, chunk_len),
         Err(StoreError::NotFound) => return Err(ActionError::NotFound),
         Err(e) => return Err(e.into()),
     }
+    guard.keep(live);
     drop(guard);
     // Connections syncing this document offer the change to their phones;
     // no connection has this origin, so all of them do.
@@ -135,9 +146,11 @@ where
     Ok(Written { event_ids })
 }
 
-/// What [`write`] produced: the chunk to store, the document's ledger rows,
-/// the actor it wrote with, and the events' ids and kinds.
+/// What [`write`] produced: the copy with the change made, the chunk to
+/// store, the document's ledger rows, the actor it wrote with, and the
+/// events' ids and kinds.
 type Built = (
+    LiveDocument,
     Vec<u8>,
     LedgerProjection,
     ActorId,
@@ -145,22 +158,38 @@ type Built = (
     Vec<PetitionEventKind>,
 );
 
-/// Loads the stored diary, lets `decide` choose the events, writes them with
-/// a fresh actor and projects the result. CPU-bound: runs off the async
-/// threads.
+/// Lets `decide` choose the events on the diary's live copy, writes them
+/// with a fresh actor and projects the result. CPU-bound: runs off the
+/// async threads. On an error the copy comes back only if nothing was
+/// written to it.
 fn write<F>(
-    stored: &crate::store::StoredDocument,
+    live: LiveDocument,
     petition_id: RecordId,
-    mut attribution: Attribution,
     writer: Writer,
     now: Timestamp,
     decide: F,
-) -> Result<Built, ActionError>
+) -> (Option<LiveDocument>, Result<Built, ActionError>)
 where
     F: FnOnce(&Petition, &PetitionState) -> Result<Vec<PetitionEventKind>, ActionError>,
 {
-    let doc = documents::load(stored.meta.id, Some(stored))?;
-    let mut diary = DiaryDocument::from_automerge(doc)?;
+    let LiveDocument {
+        doc,
+        mut known,
+        version,
+        pending_chunks,
+        stored_bytes,
+    } = live;
+    let rebuild = |doc| LiveDocument {
+        doc,
+        known: Attribution::default(),
+        version: version.clone(),
+        pending_chunks: pending_chunks.clone(),
+        stored_bytes,
+    };
+    let mut diary = match DiaryDocument::from_automerge(doc) {
+        Ok(diary) => diary,
+        Err(e) => return (None, Err(e.into())),
+    };
     let believed = |diary: &DiaryDocument, attribution: &Attribution| {
         let petition = diary
             .petition(petition_id)
@@ -170,25 +199,42 @@ where
         let state = believed_state(&petition, &judged);
         Ok::<_, ActionError>((petition, state))
     };
-    let (petition, mut current) = believed(&diary, &attribution)?;
-    let kinds = decide(&petition, &current)?;
+    let decided = believed(&diary, &known)
+        .and_then(|(petition, current)| Ok((decide(&petition, &current)?, current)));
+    let (kinds, mut current) = match decided {
+        Ok(decided) => decided,
+        Err(e) => {
+            let mut live = rebuild(diary.into_automerge());
+            live.known = known;
+            return (Some(live), Err(e));
+        }
+    };
     let heads = diary.automerge().get_heads();
     // A fresh actor per action: two server processes acting on one diary at
     // once can never write the same actor's sequence numbers twice.
     let actor = ActorId::random();
     diary.automerge_mut().set_actor(actor.clone());
-    attribution.insert(actor.clone(), writer.clone());
+    known.insert(actor.clone(), writer.clone());
     let mut event_ids = Vec::with_capacity(kinds.len());
     for (n, kind) in (0_i64..).zip(&kinds) {
         // A millisecond apart, so that events are ordered (by time, then
         // id) as they were written.
         let edit = Edit::new(writer.username.clone(), Timestamp(now.millis() + n));
         let id = RecordId::from_random_bytes(rand::random());
-        diary.record_petition_event_on(&edit, petition_id, id, kind, &current)?;
+        let written = diary
+            .record_petition_event_on(&edit, petition_id, id, kind, &current)
+            .map_err(ActionError::from)
+            .and_then(|_| Ok(believed(&diary, &known)?.1));
+        match written {
+            Ok(next) => current = next,
+            // Part of the action may be in the copy: drop it.
+            Err(e) => return (None, Err(e)),
+        }
         event_ids.push(id);
-        current = believed(&diary, &attribution)?.1;
     }
     let chunk = diary.automerge().save_after(&heads);
-    let ledger = LedgerProjection::of_diary(&diary, &attribution);
-    Ok((chunk, ledger, actor, event_ids, kinds))
+    let ledger = LedgerProjection::of_diary(&diary, &known);
+    let mut live = rebuild(diary.into_automerge());
+    live.known = known;
+    (None, Ok((live, chunk, ledger, actor, event_ids, kinds)))
 }

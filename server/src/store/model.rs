@@ -356,6 +356,45 @@ pub struct StoredDocument {
     pub chunks: Vec<DocumentChunk>,
 }
 
+impl StoredDocument {
+    /// The stored state this content reflects, for
+    /// [`Store::load_document_since`](super::Store::load_document_since).
+    pub fn version(&self) -> StoredVersion {
+        StoredVersion {
+            snapshot_heads: self.meta.snapshot_heads.clone(),
+            last_chunk_id: self.chunks.last().map_or(0, |c| c.id),
+        }
+    }
+}
+
+/// Which stored state a copy of a document in memory reflects: the snapshot
+/// it was built on and the last chunk it applied after that.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredVersion {
+    /// The snapshot's heads as stored (`DocumentRow::snapshot_heads`).
+    pub snapshot_heads: Option<String>,
+    /// The highest chunk id applied on top of that snapshot; 0 for none.
+    /// Chunk ids only grow, so every chunk above it is new to the copy.
+    pub last_chunk_id: i64,
+}
+
+/// What [`Store::load_document_since`](super::Store::load_document_since)
+/// found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocumentSince {
+    /// The snapshot is the one the copy was built on: these chunks were
+    /// appended after the copy's last (none if it is up to date).
+    Added {
+        /// The document's row now.
+        meta: DocumentRow,
+        /// The new chunks, in append order.
+        chunks: Vec<DocumentChunk>,
+    },
+    /// The snapshot changed (another process compacted): the whole stored
+    /// form, to rebuild the copy from.
+    Whole(StoredDocument),
+}
+
 /// How to create a document row when a write is the document's first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDocument {

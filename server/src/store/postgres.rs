@@ -19,8 +19,9 @@ use sync_core::DocumentId;
 
 use super::sql::{CompactSql, Sql, doc_cols, document_by_id, refresh_by_hash, user_cols};
 use super::{
-    AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentWrite,
-    RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument, User, dedup_ids,
+    AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentSince, DocumentWrite,
+    RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument, StoredVersion,
+    User, dedup_ids,
 };
 
 /// The shared statements, on PostgreSQL.
@@ -110,6 +111,20 @@ async fn load_document(pool: &PgPool, id: &DocumentId) -> StoreResult<Option<Sto
     let stored = Q::load_document(&mut tx, id).await?;
     tx.commit().await?;
     Ok(stored)
+}
+
+async fn load_document_since(
+    pool: &PgPool,
+    id: &DocumentId,
+    since: &StoredVersion,
+) -> StoreResult<Option<DocumentSince>> {
+    // As in `load_document`: one snapshot of the database for every read.
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
+    let found = Q::load_document_since(&mut tx, id, since).await?;
+    tx.commit().await?;
+    Ok(found)
 }
 
 async fn list_documents_in_units(pool: &PgPool, unit_ids: &[i64]) -> StoreResult<Vec<DocumentRow>> {

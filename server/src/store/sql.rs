@@ -18,9 +18,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
 use super::{
-    ActorClaim, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow, NewAuditEntry,
-    NewRefreshToken, NewUnit, NewUser, OwnerUsage, PetitionLocation, RefreshReplacement,
-    RefreshRotation, RefreshToken, StoreError, StoreResult, StoredDocument, Unit, User,
+    ActorClaim, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow, DocumentSince,
+    NewAuditEntry, NewRefreshToken, NewUnit, NewUser, OwnerUsage, PetitionLocation,
+    RefreshReplacement, RefreshRotation, RefreshToken, StoreError, StoreResult, StoredDocument,
+    StoredVersion, Unit, User,
 };
 use sync_core::DocumentId;
 
@@ -475,6 +476,38 @@ where
             snapshot,
             chunks,
         }))
+    }
+
+    /// The body of
+    /// [`Store::load_document_since`](super::Store::load_document_since)
+    /// inside the caller's transaction, which must see one snapshot of the
+    /// database for all its reads.
+    pub(super) async fn load_document_since(
+        conn: &mut DB::Connection,
+        id: &DocumentId,
+        since: &StoredVersion,
+    ) -> StoreResult<Option<DocumentSince>> {
+        let text = id.to_string();
+        let Some(meta) = sqlx::query_as::<DB, DocumentRow>(document_by_id!())
+            .bind(text.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if meta.snapshot_heads != since.snapshot_heads {
+            return Ok(Self::load_document(conn, id)
+                .await?
+                .map(DocumentSince::Whole));
+        }
+        let chunks = sqlx::query_as::<DB, DocumentChunk>(
+            "SELECT id, data FROM document_chunks WHERE document_id = $1 AND id > $2 ORDER BY id",
+        )
+        .bind(text.as_str())
+        .bind(since.last_chunk_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(Some(DocumentSince::Added { meta, chunks }))
     }
 
     pub(super) async fn list_documents_for_owner(

@@ -23,8 +23,9 @@ use sync_core::DocumentId;
 
 use super::sql::{CompactSql, Sql, document_by_id, refresh_by_hash, user_cols};
 use super::{
-    AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentWrite,
-    RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument, User, dedup_ids,
+    AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentSince, DocumentWrite,
+    RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument, StoredVersion,
+    User, dedup_ids,
 };
 
 /// How long a connection waits for the write lock before giving up.
@@ -136,6 +137,18 @@ async fn load_document(pool: &SqlitePool, id: &DocumentId) -> StoreResult<Option
     let stored = Q::load_document(&mut tx, id).await?;
     tx.commit().await?;
     Ok(stored)
+}
+
+async fn load_document_since(
+    pool: &SqlitePool,
+    id: &DocumentId,
+    since: &StoredVersion,
+) -> StoreResult<Option<DocumentSince>> {
+    // As in `load_document`: one committed state for every read.
+    let mut tx = pool.begin().await?;
+    let found = Q::load_document_since(&mut tx, id, since).await?;
+    tx.commit().await?;
+    Ok(found)
 }
 
 async fn list_documents_in_units(

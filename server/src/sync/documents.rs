@@ -1,7 +1,8 @@
 //! Loading a stored document and merging a sync message into it. Everything
 //! here is CPU-bound automerge work: call it inside
 //! `tokio::task::spawn_blocking`, holding a merge permit and the document's
-//! lock (see [`SyncHub::lock`](super::SyncHub::lock)).
+//! lock (see [`SyncHub::lock`](super::SyncHub::lock)), on the document's
+//! live copy ([`live`](super::live)).
 
 use sync_core::DocumentId;
 use sync_core::automerge::{self, ActorId, Automerge};
@@ -85,11 +86,9 @@ pub enum MergeError {
     },
 }
 
-/// A merged document and what to store of it.
+/// What to store of a merge.
 #[derive(Debug)]
 pub struct MergeOutcome {
-    /// The document after the merge.
-    pub doc: Automerge,
     /// The new chunk ([`SyncApplied::chunk`](sync_core::protocol::SyncApplied::chunk):
     /// the changes the message added, then those it carried that wait for
     /// their dependencies), if the message brought anything new.
@@ -163,7 +162,11 @@ fn check_size(
     Ok(())
 }
 
-/// Loads `stored`, applies `message` on `conn`, and works out what to store.
+/// Applies `message` on `conn` to `doc` (whose stored form takes
+/// `stored_bytes`), and works out what to store.
+///
+/// On an error `doc` may hold some of the message's changes: the caller
+/// drops it (the store still has the document as it was).
 ///
 /// `writer` is the username and user id of a peer with
 /// [`Access::ReadWrite`] (a cadre): the merged document's root must name
@@ -173,7 +176,8 @@ fn check_size(
 pub fn merge(
     conn: &mut ServerConnection,
     document: DocumentId,
-    stored: Option<&StoredDocument>,
+    doc: &mut Automerge,
+    stored_bytes: usize,
     message: automerge::sync::Message,
     writer: (&str, i64),
     known: &Attribution,
@@ -181,17 +185,14 @@ pub fn merge(
     limits: &PayloadLimits,
 ) -> Result<MergeOutcome, MergeError> {
     let max_document_bytes = limits.max_document_bytes;
-    let mut doc = load(document, stored)?;
-    let stored_bytes = stored_size(stored);
-    check_size(document, &doc, stored_bytes, max_document_bytes)?;
+    check_size(document, doc, stored_bytes, max_document_bytes)?;
     // Before automerge sees the changes: a hostile payload is refused here
-    // and never reaches the document (which is this merge's own copy, loaded
-    // from the store, so nothing is half-applied either way).
+    // and never reaches the document.
     if access == Access::ReadWrite && !message.changes.is_empty() {
-        payload::check(&doc, &message, limits)
+        payload::check(doc, &message, limits)
             .map_err(|source| MergeError::Hostile { document, source })?;
     }
-    let applied = conn.apply(&document, &mut doc, message)?;
+    let applied = conn.apply(&document, doc, message)?;
     let mut actors: Vec<ActorId> = Vec::new();
     if applied.changes_added > 0 {
         for change in doc.get_changes(&applied.heads_before) {
@@ -217,9 +218,8 @@ pub fn merge(
     }
     // Changes that wait for a dependency are stored as well: the peer counts
     // them as delivered and will not send them again on its own.
-    let Some(chunk) = applied.chunk(&doc) else {
+    let Some(chunk) = applied.chunk(doc) else {
         return Ok(MergeOutcome {
-            doc,
             chunk: None,
             changes_added: 0,
             changes_waiting: 0,
@@ -229,13 +229,13 @@ pub fn merge(
     };
     check_size(
         document,
-        &doc,
+        doc,
         stored_bytes + chunk.len(),
         max_document_bytes,
     )?;
     let create = if access == Access::ReadWrite {
         let (username, user_id) = writer;
-        let meta = read_meta(&doc).map_err(|e: DocumentError| MergeError::Refused {
+        let meta = read_meta(doc).map_err(|e: DocumentError| MergeError::Refused {
             document,
             reason: e.to_string(),
         })?;
@@ -257,7 +257,6 @@ pub fn merge(
         None
     };
     Ok(MergeOutcome {
-        doc,
         chunk: Some(chunk),
         changes_added: applied.changes_added,
         changes_waiting: applied.waiting.len(),

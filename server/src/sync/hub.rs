@@ -1,4 +1,5 @@
-//! [`SyncHub`]: per-document merge locks, the in-process change feed, and
+//! [`SyncHub`]: per-document merge locks with each document's live copy
+//! ([`live`](super::live)), the in-process change feed, and
 //! the count of open connections per user and per address, and each user's
 //! budget of received bytes being merged.
 
@@ -9,6 +10,8 @@ use std::time::Duration;
 
 use sync_core::DocumentId;
 use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, broadcast};
+
+use super::live::{DocumentGuard, LiveDocuments, LiveLimits};
 
 /// How many change notices a slow connection may fall behind before it
 /// resynchronises all its documents (see `RecvError::Lagged`).
@@ -40,7 +43,7 @@ pub struct DocumentChanged {
 /// database lock and `LISTEN/NOTIFY`; a single process does not.
 #[derive(Debug)]
 pub struct SyncHub {
-    locks: Mutex<HashMap<DocumentId, Arc<tokio::sync::Mutex<()>>>>,
+    live: Arc<LiveDocuments>,
     changes: broadcast::Sender<DocumentChanged>,
     connections: AtomicU64,
     /// Open connections per user and per address.
@@ -114,11 +117,16 @@ impl Default for SyncHub {
 }
 
 impl SyncHub {
-    /// An empty hub.
+    /// An empty hub with the default limits on live documents.
     pub fn new() -> Self {
+        Self::with_live_limits(LiveLimits::default())
+    }
+
+    /// An empty hub keeping live documents within `limits`.
+    pub fn with_live_limits(limits: LiveLimits) -> Self {
         let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
         SyncHub {
-            locks: Mutex::new(HashMap::new()),
+            live: Arc::new(LiveDocuments::new(limits)),
             changes,
             connections: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
@@ -210,19 +218,15 @@ impl SyncHub {
         self.connections.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Waits until no other connection merges `document_id`; the document is
-    /// this caller's until the guard drops.
-    pub async fn lock(&self, document_id: DocumentId) -> OwnedMutexGuard<()> {
-        let lock = {
-            // A poisoned map only means another thread panicked while holding
-            // it; the map itself is still consistent.
-            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-            // Forget locks nobody holds or waits for, so the map stays as
-            // small as the set of documents being merged right now.
-            locks.retain(|id, l| *id == document_id || Arc::strong_count(l) > 1);
-            locks.entry(document_id).or_default().clone()
-        };
-        lock.lock_owned().await
+    /// Waits until no other connection or action uses `document_id`; the
+    /// document, and its live copy, are this caller's until the guard drops.
+    pub async fn lock(&self, document_id: DocumentId) -> DocumentGuard {
+        self.live.lock(document_id).await
+    }
+
+    /// The live documents of this process.
+    pub fn live(&self) -> &Arc<LiveDocuments> {
+        &self.live
     }
 
     /// Tells every connection that `document_id` has new changes.

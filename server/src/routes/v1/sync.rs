@@ -31,13 +31,15 @@ use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::AppError;
 use crate::extract::ClientAddr;
-use crate::ledger::{Attribution, LedgerProjection, Writer};
+use crate::ledger::{LedgerProjection, Writer};
 use crate::metrics::{self, Direction};
 use crate::store::{
     ActorClaim, AppendOutcome, Compaction, DocumentWrite, NewAuditEntry, StoreError,
 };
 use crate::sync::payload::PayloadLimits;
-use crate::sync::{ConnectionSlot, Crowded, MergeError, decide_access, documents};
+use crate::sync::{
+    ConnectionSlot, Crowded, LiveDocument, LiveError, MergeError, decide_access, documents,
+};
 
 /// The peer id the server announces.
 const SERVER_PEER_ID: &str = "visit-diary-server";
@@ -156,6 +158,15 @@ impl From<ProtocolError> for Fault {
 impl From<StoreError> for Fault {
     fn from(e: StoreError) -> Self {
         Fault::Internal(crate::error::error_chain(&e))
+    }
+}
+
+impl From<LiveError> for Fault {
+    fn from(e: LiveError) -> Self {
+        match e {
+            LiveError::Store(e) => e.into(),
+            other => Fault::Internal(crate::error::error_chain(&other)),
+        }
     }
 }
 
@@ -403,7 +414,7 @@ impl Connection {
             }));
         }
         let started = Instant::now();
-        let guard = self.state.sync_hub.lock(document_id).await;
+        let mut guard = self.state.sync_hub.lock(document_id).await;
         let _permit = self
             .state
             .merge_permits
@@ -411,27 +422,18 @@ impl Connection {
             .acquire_owned()
             .await
             .map_err(|e| Fault::Internal(e.to_string()))?;
-        let stored = self.state.store.load_document(&document_id).await?;
-        let stored_existed = stored.is_some();
+        // The document as stored, from its copy in memory. It goes back into
+        // its slot only once everything merged into it is stored: every
+        // early return below leaves the slot empty, and the next sync loads
+        // the document from the store again.
+        let live = guard
+            .current(self.state.store.as_ref(), document_id)
+            .await?;
+        let stored_existed = live.is_some();
         if stored_existed {
             self.restore_sync_state(document_id).await?;
         }
-        // What compaction needs to know of the stored form.
-        let base = stored.as_ref().map(|s| {
-            (
-                s.meta.snapshot_heads.clone(),
-                s.chunks.iter().map(|c| c.id).collect::<Vec<_>>(),
-            )
-        });
-        // Whom the document's actors belong to, read under the document's
-        // lock so that it matches what is stored.
-        // Only a message that carries changes needs it.
-        let known = match &stored {
-            Some(_) if !message.changes.is_empty() => {
-                Attribution::from_rows(&self.state.store.document_actors(&document_id).await?)
-            }
-            _ => Attribution::default(),
-        };
+        let mut live = live.unwrap_or_else(LiveDocument::empty);
         let limits = PayloadLimits::new(max_document_bytes, self.state.config.max_nesting_depth);
         let mut conn = self.take_conn()?;
         let writer = Writer {
@@ -440,15 +442,15 @@ impl Connection {
             device_id: self.user.device_id.clone(),
             via_server: false,
         };
-        let (conn, merged) = tokio::task::spawn_blocking(move || {
-            let mut known = known;
+        let (conn, live, merged) = tokio::task::spawn_blocking(move || {
             let merged = documents::merge(
                 &mut conn,
                 document_id,
-                stored.as_ref(),
+                &mut live.doc,
+                live.stored_bytes,
                 message,
                 (&writer.username, writer.user_id),
-                &known,
+                &live.known,
                 access,
                 &limits,
             )
@@ -456,14 +458,14 @@ impl Connection {
                 // New actors are this device's from now on.
                 let mut claims = Vec::new();
                 for actor in &outcome.actors {
-                    if known.writer(actor).is_none() {
+                    if live.known.writer(actor).is_none() {
                         claims.push(ActorClaim {
                             actor: actor.to_hex_string(),
                             user_id: writer.user_id,
                             device_id: writer.device_id.clone(),
                             via_server: false,
                         });
-                        known.insert(actor.clone(), writer.clone());
+                        live.known.insert(actor.clone(), writer.clone());
                     }
                 }
                 // The ledger rows are projected here, off the async threads;
@@ -471,14 +473,14 @@ impl Connection {
                 // Changes that only wait for a dependency leave the
                 // document, and so its rows, as they were.
                 let ledger = (outcome.changes_added > 0)
-                    .then(|| LedgerProjection::of_document_or_empty(&outcome.doc, &known));
+                    .then(|| LedgerProjection::of_document_or_empty(&live.doc, &live.known));
                 (outcome, ledger, claims)
             });
-            (conn, merged)
+            (conn, live, merged)
         })
         .await?;
         self.conn = Some(conn);
-        let (mut outcome, ledger, claims) = match merged {
+        let (outcome, ledger, claims) = match merged {
             Ok(merged) => merged,
             Err(e @ (MergeError::ForeignActor { .. } | MergeError::AltersServerWrites { .. })) => {
                 metrics::sync_payload_refused(match e {
@@ -493,6 +495,7 @@ impl Connection {
             }
             Err(MergeError::Refused { reason, .. }) => {
                 tracing::warn!(document_id = %document_id, reason, "refused a document");
+                drop(guard);
                 return self.unavailable(document_id).await;
             }
             Err(MergeError::TooLarge { size, limit, .. }) => {
@@ -511,6 +514,7 @@ impl Connection {
                 return Err(Fault::Internal(crate::error::error_chain(&e)));
             }
         };
+        let mut live = live;
         let wrote = outcome.chunk.is_some();
         // Held until the write is stored, so the user's usage read for the
         // check is the one the write adds to.
@@ -523,6 +527,7 @@ impl Connection {
                 .await?;
         }
         if let Some(chunk) = outcome.chunk {
+            let chunk_len = chunk.len();
             let write = DocumentWrite {
                 document_id,
                 create: outcome.create,
@@ -533,6 +538,7 @@ impl Connection {
             };
             match self.state.store.append_changes(write).await {
                 Ok(appended) => {
+                    live.appended(appended.chunk_id, chunk_len);
                     if outcome.changes_waiting > 0 {
                         metrics::sync_changes_waiting(outcome.changes_waiting);
                         tracing::info!(
@@ -553,33 +559,38 @@ impl Connection {
                     if appended.pending_chunks >= COMPACT_AFTER_CHUNKS
                         || appended.pending_bytes >= COMPACT_AFTER_BYTES
                     {
-                        let (base_heads, mut replaced) = base.unwrap_or_default();
-                        replaced.push(appended.chunk_id);
-                        outcome.doc = self
-                            .compact(document_id, outcome.doc, base_heads, replaced)
-                            .await?;
+                        live = self.compact(document_id, live).await?;
                     }
                 }
                 // Another user created this id first (or it vanished): the
                 // document is not this user's.
                 Err(StoreError::Conflict(reason)) => {
                     tracing::warn!(document_id = %document_id, reason, "refused a document");
+                    drop((owner_guard, guard));
                     return self.unavailable(document_id).await;
                 }
-                Err(StoreError::NotFound) => return self.unavailable(document_id).await,
+                Err(StoreError::NotFound) => {
+                    drop((owner_guard, guard));
+                    return self.unavailable(document_id).await;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
-        drop((owner_guard, guard));
+        drop(owner_guard);
         metrics::merge_seconds(started.elapsed());
+        // The reply is made from the live copy under the document's lock,
+        // and sent after the lock is released.
         let mut conn = self.take_conn()?;
-        let doc = outcome.doc;
-        let (conn, reply) = tokio::task::spawn_blocking(move || {
-            let reply = conn.reply(&document_id, &doc, is_request);
-            (conn, reply)
+        let (conn, live, reply) = tokio::task::spawn_blocking(move || {
+            let reply = conn.reply(&document_id, &live.doc, is_request);
+            (conn, live, reply)
         })
         .await?;
         self.conn = Some(conn);
+        if stored_existed || wrote {
+            guard.keep(live);
+        }
+        drop(guard);
         if reply.restarted {
             metrics::sync_restarted();
             tracing::warn!(
@@ -726,37 +737,40 @@ impl Connection {
     }
 
     /// Replaces the document's snapshot and pending chunks by one snapshot
-    /// of `doc` (the merged document, which holds them all). Called with the
-    /// document's lock held. A lost race (another process compacted first)
-    /// or a failure only leaves the chunks for the next compaction.
+    /// of `live` (which holds them all). Called with the document's lock
+    /// held. A lost race (another process compacted first) or a failure only
+    /// leaves the chunks for the next compaction.
     async fn compact(
         &mut self,
         document_id: DocumentId,
-        doc: automerge::Automerge,
-        base_heads: Option<String>,
-        replaced_chunk_ids: Vec<i64>,
-    ) -> Result<automerge::Automerge, Fault> {
-        let (doc, snapshot, heads) = tokio::task::spawn_blocking(move || {
+        live: LiveDocument,
+    ) -> Result<LiveDocument, Fault> {
+        let (mut live, snapshot, heads) = tokio::task::spawn_blocking(move || {
             // Keeps changes still waiting for their dependencies.
-            let snapshot = sync_core::storage::snapshot(&doc);
-            let heads = doc
+            let snapshot = sync_core::storage::snapshot(&live.doc);
+            let heads = live
+                .doc
                 .get_heads()
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(",");
-            (doc, snapshot, heads)
+            (live, snapshot, heads)
         })
         .await?;
+        let snapshot_len = snapshot.len();
         let compaction = Compaction {
             document_id,
-            base_heads,
+            base_heads: live.version.snapshot_heads.clone(),
             snapshot,
-            heads,
-            replaced_chunk_ids,
+            heads: heads.clone(),
+            replaced_chunk_ids: live.pending_chunks.clone(),
         };
         let result = match self.state.store.compact(compaction).await {
-            Ok(()) => "ok",
+            Ok(()) => {
+                live.compacted(heads, snapshot_len);
+                "ok"
+            }
             Err(StoreError::Conflict(reason)) => {
                 tracing::debug!(document_id = %document_id, reason, "compaction lost a race");
                 "conflict"
@@ -767,7 +781,7 @@ impl Connection {
             }
         };
         metrics::compaction(result);
-        Ok(doc)
+        Ok(live)
     }
 
     /// Answers `doc-unavailable` and forgets the document on this
@@ -782,6 +796,7 @@ impl Connection {
         if !self.conn()?.documents().any(|(d, _)| *d == document_id) {
             return Ok(());
         }
+        let mut guard = self.state.sync_hub.lock(document_id).await;
         let _permit = self
             .state
             .merge_permits
@@ -789,19 +804,26 @@ impl Connection {
             .acquire_owned()
             .await
             .map_err(|e| Fault::Internal(e.to_string()))?;
-        let stored = self.state.store.load_document(&document_id).await?;
+        let live = guard
+            .current(self.state.store.as_ref(), document_id)
+            .await?;
         let mut conn = self.take_conn()?;
-        let (conn, pushed) = tokio::task::spawn_blocking(move || {
-            let pushed = documents::load(document_id, stored.as_ref())
-                .map(|doc| conn.push(&document_id, &doc));
-            (conn, pushed)
+        let (conn, live, pushed) = tokio::task::spawn_blocking(move || {
+            let pushed = match &live {
+                Some(live) => conn.push(&document_id, &live.doc),
+                None => conn.push(&document_id, &automerge::Automerge::new()),
+            };
+            (conn, live, pushed)
         })
         .await?;
         self.conn = Some(conn);
+        if let Some(live) = live {
+            guard.keep(live);
+        }
+        drop(guard);
         match pushed {
-            Ok(Some(m)) => self.send(&m).await,
-            Ok(None) => Ok(()),
-            Err(e) => Err(Fault::Internal(crate::error::error_chain(&e))),
+            Some(m) => self.send(&m).await,
+            None => Ok(()),
         }
     }
 

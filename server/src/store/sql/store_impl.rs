@@ -6,7 +6,7 @@
 /// [`Sql`](super::Sql) directly; the rest call functions of the same name
 /// that the invoking module defines, taking the pool first, because their
 /// transactions and locks differ: `migrate`, `list_users_in_units`,
-/// `rotate_refresh_token`, `load_document`, `list_documents_in_units`,
+/// `rotate_refresh_token`, `load_document`, `load_document_since`, `list_documents_in_units`,
 /// `append_changes`, `compact`, and `ledger::replace`, `ledger::query`.
 macro_rules! sql_store {
     ($store:ty, $db:ty, $backend:expr) => {
@@ -172,6 +172,14 @@ macro_rules! sql_store {
                 id: &sync_core::DocumentId,
             ) -> $crate::store::StoreResult<Option<$crate::store::StoredDocument>> {
                 load_document(&self.pool, id).await
+            }
+
+            async fn load_document_since(
+                &self,
+                id: &sync_core::DocumentId,
+                since: &$crate::store::StoredVersion,
+            ) -> $crate::store::StoreResult<Option<$crate::store::DocumentSince>> {
+                load_document_since(&self.pool, id, since).await
             }
 
             async fn list_documents_for_owner(
