@@ -21,39 +21,20 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e_tests::{DEMO_PASSWORD, ServerProcess};
-use mobile_ffi::records::petition::{Category, Level, NewPetition, PetitionQuery};
-use mobile_ffi::records::visit::{NewVisit, SixAnswers, SubjectKind, VisitKind, VisitQuery};
+use mobile_ffi::records::petition::PetitionQuery;
+use mobile_ffi::records::visit::VisitQuery;
 use mobile_ffi::{ClientConfig, DiaryClient};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+
+mod fixtures;
+use fixtures::{petition, visit};
 
 const VISITS: usize = 2_000;
 const PETITIONS: usize = 400;
 /// Fresh processes measured; the median is reported.
 const RUNS: usize = 7;
 const SEARCHED: &str = "看病远";
-
-const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴"];
-const GIVEN: &[&str] = &[
-    "秀英", "建国", "桂兰", "志强", "玉梅", "德华", "海燕", "国庆",
-];
-const PLACES: &[&str] = &[
-    "柳树村一组",
-    "柳树村三组",
-    "河湾村",
-    "石桥村五组",
-    "新街社区",
-];
-const DIFFICULTIES: &[&str] = &[
-    "看病远，村卫生室缺药",
-    "孩子上学交通不便",
-    "灌溉水渠年久失修",
-    "家中老人无人照料",
-    "种植技术跟不上",
-    "住房漏雨需要修缮",
-    "就业信息少",
-    "道路坑洼，雨天难走",
-];
 
 /// With `PHONE_DIARY_AT_REST_KEY` (64 hex digits; needs
 /// `--features mobile-ffi/encryption`) the store is encrypted.
@@ -63,55 +44,6 @@ fn config(dir: &Path, server_url: &str) -> ClientConfig {
         server_url: server_url.to_owned(),
         device_id: "bench-phone".to_owned(),
         at_rest_key: std::env::var("PHONE_DIARY_AT_REST_KEY").ok(),
-    }
-}
-
-fn name(rng: &mut StdRng) -> String {
-    format!(
-        "{}{}",
-        SURNAMES[rng.random_range(0..SURNAMES.len())],
-        GIVEN[rng.random_range(0..GIVEN.len())]
-    )
-}
-
-fn visit(rng: &mut StdRng, at_ms: i64) -> NewVisit {
-    let place = PLACES[rng.random_range(0..PLACES.len())];
-    NewVisit {
-        kind: VisitKind::HomeVisit,
-        at_ms,
-        place: place.to_owned(),
-        subject_kind: SubjectKind::Household,
-        subject_name: name(rng),
-        subject_address: Some(format!("{place}{}号", rng.random_range(1..80))),
-        tags: vec![],
-        participants: vec![],
-        answers: SixAnswers {
-            basic_situation: "家中四口人，两位老人务农，儿子在县城打工".to_owned(),
-            difficulties: DIFFICULTIES[rng.random_range(0..DIFFICULTIES.len())].to_owned(),
-            income_wishes: "想扩大种植规模，发展林下养殖".to_owned(),
-            opinion_of_cadres: "村干部经常上门，办事积极".to_owned(),
-            work_suggestions: "希望多组织技术培训".to_owned(),
-            development_ideas: "发展乡村旅游，带动农产品销售".to_owned(),
-        },
-        notes: "已发放民情服务卡，约定下月回访".to_owned(),
-        latitude: None,
-        longitude: None,
-        aid_money_fen: 0,
-        aid_goods: String::new(),
-        resolved_on_spot: vec![],
-    }
-}
-
-fn petition(rng: &mut StdRng, visit_id: String, deadline: &str) -> NewPetition {
-    NewPetition {
-        visit_id: Some(visit_id),
-        applicant_name: name(rng),
-        applicant_phone: Some(format!("138{:08}", rng.random_range(0..100_000_000))),
-        applicant_address: None,
-        matter: DIFFICULTIES[rng.random_range(0..DIFFICULTIES.len())].to_owned(),
-        category: Category::PracticalDifficulty,
-        level: Level::Village,
-        deadline: Some(deadline.to_owned()),
     }
 }
 
