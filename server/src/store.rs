@@ -202,6 +202,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         expected_updated_at: DateTime<Utc>,
     ) -> StoreResult<()>;
 
+    /// Every ledger row of one document as stored, each table in key order
+    /// (events by petition, then id): to check the rows against a fresh
+    /// projection of the document.
+    async fn ledger_rows(
+        &self,
+        document_id: &DocumentId,
+    ) -> StoreResult<crate::ledger::LedgerProjection>;
+
     /// One page of ledger petitions and the total matching.
     async fn query_ledger(
         &self,

@@ -271,6 +271,104 @@ async fn a_forged_sign_off_is_the_cadres_and_not_believed(store: Arc<dyn Store>)
     running.stop().await;
 }
 
+/// The ledger rows of `doc` as written are exactly what `ledger rebuild`
+/// writes from the stored document.
+async fn assert_rows_match_rebuild(store: &dyn Store, doc: DocumentId, step: &str) {
+    let written = store.ledger_rows(&doc).await.expect("ledger rows");
+    server::ledger::rebuild(store, |_, _| {})
+        .await
+        .expect("rebuild");
+    let rebuilt = store.ledger_rows(&doc).await.expect("ledger rows");
+    assert_eq!(written, rebuilt, "after {step}");
+}
+
+/// A write rewrites only the ledger rows of the records its changes
+/// touched. After every sync from two phones editing one diary offline, and
+/// after every supervisor action, the rows are those a rebuild from the
+/// whole document gives.
+async fn ledger_rows_after_each_write_match_a_rebuild(store: Arc<dyn Store>) {
+    use rand::Rng;
+    use sync_core::records::visit::VisitUpdate;
+    let running = Running::start(store.clone()).await;
+    let mut rng = StdRng::seed_from_u64(93);
+    let mut a = running.device("cadre01", "phone-a").await;
+    let (doc, _) = a.create_diary(&mut rng);
+    a.sync().await;
+    assert_rows_match_rebuild(store.as_ref(), doc, "the first upload").await;
+    let mut b = running.device("cadre01", "phone-b").await;
+    assert!(
+        b.request(doc).await.is_some(),
+        "the second phone gets the diary"
+    );
+    let sup = running.token("sup-town1").await;
+    for round in 0..5 {
+        for (name, phone) in [("a", &mut a), ("b", &mut b)] {
+            for _ in 0..rng.random_range(1..4) {
+                let diary = phone.diary(&doc);
+                let visits: Vec<RecordId> = diary.visits().iter().map(|v| v.id).collect();
+                let petitions: Vec<RecordId> = diary.petitions().iter().map(|p| p.id).collect();
+                match rng.random_range(0..5) {
+                    0 => {
+                        phone.add_visit(&doc, &mut rng);
+                    }
+                    1 => {
+                        let visit = visits[rng.random_range(0..visits.len())];
+                        let update = VisitUpdate {
+                            notes: Some(format!("第{round}轮补记：已回访")),
+                            ..VisitUpdate::default()
+                        };
+                        phone.update_visit(&doc, visit, &update);
+                    }
+                    2 | 3 if !petitions.is_empty() => {
+                        let petition = petitions[rng.random_range(0..petitions.len())];
+                        phone.record_petition_event(
+                            &doc,
+                            &mut rng,
+                            petition,
+                            &PetitionEventKind::ProgressNoted {
+                                note: format!("第{round}轮：已联系相关部门"),
+                            },
+                        );
+                    }
+                    _ => {
+                        let visit = visits[rng.random_range(0..visits.len())];
+                        phone.add_petition(&doc, &mut rng, Some(visit));
+                    }
+                }
+            }
+            phone.sync().await;
+            assert_rows_match_rebuild(store.as_ref(), doc, &format!("round {round}, phone {name}"))
+                .await;
+        }
+        let petitions = a.diary(&doc).petitions();
+        if !petitions.is_empty() {
+            let pid = petitions[rng.random_range(0..petitions.len())].id;
+            let (status, body) = running
+                .post(
+                    &sup,
+                    &format!("/api/v1/petitions/{pid}/supervise"),
+                    json!({"note": format!("第{round}轮督办：请按期办结。")}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            assert_rows_match_rebuild(store.as_ref(), doc, &format!("round {round}, supervision"))
+                .await;
+        }
+    }
+    // The second phone synced last, so it holds every visit and petition.
+    let rows = store.ledger_rows(&doc).await.expect("ledger rows");
+    let diary = b.diary(&doc);
+    assert_eq!(rows.visits.len(), diary.all_visits().len());
+    assert_eq!(rows.petitions.len(), diary.all_petitions().len());
+    assert!(
+        rows.petitions.len() >= 2 && !rows.events.is_empty(),
+        "{rows:?}"
+    );
+    a.close().await;
+    b.close().await;
+    running.stop().await;
+}
+
 /// A device that reuses the actor the server wrote a supervisor's change
 /// with is refused, and nothing of that change is stored.
 async fn a_device_cannot_write_with_the_servers_actor(store: Arc<dyn Store>) {
@@ -814,6 +912,7 @@ async fn supervisors_act_and_assignees_work_through_the_api(store: Arc<dyn Store
 }
 
 test_support::backends!(
+    ledger_rows_after_each_write_match_a_rebuild,
     a_forged_sign_off_is_the_cadres_and_not_believed,
     a_device_cannot_write_with_the_servers_actor,
     a_device_cannot_alter_what_the_server_wrote,

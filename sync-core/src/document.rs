@@ -83,14 +83,16 @@ mod fields;
 mod genesis;
 mod origin;
 mod schema;
+mod touched;
 
 pub use conflicts::{Conflict, ConflictValue};
-pub use contacts::ContactsDocument;
-pub use diary::DiaryDocument;
+pub use contacts::{ContactsDocument, ContactsView};
+pub use diary::{DiaryDocument, DiaryView};
 pub use error::DocumentError;
 pub use genesis::{contacts_id, diary_id};
 pub use origin::EventOrigin;
 pub use schema::{CURRENT_SCHEMA, DocumentKind, DocumentMeta, Migration, read_meta};
+pub use touched::{Touched, TouchedRecords, touched_since};
 
 use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{ActorId, Automerge};

@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 
-use sync_core::DiaryDocument;
+use sync_core::DiaryView;
 use sync_core::automerge::ActorId;
 use sync_core::document::EventOrigin;
 use sync_core::records::petition::{Petition, PetitionEvent, PetitionEventKind, PetitionState};
@@ -192,7 +192,7 @@ pub fn judge(
 /// A petition's events with their judgements, in the order the state is
 /// derived in (time, then id).
 pub fn judged_events(
-    diary: &DiaryDocument,
+    diary: DiaryView<'_>,
     petition: &Petition,
     attribution: &Attribution,
 ) -> Vec<(PetitionEvent, EventJudgement)> {

@@ -5,15 +5,24 @@
 //! (see `DocumentWrite::ledger`), and `server ledger rebuild` writes them
 //! again from the stored documents, which gives identical rows because the
 //! function is the same.
+//!
+//! After a sync only the records its changes wrote into need new rows
+//! ([`LedgerProjection::of_records`], from sync-core's
+//! [`touched_since`](sync_core::document::touched_since)): every row is a
+//! function of its own record (a petition's rows of the petition with its
+//! events), so replacing those rows gives what projecting the whole
+//! document would.
 
 use chrono::{DateTime, Utc};
-use sync_core::automerge::Automerge;
-use sync_core::document::{DocumentError, read_meta};
+use sync_core::automerge::{Automerge, ChangeHash};
+use sync_core::document::{DocumentError, Touched, TouchedRecords, read_meta, touched_since};
 use sync_core::records::petition::{Petition, PetitionEvent};
 use sync_core::records::service_card::ServiceCard;
 use sync_core::records::visit::Visit;
 use sync_core::timestamp::format_date;
-use sync_core::{ContactsDocument, DiaryDocument, DocumentKind, Timestamp};
+use sync_core::{
+    ContactsDocument, ContactsView, DiaryDocument, DiaryView, DocumentKind, Timestamp,
+};
 
 use super::attribution::{Attribution, EventJudgement, believed_state, judged_events};
 use super::household::household_key;
@@ -27,10 +36,13 @@ pub enum ProjectionError {
     Document(#[from] DocumentError),
 }
 
-/// Every ledger row of one document. Owner and unit are not here: the store
-/// copies them from the document's row when it writes these.
+/// Ledger rows of one document: all of them, or those of some records
+/// ([`LedgerScope`]). Owner and unit are not here: the store copies them
+/// from the document's row when it writes these.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerProjection {
+    /// Which rows these replace.
+    pub scope: LedgerScope,
     /// Visits of a diary, tombstoned ones included (flagged).
     pub visits: Vec<VisitRow>,
     /// Petitions of a diary, tombstoned ones included (flagged).
@@ -41,8 +53,27 @@ pub struct LedgerProjection {
     pub cards: Vec<CardRow>,
 }
 
+/// Which of a document's rows a [`LedgerProjection`] replaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LedgerScope {
+    /// Every row of the document.
+    #[default]
+    Document,
+    /// The rows of these records only (record ids as text): a record with
+    /// no row in the projection has none afterwards. A petition's rows are
+    /// its own and its events'.
+    Records {
+        /// Visit ids.
+        visits: Vec<String>,
+        /// Petition ids.
+        petitions: Vec<String>,
+        /// Service card ids.
+        cards: Vec<String>,
+    },
+}
+
 /// One row of `ledger_visits`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct VisitRow {
     /// Record id (UUID text).
     pub id: String,
@@ -80,7 +111,7 @@ pub struct VisitRow {
 }
 
 /// One row of `ledger_petitions`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PetitionRow {
     /// Record id.
     pub id: String,
@@ -125,7 +156,7 @@ pub struct PetitionRow {
 }
 
 /// One row of `ledger_petition_events`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PetitionEventRow {
     /// The petition.
     pub petition_id: String,
@@ -155,7 +186,7 @@ pub struct PetitionEventRow {
 }
 
 /// One row of `ledger_cards`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CardRow {
     /// Record id.
     pub id: String,
@@ -190,15 +221,18 @@ fn time(t: Timestamp) -> DateTime<Utc> {
 }
 
 impl LedgerProjection {
-    /// Projects a diary or contacts document.
-    ///
-    /// The typed views need an owned, migrated document, so this clones the
-    /// automerge document once (memory and time proportional to its history;
-    /// documents are bounded to one cadre and one year).
+    /// Projects a diary or contacts document. A document of the current
+    /// schema is read in place; an older one is migrated on a copy first.
     pub fn of_document(
         doc: &Automerge,
         attribution: &Attribution,
     ) -> Result<Self, ProjectionError> {
+        if let Some(diary) = DiaryView::new(doc) {
+            return Ok(Self::of_diary_view(diary, attribution));
+        }
+        if let Some(contacts) = ContactsView::new(doc) {
+            return Ok(Self::of_contacts_view(contacts));
+        }
         let meta = read_meta(doc)?;
         Ok(match meta.kind {
             DocumentKind::Diary => {
@@ -219,25 +253,99 @@ impl LedgerProjection {
         })
     }
 
+    /// The rows a write changed: `doc` holds changes beyond `since`, and
+    /// only the records they wrote into get new rows, unless they wrote on
+    /// the root (a new document) or the document is not read in place, when
+    /// the whole document is projected.
+    pub fn after_changes(doc: &Automerge, attribution: &Attribution, since: &[ChangeHash]) -> Self {
+        if let Touched::Records(touched) = touched_since(doc, since)
+            && let Some(rows) = Self::of_records(doc, attribution, &touched)
+        {
+            return rows;
+        }
+        Self::of_document_or_empty(doc, attribution)
+    }
+
+    /// The rows of the records `touched` only, scoped to replace just
+    /// theirs. `None` when `doc` is not a document of the current schema
+    /// read in place (project the whole document then).
+    pub fn of_records(
+        doc: &Automerge,
+        attribution: &Attribution,
+        touched: &TouchedRecords,
+    ) -> Option<Self> {
+        let ids = |set: &std::collections::BTreeSet<sync_core::RecordId>| {
+            set.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        let mut p = LedgerProjection {
+            scope: LedgerScope::Records {
+                visits: ids(&touched.visits),
+                petitions: ids(&touched.petitions),
+                cards: ids(&touched.cards),
+            },
+            ..Self::default()
+        };
+        if let Some(diary) = DiaryView::new(doc) {
+            p.visits = touched
+                .visits
+                .iter()
+                .filter_map(|id| diary.visit(*id))
+                .map(|v| visit_row(&v))
+                .collect();
+            for id in &touched.petitions {
+                if let Some(petition) = diary.petition(*id) {
+                    p.push_petition(diary, petition, attribution);
+                }
+            }
+        } else if let Some(contacts) = ContactsView::new(doc) {
+            p.cards = touched
+                .cards
+                .iter()
+                .filter_map(|id| contacts.card(*id))
+                .map(|c| card_row(&c))
+                .collect();
+        } else {
+            return None;
+        }
+        Some(p)
+    }
+
     /// Rows of a diary. Each event is attributed to its writer by
     /// `attribution`, and a petition's state is what its believed events
     /// add up to (see [`attribution`](super::attribution)).
     pub fn of_diary(diary: &DiaryDocument, attribution: &Attribution) -> Self {
+        Self::of_diary_view(diary.view(), attribution)
+    }
+
+    fn of_diary_view(diary: DiaryView<'_>, attribution: &Attribution) -> Self {
         let mut p = LedgerProjection {
             visits: diary.all_visits().iter().map(visit_row).collect(),
             ..Self::default()
         };
-        for mut petition in diary.all_petitions() {
-            let judged = judged_events(diary, &petition, attribution);
-            petition.state = believed_state(&petition, &judged);
-            p.events.extend(event_rows(&petition, &judged));
-            p.petitions.push(petition_row(&petition));
+        for petition in diary.all_petitions() {
+            p.push_petition(diary, petition, attribution);
         }
         p
     }
 
+    fn push_petition(
+        &mut self,
+        diary: DiaryView<'_>,
+        mut petition: Petition,
+        attribution: &Attribution,
+    ) {
+        let judged = judged_events(diary, &petition, attribution);
+        petition.state = believed_state(&petition, &judged);
+        self.events.extend(event_rows(&petition, &judged));
+        self.petitions.push(petition_row(&petition));
+    }
+
     /// Rows of a contacts document.
     pub fn of_contacts(contacts: &ContactsDocument) -> Self {
+        Self::of_contacts_view(contacts.view())
+    }
+
+    fn of_contacts_view(contacts: ContactsView<'_>) -> Self {
         LedgerProjection {
             cards: contacts.all_cards().iter().map(card_row).collect(),
             ..Self::default()

@@ -195,7 +195,7 @@ where
             .petition(petition_id)
             .filter(|p| p.deleted.is_none())
             .ok_or(ActionError::NotFound)?;
-        let judged = judged_events(diary, &petition, attribution);
+        let judged = judged_events(diary.view(), &petition, attribution);
         let state = believed_state(&petition, &judged);
         Ok::<_, ActionError>((petition, state))
     };
@@ -233,7 +233,7 @@ where
         event_ids.push(id);
     }
     let chunk = diary.automerge().save_after(&heads);
-    let ledger = LedgerProjection::of_diary(&diary, &known);
+    let ledger = LedgerProjection::after_changes(diary.automerge(), &known, &heads);
     let mut live = rebuild(diary.into_automerge());
     live.known = known;
     (None, Ok((live, chunk, ledger, actor, event_ids, kinds)))

@@ -29,7 +29,10 @@ use crate::ledger::report::{
     CardItem, DeviceRow, PetitionCounts, RecordQuery, ReportQuery, VisitCounts, VisitGrouping,
     VisitItem,
 };
-use crate::ledger::{LedgerEvent, LedgerItem, LedgerPage, LedgerProjection, LedgerQuery};
+use crate::ledger::{
+    CardRow, LedgerEvent, LedgerItem, LedgerPage, LedgerProjection, LedgerQuery, LedgerScope,
+    PetitionEventRow, PetitionRow, VisitRow,
+};
 
 // Column lists as macros so `concat!` can build `&'static str` queries (sqlx
 // only accepts static SQL without an explicit `AssertSqlSafe`).
@@ -133,6 +136,10 @@ where
     for<'r> VisitItem: FromRow<'r, DB::Row>,
     for<'r> CardItem: FromRow<'r, DB::Row>,
     for<'r> DeviceRow: FromRow<'r, DB::Row>,
+    for<'r> VisitRow: FromRow<'r, DB::Row>,
+    for<'r> PetitionRow: FromRow<'r, DB::Row>,
+    for<'r> PetitionEventRow: FromRow<'r, DB::Row>,
+    for<'r> CardRow: FromRow<'r, DB::Row>,
 {
     pub(super) async fn create_unit(pool: &Pool<DB>, unit: NewUnit) -> StoreResult<Unit> {
         Ok(sqlx::query_as::<DB, Unit>(concat!(
@@ -808,6 +815,58 @@ where
         .await?)
     }
 
+    /// Every ledger row of one document, each table in key order.
+    pub(super) async fn ledger_rows(
+        pool: &Pool<DB>,
+        document_id: &DocumentId,
+    ) -> StoreResult<LedgerProjection> {
+        let id = document_id.to_string();
+        let mut tx = pool.begin().await?;
+        let visits = sqlx::query_as::<DB, VisitRow>(
+            "SELECT id, kind, at, place, subject_kind, subject_name, household_key, tags,
+                    aid_money_fen, aid_goods, resolved_on_spot, petition_count, answers,
+                    created_at, created_by, deleted
+             FROM ledger_visits WHERE document_id = $1 ORDER BY id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        let petitions = sqlx::query_as::<DB, PetitionRow>(
+            "SELECT id, visit_id, applicant_name, applicant_phone, applicant_address, matter,
+                    category, created_at, created_by, status, responsible, level, deadline,
+                    feedback, satisfaction, resolved_at, resolved_on, closed_at, deleted,
+                    event_count
+             FROM ledger_petitions WHERE document_id = $1 ORDER BY id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        let events = sqlx::query_as::<DB, PetitionEventRow>(
+            "SELECT petition_id, id, at, actor, claimed_by, device_id, via_server, believed,
+                    flag, event_type, note, detail
+             FROM ledger_petition_events WHERE document_id = $1 ORDER BY petition_id, id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        let cards = sqlx::query_as::<DB, CardRow>(
+            "SELECT id, resident, phone, address, household, handed_over_at, pairing_role,
+                    pairing_needy, follow_ups, created_at, created_by, deleted
+             FROM ledger_cards WHERE document_id = $1 ORDER BY id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(LedgerProjection {
+            scope: LedgerScope::Document,
+            visits,
+            petitions,
+            events,
+            cards,
+        })
+    }
+
     /// The body of [`Store::replace_ledger`](super::Store::replace_ledger)
     /// inside the caller's transaction, which the caller commits.
     /// `select_updated_at` is [`updated_at_by_id!`] with whatever keeps a
@@ -835,30 +894,68 @@ where
         Self::replace_ledger_rows(conn, &document_id, ledger).await
     }
 
-    /// Replaces every ledger row of `document_id` with `ledger`, inside the
+    /// Replaces the ledger rows of `document_id` that `ledger.scope` names
+    /// (all of them, or those of some records) with `ledger`, inside the
     /// caller's transaction.
     ///
     /// Delete-then-insert: simple, and a rebuild gives exactly the rows the
-    /// sync path wrote. The cost is one statement per row on every write to
-    /// the document (a full year's diary is a few hundred rows, well under the
-    /// cost of the merge itself); a diffing writer can replace this if it ever
-    /// matters. `ON CONFLICT DO NOTHING`: a hostile document with a duplicate
-    /// id must not make the write (and so the chunk) fail.
+    /// sync path wrote. After a sync only the records its changes wrote into
+    /// are replaced ([`LedgerScope::Records`]), one statement per row, so a
+    /// write costs its own records, not the document's. `ON CONFLICT DO
+    /// NOTHING`: a hostile document with a duplicate id must not make the
+    /// write (and so the chunk) fail.
     pub(super) async fn replace_ledger_rows(
         conn: &mut DB::Connection,
         document_id: &str,
         ledger: &LedgerProjection,
     ) -> StoreResult<()> {
-        for table in [
-            "DELETE FROM ledger_visits WHERE document_id = $1",
-            "DELETE FROM ledger_petitions WHERE document_id = $1",
-            "DELETE FROM ledger_petition_events WHERE document_id = $1",
-            "DELETE FROM ledger_cards WHERE document_id = $1",
-        ] {
-            sqlx::query::<DB>(table)
-                .bind(document_id)
-                .execute(&mut *conn)
-                .await?;
+        match &ledger.scope {
+            LedgerScope::Document => {
+                for table in [
+                    "DELETE FROM ledger_visits WHERE document_id = $1",
+                    "DELETE FROM ledger_petitions WHERE document_id = $1",
+                    "DELETE FROM ledger_petition_events WHERE document_id = $1",
+                    "DELETE FROM ledger_cards WHERE document_id = $1",
+                ] {
+                    sqlx::query::<DB>(table)
+                        .bind(document_id)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+            LedgerScope::Records {
+                visits,
+                petitions,
+                cards,
+            } => {
+                let deletes = [
+                    (
+                        "DELETE FROM ledger_visits WHERE document_id = $1 AND id = $2",
+                        visits,
+                    ),
+                    (
+                        "DELETE FROM ledger_petitions WHERE document_id = $1 AND id = $2",
+                        petitions,
+                    ),
+                    (
+                        "DELETE FROM ledger_petition_events WHERE document_id = $1 AND petition_id = $2",
+                        petitions,
+                    ),
+                    (
+                        "DELETE FROM ledger_cards WHERE document_id = $1 AND id = $2",
+                        cards,
+                    ),
+                ];
+                for (sql, ids) in deletes {
+                    for id in ids {
+                        sqlx::query::<DB>(sql)
+                            .bind(document_id)
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                }
+            }
         }
         let Some((owner, unit)) = sqlx::query_as::<DB, (i64, i64)>(
             "SELECT d.owner_user_id, u.unit_id FROM documents d JOIN users u ON u.id = d.owner_user_id

@@ -89,6 +89,9 @@ pub enum MergeError {
 /// What to store of a merge.
 #[derive(Debug)]
 pub struct MergeOutcome {
+    /// The document's heads before the message: what it added is the
+    /// document's changes since these.
+    pub heads_before: Vec<automerge::ChangeHash>,
     /// The new chunk ([`SyncApplied::chunk`](sync_core::protocol::SyncApplied::chunk):
     /// the changes the message added, then those it carried that wait for
     /// their dependencies), if the message brought anything new.
@@ -220,6 +223,7 @@ pub fn merge(
     // them as delivered and will not send them again on its own.
     let Some(chunk) = applied.chunk(doc) else {
         return Ok(MergeOutcome {
+            heads_before: applied.heads_before,
             chunk: None,
             changes_added: 0,
             changes_waiting: 0,
@@ -257,6 +261,7 @@ pub fn merge(
         None
     };
     Ok(MergeOutcome {
+        heads_before: applied.heads_before,
         chunk: Some(chunk),
         changes_added: applied.changes_added,
         changes_waiting: applied.waiting.len(),

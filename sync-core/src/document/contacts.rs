@@ -167,11 +167,54 @@ impl ContactsDocument {
         })
     }
 
+    /// Reads these contacts in place (see [`ContactsView`]).
+    pub fn view(&self) -> ContactsView<'_> {
+        ContactsView { doc: &self.doc }
+    }
+
     /// One card, deleted or not.
     pub fn card(&self, id: RecordId) -> Option<ServiceCard> {
-        let map = get_object(&self.doc, &ROOT, "cards", ObjType::Map)?;
-        let o = get_object(&self.doc, &map, &id.to_string(), ObjType::Map)?;
-        read_card(&self.doc, id, &o)
+        self.view().card(id)
+    }
+
+    /// Live cards, in the order they were handed over.
+    pub fn cards(&self) -> Vec<ServiceCard> {
+        self.view().cards()
+    }
+
+    /// Every readable card, deleted ones included.
+    pub fn all_cards(&self) -> Vec<ServiceCard> {
+        self.view().all_cards()
+    }
+
+    /// How the live cards measure against the "123" pairing rule.
+    pub fn pairing_summary(&self) -> PairingSummary {
+        PairingSummary::of(&self.cards())
+    }
+}
+
+/// Contacts read in place: the typed reads of [`ContactsDocument`] on an
+/// automerge document the caller keeps, without cloning or migrating it.
+#[derive(Debug, Clone, Copy)]
+pub struct ContactsView<'a> {
+    doc: &'a Automerge,
+}
+
+impl<'a> ContactsView<'a> {
+    /// `doc` as contacts, if it is a contacts document of the current
+    /// schema. An older schema needs migrating first
+    /// ([`ContactsDocument::from_automerge`] on a copy).
+    pub fn new(doc: &'a Automerge) -> Option<Self> {
+        let meta = schema::read_meta(doc).ok()?;
+        (meta.kind == DocumentKind::Contacts && meta.schema == schema::CURRENT_SCHEMA)
+            .then_some(Self { doc })
+    }
+
+    /// One card, deleted or not.
+    pub fn card(&self, id: RecordId) -> Option<ServiceCard> {
+        let map = get_object(self.doc, &ROOT, "cards", ObjType::Map)?;
+        let o = get_object(self.doc, &map, &id.to_string(), ObjType::Map)?;
+        read_card(self.doc, id, &o)
     }
 
     /// Live cards, in the order they were handed over.
@@ -187,18 +230,13 @@ impl ContactsDocument {
 
     /// Every readable card, deleted ones included.
     pub fn all_cards(&self) -> Vec<ServiceCard> {
-        let Some(map) = get_object(&self.doc, &ROOT, "cards", ObjType::Map) else {
+        let Some(map) = get_object(self.doc, &ROOT, "cards", ObjType::Map) else {
             return Vec::new();
         };
-        map_entries(&self.doc, &map)
+        map_entries(self.doc, &map)
             .into_iter()
-            .filter_map(|(k, o)| read_card(&self.doc, k.parse().ok()?, &o))
+            .filter_map(|(k, o)| read_card(self.doc, k.parse().ok()?, &o))
             .collect()
-    }
-
-    /// How the live cards measure against the "123" pairing rule.
-    pub fn pairing_summary(&self) -> PairingSummary {
-        PairingSummary::of(&self.cards())
     }
 }
 

@@ -235,27 +235,24 @@ impl DiaryDocument {
         })
     }
 
+    /// Reads this diary in place (see [`DiaryView`]).
+    pub fn view(&self) -> DiaryView<'_> {
+        DiaryView { doc: &self.doc }
+    }
+
     /// One visit, deleted or not.
     pub fn visit(&self, id: RecordId) -> Option<Visit> {
-        let map = get_object(&self.doc, &ROOT, "visits", ObjType::Map)?;
-        let o = get_object(&self.doc, &map, &id.to_string(), ObjType::Map)?;
-        read_visit(&self.doc, id, &o).ok()
+        self.view().visit(id)
     }
 
     /// Live visits, oldest first.
     pub fn visits(&self) -> Vec<Visit> {
-        let mut v: Vec<Visit> = self
-            .all_visits()
-            .into_iter()
-            .filter(|v| v.deleted.is_none())
-            .collect();
-        v.sort_by_key(|v| (v.at, v.id));
-        v
+        self.view().visits()
     }
 
     /// Every readable visit, deleted ones included, in key order.
     pub fn all_visits(&self) -> Vec<Visit> {
-        self.read_all("visits", read_visit).0
+        self.view().all_visits()
     }
 
     // ----- petitions -----
@@ -389,20 +386,7 @@ impl DiaryDocument {
         &self,
         petition_id: RecordId,
     ) -> Option<Vec<(PetitionEvent, EventOrigin)>> {
-        let map = get_object(&self.doc, &ROOT, "petitions", ObjType::Map)?;
-        let o = get_object(&self.doc, &map, &petition_id.to_string(), ObjType::Map)?;
-        let Some(list) = get_object(&self.doc, &o, "events", ObjType::List) else {
-            return Some(Vec::new());
-        };
-        Some(
-            list_maps(&self.doc, &list)
-                .iter()
-                .filter_map(|e| {
-                    let event = read_event(&self.doc, e).ok()?;
-                    Some((event, event_origin(&self.doc, e)?))
-                })
-                .collect(),
-        )
+        self.view().petition_events_with_origin(petition_id)
     }
 
     /// Marks a petition deleted (an entry made by mistake).
@@ -415,9 +399,93 @@ impl DiaryDocument {
 
     /// One petition, deleted or not.
     pub fn petition(&self, id: RecordId) -> Option<Petition> {
-        let map = get_object(&self.doc, &ROOT, "petitions", ObjType::Map)?;
-        let o = get_object(&self.doc, &map, &id.to_string(), ObjType::Map)?;
-        read_petition(&self.doc, id, &o).ok()
+        self.view().petition(id)
+    }
+
+    /// Live petitions, oldest first.
+    pub fn petitions(&self) -> Vec<Petition> {
+        self.view().petitions()
+    }
+
+    /// Every readable petition, deleted ones included, in key order.
+    pub fn all_petitions(&self) -> Vec<Petition> {
+        self.view().all_petitions()
+    }
+
+    /// Records that could not be read (written by a buggy or foreign client),
+    /// as `(path, reason)`. They are kept in the document, never dropped.
+    pub fn unreadable(&self) -> Vec<(String, String)> {
+        self.view().unreadable()
+    }
+}
+
+/// A diary read in place: the typed reads of [`DiaryDocument`] on an
+/// automerge document the caller keeps (the server's copy of a document
+/// being synced), without cloning or migrating it.
+#[derive(Debug, Clone, Copy)]
+pub struct DiaryView<'a> {
+    doc: &'a Automerge,
+}
+
+impl<'a> DiaryView<'a> {
+    /// `doc` as a diary, if it is one of the current schema. An older schema
+    /// needs migrating first ([`DiaryDocument::from_automerge`] on a copy).
+    pub fn new(doc: &'a Automerge) -> Option<Self> {
+        let meta = schema::read_meta(doc).ok()?;
+        (meta.kind == DocumentKind::Diary && meta.schema == schema::CURRENT_SCHEMA)
+            .then_some(Self { doc })
+    }
+
+    /// One visit, deleted or not.
+    pub fn visit(&self, id: RecordId) -> Option<Visit> {
+        let map = get_object(self.doc, &ROOT, "visits", ObjType::Map)?;
+        let o = get_object(self.doc, &map, &id.to_string(), ObjType::Map)?;
+        read_visit(self.doc, id, &o).ok()
+    }
+
+    /// Live visits, oldest first.
+    pub fn visits(&self) -> Vec<Visit> {
+        let mut v: Vec<Visit> = self
+            .all_visits()
+            .into_iter()
+            .filter(|v| v.deleted.is_none())
+            .collect();
+        v.sort_by_key(|v| (v.at, v.id));
+        v
+    }
+
+    /// Every readable visit, deleted ones included, in key order.
+    pub fn all_visits(&self) -> Vec<Visit> {
+        self.read_all("visits", read_visit).0
+    }
+
+    /// A petition's readable events in list order, each with the actor that
+    /// wrote it ([`EventOrigin`]); `None` if there is no such petition.
+    pub fn petition_events_with_origin(
+        &self,
+        petition_id: RecordId,
+    ) -> Option<Vec<(PetitionEvent, EventOrigin)>> {
+        let map = get_object(self.doc, &ROOT, "petitions", ObjType::Map)?;
+        let o = get_object(self.doc, &map, &petition_id.to_string(), ObjType::Map)?;
+        let Some(list) = get_object(self.doc, &o, "events", ObjType::List) else {
+            return Some(Vec::new());
+        };
+        Some(
+            list_maps(self.doc, &list)
+                .iter()
+                .filter_map(|e| {
+                    let event = read_event(self.doc, e).ok()?;
+                    Some((event, event_origin(self.doc, e)?))
+                })
+                .collect(),
+        )
+    }
+
+    /// One petition, deleted or not.
+    pub fn petition(&self, id: RecordId) -> Option<Petition> {
+        let map = get_object(self.doc, &ROOT, "petitions", ObjType::Map)?;
+        let o = get_object(self.doc, &map, &id.to_string(), ObjType::Map)?;
+        read_petition(self.doc, id, &o).ok()
     }
 
     /// Live petitions, oldest first.
@@ -449,7 +517,7 @@ impl DiaryDocument {
         key: &str,
         read: fn(&Automerge, RecordId, &ObjId) -> Result<T, String>,
     ) -> (Vec<T>, Vec<(String, String)>) {
-        let Some(map) = get_object(&self.doc, &ROOT, key, ObjType::Map) else {
+        let Some(map) = get_object(self.doc, &ROOT, key, ObjType::Map) else {
             return (Vec::new(), Vec::new());
         };
         let mut ok = Vec::new();
@@ -460,11 +528,11 @@ impl DiaryDocument {
                 bad.push((path, "key is not a UUID".to_owned()));
                 continue;
             };
-            let Some(o) = get_object(&self.doc, &map, &k, ObjType::Map) else {
+            let Some(o) = get_object(self.doc, &map, &k, ObjType::Map) else {
                 bad.push((path, "not a map".to_owned()));
                 continue;
             };
-            match read(&self.doc, id, &o) {
+            match read(self.doc, id, &o) {
                 Ok(r) => ok.push(r),
                 Err(reason) => bad.push((path, reason)),
             }

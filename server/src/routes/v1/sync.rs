@@ -468,12 +468,14 @@ impl Connection {
                         live.known.insert(actor.clone(), writer.clone());
                     }
                 }
-                // The ledger rows are projected here, off the async threads;
-                // they commit together with the chunk.
-                // Changes that only wait for a dependency leave the
-                // document, and so its rows, as they were.
-                let ledger = (outcome.changes_added > 0)
-                    .then(|| LedgerProjection::of_document_or_empty(&live.doc, &live.known));
+                // The rows of the records the message's changes wrote into
+                // are projected here, off the async threads; they commit
+                // together with the chunk. Changes that only wait for a
+                // dependency leave the document, and so its rows, as they
+                // were.
+                let ledger = (outcome.changes_added > 0).then(|| {
+                    LedgerProjection::after_changes(&live.doc, &live.known, &outcome.heads_before)
+                });
                 (outcome, ledger, claims)
             });
             (conn, live, merged)

@@ -262,6 +262,13 @@ macro_rules! sql_store {
                 .await
             }
 
+            async fn ledger_rows(
+                &self,
+                document_id: &sync_core::DocumentId,
+            ) -> $crate::store::StoreResult<$crate::ledger::LedgerProjection> {
+                $crate::store::sql::Sql::<$db>::ledger_rows(&self.pool, document_id).await
+            }
+
             async fn ledger_petition_events(
                 &self,
                 document_id: &sync_core::DocumentId,
