@@ -52,6 +52,8 @@ pub mod env {
     pub const SESSION_CHECK_SECS: &str = "VISIT_DIARY_SESSION_CHECK_SECS";
     /// Silence after which a sync connection is closed.
     pub const SYNC_IDLE_TIMEOUT_SECS: &str = "VISIT_DIARY_SYNC_IDLE_TIMEOUT_SECS";
+    /// How long one write to a sync socket may take before it is closed.
+    pub const SYNC_SEND_TIMEOUT_SECS: &str = "VISIT_DIARY_SYNC_SEND_TIMEOUT_SECS";
     /// Bearer token that `/metrics` asks for (without it, loopback only).
     pub const METRICS_TOKEN: &str = "VISIT_DIARY_METRICS_TOKEN";
     /// Open sync connections one user may have.
@@ -186,6 +188,12 @@ pub struct Config {
     /// server's pings (sent every third of this), for this long is closed:
     /// a phone that lost its network does not hold a socket and a task.
     pub sync_idle_timeout: Duration,
+    /// Longest one message may take to go out on a sync socket (the peer
+    /// reading it); past it the connection is closed. A phone that stops
+    /// reading fills the socket's buffers, and its connection would
+    /// otherwise wait on it for ever. What it had sent is stored already;
+    /// it syncs again when it reconnects.
+    pub sync_send_timeout: Duration,
     /// `/metrics` answers requests with `Authorization: Bearer <this>`; with
     /// no token configured, it answers only clients on this machine
     /// (loopback), so a public deployment does not publish its counters.
@@ -273,6 +281,7 @@ impl Config {
             max_nesting_depth: 64,
             session_check: Duration::from_secs(30),
             sync_idle_timeout: Duration::from_secs(120),
+            sync_send_timeout: Duration::from_secs(30),
             metrics_token: None,
             max_sync_connections_per_user: 8,
             max_sync_connections_per_address: 64,
@@ -405,6 +414,11 @@ impl Config {
                 file.sync.idle_timeout_secs,
                 defaults.sync_idle_timeout,
             )?,
+            sync_send_timeout: layer.secs(
+                env::SYNC_SEND_TIMEOUT_SECS,
+                file.sync.send_timeout_secs,
+                defaults.sync_send_timeout,
+            )?,
             metrics_token: env(env::METRICS_TOKEN)
                 .or(file.auth.metrics_token)
                 .filter(|t| !t.is_empty())
@@ -489,6 +503,7 @@ impl Config {
         if self.request_timeout.is_zero()
             || self.session_check.is_zero()
             || self.sync_idle_timeout.is_zero()
+            || self.sync_send_timeout.is_zero()
             || self.header_read_timeout.is_zero()
             || self.live_document_idle.is_zero()
         {
@@ -816,6 +831,7 @@ struct SyncSection {
     max_nesting_depth: Option<usize>,
     session_check_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
+    send_timeout_secs: Option<u64>,
     max_connections_per_user: Option<usize>,
     max_connections_per_address: Option<usize>,
     max_documents_per_connection: Option<usize>,
@@ -921,6 +937,10 @@ mod tests {
         assert_eq!(example.refresh_token_ttl, defaults.refresh_token_ttl);
         assert_eq!(example.body_limit_bytes, defaults.body_limit_bytes);
         assert_eq!(example.request_timeout, defaults.request_timeout);
+        assert_eq!(
+            (example.sync_idle_timeout, example.sync_send_timeout),
+            (defaults.sync_idle_timeout, defaults.sync_send_timeout)
+        );
         assert_eq!(example.max_document_bytes, defaults.max_document_bytes);
         assert_eq!(
             example.max_concurrent_merges,
@@ -1024,6 +1044,34 @@ mod tests {
                 "{name}={value}"
             );
         }
+    }
+
+    #[test]
+    fn the_sync_send_timeout_comes_from_the_file_then_env_and_is_positive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, "[sync]\nsend_timeout_secs = 7\n").expect("write");
+        let options = LoadOptions {
+            config_file: Some(path),
+            ..LoadOptions::default()
+        };
+        assert_eq!(
+            Config::defaults().sync_send_timeout,
+            Duration::from_secs(30)
+        );
+        let from_file = Config::load(&options, env_of(&[])).expect("load");
+        assert_eq!(from_file.sync_send_timeout, Duration::from_secs(7));
+        let from_env =
+            Config::load(&options, env_of(&[(env::SYNC_SEND_TIMEOUT_SECS, "2")])).expect("load");
+        assert_eq!(
+            from_env.sync_send_timeout,
+            Duration::from_secs(2),
+            "env wins over the file"
+        );
+        assert!(matches!(
+            Config::load(&options, env_of(&[(env::SYNC_SEND_TIMEOUT_SECS, "0")])),
+            Err(ConfigError::Invalid(_))
+        ));
     }
 
     #[test]

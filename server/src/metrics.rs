@@ -43,6 +43,9 @@ pub const SYNC_RESTARTS_TOTAL: &str = "sync_restarts_total";
 pub const SYNC_CONNECTIONS_REFUSED_TOTAL: &str = "sync_connections_refused_total";
 /// Sync connections closed because their session ended, by reason.
 pub const SYNC_SESSIONS_ENDED_TOTAL: &str = "sync_sessions_ended_total";
+/// Sync connections closed because the peer took no data within the send
+/// timeout (it stopped reading).
+pub const SYNC_SEND_TIMEOUTS_TOTAL: &str = "sync_send_timeouts_total";
 
 /// Logins refused before their password was checked, by reason
 /// (`back_off`, `busy`).
@@ -122,6 +125,10 @@ fn describe() {
         "Sync connections closed because their session ended, by reason"
     );
     metrics::describe_counter!(
+        SYNC_SEND_TIMEOUTS_TOTAL,
+        "Sync connections closed because the peer took no data within the send timeout"
+    );
+    metrics::describe_counter!(
         SYNC_RESTARTS_TOTAL,
         "Document syncs restarted after rounds without progress"
     );
@@ -137,6 +144,7 @@ fn describe() {
     metrics::counter!(DB_ERRORS_TOTAL).absolute(0);
     metrics::counter!(SYNC_CHANGES_WAITING_TOTAL).absolute(0);
     metrics::counter!(SYNC_RESTARTS_TOTAL).absolute(0);
+    metrics::counter!(SYNC_SEND_TIMEOUTS_TOTAL).absolute(0);
     metrics::counter!(LOGINS_FAILED_TOTAL).absolute(0);
     metrics::gauge!(SYNC_CONNECTIONS).set(0.0);
 }
@@ -242,6 +250,11 @@ pub fn sync_connection_refused(whose: &'static str) {
 /// is one of a few fixed texts.
 pub fn sync_session_ended(reason: &'static str) {
     metrics::counter!(SYNC_SESSIONS_ENDED_TOTAL, "reason" => reason).increment(1);
+}
+
+/// Counts one sync connection closed because a write to it timed out.
+pub fn sync_send_timeout() {
+    metrics::counter!(SYNC_SEND_TIMEOUTS_TOTAL).increment(1);
 }
 
 /// Counts one login refused before its password was checked.

@@ -59,6 +59,12 @@ impl Device {
         let ws = open_socket(addr, Some(token), TokenIn::Header)
             .await
             .expect("upgrade");
+        Self::on_socket(ws, token, device).await
+    }
+
+    /// Completes the handshake on a sync socket opened with `token` (for
+    /// tests that open it themselves, e.g. with a small receive buffer).
+    pub async fn on_socket(ws: Ws, token: &str, device: &str) -> Device {
         // The announced peer id claims to be someone else: it must not matter.
         let (conn, join) = ClientConnection::new(format!("{device}-claims-to-be-admin"), None);
         let user = jwt_subject(token);

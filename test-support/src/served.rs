@@ -74,6 +74,27 @@ impl Served {
         format!("http://{}", self.addr)
     }
 
+    /// The value of the metric series whose line starts with `series` (a
+    /// name, or a name and the start of its labels: `name{reason="idle"`),
+    /// 0 when it is not there yet. Read from this machine, which
+    /// `/metrics` answers without a token.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.base_url()))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find(|l| {
+                l.strip_prefix(series).is_some_and(|rest| {
+                    !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                })
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Logs a demo user in; returns the access token.
     pub async fn login(&self, username: &str, device: &str) -> String {
         crate::login(&self.base_url(), username, DEMO_PASSWORD, device).await

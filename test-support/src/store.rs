@@ -101,9 +101,9 @@ pub async fn sqlite() -> Harness {
     }
 }
 
-/// A migrated PostgreSQL store in a fresh schema of the database named by
-/// `TEST_DATABASE_URL`, or `None` (with a note) when it is not set.
-pub async fn postgres() -> Option<Harness> {
+/// A fresh, empty schema in the database named by `TEST_DATABASE_URL`, or
+/// `None` (with a note) when it is not set.
+async fn create_schema() -> Option<PgCleanup> {
     let Some(url) = test_database_url() else {
         println!("note: {TEST_DATABASE_URL} is not set; skipping the PostgreSQL run of this test");
         return None;
@@ -119,7 +119,51 @@ pub async fn postgres() -> Option<Harness> {
         .await
         .expect("create test schema");
     admin.close().await;
+    Some(PgCleanup { url, schema })
+}
 
+/// A fresh schema for a server configured by URL (`Served` with its
+/// `database_url` set to [`PgSchema::url`]), which migrates it itself.
+#[allow(missing_debug_implementations)]
+pub struct PgSchema {
+    /// `TEST_DATABASE_URL` with the schema as its search path.
+    pub url: String,
+    cleanup: PgCleanup,
+}
+
+impl PgSchema {
+    /// Drops the schema (stop the server first).
+    pub async fn cleanup(self) {
+        Harness {
+            store: Arc::new(
+                PostgresStore::connect(&self.url, ConnectOptions { max_connections: 1 })
+                    .await
+                    .expect("open postgres"),
+            ),
+            _dir: None,
+            pg: Some(self.cleanup),
+        }
+        .cleanup()
+        .await;
+    }
+}
+
+/// A fresh schema of the database named by `TEST_DATABASE_URL` for a
+/// served server, or `None` (with a note) when it is not set.
+pub async fn postgres_schema() -> Option<PgSchema> {
+    let cleanup = create_schema().await?;
+    let separator = if cleanup.url.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{}{separator}options[search_path]={}",
+        cleanup.url, cleanup.schema
+    );
+    Some(PgSchema { url, cleanup })
+}
+
+/// A migrated PostgreSQL store in a fresh schema of the database named by
+/// `TEST_DATABASE_URL`, or `None` (with a note) when it is not set.
+pub async fn postgres() -> Option<Harness> {
+    let PgCleanup { url, schema } = create_schema().await?;
     let options = PgConnectOptions::from_str(&url)
         .expect("parse TEST_DATABASE_URL")
         .options([("search_path", schema.as_str())]);

@@ -8,6 +8,14 @@
 //! lock and a merge permit, store, and only then answer ("acknowledged means
 //! durable"). Anything the protocol refuses ends this connection only, after
 //! an `error` message.
+//!
+//! Nothing shared is held while writing to the socket: the document's lock,
+//! the merge permit, the user's lock and their budget of received bytes are
+//! all released before a reply or a push goes out, and every write is
+//! bounded by `sync_send_timeout`. A peer that stops reading (a dead radio
+//! link, a hostile client) fills the socket's buffers; its write times out
+//! and its connection is closed, while other connections carry on. What it
+//! sent was stored before any answer, so it only syncs again next time.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -144,6 +152,9 @@ enum Fault {
     Internal(String),
     /// The socket is gone; nothing more can be sent.
     Socket(axum::Error),
+    /// The peer did not take a message within the send timeout; the socket
+    /// may hold half a frame, so nothing more is written to it.
+    SendTimeout,
     /// The user's session ended (token expired, user disabled): tell the
     /// client why, then close.
     SessionEnded(&'static str),
@@ -174,6 +185,19 @@ impl From<tokio::task::JoinError> for Fault {
     fn from(e: tokio::task::JoinError) -> Self {
         Fault::Internal(format!("merge task failed: {e}"))
     }
+}
+
+/// What a merged sync message is answered with, once its locks are released.
+enum Answer {
+    /// The reply, if any; `wrote` when the message stored changes (the
+    /// device's sync state is then saved after the reply).
+    Reply {
+        message: Option<Message>,
+        wrote: bool,
+    },
+    /// The document is not this user's: `doc-unavailable`, and the
+    /// connection forgets it.
+    Unavailable,
 }
 
 /// Keeps the open-connections gauge right however the connection ends.
@@ -240,11 +264,9 @@ impl Connection {
                 _ = ping.tick() => if heard_at.elapsed() >= idle_timeout {
                     Err(Fault::SessionEnded("idle"))
                 } else {
-                    self.socket
-                        .send(ws::Message::Ping(Default::default()))
+                    self.send_frame(ws::Message::Ping(Default::default()))
                         .await
                         .map(|()| true)
-                        .map_err(Fault::Socket)
                 },
                 ended = ended_sessions.recv() => match ended {
                     Ok(session) if !session.is_empty() && session == self.user.session => {
@@ -282,29 +304,42 @@ impl Connection {
                 Err(e) => break Err(e),
             }
         };
-        match result {
-            Ok(()) => {}
-            Err(Fault::Socket(e)) => tracing::debug!(error = %e, "sync socket failed"),
+        // A failed or timed-out socket gets nothing more written to it.
+        let mut writable = result.is_ok();
+        let farewell = match result {
+            Ok(()) => None,
+            Err(Fault::Socket(e)) => {
+                tracing::debug!(error = %e, "sync socket failed");
+                None
+            }
+            // Logged and counted where it happened.
+            Err(Fault::SendTimeout) => None,
             Err(Fault::Protocol(e)) => {
                 tracing::info!(error = %e, "closing sync connection");
-                let _ = self.send(&ServerConnection::error_message(&e)).await;
+                Some(ServerConnection::error_message(&e))
             }
             Err(Fault::SessionEnded(why)) => {
                 tracing::info!(reason = why, "ending sync session");
                 metrics::sync_session_ended(why);
                 let ended = ProtocolError::Refused(format!("session ended: {why}"));
-                let _ = self.send(&ServerConnection::error_message(&ended)).await;
+                Some(ServerConnection::error_message(&ended))
             }
             Err(Fault::Internal(detail)) => {
                 tracing::error!(error = %detail, "sync connection failed");
                 let internal = ProtocolError::Remote("internal server error".to_owned());
-                let _ = self.send(&ServerConnection::error_message(&internal)).await;
+                Some(ServerConnection::error_message(&internal))
             }
+        };
+        if let Some(message) = farewell {
+            writable = self.send(&message).await.is_ok();
         }
         // Before the close, so a device that waits for it reconnects to
         // the state it left.
         self.save_all_sync_states().await;
-        let _ = self.socket.send(ws::Message::Close(None)).await;
+        if writable {
+            let _ = self.send_frame(ws::Message::Close(None)).await;
+        }
+        // Dropping the socket closes it, however far a write got.
     }
 
     /// Ends the connection if its user has been disabled (or removed) since
@@ -328,20 +363,38 @@ impl Connection {
             .ok_or_else(|| Fault::Internal("connection state lost to a failed task".to_owned()))
     }
 
+    /// Sends one protocol message. Call it with no lock or permit held.
     async fn send(&mut self, message: &Message) -> Result<(), Fault> {
         metrics::sync_message(Direction::Out);
         let bytes = message.encode();
-        self.socket
-            .send(ws::Message::Binary(bytes.into()))
-            .await
-            .map_err(Fault::Socket)
+        self.send_frame(ws::Message::Binary(bytes.into())).await
+    }
+
+    /// Writes one frame, giving the peer `sync_send_timeout` to take it.
+    /// Every write to the socket goes through here.
+    async fn send_frame(&mut self, frame: ws::Message) -> Result<(), Fault> {
+        let limit = self.state.config.sync_send_timeout;
+        match tokio::time::timeout(limit, self.socket.send(frame)).await {
+            Ok(sent) => sent.map_err(Fault::Socket),
+            Err(_) => {
+                metrics::sync_send_timeout();
+                tracing::warn!(
+                    user_id = self.user.user_id,
+                    device_id = %self.user.device_id,
+                    timeout_secs = limit.as_secs_f64(),
+                    "sync peer took no data within the send timeout; closing its connection"
+                );
+                Err(Fault::SendTimeout)
+            }
+        }
     }
 
     /// Handles one binary frame; `Ok(false)` when the client said goodbye.
     async fn handle_frame(&mut self, bytes: &[u8]) -> Result<bool, Fault> {
-        // Held until the frame is merged and answered: what the decoded
-        // message and the merge hold grows with it.
-        let _buffered = self
+        // Held until the frame is merged: what the decoded message and the
+        // merge hold grows with it. Released before the answer is written,
+        // so a device slow to read it cannot hold up its user's others.
+        let buffered = self
             .state
             .sync_hub
             .buffer(
@@ -378,6 +431,7 @@ impl Connection {
         let policy = move |_: &DocumentId| access;
         match self.conn()?.handle(message, &policy)? {
             ServerStep::Reply(replies) => {
+                drop(buffered);
                 for reply in &replies {
                     self.send(reply).await?;
                 }
@@ -390,21 +444,37 @@ impl Connection {
                 message,
                 is_request,
             } => {
-                self.sync(document_id, access, *message, is_request).await?;
+                let answer = self
+                    .merge_and_store(document_id, access, *message, is_request)
+                    .await;
+                drop(buffered);
+                match answer? {
+                    Answer::Reply { message, wrote } => {
+                        if let Some(reply) = message {
+                            self.send(&reply).await?;
+                        }
+                        if wrote {
+                            self.save_sync_state(document_id).await;
+                        }
+                    }
+                    Answer::Unavailable => self.unavailable(document_id).await?,
+                }
                 Ok(true)
             }
         }
     }
 
-    /// Merges a sync message into the stored document, stores what it added,
-    /// then answers.
-    async fn sync(
+    /// Merges a sync message into the stored document, stores what it added
+    /// and makes the answer, which the caller sends: the locks and the
+    /// permit taken here are all released when this returns, so none is
+    /// ever held while the socket is written.
+    async fn merge_and_store(
         &mut self,
         document_id: DocumentId,
         access: Access,
         message: automerge::sync::Message,
         is_request: bool,
-    ) -> Result<(), Fault> {
+    ) -> Result<Answer, Fault> {
         let max_document_bytes = self.state.config.max_document_bytes;
         let size = documents::changes_size(&message);
         if size > max_document_bytes {
@@ -497,8 +567,7 @@ impl Connection {
             }
             Err(MergeError::Refused { reason, .. }) => {
                 tracing::warn!(document_id = %document_id, reason, "refused a document");
-                drop(guard);
-                return self.unavailable(document_id).await;
+                return Ok(Answer::Unavailable);
             }
             Err(MergeError::TooLarge { size, limit, .. }) => {
                 return Err(Fault::Protocol(ProtocolError::TooLarge { size, limit }));
@@ -568,20 +637,16 @@ impl Connection {
                 // document is not this user's.
                 Err(StoreError::Conflict(reason)) => {
                     tracing::warn!(document_id = %document_id, reason, "refused a document");
-                    drop((owner_guard, guard));
-                    return self.unavailable(document_id).await;
+                    return Ok(Answer::Unavailable);
                 }
-                Err(StoreError::NotFound) => {
-                    drop((owner_guard, guard));
-                    return self.unavailable(document_id).await;
-                }
+                Err(StoreError::NotFound) => return Ok(Answer::Unavailable),
                 Err(e) => return Err(e.into()),
             }
         }
         drop(owner_guard);
         metrics::merge_seconds(started.elapsed());
         // The reply is made from the live copy under the document's lock,
-        // and sent after the lock is released.
+        // and sent by the caller once everything here is released.
         let mut conn = self.take_conn()?;
         let (conn, live, reply) = tokio::task::spawn_blocking(move || {
             let reply = conn.reply(&document_id, &live.doc, is_request);
@@ -592,7 +657,6 @@ impl Connection {
         if stored_existed || wrote {
             guard.keep(live);
         }
-        drop(guard);
         if reply.restarted {
             metrics::sync_restarted();
             tracing::warn!(
@@ -601,13 +665,10 @@ impl Connection {
                 "sync made no progress; restarted it with the peer"
             );
         }
-        if let Some(reply) = reply.message {
-            self.send(&reply).await?;
-        }
-        if wrote {
-            self.save_sync_state(document_id).await;
-        }
-        Ok(())
+        Ok(Answer::Reply {
+            message: reply.message,
+            wrote,
+        })
     }
 
     /// Refuses a write of `added` bytes that would take the user past the
@@ -795,8 +856,18 @@ impl Connection {
 
     /// Offers a document that changed elsewhere, if this connection syncs it.
     async fn push(&mut self, document_id: DocumentId) -> Result<(), Fault> {
+        match self.offer(document_id).await? {
+            Some(m) => self.send(&m).await,
+            None => Ok(()),
+        }
+    }
+
+    /// What to push to the peer about `document_id`, made under the
+    /// document's lock and a merge permit, both released when this returns
+    /// (before [`Self::push`] writes it).
+    async fn offer(&mut self, document_id: DocumentId) -> Result<Option<Message>, Fault> {
         if !self.conn()?.documents().any(|(d, _)| *d == document_id) {
-            return Ok(());
+            return Ok(None);
         }
         let mut guard = self.state.sync_hub.lock(document_id).await;
         let _permit = self
@@ -822,11 +893,7 @@ impl Connection {
         if let Some(live) = live {
             guard.keep(live);
         }
-        drop(guard);
-        match pushed {
-            Some(m) => self.send(&m).await,
-            None => Ok(()),
-        }
+        Ok(pushed)
     }
 
     async fn push_all(&mut self) -> Result<(), Fault> {
