@@ -150,6 +150,46 @@ fn compressed_change_chunk(body: &[u8]) -> Vec<u8> {
     chunk
 }
 
+/// An automerge document chunk (type 0) around `body`; the checksum is not
+/// computed: the server must refuse the chunk before automerge reads it.
+fn document_chunk(body: &[u8]) -> Vec<u8> {
+    let mut chunk = compressed_change_chunk(body);
+    chunk[8] = 0;
+    chunk
+}
+
+/// The body of a document chunk with no actors, heads or change columns and
+/// one operation column, the values (column 5, type 7), marked
+/// DEFLATE-compressed (bit 3) and holding `deflated`.
+fn document_body_with_compressed_column(deflated: &[u8]) -> Vec<u8> {
+    let mut body = vec![0, 0, 0, 1, (5 << 4) | 7 | 0b1000];
+    let mut len = deflated.len();
+    loop {
+        let byte = u8::try_from(len & 0x7f).expect("7 bits");
+        len >>= 7;
+        if len == 0 {
+            body.push(byte);
+            break;
+        }
+        body.push(byte | 0x80);
+    }
+    body.extend_from_slice(deflated);
+    body
+}
+
+/// The next message from the server, skipping pings.
+async fn next_message(device: &mut test_support::Device) -> Message {
+    loop {
+        match device.next_frame().await {
+            tungstenite::Message::Binary(bytes) => {
+                return Message::decode(&bytes).expect("server message decodes");
+            }
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
 /// A sync message for `id` carrying `chunks` as its changes.
 fn raw_sync(id: DocumentId, chunks: Vec<Vec<u8>>) -> Message {
     let data = sync_core::automerge::sync::Message {
@@ -231,14 +271,32 @@ async fn hostile_payloads_are_refused_and_others_keep_syncing() {
     assert!(error.contains("nested"), "error says why: {error}");
     eprintln!("deep document refused in {:?}", started.elapsed());
 
-    // 3. A whole document in one chunk (automerge's v2 sync message), which
-    // the server never asks for.
+    // 3. Whole documents in one chunk (automerge's v2 sync message, how a
+    // first upload comes): one with a DEFLATE bomb in a column is refused
+    // before anything inflates it whole, one naming another owner is
+    // answered like a missing document, an honest one is stored.
     let v2_id = DocumentId::from_bytes(rng.random());
-    let whole = deeply_nested_diary("cadre01", 2).save();
     let mut attacker = server.device("cadre01", "watch").await;
-    attacker.send(&raw_sync(v2_id, vec![whole])).await;
+    let bomb_column = document_chunk(&document_body_with_compressed_column(&deflate_bomb(256)));
+    attacker.send(&raw_sync(v2_id, vec![bomb_column])).await;
     let error = attacker.expect_error_and_close().await;
-    assert!(error.contains("document chunks"), "error says why: {error}");
+    assert!(error.contains("inflate"), "error says why: {error}");
+
+    let mut sender = server.device("cadre01", "watch").await;
+    let stranger_id = DocumentId::from_bytes(rng.random());
+    let theirs = deeply_nested_diary("cadre02", 2).save();
+    sender.send(&raw_sync(stranger_id, vec![theirs])).await;
+    match next_message(&mut sender).await {
+        Message::DocUnavailable { document_id, .. } => assert_eq!(document_id, stranger_id),
+        other => panic!("expected doc-unavailable, got {other:?}"),
+    }
+    let whole_id = DocumentId::from_bytes(rng.random());
+    let whole = deeply_nested_diary("cadre01", 2);
+    sender.send(&raw_sync(whole_id, vec![whole.save()])).await;
+    match next_message(&mut sender).await {
+        Message::Sync { document_id, .. } => assert_eq!(document_id, whole_id),
+        other => panic!("expected the server's answer, got {other:?}"),
+    }
 
     // The honest device kept its connection and keeps syncing.
     phone.add_visit(&honest, &mut rng);
@@ -247,16 +305,19 @@ async fn hostile_payloads_are_refused_and_others_keep_syncing() {
     assert_eq!(check.request(honest).await, Some(DocSyncStatus::Synced));
     assert_eq!(check.visit_count(&honest), 2);
     // Nothing of either hostile document was stored.
-    for id in [bomb_id, deep_id, v2_id] {
+    for id in [bomb_id, deep_id, v2_id, stranger_id] {
         assert_eq!(check.request(id).await, Some(DocSyncStatus::Unavailable));
     }
+    // The honest whole document was stored, as it was sent.
+    assert_eq!(check.request(whole_id).await, Some(DocSyncStatus::Synced));
+    assert_eq!(check.docs[&whole_id].get_heads(), whole.get_heads());
     let store = server::open_store(&server.config).await.expect("store");
-    for id in [bomb_id, deep_id] {
+    for id in [bomb_id, deep_id, v2_id, stranger_id] {
         assert!(store.load_document(&id).await.expect("load").is_none());
     }
     store.close().await;
     let metrics = metrics_text(&server).await;
-    for reason in ["too_large", "too_deep", "document_chunk"] {
+    for reason in ["too_large", "too_deep"] {
         assert!(
             metrics.contains(&format!(
                 "sync_refused_payloads_total{{reason=\"{reason}\"}}"
@@ -264,6 +325,52 @@ async fn hostile_payloads_are_refused_and_others_keep_syncing() {
             "refusals counted: {metrics}"
         );
     }
+}
+
+/// A diary the server has none of goes up as one document chunk: the
+/// bytes on the wire (both ways, handshake included) stay within 1.1 times
+/// its `save()` size, where one change at a time took about ten times it,
+/// and it is stored at about that size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_upload_costs_about_the_saved_size() {
+    let server = TestServer::start().await;
+    let mut rng = rng(11);
+    let start = Timestamp::from_millis(1_780_000_000_000);
+    let diary = fixtures::diary(&mut rng, "cadre01", 300, start).into_automerge();
+    let saved = diary.save().len();
+    let id = DocumentId::from_bytes(rng.random());
+    let mut phone = server.device("cadre01", "phone").await;
+    let handshake = phone.bytes;
+    phone.docs.insert(id, diary.clone());
+    phone.conn.add_document(id);
+    phone.sync().await;
+    let wire = phone.bytes;
+    eprintln!(
+        "first upload of a 300-visit diary: {wire} bytes ({handshake} handshake), save() {saved}"
+    );
+    assert!(
+        wire * 10 <= saved * 11,
+        "{wire} bytes on the wire for a document of {saved}"
+    );
+
+    let store = server::open_store(&server.config).await.expect("store");
+    let stored = store
+        .load_document(&id)
+        .await
+        .expect("load")
+        .expect("stored");
+    let stored_bytes = server::sync::documents::stored_size(Some(&stored));
+    assert!(
+        stored_bytes * 10 <= saved * 11,
+        "{stored_bytes} bytes stored for a document of {saved}"
+    );
+    let doc = server::sync::documents::load(id, Some(&stored)).expect("loads");
+    assert_eq!(doc.get_heads(), diary.get_heads());
+    store.close().await;
+    // Its visits reached the ledger.
+    let mut check = server.device("cadre01", "desk").await;
+    assert_eq!(check.request(id).await, Some(DocSyncStatus::Synced));
+    assert_eq!(check.visit_count(&id), 300);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -639,3 +639,75 @@ fn a_malformed_frame_closes_only_that_connection() {
         net.clients[good].docs[&id_a].get_heads()
     );
 }
+
+/// A diary the server has none of goes up as one document chunk (automerge's
+/// v2 sync message, which the server advertises): about its saved size on
+/// the wire and in storage, where one change at a time took about ten times
+/// that. The server's payload checks take it.
+#[test]
+fn a_first_upload_costs_about_the_saved_size() {
+    let mut r = ChaCha8Rng::seed_from_u64(42);
+    let diary = fixtures::diary(&mut r, "cadre01", 300, NOW).into_automerge();
+    let saved = diary.save().len();
+    let id = DocumentId::from_bytes([42; 16]);
+    let limits = sync_core::protocol::payload::PayloadLimits::new(16 * 1024 * 1024, 32);
+
+    let mut server = ServerConnection::new("s");
+    let (mut client, join) = ClientConnection::new("c", None);
+    let mut docs = BTreeMap::from([(id, diary.clone())]);
+    client.add_document(id);
+    let allow = |_: &DocumentId| Access::ReadWrite;
+    let mut stored = Automerge::new();
+    let mut stored_bytes = 0;
+    let mut up = join.encode().len();
+    let mut to_server = vec![join];
+    for _ in 0..10 {
+        let mut to_client = Vec::new();
+        for m in to_server.drain(..) {
+            match server.handle(m, &allow).expect("handled") {
+                ServerStep::Reply(replies) => to_client.extend(replies),
+                ServerStep::Close => unreachable!("the client stays"),
+                ServerStep::Sync {
+                    document_id,
+                    message,
+                    ..
+                } => {
+                    sync_core::protocol::payload::check(&stored, &message, &limits)
+                        .expect("a first upload passes the checks");
+                    let applied = server
+                        .apply(&document_id, &mut stored, *message)
+                        .expect("applied");
+                    if let Some(chunk) = applied.chunk(&stored) {
+                        stored_bytes += chunk.len();
+                    }
+                    to_client.extend(server.reply(&document_id, &stored, false).message);
+                }
+            }
+        }
+        for m in to_client {
+            client.handle(m, &mut docs).expect("client handles");
+        }
+        to_server = client.poll(&docs);
+        up += to_server
+            .iter()
+            .map(|m| m.clone().encode().len())
+            .sum::<usize>();
+        if to_server.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        stored.get_heads(),
+        diary.get_heads(),
+        "the server has it all"
+    );
+    eprintln!("first upload: {up} bytes up, {stored_bytes} stored, save() {saved}");
+    assert!(
+        up * 10 <= saved * 11,
+        "{up} bytes on the wire for a document of {saved}"
+    );
+    assert!(
+        stored_bytes * 10 <= saved * 11,
+        "{stored_bytes} bytes stored for a document of {saved}"
+    );
+}

@@ -10,27 +10,37 @@
 //! - every chunk's header is read here; a compressed change is inflated into
 //!   a counting sink that stops at the limit, and the total decoded size of
 //!   the message is bounded by the document limit;
-//! - whole-document chunks (automerge's "v2" sync messages) are refused: the
-//!   server never advertises v2 (`ServerConnection::push` sends no
-//!   capability flags), so a
-//!   well-behaved peer only ever sends change chunks, whose columns automerge
-//!   refuses to see compressed;
+//! - a whole-document chunk (what automerge sends in a "v2" sync message
+//!   when the other side has nothing of the document, or lacks more than a
+//!   third of it; `ServerConnection` advertises v2 so a first upload costs
+//!   about the document's `save()` size) is read the way automerge will:
+//!   its header and column metadata are parsed, each DEFLATE-compressed
+//!   column is inflated with the cap that is left, and every column's rows
+//!   are counted without expanding their run-length encoding (automerge
+//!   expands some columns whole while loading). Only then is it loaded, into
+//!   a scratch document apart from the live one, and its changes are
+//!   checked there like any others;
 //! - the number of operations is bounded (run-length encoding makes millions
 //!   of operations cost a few bytes);
 //! - the nesting depth of every object the changes create is measured
 //!   without recursion and bounded.
+//!
+//! What the changes may say (their actors, the owner in the root, what the
+//! server wrote) is the caller's to check once they are merged.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
 
 use automerge::legacy::{ObjectId, OpType};
 use automerge::sync;
-use automerge::{ActorId, Automerge, Change, ReadDoc};
+use automerge::{
+    ActorId, Automerge, Change, LoadOptions, OnPartialLoad, ReadDoc, VerificationMode,
+};
 
 /// The leading bytes of every automerge chunk.
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 /// Chunk types (the byte after the magic and the 4-byte checksum).
-const CHUNK_DOCUMENT: u8 = 0;
+pub(crate) const CHUNK_DOCUMENT: u8 = 0;
 const CHUNK_CHANGE: u8 = 1;
 const CHUNK_COMPRESSED_CHANGE: u8 = 2;
 
@@ -85,11 +95,8 @@ pub enum PayloadError {
         /// The limit.
         limit: usize,
     },
-    /// A whole-document chunk, which this server does not accept.
-    #[error("document chunks are not accepted; send changes (sync message v1)")]
-    DocumentChunk,
-    /// Bytes that are not a change chunk.
-    #[error("unreadable change chunk: {0}")]
+    /// Bytes that are not a readable change or document chunk.
+    #[error("unreadable chunk: {0}")]
     Malformed(String),
 }
 
@@ -100,7 +107,6 @@ impl PayloadError {
             PayloadError::TooLarge { .. } => "too_large",
             PayloadError::TooManyOps { .. } => "too_many_ops",
             PayloadError::TooDeep { .. } => "too_deep",
-            PayloadError::DocumentChunk => "document_chunk",
             PayloadError::Malformed(_) => "malformed",
         }
     }
@@ -120,9 +126,7 @@ pub fn check(
     }
     let mut changes = Vec::with_capacity(chunks.len());
     let mut ops = 0usize;
-    for chunk in chunks {
-        // Inflating is safe now: the size was measured above.
-        let change = Change::try_from(chunk).map_err(|e| PayloadError::Malformed(e.to_string()))?;
+    let mut count = |change: &Change| {
         ops = ops.saturating_add(change.len());
         if ops > limits.max_ops {
             return Err(PayloadError::TooManyOps {
@@ -130,9 +134,73 @@ pub fn check(
                 limit: limits.max_ops,
             });
         }
+        Ok(())
+    };
+    for (chunk_type, chunk) in chunks {
+        if chunk_type == CHUNK_DOCUMENT {
+            // Loaded apart from `doc`: only what passes is merged later.
+            if chunk.len() > limits.max_document_bytes {
+                return Err(PayloadError::TooLarge {
+                    limit: limits.max_document_bytes,
+                });
+            }
+            let scratch = load_document(chunk)?;
+            for change in scratch.get_changes(&[]) {
+                count(&change)?;
+                changes.push(change);
+            }
+            continue;
+        }
+        // Inflating is safe now: the size was measured above.
+        let change = Change::try_from(chunk).map_err(|e| PayloadError::Malformed(e.to_string()))?;
+        count(&change)?;
         changes.push(change);
     }
     check_depth(doc, &changes, limits.max_depth)
+}
+
+/// Loads one document chunk, whose size and rows [`split_chunks`] bounded,
+/// into a document of its own. automerge is not trusted not to panic on
+/// hostile bytes: a panic is a malformed chunk.
+fn load_document(chunk: &[u8]) -> Result<Automerge, PayloadError> {
+    let options = LoadOptions::new()
+        .on_partial_load(OnPartialLoad::Error)
+        .verification_mode(VerificationMode::Check);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Automerge::load_with_options(chunk, options)
+    }))
+    .map_err(|_| PayloadError::Malformed("document chunk does not load".to_owned()))?
+    .map_err(|e| PayloadError::Malformed(format!("document chunk does not load: {e}")))
+}
+
+/// The chunks `bytes` holds (one or more concatenated, as a sync message's
+/// entry does: automerge's v2 messages put a whole document, or all their
+/// changes, in one entry), each with its type; `None` if it is not a
+/// sequence of whole chunks.
+pub(crate) fn chunks_of(mut bytes: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (chunk_type, _, end) = chunk_header(bytes).ok()?;
+        out.push((chunk_type, &bytes[..end]));
+        bytes = &bytes[end..];
+    }
+    Some(out)
+}
+
+/// A chunk's type, where its body starts and where it ends.
+fn chunk_header(bytes: &[u8]) -> Result<(u8, usize, usize), PayloadError> {
+    let malformed = |what: &str| PayloadError::Malformed(what.to_owned());
+    if bytes.len() < 9 || bytes[..4] != MAGIC {
+        return Err(malformed("missing chunk header"));
+    }
+    let (len, len_bytes) = uleb128(&bytes[9..]).ok_or_else(|| malformed("bad chunk length"))?;
+    let header = 9 + len_bytes;
+    let end = usize::try_from(len)
+        .ok()
+        .and_then(|len| header.checked_add(len))
+        .filter(|end| *end <= bytes.len())
+        .ok_or_else(|| malformed("chunk longer than the message"))?;
+    Ok((bytes[8], header, end))
 }
 
 /// Splits `bytes` (one or more concatenated chunks) into chunks, adding
@@ -141,28 +209,16 @@ fn split_chunks<'a>(
     mut bytes: &'a [u8],
     limits: &PayloadLimits,
     decoded: &mut usize,
-    out: &mut Vec<&'a [u8]>,
+    out: &mut Vec<(u8, &'a [u8])>,
 ) -> Result<(), PayloadError> {
-    let malformed = |what: &str| PayloadError::Malformed(what.to_owned());
     while !bytes.is_empty() {
-        if bytes.len() < 9 || bytes[..4] != MAGIC {
-            return Err(malformed("missing chunk header"));
-        }
-        let chunk_type = bytes[8];
-        let (len, len_bytes) = uleb128(&bytes[9..]).ok_or_else(|| malformed("bad chunk length"))?;
-        let header = 9 + len_bytes;
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|len| header.checked_add(len))
-            .filter(|end| *end <= bytes.len())
-            .ok_or_else(|| malformed("chunk longer than the message"))?;
+        let (chunk_type, header, end) = chunk_header(bytes)?;
         let body = &bytes[header..end];
+        let cap = limits.max_decoded_bytes.saturating_sub(*decoded);
         let size = match chunk_type {
-            CHUNK_DOCUMENT => return Err(PayloadError::DocumentChunk),
+            CHUNK_DOCUMENT => document_size(body, cap, limits.max_ops)?,
             CHUNK_CHANGE => body.len(),
-            CHUNK_COMPRESSED_CHANGE => {
-                inflated_size(body, limits.max_decoded_bytes.saturating_sub(*decoded))?
-            }
+            CHUNK_COMPRESSED_CHANGE => inflated_size(body, cap)?,
             other => return Err(PayloadError::Malformed(format!("chunk type {other}"))),
         };
         *decoded = decoded.saturating_add(header + size);
@@ -171,10 +227,153 @@ fn split_chunks<'a>(
                 limit: limits.max_decoded_bytes,
             });
         }
-        out.push(&bytes[..end]);
+        out.push((chunk_type, &bytes[..end]));
         bytes = &bytes[end..];
     }
     Ok(())
+}
+
+/// Reads the body of a document chunk the way automerge will
+/// (`storage/document.rs`: actors, heads, the change and operation column
+/// metadata, the columns, the heads' indices) and returns its size once
+/// every DEFLATE-compressed column is inflated; `TooLarge` past `cap`,
+/// without inflating more than that. Every column's rows are counted
+/// without expanding their run-length encoding, and `TooManyOps` past
+/// `max_rows`: automerge expands some columns whole while loading, so a
+/// run of a billion repeats in a few bytes must not reach it.
+fn document_size(body: &[u8], cap: usize, max_rows: usize) -> Result<usize, PayloadError> {
+    let malformed = |what: &str| PayloadError::Malformed(format!("document chunk: {what}"));
+    let mut reader = Reader(body);
+    let actors = reader.uleb().ok_or_else(|| malformed("actors"))?;
+    for _ in 0..actors {
+        let len = reader.uleb().ok_or_else(|| malformed("actor"))?;
+        reader.take(len).ok_or_else(|| malformed("actor"))?;
+    }
+    let heads = reader.uleb().ok_or_else(|| malformed("heads"))?;
+    let heads_len = heads.checked_mul(32).ok_or_else(|| malformed("heads"))?;
+    reader.take(heads_len).ok_or_else(|| malformed("heads"))?;
+    let mut columns = Vec::new();
+    for _ in 0..2 {
+        let count = reader.uleb().ok_or_else(|| malformed("columns"))?;
+        for _ in 0..count {
+            let spec = reader
+                .uleb()
+                .and_then(|spec| u32::try_from(spec).ok())
+                .ok_or_else(|| malformed("column"))?;
+            let len = reader.uleb().ok_or_else(|| malformed("column"))?;
+            columns.push((spec, len));
+        }
+    }
+    let mut size = body.len();
+    for (spec, len) in columns {
+        let data = reader.take(len).ok_or_else(|| malformed("column data"))?;
+        let inflated;
+        let column = if spec & COLUMN_DEFLATE == 0 {
+            data
+        } else {
+            let remaining = cap.saturating_sub(size);
+            inflated = inflate_capped(data, remaining)?;
+            size = size.saturating_add(inflated.len());
+            &inflated[..]
+        };
+        let rows = column_rows(spec, column).ok_or_else(|| malformed("column encoding"))?;
+        if rows > max_rows as u64 {
+            return Err(PayloadError::TooManyOps {
+                ops: usize::try_from(rows).unwrap_or(usize::MAX),
+                limit: max_rows,
+            });
+        }
+    }
+    if size > cap {
+        return Err(PayloadError::TooLarge { limit: cap });
+    }
+    Ok(size)
+}
+
+/// The bit of a column specification that says its data is DEFLATE-compressed.
+const COLUMN_DEFLATE: u32 = 0b1000;
+
+/// How many values a column holds, from its encoding (automerge's storage
+/// format): run-length encoded integers, strings and actor indices count
+/// the runs' lengths, a boolean column sums its alternating run lengths;
+/// raw values (type 7) have no rows of their own.
+fn column_rows(spec: u32, mut data: &[u8]) -> Option<u64> {
+    let column_type = spec & 0b111;
+    let mut rows = 0u64;
+    match column_type {
+        // Boolean: alternating runs of false and true.
+        4 => {
+            while !data.is_empty() {
+                let (run, n) = uleb128(data)?;
+                rows = rows.saturating_add(run);
+                data = &data[n..];
+            }
+        }
+        7 => {}
+        _ => {
+            let is_string = column_type == 5;
+            let mut reader = Reader(data);
+            let value = |reader: &mut Reader<'_>| -> Option<()> {
+                if is_string {
+                    let len = reader.uleb()?;
+                    reader.take(len).map(|_| ())
+                } else {
+                    reader.uleb().map(|_| ()) // a sleb's bytes end the same way
+                }
+            };
+            while !reader.0.is_empty() {
+                let count = reader.sleb()?;
+                if count > 0 {
+                    value(&mut reader)?;
+                    rows = rows.saturating_add(count.unsigned_abs());
+                } else if count < 0 {
+                    for _ in 0..count.unsigned_abs() {
+                        value(&mut reader)?;
+                    }
+                    rows = rows.saturating_add(count.unsigned_abs());
+                } else {
+                    rows = rows.saturating_add(reader.uleb()?);
+                }
+            }
+        }
+    }
+    Some(rows)
+}
+
+/// Reads numbers and byte strings off the front of a slice.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn uleb(&mut self) -> Option<u64> {
+        let (value, n) = uleb128(self.0)?;
+        self.0 = &self.0[n..];
+        Some(value)
+    }
+
+    fn sleb(&mut self) -> Option<i64> {
+        let mut value = 0i64;
+        for (i, byte) in self.0.iter().take(10).enumerate() {
+            let shift = 7 * u32::try_from(i).ok()?;
+            value |= i64::from(byte & 0x7f).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                if shift + 7 < 64 && byte & 0x40 != 0 {
+                    value |= -1i64 << (shift + 7);
+                }
+                self.0 = &self.0[i + 1..];
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    fn take(&mut self, len: u64) -> Option<&'a [u8]> {
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|len| *len <= self.0.len())?;
+        let (taken, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Some(taken)
+    }
 }
 
 /// An unsigned LEB128 number and how many bytes it took.
@@ -219,6 +418,47 @@ fn inflated_size(body: &[u8], cap: usize) -> Result<usize, PayloadError> {
         Ok(()) => Ok(count),
         Err(_) if count > cap => Err(PayloadError::TooLarge { limit: cap }),
         Err(e) => Err(PayloadError::Malformed(format!("bad DEFLATE data: {e}"))),
+    }
+}
+
+/// The raw DEFLATE stream `body` inflated, if it takes at most `cap` bytes
+/// (a column of a document chunk, whose rows are counted next).
+fn inflate_capped(body: &[u8], cap: usize) -> Result<Vec<u8>, PayloadError> {
+    let mut decoder = flate2::write::DeflateDecoder::new(CappedVec {
+        bytes: Vec::new(),
+        cap,
+    });
+    let result = decoder.write_all(body).and_then(|()| decoder.try_finish());
+    let over = decoder.get_ref().bytes.len() > cap;
+    match result {
+        Ok(()) if !over => Ok(decoder.get_mut().bytes.split_off(0)),
+        Ok(()) => Err(PayloadError::TooLarge { limit: cap }),
+        Err(_) if over => Err(PayloadError::TooLarge { limit: cap }),
+        Err(e) => Err(PayloadError::Malformed(format!("bad DEFLATE data: {e}"))),
+    }
+}
+
+/// Keeps what is written to it and fails once there is more than `cap`.
+struct CappedVec {
+    bytes: Vec<u8>,
+    cap: usize,
+}
+
+impl Write for CappedVec {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > self.cap {
+            // Keep the count honest for the caller's "over the cap" test.
+            let room = self.cap.saturating_sub(self.bytes.len());
+            self.bytes.extend_from_slice(&buf[..room.min(buf.len())]);
+            self.bytes.push(0);
+            return Err(io::Error::other("inflated size over the limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -416,18 +656,217 @@ mod tests {
     }
 
     #[test]
-    fn document_chunks_and_garbage_are_refused() {
-        let doc = nested(2);
-        let m = message_with(vec![doc.save()]);
+    fn garbage_is_refused() {
+        for bytes in [
+            vec![1, 2, 3],
+            MAGIC.to_vec(),
+            vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 9, 0],
+        ] {
+            let m = message_with(vec![bytes]);
+            assert!(matches!(
+                check(&Automerge::new(), &m, &limits()),
+                Err(PayloadError::Malformed(_))
+            ));
+        }
+    }
+
+    /// A document chunk around `body`; the checksum is left zero, as these
+    /// chunks must be refused before automerge reads them.
+    fn document_chunk(body: &[u8]) -> Vec<u8> {
+        let mut chunk = MAGIC.to_vec();
+        chunk.extend([0, 0, 0, 0, CHUNK_DOCUMENT]);
+        push_uleb(&mut chunk, body.len() as u64);
+        chunk.extend_from_slice(body);
+        chunk
+    }
+
+    fn push_uleb(out: &mut Vec<u8>, mut value: u64) {
+        loop {
+            let byte = u8::try_from(value & 0x7f).expect("7 bits");
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    /// The body of a document chunk with no actors, heads or change columns
+    /// and the given operation columns (specification, data).
+    fn document_body(op_columns: &[(u32, Vec<u8>)]) -> Vec<u8> {
+        let mut body = vec![0, 0, 0]; // actors, heads, change columns
+        push_uleb(&mut body, op_columns.len() as u64);
+        for (spec, data) in op_columns {
+            push_uleb(&mut body, u64::from(*spec));
+            push_uleb(&mut body, data.len() as u64);
+        }
+        for (_, data) in op_columns {
+            body.extend_from_slice(data);
+        }
+        body
+    }
+
+    #[test]
+    fn a_whole_document_passes_and_is_bounded_like_changes() {
+        // A document saved whole, as automerge sends a first upload in a v2
+        // message, possibly with its columns compressed.
+        let doc = nested(8);
+        let mut tx_doc = doc.fork();
+        let mut tx = tx_doc.transaction();
+        tx.put(ROOT, "text", "x".repeat(4096)).expect("put");
+        tx.commit();
+        for whole in [doc.save(), tx_doc.save(), tx_doc.save_nocompress()] {
+            let m = message_with(vec![whole]);
+            assert_eq!(check(&Automerge::new(), &m, &limits()), Ok(()));
+        }
+        // A document followed by a loose change in the same entry.
+        let mut more = tx_doc.fork();
+        let heads = more.get_heads();
+        let mut tx = more.transaction();
+        tx.put(ROOT, "more", 1).expect("put");
+        tx.commit();
+        let mut entry = tx_doc.save();
+        entry.extend(more.save_after(&heads));
+        assert_eq!(
+            check(&Automerge::new(), &message_with(vec![entry]), &limits()),
+            Ok(())
+        );
+
+        // Too deep, as a document.
+        let m = message_with(vec![nested(9).save()]);
         assert_eq!(
             check(&Automerge::new(), &m, &limits()),
-            Err(PayloadError::DocumentChunk)
+            Err(PayloadError::TooDeep { limit: 8 })
         );
-        let m = message_with(vec![vec![1, 2, 3]]);
+        // Too many operations, as a document.
+        let few_ops = PayloadLimits {
+            max_ops: 100,
+            ..limits()
+        };
+        let mut many = Automerge::new();
+        let mut tx = many.transaction();
+        for i in 0..200 {
+            tx.put(ROOT, format!("k{i}"), i).expect("put");
+        }
+        tx.commit();
+        assert!(matches!(
+            check(
+                &Automerge::new(),
+                &message_with(vec![many.save()]),
+                &few_ops
+            ),
+            Err(PayloadError::TooManyOps { limit: 100, .. })
+        ));
+        // Larger than a stored document may be.
+        let small = PayloadLimits {
+            max_document_bytes: 64,
+            ..limits()
+        };
+        assert!(matches!(
+            check(
+                &Automerge::new(),
+                &message_with(vec![tx_doc.save()]),
+                &small
+            ),
+            Err(PayloadError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_deflate_bomb_in_a_document_column_is_refused_before_loading() {
+        let mut encoder =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1024 * 1024];
+        for _ in 0..64 {
+            encoder.write_all(&zeros).expect("compress");
+        }
+        let bomb = encoder.finish().expect("compress");
+        assert!(bomb.len() < 100 * 1024, "{} bytes", bomb.len());
+        // The operations' value column (id 5, type 7), compressed.
+        let body = document_body(&[((5 << 4) | 7 | COLUMN_DEFLATE, bomb)]);
+        let m = message_with(vec![document_chunk(&body)]);
         assert!(matches!(
             check(&Automerge::new(), &m, &limits()),
-            Err(PayloadError::Malformed(_))
+            Err(PayloadError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_run_of_a_billion_operations_is_refused_before_loading() {
+        // The operations' actor column (id 2, type 1): one run of 2^40
+        // repeats of actor 0, in seven bytes.
+        let mut run = Vec::new();
+        let count = 1u64 << 40;
+        push_uleb(&mut run, count); // also a positive sleb: bit 6 of its last byte is clear
+        run.push(0);
+        let body = document_body(&[((2 << 4) | 1, run)]);
+        let m = message_with(vec![document_chunk(&body)]);
+        assert!(matches!(
+            check(&Automerge::new(), &m, &limits()),
+            Err(PayloadError::TooManyOps { .. })
+        ));
+        // The same in a compressed boolean column.
+        let mut runs = Vec::new();
+        push_uleb(&mut runs, 0);
+        push_uleb(&mut runs, count);
+        let mut encoder =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&runs).expect("compress");
+        let body = document_body(&[(
+            (3 << 4) | 4 | COLUMN_DEFLATE,
+            encoder.finish().expect("compress"),
+        )]);
+        assert!(matches!(
+            check(
+                &Automerge::new(),
+                &message_with(vec![document_chunk(&body)]),
+                &limits()
+            ),
+            Err(PayloadError::TooManyOps { .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_document_chunks_are_refused_not_a_panic() {
+        let whole = nested(3).save_nocompress();
+        let (len, n) = uleb128(&whole[9..]).expect("length");
+        let body = &whole[9 + n..];
+        assert_eq!(body.len() as u64, len);
+        let malformed = |bytes: Vec<u8>| {
+            let m = message_with(vec![bytes]);
+            match check(&Automerge::new(), &m, &limits()) {
+                Err(PayloadError::Malformed(_)) => {}
+                other => panic!("expected Malformed, got {other:?}"),
+            }
+        };
+        // Every truncation of the body, given a header that says so.
+        for cut in 0..body.len() {
+            malformed(document_chunk(&body[..cut]));
+        }
+        // A column longer than the chunk.
+        let mut long_column = vec![0, 0, 0, 1, (2 << 4) | 1, 0x7f];
+        long_column.extend([2, 0]);
+        malformed(document_chunk(&long_column));
+        // A bad checksum, and every byte of the body flipped in turn.
+        let mut bad_checksum = whole.clone();
+        bad_checksum[4] ^= 0xff;
+        malformed(bad_checksum);
+        for i in 0..body.len() {
+            let mut flipped = body.to_vec();
+            flipped[i] ^= 0x55;
+            // Anything but a panic; some flips still read as a document
+            // (the checksum is not computed here), most do not.
+            let _ = check(
+                &Automerge::new(),
+                &message_with(vec![document_chunk(&flipped)]),
+                &limits(),
+            );
+        }
+        // Not a document, nor a change: a bundle (type 3) is not taken.
+        let mut bundle = whole.clone();
+        bundle[8] = 3;
+        malformed(bundle);
     }
 
     /// A change by actor B to a map actor A made, with A removed from the

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, Change, ChangeHash};
+use automerge::{Automerge, Change, ChangeHash, SaveOptions};
 
 use super::doc_sync;
 use super::message::{Message, PROTOCOL_VERSION, PeerMetadata};
@@ -59,16 +59,25 @@ pub struct SyncApplied {
 
 impl SyncApplied {
     /// What to store durably before answering: the changes the message added
-    /// to `doc` (`save_after` the old heads), then those still waiting.
+    /// to `doc` (`save_after` the old heads, or the whole document,
+    /// compressed, when it had none: one change at a time would take about
+    /// ten times the bytes of a first upload), then those still waiting.
     /// `None` when the message brought nothing new.
     pub fn chunk(&self, doc: &Automerge) -> Option<Vec<u8>> {
         if self.changes_added == 0 && self.waiting.is_empty() {
             return None;
         }
-        let mut chunk = if self.changes_added > 0 {
-            doc.save_after(&self.heads_before)
-        } else {
+        let mut chunk = if self.changes_added == 0 {
             Vec::new()
+        } else if self.heads_before.is_empty() {
+            // Without the queued changes: those the message left waiting
+            // follow, and any older ones are stored already.
+            doc.save_with_options(SaveOptions {
+                deflate: true,
+                retain_orphans: false,
+            })
+        } else {
+            doc.save_after(&self.heads_before)
         };
         for change in &self.waiting {
             chunk.extend_from_slice(change);
@@ -267,10 +276,23 @@ impl ServerConnection {
         };
         let refused_changes = d.access == Access::Read && !message.changes.is_empty();
         // Kept until automerge has taken what it can: the rest must be stored.
+        // A v2 message puts several chunks in one entry; each is judged
+        // alone. A document chunk never waits: it holds every dependency.
         let received: Vec<Vec<u8>> = if refused_changes {
             Vec::new()
         } else {
-            message.changes.iter().map(<[u8]>::to_vec).collect()
+            message
+                .changes
+                .iter()
+                .flat_map(|entry| match super::payload::chunks_of(entry) {
+                    Some(chunks) => chunks
+                        .into_iter()
+                        .filter(|(chunk_type, _)| *chunk_type != super::payload::CHUNK_DOCUMENT)
+                        .map(|(_, chunk)| chunk.to_vec())
+                        .collect(),
+                    None => vec![entry.to_vec()],
+                })
+                .collect()
         };
         let (heads_before, changes_added) =
             doc_sync::receive(document_id, doc, &mut d.state, message)?;
@@ -348,15 +370,15 @@ impl ServerConnection {
     /// connection, a supervisor's action), if this connection syncs it and
     /// the peer lacks something.
     ///
-    /// Messages carry no capability flags: peers never learn that this side
-    /// could take automerge's v2 sync messages (a whole compressed document
-    /// in one chunk), so they send change chunks, which the server measures
-    /// before applying them.
+    /// Messages carry automerge's capability flags, so a peer learns that
+    /// this side takes v2 sync messages and sends a document the server has
+    /// none of as one compressed document chunk (about its `save()` size),
+    /// which [`payload::check`](super::payload::check) bounds before it is
+    /// merged.
     pub fn push(&mut self, document_id: &DocumentId, doc: &Automerge) -> Option<Message> {
         let client = self.client_peer_id()?.to_owned();
         let d = self.docs.get_mut(document_id)?;
-        let mut m = doc.generate_sync_message(&mut d.state)?;
-        m.flags = None;
+        let m = doc.generate_sync_message(&mut d.state)?;
         Some(Message::Sync {
             document_id: *document_id,
             sender_id: self.peer_id.clone(),
