@@ -255,3 +255,29 @@ pub fn card<R: Rng>(rng: &mut R, at: Timestamp) -> NewServiceCard {
         notes: "已告知有事随时电话联系。".to_owned(),
     }
 }
+
+/// A 2026 diary of `owner`, written by `actor`, with `visits` visits, three
+/// a day from `start`, each its own change, and a petition raised in every
+/// fifth.
+pub fn diary<R: Rng>(
+    rng: &mut R,
+    owner: &str,
+    actor: automerge::ActorId,
+    visits: usize,
+    start: Timestamp,
+) -> crate::DiaryDocument {
+    let mut d = crate::DiaryDocument::create(owner, 2026, actor, &crate::Edit::new(owner, start))
+        .expect("a new diary is valid");
+    for i in 0..visits {
+        let offset = i64::try_from(i).unwrap_or(i64::MAX) * 8 * 3_600_000;
+        let at = Timestamp(start.0 + offset);
+        let e = crate::Edit::new(owner, at);
+        let v = visit(rng, at, owner);
+        d.add_visit(&e, &v).expect("a fixture visit is valid");
+        if i % 5 == 0 {
+            d.add_petition(&e, &petition(rng, at, Some(v.id)))
+                .expect("a fixture petition is valid");
+        }
+    }
+    d
+}

@@ -30,9 +30,9 @@ use crate::ledger::Attribution;
 use crate::store::{DocumentSince, Store, StoreError, StoredDocument, StoredVersion};
 
 /// In-memory size of a loaded document per byte of its stored (compressed,
-/// columnar) form, for the memory budget. Measured with the `sync_cost`
-/// bench's diaries: automerge's op set with its indexes takes about this
-/// many times the saved size.
+/// columnar) form, for the memory budget: automerge's op set with its
+/// indexes takes 15–18 times the saved size of a realistic diary
+/// (`cargo bench -p sync-core --bench document_memory`, docs/BENCHMARKS.md).
 const MEMORY_PER_STORED_BYTE: usize = 16;
 /// What an empty document takes in memory, for the budget.
 const MEMORY_PER_DOCUMENT: usize = 16 * 1024;
