@@ -336,7 +336,8 @@ async fn a_first_upload_costs_about_the_saved_size() {
     let server = TestServer::start().await;
     let mut rng = rng(11);
     let start = Timestamp::from_millis(1_780_000_000_000);
-    let diary = fixtures::diary(&mut rng, "cadre01", 300, start).into_automerge();
+    let diary =
+        fixtures::diary(&mut rng, "cadre01", ActorId::random(), 300, start).into_automerge();
     let saved = diary.save().len();
     let id = DocumentId::from_bytes(rng.random());
     let mut phone = server.device("cadre01", "phone").await;

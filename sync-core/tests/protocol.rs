@@ -647,7 +647,8 @@ fn a_malformed_frame_closes_only_that_connection() {
 #[test]
 fn a_first_upload_costs_about_the_saved_size() {
     let mut r = ChaCha8Rng::seed_from_u64(42);
-    let diary = fixtures::diary(&mut r, "cadre01", 300, NOW).into_automerge();
+    let diary =
+        fixtures::diary(&mut r, "cadre01", ActorId::from([7u8; 16]), 300, NOW).into_automerge();
     let saved = diary.save().len();
     let id = DocumentId::from_bytes([42; 16]);
     let limits = sync_core::protocol::payload::PayloadLimits::new(16 * 1024 * 1024, 32);
