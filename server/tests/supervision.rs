@@ -422,6 +422,79 @@ async fn a_device_cannot_write_with_the_servers_actor(store: Arc<dyn Store>) {
     running.stop().await;
 }
 
+/// The same forgery inside a whole document (automerge's v2 sync message,
+/// which a peer sends when the server lacks more than a third of the
+/// document's changes) is refused just the same: the rules hold for every
+/// change a document chunk adds, not only for change chunks.
+async fn a_whole_document_cannot_carry_the_servers_actor(store: Arc<dyn Store>) {
+    let running = Running::start(store).await;
+    let mut rng = StdRng::seed_from_u64(93);
+    let (mut phone, doc, pid) = phone_with_petition(&running, &mut rng).await;
+    let sup = running.token("sup-town1").await;
+    let (status, body) = running
+        .post(
+            &sup,
+            &format!("/api/v1/petitions/{pid}/supervise"),
+            json!({"note": "请一周内办结。"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let supervised = |d: &Device| {
+        d.diary(&doc)
+            .petition(pid)
+            .is_some_and(|p| p.events.iter().any(|e| e.by == "sup-town1"))
+    };
+    phone.sync_until(supervised).await;
+    let server_actor = phone
+        .diary(&doc)
+        .petition_events_with_origin(pid)
+        .expect("petition")
+        .into_iter()
+        .find(|(e, _)| e.by == "sup-town1")
+        .expect("the supervisor's event")
+        .1
+        .actor;
+    let am = phone.docs.remove(&doc).expect("doc");
+    let mut diary = DiaryDocument::from_automerge(am).expect("diary");
+    diary.automerge_mut().set_actor(server_actor);
+    diary
+        .record_petition_event(
+            &Edit::new("sup-town1", Timestamp(EDIT_TIME.millis() + 120_000)),
+            pid,
+            RecordId::from_random_bytes(rand::random()),
+            &PetitionEventKind::Closed {
+                note: "伪造销号".into(),
+            },
+        )
+        .expect("forge");
+    let whole = diary.automerge();
+    let mut heads = whole.get_heads();
+    heads.sort();
+    let data = sync_core::automerge::sync::Message {
+        heads,
+        need: vec![],
+        have: vec![],
+        changes: vec![whole.save()].into(),
+        flags: None,
+        version: sync_core::automerge::sync::MessageVersion::V2,
+    }
+    .encode();
+    phone
+        .send(&sync_core::protocol::Message::Sync {
+            document_id: doc,
+            sender_id: "phone".to_owned(),
+            target_id: "visit-diary-server".to_owned(),
+            data,
+        })
+        .await;
+    let error = phone.expect_error_and_close().await;
+    assert!(error.contains("belongs to another writer"), "{error}");
+    let (_, detail) = running.get(&sup, &format!("/api/v1/petitions/{pid}")).await;
+    assert!(event(&detail, "closed").is_empty(), "{detail}");
+    assert_eq!(detail["petition"]["status"], "in_progress");
+    running.stop().await;
+}
+
 /// A device may append to a petition's history but not change or delete
 /// what the server wrote: rewriting a 督办 note, or removing the event from
 /// the list, is refused and nothing of it is stored.
@@ -915,6 +988,7 @@ test_support::backends!(
     ledger_rows_after_each_write_match_a_rebuild,
     a_forged_sign_off_is_the_cadres_and_not_believed,
     a_device_cannot_write_with_the_servers_actor,
+    a_whole_document_cannot_carry_the_servers_actor,
     a_device_cannot_alter_what_the_server_wrote,
     a_full_diary_takes_no_more_supervision,
     a_petition_id_in_two_diaries_needs_its_document,
