@@ -80,6 +80,11 @@ enum Place {
 /// The records that the changes `doc` holds beyond `since` wrote into.
 /// `doc` must hold those changes (they were applied).
 pub fn touched_since(doc: &Automerge, since: &[ChangeHash]) -> Touched {
+    // From nothing: the root was written, and a document loaded from a
+    // document chunk would have to build every change again to say so.
+    if since.is_empty() {
+        return Touched::Everything;
+    }
     let mut touched = TouchedRecords::default();
     let mut places: HashMap<String, Place> = HashMap::new();
     for change in doc.get_changes(since) {

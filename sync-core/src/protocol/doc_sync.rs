@@ -67,10 +67,13 @@ pub(crate) fn receive(
         })?;
     resend_what_they_need(state);
     // Only the changes that are not ancestors of the old heads: the new ones.
+    // Their metadata is enough to count them: a document chunk (a first
+    // upload) holds no encoded changes, and building them again would cost
+    // about what loading the document did.
     let added = if doc.get_heads() == before {
         0
     } else {
-        doc.get_changes(&before).len()
+        doc.get_changes_meta(&before).len()
     };
     Ok((before, added))
 }
