@@ -93,8 +93,9 @@ pub struct MergeOutcome {
     /// document's changes since these.
     pub heads_before: Vec<automerge::ChangeHash>,
     /// The new chunk ([`SyncApplied::chunk`](sync_core::protocol::SyncApplied::chunk):
-    /// the changes the message added, then those it carried that wait for
-    /// their dependencies), if the message brought anything new.
+    /// the changes the message added, or the whole compacted document when
+    /// it had none before (a first upload), then those it carried that wait
+    /// for their dependencies), if the message brought anything new.
     pub chunk: Option<Vec<u8>>,
     /// How many changes the message added.
     pub changes_added: usize,
@@ -190,7 +191,9 @@ pub fn merge(
     let max_document_bytes = limits.max_document_bytes;
     check_size(document, doc, stored_bytes, max_document_bytes)?;
     // Before automerge sees the changes: a hostile payload is refused here
-    // and never reaches the document.
+    // and never reaches the document. A whole-document chunk is loaded
+    // into a scratch document for it; every rule below then holds for all
+    // the changes it adds, as for change chunks.
     if access == Access::ReadWrite && !message.changes.is_empty() {
         payload::check(doc, &message, limits)
             .map_err(|source| MergeError::Hostile { document, source })?;

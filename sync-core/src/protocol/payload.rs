@@ -113,7 +113,9 @@ impl PayloadError {
 }
 
 /// Checks the changes of `message` against `limits`, given the document
-/// (`doc`, before the merge) they would be applied to.
+/// (`doc`, before the merge) they would be applied to. A document chunk's
+/// changes count like any others: all of them, as a scratch document
+/// loaded from it holds them (`doc` is not touched).
 pub fn check(
     doc: &Automerge,
     message: &sync::Message,
@@ -271,6 +273,8 @@ fn document_size(body: &[u8], cap: usize, max_rows: usize) -> Result<usize, Payl
         let column = if spec & COLUMN_DEFLATE == 0 {
             data
         } else {
+            // The column's compressed bytes give way to its inflated ones.
+            size = size.saturating_sub(data.len());
             let remaining = cap.saturating_sub(size);
             inflated = inflate_capped(data, remaining)?;
             size = size.saturating_add(inflated.len());
