@@ -712,3 +712,83 @@ fn a_first_upload_costs_about_the_saved_size() {
         "{stored_bytes} bytes stored for a document of {saved}"
     );
 }
+
+/// A v2 sync message puts all its changes in one entry. Those that wait for
+/// a dependency are still told apart from those applied, one by one, so
+/// only they are stored again after the applied ones.
+#[test]
+fn a_waiting_change_inside_a_v2_entry_is_kept_alone() {
+    use automerge::ReadDoc;
+    use automerge::sync::{Message as SyncMessage, MessageVersion};
+    use automerge::transaction::Transactable;
+
+    let mut phone = Automerge::new().with_actor(ActorId::from([5u8; 16]));
+    let mut changes = Vec::new();
+    for v in 0..3 {
+        let mut tx = phone.transaction();
+        tx.put(automerge::ROOT, "v", v).expect("put");
+        tx.commit();
+        changes.push(
+            phone
+                .get_last_local_change()
+                .expect("change")
+                .raw_bytes()
+                .to_vec(),
+        );
+    }
+    // The first and the third, without the second they depend on.
+    let mut entry = changes[0].clone();
+    entry.extend_from_slice(&changes[2]);
+    let data = SyncMessage {
+        heads: vec![],
+        need: vec![],
+        have: vec![],
+        changes: vec![entry].into(),
+        flags: None,
+        version: MessageVersion::V2,
+    }
+    .encode();
+
+    let allow = |_: &DocumentId| Access::ReadWrite;
+    let mut server = ServerConnection::new("s");
+    let join = Message::Join {
+        sender_id: "c".into(),
+        supported_protocol_versions: vec![sync_core::protocol::PROTOCOL_VERSION.into()],
+        metadata: None,
+    };
+    server.handle(join, &allow).expect("handshake");
+    let sync = Message::Sync {
+        document_id: doc_id(),
+        sender_id: "c".into(),
+        target_id: "s".into(),
+        data,
+    };
+    let Ok(ServerStep::Sync { message, .. }) = server.handle(sync, &allow) else {
+        panic!("a sync step");
+    };
+    let mut doc = Automerge::new();
+    let applied = server
+        .apply(&doc_id(), &mut doc, *message)
+        .expect("applied");
+    assert_eq!(applied.changes_added, 1);
+    assert_eq!(
+        applied.waiting,
+        vec![changes[2].clone()],
+        "only the third waits"
+    );
+    let stored = sync_core::storage::load(None, [applied.chunk(&doc).expect("chunk").as_slice()])
+        .expect("loads");
+    assert!(sync_core::storage::has_waiting_changes(&stored));
+    let mut stored = stored;
+    stored
+        .load_incremental(&changes[1])
+        .expect("the missing one");
+    assert_eq!(stored.get_heads(), phone.get_heads());
+    assert_eq!(
+        stored
+            .get(automerge::ROOT, "v")
+            .expect("get")
+            .map(|(v, _)| v.to_i64()),
+        Some(Some(2))
+    );
+}
