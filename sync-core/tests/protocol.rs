@@ -788,7 +788,7 @@ fn a_waiting_change_inside_a_v2_entry_is_kept_alone() {
         stored
             .get(automerge::ROOT, "v")
             .expect("get")
-            .map(|(v, _)| v.to_i64()),
+            .map(|(v, _)| v.as_i64()),
         Some(Some(2))
     );
 }
