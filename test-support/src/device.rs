@@ -49,6 +49,8 @@ pub struct Device {
     pub frames: Vec<String>,
     /// Bytes of binary frames sent and received.
     pub bytes: usize,
+    /// Bytes of binary frames sent (the rest of `bytes` were received).
+    pub bytes_sent: usize,
     user: String,
 }
 
@@ -76,6 +78,7 @@ impl Device {
             received: Vec::new(),
             frames: Vec::new(),
             bytes: 0,
+            bytes_sent: 0,
             user,
         };
         device.send(&join).await;
@@ -96,6 +99,7 @@ impl Device {
         self.frames.push(format!("-> {}", message.summary()));
         let frame = message.encode();
         self.bytes += frame.len();
+        self.bytes_sent += frame.len();
         self.ws
             .send(tungstenite::Message::Binary(frame.into()))
             .await

@@ -33,6 +33,12 @@ impl Database {
         ))
     }
 
+    /// A fresh PostgreSQL database created through `admin_url` (whose role
+    /// needs CREATEDB), for a run given its URL on the command line.
+    pub async fn postgres_at(admin_url: &str) -> Self {
+        Database::Postgres(PgDatabase::create(admin_url).await)
+    }
+
     /// The `DATABASE_URL` to hand the server, if any.
     pub fn url(&self) -> Option<&str> {
         match self {

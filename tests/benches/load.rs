@@ -1,0 +1,606 @@
+//! Load generator: a reconnect storm of phones that worked offline.
+//!
+//! ```sh
+//! cargo build --release -p server
+//! cargo bench -p e2e-tests --bench load -- --phones 1000 --diary-visits 20
+//! ```
+//!
+//! N simulated phones, each a sync-core `ClientConnection` over its own real
+//! WebSocket on loopback (test-support's `Device`), each with its own cadre
+//! account and its own realistic Chinese diary (`sync_core::fixtures`):
+//!
+//! 1. setup (not measured): every phone logs in, uploads its diary of
+//!    `--diary-visits` visits and keeps its sync state, like a phone that
+//!    synced before;
+//! 2. the storm: every phone records `--offline-visits` (a range, e.g. `1-5`)
+//!    visits offline, then all connect within one second and sync. Per phone:
+//!    the time from opening the socket to the server holding exactly its
+//!    heads (every offline change acknowledged), bytes up and down, errors;
+//!    for the server: its user + system CPU across the storm
+//!    (`/proc/<pid>/stat`) and its peak RSS during it (`VmHWM` in
+//!    `/proc/<pid>/status`, reset through `clear_refs` before the storm);
+//! 3. the check: for every phone a fresh client asks the server for the
+//!    diary and must find every visit the phone holds.
+//!
+//! It prints a Markdown table for `docs/BENCHMARKS.md` and exits non-zero
+//! if any phone failed or did not finish within `--timeout-secs`, or if a
+//! visit is missing. It is bounded in count (`--phones`) and time.
+//!
+//! The server is the real binary next to this executable
+//! (`target/release/server` under `cargo bench`, `target/debug/server` under
+//! `cargo bench --profile dev`, which is what `.ci/run` uses as a
+//! correctness check), or `E2E_SERVER_BIN`. It runs on SQLite, or on a fresh
+//! PostgreSQL database created through `--database-url URL`.
+//!
+//! The accounts are rows copied from the demo cadre `cadre01` (same unit,
+//! same password hash), written into the server's database before the
+//! phones log in: hashing a password takes argon2's tens of milliseconds, so
+//! one `server user add` per phone would take minutes for a thousand. Each
+//! phone still logs in through `POST /api/v1/auth/login` and the server checks
+//! its password.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e_tests::{DEMO_PASSWORD, Database, Device, ServerProcess};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sqlx::{Connection, PgConnection, SqliteConnection};
+use sync_core::automerge::{ActorId, Automerge};
+use sync_core::protocol::DocSyncStatus;
+use sync_core::{DiaryDocument, DocumentId, Edit, RecordId, Timestamp, diary_id, fixtures};
+use tokio::sync::Semaphore;
+
+/// Where the fixture diaries start (2026-05-29, within the diary's year).
+const DIARY_START: Timestamp = Timestamp(1_780_000_000_000);
+/// When the offline visits begin (200 days later, still in 2026), an hour
+/// apart.
+const OFFLINE_START: Timestamp = Timestamp(DIARY_START.0 + 200 * 86_400_000);
+/// The diaries' year, as `diary_id` derives it.
+const YEAR: i32 = 2026;
+/// The account the load accounts are copied from.
+const TEMPLATE_USER: &str = "cadre01";
+/// Logins at once: the server checks four passwords at a time by default
+/// and answers 503 to a login that waits longer than 2 s.
+const LOGINS_AT_ONCE: usize = 4;
+/// Phones in setup, or checked afterwards, at once.
+const SETUP_AT_ONCE: usize = 16;
+/// The window in which every phone opens its socket.
+const CONNECT_WINDOW: Duration = Duration::from_secs(1);
+
+struct Args {
+    phones: usize,
+    diary_visits: usize,
+    offline: (usize, usize),
+    timeout: Duration,
+    seed: u64,
+    database_url: Option<String>,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: load [--phones N] [--diary-visits V] [--offline-visits MIN-MAX] \
+         [--timeout-secs S] [--seed N] [--database-url postgres://…]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        phones: 100,
+        diary_visits: 20,
+        offline: (1, 5),
+        timeout: Duration::from_secs(300),
+        seed: 2026,
+        database_url: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        // `cargo bench` passes `--bench` to every bench binary.
+        if flag == "--bench" {
+            continue;
+        }
+        let Some(value) = it.next() else { usage() };
+        let number = |v: &str| v.parse::<usize>().unwrap_or_else(|_| usage());
+        match flag.as_str() {
+            "--phones" => args.phones = number(&value),
+            "--diary-visits" => args.diary_visits = number(&value),
+            "--offline-visits" => {
+                args.offline = match value.split_once('-') {
+                    Some((lo, hi)) => (number(lo), number(hi)),
+                    None => (number(&value), number(&value)),
+                }
+            }
+            "--timeout-secs" => args.timeout = Duration::from_secs(number(&value) as u64),
+            "--seed" => args.seed = number(&value) as u64,
+            "--database-url" => args.database_url = Some(value),
+            _ => usage(),
+        }
+    }
+    if args.phones == 0 || args.offline.0 > args.offline.1 {
+        usage()
+    }
+    args
+}
+
+/// What a phone holds after setup: its account, token and synced diary.
+struct Phone {
+    username: String,
+    token: String,
+    id: DocumentId,
+    doc: Automerge,
+    sync_state: Vec<u8>,
+}
+
+/// A phone's storm: its numbers, or why it failed.
+struct StormResult {
+    /// When the phone opened its socket.
+    connected_at: Instant,
+    latency: Duration,
+    bytes_up: usize,
+    bytes_down: usize,
+    changes: usize,
+    /// The visits the phone holds once synced, which the server must have.
+    visits: BTreeSet<RecordId>,
+}
+
+/// `username` for phone `i`.
+fn username(i: usize) -> String {
+    format!("load{i:05}")
+}
+
+/// Creates the phones' accounts in one transaction: rows copied from the
+/// demo cadre (its unit and password hash).
+async fn create_users(server: &ServerProcess, phones: usize) -> Result<(), sqlx::Error> {
+    const INSERT: &str = "INSERT INTO users \
+         (username, display_name, role, unit_id, password_hash, created_at) \
+         SELECT $1, $2, role, unit_id, password_hash, created_at FROM users WHERE username = $3";
+    macro_rules! insert_all {
+        ($conn:expr) => {{
+            let mut tx = $conn.begin().await?;
+            for i in 0..phones {
+                let done = sqlx::query(INSERT)
+                    .bind(username(i))
+                    .bind(format!("走访员{i}"))
+                    .bind(TEMPLATE_USER)
+                    .execute(&mut *tx)
+                    .await?;
+                assert_eq!(done.rows_affected(), 1, "template user {TEMPLATE_USER}");
+            }
+            tx.commit().await?;
+            $conn.close().await
+        }};
+    }
+    match server.database_url() {
+        Some(url) => {
+            let mut conn = PgConnection::connect(url).await?;
+            insert_all!(conn)
+        }
+        None => {
+            let url = format!("sqlite://{}", server.data_dir().join("server.db").display());
+            let mut conn = SqliteConnection::connect(&url).await?;
+            insert_all!(conn)
+        }
+    }
+}
+
+/// `POST /api/v1/auth/login`; returns the access token.
+async fn login(base_url: &str, username: &str, device: &str) -> Result<String, String> {
+    let response = reqwest::Client::new()
+        .post(format!("{base_url}/api/v1/auth/login"))
+        .json(&serde_json::json!({
+            "username": username, "password": DEMO_PASSWORD, "device_id": device,
+        }))
+        .send()
+        .await
+        .map_err(|e| format!("login of {username}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("login of {username}: {}", response.status()));
+    }
+    let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+    body["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("login of {username}: no access token"))
+}
+
+/// Setup for phone `i`: log in, upload a diary of `visits`, keep the state.
+async fn set_up(
+    server_url: String,
+    addr: std::net::SocketAddr,
+    logins: Arc<Semaphore>,
+    i: usize,
+    visits: usize,
+    seed: u64,
+) -> Result<Phone, String> {
+    let username = username(i);
+    let token = {
+        let _turn = logins.acquire().await.map_err(|e| e.to_string())?;
+        login(&server_url, &username, "phone").await?
+    };
+    let mut rng = StdRng::seed_from_u64(seed ^ i as u64);
+    let id = diary_id(&username, YEAR);
+    let diary = fixtures::diary(&mut rng, &username, ActorId::random(), visits, DIARY_START);
+    let mut device = Device::connect(addr, &token, "phone").await;
+    device.docs.insert(id, diary.into_automerge());
+    device.conn.add_document(id);
+    device.sync().await;
+    let status = device.conn.status(&id, &device.docs);
+    if status != Some(DocSyncStatus::Synced) {
+        return Err(format!("{username}: first upload ended {status:?}"));
+    }
+    let sync_state = device
+        .conn
+        .sync_state(&id)
+        .ok_or_else(|| format!("{username}: no sync state"))?;
+    let doc = device.docs.remove(&id).expect("the diary");
+    device.close().await;
+    Ok(Phone {
+        username,
+        token,
+        id,
+        doc,
+        sync_state,
+    })
+}
+
+/// Records `count` visits offline, one change each; returns how many
+/// changes were made.
+fn edit_offline(phone: &mut Phone, rng: &mut StdRng, count: usize) -> usize {
+    let before = phone.doc.get_heads();
+    let mut diary = DiaryDocument::from_automerge(std::mem::take(&mut phone.doc)).expect("a diary");
+    for k in 0..count {
+        let at = Timestamp(OFFLINE_START.0 + k as i64 * 3_600_000);
+        let visit = fixtures::visit(rng, at, &phone.username);
+        diary
+            .add_visit(&Edit::new(phone.username.as_str(), at), &visit)
+            .expect("a fixture visit is valid");
+    }
+    phone.doc = diary.into_automerge();
+    phone.doc.get_changes(&before).len()
+}
+
+/// The storm for one phone: at `at`, open the socket and sync.
+async fn storm(
+    addr: std::net::SocketAddr,
+    phone: Phone,
+    changes: usize,
+    at: tokio::time::Instant,
+) -> Result<StormResult, String> {
+    tokio::time::sleep_until(at).await;
+    let started = Instant::now();
+    let mut device = Device::connect(addr, &phone.token, "phone").await;
+    device.docs.insert(phone.id, phone.doc);
+    device
+        .conn
+        .add_document_with_state(phone.id, &phone.sync_state);
+    device.sync().await;
+    let latency = started.elapsed();
+    let status = device.conn.status(&phone.id, &device.docs);
+    if status != Some(DocSyncStatus::Synced) {
+        return Err(format!("{}: storm sync ended {status:?}", phone.username));
+    }
+    let visits = device
+        .diary(&phone.id)
+        .visits()
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    let (bytes_up, bytes_down) = (device.bytes_sent, device.bytes - device.bytes_sent);
+    device.close().await;
+    Ok(StormResult {
+        connected_at: started,
+        latency,
+        bytes_up,
+        bytes_down,
+        changes,
+        visits,
+    })
+}
+
+/// A fresh client of the phone's cadre asks for the diary; returns what is
+/// missing from it, if anything.
+async fn check(
+    addr: std::net::SocketAddr,
+    username: String,
+    token: String,
+    id: DocumentId,
+    expected: BTreeSet<RecordId>,
+) -> Result<(), String> {
+    let mut device = Device::connect(addr, &token, "check").await;
+    let status = device.request(id).await;
+    if status != Some(DocSyncStatus::Synced) {
+        return Err(format!("{username}: the server's diary: {status:?}"));
+    }
+    let held: BTreeSet<RecordId> = device
+        .diary(&id)
+        .visits()
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    device.close().await;
+    let missing = expected.difference(&held).count();
+    if missing > 0 {
+        return Err(format!(
+            "{username}: {missing} of {} visits missing on the server",
+            expected.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A task's outcome: a `Device` fails by panicking (with its last frames).
+fn outcome<T>(joined: Result<Result<T, String>, tokio::task::JoinError>) -> Result<T, String> {
+    match joined {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => {
+            let panic = e.into_panic();
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            Err(format!(
+                "panicked: {}",
+                message.lines().next().unwrap_or_default()
+            ))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The server's user + system CPU time so far.
+fn server_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("server stat");
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // Linux reports these in 1/100 s whatever the kernel's own tick.
+    Duration::from_millis(ticks * 10)
+}
+
+/// A `kB` line of `/proc/<pid>/status`, in bytes.
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Nearest-rank percentile of sorted durations.
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1000.0)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = parse_args();
+    let deadline = tokio::time::Instant::now() + args.timeout;
+    let database = match &args.database_url {
+        Some(url) => Database::postgres_at(url).await,
+        None => Database::Sqlite,
+    };
+    // Every phone is on 127.0.0.1: the per-address socket limit (64 by
+    // default, for a village office) would refuse most of them.
+    let per_address = (2 * args.phones + 16).to_string();
+    let server = ServerProcess::start_with(
+        database,
+        &[("VISIT_DIARY_MAX_SYNC_CONNECTIONS_PER_ADDRESS", &per_address)],
+    )
+    .await;
+    let (addr, pid) = (server.addr(), server.pid());
+    eprintln!(
+        "load: {} phones, {}-visit diaries, {}-{} offline visits each; server {} on {}",
+        args.phones,
+        args.diary_visits,
+        args.offline.0,
+        args.offline.1,
+        e2e_tests::server_binary().display(),
+        server.backend()
+    );
+
+    let t = Instant::now();
+    create_users(&server, args.phones)
+        .await
+        .expect("create the load accounts");
+    eprintln!("load: {} accounts in {:.1?}", args.phones, t.elapsed());
+
+    // Setup: log in and upload every diary, a few phones at a time.
+    let t = Instant::now();
+    let logins = Arc::new(Semaphore::new(LOGINS_AT_ONCE));
+    let at_once = Arc::new(Semaphore::new(SETUP_AT_ONCE));
+    let mut tasks = Vec::with_capacity(args.phones);
+    for i in 0..args.phones {
+        let (url, logins, at_once) = (server.base_url(), logins.clone(), at_once.clone());
+        let (visits, seed) = (args.diary_visits, args.seed);
+        tasks.push(tokio::spawn(async move {
+            let _turn = at_once.acquire_owned().await.map_err(|e| e.to_string())?;
+            set_up(url, addr, logins, i, visits, seed).await
+        }));
+    }
+    let mut phones = Vec::with_capacity(args.phones);
+    let mut errors: Vec<String> = Vec::new();
+    for task in tasks {
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(joined) => match outcome(joined) {
+                Ok(phone) => phones.push(phone),
+                Err(e) => errors.push(format!("setup: {e}")),
+            },
+            Err(_) => errors.push("setup: did not finish in time".to_owned()),
+        }
+    }
+    eprintln!(
+        "load: setup of {} phones in {:.1?}",
+        phones.len(),
+        t.elapsed()
+    );
+    if !errors.is_empty() {
+        report_errors(&errors, &server);
+        // Returning (not `exit`) drops the server: the process is killed
+        // and its data removed.
+        return ExitCode::FAILURE;
+    }
+
+    // Offline edits first, then every phone connects within one second.
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut expected_changes = 0;
+    let mut offline = Vec::with_capacity(phones.len());
+    for mut phone in phones {
+        let visits = rng.random_range(args.offline.0..=args.offline.1);
+        let changes = edit_offline(&mut phone, &mut rng, visits);
+        expected_changes += changes;
+        offline.push((phone, changes));
+    }
+    let count = offline.len();
+    let checks: Vec<(String, String, DocumentId)> = offline
+        .iter()
+        .map(|(p, _)| (p.username.clone(), p.token.clone(), p.id))
+        .collect();
+    // Peak RSS from here on: writing 5 to clear_refs resets VmHWM.
+    let rss_reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
+    let rss_before = status_kb(pid, "VmRSS:").unwrap_or(0);
+    let cpu_before = server_cpu(pid);
+    let storm_started = Instant::now();
+    let begin = tokio::time::Instant::now();
+    let mut storm_tasks = Vec::with_capacity(count);
+    for (i, (phone, changes)) in offline.into_iter().enumerate() {
+        let at = begin + CONNECT_WINDOW * i as u32 / count as u32;
+        storm_tasks.push(tokio::spawn(storm(addr, phone, changes, at)));
+    }
+    let mut results = Vec::with_capacity(count);
+    for (i, task) in storm_tasks.into_iter().enumerate() {
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(joined) => results.push(outcome(joined)),
+            Err(_) => results.push(Err(format!(
+                "storm: {} did not finish in time",
+                username(i)
+            ))),
+        }
+    }
+    let storm_wall = storm_started.elapsed();
+    let storm_cpu = server_cpu(pid) - cpu_before;
+    let peak_rss = status_kb(pid, "VmHWM:").unwrap_or(0);
+
+    // Check: the server holds every visit each phone holds.
+    let at_once = Arc::new(Semaphore::new(SETUP_AT_ONCE));
+    let mut check_tasks = Vec::new();
+    for ((username, token, id), result) in checks.into_iter().zip(&results) {
+        let Ok(result) = result else { continue };
+        let (expected, at_once) = (result.visits.clone(), at_once.clone());
+        check_tasks.push(tokio::spawn(async move {
+            let _turn = at_once.acquire_owned().await.map_err(|e| e.to_string())?;
+            check(addr, username, token, id, expected).await
+        }));
+    }
+    let mut check_errors = Vec::new();
+    for task in check_tasks {
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(joined) => {
+                if let Err(e) = outcome(joined) {
+                    check_errors.push(format!("check: {e}"));
+                }
+            }
+            Err(_) => check_errors.push("check: did not finish in time".to_owned()),
+        }
+    }
+
+    let ok: Vec<&StormResult> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    errors.extend(results.iter().filter_map(|r| r.as_ref().err().cloned()));
+    let acknowledged: usize = ok.iter().map(|r| r.changes).sum();
+    let mut latencies: Vec<Duration> = ok.iter().map(|r| r.latency).collect();
+    latencies.sort();
+    // How far apart the first and the last phone opened their sockets.
+    let spread = match (
+        ok.iter().map(|r| r.connected_at).min(),
+        ok.iter().map(|r| r.connected_at).max(),
+    ) {
+        (Some(first), Some(last)) => last - first,
+        _ => Duration::ZERO,
+    };
+    let mean =
+        |f: fn(&StormResult) -> usize| ok.iter().map(|r| f(r)).sum::<usize>() / ok.len().max(1);
+
+    println!(
+        "\nserver: {} on {}; {} phones with {}-visit diaries, {}-{} offline visits each; \
+         sockets opened within {} ms; storm {:.1} s wall (until every socket closed)",
+        e2e_tests::server_binary().display(),
+        server.backend(),
+        count,
+        args.diary_visits,
+        args.offline.0,
+        args.offline.1,
+        ms(spread),
+        storm_wall.as_secs_f64()
+    );
+    println!(
+        "\n| phones | acknowledged changes / expected | errors | \
+         latency p50 / p95 / p99 / max | bytes up / down per phone (mean) | \
+         server CPU: storm / per phone | server peak RSS{} |",
+        if rss_reset {
+            " (storm)"
+        } else {
+            " (whole run)"
+        }
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} / {} | {} | {} / {} / {} / {} ms | {} / {} | {:.2} s / {:.1} ms | {} (before: {}) |",
+        count,
+        acknowledged,
+        expected_changes,
+        errors.len() + check_errors.len(),
+        ms(percentile(&latencies, 50)),
+        ms(percentile(&latencies, 95)),
+        ms(percentile(&latencies, 99)),
+        ms(latencies.last().copied().unwrap_or_default()),
+        mean(|r| r.bytes_up),
+        mean(|r| r.bytes_down),
+        storm_cpu.as_secs_f64(),
+        storm_cpu.as_secs_f64() * 1000.0 / count as f64,
+        mib(peak_rss),
+        mib(rss_before),
+    );
+    errors.extend(check_errors);
+    if !errors.is_empty() || acknowledged != expected_changes {
+        report_errors(&errors, &server);
+        // Returning (not `exit`) drops the server: the process is killed
+        // and its data removed.
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "\nchecked: the server holds every visit of all {count} phones \
+         ({} visits)",
+        ok.iter().map(|r| r.visits.len()).sum::<usize>()
+    );
+    ExitCode::SUCCESS
+}
+
+/// Prints the first errors and the end of the server's log.
+fn report_errors(errors: &[String], server: &ServerProcess) {
+    eprintln!("\nload: {} errors; the first:", errors.len());
+    for e in errors.iter().take(20) {
+        eprintln!("  {e}");
+    }
+    let log = server.log();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    eprintln!("--- end of the server log ---");
+    for line in tail.iter().rev() {
+        eprintln!("{line}");
+    }
+}
