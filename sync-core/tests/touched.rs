@@ -269,3 +269,38 @@ fn every_changed_card_is_touched() {
         assert!(cc.is_subset(&t.cards), "{cc:?} not in {:?}", t.cards);
     }
 }
+
+/// What `touched_since` relies on to place an object a change makes without
+/// looking it up: the object's id is its operation's (the change's start
+/// op plus the operation's index, and the change's actor).
+#[test]
+fn an_object_made_by_a_change_has_its_operations_id() {
+    use automerge::legacy::OpType;
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut diary = DiaryDocument::create_shared("cadre01", 2026, ActorId::random()).expect("edit");
+    let visit = diary
+        .add_visit(&edit(1), &fixtures::visit(&mut rng, NOW, "cadre01"))
+        .expect("edit");
+    let doc = diary.automerge();
+    let change = doc.get_last_local_change().expect("a change").decode();
+    let actor = change.actor_id.to_hex_string();
+    let made: Vec<String> = (change.start_op.get()..)
+        .zip(&change.operations)
+        .filter(|(_, op)| matches!(op.action, OpType::Make(_)))
+        .map(|(counter, _)| format!("{counter}@{actor}"))
+        .collect();
+    let (_, visits) = doc.get(ROOT, "visits").expect("read").expect("visits");
+    let (_, record) = doc
+        .get(&visits, visit.to_string())
+        .expect("read")
+        .expect("the visit");
+    let (_, notes) = doc.get(&record, "notes").expect("read").expect("notes");
+    assert!(
+        made.contains(&record.to_string()),
+        "{made:?} lacks {record}"
+    );
+    assert!(made.contains(&notes.to_string()), "{made:?} lacks {notes}");
+    for id in &made {
+        assert!(doc.import_obj(id).is_ok(), "{id} is no object");
+    }
+}

@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use automerge::legacy::{Key, ObjectId};
+use automerge::legacy::{Key, ObjectId, OpType};
 use automerge::{Automerge, ChangeHash, Prop, ReadDoc};
 
 use crate::RecordId;
@@ -88,22 +88,34 @@ pub fn touched_since(doc: &Automerge, since: &[ChangeHash]) -> Touched {
     let mut touched = TouchedRecords::default();
     let mut places: HashMap<String, Place> = HashMap::new();
     for change in doc.get_changes(since) {
-        for op in change.decode().operations {
+        let change = change.decode();
+        let actor = change.actor_id.to_hex_string();
+        for (counter, op) in (change.start_op.get()..).zip(&change.operations) {
             let ObjectId::Id(obj) = &op.obj else {
                 return Touched::Everything;
             };
-            let obj = obj.to_string();
             let place = places
-                .entry(obj)
-                .or_insert_with_key(|obj| place_of(doc, obj));
-            match (&*place, &op.key) {
+                .entry(obj.to_string())
+                .or_insert_with_key(|obj| place_of(doc, obj))
+                .clone();
+            let inside = match (&place, &op.key) {
                 (Place::Collection(collection), Key::Map(key)) => {
                     touched.insert(collection, key);
+                    Place::Record(collection.clone(), key.to_string())
                 }
-                (Place::Record(collection, key), _) => touched.insert(collection, key),
-                (Place::Elsewhere, _) => {}
+                (Place::Record(collection, key), _) => {
+                    touched.insert(collection, key);
+                    place
+                }
+                (Place::Elsewhere, _) => place,
                 // A list as a record map, or an unknown place.
                 _ => return Touched::Everything,
+            };
+            // An object made here sits where its operation wrote: no walk
+            // up the document needed for what a change creates (the walk
+            // looks the object up among all operations).
+            if matches!(op.action, OpType::Make(_)) {
+                places.insert(format!("{counter}@{actor}"), inside);
             }
         }
     }
