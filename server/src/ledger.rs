@@ -24,7 +24,8 @@ use serde::Serialize;
 
 pub use attribution::{Attribution, EventJudgement, Flag, Writer};
 pub use projection::{
-    CardRow, LedgerProjection, LedgerScope, PetitionEventRow, PetitionRow, ProjectionError, VisitRow,
+    CardRow, LedgerProjection, LedgerScope, PetitionEventRow, PetitionRow, ProjectionError,
+    VisitRow,
 };
 pub use rebuild::{RebuildError, RebuildSummary, rebuild};
 

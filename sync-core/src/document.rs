@@ -92,7 +92,7 @@ pub use error::DocumentError;
 pub use genesis::{contacts_id, diary_id};
 pub use origin::EventOrigin;
 pub use schema::{CURRENT_SCHEMA, DocumentKind, DocumentMeta, Migration, read_meta};
-pub use touched::{Touched, TouchedRecords, touched_since};
+pub use touched::{Touched, TouchedRecords, touched_by, touched_since};
 
 use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{ActorId, Automerge};

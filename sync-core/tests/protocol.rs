@@ -792,3 +792,91 @@ fn a_waiting_change_inside_a_v2_entry_is_kept_alone() {
         Some(Some(2))
     );
 }
+
+/// A sync message of change chunks that the document lacked hands back
+/// those changes as it carried them (`SyncApplied::added`), and they are
+/// what gets stored; a message carrying a change the document had, or one
+/// whose changes wait, leaves the document to say what was added.
+#[test]
+fn the_changes_a_message_added_come_from_its_own_bytes() {
+    use automerge::sync::{Message as SyncMessage, MessageVersion};
+    use automerge::transaction::Transactable;
+
+    let mut phone = Automerge::new().with_actor(ActorId::from([6u8; 16]));
+    let mut changes = Vec::new();
+    for v in 0..4 {
+        let mut tx = phone.transaction();
+        tx.put(automerge::ROOT, "v", v).expect("put");
+        tx.commit();
+        changes.push(
+            phone
+                .get_last_local_change()
+                .expect("change")
+                .raw_bytes()
+                .to_vec(),
+        );
+    }
+    let allow = |_: &DocumentId| Access::ReadWrite;
+    let mut server = ServerConnection::new("s");
+    server
+        .handle(
+            Message::Join {
+                sender_id: "c".into(),
+                supported_protocol_versions: vec![sync_core::protocol::PROTOCOL_VERSION.into()],
+                metadata: None,
+            },
+            &allow,
+        )
+        .expect("handshake");
+    let mut doc = Automerge::new();
+    let apply = |server: &mut ServerConnection, doc: &mut Automerge, carried: Vec<Vec<u8>>| {
+        let data = SyncMessage {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: carried.into(),
+            flags: None,
+            version: MessageVersion::V1,
+        }
+        .encode();
+        let sync = Message::Sync {
+            document_id: doc_id(),
+            sender_id: "c".into(),
+            target_id: "s".into(),
+            data,
+        };
+        let Ok(ServerStep::Sync { message, .. }) = server.handle(sync, &allow) else {
+            panic!("a sync step");
+        };
+        server.apply(&doc_id(), doc, *message).expect("applied")
+    };
+
+    // Onto an empty document: the stored chunk is the compacted document.
+    let first = apply(&mut server, &mut doc, vec![changes[0].clone()]);
+    assert_eq!(first.added, Some(vec![changes[0].clone()]));
+    // The next two, new: they are the added changes and the stored chunk.
+    let next = apply(
+        &mut server,
+        &mut doc,
+        vec![changes[1].clone(), changes[2].clone()],
+    );
+    assert_eq!(next.changes_added, 2);
+    assert_eq!(
+        next.added,
+        Some(vec![changes[1].clone(), changes[2].clone()])
+    );
+    assert_eq!(
+        next.chunk(&doc),
+        Some([changes[1].clone(), changes[2].clone()].concat())
+    );
+    // One the document had and one it lacked: the document says.
+    let mixed = apply(
+        &mut server,
+        &mut doc,
+        vec![changes[2].clone(), changes[3].clone()],
+    );
+    assert_eq!(mixed.changes_added, 1);
+    assert_eq!(mixed.added, None);
+    assert_eq!(mixed.chunk(&doc), Some(doc.save_after(&mixed.heads_before)));
+    assert_eq!(doc.get_heads(), phone.get_heads());
+}

@@ -14,8 +14,10 @@
 //! document would.
 
 use chrono::{DateTime, Utc};
-use sync_core::automerge::{Automerge, ChangeHash};
-use sync_core::document::{DocumentError, Touched, TouchedRecords, read_meta, touched_since};
+use sync_core::automerge::{Automerge, Change, ChangeHash};
+use sync_core::document::{
+    DocumentError, Touched, TouchedRecords, read_meta, touched_by, touched_since,
+};
 use sync_core::records::petition::{Petition, PetitionEvent};
 use sync_core::records::service_card::ServiceCard;
 use sync_core::records::visit::Visit;
@@ -253,12 +255,22 @@ impl LedgerProjection {
         })
     }
 
-    /// The rows a write changed: `doc` holds changes beyond `since`, and
-    /// only the records they wrote into get new rows, unless they wrote on
-    /// the root (a new document) or the document is not read in place, when
-    /// the whole document is projected.
-    pub fn after_changes(doc: &Automerge, attribution: &Attribution, since: &[ChangeHash]) -> Self {
-        if let Touched::Records(touched) = touched_since(doc, since)
+    /// The rows a write changed: `doc` holds changes beyond `since`
+    /// (`added`, when the caller has them), and only the records they wrote
+    /// into get new rows, unless they wrote on the root (a new document) or
+    /// the document is not read in place, when the whole document is
+    /// projected.
+    pub fn after_changes(
+        doc: &Automerge,
+        attribution: &Attribution,
+        since: &[ChangeHash],
+        added: Option<&[Change]>,
+    ) -> Self {
+        let touched = match added {
+            Some(changes) if !since.is_empty() => touched_by(doc, changes),
+            _ => touched_since(doc, since),
+        };
+        if let Touched::Records(touched) = touched
             && let Some(rows) = Self::of_records(doc, attribution, &touched)
         {
             return rows;

@@ -233,7 +233,7 @@ where
         event_ids.push(id);
     }
     let chunk = diary.automerge().save_after(&heads);
-    let ledger = LedgerProjection::after_changes(diary.automerge(), &known, &heads);
+    let ledger = LedgerProjection::after_changes(diary.automerge(), &known, &heads, None);
     let mut live = rebuild(diary.into_automerge());
     live.known = known;
     (None, Ok((live, chunk, ledger, actor, event_ids, kinds)))

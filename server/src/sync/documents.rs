@@ -92,6 +92,9 @@ pub struct MergeOutcome {
     /// The document's heads before the message: what it added is the
     /// document's changes since these.
     pub heads_before: Vec<automerge::ChangeHash>,
+    /// The changes the message added, as it carried them, when known that
+    /// way ([`SyncApplied::added`](sync_core::protocol::SyncApplied::added)).
+    pub added: Option<Vec<automerge::Change>>,
     /// The new chunk ([`SyncApplied::chunk`](sync_core::protocol::SyncApplied::chunk):
     /// the changes the message added, or the whole compacted document when
     /// it had none before (a first upload), then those it carried that wait
@@ -199,28 +202,50 @@ pub fn merge(
             .map_err(|source| MergeError::Hostile { document, source })?;
     }
     let applied = conn.apply(&document, doc, message)?;
+    // The added changes as the message carried them, when that is what it
+    // added (the usual case): the document need not build them again.
+    let added: Option<Vec<automerge::Change>> = applied.added.as_ref().and_then(|raw| {
+        raw.iter()
+            .map(|bytes| automerge::Change::try_from(bytes.as_slice()).ok())
+            .collect()
+    });
     let mut actors: Vec<ActorId> = Vec::new();
     if applied.changes_added > 0 {
-        // The actors from the changes' metadata: a document chunk holds no
-        // encoded changes, and building them again costs about what loading
-        // the document did.
-        for meta in doc.get_changes_meta(&applied.heads_before) {
-            let actor = meta.actor.as_ref();
-            if known.taken_by_another(actor, writer.1, false) {
+        // Otherwise the actors from the changes' metadata: a document chunk
+        // holds no encoded changes, and building them again costs about
+        // what loading the document did.
+        let added_actors: Vec<ActorId> = match &added {
+            Some(changes) => changes.iter().map(|c| c.actor_id().clone()).collect(),
+            None => doc
+                .get_changes_meta(&applied.heads_before)
+                .into_iter()
+                .map(|meta| meta.actor.into_owned())
+                .collect(),
+        };
+        for actor in added_actors {
+            if known.taken_by_another(&actor, writer.1, false) {
                 return Err(MergeError::ForeignActor {
                     document,
                     actor: actor.to_hex_string(),
                 });
             }
-            if !actors.contains(actor) {
-                actors.push(actor.clone());
+            if !actors.contains(&actor) {
+                actors.push(actor);
             }
         }
         // Decoding every operation costs about what applying it did; a
         // document the server never wrote into needs none of it.
         if known.has_server_writes() {
-            for change in doc.get_changes(&applied.heads_before) {
-                if alters_server_writes(&change, known) {
+            let rebuilt;
+            let changes = match &added {
+                Some(changes) => changes,
+                None => {
+                    rebuilt = doc.get_changes(&applied.heads_before);
+                    &rebuilt
+                }
+            };
+            for change in changes {
+                if alters_server_writes(change, known) {
                     return Err(MergeError::AltersServerWrites {
                         document,
                         change: change.hash().to_string(),
@@ -234,6 +259,7 @@ pub fn merge(
     let Some(chunk) = applied.chunk(doc) else {
         return Ok(MergeOutcome {
             heads_before: applied.heads_before,
+            added,
             chunk: None,
             changes_added: 0,
             changes_waiting: 0,
@@ -272,6 +298,7 @@ pub fn merge(
     };
     Ok(MergeOutcome {
         heads_before: applied.heads_before,
+        added,
         chunk: Some(chunk),
         changes_added: applied.changes_added,
         changes_waiting: applied.waiting.len(),

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use automerge::legacy::{Key, ObjectId, OpType};
-use automerge::{Automerge, ChangeHash, Prop, ReadDoc};
+use automerge::{Automerge, Change, ChangeHash, Prop, ReadDoc};
 
 use crate::RecordId;
 
@@ -85,9 +85,17 @@ pub fn touched_since(doc: &Automerge, since: &[ChangeHash]) -> Touched {
     if since.is_empty() {
         return Touched::Everything;
     }
+    touched_by(doc, &doc.get_changes(since))
+}
+
+/// The records `changes` wrote into; `doc` must hold them (they were
+/// applied). What [`touched_since`] finds, for a caller that has the
+/// changes already (a server that received them), without asking the
+/// document to build them again.
+pub fn touched_by(doc: &Automerge, changes: &[Change]) -> Touched {
     let mut touched = TouchedRecords::default();
     let mut places: HashMap<String, Place> = HashMap::new();
-    for change in doc.get_changes(since) {
+    for change in changes {
         let change = change.decode();
         let actor = change.actor_id.to_hex_string();
         for (counter, op) in (change.start_op.get()..).zip(&change.operations) {

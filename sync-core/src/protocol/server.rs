@@ -55,6 +55,14 @@ pub struct SyncApplied {
     pub waiting: Vec<Vec<u8>>,
     /// The peer sent changes it may not write; they were not applied.
     pub refused_changes: bool,
+    /// The changes the message added, as it carried them (one change chunk
+    /// each), when they are exactly what it added: a message of change
+    /// chunks only, to a document with no change waiting before or after.
+    /// `None` otherwise (a document chunk, duplicates, waiting changes):
+    /// ask the document (`get_changes` after [`Self::heads_before`]),
+    /// which builds them again from its operations at a cost that grows
+    /// with the document.
+    pub added: Option<Vec<Vec<u8>>>,
 }
 
 impl SyncApplied {
@@ -69,6 +77,12 @@ impl SyncApplied {
         }
         let mut chunk = if self.changes_added == 0 {
             Vec::new()
+        } else if let Some(added) = self
+            .added
+            .as_ref()
+            .filter(|_| !self.heads_before.is_empty())
+        {
+            added.concat()
         } else if self.heads_before.is_empty() {
             // Without the queued changes: those the message left waiting
             // follow, and any older ones are stored already.
@@ -294,9 +308,32 @@ impl ServerConnection {
                 })
                 .collect()
         };
+        // Each entry one change chunk, each once, and nothing queued: then
+        // what the message added is what it carried that the document
+        // lacked, and when the count says it lacked all of them, their own
+        // bytes are the added changes.
+        let mut carried: Option<Vec<Vec<u8>>> = (!refused_changes
+            && !message.changes.is_empty()
+            && !crate::storage::has_waiting_changes(doc))
+        .then(|| {
+            let mut seen = std::collections::HashSet::new();
+            message
+                .changes
+                .iter()
+                .map(|entry| {
+                    let change = automerge::Change::try_from(entry).ok()?;
+                    seen.insert(change.hash()).then(|| entry.to_vec())
+                })
+                .collect::<Option<Vec<_>>>()
+        })
+        .flatten();
         let (heads_before, changes_added) =
             doc_sync::receive(document_id, doc, &mut d.state, message)?;
-        let waiting = if crate::storage::has_waiting_changes(doc) {
+        let has_waiting = crate::storage::has_waiting_changes(doc);
+        if has_waiting || carried.as_ref().is_some_and(|c| c.len() != changes_added) {
+            carried = None;
+        }
+        let waiting = if has_waiting {
             received
                 .into_iter()
                 .filter(|raw| still_waiting(doc, raw))
@@ -309,6 +346,7 @@ impl ServerConnection {
             changes_added,
             waiting,
             refused_changes,
+            added: carried,
         })
     }
 

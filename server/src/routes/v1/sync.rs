@@ -544,7 +544,12 @@ impl Connection {
                 // dependency leave the document, and so its rows, as they
                 // were.
                 let ledger = (outcome.changes_added > 0).then(|| {
-                    LedgerProjection::after_changes(&live.doc, &live.known, &outcome.heads_before)
+                    LedgerProjection::after_changes(
+                        &live.doc,
+                        &live.known,
+                        &outcome.heads_before,
+                        outcome.added.as_deref(),
+                    )
                 });
                 (outcome, ledger, claims)
             });
