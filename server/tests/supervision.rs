@@ -6,118 +6,18 @@
 //! with `TEST_DATABASE_URL`, on PostgreSQL, against `serve_with_store` on a
 //! real socket with real WebSocket devices.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
-use server::config::Config;
 use server::store::Store;
 use sync_core::records::petition::PetitionEventKind;
 use sync_core::{DiaryDocument, DocumentId, Edit, RecordId, Timestamp};
-use test_support::{Device, EDIT_TIME};
-
-/// A running server on `store`, seeded with the demo organisation.
-struct Running {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), server::ServeError>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Running {
-    async fn start(store: Arc<dyn Store>) -> Self {
-        Self::start_with(store, |_| {}).await
-    }
-
-    async fn start_with(store: Arc<dyn Store>, configure: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::for_tests(dir.path(), &[7; 32]);
-        configure(&mut config);
-        server::seed_demo(store.as_ref(), "demo-pass")
-            .await
-            .expect("seed");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve_with_store(
-            config,
-            store.clone(),
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Running {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("join").expect("serve");
-        }
-    }
-
-    async fn token(&self, username: &str) -> String {
-        test_support::login(
-            &format!("http://{}", self.addr),
-            username,
-            "demo-pass",
-            "web",
-        )
-        .await
-    }
-
-    async fn device(&self, username: &str, device: &str) -> Device {
-        let token = test_support::login(
-            &format!("http://{}", self.addr),
-            username,
-            "demo-pass",
-            device,
-        )
-        .await;
-        Device::connect(self.addr, &token, device).await
-    }
-
-    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .get(format!("http://{}{path}", self.addr))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .post(format!("http://{}{path}", self.addr))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-}
+use test_support::{Device, EDIT_TIME, Served};
 
 /// A phone of cadre01 with a new diary holding one petition, synced.
-async fn phone_with_petition(
-    running: &Running,
-    rng: &mut StdRng,
-) -> (Device, DocumentId, RecordId) {
+async fn phone_with_petition(running: &Served, rng: &mut StdRng) -> (Device, DocumentId, RecordId) {
     let mut phone = running.device("cadre01", "phone").await;
     let (doc, visit) = phone.create_diary(rng);
     let petition = phone.add_petition(&doc, rng, Some(visit));
@@ -161,7 +61,7 @@ fn event<'a>(detail: &'a Value, event_type: &str) -> Vec<&'a Value> {
 /// the item stays resolved. A 销号 in the cadre's own name counts no more.
 /// The real supervisor can still sign it off through the API.
 async fn a_forged_sign_off_is_the_cadres_and_not_believed(store: Arc<dyn Store>) {
-    let running = Running::start(store).await;
+    let running = Served::on_store(store, |_| {}).await;
     let mut rng = StdRng::seed_from_u64(91);
     let (mut phone, doc, pid) = phone_with_petition(&running, &mut rng).await;
     write_as(
@@ -213,7 +113,7 @@ async fn a_forged_sign_off_is_the_cadres_and_not_believed(store: Arc<dyn Store>)
         "closed"
     );
 
-    let sup = running.token("sup-town1").await;
+    let sup = running.login("sup-town1", "web").await;
     let (status, detail) = running.get(&sup, &format!("/api/v1/petitions/{pid}")).await;
     assert_eq!(status, 200, "{detail}");
     assert_eq!(detail["petition"]["status"], "resolved", "{detail}");
@@ -289,7 +189,7 @@ async fn assert_rows_match_rebuild(store: &dyn Store, doc: DocumentId, step: &st
 async fn ledger_rows_after_each_write_match_a_rebuild(store: Arc<dyn Store>) {
     use rand::Rng;
     use sync_core::records::visit::VisitUpdate;
-    let running = Running::start(store.clone()).await;
+    let running = Served::on_store(store.clone(), |_| {}).await;
     let mut rng = StdRng::seed_from_u64(93);
     let mut a = running.device("cadre01", "phone-a").await;
     let (doc, _) = a.create_diary(&mut rng);
@@ -300,7 +200,7 @@ async fn ledger_rows_after_each_write_match_a_rebuild(store: Arc<dyn Store>) {
         b.request(doc).await.is_some(),
         "the second phone gets the diary"
     );
-    let sup = running.token("sup-town1").await;
+    let sup = running.login("sup-town1", "web").await;
     for round in 0..5 {
         for (name, phone) in [("a", &mut a), ("b", &mut b)] {
             for _ in 0..rng.random_range(1..4) {
@@ -372,10 +272,10 @@ async fn ledger_rows_after_each_write_match_a_rebuild(store: Arc<dyn Store>) {
 /// A device that reuses the actor the server wrote a supervisor's change
 /// with is refused, and nothing of that change is stored.
 async fn a_device_cannot_write_with_the_servers_actor(store: Arc<dyn Store>) {
-    let running = Running::start(store).await;
+    let running = Served::on_store(store, |_| {}).await;
     let mut rng = StdRng::seed_from_u64(92);
     let (mut phone, doc, pid) = phone_with_petition(&running, &mut rng).await;
-    let sup = running.token("sup-town1").await;
+    let sup = running.login("sup-town1", "web").await;
     let (status, body) = running
         .post(
             &sup,
@@ -427,10 +327,10 @@ async fn a_device_cannot_write_with_the_servers_actor(store: Arc<dyn Store>) {
 /// document's changes) is refused just the same: the rules hold for every
 /// change a document chunk adds, not only for change chunks.
 async fn a_whole_document_cannot_carry_the_servers_actor(store: Arc<dyn Store>) {
-    let running = Running::start(store).await;
+    let running = Served::on_store(store, |_| {}).await;
     let mut rng = StdRng::seed_from_u64(93);
     let (mut phone, doc, pid) = phone_with_petition(&running, &mut rng).await;
-    let sup = running.token("sup-town1").await;
+    let sup = running.login("sup-town1", "web").await;
     let (status, body) = running
         .post(
             &sup,
@@ -502,10 +402,10 @@ async fn a_device_cannot_alter_what_the_server_wrote(store: Arc<dyn Store>) {
     use sync_core::automerge::transaction::Transactable;
     use sync_core::automerge::{Automerge, ObjId, Prop, ROOT, ReadDoc};
 
-    let running = Running::start(store).await;
+    let running = Served::on_store(store, |_| {}).await;
     let mut rng = StdRng::seed_from_u64(94);
     let (mut phone, doc, pid) = phone_with_petition(&running, &mut rng).await;
-    let sup = running.token("sup-town1").await;
+    let sup = running.login("sup-town1", "web").await;
     let (status, body) = running
         .post(
             &sup,
@@ -598,8 +498,8 @@ async fn a_full_diary_takes_no_more_supervision(store: Arc<dyn Store>) {
         .expect("diary");
     let size = stored.snapshot.as_ref().map_or(0, Vec::len)
         + stored.chunks.iter().map(|c| c.data.len()).sum::<usize>();
-    let running = Running::start_with(store.clone(), |c| c.max_document_bytes = size + 1024).await;
-    let sup = running.token("sup-town1").await;
+    let running = Served::on_store(store.clone(), |c| c.max_document_bytes = size + 1024).await;
+    let sup = running.login("sup-town1", "web").await;
     let mut rng = StdRng::seed_from_u64(95);
     // Text that does not compress: 2,000 random CJK characters.
     let note: String = (0..2000)
@@ -640,7 +540,7 @@ async fn a_full_diary_takes_no_more_supervision(store: Arc<dyn Store>) {
 /// Record ids come from phones: when two diaries hold the same petition id
 /// the caller must say which (409 without `document_id`).
 async fn a_petition_id_in_two_diaries_needs_its_document(store: Arc<dyn Store>) {
-    let running = Running::start(store).await;
+    let running = Served::on_store(store, |_| {}).await;
     let mut rng = StdRng::seed_from_u64(96);
     let mut phone = running.device("cadre01", "phone").await;
     let petition = sync_core::fixtures::petition(&mut rng, EDIT_TIME, None);
@@ -656,7 +556,7 @@ async fn a_petition_id_in_two_diaries_needs_its_document(store: Arc<dyn Store>) 
         docs.push(doc);
     }
     phone.sync().await;
-    let sup = running.token("sup-town1").await;
+    let sup = running.login("sup-town1", "web").await;
     let pid = petition.id;
     let (status, body) = running
         .post(
@@ -697,13 +597,13 @@ async fn a_petition_id_in_two_diaries_needs_its_document(store: Arc<dyn Store>) 
 /// Every supervision action, its errors, the audit log, and the person an
 /// item is reassigned or escalated to working on it through the API.
 async fn supervisors_act_and_assignees_work_through_the_api(store: Arc<dyn Store>) {
-    let running = Running::start(store.clone()).await;
+    let running = Served::on_store(store.clone(), |_| {}).await;
     let mut rng = StdRng::seed_from_u64(93);
     let (mut phone, doc, pid) = phone_with_petition(&running, &mut rng).await;
-    let sup = running.token("sup-town1").await;
-    let other_town = running.token("sup-town2").await;
-    let cadre = running.token("cadre01").await;
-    let cadre02 = running.token("cadre02").await;
+    let sup = running.login("sup-town1", "web").await;
+    let other_town = running.login("sup-town2", "web").await;
+    let cadre = running.login("cadre01", "web").await;
+    let cadre02 = running.login("cadre02", "web").await;
     let path = |action: &str| format!("/api/v1/petitions/{pid}/{action}");
 
     // Errors.

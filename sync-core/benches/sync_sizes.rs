@@ -17,25 +17,8 @@ const VISITS: usize = 1000;
 const START: Timestamp = Timestamp(1_767_225_600_000); // 2026-01-01, Beijing
 
 fn diary(rng: &mut ChaCha8Rng) -> DiaryDocument {
-    let mut d = DiaryDocument::create(
-        "cadre01",
-        2026,
-        ActorId::from([1u8; 16]),
-        &Edit::new("cadre01", START),
-    )
-    .expect("create");
-    for i in 0..VISITS {
-        // Roughly three visits a day, with a petition in every fifth.
-        let at = Timestamp(START.0 + i as i64 * 8 * 3_600_000);
-        let e = Edit::new("cadre01", at);
-        let v = fixtures::visit(rng, at, "cadre01");
-        d.add_visit(&e, &v).expect("visit");
-        if i % 5 == 0 {
-            d.add_petition(&e, &fixtures::petition(rng, at, Some(v.id)))
-                .expect("petition");
-        }
-    }
-    d
+    // Roughly three visits a day, with a petition in every fifth.
+    fixtures::diary(rng, "cadre01", ActorId::from([1u8; 16]), VISITS, START)
 }
 
 fn row(name: &str, s: NetworkStats) {

@@ -3,8 +3,10 @@
 //! configuration (the end-to-end suite runs the binary instead).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use server::config::Config;
+use server::store::Store;
 
 /// Password of every demo account.
 pub const DEMO_PASSWORD: &str = "demo-pass";
@@ -47,14 +49,40 @@ impl Served {
                 .expect("seed demo records");
         }
         store.close().await;
+        Self::launch(config, dir, None).await
+    }
+
+    /// Serves the demo organisation from `store` (any backend, e.g. one of
+    /// [`backends!`](crate::backends)), with test defaults changed by
+    /// `adjust`; the configuration's database URL is not used.
+    pub async fn on_store(store: Arc<dyn Store>, adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::for_tests(dir.path(), &[7; 32]);
+        adjust(&mut config);
+        server::seed_demo(store.as_ref(), DEMO_PASSWORD)
+            .await
+            .expect("seed demo");
+        Self::launch(config, dir, Some(store)).await
+    }
+
+    async fn launch(config: Config, dir: tempfile::TempDir, store: Option<Arc<dyn Store>>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(config.clone(), listener, async {
+        let stopped = async {
             let _ = stopped.await;
-        }));
+        };
+        let task = match store {
+            Some(store) => tokio::spawn(server::serve_with_store(
+                config.clone(),
+                store,
+                listener,
+                stopped,
+            )),
+            None => tokio::spawn(server::serve(config.clone(), listener, stopped)),
+        };
         Served {
             addr,
             config,
@@ -104,6 +132,38 @@ impl Served {
     pub async fn device(&self, username: &str, device: &str) -> crate::Device {
         let token = self.login(username, device).await;
         crate::Device::connect(self.addr, &token, device).await
+    }
+
+    /// `GET path` with a bearer token: the status and the JSON body
+    /// (`Null` when the body is not JSON).
+    pub async fn get(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", self.base_url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `POST path` with a bearer token and a JSON body: the status and the
+    /// JSON answer (`Null` when it is not JSON).
+    pub async fn post(
+        &self,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.base_url()))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
     /// Shuts the server down and waits until `serve` has returned.
