@@ -713,18 +713,13 @@ fn a_first_upload_costs_about_the_saved_size() {
     );
 }
 
-/// A v2 sync message puts all its changes in one entry. Those that wait for
-/// a dependency are still told apart from those applied, one by one, so
-/// only they are stored again after the applied ones.
-#[test]
-fn a_waiting_change_inside_a_v2_entry_is_kept_alone() {
-    use automerge::ReadDoc;
-    use automerge::sync::{Message as SyncMessage, MessageVersion};
+/// `n` changes of one actor, each setting `v` at the root, as a phone made
+/// them (raw change chunks), and the phone's document.
+fn counter_changes(actor: u8, n: i64) -> (Automerge, Vec<Vec<u8>>) {
     use automerge::transaction::Transactable;
-
-    let mut phone = Automerge::new().with_actor(ActorId::from([5u8; 16]));
+    let mut phone = Automerge::new().with_actor(ActorId::from([actor; 16]));
     let mut changes = Vec::new();
-    for v in 0..3 {
+    for v in 0..n {
         let mut tx = phone.transaction();
         tx.put(automerge::ROOT, "v", v).expect("put");
         tx.commit();
@@ -736,40 +731,69 @@ fn a_waiting_change_inside_a_v2_entry_is_kept_alone() {
                 .to_vec(),
         );
     }
-    // The first and the third, without the second they depend on.
-    let mut entry = changes[0].clone();
-    entry.extend_from_slice(&changes[2]);
-    let data = SyncMessage {
-        heads: vec![],
-        need: vec![],
-        have: vec![],
-        changes: vec![entry].into(),
-        flags: None,
-        version: MessageVersion::V2,
-    }
-    .encode();
+    (phone, changes)
+}
 
-    let allow = |_: &DocumentId| Access::ReadWrite;
+/// A server connection past the handshake, every document read-write.
+fn joined_server() -> ServerConnection {
     let mut server = ServerConnection::new("s");
     let join = Message::Join {
         sender_id: "c".into(),
         supported_protocol_versions: vec![sync_core::protocol::PROTOCOL_VERSION.into()],
         metadata: None,
     };
-    server.handle(join, &allow).expect("handshake");
+    server
+        .handle(join, &|_: &DocumentId| Access::ReadWrite)
+        .expect("handshake");
+    server
+}
+
+/// Hands `server` a sync message for [`doc_id`] carrying `entries`, and
+/// applies it to `doc`.
+fn apply_entries(
+    server: &mut ServerConnection,
+    doc: &mut Automerge,
+    entries: Vec<Vec<u8>>,
+    version: automerge::sync::MessageVersion,
+) -> sync_core::protocol::SyncApplied {
+    let data = automerge::sync::Message {
+        heads: vec![],
+        need: vec![],
+        have: vec![],
+        changes: entries.into(),
+        flags: None,
+        version,
+    }
+    .encode();
     let sync = Message::Sync {
         document_id: doc_id(),
         sender_id: "c".into(),
         target_id: "s".into(),
         data,
     };
-    let Ok(ServerStep::Sync { message, .. }) = server.handle(sync, &allow) else {
+    let Ok(ServerStep::Sync { message, .. }) =
+        server.handle(sync, &|_: &DocumentId| Access::ReadWrite)
+    else {
         panic!("a sync step");
     };
+    server.apply(&doc_id(), doc, *message).expect("applied")
+}
+
+/// A v2 sync message puts all its changes in one entry. Those that wait for
+/// a dependency are still told apart from those applied, one by one, so
+/// only they are stored again after the applied ones.
+#[test]
+fn a_waiting_change_inside_a_v2_entry_is_kept_alone() {
+    use automerge::ReadDoc;
+    use automerge::sync::MessageVersion;
+
+    let (phone, changes) = counter_changes(5, 3);
+    // The first and the third, without the second they depend on.
+    let mut entry = changes[0].clone();
+    entry.extend_from_slice(&changes[2]);
+    let mut server = joined_server();
     let mut doc = Automerge::new();
-    let applied = server
-        .apply(&doc_id(), &mut doc, *message)
-        .expect("applied");
+    let applied = apply_entries(&mut server, &mut doc, vec![entry], MessageVersion::V2);
     assert_eq!(applied.changes_added, 1);
     assert_eq!(
         applied.waiting,
@@ -799,56 +823,11 @@ fn a_waiting_change_inside_a_v2_entry_is_kept_alone() {
 /// whose changes wait, leaves the document to say what was added.
 #[test]
 fn the_changes_a_message_added_come_from_its_own_bytes() {
-    use automerge::sync::{Message as SyncMessage, MessageVersion};
-    use automerge::transaction::Transactable;
-
-    let mut phone = Automerge::new().with_actor(ActorId::from([6u8; 16]));
-    let mut changes = Vec::new();
-    for v in 0..4 {
-        let mut tx = phone.transaction();
-        tx.put(automerge::ROOT, "v", v).expect("put");
-        tx.commit();
-        changes.push(
-            phone
-                .get_last_local_change()
-                .expect("change")
-                .raw_bytes()
-                .to_vec(),
-        );
-    }
-    let allow = |_: &DocumentId| Access::ReadWrite;
-    let mut server = ServerConnection::new("s");
-    server
-        .handle(
-            Message::Join {
-                sender_id: "c".into(),
-                supported_protocol_versions: vec![sync_core::protocol::PROTOCOL_VERSION.into()],
-                metadata: None,
-            },
-            &allow,
-        )
-        .expect("handshake");
+    let (phone, changes) = counter_changes(6, 4);
+    let mut server = joined_server();
     let mut doc = Automerge::new();
     let apply = |server: &mut ServerConnection, doc: &mut Automerge, carried: Vec<Vec<u8>>| {
-        let data = SyncMessage {
-            heads: vec![],
-            need: vec![],
-            have: vec![],
-            changes: carried.into(),
-            flags: None,
-            version: MessageVersion::V1,
-        }
-        .encode();
-        let sync = Message::Sync {
-            document_id: doc_id(),
-            sender_id: "c".into(),
-            target_id: "s".into(),
-            data,
-        };
-        let Ok(ServerStep::Sync { message, .. }) = server.handle(sync, &allow) else {
-            panic!("a sync step");
-        };
-        server.apply(&doc_id(), doc, *message).expect("applied")
+        apply_entries(server, doc, carried, automerge::sync::MessageVersion::V1)
     };
 
     // Onto an empty document: the stored chunk is the compacted document.

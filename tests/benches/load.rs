@@ -351,18 +351,6 @@ fn outcome<T>(joined: Result<Result<T, String>, tokio::task::JoinError>) -> Resu
     }
 }
 
-/// The server's user + system CPU time so far.
-fn server_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("server stat");
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    // Linux reports these in 1/100 s whatever the kernel's own tick.
-    Duration::from_millis(ticks * 10)
-}
-
 /// A `kB` line of `/proc/<pid>/status`, in bytes.
 fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -475,7 +463,7 @@ async fn main() -> ExitCode {
     // Peak RSS from here on: writing 5 to clear_refs resets VmHWM.
     let rss_reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
     let rss_before = status_kb(pid, "VmRSS:").unwrap_or(0);
-    let cpu_before = server_cpu(pid);
+    let cpu_before = e2e_tests::cpu_time(pid);
     let storm_started = Instant::now();
     let begin = tokio::time::Instant::now();
     let mut storm_tasks = Vec::with_capacity(count);
@@ -494,7 +482,7 @@ async fn main() -> ExitCode {
         }
     }
     let storm_wall = storm_started.elapsed();
-    let storm_cpu = server_cpu(pid) - cpu_before;
+    let storm_cpu = e2e_tests::cpu_time(pid) - cpu_before;
     let peak_rss = status_kb(pid, "VmHWM:").unwrap_or(0);
 
     // Check: the server holds every visit each phone holds.

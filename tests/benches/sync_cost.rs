@@ -25,21 +25,6 @@ use fixtures::{petition, visit};
 /// "+1 visit" syncs measured per diary size.
 const ROUNDS: usize = 30;
 
-/// The server's user + system CPU time so far.
-fn server_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("server stat");
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    Duration::from_micros(ticks * 1_000_000 / USER_HZ)
-}
-
-/// The unit of `/proc/<pid>/stat` times: Linux reports them in 1/100 s
-/// whatever the kernel's own tick.
-const USER_HZ: u64 = 100;
-
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -97,15 +82,15 @@ async fn measure(server: &ServerProcess, username: &str, visits: usize) -> Row {
             .expect("raise petition");
     }
     let pid = server.pid();
-    let (cpu, t) = (server_cpu(pid), Instant::now());
+    let (cpu, t) = (e2e_tests::cpu_time(pid), Instant::now());
     let upload = client.sync_now(600_000).await;
-    let (upload_wall, upload_cpu) = (t.elapsed(), server_cpu(pid) - cpu);
+    let (upload_wall, upload_cpu) = (t.elapsed(), e2e_tests::cpu_time(pid) - cpu);
     assert!(upload.error.is_none(), "{upload:?}");
     assert_eq!(upload.changes_pending, 0);
 
     let mut walls = Vec::with_capacity(ROUNDS);
     let mut one = None;
-    let cpu = server_cpu(pid);
+    let cpu = e2e_tests::cpu_time(pid);
     for _ in 0..ROUNDS {
         client
             .add_visit(visit(&mut rng, now_ms))
@@ -117,11 +102,11 @@ async fn measure(server: &ServerProcess, username: &str, visits: usize) -> Row {
         assert_eq!(report.changes_pending, 0);
         one = Some(report);
     }
-    let one_cpu = (server_cpu(pid) - cpu) / ROUNDS as u32;
+    let one_cpu = (e2e_tests::cpu_time(pid) - cpu) / ROUNDS as u32;
 
     let mut idle_walls = Vec::with_capacity(ROUNDS);
     let mut idle = None;
-    let cpu = server_cpu(pid);
+    let cpu = e2e_tests::cpu_time(pid);
     for _ in 0..ROUNDS {
         let t = Instant::now();
         let report = client.sync_now(60_000).await;
@@ -129,7 +114,7 @@ async fn measure(server: &ServerProcess, username: &str, visits: usize) -> Row {
         assert!(report.error.is_none(), "{report:?}");
         idle = Some(report);
     }
-    let idle_cpu = (server_cpu(pid) - cpu) / ROUNDS as u32;
+    let idle_cpu = (e2e_tests::cpu_time(pid) - cpu) / ROUNDS as u32;
     Row {
         visits,
         upload,

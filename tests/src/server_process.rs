@@ -328,3 +328,16 @@ fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
     }
     newest
 }
+
+/// A process's user + system CPU time so far, from `/proc/<pid>/stat`
+/// (Linux reports it in 1/100 s whatever the kernel's own tick): what the
+/// benchmarks charge to the server.
+pub fn cpu_time(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    std::time::Duration::from_millis(ticks * 10)
+}
