@@ -35,9 +35,13 @@ for target in protocol_message sync_payload; do
     work="$(mktemp -d)"
     cp -r "corpus/$target/." "$work/"
     echo "== $target: ${seconds} s from $(ls "$work" | wc -l) corpus inputs"
+    # The fuzzer's own status, not the filter's: `|| true` after the pipe
+    # would reset PIPESTATUS and hide a crash.
+    set +e
     fuzz run "$target" "$work" -- -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
-        | grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done)|panicked|ERROR|SUMMARY' || true
+        | grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done)|panicked|ERROR|SUMMARY'
     status=${PIPESTATUS[0]}
+    set -e
     rm -rf "$work"
     if [ "$status" -ne 0 ]; then
         echo "fuzz target $target failed; see sync-core/fuzz/artifacts/$target" >&2
