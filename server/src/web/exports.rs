@@ -2,18 +2,19 @@
 //! `/lists/export.{xlsx,csv}`, `/stats/export.{xlsx,csv}`, the API's export
 //! handlers under the session's user (same masking, same audit row).
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
 use axum::response::Response;
 use serde::de::DeserializeOwned;
 
 use super::layout::PageError;
-use super::session::PageUser;
+use super::session::{NoSession, PageUser};
 use crate::app::AppState;
 use crate::error::AppError;
+use crate::exports::{Cell, Column, XlsxPart, XlsxWriter, col};
 use crate::extract::{ApiQuery, ClientAddr};
-use crate::routes::v1::exports as api;
-use crate::routes::v1::lists::ListsParams;
-use crate::routes::v1::stats::StatsParams;
+use crate::routes::v1::exports::{self as api, ExportRequest};
+use crate::routes::v1::ledger::LedgerParams;
 
 /// The query without empty values (what the filter forms leave), parsed.
 fn params<T: DeserializeOwned>(raw: &Option<String>) -> Result<(Option<String>, T), PageError> {
@@ -33,80 +34,93 @@ fn params<T: DeserializeOwned>(raw: &Option<String>) -> Result<(Option<String>, 
     Ok(((!clean.is_empty()).then_some(clean), parsed))
 }
 
-/// `GET /ledger/export.xlsx`.
-pub async fn ledger_xlsx(
-    State(state): State<AppState>,
+/// What an export button's request carries, extracted in this order: the
+/// session's user, their address, the query as sent.
+#[derive(Debug)]
+pub struct PageExport {
+    state: AppState,
     user: PageUser,
     addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, PageError> {
-    let filters = super::ledger::Filters::parse(raw.as_deref())?;
-    let p = filters.params()?;
-    Ok(api::ledger_xlsx(State(state), user.user, addr, RawQuery(raw), ApiQuery(p)).await?)
+    raw: Option<String>,
+}
+
+impl FromRequestParts<AppState> for PageExport {
+    type Rejection = NoSession;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, NoSession> {
+        let user = PageUser::from_request_parts(parts, state).await?;
+        let Ok(addr) = ClientAddr::from_request_parts(parts, state).await;
+        let Ok(RawQuery(raw)) = RawQuery::from_request_parts(parts, state).await;
+        Ok(PageExport {
+            state: state.clone(),
+            user,
+            addr,
+            raw,
+        })
+    }
+}
+
+impl PageExport {
+    /// The API's request for `params`, its audit row holding `raw`.
+    fn request<P>(self, raw: Option<String>, params: P) -> ExportRequest<P> {
+        ExportRequest {
+            state: self.state,
+            caller: self.user.user,
+            addr: self.addr,
+            raw,
+            params,
+        }
+    }
+
+    /// The API's request for the query without its empty values, which is
+    /// also what the audit row holds.
+    fn cleaned<P: DeserializeOwned>(self) -> Result<ExportRequest<P>, PageError> {
+        let (raw, params) = params::<P>(&self.raw)?;
+        Ok(self.request(raw, params))
+    }
+
+    /// The API's request for the ledger page's filters; the audit row holds
+    /// the query as sent.
+    fn ledger(mut self) -> Result<ExportRequest<LedgerParams>, PageError> {
+        let params = super::ledger::Filters::parse(self.raw.as_deref())?.params()?;
+        let raw = self.raw.take();
+        Ok(self.request(raw, params))
+    }
+}
+
+/// `GET /ledger/export.xlsx`.
+pub async fn ledger_xlsx(page: PageExport) -> Result<Response, PageError> {
+    Ok(api::ledger_xlsx(page.ledger()?).await?)
 }
 
 /// `GET /ledger/export.csv`.
-pub async fn ledger_csv(
-    State(state): State<AppState>,
-    user: PageUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, PageError> {
-    let filters = super::ledger::Filters::parse(raw.as_deref())?;
-    let p = filters.params()?;
-    Ok(api::ledger_csv(State(state), user.user, addr, RawQuery(raw), ApiQuery(p)).await?)
+pub async fn ledger_csv(page: PageExport) -> Result<Response, PageError> {
+    Ok(api::ledger_csv(page.ledger()?).await?)
 }
 
 /// `GET /lists/export.xlsx`.
-pub async fn lists_xlsx(
-    State(state): State<AppState>,
-    user: PageUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, PageError> {
-    let (raw, p) = params::<ListsParams>(&raw)?;
-    Ok(api::lists_xlsx(State(state), user.user, addr, RawQuery(raw), ApiQuery(p)).await?)
+pub async fn lists_xlsx(page: PageExport) -> Result<Response, PageError> {
+    Ok(api::lists_xlsx(page.cleaned()?).await?)
 }
 
 /// `GET /lists/export.csv`.
-pub async fn lists_csv(
-    State(state): State<AppState>,
-    user: PageUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, PageError> {
-    let (raw, p) = params::<ListsParams>(&raw)?;
-    Ok(api::lists_csv(State(state), user.user, addr, RawQuery(raw), ApiQuery(p)).await?)
+pub async fn lists_csv(page: PageExport) -> Result<Response, PageError> {
+    Ok(api::lists_csv(page.cleaned()?).await?)
 }
 
 /// `GET /stats/export.xlsx`.
-pub async fn stats_xlsx(
-    State(state): State<AppState>,
-    user: PageUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, PageError> {
-    let (raw, p) = params::<StatsParams>(&raw)?;
-    Ok(api::stats_xlsx(State(state), user.user, addr, RawQuery(raw), ApiQuery(p)).await?)
+pub async fn stats_xlsx(page: PageExport) -> Result<Response, PageError> {
+    Ok(api::stats_xlsx(page.cleaned()?).await?)
 }
 
 /// `GET /stats/export.csv`.
-pub async fn stats_csv(
-    State(state): State<AppState>,
-    user: PageUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, PageError> {
-    let (raw, p) = params::<StatsParams>(&raw)?;
-    Ok(api::stats_csv(State(state), user.user, addr, RawQuery(raw), ApiQuery(p)).await?)
+pub async fn stats_csv(page: PageExport) -> Result<Response, PageError> {
+    Ok(api::stats_csv(page.cleaned()?).await?)
 }
 
 // ----- the devices table (a page-only export: the API has none) -----
 
-const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
-
-fn device_columns() -> Vec<crate::exports::Column> {
-    use crate::exports::col;
+fn device_columns() -> Vec<Column> {
     vec![
         col("干部", 10.0),
         col("用户名", 12.0),
@@ -119,62 +133,48 @@ fn device_columns() -> Vec<crate::exports::Column> {
 }
 
 /// The devices table's rows, from `GET /api/v1/devices`'s handler, with an
-/// audit row written first like every export.
+/// audit row written first (into `file`) like every export.
 async fn device_rows(
-    state: &AppState,
-    user: &PageUser,
-    addr: &ClientAddr,
-    raw: &Option<String>,
+    req: &ExportRequest<DevicesQuery>,
     file: &str,
-) -> Result<Vec<Vec<crate::exports::Cell>>, PageError> {
-    use crate::exports::Cell;
+) -> Result<Vec<Vec<Cell>>, PageError> {
     use crate::routes::v1::devices::DevicesParams;
-    let (raw, p) = params::<DevicesQuery>(raw)?;
     let answer = crate::routes::v1::devices::list(
-        State(state.clone()),
-        user.user.clone(),
+        State(req.state.clone()),
+        req.caller.clone(),
         ApiQuery(DevicesParams {
-            unit: p.unit,
+            unit: req.params.unit.clone(),
             cadre: None,
         }),
     )
     .await?
     .0;
-    state
-        .store
-        .append_audit(crate::store::NewAuditEntry {
-            at: chrono::Utc::now(),
-            user_id: Some(user.user.user_id),
-            action: "export.devices".to_owned(),
-            target: file.to_owned(),
-            detail: raw.unwrap_or_default(),
-            remote_addr: addr.0.clone(),
-        })
-        .await?;
+    req.audit("devices", file).await?;
     let now = chrono::Utc::now();
     let mut rows = Vec::new();
     for u in answer.users {
+        let who = [
+            Cell::from(u.name.clone()),
+            Cell::from(u.username.clone()),
+            Cell::from(u.unit_code.clone()),
+        ];
         if u.devices.is_empty() {
-            rows.push(vec![
-                Cell::from(u.name.clone()),
-                Cell::from(u.username.clone()),
-                Cell::from(u.unit_code.clone()),
+            let never = [
                 Cell::from("从未同步"),
                 Cell::Empty,
                 Cell::Empty,
                 Cell::Empty,
-            ]);
+            ];
+            rows.push(who.iter().cloned().chain(never).collect());
         }
         for d in &u.devices {
-            rows.push(vec![
-                Cell::from(u.name.clone()),
-                Cell::from(u.username.clone()),
-                Cell::from(u.unit_code.clone()),
+            let device = [
                 Cell::from(d.device_id.clone()),
                 Cell::from(super::layout::china_time(&d.last_sync)),
                 Cell::Int(d.documents),
                 Cell::Int((now - d.last_sync).num_days()),
-            ]);
+            ];
+            rows.push(who.iter().cloned().chain(device).collect());
         }
     }
     Ok(rows)
@@ -187,55 +187,19 @@ struct DevicesQuery {
     unit: Option<String>,
 }
 
-fn download(content_type: &str, ascii: &str, name: &str, body: Vec<u8>) -> Response {
-    use axum::http::header;
-    use axum::response::IntoResponse;
-    (
-        [
-            (header::CONTENT_TYPE, content_type.to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                crate::exports::content_disposition(ascii, name),
-            ),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
-        ],
-        body,
-    )
-        .into_response()
-}
-
 /// `GET /devices/export.csv`.
-pub async fn devices_csv(
-    State(state): State<AppState>,
-    user: PageUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, PageError> {
-    let rows = device_rows(&state, &user, &addr, &raw, "devices.csv").await?;
-    let text = format!(
-        "{}{}{}",
-        crate::exports::BOM,
-        crate::exports::csv_header(&device_columns()),
-        crate::exports::csv_rows(&rows)
-    );
-    Ok(download(
-        "text/csv; charset=utf-8",
-        "devices.csv",
-        "设备同步情况.csv",
-        text.into_bytes(),
-    ))
+pub async fn devices_csv(page: PageExport) -> Result<Response, PageError> {
+    let req = page.cleaned()?;
+    let rows = device_rows(&req, "devices.csv").await?;
+    let (ascii, name) = ("devices.csv", "设备同步情况.csv");
+    Ok(api::csv_download(&device_columns(), &rows, ascii, name))
 }
 
 /// `GET /devices/export.xlsx`.
-pub async fn devices_xlsx(
-    State(state): State<AppState>,
-    user: PageUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, PageError> {
-    use crate::exports::{XlsxPart, XlsxWriter};
+pub async fn devices_xlsx(page: PageExport) -> Result<Response, PageError> {
     use std::io::{Read, Seek};
-    let rows = device_rows(&state, &user, &addr, &raw, "devices.xlsx").await?;
+    let req = page.cleaned()?;
+    let rows = device_rows(&req, "devices.xlsx").await?;
     let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let mut writer = XlsxWriter::new();
         writer
@@ -256,5 +220,11 @@ pub async fn devices_xlsx(
     .await
     .map_err(AppError::internal)?
     .map_err(AppError::internal)?;
-    Ok(download(XLSX, "devices.xlsx", "设备同步情况.xlsx", bytes))
+    let body = axum::body::Body::from(bytes);
+    Ok(api::download(
+        api::XLSX,
+        "devices.xlsx",
+        "设备同步情况.xlsx",
+        body,
+    ))
 }

@@ -12,16 +12,22 @@
 //!   answers to the six questions (六问), same filters as
 //!   `GET /api/v1/visits`.
 //!
-//! Rows are read a page at a time ([`PAGE_ROWS`]); see [`crate::exports`]
-//! for how memory stays bounded. Every export writes an audit row first
-//! (who, what, the query, from where); if that fails, there is no export.
+//! Each handler states only what its export holds: the [`Sheet`]s (a name,
+//! the columns, where the rows come from) and the file's name. One writer
+//! loop per format ([`ExportRequest::xlsx`], [`ExportRequest::csv`]) reads
+//! every sheet's rows a page at a time ([`PAGE_ROWS`]); see
+//! [`crate::exports`] for how memory stays bounded. Every export writes an
+//! audit row first (who, what, the query, from where); if that fails, there
+//! is no export.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequestParts, RawQuery};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures_util::stream;
+use serde::de::DeserializeOwned;
 use sync_core::records::visit::SixQuestions;
 use tokio::io::AsyncReadExt;
 
@@ -37,155 +43,240 @@ use crate::ledger::LedgerQuery;
 use crate::ledger::report::RecordQuery;
 use crate::personal::Viewer;
 use crate::routes::v1::ledger::{LedgerEntry, LedgerParams, entry, ledger_query};
-use crate::routes::v1::lists::{ListKind, ListsParams};
+use crate::routes::v1::lists::{self, ListKind, ListsParams, ListsRequest};
 use crate::routes::v1::stats::{StatsParams, gather, stats_period};
 use crate::routes::v1::visits::{VisitEntry, VisitsParams, visit_entry, visits_query};
 use crate::scope::{Scope, china_midnight};
 use crate::stats::{Breakdown, CadreStats, Stats, UnitStats};
 use crate::store::NewAuditEntry;
 
-const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+/// The content type of an XLSX download.
+pub(crate) const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 const CSV: &str = "text/csv; charset=utf-8";
 
-/// The 台账 columns.
-pub const LEDGER_COLUMNS: &[Column] = &[
-    col("序号", 6.0),
-    col("单位", 10.0),
-    col("登记人", 8.0),
-    col("诉求人", 8.0),
-    col("联系电话", 14.0),
-    col("诉求事项", 40.0),
-    col("分类", 10.0),
-    col("层级", 10.0),
-    col("责任人", 10.0),
-    col("办结时限", 12.0),
-    col("办理情况", 10.0),
-    col("是否超期", 8.0),
-    col("反馈情况", 30.0),
-    col("满意度", 8.0),
-    col("登记日期", 12.0),
-    col("办结日期", 12.0),
-];
-
-fn china_day(t: DateTime<Utc>) -> String {
-    (t + chrono::Duration::hours(8))
-        .format("%Y-%m-%d")
-        .to_string()
+/// What every export request carries. Extracted in this order (the caller,
+/// their address, the query as sent, the query parsed), so a request with
+/// several faults is answered about the first.
+#[derive(Debug)]
+pub struct ExportRequest<P> {
+    /// The application.
+    pub state: AppState,
+    /// Who asks.
+    pub caller: AuthUser,
+    /// From where.
+    pub addr: ClientAddr,
+    /// The query string as sent: the audit row's detail.
+    pub raw: Option<String>,
+    /// The query string parsed.
+    pub params: P,
 }
 
-fn ledger_row(n: i64, e: LedgerEntry) -> Vec<Cell> {
-    vec![
-        Cell::Int(n),
-        e.unit_name.into(),
-        e.owner_name.into(),
-        e.applicant_name.into(),
-        e.applicant_phone.into(),
-        e.matter.into(),
-        e.category_zh.into(),
-        e.level_zh.into(),
-        e.responsible.into(),
-        e.deadline.into(),
-        e.status_zh.into(),
-        Cell::from(if e.overdue { "是" } else { "否" }),
-        e.feedback.into(),
-        e.satisfaction_zh.into(),
-        china_day(e.created_at).into(),
-        e.resolved_at.map(china_day).into(),
-    ]
+impl<P: DeserializeOwned + Send> FromRequestParts<AppState> for ExportRequest<P> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let caller = AuthUser::from_request_parts(parts, state).await?;
+        let Ok(addr) = ClientAddr::from_request_parts(parts, state).await;
+        let Ok(RawQuery(raw)) = RawQuery::from_request_parts(parts, state).await;
+        let ApiQuery(params) = ApiQuery::<P>::from_request_parts(parts, state).await?;
+        Ok(ExportRequest {
+            state: state.clone(),
+            caller,
+            addr,
+            raw,
+            params,
+        })
+    }
 }
 
-/// The rows of one page of the ledger `query` at `offset`, numbered from
-/// `offset + 1`, and whether another page may follow.
-async fn ledger_page(
-    state: &AppState,
-    query: &LedgerQuery,
-    viewer: &Viewer,
+impl<P> ExportRequest<P> {
+    /// Writes the audit row of an export of `what` (`export.{what}`) into
+    /// `file`.
+    pub(crate) async fn audit(&self, what: &str, file: &str) -> Result<(), AppError> {
+        self.state
+            .store
+            .append_audit(NewAuditEntry {
+                at: Utc::now(),
+                user_id: Some(self.caller.user_id),
+                action: format!("export.{what}"),
+                target: file.to_owned(),
+                detail: self.raw.clone().unwrap_or_default(),
+                remote_addr: self.addr.0.clone(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// `sheets` as an XLSX workbook, downloaded as `ascii` (fallback) and
+    /// `name`.
+    async fn xlsx(
+        &self,
+        sheets: Vec<Sheet>,
+        ascii: &str,
+        name: &str,
+    ) -> Result<Response, AppError> {
+        let viewer = Viewer::of(&self.caller);
+        let job = XlsxJob::start();
+        for mut sheet in sheets {
+            job.sheet(sheet.name, sheet.columns.clone()).await?;
+            while let Some(rows) = sheet.next_page(&self.state, &viewer).await? {
+                job.send(XlsxPart::Rows(rows)).await?;
+            }
+        }
+        job.finish(ascii, name).await
+    }
+
+    /// `sheets` as one CSV table under the first sheet's columns (the
+    /// sheets' are alike), streamed as it is read and downloaded as `ascii`
+    /// (fallback) and `name`. With `sheet_column`, a first column names each
+    /// row's sheet. A failure after the first bytes is logged as the export
+    /// of `what`, and the body ends in an error.
+    fn csv(
+        self,
+        what: &'static str,
+        sheet_column: Option<Column>,
+        sheets: Vec<Sheet>,
+        ascii: &str,
+        name: &str,
+    ) -> Response {
+        let viewer = Viewer::of(&self.caller);
+        let state = self.state;
+        let first = sheets.first().map(|s| s.columns.clone());
+        let columns: Vec<Column> = sheet_column
+            .into_iter()
+            .chain(first.into_iter().flatten())
+            .collect();
+        let head = format!("{BOM}{}", csv_header(&columns));
+        let (tx, body) = csv_channel();
+        tokio::spawn(async move {
+            if tx.send(Ok(Bytes::from(head))).await.is_err() {
+                return;
+            }
+            for mut sheet in sheets {
+                let prefix: Vec<Cell> = sheet_column
+                    .map(|_| Cell::from(sheet.name))
+                    .into_iter()
+                    .collect();
+                loop {
+                    let rows = match sheet.next_page(&state, &viewer).await {
+                        Ok(Some(rows)) => rows,
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::error!(error = %crate::error::error_chain(&e), "{what} CSV export failed");
+                            let _ = tx.send(Err(std::io::Error::other("export failed"))).await;
+                            return;
+                        }
+                    };
+                    let rows: Vec<Vec<Cell>> = rows
+                        .into_iter()
+                        .map(|row| prefix.iter().cloned().chain(row).collect())
+                        .collect();
+                    if tx.send(Ok(Bytes::from(csv_rows(&rows)))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        download(CSV, ascii, name, body)
+    }
+}
+
+/// One sheet of an export (in a CSV, one part of the one table).
+struct Sheet {
+    name: &'static str,
+    columns: Vec<Column>,
+    rows: Rows,
+    /// Where the next page starts; `None` once the last was read.
+    next: Option<i64>,
+}
+
+/// Where a sheet's rows come from.
+enum Rows {
+    /// Rows at hand: one page.
+    Ready(Vec<Vec<Cell>>),
+    /// The ledger rows a query finds, numbered.
+    Ledger(LedgerQuery),
+    /// The visits a query finds, numbered.
+    Visits(RecordQuery),
+}
+
+impl Sheet {
+    fn new(name: &'static str, columns: Vec<Column>, rows: Rows) -> Self {
+        Sheet {
+            name,
+            columns,
+            rows,
+            next: Some(0),
+        }
+    }
+
+    /// A sheet of the ledger rows `query` finds.
+    fn ledger(name: &'static str, query: LedgerQuery) -> Self {
+        Sheet::new(name, LEDGER_COLUMNS.to_vec(), Rows::Ledger(query))
+    }
+
+    /// The next page of rows, numbered on from the last page; `None` after
+    /// the last page (which may be empty).
+    async fn next_page(
+        &mut self,
+        state: &AppState,
+        viewer: &Viewer,
+    ) -> Result<Option<Vec<Vec<Cell>>>, AppError> {
+        let Some(offset) = self.next else {
+            return Ok(None);
+        };
+        let (rows, more) = match &mut self.rows {
+            Rows::Ready(rows) => (std::mem::take(rows), false),
+            Rows::Ledger(query) => {
+                let q = LedgerQuery {
+                    limit: PAGE_ROWS,
+                    offset,
+                    without_total: true,
+                    ..query.clone()
+                };
+                let items = state.store.query_ledger(&q).await?.items;
+                numbered(items, offset, |n, item| ledger_row(n, entry(item, viewer)))
+            }
+            Rows::Visits(query) => {
+                let q = RecordQuery {
+                    limit: PAGE_ROWS,
+                    offset,
+                    ..query.clone()
+                };
+                let (items, _) = state.store.query_visits(&q).await?;
+                numbered(items, offset, |n, item| {
+                    visit_row(n, visit_entry(item, viewer))
+                })
+            }
+        };
+        self.next = more.then(|| offset + i64::try_from(rows.len()).unwrap_or(0));
+        Ok(Some(rows))
+    }
+}
+
+/// One page of `items` as rows numbered from `offset + 1`, and whether
+/// another page may follow (this one is full).
+fn numbered<T>(
+    items: Vec<T>,
     offset: i64,
-) -> Result<(Vec<Vec<Cell>>, bool), AppError> {
-    let q = LedgerQuery {
-        limit: PAGE_ROWS,
-        offset,
-        without_total: true,
-        ..query.clone()
-    };
-    let found = state.store.query_ledger(&q).await?;
-    let more = i64::try_from(found.items.len()).unwrap_or(i64::MAX) == PAGE_ROWS;
-    let rows = found
-        .items
+    row: impl Fn(i64, T) -> Vec<Cell>,
+) -> (Vec<Vec<Cell>>, bool) {
+    let more = i64::try_from(items.len()).unwrap_or(i64::MAX) == PAGE_ROWS;
+    let rows = items
         .into_iter()
         .zip(offset + 1..)
-        .map(|(item, n)| ledger_row(n, entry(item, viewer)))
+        .map(|(item, n)| row(n, item))
         .collect();
-    Ok((rows, more))
+    (rows, more)
 }
 
-/// Sends every page of the ledger `query` to the XLSX job.
-async fn ledger_to_xlsx(
-    state: &AppState,
-    query: &LedgerQuery,
-    viewer: &Viewer,
-    job: &XlsxJob,
-) -> Result<(), AppError> {
-    let mut offset = 0;
-    loop {
-        let (rows, more) = ledger_page(state, query, viewer, offset).await?;
-        offset += i64::try_from(rows.len()).unwrap_or(0);
-        job.send(XlsxPart::Rows(rows)).await?;
-        if !more {
-            return Ok(());
-        }
-    }
-}
-
-/// Sends every page of the ledger `query` as CSV to `tx`, each row after
-/// `prefix`; `false` if the client went away.
-async fn ledger_to_csv(
-    state: &AppState,
-    query: &LedgerQuery,
-    viewer: &Viewer,
-    prefix: &[Cell],
-    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-) -> Result<bool, AppError> {
-    let mut offset = 0;
-    loop {
-        let (rows, more) = ledger_page(state, query, viewer, offset).await?;
-        offset += i64::try_from(rows.len()).unwrap_or(0);
-        let rows: Vec<Vec<Cell>> = rows
-            .into_iter()
-            .map(|row| prefix.iter().cloned().chain(row).collect())
-            .collect();
-        if tx.send(Ok(Bytes::from(csv_rows(&rows)))).await.is_err() {
-            return Ok(false);
-        }
-        if !more {
-            return Ok(true);
-        }
-    }
-}
-
-async fn audit(
-    state: &AppState,
-    caller: &AuthUser,
-    addr: &ClientAddr,
-    what: &str,
-    file: &str,
-    query: Option<String>,
-) -> Result<(), AppError> {
-    state
-        .store
-        .append_audit(NewAuditEntry {
-            at: Utc::now(),
-            user_id: Some(caller.user_id),
-            action: format!("export.{what}"),
-            target: file.to_owned(),
-            detail: query.unwrap_or_default(),
-            remote_addr: addr.0.clone(),
-        })
-        .await?;
-    Ok(())
-}
-
-fn download(content_type: &'static str, ascii: &str, name: &str, body: Body) -> Response {
+/// A download named `ascii` (fallback) and `name`, never cached.
+pub(crate) fn download(
+    content_type: &'static str,
+    ascii: &str,
+    name: &str,
+    body: Body,
+) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type.to_owned()),
@@ -198,6 +289,18 @@ fn download(content_type: &'static str, ascii: &str, name: &str, body: Body) -> 
         body,
     )
         .into_response()
+}
+
+/// `rows` under `columns` as a CSV download, written at once (for tables
+/// already in memory).
+pub(crate) fn csv_download(
+    columns: &[Column],
+    rows: &[Vec<Cell>],
+    ascii: &str,
+    name: &str,
+) -> Response {
+    let text = format!("{BOM}{}{}", csv_header(columns), csv_rows(rows));
+    download(CSV, ascii, name, Body::from(text))
 }
 
 /// An XLSX export under way: a writer on a blocking thread, fed through a
@@ -273,6 +376,53 @@ fn file_body(file: tokio::fs::File) -> Body {
 
 // ----- the ledger -----
 
+/// The 台账 columns.
+pub const LEDGER_COLUMNS: &[Column] = &[
+    col("序号", 6.0),
+    col("单位", 10.0),
+    col("登记人", 8.0),
+    col("诉求人", 8.0),
+    col("联系电话", 14.0),
+    col("诉求事项", 40.0),
+    col("分类", 10.0),
+    col("层级", 10.0),
+    col("责任人", 10.0),
+    col("办结时限", 12.0),
+    col("办理情况", 10.0),
+    col("是否超期", 8.0),
+    col("反馈情况", 30.0),
+    col("满意度", 8.0),
+    col("登记日期", 12.0),
+    col("办结日期", 12.0),
+];
+
+fn china_day(t: DateTime<Utc>) -> String {
+    (t + chrono::Duration::hours(8))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn ledger_row(n: i64, e: LedgerEntry) -> Vec<Cell> {
+    vec![
+        Cell::Int(n),
+        e.unit_name.into(),
+        e.owner_name.into(),
+        e.applicant_name.into(),
+        e.applicant_phone.into(),
+        e.matter.into(),
+        e.category_zh.into(),
+        e.level_zh.into(),
+        e.responsible.into(),
+        e.deadline.into(),
+        e.status_zh.into(),
+        Cell::from(if e.overdue { "是" } else { "否" }),
+        e.feedback.into(),
+        e.satisfaction_zh.into(),
+        china_day(e.created_at).into(),
+        e.resolved_at.map(china_day).into(),
+    ]
+}
+
 /// `GET /api/v1/ledger/export.xlsx`.
 #[utoipa::path(
     get,
@@ -282,20 +432,11 @@ fn file_body(file: tokio::fs::File) -> Body {
     responses((status = 200, description = "The ledger (台账) as XLSX", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
     security(("bearer" = []))
 )]
-pub async fn ledger_xlsx(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-    ApiQuery(params): ApiQuery<LedgerParams>,
-) -> Result<Response, AppError> {
-    let query = ledger_query(&state, &caller, &params).await?;
-    audit(&state, &caller, &addr, "ledger", "ledger.xlsx", raw).await?;
-    let viewer = Viewer::of(&caller);
-    let job = XlsxJob::start();
-    job.sheet("台账", LEDGER_COLUMNS.to_vec()).await?;
-    ledger_to_xlsx(&state, &query, &viewer, &job).await?;
-    job.finish("ledger.xlsx", "台账.xlsx").await
+pub async fn ledger_xlsx(req: ExportRequest<LedgerParams>) -> Result<Response, AppError> {
+    let query = ledger_query(&req.state, &req.caller, &req.params).await?;
+    req.audit("ledger", "ledger.xlsx").await?;
+    let sheets = vec![Sheet::ledger("台账", query)];
+    req.xlsx(sheets, "ledger.xlsx", "台账.xlsx").await
 }
 
 /// `GET /api/v1/ledger/export.csv`: streamed as it is read.
@@ -307,28 +448,11 @@ pub async fn ledger_xlsx(
     responses((status = 200, description = "The ledger (台账) as CSV, UTF-8 with BOM", content_type = "text/csv", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
     security(("bearer" = []))
 )]
-pub async fn ledger_csv(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-    ApiQuery(params): ApiQuery<LedgerParams>,
-) -> Result<Response, AppError> {
-    let query = ledger_query(&state, &caller, &params).await?;
-    audit(&state, &caller, &addr, "ledger", "ledger.csv", raw).await?;
-    let viewer = Viewer::of(&caller);
-    let (tx, body) = csv_channel();
-    let head = format!("{BOM}{}", csv_header(LEDGER_COLUMNS));
-    tokio::spawn(async move {
-        if tx.send(Ok(Bytes::from(head))).await.is_err() {
-            return;
-        }
-        if let Err(e) = ledger_to_csv(&state, &query, &viewer, &[], &tx).await {
-            tracing::error!(error = %crate::error::error_chain(&e), "ledger CSV export failed");
-            let _ = tx.send(Err(std::io::Error::other("export failed"))).await;
-        }
-    });
-    Ok(download(CSV, "ledger.csv", "台账.csv", body))
+pub async fn ledger_csv(req: ExportRequest<LedgerParams>) -> Result<Response, AppError> {
+    let query = ledger_query(&req.state, &req.caller, &req.params).await?;
+    req.audit("ledger", "ledger.csv").await?;
+    let sheets = vec![Sheet::ledger("台账", query)];
+    Ok(req.csv("ledger", None, sheets, "ledger.csv", "台账.csv"))
 }
 
 // ----- visits -----
@@ -387,29 +511,6 @@ fn visit_row(n: i64, v: VisitEntry) -> Vec<Cell> {
     row
 }
 
-/// The rows of one page of visits at `offset`, numbered from `offset + 1`,
-/// and whether another page may follow.
-async fn visits_page(
-    state: &AppState,
-    query: &RecordQuery,
-    viewer: &Viewer,
-    offset: i64,
-) -> Result<(Vec<Vec<Cell>>, bool), AppError> {
-    let q = RecordQuery {
-        limit: PAGE_ROWS,
-        offset,
-        ..query.clone()
-    };
-    let (items, _) = state.store.query_visits(&q).await?;
-    let more = i64::try_from(items.len()).unwrap_or(i64::MAX) == PAGE_ROWS;
-    let rows = items
-        .into_iter()
-        .zip(offset + 1..)
-        .map(|(item, n)| visit_row(n, visit_entry(item, viewer)))
-        .collect();
-    Ok((rows, more))
-}
-
 /// `GET /api/v1/visits/export.xlsx`: the visits (走访记录) with the
 /// answers to the six questions, same filters as `GET /api/v1/visits`.
 #[utoipa::path(
@@ -420,28 +521,11 @@ async fn visits_page(
     responses((status = 200, description = "The visits with the six questions' answers as XLSX", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
     security(("bearer" = []))
 )]
-pub async fn visits_xlsx(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-    ApiQuery(params): ApiQuery<VisitsParams>,
-) -> Result<Response, AppError> {
-    let query = visits_query(&state, &caller, &params).await?;
-    audit(&state, &caller, &addr, "visits", "visits.xlsx", raw).await?;
-    let viewer = Viewer::of(&caller);
-    let job = XlsxJob::start();
-    job.sheet("走访记录", visit_columns()).await?;
-    let mut offset = 0;
-    loop {
-        let (rows, more) = visits_page(&state, &query, &viewer, offset).await?;
-        offset += i64::try_from(rows.len()).unwrap_or(0);
-        job.send(XlsxPart::Rows(rows)).await?;
-        if !more {
-            break;
-        }
-    }
-    job.finish("visits.xlsx", "走访记录.xlsx").await
+pub async fn visits_xlsx(req: ExportRequest<VisitsParams>) -> Result<Response, AppError> {
+    let query = visits_query(&req.state, &req.caller, &req.params).await?;
+    req.audit("visits", "visits.xlsx").await?;
+    let sheets = vec![Sheet::new("走访记录", visit_columns(), Rows::Visits(query))];
+    req.xlsx(sheets, "visits.xlsx", "走访记录.xlsx").await
 }
 
 /// `GET /api/v1/visits/export.csv`: the same as CSV, streamed as it is read.
@@ -453,42 +537,22 @@ pub async fn visits_xlsx(
     responses((status = 200, description = "The visits with the six questions' answers as CSV, UTF-8 with BOM", content_type = "text/csv", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
     security(("bearer" = []))
 )]
-pub async fn visits_csv(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-    ApiQuery(params): ApiQuery<VisitsParams>,
-) -> Result<Response, AppError> {
-    let query = visits_query(&state, &caller, &params).await?;
-    audit(&state, &caller, &addr, "visits", "visits.csv", raw).await?;
-    let viewer = Viewer::of(&caller);
-    let (tx, body) = csv_channel();
-    let head = format!("{BOM}{}", csv_header(&visit_columns()));
-    tokio::spawn(async move {
-        if tx.send(Ok(Bytes::from(head))).await.is_err() {
-            return;
-        }
-        let mut offset = 0;
-        loop {
-            let (rows, more) = match visits_page(&state, &query, &viewer, offset).await {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::error!(error = %crate::error::error_chain(&e), "visits CSV export failed");
-                    let _ = tx.send(Err(std::io::Error::other("export failed"))).await;
-                    return;
-                }
-            };
-            offset += i64::try_from(rows.len()).unwrap_or(0);
-            if tx.send(Ok(Bytes::from(csv_rows(&rows)))).await.is_err() || !more {
-                return;
-            }
-        }
-    });
-    Ok(download(CSV, "visits.csv", "走访记录.csv", body))
+pub async fn visits_csv(req: ExportRequest<VisitsParams>) -> Result<Response, AppError> {
+    let query = visits_query(&req.state, &req.caller, &req.params).await?;
+    req.audit("visits", "visits.csv").await?;
+    let sheets = vec![Sheet::new("走访记录", visit_columns(), Rows::Visits(query))];
+    Ok(req.csv("visits", None, sheets, "visits.csv", "走访记录.csv"))
 }
 
 // ----- the three lists -----
+
+/// A sheet per list, all the ledger's columns.
+fn list_sheets(r: &ListsRequest) -> Vec<Sheet> {
+    ListKind::ALL
+        .into_iter()
+        .map(|kind| Sheet::ledger(kind.title_zh(), kind.query(&r.base, r.start, r.end)))
+        .collect()
+}
 
 fn summary_columns() -> Vec<Column> {
     vec![
@@ -528,29 +592,18 @@ fn summary_row(b: Breakdown) -> Vec<Cell> {
     responses((status = 200, description = "The three lists and the summary as XLSX", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
     security(("bearer" = []))
 )]
-pub async fn lists_xlsx(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-    ApiQuery(params): ApiQuery<ListsParams>,
-) -> Result<Response, AppError> {
-    let r = crate::routes::v1::lists::resolve(&state, &caller, &params).await?;
-    audit(&state, &caller, &addr, "lists", "lists.xlsx", raw).await?;
-    let summary = crate::routes::v1::lists::summary(&state, &r).await?;
-    let viewer = Viewer::of(&caller);
-    let job = XlsxJob::start();
-    for kind in ListKind::ALL {
-        job.sheet(kind.title_zh(), LEDGER_COLUMNS.to_vec()).await?;
-        let query = kind.query(&r.base, r.start, r.end);
-        ledger_to_xlsx(&state, &query, &viewer, &job).await?;
-    }
-    job.sheet("分类汇总", summary_columns()).await?;
-    job.send(XlsxPart::Rows(
-        summary.into_iter().map(summary_row).collect(),
-    ))
-    .await?;
-    job.finish(
+pub async fn lists_xlsx(req: ExportRequest<ListsParams>) -> Result<Response, AppError> {
+    let r = lists::resolve(&req.state, &req.caller, &req.params).await?;
+    req.audit("lists", "lists.xlsx").await?;
+    let summary = lists::summary(&req.state, &r).await?;
+    let mut sheets = list_sheets(&r);
+    sheets.push(Sheet::new(
+        "分类汇总",
+        summary_columns(),
+        Rows::Ready(summary.into_iter().map(summary_row).collect()),
+    ));
+    req.xlsx(
+        sheets,
         &format!("lists-{}.xlsx", r.month),
         &format!("{}三个清单-{}.xlsx", r.scope.root.name, r.month),
     )
@@ -567,41 +620,16 @@ pub async fn lists_xlsx(
     responses((status = 200, description = "The three lists as CSV, UTF-8 with BOM", content_type = "text/csv", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
     security(("bearer" = []))
 )]
-pub async fn lists_csv(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-    ApiQuery(params): ApiQuery<ListsParams>,
-) -> Result<Response, AppError> {
-    let r = crate::routes::v1::lists::resolve(&state, &caller, &params).await?;
-    audit(&state, &caller, &addr, "lists", "lists.csv", raw).await?;
-    let viewer = Viewer::of(&caller);
-    let mut columns = vec![col("清单", 10.0)];
-    columns.extend_from_slice(LEDGER_COLUMNS);
-    let (tx, body) = csv_channel();
-    let head = format!("{BOM}{}", csv_header(&columns));
-    let ascii = format!("lists-{}.csv", r.month);
-    let name = format!("{}三个清单-{}.csv", r.scope.root.name, r.month);
-    tokio::spawn(async move {
-        if tx.send(Ok(Bytes::from(head))).await.is_err() {
-            return;
-        }
-        for kind in ListKind::ALL {
-            let query = kind.query(&r.base, r.start, r.end);
-            let prefix = [Cell::from(kind.title_zh())];
-            match ledger_to_csv(&state, &query, &viewer, &prefix, &tx).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(e) => {
-                    tracing::error!(error = %crate::error::error_chain(&e), "lists CSV export failed");
-                    let _ = tx.send(Err(std::io::Error::other("export failed"))).await;
-                    return;
-                }
-            }
-        }
-    });
-    Ok(download(CSV, &ascii, &name, body))
+pub async fn lists_csv(req: ExportRequest<ListsParams>) -> Result<Response, AppError> {
+    let r = lists::resolve(&req.state, &req.caller, &req.params).await?;
+    req.audit("lists", "lists.csv").await?;
+    Ok(req.csv(
+        "lists",
+        Some(col("清单", 10.0)),
+        list_sheets(&r),
+        &format!("lists-{}.csv", r.month),
+        &format!("{}三个清单-{}.csv", r.scope.root.name, r.month),
+    ))
 }
 
 // ----- statistics -----
@@ -712,38 +740,28 @@ async fn stats_of(
     responses((status = 200, description = "The statistics as XLSX", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
     security(("bearer" = []))
 )]
-pub async fn stats_xlsx(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-    ApiQuery(params): ApiQuery<StatsParams>,
-) -> Result<Response, AppError> {
-    let (scope, period, stats) = stats_of(&state, &caller, &params).await?;
-    audit(&state, &caller, &addr, "stats", "stats.xlsx", raw).await?;
-    let job = XlsxJob::start();
-    job.sheet("干部统计", cadre_columns()).await?;
-    job.send(XlsxPart::Rows(
-        stats.cadres.into_iter().map(cadre_row).collect(),
-    ))
-    .await?;
-    job.sheet("单位排名", unit_columns()).await?;
-    job.send(XlsxPart::Rows(
-        stats.units.into_iter().map(unit_row).collect(),
-    ))
-    .await?;
+pub async fn stats_xlsx(req: ExportRequest<StatsParams>) -> Result<Response, AppError> {
+    let (scope, period, stats) = stats_of(&req.state, &req.caller, &req.params).await?;
+    req.audit("stats", "stats.xlsx").await?;
     let mut breakdowns = summary_columns();
     breakdowns[0] = col("分类/状态/层级", 16.0);
-    job.sheet("诉求汇总", breakdowns).await?;
-    let rows = stats
-        .by_category
-        .into_iter()
-        .chain(stats.by_status)
-        .chain(stats.by_level)
-        .map(summary_row)
-        .collect();
-    job.send(XlsxPart::Rows(rows)).await?;
-    job.finish(
+    let by = stats.by_category.into_iter().chain(stats.by_status);
+    let by = by.chain(stats.by_level).map(summary_row).collect();
+    let sheets = vec![
+        Sheet::new(
+            "干部统计",
+            cadre_columns(),
+            Rows::Ready(stats.cadres.into_iter().map(cadre_row).collect()),
+        ),
+        Sheet::new(
+            "单位排名",
+            unit_columns(),
+            Rows::Ready(stats.units.into_iter().map(unit_row).collect()),
+        ),
+        Sheet::new("诉求汇总", breakdowns, Rows::Ready(by)),
+    ];
+    req.xlsx(
+        sheets,
         &format!("stats-{period}.xlsx"),
         &format!("{}走访统计-{period}.xlsx", scope.root.name),
     )
@@ -759,21 +777,14 @@ pub async fn stats_xlsx(
     responses((status = 200, description = "The statistics of the cadres as CSV, UTF-8 with BOM", content_type = "text/csv", body = crate::routes::openapi::Binary), crate::routes::openapi::ScopedErrors),
     security(("bearer" = []))
 )]
-pub async fn stats_csv(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    RawQuery(raw): RawQuery,
-    ApiQuery(params): ApiQuery<StatsParams>,
-) -> Result<Response, AppError> {
-    let (scope, period, stats) = stats_of(&state, &caller, &params).await?;
-    audit(&state, &caller, &addr, "stats", "stats.csv", raw).await?;
+pub async fn stats_csv(req: ExportRequest<StatsParams>) -> Result<Response, AppError> {
+    let (scope, period, stats) = stats_of(&req.state, &req.caller, &req.params).await?;
+    req.audit("stats", "stats.csv").await?;
     let rows: Vec<Vec<Cell>> = stats.cadres.into_iter().map(cadre_row).collect();
-    let body = format!("{BOM}{}{}", csv_header(&cadre_columns()), csv_rows(&rows));
-    Ok(download(
-        CSV,
+    Ok(csv_download(
+        &cadre_columns(),
+        &rows,
         &format!("stats-{period}.csv"),
         &format!("{}走访统计-{period}.csv", scope.root.name),
-        Body::from(body),
     ))
 }
