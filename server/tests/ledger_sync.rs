@@ -3,15 +3,15 @@
 //! a later event changes its status, and `ledger rebuild` reproduces exactly
 //! the rows the sync path wrote.
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use server::config::Config;
 use server::ledger::LedgerQuery;
 use sync_core::automerge::ActorId;
 use sync_core::fixtures;
 use sync_core::records::petition::PetitionEventKind;
-use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp};
+use sync_core::{DiaryDocument, Edit, Timestamp};
 use test_support::Device;
 
 async fn login(addr: std::net::SocketAddr, username: &str) -> String {
@@ -56,9 +56,9 @@ async fn synced_petitions_reach_the_ledger_and_rebuild_matches() {
     let mut rng = StdRng::seed_from_u64(11);
     let now = Timestamp::from_millis(chrono::Utc::now().timestamp_millis());
     let edit = Edit::new("cadre01", now);
-    let id = DocumentId::from_bytes(rng.random());
+    let id = sync_core::diary_id("cadre01", 2026);
     let mut diary =
-        DiaryDocument::create("cadre01", 2026, ActorId::random(), &edit).expect("create diary");
+        DiaryDocument::create_shared("cadre01", 2026, ActorId::random()).expect("create diary");
     let visit = diary
         .add_visit(&edit, &fixtures::visit(&mut rng, now, "cadre01"))
         .expect("visit");

@@ -20,7 +20,10 @@ use test_support::{Device, EDIT_TIME, Served};
 async fn phone_with_petition(running: &Served, rng: &mut StdRng) -> (Device, DocumentId, RecordId) {
     let mut phone = running.device("cadre01", "phone").await;
     let (doc, visit) = phone.create_diary(rng);
-    let petition = phone.add_petition(&doc, rng, Some(visit));
+    // At the village, so the tests can escalate it.
+    let mut petition = sync_core::fixtures::petition(rng, EDIT_TIME, Some(visit));
+    petition.level = sync_core::records::petition::Level::Village;
+    let petition = phone.add_this_petition(&doc, &petition);
     phone.sync().await;
     (phone, doc, petition)
 }

@@ -14,7 +14,7 @@ use sync_core::fixtures;
 use sync_core::protocol::{DocSyncStatus, Message};
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp};
 use test_support::Served as TestServer;
-use test_support::{TokenIn, Ws, open_socket};
+use test_support::{TokenIn, Ws, next_test_year, open_socket};
 use tokio_tungstenite::tungstenite::{self, http};
 
 /// A WebSocket upgrade to `server`, the token (if any) in the header.
@@ -24,6 +24,94 @@ async fn socket(server: &TestServer, token: Option<&str>) -> Result<Ws, tungsten
 
 fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
+}
+
+/// Document ids are derived from a username and a year, which anyone may
+/// know. A cadre probing a colleague's ids gets the same answer whether the
+/// diary exists or not, and cannot take the id of one not made yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_colleagues_diary_looks_missing_and_its_id_cannot_be_taken() {
+    let server = TestServer::start().await;
+    let mut rng = rng(15);
+    let mut colleague = server.device("cadre02", "phone").await;
+    let (existing, _) = colleague.create_diary(&mut rng);
+    colleague.sync().await;
+    assert_eq!(
+        colleague.conn.status(&existing, &colleague.docs),
+        Some(DocSyncStatus::Synced)
+    );
+    let next_year = next_test_year();
+    let not_yet = sync_core::diary_id("cadre02", next_year);
+    let random = DocumentId::from_bytes(rng.random());
+
+    // A sync with nothing to add, and one asking for the document: the same
+    // doc-unavailable for the colleague's diary, their diary not made yet,
+    // and an id nobody holds. (Before, the missing ones got a sync answer.)
+    let mut probe = server.device("cadre01", "probe").await;
+    for id in [existing, not_yet, random] {
+        probe.send(&raw_sync(id, vec![])).await;
+        match next_message(&mut probe).await {
+            Message::DocUnavailable { document_id, .. } => assert_eq!(document_id, id),
+            other => panic!("{id}: expected doc-unavailable, got {other:?}"),
+        }
+        assert_eq!(probe.request(id).await, Some(DocSyncStatus::Unavailable));
+    }
+
+    // cadre01 makes a diary of their own (their name in the root) at the id
+    // of the colleague's next one: refused, and the colleague still gets it.
+    let mut squatter = server.device("cadre01", "phone").await;
+    let theirs = DiaryDocument::create_shared("cadre01", next_year, ActorId::random())
+        .expect("diary")
+        .into_automerge();
+    squatter.docs.insert(not_yet, theirs);
+    squatter.conn.add_document(not_yet);
+    squatter.sync().await;
+    assert_eq!(
+        squatter.conn.status(&not_yet, &squatter.docs),
+        Some(DocSyncStatus::Unavailable)
+    );
+    let own = DiaryDocument::create_shared("cadre02", next_year, ActorId::random())
+        .expect("diary")
+        .into_automerge();
+    colleague.docs.insert(not_yet, own);
+    colleague.conn.add_document(not_yet);
+    colleague.add_visit(&not_yet, &mut rng);
+    colleague.sync().await;
+    assert_eq!(
+        colleague.conn.status(&not_yet, &colleague.docs),
+        Some(DocSyncStatus::Synced)
+    );
+}
+
+/// A new document stands at the id derived from its own root: a diary of
+/// one year at the id of another year is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_diary_at_the_id_of_another_year_is_refused() {
+    let server = TestServer::start().await;
+    let (year, other_year) = (next_test_year(), next_test_year());
+    let id = sync_core::diary_id("cadre01", year);
+    let mut phone = server.device("cadre01", "phone").await;
+    let wrong = DiaryDocument::create_shared("cadre01", other_year, ActorId::random())
+        .expect("diary")
+        .into_automerge();
+    phone.docs.insert(id, wrong);
+    phone.conn.add_document(id);
+    phone.sync().await;
+    assert_eq!(
+        phone.conn.status(&id, &phone.docs),
+        Some(DocSyncStatus::Unavailable)
+    );
+    let mut tablet = server.device("cadre01", "tablet").await;
+    let right = DiaryDocument::create_shared("cadre01", year, ActorId::random())
+        .expect("diary")
+        .into_automerge();
+    tablet.docs.insert(id, right);
+    tablet.conn.add_document(id);
+    tablet.sync().await;
+    assert_eq!(
+        tablet.conn.status(&id, &tablet.docs),
+        Some(DocSyncStatus::Synced)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,11 +154,12 @@ async fn oversized_changes_and_frames_are_refused() {
 
     // A sync message whose changes exceed the document limit.
     let mut phone = server.device("cadre01", "phone").await;
-    let id = DocumentId::from_bytes(rng.random());
+    let year = next_test_year();
+    let id = sync_core::diary_id("cadre01", year);
     let at = Timestamp::from_millis(1_780_000_000_000);
     let mut diary = DiaryDocument::create(
         "cadre01",
-        2026,
+        year,
         ActorId::random(),
         &Edit::new("cadre01", at),
     )
@@ -209,12 +298,13 @@ fn raw_sync(id: DocumentId, chunks: Vec<Vec<u8>>) -> Message {
     }
 }
 
-/// A new diary of `owner` whose root also holds maps nested `depth` deep.
-fn deeply_nested_diary(owner: &str, depth: usize) -> Automerge {
+/// A new diary of `owner` for `year` whose root also holds maps nested
+/// `depth` deep.
+fn deeply_nested_diary(owner: &str, year: i32, depth: usize) -> Automerge {
     use sync_core::automerge::transaction::Transactable;
     use sync_core::automerge::{ObjType, ROOT};
     let at = Timestamp::from_millis(1_780_000_000_000);
-    let mut doc = DiaryDocument::create(owner, 2026, ActorId::random(), &Edit::new(owner, at))
+    let mut doc = DiaryDocument::create(owner, year, ActorId::random(), &Edit::new(owner, at))
         .expect("create diary")
         .into_automerge();
     let mut tx = doc.transaction();
@@ -247,7 +337,7 @@ async fn hostile_payloads_are_refused_and_others_keep_syncing() {
     // 1. A compressed change of ~256 KB that inflates to 256 MiB.
     let bomb = compressed_change_chunk(&deflate_bomb(256));
     assert!(bomb.len() < 300 * 1024, "bomb is {} bytes", bomb.len());
-    let bomb_id = DocumentId::from_bytes(rng.random());
+    let bomb_id = sync_core::diary_id("cadre01", next_test_year());
     let mut attacker = server.device("cadre01", "tablet").await;
     let started = std::time::Instant::now();
     attacker.send(&raw_sync(bomb_id, vec![bomb])).await;
@@ -257,9 +347,10 @@ async fn hostile_payloads_are_refused_and_others_keep_syncing() {
 
     // 2. A diary with maps nested 100,000 deep, synced by the ordinary client.
     let started = std::time::Instant::now();
-    let deep = deeply_nested_diary("cadre01", 100_000);
+    let year = next_test_year();
+    let deep = deeply_nested_diary("cadre01", year, 100_000);
     eprintln!("built the 100,000-deep document in {:?}", started.elapsed());
-    let deep_id = DocumentId::from_bytes(rng.random());
+    let deep_id = sync_core::diary_id("cadre01", year);
     let mut attacker = server.device("cadre01", "laptop").await;
     attacker.docs.insert(deep_id, deep);
     attacker.conn.add_document(deep_id);
@@ -275,7 +366,7 @@ async fn hostile_payloads_are_refused_and_others_keep_syncing() {
     // first upload comes): one with a DEFLATE bomb in a column is refused
     // before anything inflates it whole, one naming another owner is
     // answered like a missing document, an honest one is stored.
-    let v2_id = DocumentId::from_bytes(rng.random());
+    let v2_id = sync_core::diary_id("cadre01", next_test_year());
     let mut attacker = server.device("cadre01", "watch").await;
     let bomb_column = document_chunk(&document_body_with_compressed_column(&deflate_bomb(256)));
     attacker.send(&raw_sync(v2_id, vec![bomb_column])).await;
@@ -283,15 +374,18 @@ async fn hostile_payloads_are_refused_and_others_keep_syncing() {
     assert!(error.contains("inflate"), "error says why: {error}");
 
     let mut sender = server.device("cadre01", "watch").await;
-    let stranger_id = DocumentId::from_bytes(rng.random());
-    let theirs = deeply_nested_diary("cadre02", 2).save();
+    // At an id of cadre01's, so the root's owner is what refuses it.
+    let year = next_test_year();
+    let stranger_id = sync_core::diary_id("cadre01", year);
+    let theirs = deeply_nested_diary("cadre02", year, 2).save();
     sender.send(&raw_sync(stranger_id, vec![theirs])).await;
     match next_message(&mut sender).await {
         Message::DocUnavailable { document_id, .. } => assert_eq!(document_id, stranger_id),
         other => panic!("expected doc-unavailable, got {other:?}"),
     }
-    let whole_id = DocumentId::from_bytes(rng.random());
-    let whole = deeply_nested_diary("cadre01", 2);
+    let year = next_test_year();
+    let whole_id = sync_core::diary_id("cadre01", year);
+    let whole = deeply_nested_diary("cadre01", year, 2);
     sender.send(&raw_sync(whole_id, vec![whole.save()])).await;
     match next_message(&mut sender).await {
         Message::Sync { document_id, .. } => assert_eq!(document_id, whole_id),
@@ -339,7 +433,8 @@ async fn a_first_upload_costs_about_the_saved_size() {
     let diary =
         fixtures::diary(&mut rng, "cadre01", ActorId::random(), 300, start).into_automerge();
     let saved = diary.save().len();
-    let id = DocumentId::from_bytes(rng.random());
+    // fixtures::diary is of 2026; the server runs without the demo's diaries.
+    let id = sync_core::diary_id("cadre01", 2026);
     let mut phone = server.device("cadre01", "phone").await;
     let handshake = phone.bytes;
     phone.docs.insert(id, diary.clone());

@@ -89,7 +89,7 @@ pub use conflicts::{Conflict, ConflictValue};
 pub use contacts::{ContactsDocument, ContactsView};
 pub use diary::{DiaryDocument, DiaryView};
 pub use error::DocumentError;
-pub use genesis::{contacts_id, diary_id};
+pub use genesis::{contacts_id, derived_for, derived_id, diary_id};
 pub use origin::EventOrigin;
 pub use schema::{CURRENT_SCHEMA, DocumentKind, DocumentMeta, Migration, read_meta};
 pub use touched::{Touched, TouchedRecords, touched_by, touched_since};

@@ -63,7 +63,8 @@ pub mod validation;
 pub use automerge;
 pub use document::{
     Conflict, ConflictValue, ContactsDocument, ContactsView, DiaryDocument, DiaryView,
-    DocumentError, DocumentKind, DocumentMeta, EventOrigin, contacts_id, diary_id,
+    DocumentError, DocumentKind, DocumentMeta, EventOrigin, contacts_id, derived_for, derived_id,
+    diary_id,
 };
 pub use document_id::{DocumentId, DocumentIdError};
 pub use edit::Edit;

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use sync_core::automerge::{ActorId, Automerge};
 use sync_core::protocol::{ClientConnection, ClientEvent, DocSyncStatus, Message};
-use sync_core::records::petition::PetitionEventKind;
+use sync_core::records::petition::{NewPetition, PetitionEventKind};
 use sync_core::records::visit::{NewVisit, VisitUpdate};
 use sync_core::{DiaryDocument, DocumentId, Edit, RecordId, Timestamp, fixtures};
 use tokio::net::TcpStream;
@@ -22,6 +23,15 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long any one frame may take before the test fails instead of hanging.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A diary year for a test device to create, another on each call in this
+/// process: 2000 to 2024, then round again. The demo seeds this year's
+/// diaries, so these never meet them; a test making more than 25 diaries
+/// for one user would.
+pub fn next_test_year() -> i32 {
+    static NEXT: AtomicI32 = AtomicI32::new(0);
+    2000 + NEXT.fetch_add(1, Ordering::Relaxed).rem_euclid(25)
+}
 
 /// A fixed time for edits (2026-05-28), so documents are reproducible.
 pub const EDIT_TIME: Timestamp = Timestamp(1_780_000_000_000);
@@ -197,32 +207,36 @@ impl Device {
             .map_or(0, |d| d.visits().len())
     }
 
-    /// Creates this user's 2026 diary with one visit, and starts syncing it.
+    /// Creates a diary of this user with one visit, and starts syncing it.
+    /// Each call takes another year (see [`next_test_year`]), so it is a
+    /// new document: the server accepts new documents only at the id
+    /// sync-core derives from owner, kind and year.
     pub fn create_diary(&mut self, rng: &mut impl Rng) -> (DocumentId, RecordId) {
         self.create_diary_owned_by(rng, &self.user.clone())
     }
 
-    /// As [`Self::create_diary`], naming `owner` in the root.
+    /// As [`Self::create_diary`], at this user's id but naming `owner` in
+    /// the root.
     pub fn create_diary_owned_by(
         &mut self,
         rng: &mut impl Rng,
         owner: &str,
     ) -> (DocumentId, RecordId) {
-        let id = DocumentId::from_bytes(rng.random());
-        let edit = Edit::new(owner, EDIT_TIME);
+        let year = next_test_year();
+        let id = sync_core::diary_id(&self.user, year);
         let diary =
-            DiaryDocument::create(owner, 2026, ActorId::random(), &edit).expect("create diary");
+            DiaryDocument::create_shared(owner, year, ActorId::random()).expect("create diary");
         self.docs.insert(id, diary.into_automerge());
         self.conn.add_document(id);
         let visit = self.add_visit(&id, rng);
         (id, visit)
     }
 
-    /// Creates an empty 2026 diary of this device's user under a given id
+    /// Creates an empty diary of this device's user under a given id
     /// (which may be someone else's) and starts syncing it.
     pub fn create_diary_under(&mut self, id: DocumentId) {
         let edit = Edit::new(self.user.as_str(), EDIT_TIME);
-        let diary = DiaryDocument::create(&self.user, 2026, ActorId::random(), &edit)
+        let diary = DiaryDocument::create(&self.user, next_test_year(), ActorId::random(), &edit)
             .expect("create diary");
         self.docs.insert(id, diary.into_automerge());
         self.conn.add_document(id);
@@ -252,7 +266,12 @@ impl Device {
         visit: Option<RecordId>,
     ) -> RecordId {
         let petition = fixtures::petition(rng, EDIT_TIME, visit);
-        self.edit_diary(id, |diary, edit| diary.add_petition(edit, &petition))
+        self.add_this_petition(id, &petition)
+    }
+
+    /// Adds `petition` to a document this device holds.
+    pub fn add_this_petition(&mut self, id: &DocumentId, petition: &NewPetition) -> RecordId {
+        self.edit_diary(id, |diary, edit| diary.add_petition(edit, petition))
     }
 
     /// Appends an event to a petition's history.

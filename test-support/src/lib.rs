@@ -17,7 +17,9 @@ mod served;
 #[cfg(feature = "store")]
 pub mod store;
 
-pub use device::{Device, EDIT_TIME, MAX_FRAMES_PER_SYNC, TokenIn, Ws, open_socket};
+pub use device::{
+    Device, EDIT_TIME, MAX_FRAMES_PER_SYNC, TokenIn, Ws, next_test_year, open_socket,
+};
 pub use login::{jwt_claims, login};
 #[cfg(feature = "store")]
 pub use served::{DEMO_PASSWORD, Served};

@@ -1,8 +1,10 @@
 // Interop client: the stock JS automerge-repo (with its WebSocket client
 // adapter) against our sync server, as any off-the-shelf client would use it.
 //
-//   node interop.mjs create --base http://127.0.0.1:PORT --user cadre01 [--password P]
-//     Logs in, creates a diary in our schema (owner = the user, one visit and
+//   node interop.mjs create --base http://127.0.0.1:PORT --user cadre01 --year Y --id ID [--password P]
+//     Logs in, creates the user's diary for year Y at document id ID (the
+//     server accepts a new document only at the id derived from its owner,
+//     kind and year; the caller works it out) in our schema (one visit and
 //     one petition raised in it, with its "created" event), makes a second
 //     edit (appends to the visit's notes, adds a visit), then a third (notes
 //     progress on the petition: a "progress_noted" event), waits until a
@@ -18,7 +20,7 @@
 // Diagnostics go to stderr; a failure exits with status 1.
 
 import { randomUUID } from "node:crypto";
-import { updateText } from "@automerge/automerge";
+import { from, save, updateText } from "@automerge/automerge";
 import { Repo } from "@automerge/automerge-repo";
 import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket";
 
@@ -181,15 +183,17 @@ async function create(args, token) {
   const progress = randomUUID();
   const visit = newVisit(args.user, "柳树村3组", "王秀英", "JS客户端记录");
   visit.petition_ids = { [petition]: true };
-  const handle = repo.create({
+  if (!args.id || !args.year) throw new Error("--id and --year are required");
+  const initial = from({
     schema: 1,
     kind: "diary",
     owner: args.user,
-    year: 2026,
+    year: Number(args.year),
     created_at: AT,
     visits: { [first]: visit },
     petitions: { [petition]: newPetition(args.user, first) },
   });
+  const handle = repo.import(save(initial), { docId: args.id });
   handle.change((d) => {
     updateText(d, ["visits", first, "notes"], "JS客户端记录（已电话回访）");
     d.visits[second] = newVisit(args.user, "柳树村5组", "李建国", "第二次编辑");

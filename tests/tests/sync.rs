@@ -102,7 +102,15 @@ async fn two_devices_edit_offline_and_both_see_the_merge() {
     let documents = server.my_documents(&token).await;
     let entry = listed(&documents, &id).expect("the diary is listed for its owner");
     assert_eq!(entry["kind"], "diary");
-    assert_eq!(entry["year"], 2026);
+    let mut reader = server.device("cadre01", "reader").await;
+    assert_eq!(reader.request(id).await, Some(DocSyncStatus::Synced));
+    let year = reader
+        .diary(&id)
+        .meta()
+        .expect("meta")
+        .year
+        .expect("a year");
+    assert_eq!(entry["year"], year);
     assert_eq!(entry["owner"], "cadre01");
 }
 

@@ -1,16 +1,24 @@
 //! Who may do what with a document, decided from the database and the
 //! token's user (never from the peer id a client announces).
 
-use sync_core::DocumentId;
+use std::ops::RangeInclusive;
+
+use chrono::{Datelike, TimeDelta, Utc};
 use sync_core::protocol::Access;
+use sync_core::{DocumentId, derived_for};
 
 use crate::auth::AuthUser;
 use crate::store::{Role, Store, StoreResult};
 
 /// The access `user` has to `document_id`:
 ///
-/// - a cadre reads and writes documents they own, and may create a document
-///   that does not exist yet (it becomes theirs when first stored);
+/// - a cadre reads and writes documents they own, and may create one that
+///   does not exist yet at an id sync-core derives for them (their contacts,
+///   or their diary of a year from 2000 to next year): it becomes theirs
+///   when first stored. Any other missing id is refused like another's
+///   document, so a cadre cannot tell whether a colleague's diary exists
+///   (its id is derived from a username anyone may know), nor take that id
+///   before its owner does;
 /// - nobody else syncs a raw document: supervisors and admins read through
 ///   the API, where residents' phone and ID numbers are masked as their
 ///   role requires (the raw document holds them in full);
@@ -25,8 +33,16 @@ pub async fn decide_access(
         return Ok(Access::None);
     }
     Ok(match store.get_document_meta(document_id).await? {
-        None => Access::ReadWrite,
         Some(m) if m.owner_user_id == user.user_id => Access::ReadWrite,
         Some(_) => Access::None,
+        None if derived_for(document_id, &user.username, creatable_years()) => Access::ReadWrite,
+        None => Access::None,
     })
+}
+
+/// The years a cadre may create a diary for: from 2000 to next year in
+/// China time (a phone whose clock runs ahead at New Year).
+pub fn creatable_years() -> RangeInclusive<i32> {
+    let china_now = Utc::now() + TimeDelta::hours(8);
+    2000..=china_now.year() + 1
 }

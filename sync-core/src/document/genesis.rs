@@ -9,6 +9,8 @@
 //! `petitions` are the same objects on both and every record merges into one
 //! document. Later edits use each device's own actor.
 
+use std::ops::RangeInclusive;
+
 use automerge::ActorId;
 use sha2::{Digest, Sha256};
 
@@ -47,6 +49,24 @@ pub fn contacts_id(owner: &str) -> DocumentId {
     DocumentId::from_bytes(derive(ID_DOMAIN, DocumentKind::Contacts, owner, None))
 }
 
+/// The id of `owner`'s document of `kind`: [`diary_id`] for a diary of
+/// `year`, [`contacts_id`] for contacts. `None` for a diary without a year,
+/// which no id is derived for.
+pub fn derived_id(kind: DocumentKind, owner: &str, year: Option<i32>) -> Option<DocumentId> {
+    match (kind, year) {
+        (DocumentKind::Diary, Some(year)) => Some(diary_id(owner, year)),
+        (DocumentKind::Diary, None) => None,
+        (DocumentKind::Contacts, _) => Some(contacts_id(owner)),
+    }
+}
+
+/// Whether `id` is one that sync-core derives for `owner`: their contacts,
+/// or their diary of one of `years`. The ids are hashes, so this tries
+/// each (one SHA-256 a year).
+pub fn derived_for(id: &DocumentId, owner: &str, years: RangeInclusive<i32>) -> bool {
+    *id == contacts_id(owner) || years.into_iter().any(|year| *id == diary_id(owner, year))
+}
+
 /// The actor that writes the genesis change of a derived document. Nobody
 /// edits as this actor afterwards: each device switches to its own.
 pub(crate) fn genesis_actor(kind: DocumentKind, owner: &str, year: Option<i32>) -> ActorId {
@@ -80,6 +100,34 @@ mod tests {
         assert_ne!(
             contacts_id("cadre01").as_bytes(),
             diary_id("cadre01", 0).as_bytes()
+        );
+    }
+
+    #[test]
+    fn derived_ids_are_recognised_for_their_owner_only() {
+        let diary = diary_id("cadre01", 2026);
+        assert!(derived_for(&diary, "cadre01", 2000..=2027));
+        assert!(!derived_for(&diary, "cadre01", 2027..=2030));
+        assert!(!derived_for(&diary, "cadre02", 2000..=2027));
+        assert!(derived_for(&contacts_id("cadre01"), "cadre01", 2026..=2026));
+        assert!(!derived_for(
+            &contacts_id("cadre02"),
+            "cadre01",
+            2000..=2027
+        ));
+        assert!(!derived_for(
+            &DocumentId::from_bytes([7; 16]),
+            "cadre01",
+            2000..=2027
+        ));
+        assert_eq!(
+            derived_id(DocumentKind::Diary, "cadre01", Some(2026)),
+            Some(diary)
+        );
+        assert_eq!(derived_id(DocumentKind::Diary, "cadre01", None), None);
+        assert_eq!(
+            derived_id(DocumentKind::Contacts, "cadre01", Some(2026)),
+            Some(contacts_id("cadre01"))
         );
     }
 

@@ -24,11 +24,11 @@ use axum::extract::State;
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use chrono::Utc;
-use sync_core::DocumentId;
 use sync_core::automerge;
 use sync_core::protocol::{
     Access, MAX_MESSAGE_BYTES, Message, ProtocolError, ServerConnection, ServerStep,
 };
+use sync_core::{DocumentId, DocumentKind, derived_id};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::Instrument;
 
@@ -42,7 +42,8 @@ use crate::extract::ClientAddr;
 use crate::ledger::{LedgerProjection, Writer};
 use crate::metrics::{self, Direction};
 use crate::store::{
-    ActorClaim, AppendOutcome, Compaction, DocumentWrite, NewAuditEntry, StoreError,
+    ActorClaim, AppendOutcome, Compaction, DocumentWrite, NewAuditEntry, NewDocument, StoreError,
+    StoredKind,
 };
 use crate::sync::payload::PayloadLimits;
 use crate::sync::{
@@ -590,6 +591,17 @@ impl Connection {
                 return Err(Fault::Internal(crate::error::error_chain(&e)));
             }
         };
+        if !stored_existed
+            && outcome.chunk.is_some()
+            && let Some(new) = &outcome.create
+            && !self.named_by_its_root(document_id, new)
+        {
+            tracing::warn!(
+                document_id = %document_id,
+                "refused a new document whose kind and year do not give its id"
+            );
+            return Ok(Answer::Unavailable);
+        }
         let mut live = live;
         let wrote = outcome.chunk.is_some();
         // Held until the write is stored, so the user's usage read for the
@@ -674,6 +686,19 @@ impl Connection {
             message: reply.message,
             wrote,
         })
+    }
+
+    /// Whether a new document stands at the id sync-core derives from its
+    /// root (kind and year; the owner is this user, checked in the merge).
+    /// Else a diary of one year could take the id of another, or contacts a
+    /// diary's, where the owner's phones will look for that one.
+    fn named_by_its_root(&self, document_id: DocumentId, new: &NewDocument) -> bool {
+        let kind = match new.kind {
+            StoredKind::Diary => DocumentKind::Diary,
+            StoredKind::Contacts => DocumentKind::Contacts,
+            StoredKind::Unknown => return false,
+        };
+        derived_id(kind, &self.user.username, new.year) == Some(document_id)
     }
 
     /// Refuses a write of `added` bytes that would take the user past the
