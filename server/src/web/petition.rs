@@ -18,10 +18,10 @@ use super::layout::{Nav, PageError, china_time, html_response, page, url_encode}
 use super::session::PageUser;
 use crate::app::AppState;
 use crate::error::AppError;
-use crate::extract::{ApiJson, ApiQuery, ClientAddr};
+use crate::extract::{ApiQuery, ClientAddr};
 use crate::routes::v1::petitions::{
     self as api, AssignBody, CloseBody, DeadlineBody, EscalateBody, FeedbackBody, NoteBody,
-    ReopenBody, Which,
+    OnPetition, PetitionPost, ReopenBody, Which,
 };
 use crate::store::Role;
 
@@ -294,15 +294,16 @@ pub async fn act(
     Form(form): Form<ActionForm>,
 ) -> Result<Response, PageError> {
     user.check_csrf(&state, form.csrf.as_deref())?;
-    let document_id = form.document_id.clone().filter(|d| !d.is_empty());
-    let which = || {
-        ApiQuery(Which {
-            document_id: document_id.clone(),
-        })
+    let which = Which {
+        document_id: form.document_id.clone().filter(|d| !d.is_empty()),
     };
-    let st = || State(state.clone());
-    let caller = user.user.clone();
-    let path = || Path(id.clone());
+    let on = OnPetition {
+        state: state.clone(),
+        caller: user.user.clone(),
+        addr,
+        id: id.clone(),
+        which,
+    };
     let required = |value: &str, what: &str| -> Result<String, PageError> {
         let v = value.trim();
         if v.is_empty() {
@@ -318,113 +319,41 @@ pub async fn act(
     let done: Result<_, AppError> = match action.as_str() {
         "deadline" => {
             let deadline = required(&form.deadline, "办结时限")?;
-            api::deadline(
-                st(),
-                caller,
-                addr,
-                path(),
-                which(),
-                ApiJson(DeadlineBody { deadline }),
-            )
-            .await
+            api::deadline(PetitionPost(on, DeadlineBody { deadline })).await
         }
         "assign" => {
             let to = required(&form.to, "新的责任人")?;
-            api::assign(
-                st(),
-                caller,
-                addr,
-                path(),
-                which(),
-                ApiJson(AssignBody { to }),
-            )
-            .await
+            api::assign(PetitionPost(on, AssignBody { to })).await
         }
         "escalate" => {
             let note = required(&form.note, "上报理由")?;
             let to = Some(form.to.trim().to_owned()).filter(|t| !t.is_empty());
-            api::escalate(
-                st(),
-                caller,
-                addr,
-                path(),
-                which(),
-                ApiJson(EscalateBody { note, to }),
-            )
-            .await
+            api::escalate(PetitionPost(on, EscalateBody { note, to })).await
         }
         "supervise" => {
             let note = required(&form.note, "督办意见")?;
-            api::supervise(
-                st(),
-                caller,
-                addr,
-                path(),
-                which(),
-                ApiJson(NoteBody { note }),
-            )
-            .await
+            api::supervise(PetitionPost(on, NoteBody { note })).await
         }
         "close" => {
             let note = form.note.trim().to_owned();
-            api::close(
-                st(),
-                caller,
-                addr,
-                path(),
-                which(),
-                ApiJson(CloseBody { note }),
-            )
-            .await
+            api::close(PetitionPost(on, CloseBody { note })).await
         }
         "reopen" => {
             let reason = required(&form.reason, "原因")?;
-            api::reopen(
-                st(),
-                caller,
-                addr,
-                path(),
-                which(),
-                ApiJson(ReopenBody { reason }),
-            )
-            .await
+            api::reopen(PetitionPost(on, ReopenBody { reason })).await
         }
         "progress" => {
             let note = required(&form.note, "办理进展")?;
-            api::progress(
-                st(),
-                caller,
-                addr,
-                path(),
-                which(),
-                ApiJson(NoteBody { note }),
-            )
-            .await
+            api::progress(PetitionPost(on, NoteBody { note })).await
         }
         "resolve" => {
             let note = required(&form.note, "办理结果")?;
-            api::resolve(
-                st(),
-                caller,
-                addr,
-                path(),
-                which(),
-                ApiJson(NoteBody { note }),
-            )
-            .await
+            api::resolve(PetitionPost(on, NoteBody { note })).await
         }
         "feedback" => {
             let note = required(&form.note, "反馈内容")?;
             let satisfaction = Some(form.satisfaction.trim().to_owned()).filter(|s| !s.is_empty());
-            api::feedback(
-                st(),
-                caller,
-                addr,
-                path(),
-                which(),
-                ApiJson(FeedbackBody { note, satisfaction }),
-            )
-            .await
+            api::feedback(PetitionPost(on, FeedbackBody { note, satisfaction })).await
         }
         _ => return Err(AppError::NotFound.into()),
     };

@@ -12,14 +12,19 @@
 //! - The responsible person's own work, whoever's diary the item lives in:
 //!   `POST …/progress`, `…/resolve`, `…/feedback`.
 //!
-//! Every `POST` is written into the diary by the server on the caller's
-//! behalf ([`crate::petitions`]) and audit-logged. Errors: 404 unknown
+//! Every `POST` takes a [`PetitionPost`] (who acts on which petition, and
+//! the body) and states only its own checks and events, through
+//! `OnPetition::by_supervisor` or `OnPetition::by_responsible`; each is
+//! written into the diary by the server on the caller's behalf
+//! ([`crate::petitions`]) and audit-logged. Errors: 404 unknown
 //! petition, 403 not yours to act on, 409 not in a state that allows it
 //! (or an id in several diaries without `document_id`), 422 bad input.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sync_core::records::petition::{PetitionEventKind, PetitionStatus, Satisfaction};
 
@@ -178,15 +183,6 @@ fn invalid(message: impl Into<String>) -> ActionError {
     ActionError::Invalid(message.into())
 }
 
-fn acting(caller: &AuthUser, addr: ClientAddr) -> Acting {
-    Acting {
-        user_id: caller.user_id,
-        username: caller.username.clone(),
-        device_id: caller.device_id.clone(),
-        remote_addr: addr.0,
-    }
-}
-
 /// The ledger row of `target` as the caller sees it.
 async fn row(
     state: &AppState,
@@ -202,80 +198,142 @@ async fn row(
     Ok(entry(item, &Viewer::of(caller)))
 }
 
-async fn respond(
-    state: &AppState,
-    caller: &AuthUser,
-    target: &Target,
-    written: petitions::write::Written,
-) -> Result<Json<ActionResponse>, AppError> {
-    Ok(Json(ActionResponse {
-        petition: row(state, caller, target).await?,
-        event_ids: written.event_ids.iter().map(ToString::to_string).collect(),
-    }))
+/// What every `POST` on a petition carries: who acts on which petition
+/// ([`OnPetition`]), and the body. Extracted in this order (the caller,
+/// their address, the petition id, `?document_id=`, the body), so a
+/// request with several faults is answered about the first.
+#[derive(Debug)]
+pub struct PetitionPost<B>(pub OnPetition, pub B);
+
+/// Who acts on which petition, from where.
+#[derive(Debug)]
+pub struct OnPetition {
+    /// The application.
+    pub state: AppState,
+    /// Who acts.
+    pub caller: AuthUser,
+    /// From where.
+    pub addr: ClientAddr,
+    /// The petition's record id, as the URL names it.
+    pub id: String,
+    /// The diary holding it, if named.
+    pub which: Which,
 }
 
-/// A supervisor's action: locate, check the caller's reach, write.
-async fn supervise_with<F>(
-    state: &AppState,
-    caller: &AuthUser,
-    addr: ClientAddr,
-    id: &str,
-    which: &Which,
-    decide: impl FnOnce(Reach) -> F,
-) -> Result<Json<ActionResponse>, AppError>
-where
-    F: FnOnce(
-            &sync_core::records::petition::Petition,
-            &sync_core::records::petition::PetitionState,
-        ) -> Result<Vec<PetitionEventKind>, ActionError>
-        + Send
-        + 'static,
-{
-    // The role first, so that a cadre gets the same answer whether or not
-    // the petition exists.
-    if caller.role != Role::Supervisor {
-        return Err(ActionError::Forbidden("only a supervisor may do this".to_owned()).into());
+impl<B: DeserializeOwned + Send> FromRequest<AppState> for PetitionPost<B> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let caller = AuthUser::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Ok(addr) = ClientAddr::from_request_parts(&mut parts, state).await;
+        let Path(id) = Path::<String>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let ApiQuery(which) = ApiQuery::<Which>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let ApiJson(body) = ApiJson::<B>::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let on = OnPetition {
+            state: state.clone(),
+            caller,
+            addr,
+            id,
+            which,
+        };
+        Ok(PetitionPost(on, body))
     }
-    let target = petitions::locate(state.store.as_ref(), id, which.document_id.as_deref()).await?;
-    let reach = Reach::of_supervisor(state.store.as_ref(), caller, &target).await?;
-    let written = append_events(state, &target, &acting(caller, addr), decide(reach)).await?;
-    respond(state, caller, &target, written).await
 }
 
-/// The responsible person's own work: locate, write if the caller is the
-/// item's responsible person by its believed state.
-async fn as_responsible(
-    state: &AppState,
-    caller: &AuthUser,
-    addr: ClientAddr,
-    id: &str,
-    which: &Which,
-    kinds: Vec<PetitionEventKind>,
-) -> Result<Json<ActionResponse>, AppError> {
-    let target = petitions::locate(state.store.as_ref(), id, which.document_id.as_deref()).await?;
-    // Whoever may see the item is told why they may not record; to anyone
-    // else it is as missing as a petition that does not exist.
-    let may_see = target.owner_user_id == caller.user_id
-        || (matches!(caller.role, Role::Supervisor | Role::Admin)
-            && state
-                .store
-                .is_unit_within(target.unit_id, caller.unit_id)
-                .await?);
-    let me = caller.username.clone();
-    let written = append_events(state, &target, &acting(caller, addr), move |_, current| {
-        if current.responsible != me {
-            if !may_see {
-                return Err(ActionError::NotFound);
-            }
-            return Err(ActionError::Forbidden(format!(
-                "only the responsible person ({}) may record this",
-                current.responsible
-            )));
+impl OnPetition {
+    /// The petition named in the URL (and `?document_id=`).
+    async fn locate(&self) -> Result<Target, AppError> {
+        let document_id = self.which.document_id.as_deref();
+        Ok(petitions::locate(self.state.store.as_ref(), &self.id, document_id).await?)
+    }
+
+    /// Writes the events `decide` chooses as the caller, and answers with
+    /// the petition as the ledger now shows it.
+    async fn write<F>(self, target: Target, decide: F) -> Result<Json<ActionResponse>, AppError>
+    where
+        F: FnOnce(
+                &sync_core::records::petition::Petition,
+                &sync_core::records::petition::PetitionState,
+            ) -> Result<Vec<PetitionEventKind>, ActionError>
+            + Send
+            + 'static,
+    {
+        let acting = Acting {
+            user_id: self.caller.user_id,
+            username: self.caller.username.clone(),
+            device_id: self.caller.device_id.clone(),
+            remote_addr: self.addr.0,
+        };
+        let written = append_events(&self.state, &target, &acting, decide).await?;
+        Ok(Json(ActionResponse {
+            petition: row(&self.state, &self.caller, &target).await?,
+            event_ids: written.event_ids.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    /// A supervisor's action: locate, check the caller's reach, write.
+    async fn by_supervisor<F>(
+        self,
+        decide: impl FnOnce(Reach) -> F,
+    ) -> Result<Json<ActionResponse>, AppError>
+    where
+        F: FnOnce(
+                &sync_core::records::petition::Petition,
+                &sync_core::records::petition::PetitionState,
+            ) -> Result<Vec<PetitionEventKind>, ActionError>
+            + Send
+            + 'static,
+    {
+        // The role first, so that a cadre gets the same answer whether or not
+        // the petition exists.
+        if self.caller.role != Role::Supervisor {
+            return Err(ActionError::Forbidden("only a supervisor may do this".to_owned()).into());
         }
-        Ok(kinds)
-    })
-    .await?;
-    respond(state, caller, &target, written).await
+        let target = self.locate().await?;
+        let reach = Reach::of_supervisor(self.state.store.as_ref(), &self.caller, &target).await?;
+        self.write(target, decide(reach)).await
+    }
+
+    /// The responsible person's own work: locate, write if the caller is the
+    /// item's responsible person by its believed state.
+    async fn by_responsible(
+        self,
+        kinds: Vec<PetitionEventKind>,
+    ) -> Result<Json<ActionResponse>, AppError> {
+        let target = self.locate().await?;
+        // Whoever may see the item is told why they may not record; to anyone
+        // else it is as missing as a petition that does not exist.
+        let may_see = target.owner_user_id == self.caller.user_id
+            || (matches!(self.caller.role, Role::Supervisor | Role::Admin)
+                && self
+                    .state
+                    .store
+                    .is_unit_within(target.unit_id, self.caller.unit_id)
+                    .await?);
+        let me = self.caller.username.clone();
+        self.write(target, move |_, current| {
+            if current.responsible != me {
+                if !may_see {
+                    return Err(ActionError::NotFound);
+                }
+                return Err(ActionError::Forbidden(format!(
+                    "only the responsible person ({}) may record this",
+                    current.responsible
+                )));
+            }
+            Ok(kinds)
+        })
+        .await
+    }
 }
 
 /// `GET /api/v1/petitions/{id}`: the petition and its attributed history,
@@ -357,12 +415,7 @@ fn event_entry(e: LedgerEvent, viewer: &Viewer, whole: bool) -> EventEntry {
     security(("bearer" = []))
 )]
 pub async fn deadline(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    Path(id): Path<String>,
-    ApiQuery(which): ApiQuery<Which>,
-    ApiJson(body): ApiJson<DeadlineBody>,
+    PetitionPost(on, body): PetitionPost<DeadlineBody>,
 ) -> Result<Json<ActionResponse>, AppError> {
     let deadline = sync_core::timestamp::parse_date(&body.deadline).ok_or_else(|| {
         invalid(format!(
@@ -370,10 +423,8 @@ pub async fn deadline(
             body.deadline
         ))
     })?;
-    supervise_with(&state, &caller, addr, &id, &which, |_| {
-        move |_: &_, _: &_| Ok(vec![PetitionEventKind::DeadlineSet { deadline }])
-    })
-    .await
+    on.by_supervisor(|_| move |_: &_, _: &_| Ok(vec![PetitionEventKind::DeadlineSet { deadline }]))
+        .await
 }
 
 /// `POST /api/v1/petitions/{id}/assign`: makes someone else responsible.
@@ -387,28 +438,25 @@ pub async fn deadline(
     security(("bearer" = []))
 )]
 pub async fn assign(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    Path(id): Path<String>,
-    ApiQuery(which): ApiQuery<Which>,
-    ApiJson(body): ApiJson<AssignBody>,
+    PetitionPost(on, body): PetitionPost<AssignBody>,
 ) -> Result<Json<ActionResponse>, AppError> {
-    let assignee = state
+    let assignee = on
+        .state
         .store
         .get_user_by_username(&body.to)
         .await?
         .filter(|u| !u.disabled && u.role != Role::Admin)
         .ok_or_else(|| invalid(format!("no cadre or supervisor {:?}", body.to)))?;
-    if !state
+    if !on
+        .state
         .store
-        .is_unit_within(assignee.unit_id, caller.unit_id)
+        .is_unit_within(assignee.unit_id, on.caller.unit_id)
         .await?
     {
         return Err(invalid(format!("{:?} is not within your unit", body.to)).into());
     }
     let to = assignee.username;
-    supervise_with(&state, &caller, addr, &id, &which, |_| {
+    on.by_supervisor(|_| {
         move |_: &_, current: &sync_core::records::petition::PetitionState| {
             if current.responsible == to {
                 return Err(ActionError::State(format!("{to} is already responsible")));
@@ -431,17 +479,12 @@ pub async fn assign(
     security(("bearer" = []))
 )]
 pub async fn escalate(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    Path(id): Path<String>,
-    ApiQuery(which): ApiQuery<Which>,
-    ApiJson(body): ApiJson<EscalateBody>,
+    PetitionPost(on, body): PetitionPost<EscalateBody>,
 ) -> Result<Json<ActionResponse>, AppError> {
     let assignee = match &body.to {
         None => None,
         Some(name) => Some(
-            state
+            on.state
                 .store
                 .get_user_by_username(name)
                 .await?
@@ -450,7 +493,7 @@ pub async fn escalate(
         ),
     };
     let note = body.note;
-    supervise_with(&state, &caller, addr, &id, &which, move |reach| {
+    on.by_supervisor(move |reach| {
         move |_: &_, current: &sync_core::records::petition::PetitionState| {
             let to = next_level(current.level).ok_or_else(|| {
                 ActionError::State("the petition is already at the highest level".to_owned())
@@ -490,18 +533,11 @@ pub async fn escalate(
     security(("bearer" = []))
 )]
 pub async fn supervise(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    Path(id): Path<String>,
-    ApiQuery(which): ApiQuery<Which>,
-    ApiJson(body): ApiJson<NoteBody>,
+    PetitionPost(on, body): PetitionPost<NoteBody>,
 ) -> Result<Json<ActionResponse>, AppError> {
     let note = body.note;
-    supervise_with(&state, &caller, addr, &id, &which, |_| {
-        move |_: &_, _: &_| Ok(vec![PetitionEventKind::Supervised { note }])
-    })
-    .await
+    on.by_supervisor(|_| move |_: &_, _: &_| Ok(vec![PetitionEventKind::Supervised { note }]))
+        .await
 }
 
 /// `POST /api/v1/petitions/{id}/close`: signs the item off (销号).
@@ -515,15 +551,10 @@ pub async fn supervise(
     security(("bearer" = []))
 )]
 pub async fn close(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    Path(id): Path<String>,
-    ApiQuery(which): ApiQuery<Which>,
-    ApiJson(body): ApiJson<CloseBody>,
+    PetitionPost(on, body): PetitionPost<CloseBody>,
 ) -> Result<Json<ActionResponse>, AppError> {
     let note = body.note;
-    supervise_with(&state, &caller, addr, &id, &which, move |reach| {
+    on.by_supervisor(move |reach| {
         move |_: &_, current: &sync_core::records::petition::PetitionState| {
             if current.status != PetitionStatus::Resolved || current.feedback.is_none() {
                 return Err(ActionError::State(format!(
@@ -556,18 +587,11 @@ pub async fn close(
     security(("bearer" = []))
 )]
 pub async fn reopen(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    Path(id): Path<String>,
-    ApiQuery(which): ApiQuery<Which>,
-    ApiJson(body): ApiJson<ReopenBody>,
+    PetitionPost(on, body): PetitionPost<ReopenBody>,
 ) -> Result<Json<ActionResponse>, AppError> {
     let reason = body.reason;
-    supervise_with(&state, &caller, addr, &id, &which, |_| {
-        move |_: &_, _: &_| Ok(vec![PetitionEventKind::Reopened { reason }])
-    })
-    .await
+    on.by_supervisor(|_| move |_: &_, _: &_| Ok(vec![PetitionEventKind::Reopened { reason }]))
+        .await
 }
 
 /// `POST /api/v1/petitions/{id}/progress`: the responsible person notes
@@ -582,15 +606,10 @@ pub async fn reopen(
     security(("bearer" = []))
 )]
 pub async fn progress(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    Path(id): Path<String>,
-    ApiQuery(which): ApiQuery<Which>,
-    ApiJson(body): ApiJson<NoteBody>,
+    PetitionPost(on, body): PetitionPost<NoteBody>,
 ) -> Result<Json<ActionResponse>, AppError> {
     let kinds = vec![PetitionEventKind::ProgressNoted { note: body.note }];
-    as_responsible(&state, &caller, addr, &id, &which, kinds).await
+    on.by_responsible(kinds).await
 }
 
 /// `POST /api/v1/petitions/{id}/resolve`: the responsible person marks it
@@ -605,15 +624,10 @@ pub async fn progress(
     security(("bearer" = []))
 )]
 pub async fn resolve(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    Path(id): Path<String>,
-    ApiQuery(which): ApiQuery<Which>,
-    ApiJson(body): ApiJson<NoteBody>,
+    PetitionPost(on, body): PetitionPost<NoteBody>,
 ) -> Result<Json<ActionResponse>, AppError> {
     let kinds = vec![PetitionEventKind::Resolved { note: body.note }];
-    as_responsible(&state, &caller, addr, &id, &which, kinds).await
+    on.by_responsible(kinds).await
 }
 
 /// `POST /api/v1/petitions/{id}/feedback`: the responsible person records
@@ -628,12 +642,7 @@ pub async fn resolve(
     security(("bearer" = []))
 )]
 pub async fn feedback(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    addr: ClientAddr,
-    Path(id): Path<String>,
-    ApiQuery(which): ApiQuery<Which>,
-    ApiJson(body): ApiJson<FeedbackBody>,
+    PetitionPost(on, body): PetitionPost<FeedbackBody>,
 ) -> Result<Json<ActionResponse>, AppError> {
     let mut kinds = vec![PetitionEventKind::FeedbackGiven { note: body.note }];
     if let Some(s) = &body.satisfaction {
@@ -642,7 +651,7 @@ pub async fn feedback(
             .map_err(|_| invalid(format!("unknown satisfaction {s:?}")))?;
         kinds.push(PetitionEventKind::Rated { satisfaction });
     }
-    as_responsible(&state, &caller, addr, &id, &which, kinds).await
+    on.by_responsible(kinds).await
 }
 
 #[cfg(test)]
