@@ -28,6 +28,71 @@ async fn phone_with_petition(running: &Served, rng: &mut StdRng) -> (Device, Doc
     (phone, doc, petition)
 }
 
+/// As [`phone_with_petition`] (its rng seeded with `seed`), with a 督办 note
+/// that sup-town1 wrote through the API, synced to the phone; and
+/// sup-town1's token.
+async fn phone_with_supervised_petition(
+    running: &Served,
+    seed: u64,
+) -> (Device, DocumentId, RecordId, String) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut phone, doc, pid) = phone_with_petition(running, &mut rng).await;
+    let sup = running.login("sup-town1", "web").await;
+    let (status, body) = running
+        .post(
+            &sup,
+            &format!("/api/v1/petitions/{pid}/supervise"),
+            json!({"note": "请一周内办结。"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let supervised = |d: &Device| {
+        d.diary(&doc)
+            .petition(pid)
+            .is_some_and(|p| p.events.iter().any(|e| e.by == "sup-town1"))
+    };
+    phone.sync_until(supervised).await;
+    (phone, doc, pid, sup)
+}
+
+/// Takes the phone's diary and forges a 销号 in it in sup-town1's name,
+/// with the actor the server wrote sup-town1's event with.
+fn forge_sign_off_as_server(phone: &mut Device, doc: DocumentId, pid: RecordId) -> DiaryDocument {
+    let server_actor = phone
+        .diary(&doc)
+        .petition_events_with_origin(pid)
+        .expect("petition")
+        .into_iter()
+        .find(|(e, _)| e.by == "sup-town1")
+        .expect("the supervisor's event")
+        .1
+        .actor;
+    let am = phone.docs.remove(&doc).expect("doc");
+    let mut diary = DiaryDocument::from_automerge(am).expect("diary");
+    diary.automerge_mut().set_actor(server_actor);
+    diary
+        .record_petition_event(
+            &Edit::new("sup-town1", Timestamp(EDIT_TIME.millis() + 120_000)),
+            pid,
+            RecordId::from_random_bytes(rand::random()),
+            &PetitionEventKind::Closed {
+                note: "伪造销号".into(),
+            },
+        )
+        .expect("forge");
+    diary
+}
+
+/// The phone's connection was closed for writing as another writer, and the
+/// forged 销号 is nowhere in the petition's history.
+async fn assert_forgery_refused(running: &Served, phone: &mut Device, sup: &str, pid: RecordId) {
+    let error = phone.expect_error_and_close().await;
+    assert!(error.contains("belongs to another writer"), "{error}");
+    let (_, detail) = running.get(sup, &format!("/api/v1/petitions/{pid}")).await;
+    assert!(event(&detail, "closed").is_empty(), "{detail}");
+    assert_eq!(detail["petition"]["status"], "in_progress");
+}
+
 /// Appends an event on the phone with whatever author it claims.
 fn write_as(
     phone: &mut Device,
@@ -276,52 +341,11 @@ async fn ledger_rows_after_each_write_match_a_rebuild(store: Arc<dyn Store>) {
 /// with is refused, and nothing of that change is stored.
 async fn a_device_cannot_write_with_the_servers_actor(store: Arc<dyn Store>) {
     let running = Served::on_store(store, |_| {}).await;
-    let mut rng = StdRng::seed_from_u64(92);
-    let (mut phone, doc, pid) = phone_with_petition(&running, &mut rng).await;
-    let sup = running.login("sup-town1", "web").await;
-    let (status, body) = running
-        .post(
-            &sup,
-            &format!("/api/v1/petitions/{pid}/supervise"),
-            json!({"note": "请一周内办结。"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let supervised = |d: &Device| {
-        d.diary(&doc)
-            .petition(pid)
-            .is_some_and(|p| p.events.iter().any(|e| e.by == "sup-town1"))
-    };
-    phone.sync_until(supervised).await;
-    let server_actor = phone
-        .diary(&doc)
-        .petition_events_with_origin(pid)
-        .expect("petition")
-        .into_iter()
-        .find(|(e, _)| e.by == "sup-town1")
-        .expect("the supervisor's event")
-        .1
-        .actor;
-    let am = phone.docs.remove(&doc).expect("doc");
-    let mut diary = DiaryDocument::from_automerge(am).expect("diary");
-    diary.automerge_mut().set_actor(server_actor);
-    diary
-        .record_petition_event(
-            &Edit::new("sup-town1", Timestamp(EDIT_TIME.millis() + 120_000)),
-            pid,
-            RecordId::from_random_bytes(rand::random()),
-            &PetitionEventKind::Closed {
-                note: "伪造销号".into(),
-            },
-        )
-        .expect("forge");
+    let (mut phone, doc, pid, sup) = phone_with_supervised_petition(&running, 92).await;
+    let diary = forge_sign_off_as_server(&mut phone, doc, pid);
     phone.docs.insert(doc, diary.into_automerge());
     phone.flush().await;
-    let error = phone.expect_error_and_close().await;
-    assert!(error.contains("belongs to another writer"), "{error}");
-    let (_, detail) = running.get(&sup, &format!("/api/v1/petitions/{pid}")).await;
-    assert!(event(&detail, "closed").is_empty(), "{detail}");
-    assert_eq!(detail["petition"]["status"], "in_progress");
+    assert_forgery_refused(&running, &mut phone, &sup, pid).await;
     running.stop().await;
 }
 
@@ -331,45 +355,8 @@ async fn a_device_cannot_write_with_the_servers_actor(store: Arc<dyn Store>) {
 /// change a document chunk adds, not only for change chunks.
 async fn a_whole_document_cannot_carry_the_servers_actor(store: Arc<dyn Store>) {
     let running = Served::on_store(store, |_| {}).await;
-    let mut rng = StdRng::seed_from_u64(93);
-    let (mut phone, doc, pid) = phone_with_petition(&running, &mut rng).await;
-    let sup = running.login("sup-town1", "web").await;
-    let (status, body) = running
-        .post(
-            &sup,
-            &format!("/api/v1/petitions/{pid}/supervise"),
-            json!({"note": "请一周内办结。"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let supervised = |d: &Device| {
-        d.diary(&doc)
-            .petition(pid)
-            .is_some_and(|p| p.events.iter().any(|e| e.by == "sup-town1"))
-    };
-    phone.sync_until(supervised).await;
-    let server_actor = phone
-        .diary(&doc)
-        .petition_events_with_origin(pid)
-        .expect("petition")
-        .into_iter()
-        .find(|(e, _)| e.by == "sup-town1")
-        .expect("the supervisor's event")
-        .1
-        .actor;
-    let am = phone.docs.remove(&doc).expect("doc");
-    let mut diary = DiaryDocument::from_automerge(am).expect("diary");
-    diary.automerge_mut().set_actor(server_actor);
-    diary
-        .record_petition_event(
-            &Edit::new("sup-town1", Timestamp(EDIT_TIME.millis() + 120_000)),
-            pid,
-            RecordId::from_random_bytes(rand::random()),
-            &PetitionEventKind::Closed {
-                note: "伪造销号".into(),
-            },
-        )
-        .expect("forge");
+    let (mut phone, doc, pid, sup) = phone_with_supervised_petition(&running, 93).await;
+    let diary = forge_sign_off_as_server(&mut phone, doc, pid);
     let whole = diary.automerge();
     let mut heads = whole.get_heads();
     heads.sort();
@@ -390,11 +377,7 @@ async fn a_whole_document_cannot_carry_the_servers_actor(store: Arc<dyn Store>) 
             data,
         })
         .await;
-    let error = phone.expect_error_and_close().await;
-    assert!(error.contains("belongs to another writer"), "{error}");
-    let (_, detail) = running.get(&sup, &format!("/api/v1/petitions/{pid}")).await;
-    assert!(event(&detail, "closed").is_empty(), "{detail}");
-    assert_eq!(detail["petition"]["status"], "in_progress");
+    assert_forgery_refused(&running, &mut phone, &sup, pid).await;
     running.stop().await;
 }
 
@@ -406,23 +389,7 @@ async fn a_device_cannot_alter_what_the_server_wrote(store: Arc<dyn Store>) {
     use sync_core::automerge::{Automerge, ObjId, Prop, ROOT, ReadDoc};
 
     let running = Served::on_store(store, |_| {}).await;
-    let mut rng = StdRng::seed_from_u64(94);
-    let (mut phone, doc, pid) = phone_with_petition(&running, &mut rng).await;
-    let sup = running.login("sup-town1", "web").await;
-    let (status, body) = running
-        .post(
-            &sup,
-            &format!("/api/v1/petitions/{pid}/supervise"),
-            json!({"note": "请一周内办结。"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let supervised = |d: &Device| {
-        d.diary(&doc)
-            .petition(pid)
-            .is_some_and(|p| p.events.iter().any(|e| e.by == "sup-town1"))
-    };
-    phone.sync_until(supervised).await;
+    let (phone, doc, pid, sup) = phone_with_supervised_petition(&running, 94).await;
     let base = phone.docs[&doc].clone();
     phone.close().await;
     let object = |doc: &Automerge, parent: &ObjId, prop: Prop| {
