@@ -66,6 +66,7 @@ pub mod env {
     pub const MAX_DOCUMENTS_PER_USER: &str = "VISIT_DIARY_MAX_DOCUMENTS_PER_USER";
     pub const MAX_STORED_BYTES_PER_USER: &str = "VISIT_DIARY_MAX_STORED_BYTES_PER_USER";
     pub const MAX_BUFFERED_BYTES_PER_USER: &str = "VISIT_DIARY_MAX_BUFFERED_BYTES_PER_USER";
+    pub const MAX_MESSAGE_BYTES: &str = "VISIT_DIARY_MAX_MESSAGE_BYTES";
     /// Estimated memory of the documents held live, in bytes.
     pub const LIVE_DOCUMENTS_MEMORY_BYTES: &str = "VISIT_DIARY_LIVE_DOCUMENTS_MEMORY_BYTES";
     /// Seconds a live document may go unused before it is dropped from memory.
@@ -221,6 +222,12 @@ pub struct Config {
     /// briefly; then the connection is closed with an error). Also caps the
     /// largest frame. At most `u32::MAX`.
     pub max_buffered_bytes_per_user: usize,
+    /// The largest sync frame a connection takes (it is also capped at the
+    /// document limit and at `max_buffered_bytes_per_user`). The WebSocket
+    /// layer reads a frame whole before the budget above sees it, so one
+    /// user's connections hold at most `max_sync_connections_per_user` times
+    /// this while reading. A year's diary of text is far smaller.
+    pub max_message_bytes: usize,
     /// Estimated memory the documents held live in memory (one copy per
     /// document being synced, merged in place) may take together; past it
     /// the least recently used are dropped (they are stored; the next sync
@@ -289,6 +296,7 @@ impl Config {
             max_documents_per_user: 50,
             max_stored_bytes_per_user: 256 * 1024 * 1024,
             max_buffered_bytes_per_user: 64 * 1024 * 1024,
+            max_message_bytes: 8 * 1024 * 1024,
             live_documents_memory_bytes: 512 * 1024 * 1024,
             live_document_idle: Duration::from_secs(300),
             login_free_failures_per_user: 5,
@@ -453,6 +461,11 @@ impl Config {
                 file.sync.max_buffered_bytes_per_user,
                 defaults.max_buffered_bytes_per_user,
             )?,
+            max_message_bytes: layer.parsed(
+                env::MAX_MESSAGE_BYTES,
+                file.sync.max_message_bytes,
+                defaults.max_message_bytes,
+            )?,
             live_documents_memory_bytes: layer.parsed(
                 env::LIVE_DOCUMENTS_MEMORY_BYTES,
                 file.sync.live_documents_memory_bytes,
@@ -521,6 +534,7 @@ impl Config {
         if self.max_documents_per_user == 0
             || self.max_stored_bytes_per_user == 0
             || self.max_buffered_bytes_per_user == 0
+            || self.max_message_bytes == 0
         {
             return invalid("per-user sync limits must be positive");
         }
@@ -838,6 +852,7 @@ struct SyncSection {
     max_documents_per_user: Option<usize>,
     max_stored_bytes_per_user: Option<u64>,
     max_buffered_bytes_per_user: Option<usize>,
+    max_message_bytes: Option<usize>,
     live_documents_memory_bytes: Option<usize>,
     live_document_idle_secs: Option<u64>,
 }
@@ -950,12 +965,14 @@ mod tests {
             (
                 example.max_documents_per_user,
                 example.max_stored_bytes_per_user,
-                example.max_buffered_bytes_per_user
+                example.max_buffered_bytes_per_user,
+                example.max_message_bytes
             ),
             (
                 defaults.max_documents_per_user,
                 defaults.max_stored_bytes_per_user,
-                defaults.max_buffered_bytes_per_user
+                defaults.max_buffered_bytes_per_user,
+                defaults.max_message_bytes
             )
         );
 
@@ -1021,6 +1038,7 @@ mod tests {
                 (env::MAX_DOCUMENTS_PER_USER, "3"),
                 (env::MAX_STORED_BYTES_PER_USER, "1000"),
                 (env::MAX_BUFFERED_BYTES_PER_USER, "2000"),
+                (env::MAX_MESSAGE_BYTES, "500"),
             ]),
         )
         .expect("load");
@@ -1028,9 +1046,10 @@ mod tests {
             (
                 config.max_documents_per_user,
                 config.max_stored_bytes_per_user,
-                config.max_buffered_bytes_per_user
+                config.max_buffered_bytes_per_user,
+                config.max_message_bytes
             ),
-            (3, 1000, 2000)
+            (3, 1000, 2000, 500)
         );
         for (name, value) in [
             (env::MAX_DOCUMENTS_PER_USER, "0"),

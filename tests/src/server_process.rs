@@ -341,3 +341,13 @@ pub fn cpu_time(pid: u32) -> std::time::Duration {
         fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
     std::time::Duration::from_millis(ticks * 10)
 }
+
+/// A `/proc/<pid>/status` field in KiB (`VmRSS:`, `VmHWM:` …).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}

@@ -7,20 +7,10 @@
 
 use std::time::Instant;
 
-use e2e_tests::{DEMO_PASSWORD, Database, ServerProcess};
+use e2e_tests::{DEMO_PASSWORD, Database, ServerProcess, status_kib};
 
 /// Concurrent wrong logins in the flood.
 const FLOOD: usize = 64;
-
-/// A `/proc/<pid>/status` field in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
 
 struct Flood {
     /// Peak resident memory minus resident memory before, in MiB.

@@ -37,6 +37,7 @@ use axum::response::IntoResponse;
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
+use crate::config::Config;
 use crate::error::AppError;
 use crate::extract::ClientAddr;
 use crate::ledger::{LedgerProjection, Writer};
@@ -109,10 +110,7 @@ pub async fn upgrade(
             .into_response();
         }
     };
-    let limit = message_limit(
-        state.config.max_document_bytes,
-        state.config.max_buffered_bytes_per_user,
-    );
+    let limit = message_limit(&state.config);
     let id = state.sync_hub.next_connection_id();
     let span = tracing::info_span!("sync", user_id = user.user_id, connection = id);
     ws.max_message_size(limit)
@@ -134,14 +132,15 @@ pub async fn upgrade(
         })
 }
 
-/// The largest frame accepted: a whole document and its envelope, but never
-/// more than the user's budget of bytes being merged (it could never get
-/// room in it).
-fn message_limit(max_document_bytes: usize, max_buffered_bytes_per_user: usize) -> usize {
-    max_document_bytes
-        .saturating_add(ENVELOPE_BYTES)
+/// The largest frame accepted: `max_message_bytes`, and never more than a
+/// whole document and its envelope, nor the user's budget of bytes being
+/// merged (it could never get room in it).
+fn message_limit(config: &Config) -> usize {
+    config
+        .max_message_bytes
+        .min(config.max_document_bytes.saturating_add(ENVELOPE_BYTES))
         .min(MAX_MESSAGE_BYTES)
-        .min(max_buffered_bytes_per_user)
+        .min(config.max_buffered_bytes_per_user)
 }
 
 /// Why a connection ends early.
