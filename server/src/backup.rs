@@ -155,7 +155,7 @@ async fn check(path: &Path) -> Result<Contents, BackupError> {
     })
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
@@ -163,13 +163,19 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// Residents' data: readable by this user only.
 fn restrict(path: &Path) {
+    set_mode(path, 0o600);
+}
+
+/// Sets `path`'s Unix permission bits to `mode` (nothing elsewhere); a
+/// failure is logged, not fatal.
+pub(crate) fn set_mode(path: &Path, mode: u32) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
             tracing::warn!(path = %path.display(), error = %e, "could not restrict permissions");
         }
     }
     #[cfg(not(unix))]
-    let _ = path;
+    let _ = (path, mode);
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::app::{AppState, router};
+use crate::backup;
 use crate::config::{Config, ConfigError};
 use crate::store::{self, ConnectOptions, Store, StoreError};
 
@@ -47,40 +48,20 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
 /// the database and its `-wal`/`-shm` files `0600` (they hold residents'
 /// names, phones and problems). A failure is logged, not fatal.
 fn restrict_sqlite_files(url: &str) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let Some(rest) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        else {
-            return;
-        };
-        let path = std::path::Path::new(rest.split('?').next().unwrap_or(rest));
-        if path.as_os_str().is_empty() || rest.starts_with(":memory:") {
-            return;
-        }
-        let mut targets = vec![(path.to_path_buf(), 0o600)];
-        for suffix in ["-wal", "-shm"] {
-            let mut name = path.as_os_str().to_owned();
-            name.push(suffix);
-            targets.push((name.into(), 0o600));
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            targets.push((dir.to_path_buf(), 0o700));
-        }
-        for (target, mode) in targets {
-            if !target.exists() {
-                continue;
-            }
-            if let Err(e) = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
-            {
-                tracing::warn!(path = %target.display(), error = %e, "could not restrict permissions");
-            }
-        }
+    let Some(path) = backup::sqlite_path(url) else {
+        return;
+    };
+    let files = [
+        backup::with_suffix(&path, "-wal"),
+        backup::with_suffix(&path, "-shm"),
+        path.clone(),
+    ];
+    for file in files.iter().filter(|f| f.exists()) {
+        backup::set_mode(file, 0o600);
     }
-    #[cfg(not(unix))]
-    let _ = url;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        backup::set_mode(dir, 0o700);
+    }
 }
 
 /// Opens the store (running migrations first), then serves HTTP on
