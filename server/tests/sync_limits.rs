@@ -3,10 +3,12 @@
 //! refused with an error naming it, nothing of the refused write is stored,
 //! and another user syncs meanwhile.
 
+use std::sync::Arc;
+
 use futures_util::SinkExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use server::store::OwnerUsage;
+use server::store::{OwnerUsage, Store};
 use sync_core::protocol::{DocSyncStatus, Message};
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp, fixtures};
 use test_support::{Device, Served};
@@ -18,17 +20,13 @@ fn rng(seed: u64) -> StdRng {
 
 /// What the server's store holds for `username`.
 async fn usage(server: &Served, username: &str) -> OwnerUsage {
-    let store = server::open_store(&server.config)
-        .await
-        .expect("open store");
+    let store = server.store().await;
     let user = store
         .get_user_by_username(username)
         .await
         .expect("user")
         .expect("a demo user");
-    let usage = store.owner_usage(user.id).await.expect("usage");
-    store.close().await;
-    usage
+    store.owner_usage(user.id).await.expect("usage")
 }
 
 /// Another user creates a diary and gets it acknowledged.
@@ -70,9 +68,8 @@ fn add_large_visits(
     phone.docs.insert(*id, diary.into_automerge());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documents_past_the_per_user_limit_are_refused() {
-    let server = Served::start_with(|c| c.max_documents_per_user = 2).await;
+async fn documents_past_the_per_user_limit_are_refused(store: Arc<dyn Store>) {
+    let server = Served::on_store(store, |c| c.max_documents_per_user = 2).await;
     let mut rng = rng(21);
     let mut phone = server.device("cadre01", "phone").await;
     let first = phone.create_diary(&mut rng).0;
@@ -130,9 +127,8 @@ async fn synced_or_refused(device: &mut Device, id: DocumentId) -> Result<(), St
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documents_created_at_once_on_two_connections_stay_within_the_limit() {
-    let server = Served::start_with(|c| c.max_documents_per_user = 1).await;
+async fn documents_created_at_once_on_two_connections_stay_within_the_limit(store: Arc<dyn Store>) {
+    let server = Served::on_store(store, |c| c.max_documents_per_user = 1).await;
     let mut rng = rng(24);
     let mut phone = server.device("cadre01", "phone").await;
     let mut tablet = server.device("cadre01", "tablet").await;
@@ -154,10 +150,9 @@ async fn documents_created_at_once_on_two_connections_stay_within_the_limit() {
     assert_eq!(usage(&server, "cadre01").await.documents, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_past_the_per_user_stored_bytes_are_refused() {
+async fn writes_past_the_per_user_stored_bytes_are_refused(store: Arc<dyn Store>) {
     const LIMIT: u64 = 16 * 1024;
-    let server = Served::start_with(|c| c.max_stored_bytes_per_user = LIMIT).await;
+    let server = Served::on_store(store, |c| c.max_stored_bytes_per_user = LIMIT).await;
     let mut rng = rng(22);
     let mut phone = server.device("cadre01", "phone").await;
     let id = phone.create_diary(&mut rng).0;
@@ -186,11 +181,10 @@ async fn writes_past_the_per_user_stored_bytes_are_refused() {
     assert_eq!(tablet.visit_count(&id), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn frames_past_the_per_user_buffer_budget_are_refused() {
+async fn frames_past_the_per_user_buffer_budget_are_refused(store: Arc<dyn Store>) {
     const BUDGET: usize = 64 * 1024;
     // The document limit alone would allow frames of 32 MiB.
-    let server = Served::start_with(|c| c.max_buffered_bytes_per_user = BUDGET).await;
+    let server = Served::on_store(store, |c| c.max_buffered_bytes_per_user = BUDGET).await;
     let mut rng = rng(23);
     let mut phone = server.device("cadre01", "phone").await;
     let id = phone.create_diary(&mut rng).0;
@@ -230,3 +224,10 @@ async fn frames_past_the_per_user_buffer_budget_are_refused() {
     assert_eq!(laptop.request(id).await, Some(DocSyncStatus::Synced));
     assert_eq!(laptop.visit_count(&id), 1);
 }
+
+test_support::backends!(
+    documents_past_the_per_user_limit_are_refused,
+    documents_created_at_once_on_two_connections_stay_within_the_limit,
+    writes_past_the_per_user_stored_bytes_are_refused,
+    frames_past_the_per_user_buffer_budget_are_refused,
+);

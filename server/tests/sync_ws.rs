@@ -4,11 +4,13 @@
 //! merges, access between users, malformed frames, a killed server) are in
 //! the end-to-end suite; these need the server's configuration or its store.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::SinkExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use server::store::Store;
 use sync_core::automerge::{ActorId, Automerge};
 use sync_core::fixtures;
 use sync_core::protocol::{DocSyncStatus, Message};
@@ -29,9 +31,8 @@ fn rng(seed: u64) -> StdRng {
 /// Document ids are derived from a username and a year, which anyone may
 /// know. A cadre probing a colleague's ids gets the same answer whether the
 /// diary exists or not, and cannot take the id of one not made yet.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_colleagues_diary_looks_missing_and_its_id_cannot_be_taken() {
-    let server = TestServer::start().await;
+async fn a_colleagues_diary_looks_missing_and_its_id_cannot_be_taken(store: Arc<dyn Store>) {
+    let server = TestServer::on_store(store, |_| {}).await;
     let mut rng = rng(15);
     let mut colleague = server.device("cadre02", "phone").await;
     let (existing, _) = colleague.create_diary(&mut rng);
@@ -85,9 +86,8 @@ async fn a_colleagues_diary_looks_missing_and_its_id_cannot_be_taken() {
 
 /// A new document stands at the id derived from its own root: a diary of
 /// one year at the id of another year is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_diary_at_the_id_of_another_year_is_refused() {
-    let server = TestServer::start().await;
+async fn a_new_diary_at_the_id_of_another_year_is_refused(store: Arc<dyn Store>) {
+    let server = TestServer::on_store(store, |_| {}).await;
     let (year, other_year) = (next_test_year(), next_test_year());
     let id = sync_core::diary_id("cadre01", year);
     let mut phone = server.device("cadre01", "phone").await;
@@ -114,9 +114,8 @@ async fn a_new_diary_at_the_id_of_another_year_is_refused() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn creating_a_document_for_someone_else_is_refused() {
-    let server = TestServer::start().await;
+async fn creating_a_document_for_someone_else_is_refused(store: Arc<dyn Store>) {
+    let server = TestServer::on_store(store, |_| {}).await;
     let mut rng = rng(3);
     let mut phone = server.device("cadre01", "phone").await;
     // The root names cadre02 as the owner: not cadre01's to create.
@@ -130,9 +129,8 @@ async fn creating_a_document_for_someone_else_is_refused() {
     assert_eq!(owner.request(id).await, Some(DocSyncStatus::Unavailable));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upgrade_without_a_valid_token_is_401() {
-    let server = TestServer::start().await;
+async fn upgrade_without_a_valid_token_is_401(store: Arc<dyn Store>) {
+    let server = TestServer::on_store(store, |_| {}).await;
     for token in [None, Some("not-a-token")] {
         match socket(&server, token).await {
             Err(tungstenite::Error::Http(response)) => {
@@ -146,10 +144,9 @@ async fn upgrade_without_a_valid_token_is_401() {
 
 /// Keeps syncing until the server sends `error`, then expects the close.
 /// Returns the error's text.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_changes_and_frames_are_refused() {
+async fn oversized_changes_and_frames_are_refused(store: Arc<dyn Store>) {
     const LIMIT: usize = 4 * 1024;
-    let server = TestServer::start_with(|c| c.max_document_bytes = LIMIT).await;
+    let server = TestServer::on_store(store, |c| c.max_document_bytes = LIMIT).await;
     let mut rng = rng(6);
 
     // A sync message whose changes exceed the document limit.
@@ -325,9 +322,8 @@ async fn metrics_text(server: &TestServer) -> String {
         .expect("metrics text")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_payloads_are_refused_and_others_keep_syncing() {
-    let server = TestServer::start().await;
+async fn hostile_payloads_are_refused_and_others_keep_syncing(store: Arc<dyn Store>) {
+    let server = TestServer::on_store(store, |_| {}).await;
     let mut rng = rng(7);
     // An honest device, connected throughout.
     let mut phone = server.device("cadre01", "phone").await;
@@ -405,11 +401,10 @@ async fn hostile_payloads_are_refused_and_others_keep_syncing() {
     // The honest whole document was stored, as it was sent.
     assert_eq!(check.request(whole_id).await, Some(DocSyncStatus::Synced));
     assert_eq!(check.docs[&whole_id].get_heads(), whole.get_heads());
-    let store = server::open_store(&server.config).await.expect("store");
+    let store = server.store().await;
     for id in [bomb_id, deep_id, v2_id, stranger_id] {
         assert!(store.load_document(&id).await.expect("load").is_none());
     }
-    store.close().await;
     let metrics = metrics_text(&server).await;
     for reason in ["too_large", "too_deep"] {
         assert!(
@@ -425,9 +420,8 @@ async fn hostile_payloads_are_refused_and_others_keep_syncing() {
 /// bytes on the wire (both ways, handshake included) stay within 1.1 times
 /// its `save()` size, where one change at a time took about ten times it,
 /// and it is stored at about that size.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_first_upload_costs_about_the_saved_size() {
-    let server = TestServer::start().await;
+async fn a_first_upload_costs_about_the_saved_size(store: Arc<dyn Store>) {
+    let server = TestServer::on_store(store, |_| {}).await;
     let mut rng = rng(11);
     let start = Timestamp::from_millis(1_780_000_000_000);
     let diary =
@@ -449,7 +443,7 @@ async fn a_first_upload_costs_about_the_saved_size() {
         "{wire} bytes on the wire for a document of {saved}"
     );
 
-    let store = server::open_store(&server.config).await.expect("store");
+    let store = server.store().await;
     let stored = store
         .load_document(&id)
         .await
@@ -462,16 +456,14 @@ async fn a_first_upload_costs_about_the_saved_size() {
     );
     let doc = server::sync::documents::load(id, Some(&stored)).expect("loads");
     assert_eq!(doc.get_heads(), diary.get_heads());
-    store.close().await;
     // Its visits reached the ledger.
     let mut check = server.device("cadre01", "desk").await;
     assert_eq!(check.request(id).await, Some(DocSyncStatus::Synced));
     assert_eq!(check.visit_count(&id), 300);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_small_syncs_are_compacted_and_audited() {
-    let server = TestServer::start().await;
+async fn many_small_syncs_are_compacted_and_audited(store: Arc<dyn Store>) {
+    let server = TestServer::on_store(store, |_| {}).await;
     let mut rng = rng(8);
     let mut phone = server.device("cadre01", "phone").await;
     let id = phone.create_diary_owned_by(&mut rng, "cadre01").0;
@@ -482,7 +474,7 @@ async fn many_small_syncs_are_compacted_and_audited() {
         phone.sync().await;
     }
 
-    let store = server::open_store(&server.config).await.expect("store");
+    let store = server.store().await;
     let stored = store
         .load_document(&id)
         .await
@@ -531,7 +523,6 @@ async fn many_small_syncs_are_compacted_and_audited() {
             entry.detail
         );
     }
-    store.close().await;
     // And a device that starts afresh gets all of it.
     let mut tablet = server.device("cadre01", "tablet").await;
     assert_eq!(tablet.request(id).await, Some(DocSyncStatus::Synced));
@@ -543,10 +534,9 @@ async fn many_small_syncs_are_compacted_and_audited() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_that_kept_its_sync_state_reconnects_cheaply() {
+async fn a_device_that_kept_its_sync_state_reconnects_cheaply(store: Arc<dyn Store>) {
     const VISITS: usize = 300;
-    let server = TestServer::start().await;
+    let server = TestServer::on_store(store, |_| {}).await;
     let mut rng = rng(9);
     // Two diaries of the same size, synced by one device.
     let mut phone = server.device("cadre01", "phone").await;
@@ -561,7 +551,7 @@ async fn a_device_that_kept_its_sync_state_reconnects_cheaply() {
     let mut docs = std::mem::take(&mut phone.docs);
     phone.close().await;
     // The server kept its side too, per device.
-    let store = server::open_store(&server.config).await.expect("store");
+    let store = server.store().await;
     let cadre = store
         .get_user_by_username("cadre01")
         .await
@@ -574,7 +564,6 @@ async fn a_device_that_kept_its_sync_state_reconnects_cheaply() {
             .expect("load state");
         assert_eq!(state.is_some(), saved, "{device}");
     }
-    store.close().await;
 
     // The same device comes back with its state and one new visit.
     let mut again = server.device("cadre01", "phone").await;
@@ -609,9 +598,8 @@ async fn a_device_that_kept_its_sync_state_reconnects_cheaply() {
     assert_eq!(check.visit_count(&fresh), VISITS + 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sync_connection_ends_with_its_token() {
-    let server = TestServer::start_with(|c| c.access_token_ttl = Duration::from_secs(2)).await;
+async fn a_sync_connection_ends_with_its_token(store: Arc<dyn Store>) {
+    let server = TestServer::on_store(store, |c| c.access_token_ttl = Duration::from_secs(2)).await;
     let mut rng = rng(12);
     let mut phone = server.device("cadre01", "phone").await;
     phone.create_diary_owned_by(&mut rng, "cadre01");
@@ -622,16 +610,15 @@ async fn a_sync_connection_ends_with_its_token() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_disabled_users_sync_connection_ends() {
-    let server = TestServer::start_with(|c| c.session_check = Duration::from_secs(1)).await;
+async fn a_disabled_users_sync_connection_ends(store: Arc<dyn Store>) {
+    let server = TestServer::on_store(store, |c| c.session_check = Duration::from_secs(1)).await;
     let mut rng = rng(13);
     let mut phone = server.device("cadre01", "phone").await;
     phone.create_diary_owned_by(&mut rng, "cadre01");
     phone.sync().await;
     let mut other = server.device("cadre02", "phone").await;
 
-    let store = server::open_store(&server.config).await.expect("store");
+    let store = server.store().await;
     let cadre = store
         .get_user_by_username("cadre01")
         .await
@@ -641,7 +628,6 @@ async fn a_disabled_users_sync_connection_ends() {
         .set_user_disabled(cadre.id, true)
         .await
         .expect("disable");
-    store.close().await;
     let error = phone.expect_error_and_close().await;
     assert!(error.contains("user disabled"), "{error}");
 
@@ -650,9 +636,8 @@ async fn a_disabled_users_sync_connection_ends() {
     other.sync().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_connections_are_bounded_per_user() {
-    let server = TestServer::start_with(|c| c.max_sync_connections_per_user = 2).await;
+async fn sync_connections_are_bounded_per_user(store: Arc<dyn Store>) {
+    let server = TestServer::on_store(store, |c| c.max_sync_connections_per_user = 2).await;
     let first = server.device("cadre01", "phone").await;
     let _second = server.device("cadre01", "tablet").await;
     let token = server.login("cadre01", "third").await;
@@ -678,9 +663,8 @@ async fn sync_connections_are_bounded_per_user() {
     assert!(admitted, "a place was freed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documents_per_connection_are_bounded() {
-    let server = TestServer::start_with(|c| c.max_documents_per_connection = 3).await;
+async fn documents_per_connection_are_bounded(store: Arc<dyn Store>) {
+    let server = TestServer::on_store(store, |c| c.max_documents_per_connection = 3).await;
     let mut rng = rng(14);
     let mut phone = server.device("cadre01", "phone").await;
     for _ in 0..3 {
@@ -694,3 +678,19 @@ async fn documents_per_connection_are_bounded() {
     let error = phone.expect_error_and_close().await;
     assert!(error.contains("more than 3 documents"), "{error}");
 }
+
+test_support::backends!(
+    a_colleagues_diary_looks_missing_and_its_id_cannot_be_taken,
+    a_new_diary_at_the_id_of_another_year_is_refused,
+    creating_a_document_for_someone_else_is_refused,
+    upgrade_without_a_valid_token_is_401,
+    oversized_changes_and_frames_are_refused,
+    hostile_payloads_are_refused_and_others_keep_syncing,
+    a_first_upload_costs_about_the_saved_size,
+    many_small_syncs_are_compacted_and_audited,
+    a_device_that_kept_its_sync_state_reconnects_cheaply,
+    a_sync_connection_ends_with_its_token,
+    a_disabled_users_sync_connection_ends,
+    sync_connections_are_bounded_per_user,
+    documents_per_connection_are_bounded,
+);

@@ -18,6 +18,8 @@ pub struct Served {
     pub addr: SocketAddr,
     /// Its configuration (to open its store beside it).
     pub config: Config,
+    /// The store it serves, when it was given one ([`Self::on_store`]).
+    served_store: Option<Arc<dyn Store>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), server::ServeError>>>,
     _dir: tempfile::TempDir,
@@ -74,6 +76,7 @@ impl Served {
         let stopped = async {
             let _ = stopped.await;
         };
+        let served_store = store.clone();
         let task = match store {
             Some(store) => tokio::spawn(server::serve_with_store(
                 config.clone(),
@@ -86,9 +89,20 @@ impl Served {
         Served {
             addr,
             config,
+            served_store,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
+        }
+    }
+
+    /// The store the server runs on, to look into beside it: the one given
+    /// to [`Self::on_store`] (shared with the server: drop it, never close
+    /// it), else the configuration's database opened again.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        match &self.served_store {
+            Some(store) => store.clone(),
+            None => server::open_store(&self.config).await.expect("open store"),
         }
     }
 
