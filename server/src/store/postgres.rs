@@ -17,7 +17,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use sync_core::DocumentId;
 
-use super::sql::{CompactSql, Sql, doc_cols, document_by_id, refresh_by_hash, user_cols};
+use super::sql::{
+    CompactSql, Sql, doc_cols, document_by_id, documents_in_units, insert_document,
+    refresh_by_hash, users_in_units,
+};
 use super::{
     AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentSince, DocumentWrite,
     RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument, StoredVersion,
@@ -26,6 +29,10 @@ use super::{
 
 /// The shared statements, on PostgreSQL.
 type Q = Sql<Postgres>;
+
+/// How many chunks document `$1` has and their size (see [`Sql::pending`]).
+const PENDING: &str = "SELECT COUNT(*), COALESCE(SUM(octet_length(data)), 0)::BIGINT
+                       FROM document_chunks WHERE document_id = $1";
 
 /// A [`Store`](super::Store) on a PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -51,11 +58,6 @@ impl PostgresStore {
             .await?;
         Ok(PostgresStore { pool })
     }
-
-    /// The underlying pool, for backend-specific code in this crate.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }
 
 // The `Store` impl is shared; the functions below are what it calls for the
@@ -70,14 +72,12 @@ async fn migrate(pool: &PgPool) -> StoreResult<()> {
 }
 
 async fn list_users_in_units(pool: &PgPool, unit_ids: &[i64]) -> StoreResult<Vec<User>> {
-    Ok(sqlx::query_as::<_, User>(concat!(
-        "SELECT ",
-        user_cols!(),
-        " FROM users WHERE unit_id = ANY($1) ORDER BY id"
-    ))
-    .bind(unit_ids)
-    .fetch_all(pool)
-    .await?)
+    Q::fetch_for_units(
+        pool,
+        users_in_units!("unit_id = ANY($1)"),
+        unit_ids.to_vec(),
+    )
+    .await
 }
 
 async fn rotate_refresh_token(
@@ -128,15 +128,8 @@ async fn load_document_since(
 }
 
 async fn list_documents_in_units(pool: &PgPool, unit_ids: &[i64]) -> StoreResult<Vec<DocumentRow>> {
-    Ok(sqlx::query_as::<_, DocumentRow>(
-        "SELECT d.id, d.kind, d.owner_user_id, d.year, d.created_at, d.updated_at, d.snapshot_heads
-         FROM documents d JOIN users u ON u.id = d.owner_user_id
-         WHERE u.unit_id = ANY($1)
-         ORDER BY d.id",
-    )
-    .bind(unit_ids)
-    .fetch_all(pool)
-    .await?)
+    let sql = documents_in_units!("u.unit_id = ANY($1)");
+    Q::fetch_for_units(pool, sql, unit_ids.to_vec()).await
 }
 
 async fn append_changes(pool: &PgPool, write: DocumentWrite) -> StoreResult<AppendOutcome> {
@@ -144,20 +137,17 @@ async fn append_changes(pool: &PgPool, write: DocumentWrite) -> StoreResult<Appe
     let mut tx = pool.begin().await?;
     let mut created = false;
     if let Some(new) = &write.create {
-        let inserted: Option<String> = sqlx::query_scalar(
-            "INSERT INTO documents (id, kind, owner_user_id, year, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $5)
-             ON CONFLICT (id) DO NOTHING
-             RETURNING id",
+        created = Q::insert_document(
+            &mut tx,
+            concat!(
+                insert_document!(),
+                " ON CONFLICT (id) DO NOTHING RETURNING id"
+            ),
+            &document_id,
+            new,
+            write.at,
         )
-        .bind(&document_id)
-        .bind(new.kind.as_str())
-        .bind(new.owner_user_id)
-        .bind(new.year)
-        .bind(write.at)
-        .fetch_optional(&mut *tx)
         .await?;
-        created = inserted.is_some();
     }
     // The per-document lock: held until commit, across every process.
     let Some(existing) =
@@ -190,32 +180,12 @@ async fn append_changes(pool: &PgPool, write: DocumentWrite) -> StoreResult<Appe
         .await?
     };
 
-    // Who wrote the changes, before anything depends on it.
-    Q::claim_actors(&mut tx, &document_id, &write.actors, write.at).await?;
-
-    // The ledger rows commit (or not) together with the chunk. The row
-    // lock above is still held, so projections of one document never
-    // interleave. (This is also where a `pg_notify` for other server
+    // The row lock above is still held, so projections of one document
+    // never interleave. (This is also where a `pg_notify` for other server
     // processes belongs: NOTIFY is delivered only on commit.)
-    if let Some(ledger) = &write.ledger {
-        Q::replace_ledger_rows(&mut tx, &document_id, ledger).await?;
-    }
+    Q::record_write(&mut tx, &document_id, &write).await?;
 
-    let (pending_chunks, pending_bytes) = Q::pending(
-        &mut tx,
-        "SELECT COUNT(*), COALESCE(SUM(octet_length(data)), 0)::BIGINT
-         FROM document_chunks WHERE document_id = $1",
-        &document_id,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(AppendOutcome {
-        meta,
-        created,
-        chunk_id,
-        pending_chunks,
-        pending_bytes,
-    })
+    Q::finish_append(tx, PENDING, &document_id, meta, created, chunk_id).await
 }
 
 async fn compact(pool: &PgPool, compaction: Compaction) -> StoreResult<()> {

@@ -15,13 +15,13 @@ mod store_impl;
 use std::marker::PhantomData;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 
 use super::{
-    ActorClaim, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow, DocumentSince,
-    NewAuditEntry, NewRefreshToken, NewUnit, NewUser, OwnerUsage, PetitionLocation,
-    RefreshReplacement, RefreshRotation, RefreshToken, StoreError, StoreResult, StoredDocument,
-    StoredVersion, Unit, User,
+    ActorClaim, AppendOutcome, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow,
+    DocumentSince, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser,
+    OwnerUsage, PetitionLocation, RefreshReplacement, RefreshRotation, RefreshToken, StoreError,
+    StoreResult, StoredDocument, StoredVersion, Unit, User,
 };
 use sync_core::DocumentId;
 
@@ -56,8 +56,45 @@ macro_rules! doc_cols {
         "id, kind, owner_user_id, year, created_at, updated_at, snapshot_heads"
     };
 }
+/// Inserts a new document's row, `$1` its id, `$2` to `$4` its kind, owner
+/// and year, `$5` both its times; a backend appends what it does on a
+/// duplicate id and `RETURNING id`.
+macro_rules! insert_document {
+    () => {
+        "INSERT INTO documents (id, kind, owner_user_id, year, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $5)"
+    };
+}
+/// The documents of every user in a list of units, in id order, given the
+/// backend's test that `u.unit_id` is in the list bound to `$1`.
+macro_rules! documents_in_units {
+    ($unit_in_list:literal) => {
+        concat!(
+            "SELECT d.id, d.kind, d.owner_user_id, d.year, d.created_at, d.updated_at, d.snapshot_heads
+             FROM documents d JOIN users u ON u.id = d.owner_user_id
+             WHERE ",
+            $unit_in_list,
+            " ORDER BY d.id"
+        )
+    };
+}
+/// The users of a list of units, in id order, given the backend's test that
+/// `unit_id` is in the list bound to `$1`.
+macro_rules! users_in_units {
+    ($unit_in_list:literal) => {
+        concat!(
+            "SELECT ",
+            $crate::store::sql::user_cols!(),
+            " FROM users WHERE ",
+            $unit_in_list,
+            " ORDER BY id"
+        )
+    };
+}
 pub(super) use store_impl::sql_store;
-pub(super) use {doc_cols, refresh_cols, user_cols};
+pub(super) use {
+    doc_cols, documents_in_units, insert_document, refresh_cols, user_cols, users_in_units,
+};
 
 /// A refresh token by the hash of its opaque value; a backend that locks
 /// rows appends its locking clause to this text.
@@ -105,6 +142,7 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
     for<'q> bool: Encode<'q, DB> + Type<DB>,
     for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
@@ -130,6 +168,7 @@ where
     for<'r> (Option<Vec<u8>>,): FromRow<'r, DB::Row>,
     for<'r> (DateTime<Utc>,): FromRow<'r, DB::Row>,
     for<'r> (Option<String>,): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (i64, String): FromRow<'r, DB::Row>,
     for<'r> VisitCounts: FromRow<'r, DB::Row>,
     for<'r> PetitionCounts: FromRow<'r, DB::Row>,
@@ -550,6 +589,84 @@ where
         Ok(OwnerUsage {
             documents: to_u64(documents),
             bytes: to_u64(bytes),
+        })
+    }
+
+    /// The rows `sql` selects for the list of units it reads from `$1`,
+    /// `units` being the backend's spelling of that list.
+    pub(super) async fn fetch_for_units<T, U>(
+        pool: &Pool<DB>,
+        sql: &'static str,
+        units: U,
+    ) -> StoreResult<Vec<T>>
+    where
+        T: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
+        U: for<'q> Encode<'q, DB> + Type<DB> + Send + Sync + 'static,
+    {
+        Ok(sqlx::query_as::<DB, T>(sql)
+            .bind(units)
+            .fetch_all(pool)
+            .await?)
+    }
+
+    /// Creates a document's row inside the caller's transaction. `sql` is
+    /// [`insert_document!`] with the backend's `RETURNING id` (and what it
+    /// does on a duplicate id); whether it returned a row is whether the
+    /// row was created.
+    pub(super) async fn insert_document(
+        conn: &mut DB::Connection,
+        sql: &'static str,
+        document_id: &str,
+        new: &NewDocument,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let inserted = sqlx::query_scalar::<DB, String>(sql)
+            .bind(document_id)
+            .bind(new.kind.as_str())
+            .bind(new.owner_user_id)
+            .bind(new.year)
+            .bind(at)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(inserted.is_some())
+    }
+
+    /// What [`Store::append_changes`](super::Store::append_changes) writes
+    /// besides the chunk, inside the caller's transaction: who wrote the
+    /// changes (before anything depends on it), then the ledger rows, which
+    /// commit (or not) together with the chunk.
+    pub(super) async fn record_write(
+        conn: &mut DB::Connection,
+        document_id: &str,
+        write: &DocumentWrite,
+    ) -> StoreResult<()> {
+        Self::claim_actors(conn, document_id, &write.actors, write.at).await?;
+        if let Some(ledger) = &write.ledger {
+            Self::replace_ledger_rows(conn, document_id, ledger).await?;
+        }
+        Ok(())
+    }
+
+    /// The end of [`Store::append_changes`](super::Store::append_changes):
+    /// counts what waits for compaction (`pending_sql`, as in
+    /// [`Self::pending`]), commits `tx` and says what was written.
+    pub(super) async fn finish_append(
+        mut tx: Transaction<'_, DB>,
+        pending_sql: &'static str,
+        document_id: &str,
+        meta: DocumentRow,
+        created: bool,
+        chunk_id: i64,
+    ) -> StoreResult<AppendOutcome> {
+        let (pending_chunks, pending_bytes) =
+            Self::pending(&mut tx, pending_sql, document_id).await?;
+        tx.commit().await?;
+        Ok(AppendOutcome {
+            meta,
+            created,
+            chunk_id,
+            pending_chunks,
+            pending_bytes,
         })
     }
 
@@ -1166,40 +1283,15 @@ where
                 AND (CAST($5 AS TEXT) IS NULL OR v.kind = $5)
                 AND (CAST($6 AS TEXT) IS NULL OR v.place LIKE $6 ESCAPE '\\'
                      OR v.subject_name LIKE $6 ESCAPE '\\')";
-        let text = q.text.as_deref().map(like_pattern);
-        let mut tx = pool.begin().await?;
-        let total = sqlx::query_scalar::<DB, i64>(sqlx::AssertSqlSafe(format!(
-            "{}SELECT COUNT(*){FILTER}",
-            subtree_cte!()
-        )))
-        .bind(q.root_unit_id)
-        .bind(q.owner_user_id)
-        .bind(q.from)
-        .bind(q.to)
-        .bind(&q.kind)
-        .bind(&text)
-        .fetch_one(&mut *tx)
-        .await?;
-        let items = sqlx::query_as::<DB, VisitItem>(sqlx::AssertSqlSafe(format!(
+        let page = format!(
             "{}SELECT v.id, v.document_id, us.username AS owner, un.code AS unit_code,
                      un.name AS unit_name, v.kind, v.at, v.place, v.subject_kind, v.subject_name,
                      v.household_key, v.tags, v.aid_money_fen, v.aid_goods, v.resolved_on_spot,
                      v.petition_count, v.answers{FILTER}
               ORDER BY v.at DESC, v.document_id, v.id LIMIT $7 OFFSET $8",
             subtree_cte!()
-        )))
-        .bind(q.root_unit_id)
-        .bind(q.owner_user_id)
-        .bind(q.from)
-        .bind(q.to)
-        .bind(&q.kind)
-        .bind(&text)
-        .bind(q.limit)
-        .bind(q.offset)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok((items, total))
+        );
+        Self::record_page(pool, FILTER, page, q, Some(&q.kind)).await
     }
 
     /// One page of service cards matching `q`, newest first, and their total.
@@ -1217,35 +1309,57 @@ where
                 AND (CAST($5 AS TEXT) IS NULL OR c.resident LIKE $5 ESCAPE '\\'
                      OR COALESCE(c.address, '') LIKE $5 ESCAPE '\\'
                      OR COALESCE(c.household, '') LIKE $5 ESCAPE '\\')";
-        let text = q.text.as_deref().map(like_pattern);
-        let mut tx = pool.begin().await?;
-        let total = sqlx::query_scalar::<DB, i64>(sqlx::AssertSqlSafe(format!(
-            "{}SELECT COUNT(*){FILTER}",
-            subtree_cte!()
-        )))
-        .bind(q.root_unit_id)
-        .bind(q.owner_user_id)
-        .bind(q.from)
-        .bind(q.to)
-        .bind(&text)
-        .fetch_one(&mut *tx)
-        .await?;
-        let items = sqlx::query_as::<DB, CardItem>(sqlx::AssertSqlSafe(format!(
+        let page = format!(
             "{}SELECT c.id, c.document_id, us.username AS owner, un.code AS unit_code, c.resident,
                      c.phone, c.address, c.household, c.handed_over_at, c.pairing_role,
                      c.pairing_needy, c.follow_ups{FILTER}
               ORDER BY c.handed_over_at DESC, c.document_id, c.id LIMIT $6 OFFSET $7",
             subtree_cte!()
+        );
+        Self::record_page(pool, FILTER, page, q, None).await
+    }
+
+    /// A page of records matching `q` and their total, read in one
+    /// transaction. `filter` (the `FROM … WHERE` both statements share) and
+    /// `page` (the page's statement, ending in `LIMIT` and `OFFSET`) read
+    /// the subtree's root from `$1`, the owner from `$2`, the time range
+    /// from `$3` and `$4`, then `kind` if given, then the text pattern.
+    async fn record_page<T>(
+        pool: &Pool<DB>,
+        filter: &str,
+        page: String,
+        q: &RecordQuery,
+        kind: Option<&Option<String>>,
+    ) -> StoreResult<(Vec<T>, i64)>
+    where
+        T: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        let text = q.text.as_deref().map(like_pattern);
+        let mut tx = pool.begin().await?;
+        let mut count = sqlx::query_scalar::<DB, i64>(sqlx::AssertSqlSafe(format!(
+            "{}SELECT COUNT(*){filter}",
+            subtree_cte!()
         )))
         .bind(q.root_unit_id)
         .bind(q.owner_user_id)
         .bind(q.from)
-        .bind(q.to)
-        .bind(&text)
-        .bind(q.limit)
-        .bind(q.offset)
-        .fetch_all(&mut *tx)
-        .await?;
+        .bind(q.to);
+        let mut items = sqlx::query_as::<DB, T>(sqlx::AssertSqlSafe(page))
+            .bind(q.root_unit_id)
+            .bind(q.owner_user_id)
+            .bind(q.from)
+            .bind(q.to);
+        if let Some(kind) = kind {
+            count = count.bind(kind);
+            items = items.bind(kind);
+        }
+        let total = count.bind(&text).fetch_one(&mut *tx).await?;
+        let items = items
+            .bind(&text)
+            .bind(q.limit)
+            .bind(q.offset)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok((items, total))
     }
@@ -1335,43 +1449,35 @@ where
         U: for<'q> Encode<'q, DB> + Type<DB> + Send + Sync + 'static,
     {
         let text = q.text.as_deref().map(like_pattern);
+        // The filter's parameters, `$1` to `$14` of both statements.
+        macro_rules! bind_filter {
+            ($query:expr, $unit_ids:expr) => {
+                $query
+                    .bind($unit_ids)
+                    .bind(q.owner_user_id)
+                    .bind(&q.status)
+                    .bind(&q.category)
+                    .bind(q.overdue_only)
+                    .bind(&q.today)
+                    .bind(&q.responsible)
+                    .bind(&q.level)
+                    .bind(q.created_from)
+                    .bind(q.created_to)
+                    .bind(&text)
+                    .bind(q.unfinished_only)
+                    .bind(q.resolved_from)
+                    .bind(q.resolved_to)
+            };
+        }
         let mut tx = pool.begin().await?;
         let total: i64 = if q.without_total {
             0
         } else {
-            sqlx::query_scalar::<DB, i64>(sql.count)
-                .bind(&unit_ids)
-                .bind(q.owner_user_id)
-                .bind(&q.status)
-                .bind(&q.category)
-                .bind(q.overdue_only)
-                .bind(&q.today)
-                .bind(&q.responsible)
-                .bind(&q.level)
-                .bind(q.created_from)
-                .bind(q.created_to)
-                .bind(&text)
-                .bind(q.unfinished_only)
-                .bind(q.resolved_from)
-                .bind(q.resolved_to)
+            bind_filter!(sqlx::query_scalar::<DB, i64>(sql.count), &unit_ids)
                 .fetch_one(&mut *tx)
                 .await?
         };
-        let items = sqlx::query_as::<DB, LedgerItem>(sql.page)
-            .bind(unit_ids)
-            .bind(q.owner_user_id)
-            .bind(&q.status)
-            .bind(&q.category)
-            .bind(q.overdue_only)
-            .bind(&q.today)
-            .bind(&q.responsible)
-            .bind(&q.level)
-            .bind(q.created_from)
-            .bind(q.created_to)
-            .bind(&text)
-            .bind(q.unfinished_only)
-            .bind(q.resolved_from)
-            .bind(q.resolved_to)
+        let items = bind_filter!(sqlx::query_as::<DB, LedgerItem>(sql.page), unit_ids)
             .bind(q.sort.as_str())
             .bind(q.limit)
             .bind(q.offset)

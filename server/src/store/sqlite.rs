@@ -21,7 +21,10 @@ use sqlx::sqlite::{
 
 use sync_core::DocumentId;
 
-use super::sql::{CompactSql, Sql, document_by_id, refresh_by_hash, user_cols};
+use super::sql::{
+    CompactSql, Sql, document_by_id, documents_in_units, insert_document, refresh_by_hash,
+    users_in_units,
+};
 use super::{
     AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentSince, DocumentWrite,
     RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument, StoredVersion,
@@ -33,6 +36,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The shared statements, on SQLite.
 type Q = Sql<Sqlite>;
+
+/// How many chunks document `$1` has and their size (see [`Sql::pending`]).
+const PENDING: &str =
+    "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM document_chunks WHERE document_id = $1";
 
 /// A [`Store`](super::Store) on an SQLite file.
 #[derive(Debug, Clone)]
@@ -75,11 +82,6 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore { pool })
     }
-
-    /// The underlying pool, for backend-specific code in this crate.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
 }
 
 /// JSON array text of ids, bound to `json_each($n)` to express `IN (…)`
@@ -99,14 +101,8 @@ async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
 }
 
 async fn list_users_in_units(pool: &SqlitePool, unit_ids: &[i64]) -> StoreResult<Vec<User>> {
-    Ok(sqlx::query_as::<_, User>(concat!(
-        "SELECT ",
-        user_cols!(),
-        " FROM users WHERE unit_id IN (SELECT value FROM json_each($1)) ORDER BY id"
-    ))
-    .bind(json_ids(unit_ids))
-    .fetch_all(pool)
-    .await?)
+    let sql = users_in_units!("unit_id IN (SELECT value FROM json_each($1))");
+    Q::fetch_for_units(pool, sql, json_ids(unit_ids)).await
 }
 
 async fn rotate_refresh_token(
@@ -155,15 +151,8 @@ async fn list_documents_in_units(
     pool: &SqlitePool,
     unit_ids: &[i64],
 ) -> StoreResult<Vec<DocumentRow>> {
-    Ok(sqlx::query_as::<_, DocumentRow>(
-        "SELECT d.id, d.kind, d.owner_user_id, d.year, d.created_at, d.updated_at, d.snapshot_heads
-         FROM documents d JOIN users u ON u.id = d.owner_user_id
-         WHERE u.unit_id IN (SELECT value FROM json_each($1))
-         ORDER BY d.id",
-    )
-    .bind(json_ids(unit_ids))
-    .fetch_all(pool)
-    .await?)
+    let sql = documents_in_units!("u.unit_id IN (SELECT value FROM json_each($1))");
+    Q::fetch_for_units(pool, sql, json_ids(unit_ids)).await
 }
 
 async fn append_changes(pool: &SqlitePool, write: DocumentWrite) -> StoreResult<AppendOutcome> {
@@ -177,16 +166,15 @@ async fn append_changes(pool: &SqlitePool, write: DocumentWrite) -> StoreResult<
     let created = match (&existing, &write.create) {
         (None, None) => return Err(StoreError::NotFound),
         (None, Some(new)) => {
-            sqlx::query(
-                "INSERT INTO documents (id, kind, owner_user_id, year, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $5)",
+            // The write lock is held, so the row is new: a duplicate id
+            // fails the insert.
+            Q::insert_document(
+                &mut tx,
+                concat!(insert_document!(), " RETURNING id"),
+                &document_id,
+                new,
+                write.at,
             )
-            .bind(&document_id)
-            .bind(new.kind.as_str())
-            .bind(new.owner_user_id)
-            .bind(new.year)
-            .bind(write.at)
-            .execute(&mut *tx)
             .await?;
             true
         }
@@ -207,32 +195,13 @@ async fn append_changes(pool: &SqlitePool, write: DocumentWrite) -> StoreResult<
             .await?;
     }
 
-    // Who wrote the changes, before anything depends on it.
-    Q::claim_actors(&mut tx, &document_id, &write.actors, write.at).await?;
-
-    // The ledger rows commit (or not) together with the chunk.
-    if let Some(ledger) = &write.ledger {
-        Q::replace_ledger_rows(&mut tx, &document_id, ledger).await?;
-    }
+    Q::record_write(&mut tx, &document_id, &write).await?;
 
     let meta = sqlx::query_as::<_, DocumentRow>(document_by_id!())
         .bind(&document_id)
         .fetch_one(&mut *tx)
         .await?;
-    let (pending_chunks, pending_bytes) = Q::pending(
-        &mut tx,
-        "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM document_chunks WHERE document_id = $1",
-        &document_id,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(AppendOutcome {
-        meta,
-        created,
-        chunk_id,
-        pending_chunks,
-        pending_bytes,
-    })
+    Q::finish_append(tx, PENDING, &document_id, meta, created, chunk_id).await
 }
 
 async fn compact(pool: &SqlitePool, compaction: Compaction) -> StoreResult<()> {

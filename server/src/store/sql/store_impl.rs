@@ -1,8 +1,8 @@
 //! The [`Store`](crate::store::Store) impl both backends share.
 
 /// Implements [`Store`](crate::store::Store) for a backend's store type
-/// `$store` (a struct with a `pool: Pool<$db>` field), once for both
-/// backends. Methods whose statements are the same on both call
+/// `$store` (a struct with a `pool: Pool<$db>` field), and its `pool()`,
+/// once for both backends. Methods whose statements are the same on both call
 /// [`Sql`](super::Sql) directly; the rest call functions of the same name
 /// that the invoking module defines, taking the pool first, because their
 /// transactions and locks differ: `migrate`, `list_users_in_units`,
@@ -10,6 +10,13 @@
 /// `append_changes`, `compact`, and `ledger::replace`, `ledger::query`.
 macro_rules! sql_store {
     ($store:ty, $db:ty, $backend:expr) => {
+        impl $store {
+            /// The underlying pool, for backend-specific code in this crate.
+            pub fn pool(&self) -> &sqlx::Pool<$db> {
+                &self.pool
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn backend(&self) -> $crate::store::Backend {
