@@ -114,6 +114,11 @@ impl TestApp {
         .await
     }
 
+    /// `POST /api/v1/auth/login` with `body`.
+    async fn post_login(&self, body: Value) -> Answer {
+        self.post("/api/v1/auth/login", body).await
+    }
+
     async fn get(&self, path: &str, token: Option<&str>) -> Answer {
         let mut request = Request::get(path);
         if let Some(token) = token {
@@ -126,10 +131,7 @@ impl TestApp {
     /// Logs alice in and returns (access token, refresh token).
     async fn login(&self) -> (String, String) {
         let answer = self
-            .post(
-                "/api/v1/auth/login",
-                json!({"username": "alice", "password": PASSWORD, "device_id": "phone-1"}),
-            )
+            .post_login(json!({"username": "alice", "password": PASSWORD, "device_id": "phone-1"}))
             .await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
         let body = answer.json();
@@ -163,10 +165,7 @@ impl TestApp {
 async fn login_answers_a_token_pair() {
     let app = test_app().await;
     let answer = app
-        .post(
-            "/api/v1/auth/login",
-            json!({"username": "alice", "password": PASSWORD, "device_id": "phone-1"}),
-        )
+        .post_login(json!({"username": "alice", "password": PASSWORD, "device_id": "phone-1"}))
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     let body = answer.json();
@@ -191,10 +190,7 @@ async fn login_answers_a_token_pair() {
 
     // device_id is optional.
     let answer = app
-        .post(
-            "/api/v1/auth/login",
-            json!({"username": "alice", "password": PASSWORD}),
-        )
+        .post_login(json!({"username": "alice", "password": PASSWORD}))
         .await;
     assert_eq!(answer.status, StatusCode::OK);
 }
@@ -203,22 +199,13 @@ async fn login_answers_a_token_pair() {
 async fn bad_credentials_all_look_the_same() {
     let app = test_app().await;
     let wrong = app
-        .post(
-            "/api/v1/auth/login",
-            json!({"username": "alice", "password": "wrong"}),
-        )
+        .post_login(json!({"username": "alice", "password": "wrong"}))
         .await;
     let unknown = app
-        .post(
-            "/api/v1/auth/login",
-            json!({"username": "nobody", "password": PASSWORD}),
-        )
+        .post_login(json!({"username": "nobody", "password": PASSWORD}))
         .await;
     let disabled = app
-        .post(
-            "/api/v1/auth/login",
-            json!({"username": "dora", "password": PASSWORD}),
-        )
+        .post_login(json!({"username": "dora", "password": PASSWORD}))
         .await;
     for answer in [&wrong, &unknown, &disabled] {
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
@@ -246,9 +233,7 @@ async fn bad_credentials_all_look_the_same() {
 #[tokio::test]
 async fn malformed_login_requests_get_json_errors() {
     let app = test_app().await;
-    let missing = app
-        .post("/api/v1/auth/login", json!({"username": "alice"}))
-        .await;
+    let missing = app.post_login(json!({"username": "alice"})).await;
     assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(missing.error_code(), "invalid_request");
     assert!(
@@ -262,10 +247,7 @@ async fn malformed_login_requests_get_json_errors() {
     // A NUL character, which PostgreSQL cannot hold in text, is refused in
     // a body and in a query string before anything reaches the database.
     let nul = app
-        .post(
-            "/api/v1/auth/login",
-            json!({"username": "al\u{0}ice", "password": PASSWORD}),
-        )
+        .post_login(json!({"username": "al\u{0}ice", "password": PASSWORD}))
         .await;
     assert_eq!(nul.status, StatusCode::BAD_REQUEST, "{}", nul.text());
     assert!(nul.text().contains("NUL"), "{}", nul.text());
@@ -308,18 +290,14 @@ async fn malformed_login_requests_get_json_errors() {
     assert_eq!(no_content_type.error_code(), "unsupported_media_type");
 
     let long_device = app
-        .post(
-            "/api/v1/auth/login",
+        .post_login(
             json!({"username": "alice", "password": PASSWORD, "device_id": "x".repeat(500)}),
         )
         .await;
     assert_eq!(long_device.status, StatusCode::BAD_REQUEST);
 
     let empty_user = app
-        .post(
-            "/api/v1/auth/login",
-            json!({"username": "", "password": PASSWORD}),
-        )
+        .post_login(json!({"username": "", "password": PASSWORD}))
         .await;
     assert_eq!(empty_user.status, StatusCode::BAD_REQUEST);
 }
@@ -745,10 +723,7 @@ async fn request_ids_are_made_and_propagated() {
 async fn oversized_bodies_are_refused_with_json() {
     let app = test_app_with(|config| config.body_limit_bytes = 256).await;
     let answer = app
-        .post(
-            "/api/v1/auth/login",
-            json!({"username": "alice", "password": "x".repeat(1000)}),
-        )
+        .post_login(json!({"username": "alice", "password": "x".repeat(1000)}))
         .await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(answer.error_code(), "payload_too_large");
@@ -867,10 +842,7 @@ async fn demo_seed_is_idempotent_and_its_accounts_log_in() {
         _dir: dir,
     };
     let answer = app
-        .post(
-            "/api/v1/auth/login",
-            json!({"username": "sup-town1", "password": "demo-pass"}),
-        )
+        .post_login(json!({"username": "sup-town1", "password": "demo-pass"}))
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     let access = answer.json()["access_token"]
@@ -888,10 +860,7 @@ async fn slow_requests_time_out_with_json() {
     // A password check takes tens of milliseconds; one millisecond is not enough.
     let app = test_app_with(|config| config.request_timeout = Duration::from_millis(1)).await;
     let answer = app
-        .post(
-            "/api/v1/auth/login",
-            json!({"username": "alice", "password": PASSWORD}),
-        )
+        .post_login(json!({"username": "alice", "password": PASSWORD}))
         .await;
     assert_eq!(answer.status, StatusCode::REQUEST_TIMEOUT);
     assert_eq!(answer.error_code(), "timeout");

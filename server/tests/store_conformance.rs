@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use common::t;
 use server::store::{
-    Compaction, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, OwnerUsage,
-    RefreshReplacement, RefreshRotation, Role, Store, StoreError, StoredKind,
+    AppendOutcome, Compaction, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken,
+    OwnerUsage, RefreshReplacement, RefreshRotation, Role, Store, StoreError, StoredDocument,
+    StoredKind,
 };
 use sync_core::DocumentId;
 
@@ -67,6 +68,37 @@ mod cases {
             ledger: None,
             actors: Vec::new(),
         }
+    }
+
+    /// Appends [`write`]`(id, owner, data, at)`, which must succeed.
+    async fn append(
+        s: &dyn Store,
+        id: &str,
+        owner: Option<i64>,
+        data: &[u8],
+        at: i64,
+    ) -> AppendOutcome {
+        s.append_changes(write(id, owner, data, at))
+            .await
+            .expect("append")
+    }
+
+    /// The stored document `id`, which must exist.
+    async fn load(s: &dyn Store, id: &str) -> StoredDocument {
+        s.load_document(&doc_id(id))
+            .await
+            .expect("load")
+            .expect("doc")
+    }
+
+    /// The ids of `root` and every unit below it.
+    async fn subtree_ids(s: &dyn Store, root: i64) -> Vec<i64> {
+        s.unit_subtree(root)
+            .await
+            .expect("subtree")
+            .iter()
+            .map(|u| u.id)
+            .collect()
     }
 
     fn codes(units: &[server::store::Unit]) -> Vec<&str> {
@@ -489,10 +521,7 @@ mod cases {
             Err(StoreError::NotFound)
         ));
 
-        let first = s
-            .append_changes(write("doc-a", Some(alice.id), b"chunk-1", 10))
-            .await
-            .expect("append");
+        let first = append(s, "doc-a", Some(alice.id), b"chunk-1", 10).await;
         assert!(first.created);
         assert_eq!(first.pending_chunks, 1);
         assert_eq!(first.pending_bytes, 7);
@@ -505,26 +534,16 @@ mod cases {
 
         // The owner again (create allowed but not needed) and a change
         // without create rights (a supervisor's action).
-        let second = s
-            .append_changes(write("doc-a", Some(alice.id), b"chunk-22", 20))
-            .await
-            .expect("append");
+        let second = append(s, "doc-a", Some(alice.id), b"chunk-22", 20).await;
         assert!(!second.created);
         assert!(second.chunk_id > first.chunk_id);
-        let third = s
-            .append_changes(write("doc-a", None, b"chunk-333", 30))
-            .await
-            .expect("append");
+        let third = append(s, "doc-a", None, b"chunk-333", 30).await;
         assert_eq!(third.pending_chunks, 3);
         assert_eq!(third.pending_bytes, 7 + 8 + 9);
         assert_eq!(third.meta.created_at, t(10));
         assert_eq!(third.meta.updated_at, t(30));
 
-        let loaded = s
-            .load_document(&doc_id("doc-a"))
-            .await
-            .expect("load")
-            .expect("doc");
+        let loaded = load(s, "doc-a").await;
         assert_eq!(loaded.meta, third.meta);
         assert_eq!(loaded.snapshot, None);
         let chunks: Vec<&[u8]> = loaded.chunks.iter().map(|c| c.data.as_slice()).collect();
@@ -552,11 +571,7 @@ mod cases {
         })
         .await
         .expect("append");
-        let b = s
-            .load_document(&doc_id("doc-b"))
-            .await
-            .expect("load")
-            .expect("doc");
+        let b = load(s, "doc-b").await;
         assert_eq!(b.meta.kind, StoredKind::Contacts);
         assert_eq!(b.meta.year, None);
         assert_eq!(b.chunks[0].data, binary);
@@ -567,19 +582,13 @@ mod cases {
         let unit = common::unit(s, "village1", None, "village").await;
         let alice = common::user(s, "alice", Role::Cadre, &unit).await;
         let mallory = common::user(s, "mallory", Role::Cadre, &unit).await;
-        s.append_changes(write("doc-a", Some(alice.id), b"mine", 0))
-            .await
-            .expect("append");
+        append(s, "doc-a", Some(alice.id), b"mine", 0).await;
 
         let stolen = s
             .append_changes(write("doc-a", Some(mallory.id), b"theirs", 1))
             .await;
         assert!(matches!(stolen, Err(StoreError::Conflict(_))), "{stolen:?}");
-        let doc = s
-            .load_document(&doc_id("doc-a"))
-            .await
-            .expect("load")
-            .expect("doc");
+        let doc = load(s, "doc-a").await;
         assert_eq!(doc.meta.owner_user_id, alice.id);
         assert_eq!(doc.chunks.len(), 1, "the refused write left nothing");
 
@@ -606,9 +615,7 @@ mod cases {
         let alice = common::user(s, "alice", Role::Cadre, &v1).await;
         let carol = common::user(s, "carol", Role::Cadre, &v3).await;
         for (id, owner) in [("a2", &alice), ("a1", &alice), ("c1", &carol)] {
-            s.append_changes(write(id, Some(owner.id), b"x", 0))
-                .await
-                .expect("append");
+            append(s, id, Some(owner.id), b"x", 0).await;
         }
 
         let ids = |docs: Vec<server::store::DocumentRow>| -> Vec<String> {
@@ -622,24 +629,12 @@ mod cases {
             ids(s.list_documents_for_owner(carol.id).await.expect("list")),
             stored_ids(&["c1"])
         );
-        let town1_units: Vec<i64> = s
-            .unit_subtree(town1.id)
-            .await
-            .expect("subtree")
-            .iter()
-            .map(|u| u.id)
-            .collect();
+        let town1_units = subtree_ids(s, town1.id).await;
         assert_eq!(
             ids(s.list_documents_in_units(&town1_units).await.expect("list")),
             stored_ids(&["a1", "a2"])
         );
-        let all: Vec<i64> = s
-            .unit_subtree(county.id)
-            .await
-            .expect("subtree")
-            .iter()
-            .map(|u| u.id)
-            .collect();
+        let all = subtree_ids(s, county.id).await;
         assert_eq!(
             ids(s.list_documents_in_units(&all).await.expect("list")),
             stored_ids(&["a1", "a2", "c1"])
@@ -661,20 +656,10 @@ mod cases {
         let carol = common::user(s, "carol", Role::Cadre, &unit).await;
         let usage = |documents, bytes| OwnerUsage { documents, bytes };
         assert_eq!(s.owner_usage(alice.id).await.expect("usage"), usage(0, 0));
-        let c1 = s
-            .append_changes(write("a1", Some(alice.id), b"12345", 1))
-            .await
-            .expect("append");
-        let c2 = s
-            .append_changes(write("a1", None, b"123", 2))
-            .await
-            .expect("append");
-        s.append_changes(write("a2", Some(alice.id), b"1234567", 3))
-            .await
-            .expect("append");
-        s.append_changes(write("c1", Some(carol.id), b"12", 4))
-            .await
-            .expect("append");
+        let c1 = append(s, "a1", Some(alice.id), b"12345", 1).await;
+        let c2 = append(s, "a1", None, b"123", 2).await;
+        append(s, "a2", Some(alice.id), b"1234567", 3).await;
+        append(s, "c1", Some(carol.id), b"12", 4).await;
         assert_eq!(s.owner_usage(alice.id).await.expect("usage"), usage(2, 15));
         assert_eq!(s.owner_usage(carol.id).await.expect("usage"), usage(1, 2));
         // A snapshot counts as the chunks it replaced did not.
@@ -687,9 +672,7 @@ mod cases {
         })
         .await
         .expect("compact");
-        s.append_changes(write("a1", None, b"1", 5))
-            .await
-            .expect("append");
+        append(s, "a1", None, b"1", 5).await;
         assert_eq!(s.owner_usage(alice.id).await.expect("usage"), usage(2, 12));
     }
 
@@ -697,14 +680,8 @@ mod cases {
         let s = store.as_ref();
         let unit = common::unit(s, "village1", None, "village").await;
         let alice = common::user(s, "alice", Role::Cadre, &unit).await;
-        let c1 = s
-            .append_changes(write("doc", Some(alice.id), b"c1", 1))
-            .await
-            .expect("append");
-        let c2 = s
-            .append_changes(write("doc", None, b"c2", 2))
-            .await
-            .expect("append");
+        let c1 = append(s, "doc", Some(alice.id), b"c1", 1).await;
+        let c2 = append(s, "doc", None, b"c2", 2).await;
 
         s.compact(Compaction {
             document_id: doc_id("doc"),
@@ -715,11 +692,7 @@ mod cases {
         })
         .await
         .expect("compact");
-        let doc = s
-            .load_document(&doc_id("doc"))
-            .await
-            .expect("load")
-            .expect("doc");
+        let doc = load(s, "doc").await;
         assert_eq!(doc.snapshot.as_deref(), Some(&b"snapshot-1"[..]));
         assert!(doc.chunks.is_empty());
         assert_eq!(doc.meta.snapshot_heads.as_deref(), Some("heads-1"));
@@ -727,15 +700,9 @@ mod cases {
 
         // New writes land after the snapshot; a partial compaction folds only
         // the listed chunks.
-        let c3 = s
-            .append_changes(write("doc", None, b"c3", 3))
-            .await
-            .expect("append");
+        let c3 = append(s, "doc", None, b"c3", 3).await;
         assert_eq!(c3.pending_chunks, 1);
-        let c4 = s
-            .append_changes(write("doc", None, b"c4", 4))
-            .await
-            .expect("append");
+        let c4 = append(s, "doc", None, b"c4", 4).await;
         s.compact(Compaction {
             document_id: doc_id("doc"),
             base_heads: Some("heads-1".to_owned()),
@@ -745,11 +712,7 @@ mod cases {
         })
         .await
         .expect("compact");
-        let doc = s
-            .load_document(&doc_id("doc"))
-            .await
-            .expect("load")
-            .expect("doc");
+        let doc = load(s, "doc").await;
         assert_eq!(doc.snapshot.as_deref(), Some(&b"snapshot-2"[..]));
         let ids: Vec<i64> = doc.chunks.iter().map(|c| c.id).collect();
         assert_eq!(ids, [c4.chunk_id]);
@@ -759,14 +722,8 @@ mod cases {
         let s = store.as_ref();
         let unit = common::unit(s, "village1", None, "village").await;
         let alice = common::user(s, "alice", Role::Cadre, &unit).await;
-        let c1 = s
-            .append_changes(write("doc", Some(alice.id), b"c1", 1))
-            .await
-            .expect("append");
-        let c2 = s
-            .append_changes(write("doc", None, b"c2", 2))
-            .await
-            .expect("append");
+        let c1 = append(s, "doc", Some(alice.id), b"c1", 1).await;
+        let c2 = append(s, "doc", None, b"c2", 2).await;
         let compaction = |base: Option<&str>, ids: Vec<i64>| Compaction {
             document_id: doc_id("doc"),
             base_heads: base.map(str::to_owned),
@@ -788,11 +745,7 @@ mod cases {
             matches!(missing, Err(StoreError::Conflict(_))),
             "{missing:?}"
         );
-        let untouched = s
-            .load_document(&doc_id("doc"))
-            .await
-            .expect("load")
-            .expect("doc");
+        let untouched = load(s, "doc").await;
         assert_eq!(untouched.snapshot, None);
         assert_eq!(
             untouched.chunks.len(),
@@ -906,9 +859,7 @@ mod cases {
                 .expect("load"),
             None
         );
-        s.append_changes(write("doc-a", Some(alice.id), b"chunk-1", 10))
-            .await
-            .expect("append");
+        append(s, "doc-a", Some(alice.id), b"chunk-1", 10).await;
         s.save_sync_state(&doc_id("doc-a"), alice.id, "phone", b"state-1", t(11))
             .await
             .expect("save");
