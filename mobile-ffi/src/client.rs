@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use sync_core::RecordId;
-use sync_core::records::petition::PetitionEventKind;
+use sync_core::records::petition::{self as core_petition, PetitionEventKind};
+use sync_core::records::service_card as core_card;
+use sync_core::records::visit as core_visit;
+use sync_core::{ContactsDocument, DiaryDocument, Edit, RecordId};
 
 use crate::clock::{self, new_id, year_of};
 use crate::core::{Core, Target, lock};
@@ -55,6 +57,59 @@ impl DiaryClient {
             .ok_or_else(|| not_found(record, id))
     }
 
+    /// Changes visit `id` in the diary that holds it: `change` writes the
+    /// change, and the visit as it then stands is indexed and returned.
+    fn change_visit(
+        &self,
+        id: RecordId,
+        change: impl FnOnce(&mut DiaryDocument, &Edit) -> Result<(), ClientError>,
+    ) -> Result<core_visit::Visit, ClientError> {
+        let target = self.located("visits", "visit", id)?;
+        self.inner.edit(target, |doc, e| {
+            Core::with_diary(doc, |diary| {
+                change(diary, e)?;
+                let v = diary.visit(id).ok_or_else(|| not_found("visit", id))?;
+                Ok((v.clone(), vec![IndexRow::Visit(v)]))
+            })
+        })
+    }
+
+    /// As [`Self::change_visit`] for petition `id`.
+    fn change_petition(
+        &self,
+        id: RecordId,
+        change: impl FnOnce(&mut DiaryDocument, &Edit) -> Result<(), ClientError>,
+    ) -> Result<core_petition::Petition, ClientError> {
+        let target = self.located("petitions", "petition", id)?;
+        self.inner.edit(target, |doc, e| {
+            Core::with_diary(doc, |diary| {
+                change(diary, e)?;
+                let p = diary
+                    .petition(id)
+                    .ok_or_else(|| not_found("petition", id))?;
+                Ok((p.clone(), vec![IndexRow::Petition(p)]))
+            })
+        })
+    }
+
+    /// As [`Self::change_visit`] for service card `id`, in the contacts.
+    fn change_card(
+        &self,
+        id: RecordId,
+        change: impl FnOnce(&mut ContactsDocument, &Edit) -> Result<(), ClientError>,
+    ) -> Result<core_card::ServiceCard, ClientError> {
+        let target = self.located("cards", "service card", id)?;
+        self.inner.edit(target, |doc, e| {
+            Core::with_contacts(doc, |contacts| {
+                change(contacts, e)?;
+                let c = contacts
+                    .card(id)
+                    .ok_or_else(|| not_found("service card", id))?;
+                Ok((c.clone(), vec![IndexRow::Card(c)]))
+            })
+        })
+    }
+
     /// Appends an event to a petition's history.
     fn petition_event(
         &self,
@@ -62,15 +117,8 @@ impl DiaryClient {
         kind: PetitionEventKind,
     ) -> Result<Petition, ClientError> {
         let id = parse_id("petition_id", petition_id)?;
-        let target = self.located("petitions", "petition", id)?;
-        let petition = self.inner.edit(target, |doc, edit| {
-            Core::with_diary(doc, |diary| {
-                diary.record_petition_event(edit, id, new_id(), &kind)?;
-                let p = diary
-                    .petition(id)
-                    .ok_or_else(|| not_found("petition", id))?;
-                Ok((p.clone(), vec![IndexRow::Petition(p)]))
-            })
+        let petition = self.change_petition(id, |diary, edit| {
+            Ok(diary.record_petition_event(edit, id, new_id(), &kind)?)
         })?;
         Ok(Petition::from_core(petition, clock::today()))
     }
@@ -183,17 +231,12 @@ impl DiaryClient {
     /// Changes a visit; answers and notes merge with other devices' edits.
     pub fn edit_visit(&self, visit_id: String, edit: VisitEdit) -> Result<Visit, ClientError> {
         let id = parse_id("visit_id", &visit_id)?;
-        let target = self.located("visits", "visit", id)?;
-        let updated = self.inner.edit(target, |doc, e| {
-            Core::with_diary(doc, |diary| {
-                let current = diary.visit(id).ok_or_else(|| not_found("visit", id))?;
-                if current.deleted.is_some() {
-                    return Err(document_error_or_deleted("visit", id));
-                }
-                diary.update_visit(e, id, &edit.into_core(&current)?)?;
-                let v = diary.visit(id).ok_or_else(|| not_found("visit", id))?;
-                Ok((v.clone(), vec![IndexRow::Visit(v)]))
-            })
+        let updated = self.change_visit(id, |diary, e| {
+            let current = diary.visit(id).ok_or_else(|| not_found("visit", id))?;
+            if current.deleted.is_some() {
+                return Err(document_error_or_deleted("visit", id));
+            }
+            Ok(diary.update_visit(e, id, &edit.into_core(&current)?)?)
         })?;
         Ok(updated.into())
     }
@@ -202,14 +245,8 @@ impl DiaryClient {
     /// audit, and its petitions stay open).
     pub fn delete_visit(&self, visit_id: String) -> Result<(), ClientError> {
         let id = parse_id("visit_id", &visit_id)?;
-        let target = self.located("visits", "visit", id)?;
-        self.inner.edit(target, |doc, e| {
-            Core::with_diary(doc, |diary| {
-                diary.delete_visit(e, id)?;
-                let v = diary.visit(id).ok_or_else(|| not_found("visit", id))?;
-                Ok(((), vec![IndexRow::Visit(v)]))
-            })
-        })
+        self.change_visit(id, |diary, e| Ok(diary.delete_visit(e, id)?))
+            .map(drop)
     }
 
     /// One visit (deleted ones too).
@@ -274,21 +311,14 @@ impl DiaryClient {
         edit: PetitionEdit,
     ) -> Result<Petition, ClientError> {
         let id = parse_id("petition_id", &petition_id)?;
-        let target = self.located("petitions", "petition", id)?;
-        let p = self.inner.edit(target, |doc, e| {
-            Core::with_diary(doc, |diary| {
-                let current = diary
-                    .petition(id)
-                    .ok_or_else(|| not_found("petition", id))?;
-                if current.deleted.is_some() {
-                    return Err(document_error_or_deleted("petition", id));
-                }
-                diary.update_petition(e, id, &edit.into_core(&current))?;
-                let p = diary
-                    .petition(id)
-                    .ok_or_else(|| not_found("petition", id))?;
-                Ok((p.clone(), vec![IndexRow::Petition(p)]))
-            })
+        let p = self.change_petition(id, |diary, e| {
+            let current = diary
+                .petition(id)
+                .ok_or_else(|| not_found("petition", id))?;
+            if current.deleted.is_some() {
+                return Err(document_error_or_deleted("petition", id));
+            }
+            Ok(diary.update_petition(e, id, &edit.into_core(&current))?)
         })?;
         Ok(Petition::from_core(p, clock::today()))
     }
@@ -296,16 +326,8 @@ impl DiaryClient {
     /// Deletes a petition entered by mistake (a tombstone).
     pub fn delete_petition(&self, petition_id: String) -> Result<(), ClientError> {
         let id = parse_id("petition_id", &petition_id)?;
-        let target = self.located("petitions", "petition", id)?;
-        self.inner.edit(target, |doc, e| {
-            Core::with_diary(doc, |diary| {
-                diary.delete_petition(e, id)?;
-                let p = diary
-                    .petition(id)
-                    .ok_or_else(|| not_found("petition", id))?;
-                Ok(((), vec![IndexRow::Petition(p)]))
-            })
-        })
+        self.change_petition(id, |diary, e| Ok(diary.delete_petition(e, id)?))
+            .map(drop)
     }
 
     /// Notes progress on a petition (办理进展).
@@ -430,47 +452,23 @@ impl DiaryClient {
         edit: ServiceCardEdit,
     ) -> Result<ServiceCard, ClientError> {
         let id = parse_id("card_id", &card_id)?;
-        let target = self.located("cards", "service card", id)?;
         let update = edit.into();
-        let card = self.inner.edit(target, |doc, e| {
-            Core::with_contacts(doc, |contacts| {
-                contacts.update_card(e, id, &update)?;
-                let c = contacts
-                    .card(id)
-                    .ok_or_else(|| not_found("service card", id))?;
-                Ok((c.clone(), vec![IndexRow::Card(c)]))
-            })
-        })?;
+        let card = self.change_card(id, |contacts, e| Ok(contacts.update_card(e, id, &update)?))?;
         Ok(card.into())
     }
 
     /// Deletes a card (a tombstone).
     pub fn delete_service_card(&self, card_id: String) -> Result<(), ClientError> {
         let id = parse_id("card_id", &card_id)?;
-        let target = self.located("cards", "service card", id)?;
-        self.inner.edit(target, |doc, e| {
-            Core::with_contacts(doc, |contacts| {
-                contacts.delete_card(e, id)?;
-                let c = contacts
-                    .card(id)
-                    .ok_or_else(|| not_found("service card", id))?;
-                Ok(((), vec![IndexRow::Card(c)]))
-            })
-        })
+        self.change_card(id, |contacts, e| Ok(contacts.delete_card(e, id)?))
+            .map(drop)
     }
 
     /// Records a follow-up with a card holder.
     pub fn add_follow_up(&self, card_id: String, note: String) -> Result<ServiceCard, ClientError> {
         let id = parse_id("card_id", &card_id)?;
-        let target = self.located("cards", "service card", id)?;
-        let card = self.inner.edit(target, |doc, edit| {
-            Core::with_contacts(doc, |contacts| {
-                contacts.add_follow_up(edit, id, new_id(), &note)?;
-                let c = contacts
-                    .card(id)
-                    .ok_or_else(|| not_found("service card", id))?;
-                Ok((c.clone(), vec![IndexRow::Card(c)]))
-            })
+        let card = self.change_card(id, |contacts, edit| {
+            Ok(contacts.add_follow_up(edit, id, new_id(), &note)?)
         })?;
         Ok(card.into())
     }
