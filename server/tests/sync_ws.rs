@@ -114,6 +114,34 @@ async fn a_new_diary_at_the_id_of_another_year_is_refused(store: Arc<dyn Store>)
     );
 }
 
+/// Text holding a NUL byte (which PostgreSQL's text columns cannot hold)
+/// syncs like any other and reaches the ledger, the NUL shown as U+FFFD.
+async fn text_with_a_nul_byte_syncs_and_reaches_the_ledger(store: Arc<dyn Store>) {
+    let server = TestServer::on_store(store, |_| {}).await;
+    let mut rng = rng(16);
+    let mut phone = server.device("cadre01", "phone").await;
+    let (id, visit) = phone.create_diary(&mut rng);
+    let mut petition = fixtures::petition(&mut rng, test_support::EDIT_TIME, Some(visit));
+    petition.matter = "屋顶\0漏雨".to_owned();
+    let pid = phone.add_this_petition(&id, &petition);
+    phone.sync().await;
+    assert_eq!(
+        phone.conn.status(&id, &phone.docs),
+        Some(DocSyncStatus::Synced)
+    );
+    let token = server.login("cadre01", "web").await;
+    let (status, body) = server
+        .get(&token, &format!("/api/v1/petitions/{pid}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["petition"]["matter"], "屋顶\u{FFFD}漏雨", "{body}");
+    // A fresh device gets the text as it was written.
+    let mut tablet = server.device("cadre01", "tablet").await;
+    assert_eq!(tablet.request(id).await, Some(DocSyncStatus::Synced));
+    let stored = tablet.diary(&id).petition(pid).expect("petition");
+    assert_eq!(stored.matter, "屋顶\0漏雨");
+}
+
 async fn creating_a_document_for_someone_else_is_refused(store: Arc<dyn Store>) {
     let server = TestServer::on_store(store, |_| {}).await;
     let mut rng = rng(3);
@@ -680,6 +708,7 @@ async fn documents_per_connection_are_bounded(store: Arc<dyn Store>) {
 }
 
 test_support::backends!(
+    text_with_a_nul_byte_syncs_and_reaches_the_ledger,
     a_colleagues_diary_looks_missing_and_its_id_cannot_be_taken,
     a_new_diary_at_the_id_of_another_year_is_refused,
     creating_a_document_for_someone_else_is_refused,

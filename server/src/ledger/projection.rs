@@ -216,6 +216,14 @@ pub struct CardRow {
     pub deleted: bool,
 }
 
+/// Free text from a document, as a ledger column holds it: a NUL byte
+/// (which PostgreSQL's text cannot hold, so the whole write would fail and
+/// the document never sync again) becomes U+FFFD on both backends. The
+/// document keeps the text as written.
+fn text(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
 /// A record time as chrono. Times outside chrono's range (only a hostile
 /// client writes them) become the epoch rather than failing the write.
 fn time(t: Timestamp) -> DateTime<Utc> {
@@ -380,22 +388,22 @@ fn visit_row(v: &Visit) -> VisitRow {
         id: v.id.to_string(),
         kind: v.kind.as_str().to_owned(),
         at: time(v.at),
-        place: v.place.clone(),
+        place: text(&v.place),
         subject_kind: v.subject.kind.as_str().to_owned(),
-        subject_name: v.subject.name.clone(),
-        household_key: household_key(
+        subject_name: text(&v.subject.name),
+        household_key: text(&household_key(
             v.subject.kind.as_str(),
             &v.subject.name,
             v.subject.address.as_deref(),
-        ),
-        tags: v.tags.iter().cloned().collect::<Vec<_>>().join(","),
+        )),
+        tags: text(&v.tags.iter().cloned().collect::<Vec<_>>().join(",")),
         aid_money_fen: v.aid.money_fen,
-        aid_goods: v.aid.goods.clone(),
+        aid_goods: text(&v.aid.goods),
         resolved_on_spot: i64::try_from(v.resolved_on_spot.len()).unwrap_or(i64::MAX),
         petition_count: i64::try_from(v.petition_ids.len()).unwrap_or(i64::MAX),
         answers: serde_json::to_string(&v.answers.as_array()).unwrap_or_default(),
         created_at: time(v.created_at),
-        created_by: v.created_by.clone(),
+        created_by: text(&v.created_by),
         deleted: v.deleted.is_some(),
     }
 }
@@ -405,18 +413,18 @@ fn petition_row(p: &Petition) -> PetitionRow {
     PetitionRow {
         id: p.id.to_string(),
         visit_id: p.visit_id.map(|v| v.to_string()),
-        applicant_name: p.applicant.name.clone(),
-        applicant_phone: p.applicant.phone.clone(),
-        applicant_address: p.applicant.address.clone(),
-        matter: p.matter.clone(),
+        applicant_name: text(&p.applicant.name),
+        applicant_phone: p.applicant.phone.as_deref().map(text),
+        applicant_address: p.applicant.address.as_deref().map(text),
+        matter: text(&p.matter),
         category: p.category.as_str().to_owned(),
         created_at: time(p.created_at),
-        created_by: p.created_by.clone(),
+        created_by: text(&p.created_by),
         status: s.status.as_str().to_owned(),
-        responsible: s.responsible.clone(),
+        responsible: text(&s.responsible),
         level: s.level.as_str().to_owned(),
         deadline: s.deadline.map(format_date),
-        feedback: s.feedback.clone(),
+        feedback: s.feedback.as_deref().map(text),
         satisfaction: s.satisfaction.map(|x| x.as_str().to_owned()),
         resolved_at: s.resolved_at.map(time),
         resolved_on: s.resolved_at.and_then(|t| t.china_date()).map(format_date),
@@ -435,13 +443,13 @@ fn event_rows<'a>(
         id: e.id.to_string(),
         at: time(e.at),
         actor: j.actor.clone(),
-        claimed_by: e.by.clone(),
+        claimed_by: text(&e.by),
         device_id: j.device_id.clone(),
         via_server: j.via_server,
         believed: j.believed,
         flag: j.flag.map(|f| f.as_str().to_owned()),
         event_type: e.kind.type_name().to_owned(),
-        note: e.kind.note().map(str::to_owned),
+        note: e.kind.note().map(text),
         detail: serde_json::to_string(&e.kind).unwrap_or_default(),
     })
 }
@@ -449,16 +457,16 @@ fn event_rows<'a>(
 fn card_row(c: &ServiceCard) -> CardRow {
     CardRow {
         id: c.id.to_string(),
-        resident: c.resident.clone(),
-        phone: c.phone.clone(),
-        address: c.address.clone(),
-        household: c.household.clone(),
+        resident: text(&c.resident),
+        phone: c.phone.as_deref().map(text),
+        address: c.address.as_deref().map(text),
+        household: c.household.as_deref().map(text),
         handed_over_at: time(c.handed_over_at),
         pairing_role: c.pairing.map(|x| x.role.as_str().to_owned()),
         pairing_needy: c.pairing.map(|x| x.needy),
         follow_ups: i64::try_from(c.follow_ups.len()).unwrap_or(i64::MAX),
         created_at: time(c.created_at),
-        created_by: c.created_by.clone(),
+        created_by: text(&c.created_by),
         deleted: c.deleted.is_some(),
     }
 }
