@@ -26,7 +26,7 @@ use crate::store::StoreError;
 use crate::sync::MergeError;
 
 pub use target::{Reach, Target, locate};
-pub use write::{Acting, append_events};
+pub use write::{Acting, Decide, append_events};
 
 /// Why an action on a petition was not carried out.
 #[derive(Debug, thiserror::Error)]

@@ -263,8 +263,6 @@ async fn idle_and_over_budget_copies_are_dropped(store: Arc<dyn Store>) {
 /// action (which writes from the copy), see only what was stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_sync_leaves_nothing_in_memory() {
-    use rand::Rng;
-    use sync_core::RecordId;
     use sync_core::records::petition::PetitionEventKind;
 
     let running = Served::start().await;
@@ -297,30 +295,9 @@ async fn a_refused_sync_leaves_nothing_in_memory() {
             .is_some_and(|p| p.events.iter().any(|e| e.by == "sup-town1"))
     };
     phone.sync_until(supervised).await;
-    let server_actor = phone
-        .diary(&doc)
-        .petition_events_with_origin(pid)
-        .expect("petition")
-        .into_iter()
-        .find(|(e, _)| e.by == "sup-town1")
-        .expect("the supervisor's event")
-        .1
-        .actor;
     // A sign-off forged in the server's name: applied to the copy, then
     // refused.
-    let am = phone.docs.remove(&doc).expect("doc");
-    let mut diary = DiaryDocument::from_automerge(am).expect("diary");
-    diary.automerge_mut().set_actor(server_actor);
-    diary
-        .record_petition_event(
-            &Edit::new("sup-town1", Timestamp(AT.millis() + 120_000)),
-            pid,
-            RecordId::from_random_bytes(rng.random()),
-            &PetitionEventKind::Closed {
-                note: "伪造销号".into(),
-            },
-        )
-        .expect("forge");
+    let diary = phone.forge_server_sign_off(doc, pid);
     phone.docs.insert(doc, diary.into_automerge());
     phone.flush().await;
     let error = phone.expect_error_and_close().await;
@@ -347,11 +324,10 @@ async fn a_refused_sync_leaves_nothing_in_memory() {
         petition.events
     );
     // And the store holds exactly what that device has.
-    let store = server::open_store(&running.config).await.expect("store");
+    let store = running.store().await;
     let stored = store.load_document(&doc).await.expect("load").expect("doc");
     let loaded = server::sync::documents::load(doc, Some(&stored)).expect("loads");
     assert_eq!(loaded.get_heads(), second.docs[&doc].get_heads());
-    store.close().await;
     running.stop().await;
 }
 

@@ -55,34 +55,6 @@ async fn phone_with_supervised_petition(
     (phone, doc, pid, sup)
 }
 
-/// Takes the phone's diary and forges a 销号 in it in sup-town1's name,
-/// with the actor the server wrote sup-town1's event with.
-fn forge_sign_off_as_server(phone: &mut Device, doc: DocumentId, pid: RecordId) -> DiaryDocument {
-    let server_actor = phone
-        .diary(&doc)
-        .petition_events_with_origin(pid)
-        .expect("petition")
-        .into_iter()
-        .find(|(e, _)| e.by == "sup-town1")
-        .expect("the supervisor's event")
-        .1
-        .actor;
-    let am = phone.docs.remove(&doc).expect("doc");
-    let mut diary = DiaryDocument::from_automerge(am).expect("diary");
-    diary.automerge_mut().set_actor(server_actor);
-    diary
-        .record_petition_event(
-            &Edit::new("sup-town1", Timestamp(EDIT_TIME.millis() + 120_000)),
-            pid,
-            RecordId::from_random_bytes(rand::random()),
-            &PetitionEventKind::Closed {
-                note: "伪造销号".into(),
-            },
-        )
-        .expect("forge");
-    diary
-}
-
 /// The phone's connection was closed for writing as another writer, and the
 /// forged 销号 is nowhere in the petition's history.
 async fn assert_forgery_refused(running: &Served, phone: &mut Device, sup: &str, pid: RecordId) {
@@ -342,7 +314,7 @@ async fn ledger_rows_after_each_write_match_a_rebuild(store: Arc<dyn Store>) {
 async fn a_device_cannot_write_with_the_servers_actor(store: Arc<dyn Store>) {
     let running = Served::on_store(store, |_| {}).await;
     let (mut phone, doc, pid, sup) = phone_with_supervised_petition(&running, 92).await;
-    let diary = forge_sign_off_as_server(&mut phone, doc, pid);
+    let diary = phone.forge_server_sign_off(doc, pid);
     phone.docs.insert(doc, diary.into_automerge());
     phone.flush().await;
     assert_forgery_refused(&running, &mut phone, &sup, pid).await;
@@ -356,7 +328,7 @@ async fn a_device_cannot_write_with_the_servers_actor(store: Arc<dyn Store>) {
 async fn a_whole_document_cannot_carry_the_servers_actor(store: Arc<dyn Store>) {
     let running = Served::on_store(store, |_| {}).await;
     let (mut phone, doc, pid, sup) = phone_with_supervised_petition(&running, 93).await;
-    let diary = forge_sign_off_as_server(&mut phone, doc, pid);
+    let diary = phone.forge_server_sign_off(doc, pid);
     let whole = diary.automerge();
     let mut heads = whole.get_heads();
     heads.sort();

@@ -61,25 +61,12 @@ async fn a_colleagues_diary_looks_missing_and_its_id_cannot_be_taken(store: Arc<
     // cadre01 makes a diary of their own (their name in the root) at the id
     // of the colleague's next one: refused, and the colleague still gets it.
     let mut squatter = server.device("cadre01", "phone").await;
-    let theirs = DiaryDocument::create_shared("cadre01", next_year, ActorId::random())
-        .expect("diary")
-        .into_automerge();
-    squatter.docs.insert(not_yet, theirs);
-    squatter.conn.add_document(not_yet);
-    squatter.sync().await;
     assert_eq!(
-        squatter.conn.status(&not_yet, &squatter.docs),
+        sync_new_diary(&mut squatter, not_yet, "cadre01", next_year).await,
         Some(DocSyncStatus::Unavailable)
     );
-    let own = DiaryDocument::create_shared("cadre02", next_year, ActorId::random())
-        .expect("diary")
-        .into_automerge();
-    colleague.docs.insert(not_yet, own);
-    colleague.conn.add_document(not_yet);
-    colleague.add_visit(&not_yet, &mut rng);
-    colleague.sync().await;
     assert_eq!(
-        colleague.conn.status(&not_yet, &colleague.docs),
+        sync_new_diary(&mut colleague, not_yet, "cadre02", next_year).await,
         Some(DocSyncStatus::Synced)
     );
 }
@@ -91,27 +78,32 @@ async fn a_new_diary_at_the_id_of_another_year_is_refused(store: Arc<dyn Store>)
     let (year, other_year) = (next_test_year(), next_test_year());
     let id = sync_core::diary_id("cadre01", year);
     let mut phone = server.device("cadre01", "phone").await;
-    let wrong = DiaryDocument::create_shared("cadre01", other_year, ActorId::random())
-        .expect("diary")
-        .into_automerge();
-    phone.docs.insert(id, wrong);
-    phone.conn.add_document(id);
-    phone.sync().await;
     assert_eq!(
-        phone.conn.status(&id, &phone.docs),
+        sync_new_diary(&mut phone, id, "cadre01", other_year).await,
         Some(DocSyncStatus::Unavailable)
     );
     let mut tablet = server.device("cadre01", "tablet").await;
-    let right = DiaryDocument::create_shared("cadre01", year, ActorId::random())
-        .expect("diary")
-        .into_automerge();
-    tablet.docs.insert(id, right);
-    tablet.conn.add_document(id);
-    tablet.sync().await;
     assert_eq!(
-        tablet.conn.status(&id, &tablet.docs),
+        sync_new_diary(&mut tablet, id, "cadre01", year).await,
         Some(DocSyncStatus::Synced)
     );
+}
+
+/// Syncs a new, empty diary of `owner` for `year` from `device` at `id`;
+/// how the server took it.
+async fn sync_new_diary(
+    device: &mut test_support::Device,
+    id: DocumentId,
+    owner: &str,
+    year: i32,
+) -> Option<DocSyncStatus> {
+    let diary = DiaryDocument::create_shared(owner, year, ActorId::random())
+        .expect("diary")
+        .into_automerge();
+    device.docs.insert(id, diary);
+    device.conn.add_document(id);
+    device.sync().await;
+    device.conn.status(&id, &device.docs)
 }
 
 /// Text holding a NUL byte (which PostgreSQL's text columns cannot hold)

@@ -274,6 +274,35 @@ impl Device {
         self.edit_diary(id, |diary, edit| diary.add_petition(edit, petition))
     }
 
+    /// Takes this device's diary `doc` out and forges a 销号 of `pid` in
+    /// it in sup-town1's name, with the actor the server wrote sup-town1's
+    /// event with (what a device must never be able to store).
+    pub fn forge_server_sign_off(&mut self, doc: DocumentId, pid: RecordId) -> DiaryDocument {
+        let server_actor = self
+            .diary(&doc)
+            .petition_events_with_origin(pid)
+            .expect("petition")
+            .into_iter()
+            .find(|(e, _)| e.by == "sup-town1")
+            .expect("the supervisor's event")
+            .1
+            .actor;
+        let am = self.docs.remove(&doc).expect("doc");
+        let mut diary = DiaryDocument::from_automerge(am).expect("diary");
+        diary.automerge_mut().set_actor(server_actor);
+        diary
+            .record_petition_event(
+                &Edit::new("sup-town1", Timestamp(EDIT_TIME.millis() + 120_000)),
+                pid,
+                RecordId::from_random_bytes(rand::random()),
+                &PetitionEventKind::Closed {
+                    note: "伪造销号".into(),
+                },
+            )
+            .expect("forge");
+        diary
+    }
+
     /// Appends an event to a petition's history.
     pub fn record_petition_event(
         &mut self,

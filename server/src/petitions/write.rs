@@ -32,6 +32,20 @@ pub struct Written {
     pub event_ids: Vec<RecordId>,
 }
 
+/// What an action writes: from the petition and its state now, the events
+/// to append, or why the action does not apply.
+pub trait Decide:
+    FnOnce(&Petition, &PetitionState) -> Result<Vec<PetitionEventKind>, ActionError> + Send + 'static
+{
+}
+
+impl<F> Decide for F where
+    F: FnOnce(&Petition, &PetitionState) -> Result<Vec<PetitionEventKind>, ActionError>
+        + Send
+        + 'static
+{
+}
+
 /// Appends the events `decide` asks for to the petition `target`, as one
 /// change by the server for `acting`.
 ///
@@ -39,17 +53,12 @@ pub struct Written {
 /// (what the ledger shows, not what a device may have claimed) and returns
 /// the events to write, or why not. Each is checked against the state as it
 /// stands before it, like an edit on a phone.
-pub async fn append_events<F>(
+pub async fn append_events(
     state: &AppState,
     target: &Target,
     acting: &Acting,
-    decide: F,
-) -> Result<Written, ActionError>
-where
-    F: FnOnce(&Petition, &PetitionState) -> Result<Vec<PetitionEventKind>, ActionError>
-        + Send
-        + 'static,
-{
+    decide: impl Decide,
+) -> Result<Written, ActionError> {
     let document_id = target.document_id;
     tracing::Span::current().record("document_id", tracing::field::display(document_id));
     // The lock every sync merge of this document takes: nobody stores a

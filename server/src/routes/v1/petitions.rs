@@ -34,7 +34,9 @@ use crate::error::AppError;
 use crate::extract::{ApiJson, ApiQuery, ClientAddr};
 use crate::ledger::LedgerEvent;
 use crate::personal::Viewer;
-use crate::petitions::{self, Acting, ActionError, Reach, Target, append_events, next_level};
+use crate::petitions::{
+    self, Acting, ActionError, Decide, Reach, Target, append_events, next_level,
+};
 use crate::routes::v1::ledger::{LedgerEntry, china_today, entry};
 use crate::store::Role;
 
@@ -260,12 +262,7 @@ impl OnPetition {
     /// the petition as the ledger now shows it.
     async fn write<F>(self, target: Target, decide: F) -> Result<Json<ActionResponse>, AppError>
     where
-        F: FnOnce(
-                &sync_core::records::petition::Petition,
-                &sync_core::records::petition::PetitionState,
-            ) -> Result<Vec<PetitionEventKind>, ActionError>
-            + Send
-            + 'static,
+        F: Decide,
     {
         let acting = Acting {
             user_id: self.caller.user_id,
@@ -286,12 +283,7 @@ impl OnPetition {
         decide: impl FnOnce(Reach) -> F,
     ) -> Result<Json<ActionResponse>, AppError>
     where
-        F: FnOnce(
-                &sync_core::records::petition::Petition,
-                &sync_core::records::petition::PetitionState,
-            ) -> Result<Vec<PetitionEventKind>, ActionError>
-            + Send
-            + 'static,
+        F: Decide,
     {
         // The role first, so that a cadre gets the same answer whether or not
         // the petition exists.
