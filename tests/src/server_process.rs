@@ -342,6 +342,14 @@ pub fn cpu_time(pid: u32) -> std::time::Duration {
     std::time::Duration::from_millis(ticks * 10)
 }
 
+/// Starts a process's peak resident memory (`VmHWM:`) over from its present
+/// resident memory, so a peak read later covers only what came after: the
+/// peak otherwise counts the process's whole life (a login's password hash,
+/// an earlier flood). Writing 5 to `/proc/<pid>/clear_refs` does that.
+pub fn reset_peak_rss(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset peak memory");
+}
+
 /// A `/proc/<pid>/status` field in KiB (`VmRSS:`, `VmHWM:` …).
 pub fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e_tests::{Database, ServerProcess, TokenIn, open_socket, status_kib};
+use e2e_tests::{Database, ServerProcess, TokenIn, open_socket, reset_peak_rss, status_kib};
 use futures_util::StreamExt;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
@@ -60,6 +60,7 @@ async fn flood(server: &ServerProcess, frame_bytes: usize) -> Flood {
                 .expect("upgrade"),
         );
     }
+    reset_peak_rss(server.pid());
     let before = status_kib(server.pid(), "VmRSS:");
     let started = Instant::now();
     let (most, last) = frame.split_at(frame.len() - 1);

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use e2e_tests::{DEMO_PASSWORD, Database, ServerProcess, status_kib};
+use e2e_tests::{DEMO_PASSWORD, Database, ServerProcess, reset_peak_rss, status_kib};
 
 /// Concurrent wrong logins in the flood.
 const FLOOD: usize = 64;
@@ -34,6 +34,7 @@ async fn flood(checks: &str) -> Flood {
     .await;
     // One real login first, so the steady state includes a finished check.
     server.login("cadre01", "warm-up").await;
+    reset_peak_rss(server.pid());
     let before = status_kib(server.pid(), "VmRSS:");
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/auth/login", server.base_url());
