@@ -14,8 +14,7 @@ use crate::error::AppError;
 use crate::extract::ApiQuery;
 use crate::ledger::report::RecordQuery;
 use crate::personal::Viewer;
-use crate::routes::v1::ledger::page_window;
-use crate::routes::v1::visits::label;
+use crate::routes::v1::ledger::{label, page_window};
 use crate::scope::{Scope, period, search_text};
 
 /// Query string of `GET /api/v1/cards`.

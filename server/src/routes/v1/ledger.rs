@@ -139,7 +139,9 @@ pub struct LedgerEntry {
     pub event_count: i64,
 }
 
-fn label<T: std::str::FromStr>(code: &str, label: impl Fn(T) -> &'static str) -> String {
+/// The Chinese label of a stored enum code (`open` → 待办); empty for a
+/// code this server does not know.
+pub(crate) fn label<T: std::str::FromStr>(code: &str, label: impl Fn(T) -> &'static str) -> String {
     code.parse::<T>()
         .map(|v| label(v).to_owned())
         .unwrap_or_default()

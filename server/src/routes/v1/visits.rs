@@ -13,7 +13,7 @@ use crate::error::AppError;
 use crate::extract::ApiQuery;
 use crate::ledger::report::{RecordQuery, VisitItem};
 use crate::personal::Viewer;
-use crate::routes::v1::ledger::page_window;
+use crate::routes::v1::ledger::{label, page_window};
 use crate::scope::{Scope, period, search_text};
 
 /// Query string of `GET /api/v1/visits`.
@@ -118,12 +118,6 @@ pub fn six_questions(stored: &str, mask: impl Fn(&str) -> String) -> Vec<Questio
             answer: mask(answer),
         })
         .collect()
-}
-
-pub(crate) fn label<T: std::str::FromStr>(code: &str, label: impl Fn(T) -> &'static str) -> String {
-    code.parse::<T>()
-        .map(|v| label(v).to_owned())
-        .unwrap_or_default()
 }
 
 /// The visits `params` asks for within the caller's reach (every page:
