@@ -341,6 +341,47 @@ pub struct UnitStats {
     pub nothing_reported: bool,
 }
 
+/// A line of a ranking: cadres and units are ranked by the same rule.
+trait Ranked {
+    /// Its visit figures, and the name that breaks a tie (username, unit
+    /// code).
+    fn ranking(&self) -> (&VisitFigures, &str);
+    /// Sets its 1-based place.
+    fn set_rank(&mut self, rank: usize);
+}
+
+impl Ranked for CadreStats {
+    fn ranking(&self) -> (&VisitFigures, &str) {
+        (&self.visits, &self.username)
+    }
+
+    fn set_rank(&mut self, rank: usize) {
+        self.rank = rank;
+    }
+}
+
+impl Ranked for UnitStats {
+    fn ranking(&self) -> (&VisitFigures, &str) {
+        (&self.visits, &self.code)
+    }
+
+    fn set_rank(&mut self, rank: usize) {
+        self.rank = rank;
+    }
+}
+
+/// Sorts `lines` by households, then visits (most first), then name, and
+/// numbers them from 1.
+fn rank<T: Ranked>(lines: &mut [T]) {
+    lines.sort_by(|a, b| {
+        let ((a, a_name), (b, b_name)) = (a.ranking(), b.ranking());
+        (b.households, b.visits, a_name).cmp(&(a.households, a.visits, b_name))
+    });
+    for (i, line) in lines.iter_mut().enumerate() {
+        line.set_rank(i + 1);
+    }
+}
+
 /// Petitions of one category, status or level.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Breakdown {
@@ -477,16 +518,7 @@ pub fn compute(counts: &Counts, quotas: &Quotas) -> Stats {
             }
         })
         .collect();
-    cadres.sort_by(|a, b| {
-        (b.visits.households, b.visits.visits, &a.username).cmp(&(
-            a.visits.households,
-            a.visits.visits,
-            &b.username,
-        ))
-    });
-    for (i, c) in cadres.iter_mut().enumerate() {
-        c.rank = i + 1;
-    }
+    rank(&mut cadres);
 
     let mut unit_lines: Vec<UnitStats> = counts
         .units
@@ -514,16 +546,7 @@ pub fn compute(counts: &Counts, quotas: &Quotas) -> Stats {
             })
         })
         .collect();
-    unit_lines.sort_by(|a, b| {
-        (b.visits.households, b.visits.visits, &a.code).cmp(&(
-            a.visits.households,
-            a.visits.visits,
-            &b.code,
-        ))
-    });
-    for (i, u) in unit_lines.iter_mut().enumerate() {
-        u.rank = i + 1;
-    }
+    rank(&mut unit_lines);
 
     let total = total.finish();
     let breakdown =
