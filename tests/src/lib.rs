@@ -27,7 +27,9 @@ mod server_process;
 pub mod tokens;
 
 pub use database::Database;
-pub use server_process::{ServerProcess, cpu_time, reset_peak_rss, server_binary, status_kib};
+pub use server_process::{
+    Launch, ServerProcess, cpu_time, reset_peak_rss, server_binary, status_kib,
+};
 pub use test_support::{Device, EDIT_TIME, TEST_DATABASE_URL, TokenIn, Ws, open_socket};
 
 /// Password of every demo account.

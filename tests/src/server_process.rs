@@ -28,6 +28,23 @@ pub struct ServerProcess {
     data_dir: tempfile::TempDir,
     /// `VISIT_DIARY_*` settings given to the process (and to a restart).
     settings: Vec<(String, String)>,
+    /// How the process is started (and restarted).
+    launch: Launch,
+}
+
+/// How the server process is started: under a wrapper command and on an
+/// address of the caller's choice. The default runs the binary directly on
+/// the server's default address (127.0.0.1).
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// A program and its arguments that the server's command line is
+    /// appended to, e.g. `["ip", "netns", "exec", "<namespace>"]` to run the
+    /// server in a network namespace; empty: run the binary itself. The
+    /// wrapper must exec the server (as `ip netns exec` does), so that
+    /// [`ServerProcess::pid`] is the server's.
+    pub wrapper: Vec<String>,
+    /// The address to listen on (`--host`).
+    pub host: Option<String>,
 }
 
 impl ServerProcess {
@@ -57,18 +74,30 @@ impl ServerProcess {
         database: Database,
         settings: &[(&str, &str)],
     ) -> Self {
+        Self::start_launched(data_dir, database, settings, Launch::default()).await
+    }
+
+    /// As [`Self::start_in`], started as `launch` says (under a wrapper
+    /// command, on another address).
+    pub async fn start_launched(
+        data_dir: tempfile::TempDir,
+        database: Database,
+        settings: &[(&str, &str)],
+        launch: Launch,
+    ) -> Self {
         eprintln!("e2e: server on {}", database.describe());
         let settings: Vec<(String, String)> = settings
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let (child, addr) = spawn(data_dir.path(), database.url(), &settings);
+        let (child, addr) = spawn(data_dir.path(), database.url(), &settings, &launch);
         let server = ServerProcess {
             child,
             addr,
             database,
             data_dir,
             settings,
+            launch,
         };
         server.wait_healthy().await;
         server
@@ -81,7 +110,12 @@ impl ServerProcess {
     pub async fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, addr) = spawn(self.data_dir.path(), self.database.url(), &self.settings);
+        let (child, addr) = spawn(
+            self.data_dir.path(),
+            self.database.url(),
+            &self.settings,
+            &self.launch,
+        );
         self.child = child;
         self.addr = addr;
         self.wait_healthy().await;
@@ -192,12 +226,14 @@ impl ServerProcess {
 }
 
 /// Runs `server serve --demo --port 0 --data-dir <dir>` (with
-/// `DATABASE_URL=<database_url>` if given, else on SQLite in `dir`) and
-/// returns the child and the address its banner names.
+/// `DATABASE_URL=<database_url>` if given, else on SQLite in `dir`; under
+/// `launch`'s wrapper and on its host, if given) and returns the child and
+/// the address its banner names.
 fn spawn(
     data_dir: &Path,
     database_url: Option<&str>,
     settings: &[(String, String)],
+    launch: &Launch,
 ) -> (Child, SocketAddr) {
     let bin = server_binary();
     // Appended to, so a restarted server's log follows the first one's.
@@ -206,7 +242,14 @@ fn spawn(
         .append(true)
         .open(data_dir.join("server.log"))
         .expect("log file");
-    let mut command = Command::new(&bin);
+    let mut command = match launch.wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(&bin);
+            command
+        }
+        None => Command::new(&bin),
+    };
     // Only what the test sets may configure the child.
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy().into_owned();
@@ -221,6 +264,12 @@ fn spawn(
     let mut child = command
         .args(["serve", "--demo", "--port", "0", "--data-dir"])
         .arg(data_dir)
+        .args(
+            launch
+                .host
+                .iter()
+                .flat_map(|host| ["--host", host.as_str()]),
+        )
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
