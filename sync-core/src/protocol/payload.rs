@@ -640,21 +640,9 @@ mod tests {
             encoder.write_all(&zeros).expect("compress");
         }
         let body = encoder.finish().expect("compress");
-        let mut chunk = MAGIC.to_vec();
-        chunk.extend([0, 0, 0, 0, CHUNK_COMPRESSED_CHANGE]);
-        let mut len = body.len();
-        loop {
-            let byte = u8::try_from(len & 0x7f).expect("7 bits");
-            len >>= 7;
-            if len == 0 {
-                chunk.push(byte);
-                break;
-            }
-            chunk.push(byte | 0x80);
-        }
-        chunk.extend(body);
+        let bomb = chunk(CHUNK_COMPRESSED_CHANGE, &body);
         assert_eq!(
-            check(&Automerge::new(), &message_with(vec![chunk]), &limits()),
+            check(&Automerge::new(), &message_with(vec![bomb]), &limits()),
             Err(PayloadError::TooLarge { limit: 1024 * 1024 })
         );
     }
@@ -674,14 +662,19 @@ mod tests {
         }
     }
 
-    /// A document chunk around `body`; the checksum is left zero, as these
-    /// chunks must be refused before automerge reads them.
-    fn document_chunk(body: &[u8]) -> Vec<u8> {
+    /// A chunk of `chunk_type` around `body`; the checksum is left zero, as
+    /// these chunks must be refused before automerge reads them.
+    fn chunk(chunk_type: u8, body: &[u8]) -> Vec<u8> {
         let mut chunk = MAGIC.to_vec();
-        chunk.extend([0, 0, 0, 0, CHUNK_DOCUMENT]);
+        chunk.extend([0, 0, 0, 0, chunk_type]);
         push_uleb(&mut chunk, body.len() as u64);
         chunk.extend_from_slice(body);
         chunk
+    }
+
+    /// A document chunk around `body` (see [`chunk`]).
+    fn document_chunk(body: &[u8]) -> Vec<u8> {
+        chunk(CHUNK_DOCUMENT, body)
     }
 
     fn push_uleb(out: &mut Vec<u8>, mut value: u64) {
