@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use sync_core::document::{Migration, change_author};
 use sync_core::fixtures;
 use sync_core::records::petition::{
-    Category, Level, PetitionEventKind, PetitionStatus, PetitionUpdate,
+    Category, Level, NewPetition, PetitionEventKind, PetitionStatus, PetitionUpdate,
 };
 use sync_core::records::service_card::ServiceCardUpdate;
 use sync_core::records::visit::VisitUpdate;
@@ -32,6 +32,31 @@ fn rng() -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(7)
 }
 
+/// cadre01's diary of 2026, created at `NOW` on actor 1.
+fn diary() -> DiaryDocument {
+    DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create")
+}
+
+/// [`diary`] with one petition added.
+fn diary_with_petition(r: &mut ChaCha8Rng) -> (DiaryDocument, NewPetition) {
+    let mut d = diary();
+    let p = fixtures::petition(r, NOW, None);
+    d.add_petition(&edit("cadre01", 1), &p).expect("add");
+    (d, p)
+}
+
+/// Records `kind` on petition `p` as `who`, `dt` after `NOW`, under a fresh
+/// event id.
+fn record(
+    d: &mut DiaryDocument,
+    r: &mut ChaCha8Rng,
+    (who, dt): (&str, i64),
+    p: RecordId,
+    kind: &PetitionEventKind,
+) -> Result<(), DocumentError> {
+    d.record_petition_event(&edit(who, dt), p, fixtures::id(r), kind)
+}
+
 fn merge(a: &mut DiaryDocument, b: &mut DiaryDocument) {
     a.automerge_mut()
         .merge(&mut b.automerge().clone())
@@ -44,8 +69,7 @@ fn merge(a: &mut DiaryDocument, b: &mut DiaryDocument) {
 #[test]
 fn every_edit_is_one_change_with_author_and_time() {
     let mut r = rng();
-    let mut d =
-        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut d = diary();
     let before = d.automerge().get_changes(&[]).len();
     let v = fixtures::visit(&mut r, NOW, "cadre01");
     d.add_visit(&edit("cadre01", 1000), &v).expect("add");
@@ -71,8 +95,7 @@ fn every_edit_is_one_change_with_author_and_time() {
 #[test]
 fn validation_refuses_bad_records_and_writes_nothing() {
     let mut r = rng();
-    let mut d =
-        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut d = diary();
     let heads = d.automerge().get_heads();
 
     let mut v = fixtures::visit(&mut r, NOW, "cadre01");
@@ -113,8 +136,7 @@ fn validation_refuses_bad_records_and_writes_nothing() {
 #[test]
 fn concurrent_visits_and_text_edits_merge() {
     let mut r = rng();
-    let mut phone =
-        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut phone = diary();
     let v = fixtures::visit(&mut r, NOW, "cadre01");
     phone.add_visit(&edit("cadre01", 1), &v).expect("add");
     let mut tablet = DiaryDocument::load(&phone.save(), actor(2)).expect("load");
@@ -152,8 +174,7 @@ fn concurrent_visits_and_text_edits_merge() {
 #[test]
 fn concurrent_scalar_edits_show_as_conflicts_until_settled() {
     let mut r = rng();
-    let mut a =
-        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut a = diary();
     let p = fixtures::petition(&mut r, NOW, None);
     a.add_petition(&edit("cadre01", 1), &p).expect("add");
     let mut b;
@@ -219,31 +240,28 @@ fn concurrent_scalar_edits_show_as_conflicts_until_settled() {
 #[test]
 fn cadre_and_supervisor_events_both_survive() {
     let mut r = rng();
-    let mut phone =
-        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
-    let p = fixtures::petition(&mut r, NOW, None);
-    phone.add_petition(&edit("cadre01", 1), &p).expect("add");
+    let (mut phone, p) = diary_with_petition(&mut r);
     let mut server = DiaryDocument::load(&phone.save(), actor(9)).expect("load");
 
-    phone
-        .record_petition_event(
-            &edit("cadre01", 60_000),
-            p.id,
-            fixtures::id(&mut r),
-            &PetitionEventKind::Resolved {
-                note: "道路已硬化".into(),
-            },
-        )
-        .expect("resolve");
+    record(
+        &mut phone,
+        &mut r,
+        ("cadre01", 60_000),
+        p.id,
+        &PetitionEventKind::Resolved {
+            note: "道路已硬化".into(),
+        },
+    )
+    .expect("resolve");
     let extended = date!(2027 - 01 - 31);
-    server
-        .record_petition_event(
-            &edit("sup-town1", 30_000),
-            p.id,
-            fixtures::id(&mut r),
-            &PetitionEventKind::DeadlineSet { deadline: extended },
-        )
-        .expect("extend");
+    record(
+        &mut server,
+        &mut r,
+        ("sup-town1", 30_000),
+        p.id,
+        &PetitionEventKind::DeadlineSet { deadline: extended },
+    )
+    .expect("extend");
     merge(&mut phone, &mut server);
 
     let merged = phone.petition(p.id).expect("petition");
@@ -260,21 +278,18 @@ fn cadre_and_supervisor_events_both_survive() {
 #[test]
 fn event_origins_name_the_actor_that_wrote_each_event() {
     let mut r = rng();
-    let mut phone =
-        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
-    let p = fixtures::petition(&mut r, NOW, None);
-    phone.add_petition(&edit("cadre01", 1), &p).expect("add");
+    let (mut phone, p) = diary_with_petition(&mut r);
     let mut server = DiaryDocument::load(&phone.save(), actor(9)).expect("load");
-    server
-        .record_petition_event(
-            &edit("sup-town1", 30_000),
-            p.id,
-            fixtures::id(&mut r),
-            &PetitionEventKind::Supervised {
-                note: "请抓紧办理".into(),
-            },
-        )
-        .expect("supervise");
+    record(
+        &mut server,
+        &mut r,
+        ("sup-town1", 30_000),
+        p.id,
+        &PetitionEventKind::Supervised {
+            note: "请抓紧办理".into(),
+        },
+    )
+    .expect("supervise");
     merge(&mut phone, &mut server);
 
     let origins = phone.petition_events_with_origin(p.id).expect("petition");
@@ -337,17 +352,13 @@ fn event_origins_name_the_actor_that_wrote_each_event() {
 #[test]
 fn events_that_make_no_sense_are_refused() {
     let mut r = rng();
-    let mut d =
-        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
-    let p = fixtures::petition(&mut r, NOW, None);
-    d.add_petition(&edit("cadre01", 1), &p).expect("add");
+    let (mut d, p) = diary_with_petition(&mut r);
     let close = PetitionEventKind::Closed {
         note: "销号".into(),
     };
-    d.record_petition_event(&edit("sup-town1", 2), p.id, fixtures::id(&mut r), &close)
-        .expect("close");
+    record(&mut d, &mut r, ("sup-town1", 2), p.id, &close).expect("close");
     assert!(matches!(
-        d.record_petition_event(&edit("sup-town1", 3), p.id, fixtures::id(&mut r), &close),
+        record(&mut d, &mut r, ("sup-town1", 3), p.id, &close),
         Err(DocumentError::Invalid(
             ValidationError::InvalidTransition { .. }
         ))
@@ -359,12 +370,8 @@ fn events_that_make_no_sense_are_refused() {
     let reopen = PetitionEventKind::Reopened {
         reason: "群众不满意".into(),
     };
-    d.record_petition_event(&edit("sup-town1", 4), p.id, fixtures::id(&mut r), &reopen)
-        .expect("reopen");
-    assert!(
-        d.record_petition_event(&edit("cadre01", 5), p.id, fixtures::id(&mut r), &lower)
-            .is_err()
-    );
+    record(&mut d, &mut r, ("sup-town1", 4), p.id, &reopen).expect("reopen");
+    assert!(record(&mut d, &mut r, ("cadre01", 5), p.id, &lower).is_err());
     assert_eq!(
         d.petition(p.id).expect("p").state.status,
         PetitionStatus::InProgress
@@ -374,8 +381,7 @@ fn events_that_make_no_sense_are_refused() {
 #[test]
 fn deletes_are_tombstones_that_survive_concurrent_edits() {
     let mut r = rng();
-    let mut a =
-        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut a = diary();
     let v = fixtures::visit(&mut r, NOW, "cadre01");
     a.add_visit(&edit("cadre01", 1), &v).expect("add");
     let mut b = DiaryDocument::load(&a.save(), actor(2)).expect("load");
@@ -411,8 +417,7 @@ fn corrupt_foreign_and_newer_documents_are_refused() {
         DiaryDocument::load(b"not an automerge file", actor(1)),
         Err(DocumentError::Load(_))
     ));
-    let good =
-        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let good = diary();
     let bytes = good.save();
     assert!(matches!(
         DiaryDocument::load(&bytes[..bytes.len() / 2], actor(1)),
@@ -465,8 +470,7 @@ fn older_schemas_migrate_forward_once() {
     }
     const STEPS: &[Migration] = &[add_region];
     let mut r = rng();
-    let mut d =
-        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut d = diary();
     let v = fixtures::visit(&mut r, NOW, "cadre01");
     d.add_visit(&edit("cadre01", 1), &v).expect("add");
 
@@ -539,8 +543,7 @@ fn contacts_cards_follow_ups_and_pairing() {
 #[test]
 fn petition_links_to_its_visit() {
     let mut r = rng();
-    let mut d =
-        DiaryDocument::create("cadre01", 2026, actor(1), &edit("cadre01", 0)).expect("create");
+    let mut d = diary();
     let v = fixtures::visit(&mut r, NOW, "cadre01");
     d.add_visit(&edit("cadre01", 1), &v).expect("add");
     let p = fixtures::petition(&mut r, NOW, Some(v.id));
