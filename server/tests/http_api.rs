@@ -2,80 +2,51 @@
 //! sockets, a real SQLite store in a temporary directory.
 
 use test_support::store as common;
+use test_support::{Answer, Routed};
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{Request, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use serde_json::{Value, json};
 use server::auth::JwtKeys;
 use server::config::Config;
-use server::store::{DocumentWrite, NewDocument, Role, Store, StoredKind};
-use server::{AppState, router};
-use tower::ServiceExt;
+use server::store::{DocumentWrite, NewDocument, Role, Store, StoredKind, Unit, User};
 
 const KEY: [u8; 32] = [42; 32];
 const PASSWORD: &str = "correct horse battery";
 
-struct TestApp {
-    app: Router,
-    state: AppState,
-    _dir: tempfile::TempDir,
+/// The router on a fresh store, called as a client on this machine.
+struct TestApp(Routed);
+
+impl std::ops::Deref for TestApp {
+    type Target = Routed;
+
+    fn deref(&self) -> &Routed {
+        &self.0
+    }
 }
 
 /// A migrated store with `alice` (cadre of village1 under county) who can log
 /// in, and `dora`, who is disabled.
 async fn test_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::for_tests(dir.path(), &KEY);
-    adjust(&mut config);
-    let store = server::open_store(&config).await.expect("open store");
-    let s = store.as_ref();
+    let app = Routed::sqlite(&KEY, adjust).await;
+    let s = app.state.store.as_ref();
     let county = common::unit(s, "county", None, "county").await;
     let village = common::unit(s, "village1", Some(&county), "village").await;
     common::user_with_password(s, "alice", Role::Cadre, &village, PASSWORD).await;
     let dora = common::user_with_password(s, "dora", Role::Cadre, &village, PASSWORD).await;
     s.set_user_disabled(dora.id, true).await.expect("disable");
-    let state = AppState::new(store, config).expect("state");
-    TestApp {
-        app: router(state.clone()),
-        state,
-        _dir: dir,
-    }
+    TestApp(app)
 }
 
 async fn test_app() -> TestApp {
     test_app_with(|_| {}).await
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn error_code(&self) -> String {
-        self.json()["error"]["code"]
-            .as_str()
-            .unwrap_or("<none>")
-            .to_owned()
-    }
 }
 
 impl TestApp {
@@ -90,18 +61,7 @@ impl TestApp {
             let local: SocketAddr = "127.0.0.1:50000".parse().expect("address");
             request.extensions_mut().insert(ConnectInfo(local));
         }
-        let response = self.app.clone().oneshot(request).await.expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .expect("body")
-            .to_vec();
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        self.0.call(request).await
     }
 
     async fn post(&self, path: &str, body: Value) -> Answer {
@@ -147,6 +107,31 @@ impl TestApp {
             json!({ "refresh_token": refresh_token }),
         )
         .await
+    }
+
+    /// Refreshes `refresh_token`, which must work, and returns its successor.
+    async fn rotate(&self, refresh_token: &str) -> String {
+        let answer = self.refresh(refresh_token).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        answer.json()["refresh_token"]
+            .as_str()
+            .expect("refresh")
+            .to_owned()
+    }
+
+    /// The account `username`, which must exist.
+    async fn user(&self, username: &str) -> User {
+        self.state
+            .store
+            .get_user_by_username(username)
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("no user {username}"))
+    }
+
+    /// Whether the audit log holds a row of `action`.
+    async fn audited(&self, action: &str) -> bool {
+        self.audit_actions().await.iter().any(|a| a == action)
     }
 
     async fn audit_actions(&self) -> Vec<String> {
@@ -198,18 +183,16 @@ async fn login_answers_a_token_pair() {
 #[tokio::test]
 async fn bad_credentials_all_look_the_same() {
     let app = test_app().await;
-    let wrong = app
-        .post_login(json!({"username": "alice", "password": "wrong"}))
-        .await;
-    let unknown = app
-        .post_login(json!({"username": "nobody", "password": PASSWORD}))
-        .await;
-    let disabled = app
-        .post_login(json!({"username": "dora", "password": PASSWORD}))
-        .await;
-    for answer in [&wrong, &unknown, &disabled] {
-        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(answer.error_code(), "unauthorized");
+    // A wrong password, an unknown name, a disabled account.
+    let mut answers = Vec::new();
+    for (username, password) in [("alice", "wrong"), ("nobody", PASSWORD), ("dora", PASSWORD)] {
+        answers.push(
+            app.post_login(json!({"username": username, "password": password}))
+                .await,
+        );
+    }
+    for answer in &answers {
+        answer.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
         assert_eq!(
             answer
                 .headers
@@ -218,6 +201,9 @@ async fn bad_credentials_all_look_the_same() {
             Some(&b"Bearer"[..])
         );
     }
+    let [wrong, unknown, disabled] = &answers[..] else {
+        unreachable!("three logins")
+    };
     assert_eq!(wrong.body, unknown.body);
     assert_eq!(wrong.body, disabled.body);
     assert_eq!(
@@ -234,8 +220,7 @@ async fn bad_credentials_all_look_the_same() {
 async fn malformed_login_requests_get_json_errors() {
     let app = test_app().await;
     let missing = app.post_login(json!({"username": "alice"})).await;
-    assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(missing.error_code(), "invalid_request");
+    missing.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
     assert!(
         missing.json()["error"]["message"]
             .as_str()
@@ -276,8 +261,7 @@ async fn malformed_login_requests_get_json_errors() {
                 .expect("request"),
         )
         .await;
-    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
-    assert_eq!(not_json.error_code(), "bad_request");
+    not_json.assert_error(StatusCode::BAD_REQUEST, "bad_request");
 
     let no_content_type = app
         .call(
@@ -286,20 +270,16 @@ async fn malformed_login_requests_get_json_errors() {
                 .expect("request"),
         )
         .await;
-    assert_eq!(no_content_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_eq!(no_content_type.error_code(), "unsupported_media_type");
+    no_content_type.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
 
-    let long_device = app
-        .post_login(
-            json!({"username": "alice", "password": PASSWORD, "device_id": "x".repeat(500)}),
-        )
-        .await;
-    assert_eq!(long_device.status, StatusCode::BAD_REQUEST);
-
-    let empty_user = app
-        .post_login(json!({"username": "", "password": PASSWORD}))
-        .await;
-    assert_eq!(empty_user.status, StatusCode::BAD_REQUEST);
+    // A device id too long, an empty name.
+    for body in [
+        json!({"username": "alice", "password": PASSWORD, "device_id": "x".repeat(500)}),
+        json!({"username": "", "password": PASSWORD}),
+    ] {
+        let answer = app.post_login(body.clone()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+    }
 }
 
 #[tokio::test]
@@ -321,28 +301,18 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
         .expect("valid");
     assert_eq!(claims.device, "phone-1", "the device survives rotation");
 
-    let third = app.refresh(&r2).await;
-    assert_eq!(third.status, StatusCode::OK);
-    let r3 = third.json()["refresh_token"]
-        .as_str()
-        .expect("refresh")
-        .to_owned();
+    let r3 = app.rotate(&r2).await;
 
     // r1 again: someone kept a copy. Refused, and the whole family dies.
     let replay = app.refresh(&r1).await;
-    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(replay.error_code(), "unauthorized");
+    replay.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
     let after = app.refresh(&r3).await;
     assert_eq!(
         after.status,
         StatusCode::UNAUTHORIZED,
         "the newest token of the family is revoked too"
     );
-    assert!(
-        app.audit_actions()
-            .await
-            .contains(&"auth.refresh_reuse".to_owned())
-    );
+    assert!(app.audited("auth.refresh_reuse").await);
 
     // A fresh login is a new family and works.
     let (_, other) = app.login().await;
@@ -358,12 +328,7 @@ async fn a_refresh_retried_after_a_lost_answer_gets_the_same_successor() {
     let app = test_app().await;
     let (_, r1) = app.login().await;
 
-    let first = app.refresh(&r1).await;
-    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
-    let r2 = first.json()["refresh_token"]
-        .as_str()
-        .expect("refresh")
-        .to_owned();
+    let r2 = app.rotate(&r1).await;
     // The answer never reached the phone: it retries with r1.
     let retry = app.refresh(&r1).await;
     assert_eq!(retry.status, StatusCode::OK, "{}", retry.text());
@@ -373,19 +338,10 @@ async fn a_refresh_retried_after_a_lost_answer_gets_the_same_successor() {
         .jwt
         .verify(body["access_token"].as_str().expect("access"))
         .expect("a valid access token");
-    assert!(
-        app.audit_actions()
-            .await
-            .contains(&"auth.refresh_retry".to_owned())
-    );
+    assert!(app.audited("auth.refresh_retry").await);
 
     // The family lives on: r2 rotates normally.
-    let next = app.refresh(&r2).await;
-    assert_eq!(next.status, StatusCode::OK);
-    let r3 = next.json()["refresh_token"]
-        .as_str()
-        .expect("refresh")
-        .to_owned();
+    let r3 = app.rotate(&r2).await;
     // r1 once more, now that its successor was used: reuse, family revoked.
     assert_eq!(app.refresh(&r1).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.refresh(&r3).await.status, StatusCode::UNAUTHORIZED);
@@ -395,13 +351,7 @@ async fn a_refresh_retried_after_a_lost_answer_gets_the_same_successor() {
 async fn refresh_refused_once_the_user_is_disabled() {
     let app = test_app().await;
     let (_, r1) = app.login().await;
-    let alice = app
-        .state
-        .store
-        .get_user_by_username("alice")
-        .await
-        .expect("get")
-        .expect("alice");
+    let alice = app.user("alice").await;
     app.state
         .store
         .set_user_disabled(alice.id, true)
@@ -414,22 +364,14 @@ async fn refresh_refused_once_the_user_is_disabled() {
 async fn logout_revokes_the_family() {
     let app = test_app().await;
     let (_, r1) = app.login().await;
-    let rotated = app.refresh(&r1).await;
-    let r2 = rotated.json()["refresh_token"]
-        .as_str()
-        .expect("refresh")
-        .to_owned();
+    let r2 = app.rotate(&r1).await;
 
     let answer = app
         .post("/api/v1/auth/logout", json!({ "refresh_token": r2 }))
         .await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT);
     assert_eq!(app.refresh(&r2).await.status, StatusCode::UNAUTHORIZED);
-    assert!(
-        app.audit_actions()
-            .await
-            .contains(&"auth.logout".to_owned())
-    );
+    assert!(app.audited("auth.logout").await);
 
     // Twice, or with junk: still 204.
     let again = app
@@ -461,25 +403,17 @@ async fn me_identifies_the_caller() {
 #[tokio::test]
 async fn bad_tokens_are_refused() {
     let app = test_app().await;
-    let alice = app
-        .state
-        .store
-        .get_user_by_username("alice")
-        .await
-        .expect("get")
-        .expect("alice");
+    let alice = app.user("alice").await;
     let keys = &app.state.jwt;
 
     let missing = app.get("/api/v1/me", None).await;
-    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(missing.error_code(), "unauthorized");
+    missing.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
 
     let expired = keys
         .issue(&alice, "", Utc::now() - chrono::Duration::hours(1))
         .expect("sign");
     let answer = app.get("/api/v1/me", Some(&expired)).await;
-    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(answer.error_code(), "token_expired");
+    answer.assert_error(StatusCode::UNAUTHORIZED, "token_expired");
 
     let forged = JwtKeys::new(
         &[1; 32],
@@ -490,8 +424,7 @@ async fn bad_tokens_are_refused() {
     .issue(&alice, "", Utc::now())
     .expect("sign");
     let answer = app.get("/api/v1/me", Some(&forged)).await;
-    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(answer.error_code(), "unauthorized");
+    answer.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
 
     // Same claims, signed correctly, then the signature cut off.
     let valid = keys.issue(&alice, "", Utc::now()).expect("sign");
@@ -519,8 +452,7 @@ async fn bad_tokens_are_refused() {
     // A valid token in the URL counts only on a WebSocket upgrade, not on
     // ordinary routes (URLs end up in logs and histories).
     let answer = app.get(&format!("/api/v1/me?token={valid}"), None).await;
-    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(answer.error_code(), "unauthorized");
+    answer.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
     assert_eq!(
         app.get("/api/v1/me", Some(&valid)).await.status,
         StatusCode::OK
@@ -559,16 +491,8 @@ async fn me_documents_lists_only_the_callers_documents() {
     let app = test_app().await;
     let (access, _) = app.login().await;
     let store = app.state.store.as_ref();
-    let alice = store
-        .get_user_by_username("alice")
-        .await
-        .expect("get")
-        .expect("alice");
-    let dora = store
-        .get_user_by_username("dora")
-        .await
-        .expect("get")
-        .expect("dora");
+    let alice = app.user("alice").await;
+    let dora = app.user("dora").await;
     for (id, owner, kind, year) in [
         ("diaryA", alice.id, StoredKind::Diary, Some(2025)),
         ("contactsA", alice.id, StoredKind::Contacts, None),
@@ -676,8 +600,7 @@ async fn readyz_reports_a_dead_database() {
     let app = test_app().await;
     app.state.store.close().await;
     let answer = app.get("/readyz", None).await;
-    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(answer.error_code(), "unavailable");
+    answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
     // Liveness does not depend on the database.
     assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
 }
@@ -686,12 +609,10 @@ async fn readyz_reports_a_dead_database() {
 async fn unknown_routes_and_methods_answer_json() {
     let app = test_app().await;
     let missing = app.get("/api/v1/nothing-here", None).await;
-    assert_eq!(missing.status, StatusCode::NOT_FOUND);
-    assert_eq!(missing.error_code(), "not_found");
+    missing.assert_error(StatusCode::NOT_FOUND, "not_found");
 
     let wrong_method = app.get("/api/v1/auth/login", None).await;
-    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(wrong_method.error_code(), "method_not_allowed");
+    wrong_method.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
 
 #[tokio::test]
@@ -725,8 +646,7 @@ async fn oversized_bodies_are_refused_with_json() {
     let answer = app
         .post_login(json!({"username": "alice", "password": "x".repeat(1000)}))
         .await;
-    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(answer.error_code(), "payload_too_large");
+    answer.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 
     // With a Content-Length, the request is refused before the body is read.
     let declared = app
@@ -738,8 +658,15 @@ async fn oversized_bodies_are_refused_with_json() {
                 .expect("request"),
         )
         .await;
-    assert_eq!(declared.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(declared.error_code(), "payload_too_large");
+    declared.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
+/// The unit `code`, which must exist.
+async fn unit(s: &dyn Store, code: &str) -> Unit {
+    s.get_unit_by_code(code)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("no unit {code}"))
 }
 
 #[tokio::test]
@@ -747,8 +674,8 @@ async fn demo_seed_refuses_a_database_with_real_accounts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = Config::for_tests(dir.path(), &KEY);
     let store = server::open_store(&config).await.expect("open store");
-    let unit = common::unit(store.as_ref(), "county", None, "county").await;
-    common::user(store.as_ref(), "wang.jianguo", Role::Supervisor, &unit).await;
+    let county = common::unit(store.as_ref(), "county", None, "county").await;
+    common::user(store.as_ref(), "wang.jianguo", Role::Supervisor, &county).await;
     let err = server::seed_demo(store.as_ref(), "demo-pass")
         .await
         .expect_err("refused");
@@ -772,11 +699,7 @@ async fn demo_seed_refuses_a_database_with_real_accounts() {
     server::seed_demo(store.as_ref(), "demo-pass")
         .await
         .expect("seed");
-    let county = store
-        .get_unit_by_code("county")
-        .await
-        .expect("get")
-        .expect("county");
+    let county = unit(store.as_ref(), "county").await;
     common::user(store.as_ref(), "cadre13", Role::Cadre, &county).await;
     let again = server::seed_demo(store.as_ref(), "demo-pass")
         .await
@@ -787,9 +710,8 @@ async fn demo_seed_refuses_a_database_with_real_accounts() {
 
 #[tokio::test]
 async fn demo_seed_is_idempotent_and_its_accounts_log_in() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config::for_tests(dir.path(), &KEY);
-    let store = server::open_store(&config).await.expect("open store");
+    let app = TestApp(Routed::sqlite(&KEY, |_| {}).await);
+    let store = app.state.store.clone();
     let first = server::seed_demo(store.as_ref(), "demo-pass")
         .await
         .expect("seed");
@@ -802,11 +724,7 @@ async fn demo_seed_is_idempotent_and_its_accounts_log_in() {
     assert_eq!(second.users_created, 0);
 
     let s: &dyn Store = store.as_ref();
-    let town1 = s
-        .get_unit_by_code("town1")
-        .await
-        .expect("get")
-        .expect("town1");
+    let town1 = unit(s, "town1").await;
     let subtree: Vec<String> = s
         .unit_subtree(town1.id)
         .await
@@ -815,11 +733,7 @@ async fn demo_seed_is_idempotent_and_its_accounts_log_in() {
         .map(|u| u.code)
         .collect();
     assert_eq!(subtree, ["town1", "village1", "village2"]);
-    let village3 = s
-        .get_unit_by_code("village3")
-        .await
-        .expect("get")
-        .expect("village3");
+    let village3 = unit(s, "village3").await;
     let cadres: Vec<String> = s
         .list_users_in_units(&[village3.id])
         .await
@@ -828,19 +742,8 @@ async fn demo_seed_is_idempotent_and_its_accounts_log_in() {
         .map(|u| u.username)
         .collect();
     assert_eq!(cadres, ["cadre07", "cadre08", "cadre09"]);
-    let county_sup = s
-        .get_user_by_username("sup-county")
-        .await
-        .expect("get")
-        .expect("sup-county");
-    assert_eq!(county_sup.role, Role::Supervisor);
+    assert_eq!(app.user("sup-county").await.role, Role::Supervisor);
 
-    let state = AppState::new(store, config).expect("state");
-    let app = TestApp {
-        app: router(state.clone()),
-        state,
-        _dir: dir,
-    };
     let answer = app
         .post_login(json!({"username": "sup-town1", "password": "demo-pass"}))
         .await;
@@ -862,8 +765,7 @@ async fn slow_requests_time_out_with_json() {
     let answer = app
         .post_login(json!({"username": "alice", "password": PASSWORD}))
         .await;
-    assert_eq!(answer.status, StatusCode::REQUEST_TIMEOUT);
-    assert_eq!(answer.error_code(), "timeout");
+    answer.assert_error(StatusCode::REQUEST_TIMEOUT, "timeout");
 }
 
 /// Every route of `server::app::router()`, as (method, path). The route

@@ -8,8 +8,7 @@ use test_support::store as common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use chrono::Utc;
 use serde_json::Value;
 use server::config::Config;
@@ -17,9 +16,8 @@ use server::demo::{DEMO_UNITS, DEMO_USERS, seed_demo_records};
 use server::ledger::{LedgerItem, LedgerProjection, LedgerQuery};
 use server::store::sqlite::SqliteStore;
 use server::store::{ConnectOptions, DocumentWrite, NewDocument, Store, StoredKind, Unit};
-use server::{AppState, router};
 use sync_core::automerge::{AutoCommit, ROOT, transaction::Transactable};
-use tower::ServiceExt;
+use test_support::Routed;
 
 /// The demo organisation, with placeholder password hashes (fast).
 async fn demo_org(store: &dyn Store) {
@@ -259,50 +257,25 @@ async fn rebuild_reproduces_every_table_exactly() {
 
 // ----- GET /api/v1/ledger -----
 
-struct Api {
-    state: AppState,
-    _dir: tempfile::TempDir,
-}
+/// The router over a SQLite store with [`seeded`] in it.
+struct Api(Routed);
 
 impl Api {
     async fn new() -> Api {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config::for_tests(dir.path(), &[9; 32]);
-        let store = server::open_store(&config).await.expect("open store");
-        seeded(store.as_ref()).await;
-        Api {
-            state: AppState::new(store, config).expect("state"),
-            _dir: dir,
-        }
+        let app = Routed::sqlite(&[9; 32], |_| {}).await;
+        seeded(app.state.store.as_ref()).await;
+        Api(app)
     }
 
     async fn get(&self, username: &str, query: &str) -> (StatusCode, Value) {
-        let user = self
-            .state
-            .store
-            .get_user_by_username(username)
-            .await
-            .expect("get")
-            .expect("user");
-        let token = self
-            .state
-            .jwt
-            .issue(&user, "test", Utc::now())
-            .expect("token");
-        let response = router(self.state.clone())
-            .oneshot(
-                Request::get(format!("/api/v1/ledger{query}"))
-                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                    .body(Body::empty())
-                    .expect("request"),
-            )
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 22)
-            .await
-            .expect("body");
-        (status, serde_json::from_slice(&body).expect("json"))
+        let answer = self
+            .0
+            .get_as(username, &format!("/api/v1/ledger{query}"))
+            .await;
+        (
+            answer.status,
+            serde_json::from_slice(&answer.body).expect("json"),
+        )
     }
 
     /// Every item of a listing, following the pages.

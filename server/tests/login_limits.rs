@@ -5,48 +5,43 @@
 
 use std::net::SocketAddr;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use serde_json::json;
 use server::config::Config;
 use server::store::Role;
-use server::{AppState, router};
+use test_support::Routed;
 use test_support::store as common;
-use tower::ServiceExt;
 
 const KEY: [u8; 32] = [7; 32];
 const PASSWORD: &str = "correct horse battery";
 
-struct App {
-    app: Router,
-    state: AppState,
-    _dir: tempfile::TempDir,
-}
-
-async fn app_with(adjust: impl FnOnce(&mut Config)) -> App {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::for_tests(dir.path(), &KEY);
-    config.login_free_failures_per_user = 3;
-    config.login_free_failures_per_address = 10;
-    adjust(&mut config);
-    let store = server::open_store(&config).await.expect("open store");
-    let s = store.as_ref();
+/// `alice` and `bob`, cadres of village1 under county; three free failures
+/// per name and ten per address before the back-off, unless `adjust` says
+/// otherwise.
+async fn app_with(adjust: impl FnOnce(&mut Config)) -> Routed {
+    let app = Routed::sqlite(&KEY, |config| {
+        config.login_free_failures_per_user = 3;
+        config.login_free_failures_per_address = 10;
+        adjust(config);
+    })
+    .await;
+    let s = app.state.store.as_ref();
     let county = common::unit(s, "county", None, "county").await;
     let village = common::unit(s, "village1", Some(&county), "village").await;
     common::user_with_password(s, "alice", Role::Cadre, &village, PASSWORD).await;
     common::user_with_password(s, "bob", Role::Cadre, &village, PASSWORD).await;
-    let state = AppState::new(store, config).expect("state");
-    App {
-        app: router(state.clone()),
-        state,
-        _dir: dir,
-    }
+    app
 }
 
 /// One login from `addr`: the status and the `Retry-After` header, if any.
-async fn login(app: &App, username: &str, password: &str, addr: &str) -> (StatusCode, Option<u64>) {
+async fn login(
+    app: &Routed,
+    username: &str,
+    password: &str,
+    addr: &str,
+) -> (StatusCode, Option<u64>) {
     let mut request = Request::post("/api/v1/auth/login")
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(
@@ -55,12 +50,12 @@ async fn login(app: &App, username: &str, password: &str, addr: &str) -> (Status
         .expect("request");
     let addr: SocketAddr = format!("{addr}:40000").parse().expect("address");
     request.extensions_mut().insert(ConnectInfo(addr));
-    let response = app.app.clone().oneshot(request).await.expect("infallible");
-    let retry_after = response
-        .headers()
+    let answer = app.call(request).await;
+    let retry_after = answer
+        .headers
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok()?.parse().ok());
-    (response.status(), retry_after)
+    (answer.status, retry_after)
 }
 
 #[tokio::test]
@@ -146,7 +141,7 @@ async fn a_guessing_attack_adds_a_few_audit_rows_not_one_per_guess() {
     assert_eq!(failed_rows(&app).await, 4, "refused guesses write nothing");
 }
 
-async fn failed_rows(app: &App) -> usize {
+async fn failed_rows(app: &Routed) -> usize {
     app.state
         .store
         .list_audit(10_000)

@@ -6,21 +6,17 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
-use server::config::Config;
 use server::secret::Secret;
-use server::{AppState, router};
-use tower::ServiceExt;
+use test_support::Routed;
 
-async fn app(token: Option<&str>) -> (axum::Router, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::for_tests(dir.path(), &[8; 32]);
-    config.metrics_token = token.map(|t| Secret::new(t.to_owned()));
-    let store = server::open_store(&config).await.expect("open store");
-    let state = AppState::new(store, config).expect("state");
-    (router(state), dir)
+async fn app(token: Option<&str>) -> Routed {
+    Routed::sqlite(&[8; 32], |config| {
+        config.metrics_token = token.map(|t| Secret::new(t.to_owned()));
+    })
+    .await
 }
 
-async fn scrape(app: &axum::Router, from: &str, bearer: Option<&str>) -> StatusCode {
+async fn scrape(app: &Routed, from: &str, bearer: Option<&str>) -> StatusCode {
     let mut request = Request::get("/metrics");
     if let Some(token) = bearer {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -28,16 +24,12 @@ async fn scrape(app: &axum::Router, from: &str, bearer: Option<&str>) -> StatusC
     let mut request = request.body(Body::empty()).expect("request");
     let peer: SocketAddr = from.parse().expect("address");
     request.extensions_mut().insert(ConnectInfo(peer));
-    app.clone()
-        .oneshot(request)
-        .await
-        .expect("infallible")
-        .status()
+    app.call(request).await.status
 }
 
 #[tokio::test]
 async fn without_a_token_only_this_machine_reads_metrics() {
-    let (app, _dir) = app(None).await;
+    let app = app(None).await;
     assert_eq!(scrape(&app, "127.0.0.1:5000", None).await, StatusCode::OK);
     assert_eq!(scrape(&app, "[::1]:5000", None).await, StatusCode::OK);
     assert_eq!(
@@ -52,7 +44,7 @@ async fn without_a_token_only_this_machine_reads_metrics() {
 
 #[tokio::test]
 async fn with_a_token_only_its_holder_reads_metrics() {
-    let (app, _dir) = app(Some("s3cret-scrape-token")).await;
+    let app = app(Some("s3cret-scrape-token")).await;
     assert_eq!(
         scrape(&app, "203.0.113.9:5000", Some("s3cret-scrape-token")).await,
         StatusCode::OK

@@ -14,18 +14,15 @@ use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{StatusCode, header};
 use calamine::{Reader, Xlsx, open_workbook_from_rs};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
-use server::config::Config;
 use server::ledger::household::household_key;
 use server::ledger::{CardRow, LedgerProjection, PetitionRow, VisitRow};
 use server::store::{DocumentWrite, NewDocument, Role, Store, StoredKind, User};
-use server::{AppState, router};
 use test_support::store as common;
-use tower::ServiceExt;
+use test_support::{Answer, Routed};
 
 /// The record id of petition `pN` (petition ids are UUIDs).
 fn uuid_of(name: &str) -> String {
@@ -384,68 +381,17 @@ async fn fixture(store: &dyn Store) {
         .expect("sync state");
 }
 
-struct Api {
-    state: AppState,
-    _dir: tempfile::TempDir,
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|_| panic!("json: {}", String::from_utf8_lossy(&self.body)))
-    }
-}
+/// The router over a store with [`fixture`] in it.
+struct Api(Routed);
 
 impl Api {
     async fn new(store: Arc<dyn Store>) -> Api {
         fixture(store.as_ref()).await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config::for_tests(dir.path(), &[9; 32]);
-        Api {
-            state: AppState::new(store, config).expect("state"),
-            _dir: dir,
-        }
+        Api(Routed::on_store(store, &[9; 32]))
     }
 
     async fn raw(&self, username: &str, uri: &str) -> Answer {
-        let user = self
-            .state
-            .store
-            .get_user_by_username(username)
-            .await
-            .expect("get")
-            .expect("user");
-        let token = self
-            .state
-            .jwt
-            .issue(&user, "test", Utc::now())
-            .expect("token");
-        let response = router(self.state.clone())
-            .oneshot(
-                Request::get(uri)
-                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                    .body(Body::empty())
-                    .expect("request"),
-            )
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 24)
-            .await
-            .expect("body")
-            .to_vec();
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        self.0.get_as(username, uri).await
     }
 
     async fn get(&self, username: &str, uri: &str) -> Value {
@@ -1278,12 +1224,7 @@ async fn long_exports_page_through_every_row(store: Arc<dyn Store>) {
         },
     )
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let api = Api {
-        state: AppState::new(store.clone(), Config::for_tests(dir.path(), &[9; 32]))
-            .expect("state"),
-        _dir: dir,
-    };
+    let api = Api(Routed::on_store(store.clone(), &[9; 32]));
     let xlsx = api
         .raw("admin", "/api/v1/ledger/export.xlsx?sort=oldest")
         .await;

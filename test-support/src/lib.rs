@@ -8,10 +8,14 @@
 //!   PostgreSQL (when [`TEST_DATABASE_URL`] is set), and the
 //!   [`backends!`] macro that runs test cases on each;
 //! - [`Served`] (feature `store`): `server::serve` in this process on a
-//!   free port, with the demo organisation.
+//!   free port, with the demo organisation;
+//! - [`Routed`] (feature `store`): `server::router` called in this process,
+//!   without a socket, and the [`Answer`]s it gives.
 
 mod device;
 mod login;
+#[cfg(feature = "store")]
+mod routed;
 #[cfg(feature = "store")]
 mod served;
 #[cfg(feature = "store")]
@@ -21,6 +25,8 @@ pub use device::{
     Device, EDIT_TIME, MAX_FRAMES_PER_SYNC, TokenIn, Ws, next_test_year, open_socket,
 };
 pub use login::{jwt_claims, login};
+#[cfg(feature = "store")]
+pub use routed::{Answer, Routed};
 #[cfg(feature = "store")]
 pub use served::{DEMO_PASSWORD, Served};
 
