@@ -21,7 +21,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// A client WebSocket.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// How long any one frame may take before the test fails instead of hanging.
+/// How long any one frame may take before the test fails instead of hanging
+/// (the default of [`Device::frame_timeout`]).
 const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A diary year for a test device to create, another on each call in this
@@ -61,6 +62,9 @@ pub struct Device {
     pub bytes: usize,
     /// Bytes of binary frames sent (the rest of `bytes` were received).
     pub bytes_sent: usize,
+    /// How long a frame may take before the test fails (20 s; a bench
+    /// uploading a large document over a slow link needs longer).
+    pub frame_timeout: Duration,
     user: String,
 }
 
@@ -89,6 +93,7 @@ impl Device {
             frames: Vec::new(),
             bytes: 0,
             bytes_sent: 0,
+            frame_timeout: FRAME_TIMEOUT,
             user,
         };
         device.send(&join).await;
@@ -117,16 +122,17 @@ impl Device {
     }
 
     /// The next frame, failing the test (with the frames seen so far)
-    /// after [`FRAME_TIMEOUT`].
+    /// after [`Self::frame_timeout`].
     pub async fn next_frame(&mut self) -> tungstenite::Message {
-        match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await {
+        match tokio::time::timeout(self.frame_timeout, self.ws.next()).await {
             Ok(Some(Ok(frame))) => frame,
             Ok(other) => panic!(
                 "socket failed: {other:?}; last frames:\n{}",
                 self.recent_frames()
             ),
             Err(_) => panic!(
-                "no frame within {FRAME_TIMEOUT:?}; last frames:\n{}",
+                "no frame within {:?}; last frames:\n{}",
+                self.frame_timeout,
                 self.recent_frames()
             ),
         }
@@ -358,7 +364,7 @@ impl Device {
                 ),
             }
         };
-        match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+        match tokio::time::timeout(self.frame_timeout, self.ws.next())
             .await
             .expect("close in time")
         {
@@ -372,7 +378,8 @@ impl Device {
     /// (it saves the device's sync states before that).
     pub async fn close(mut self) {
         self.ws.close(None).await.expect("close");
-        while let Ok(Some(Ok(_))) = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await {}
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(self.frame_timeout, self.ws.next()).await {
+        }
     }
 }
 

@@ -68,6 +68,9 @@ const OFFLINE_START: Timestamp = Timestamp(1_759_276_800_000);
 const TARGET_ONE_VISIT: Duration = Duration::from_secs(2);
 const TARGET_DAY_UP_BYTES: u64 = 10_000;
 const TARGET_ANY_SYNC: Duration = Duration::from_secs(25);
+/// How long the phone waits for a frame (the answer to a first upload
+/// comes after the whole diary has crossed the uplink).
+const FIRST_UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 /// Visits in "a day".
 const DAY: usize = 10;
 
@@ -213,6 +216,9 @@ async fn sync_once(link: &Link, addr: std::net::SocketAddr, phone: &mut Phone) -
     let upgraded = t0.elapsed();
     let mut device = Device::on_socket(ws, &phone.token, "phone").await;
     let handshake = t0.elapsed();
+    // A first upload at 50 kbit/s waits for the server's answer to its
+    // document chunk for longer than a test on loopback would.
+    device.frame_timeout = FIRST_UPLOAD_TIMEOUT;
     let mut steps = vec![Step {
         at: handshake,
         what: "join → / ← peer (handshake)".to_owned(),
