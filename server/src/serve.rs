@@ -99,6 +99,14 @@ pub async fn serve_with_store(
                 .await;
         }
     });
+    // Folds documents' chunks into snapshots, off the syncs' path.
+    tokio::spawn({
+        let (hub, permits) = (state.sync_hub.clone(), state.merge_permits.clone());
+        let (store, signal) = (store.clone(), signal.clone());
+        async move {
+            crate::sync::compactor::run(hub, store, permits, signal.triggered()).await;
+        }
+    });
     let app = router(state);
     tokio::task::spawn_blocking(crate::auth::password::warm_up);
 

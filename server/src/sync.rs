@@ -7,12 +7,14 @@
 //! [`Store`](crate::store::Store).
 
 pub mod access;
+pub mod compactor;
 pub mod documents;
 pub mod hub;
 pub mod live;
 pub use sync_core::protocol::payload;
 
 pub use access::decide_access;
+pub use compactor::CompactionQueue;
 pub use documents::{MergeError, MergeOutcome};
 pub use hub::{ConnectionSlot, Crowded, DocumentChanged, OverBudget, SERVER_ORIGIN, SyncHub};
 pub use live::{DocumentGuard, LiveDocument, LiveError, LiveLimits};

@@ -494,12 +494,22 @@ async fn many_small_syncs_are_compacted_and_audited(store: Arc<dyn Store>) {
         phone.sync().await;
     }
 
+    // Compaction runs in the background, after the syncs were answered.
     let store = server.store().await;
-    let stored = store
-        .load_document(&id)
-        .await
-        .expect("load")
-        .expect("stored");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stored = loop {
+        let stored = store
+            .load_document(&id)
+            .await
+            .expect("load")
+            .expect("stored");
+        if stored.snapshot.is_some() && stored.chunks.len() < ROUNDS / 2
+            || std::time::Instant::now() > deadline
+        {
+            break stored;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert!(stored.snapshot.is_some(), "compacted into a snapshot");
     assert!(stored.meta.snapshot_heads.is_some());
     assert!(

@@ -22,12 +22,22 @@ use rand::rngs::StdRng;
 mod fixtures;
 use fixtures::{petition, visit};
 
-/// "+1 visit" syncs measured per diary size.
-const ROUNDS: usize = 30;
+/// "+1 visit" syncs measured per diary size: enough that the background
+/// compactions they cause (each a save of the whole diary, once the chunks
+/// since the last one hold half its size) are in the CPU per sync.
+const VISIT_ROUNDS: usize = 200;
+/// Syncs with nothing new measured per diary size.
+const IDLE_ROUNDS: usize = 30;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+/// The nearest-rank 99th percentile.
+fn p99(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[(v.len() * 99).div_ceil(100) - 1]
 }
 
 fn ms(d: Duration) -> String {
@@ -40,11 +50,28 @@ struct Row {
     upload_wall: Duration,
     upload_cpu: Duration,
     one_wall: Duration,
+    one_wall_p99: Duration,
     one_cpu: Duration,
     one: SyncReport,
     idle_wall: Duration,
     idle_cpu: Duration,
     idle: SyncReport,
+    /// Compactions the "+1 visit" rounds caused.
+    compactions: u64,
+}
+
+/// Compactions the server has done (`/metrics`, which answers loopback
+/// without a token).
+async fn compactions(server: &ServerProcess) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", server.base_url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("document_compactions_total{result=\"ok\"} "))
+        .map_or(0, |n| n.trim().parse().expect("a count"))
 }
 
 async fn measure(server: &ServerProcess, username: &str, visits: usize) -> Row {
@@ -88,10 +115,11 @@ async fn measure(server: &ServerProcess, username: &str, visits: usize) -> Row {
     assert!(upload.error.is_none(), "{upload:?}");
     assert_eq!(upload.changes_pending, 0);
 
-    let mut walls = Vec::with_capacity(ROUNDS);
+    let mut walls = Vec::with_capacity(VISIT_ROUNDS);
     let mut one = None;
+    let compacted = compactions(server).await;
     let cpu = e2e_tests::cpu_time(pid);
-    for _ in 0..ROUNDS {
+    for _ in 0..VISIT_ROUNDS {
         client
             .add_visit(visit(&mut rng, now_ms))
             .expect("one more visit");
@@ -102,30 +130,35 @@ async fn measure(server: &ServerProcess, username: &str, visits: usize) -> Row {
         assert_eq!(report.changes_pending, 0);
         one = Some(report);
     }
-    let one_cpu = (e2e_tests::cpu_time(pid) - cpu) / ROUNDS as u32;
+    // The last compaction asked for may still be running.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let one_cpu = (e2e_tests::cpu_time(pid) - cpu) / VISIT_ROUNDS as u32;
+    let compactions = compactions(server).await - compacted;
 
-    let mut idle_walls = Vec::with_capacity(ROUNDS);
+    let mut idle_walls = Vec::with_capacity(IDLE_ROUNDS);
     let mut idle = None;
     let cpu = e2e_tests::cpu_time(pid);
-    for _ in 0..ROUNDS {
+    for _ in 0..IDLE_ROUNDS {
         let t = Instant::now();
         let report = client.sync_now(60_000).await;
         idle_walls.push(t.elapsed());
         assert!(report.error.is_none(), "{report:?}");
         idle = Some(report);
     }
-    let idle_cpu = (e2e_tests::cpu_time(pid) - cpu) / ROUNDS as u32;
+    let idle_cpu = (e2e_tests::cpu_time(pid) - cpu) / IDLE_ROUNDS as u32;
     Row {
         visits,
         upload,
         upload_wall,
         upload_cpu,
-        one_wall: median(walls),
+        one_wall: median(walls.clone()),
+        one_wall_p99: p99(walls),
         one_cpu,
         one: one.expect("rounds"),
         idle_wall: median(idle_walls),
         idle_cpu,
         idle: idle.expect("rounds"),
+        compactions,
     }
 }
 
@@ -139,13 +172,13 @@ async fn main() {
     println!("\nserver: {}", e2e_tests::server_binary().display());
     println!(
         "\n| diary | first upload: wall / server CPU | bytes up / down | \
-         +1 visit: wall p50 / server CPU per sync | bytes up / down | \
+         +1 visit: wall p50 / p99 / server CPU per sync | bytes up / down | compactions | \
          nothing new: wall p50 / server CPU | bytes up / down |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} visits, {} petitions | {} / {} ms | {} / {} | {} / {} ms | {} / {} | {} / {} ms | {} / {} |",
+            "| {} visits, {} petitions | {} / {} ms | {} / {} | {} / {} / {} ms | {} / {} | {} in {VISIT_ROUNDS} | {} / {} ms | {} / {} |",
             r.visits,
             r.visits / 5,
             ms(r.upload_wall),
@@ -153,9 +186,11 @@ async fn main() {
             r.upload.bytes_up,
             r.upload.bytes_down,
             ms(r.one_wall),
+            ms(r.one_wall_p99),
             ms(r.one_cpu),
             r.one.bytes_up,
             r.one.bytes_down,
+            r.compactions,
             ms(r.idle_wall),
             ms(r.idle_cpu),
             r.idle.bytes_up,

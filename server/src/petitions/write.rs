@@ -123,7 +123,12 @@ pub async fn append_events(
         }],
     };
     match state.store.append_changes(write).await {
-        Ok(appended) => live.appended(appended.chunk_id, chunk_len),
+        Ok(appended) => {
+            live.appended(appended.chunk_id, chunk_len);
+            if crate::sync::compactor::worth_compacting(appended.pending_chunks, &live) {
+                state.sync_hub.compactions().request(document_id);
+            }
+        }
         Err(StoreError::NotFound) => return Err(ActionError::NotFound),
         Err(e) => return Err(e.into()),
     }
@@ -187,6 +192,7 @@ where
         version,
         pending_chunks,
         stored_bytes,
+        base_bytes,
     } = live;
     let rebuild = |doc| LiveDocument {
         doc,
@@ -194,6 +200,7 @@ where
         version: version.clone(),
         pending_chunks: pending_chunks.clone(),
         stored_bytes,
+        base_bytes,
     };
     let mut diary = match DiaryDocument::from_automerge(doc) {
         Ok(diary) => diary,

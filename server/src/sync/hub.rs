@@ -11,6 +11,7 @@ use std::time::Duration;
 use sync_core::DocumentId;
 use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, broadcast};
 
+use super::compactor::CompactionQueue;
 use super::live::{DocumentGuard, LiveDocuments, LiveLimits};
 
 /// How many change notices a slow connection may fall behind before it
@@ -44,6 +45,8 @@ pub struct DocumentChanged {
 #[derive(Debug)]
 pub struct SyncHub {
     live: Arc<LiveDocuments>,
+    /// Documents waiting for the background compaction (`sync::compactor`).
+    compactions: CompactionQueue,
     changes: broadcast::Sender<DocumentChanged>,
     connections: AtomicU64,
     /// Open connections per user and per address.
@@ -127,6 +130,7 @@ impl SyncHub {
         let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
         SyncHub {
             live: Arc::new(LiveDocuments::new(limits)),
+            compactions: CompactionQueue::default(),
             changes,
             connections: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
@@ -227,6 +231,11 @@ impl SyncHub {
     /// The live documents of this process.
     pub fn live(&self) -> &Arc<LiveDocuments> {
         &self.live
+    }
+
+    /// Documents waiting for compaction.
+    pub fn compactions(&self) -> &CompactionQueue {
+        &self.compactions
     }
 
     /// Tells every connection that `document_id` has new changes.

@@ -70,6 +70,11 @@ pub struct LiveDocument {
     pub pending_chunks: Vec<i64>,
     /// Bytes of its stored form (snapshot and chunks).
     pub stored_bytes: usize,
+    /// Bytes of the stored form's base: the snapshot, or with none yet the
+    /// first chunk (a first upload is one whole document). What a
+    /// compaction weighs the chunks since against
+    /// ([`compactor::worth_compacting`](super::compactor::worth_compacting)).
+    pub base_bytes: usize,
 }
 
 impl LiveDocument {
@@ -81,6 +86,7 @@ impl LiveDocument {
             version: StoredVersion::default(),
             pending_chunks: Vec::new(),
             stored_bytes: 0,
+            base_bytes: 0,
         }
     }
 
@@ -92,12 +98,20 @@ impl LiveDocument {
             version: stored.version(),
             pending_chunks: stored.chunks.iter().map(|c| c.id).collect(),
             stored_bytes: documents::stored_size(Some(stored)),
+            base_bytes: match (&stored.snapshot, stored.chunks.first()) {
+                (Some(snapshot), _) => snapshot.len(),
+                (None, Some(first)) => first.data.len(),
+                (None, None) => 0,
+            },
         })
     }
 
     /// Records that a chunk of `len` bytes, with id `chunk_id`, was stored
     /// from this copy's changes.
     pub fn appended(&mut self, chunk_id: i64, len: usize) {
+        if self.version.snapshot_heads.is_none() && self.pending_chunks.is_empty() {
+            self.base_bytes = len;
+        }
         self.version.last_chunk_id = self.version.last_chunk_id.max(chunk_id);
         self.pending_chunks.push(chunk_id);
         self.stored_bytes += len;
@@ -109,6 +123,12 @@ impl LiveDocument {
         self.version.snapshot_heads = Some(heads);
         self.pending_chunks.clear();
         self.stored_bytes = len;
+        self.base_bytes = len;
+    }
+
+    /// Bytes stored since the base: what the next compaction folds in.
+    pub fn unfolded_bytes(&self) -> usize {
+        self.stored_bytes.saturating_sub(self.base_bytes)
     }
 
     /// Applies chunks stored by someone else after this copy's version.

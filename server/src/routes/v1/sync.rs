@@ -43,12 +43,12 @@ use crate::extract::ClientAddr;
 use crate::ledger::{LedgerProjection, Writer};
 use crate::metrics::{self, Direction};
 use crate::store::{
-    ActorClaim, AppendOutcome, Compaction, DocumentWrite, NewAuditEntry, NewDocument, StoreError,
-    StoredKind,
+    ActorClaim, AppendOutcome, DocumentWrite, NewAuditEntry, NewDocument, StoreError, StoredKind,
 };
 use crate::sync::payload::PayloadLimits;
 use crate::sync::{
-    ConnectionSlot, Crowded, LiveDocument, LiveError, MergeError, decide_access, documents,
+    ConnectionSlot, Crowded, LiveDocument, LiveError, MergeError, compactor, decide_access,
+    documents,
 };
 
 /// The peer id the server announces.
@@ -63,14 +63,6 @@ const ENVELOPE_BYTES: usize = 64 * 1024;
 /// connection is closed: a phone sends one document at a time, so only a
 /// runaway client, or many devices at once, waits this long.
 const BUFFER_WAIT: Duration = Duration::from_secs(10);
-
-/// Compact a document (one snapshot instead of its chunks) once this many
-/// chunks are pending: loading replays every chunk, so many small syncs
-/// would otherwise make every later merge slower.
-const COMPACT_AFTER_CHUNKS: u64 = 32;
-
-/// ... or once the pending chunks hold this many bytes.
-const COMPACT_AFTER_BYTES: u64 = 1024 * 1024;
 
 /// Upgrades an authenticated request to a sync connection.
 #[utoipa::path(
@@ -643,10 +635,8 @@ impl Connection {
                         &appended,
                     )
                     .await;
-                    if appended.pending_chunks >= COMPACT_AFTER_CHUNKS
-                        || appended.pending_bytes >= COMPACT_AFTER_BYTES
-                    {
-                        live = self.compact(document_id, live).await?;
+                    if compactor::worth_compacting(appended.pending_chunks, &live) {
+                        self.state.sync_hub.compactions().request(document_id);
                     }
                 }
                 // Another user created this id first (or it vanished): the
@@ -826,54 +816,6 @@ impl Connection {
         if let Err(e) = self.state.store.append_audit(entry).await {
             tracing::error!(document_id = %document_id, error = %crate::error::error_chain(&e), "audit row not written");
         }
-    }
-
-    /// Replaces the document's snapshot and pending chunks by one snapshot
-    /// of `live` (which holds them all). Called with the document's lock
-    /// held. A lost race (another process compacted first) or a failure only
-    /// leaves the chunks for the next compaction.
-    async fn compact(
-        &mut self,
-        document_id: DocumentId,
-        live: LiveDocument,
-    ) -> Result<LiveDocument, Fault> {
-        let (mut live, snapshot, heads) = tokio::task::spawn_blocking(move || {
-            // Keeps changes still waiting for their dependencies.
-            let snapshot = sync_core::storage::snapshot(&live.doc);
-            let heads = live
-                .doc
-                .get_heads()
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            (live, snapshot, heads)
-        })
-        .await?;
-        let snapshot_len = snapshot.len();
-        let compaction = Compaction {
-            document_id,
-            base_heads: live.version.snapshot_heads.clone(),
-            snapshot,
-            heads: heads.clone(),
-            replaced_chunk_ids: live.pending_chunks.clone(),
-        };
-        let result = match self.state.store.compact(compaction).await {
-            Ok(()) => {
-                live.compacted(heads, snapshot_len);
-                "ok"
-            }
-            Err(StoreError::Conflict(reason)) => {
-                tracing::debug!(document_id = %document_id, reason, "compaction lost a race");
-                "conflict"
-            }
-            Err(e) => {
-                tracing::warn!(document_id = %document_id, error = %crate::error::error_chain(&e), "compaction failed");
-                "error"
-            }
-        };
-        metrics::compaction(result);
-        Ok(live)
     }
 
     /// Answers `doc-unavailable` and forgets the document on this
