@@ -299,6 +299,11 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
+/// Milliseconds, for figures near a target of whole seconds.
+fn ms(d: Duration) -> String {
+    format!("{} ms", n(d.as_millis() as u64))
+}
+
 fn n(v: impl Into<u64>) -> String {
     let s = v.into().to_string();
     let mut out = String::new();
@@ -520,8 +525,8 @@ async fn main() -> ExitCode {
          acknowledged ({} syncs) | p50 {}, max {}; per sync (mean) {} | ≤ 2 s | {} |",
         args.diary_visits,
         args.rounds,
-        secs(p50),
-        secs(max),
+        ms(p50),
+        ms(max),
         bytes(one_up / rounds, one_down / rounds, mean(one_link)),
         yes(max <= TARGET_ONE_VISIT)
     );
@@ -587,8 +592,10 @@ async fn main() -> ExitCode {
     println!("| at | step | bytes up | bytes down |");
     println!("|---:|---|---:|---:|");
     println!(
-        "| {} | TCP connected, upgrade (token in `Authorization`) answered | | |",
-        secs(last.upgraded)
+        "| {} | TCP connected, upgrade answered (the request carries the {} B token in \
+         `Authorization`) | | |",
+        secs(last.upgraded),
+        phone.token.len()
     );
     for s in &last.steps {
         println!("| {} | {} | {} | {} |", secs(s.at), s.what, s.up, s.down);
