@@ -1,7 +1,7 @@
 //! The HTTP API through `router()` with `tower::ServiceExt::oneshot`: no
 //! sockets, a real SQLite store in a temporary directory.
 
-use test_support::store as common;
+use test_support::store::{self as common, named_id};
 use test_support::{Answer, Routed};
 
 use std::net::SocketAddr;
@@ -16,7 +16,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use server::auth::JwtKeys;
 use server::config::Config;
-use server::store::{DocumentWrite, NewDocument, Role, Store, StoredKind, Unit, User};
+use server::store::{Role, Store, StoredKind, Unit, User};
 
 const KEY: [u8; 32] = [42; 32];
 const PASSWORD: &str = "correct horse battery";
@@ -499,18 +499,7 @@ async fn me_documents_lists_only_the_callers_documents() {
         ("diaryD", dora.id, StoredKind::Diary, Some(2025)),
     ] {
         store
-            .append_changes(DocumentWrite {
-                document_id: named_id(id),
-                create: Some(NewDocument {
-                    kind,
-                    owner_user_id: owner,
-                    year,
-                }),
-                data: vec![1, 2, 3],
-                at: Utc::now(),
-                ledger: None,
-                actors: Vec::new(),
-            })
+            .append_changes(common::creation(named_id(id), kind, owner, year))
             .await
             .expect("append");
     }
@@ -972,11 +961,4 @@ async fn openapi_errors_are_the_json_error_body() {
             .is_object()
     );
     assert!(doc["paths"]["/api/v1/sync"]["get"]["responses"]["101"].is_object());
-}
-
-/// A document id spelled by a short name, so the test reads as before.
-fn named_id(name: &str) -> sync_core::DocumentId {
-    let mut bytes = [0u8; 16];
-    bytes[..name.len()].copy_from_slice(name.as_bytes());
-    sync_core::DocumentId::from_bytes(bytes)
 }

@@ -3,7 +3,7 @@
 //! shows each caller what they may see. Store-level cases run on SQLite and,
 //! with `TEST_DATABASE_URL`, on PostgreSQL.
 
-use test_support::store as common;
+use test_support::store::{self as common, named_id};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use server::config::Config;
 use server::demo::{DEMO_UNITS, DEMO_USERS, seed_demo_records};
 use server::ledger::{LedgerItem, LedgerProjection, LedgerQuery};
 use server::store::sqlite::SqliteStore;
-use server::store::{ConnectOptions, DocumentWrite, NewDocument, Store, StoredKind, Unit};
+use server::store::{ConnectOptions, DocumentWrite, Store, StoredKind, Unit};
 use sync_core::automerge::{AutoCommit, ROOT, transaction::Transactable};
 use test_support::Routed;
 
@@ -125,19 +125,12 @@ async fn rebuild_reproduces_the_written_rows(store: Arc<dyn Store>) {
     foreign.put(ROOT, "hello", "world").expect("put");
     let foreign_doc = foreign.document().clone();
     s.append_changes(DocumentWrite {
-        document_id: named_id("foreign"),
-        create: Some(NewDocument {
-            kind: StoredKind::Unknown,
-            owner_user_id: cadre.id,
-            year: None,
-        }),
         data: foreign.save(),
-        at: Utc::now(),
         ledger: Some(LedgerProjection::of_document_or_empty(
             &foreign_doc,
             &server::ledger::Attribution::default(),
         )),
-        actors: Vec::new(),
+        ..common::creation(named_id("foreign"), StoredKind::Unknown, cadre.id, None)
     })
     .await
     .expect("a foreign document is stored");
@@ -463,16 +456,8 @@ async fn duplicate_ids_do_not_fail_the_write(store: Arc<dyn Store>) {
         ..LedgerProjection::default()
     };
     s.append_changes(DocumentWrite {
-        document_id: named_id("dup"),
-        create: Some(NewDocument {
-            kind: StoredKind::Diary,
-            owner_user_id: cadre.id,
-            year: Some(2026),
-        }),
-        data: vec![1, 2, 3],
-        at: Utc::now(),
         ledger: Some(ledger),
-        actors: Vec::new(),
+        ..common::creation(named_id("dup"), StoredKind::Diary, cadre.id, Some(2026))
     })
     .await
     .expect("stored despite duplicate ids");
@@ -491,10 +476,3 @@ test_support::backends!(
     rebuild_reproduces_the_written_rows,
     duplicate_ids_do_not_fail_the_write,
 );
-
-/// A document id spelled by a short name, so the test reads as before.
-fn named_id(name: &str) -> sync_core::DocumentId {
-    let mut bytes = [0u8; 16];
-    bytes[..name.len()].copy_from_slice(name.as_bytes());
-    sync_core::DocumentId::from_bytes(bytes)
-}

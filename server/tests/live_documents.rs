@@ -9,8 +9,8 @@ use std::time::Duration;
 use chrono::Utc;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use server::store::{ActorClaim, DocumentWrite, NewDocument, Role, Store, StoredKind};
-use server::sync::{LiveLimits, SyncHub};
+use server::store::{ActorClaim, DocumentWrite, Role, Store, StoredKind};
+use server::sync::{DocumentGuard, LiveDocument, LiveLimits, SyncHub};
 use sync_core::automerge::{ActorId, Automerge};
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp};
 use test_support::store as common;
@@ -52,16 +52,8 @@ fn one_more_visit(diary: &mut DiaryDocument, owner: &str, seed: u64) -> (Vec<u8>
 async fn store_diary(store: &dyn Store, id: DocumentId, owner_id: i64, bytes: Vec<u8>) -> i64 {
     store
         .append_changes(DocumentWrite {
-            document_id: id,
-            create: Some(NewDocument {
-                kind: StoredKind::Diary,
-                owner_user_id: owner_id,
-                year: Some(2026),
-            }),
             data: bytes,
-            at: Utc::now(),
-            ledger: None,
-            actors: Vec::new(),
+            ..common::creation(id, StoredKind::Diary, owner_id, Some(2026))
         })
         .await
         .expect("store")
@@ -71,6 +63,15 @@ async fn store_diary(store: &dyn Store, id: DocumentId, owner_id: i64, bytes: Ve
 async fn owner(store: &dyn Store) -> i64 {
     let unit = common::unit(store, "V1", None, "village").await;
     common::user(store, "cadre01", Role::Cadre, &unit).await.id
+}
+
+/// The copy of `id` under `guard`; the document must be stored.
+async fn copy(guard: &mut DocumentGuard, store: &dyn Store, id: DocumentId) -> LiveDocument {
+    guard
+        .current(store, id)
+        .await
+        .expect("current")
+        .expect("stored")
 }
 
 fn visits(doc: &Automerge) -> usize {
@@ -91,11 +92,7 @@ async fn a_copy_picks_up_chunks_stored_past_it(store: Arc<dyn Store>) {
     let hub = SyncHub::new();
 
     let mut guard = hub.lock(id).await;
-    let live = guard
-        .current(store.as_ref(), id)
-        .await
-        .expect("current")
-        .expect("stored");
+    let live = copy(&mut guard, store.as_ref(), id).await;
     assert_eq!(visits(&live.doc), 1);
     guard.keep(live);
     drop(guard);
@@ -120,11 +117,7 @@ async fn a_copy_picks_up_chunks_stored_past_it(store: Arc<dyn Store>) {
         .expect("a write past the copy");
 
     let mut guard = hub.lock(id).await;
-    let live = guard
-        .current(store.as_ref(), id)
-        .await
-        .expect("current")
-        .expect("stored");
+    let live = copy(&mut guard, store.as_ref(), id).await;
     assert_eq!(visits(&live.doc), 2, "the chunk stored past the copy");
     assert_eq!(
         live.doc.get_heads(),
@@ -155,11 +148,7 @@ async fn a_copy_not_put_back_is_loaded_again(store: Arc<dyn Store>) {
     let hub = SyncHub::new();
 
     let mut guard = hub.lock(id).await;
-    let mut live = guard
-        .current(store.as_ref(), id)
-        .await
-        .expect("current")
-        .expect("stored");
+    let mut live = copy(&mut guard, store.as_ref(), id).await;
     let mut unstored = DiaryDocument::from_automerge(live.doc.clone()).expect("diary");
     let (change, _) = one_more_visit(&mut unstored, "cadre01", 3);
     live.doc.load_incremental(&change).expect("apply");
@@ -169,11 +158,7 @@ async fn a_copy_not_put_back_is_loaded_again(store: Arc<dyn Store>) {
     assert_eq!(hub.live().held_documents(), 0);
 
     let mut guard = hub.lock(id).await;
-    let live = guard
-        .current(store.as_ref(), id)
-        .await
-        .expect("current")
-        .expect("stored");
+    let live = copy(&mut guard, store.as_ref(), id).await;
     assert_eq!(visits(&live.doc), 1, "only what is stored");
     assert_eq!(live.doc.get_heads(), diary.automerge().get_heads());
     guard.keep(live);
@@ -205,11 +190,7 @@ async fn idle_and_over_budget_copies_are_dropped(store: Arc<dyn Store>) {
         async move {
             for id in ids {
                 let mut guard = hub.lock(id).await;
-                let live = guard
-                    .current(store.as_ref(), id)
-                    .await
-                    .expect("current")
-                    .expect("stored");
+                let live = copy(&mut guard, store.as_ref(), id).await;
                 assert_eq!(visits(&live.doc), 1);
                 guard.keep(live);
             }

@@ -20,8 +20,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use server::ledger::household::household_key;
 use server::ledger::{CardRow, LedgerProjection, PetitionRow, VisitRow};
-use server::store::{DocumentWrite, NewDocument, Role, Store, StoredKind, User};
-use test_support::store as common;
+use server::store::{DocumentWrite, Role, Store, StoredKind, User};
+use test_support::store::{self as common, named_id};
 use test_support::{Answer, Routed};
 
 /// The record id of petition `pN` (petition ids are UUIDs).
@@ -117,20 +117,10 @@ async fn write(
     kind: StoredKind,
     ledger: LedgerProjection,
 ) {
-    let mut bytes = [0u8; 16];
-    bytes[..name.len()].copy_from_slice(name.as_bytes());
     store
         .append_changes(DocumentWrite {
-            document_id: sync_core::DocumentId::from_bytes(bytes),
-            create: Some(NewDocument {
-                kind,
-                owner_user_id: owner.id,
-                year: Some(2026),
-            }),
-            data: vec![1, 2, 3],
-            at: Utc::now(),
             ledger: Some(ledger),
-            actors: Vec::new(),
+            ..common::creation(named_id(name), kind, owner.id, Some(2026))
         })
         .await
         .expect("store fixture document");
@@ -367,16 +357,8 @@ async fn fixture(store: &dyn Store) {
         },
     )
     .await;
-    let mut bytes = [0u8; 16];
-    bytes[..7].copy_from_slice(b"a-diary");
     store
-        .save_sync_state(
-            &sync_core::DocumentId::from_bytes(bytes),
-            a.id,
-            "phone-a",
-            &[1],
-            at(3, 30, 20),
-        )
+        .save_sync_state(&named_id("a-diary"), a.id, "phone-a", &[1], at(3, 30, 20))
         .await
         .expect("sync state");
 }

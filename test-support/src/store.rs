@@ -1,6 +1,6 @@
 //! Fresh stores on each backend, the [`backends!`](crate::backends) macro
-//! that runs a test case on every one, and a small organisation to log in
-//! with.
+//! that runs a test case on every one, a small organisation to log in
+//! with, and documents to create.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -9,8 +9,12 @@ use chrono::{DateTime, TimeZone, Utc};
 use server::auth::password::hash_password;
 use server::store::postgres::PostgresStore;
 use server::store::sqlite::SqliteStore;
-use server::store::{ConnectOptions, NewUnit, NewUser, Role, Store, Unit, User};
+use server::store::{
+    ConnectOptions, DocumentWrite, NewDocument, NewUnit, NewUser, Role, Store, StoredKind, Unit,
+    User,
+};
 use sqlx::postgres::PgConnectOptions;
+use sync_core::DocumentId;
 
 use crate::{TEST_DATABASE_URL, test_database_url};
 
@@ -184,6 +188,37 @@ pub fn t(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_750_000_000 + secs, 0)
         .single()
         .expect("valid timestamp")
+}
+
+/// A document id spelled by a short name (at most 16 bytes), so a test
+/// reads `diaryA` where the store sees an id.
+pub fn named_id(name: &str) -> DocumentId {
+    let mut bytes = [0u8; 16];
+    bytes[..name.len()].copy_from_slice(name.as_bytes());
+    DocumentId::from_bytes(bytes)
+}
+
+/// A write that creates the document `id` (`kind`, `year`) for
+/// `owner_user_id`: a placeholder chunk stored now, no ledger rows, no
+/// actor claims. A test changes what it needs with `..creation(..)`.
+pub fn creation(
+    id: DocumentId,
+    kind: StoredKind,
+    owner_user_id: i64,
+    year: Option<i32>,
+) -> DocumentWrite {
+    DocumentWrite {
+        document_id: id,
+        create: Some(NewDocument {
+            kind,
+            owner_user_id,
+            year,
+        }),
+        data: vec![1, 2, 3],
+        at: Utc::now(),
+        ledger: None,
+        actors: Vec::new(),
+    }
 }
 
 /// A unit named after its code.
