@@ -4,6 +4,7 @@
 //!   WebSocket, which fails fast with the frames it saw when a sync does not
 //!   settle;
 //! - [`login`]: a password login that returns the access token;
+//! - [`metric`]: a value of a running server's `/metrics`;
 //! - [`store`] (feature `store`): fresh migrated stores on SQLite and on
 //!   PostgreSQL (when [`TEST_DATABASE_URL`] is set), and the
 //!   [`backends!`] macro that runs test cases on each;
@@ -14,6 +15,7 @@
 
 mod device;
 mod login;
+mod metrics;
 #[cfg(feature = "store")]
 mod routed;
 #[cfg(feature = "store")]
@@ -25,6 +27,7 @@ pub use device::{
     Device, EDIT_TIME, MAX_FRAMES_PER_SYNC, TokenIn, Ws, next_test_year, open_socket,
 };
 pub use login::{jwt_claims, login};
+pub use metrics::metric;
 #[cfg(feature = "store")]
 pub use routed::{Answer, Routed};
 #[cfg(feature = "store")]

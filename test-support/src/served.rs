@@ -116,25 +116,9 @@ impl Served {
         format!("http://{}", self.addr)
     }
 
-    /// The value of the metric series whose line starts with `series` (a
-    /// name, or a name and the start of its labels: `name{reason="idle"`),
-    /// 0 when it is not there yet. Read from this machine, which
-    /// `/metrics` answers without a token.
+    /// This server's [`metric`](crate::metric) `series`.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.base_url()))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        text.lines()
-            .find(|l| {
-                l.strip_prefix(series).is_some_and(|rest| {
-                    !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_')
-                })
-            })
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0)
+        crate::metric(&self.base_url(), series).await
     }
 
     /// Logs a demo user in; returns the access token.

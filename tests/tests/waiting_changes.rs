@@ -15,15 +15,7 @@ use sync_core::testing::{find_collision, visit_then_note};
 const MAX_SEEDS: u64 = 10_000;
 
 async fn metric(server: &ServerProcess, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", server.base_url()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    test_support::metric(&server.base_url(), name).await
 }
 
 async fn a_change_ahead_of_its_dependency_is_kept(mut server: ServerProcess) {
