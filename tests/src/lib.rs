@@ -8,7 +8,9 @@
 //! - [`Device`] (from `test-support`, shared with the server's own tests) is
 //!   a logged-in client: sync-core's `ClientConnection` over a
 //!   `tokio-tungstenite` WebSocket, holding its documents in memory;
-//! - [`tokens`] crafts access tokens the server must refuse.
+//! - [`tokens`] crafts access tokens the server must refuse;
+//! - [`run_node`] runs one of the Node.js scripts and reads the JSON it
+//!   prints.
 //!
 //! The server binary is found next to the test executable (`target/debug/
 //! server`). `cargo test --workspace` builds it (the server package's own
@@ -23,10 +25,12 @@
 //! ```
 
 mod database;
+mod node;
 mod server_process;
 pub mod tokens;
 
 pub use database::Database;
+pub use node::run_node;
 pub use server_process::{
     Launch, ServerProcess, cpu_time, reset_peak_rss, server_binary, status_kib,
 };

@@ -6,8 +6,7 @@
 //! fail when `CI` is set (CI must run them) and are skipped with a note
 //! otherwise.
 
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -18,7 +17,7 @@ use sync_core::records::petition::{Category, PetitionStatus};
 use sync_core::records::visit::VisitKind;
 use sync_core::{DocumentId, RecordId};
 
-use e2e_tests::{EDIT_TIME, ServerProcess};
+use e2e_tests::{EDIT_TIME, ServerProcess, run_node};
 
 /// The script's own deadline is 60 s; this only guards against a hang.
 const NODE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -45,29 +44,17 @@ fn js_dir() -> Option<PathBuf> {
 }
 
 /// Runs `node interop.mjs <args>` and returns the JSON it prints.
-async fn interop(dir: &PathBuf, server: &ServerProcess, args: &[&str]) -> Value {
-    let mut command = tokio::process::Command::new("node");
-    command
-        .current_dir(dir)
-        .arg("interop.mjs")
-        .args(args)
-        .args(["--base", &server.base_url()])
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(NODE_TIMEOUT, command.output())
-        .await
-        .expect("node finishes in time")
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "node interop.mjs {args:?} failed ({}):\n{stderr}",
-        output.status
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("interop.mjs printed no JSON ({e}):\n{stdout}\n{stderr}"))
+async fn interop(dir: &Path, server: &ServerProcess, args: &[&str]) -> Value {
+    run_node(
+        dir,
+        "interop.mjs",
+        NODE_TIMEOUT,
+        |command| {
+            command.args(args).args(["--base", &server.base_url()]);
+        },
+        &format!("{args:?}"),
+    )
+    .await
 }
 
 /// The ledger entry of `petition` as `user` sees it (fails if not listed).

@@ -16,14 +16,12 @@
 //! otherwise.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use serde_json::Value;
 
-use e2e_tests::ServerProcess;
+use e2e_tests::{ServerProcess, run_node};
 
 /// The script's steps each wait at most 20 s; this only guards against a hang.
 const NODE_TIMEOUT: Duration = Duration::from_secs(240);
@@ -79,31 +77,20 @@ async fn a_supervisor_works_through_the_pages_in_a_browser() {
     phone.sync().await;
     phone.close().await;
     let out = screenshots();
-    let mut command = tokio::process::Command::new("node");
-    command
-        .current_dir(&dir)
-        .arg("pages.mjs")
-        .args(["--base", &server.base_url()])
-        .arg("--out")
-        .arg(&out)
-        .env("CHROMIUM", chromium())
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(NODE_TIMEOUT, command.output())
-        .await
-        .expect("node finishes in time")
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "node pages.mjs failed ({}); screenshots so far in {}:\n{stderr}",
-        output.status,
-        out.display()
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    let seen: Value = serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("pages.mjs printed no JSON ({e}):\n{stdout}\n{stderr}"));
+    let seen = run_node(
+        &dir,
+        "pages.mjs",
+        NODE_TIMEOUT,
+        |command| {
+            command
+                .args(["--base", &server.base_url()])
+                .arg("--out")
+                .arg(&out)
+                .env("CHROMIUM", chromium());
+        },
+        &format!("(screenshots so far in {})", out.display()),
+    )
+    .await;
     eprintln!("browser: {seen}\nscreenshots: {}", out.display());
 
     // What the browser did is the petition's state in the JSON API.
