@@ -25,6 +25,11 @@ pub const MERGE_SECONDS: &str = "merge_seconds";
 pub const SYNC_REFUSED_PAYLOADS_TOTAL: &str = "sync_refused_payloads_total";
 /// Document compactions, by result (`ok` / `conflict` / `error`).
 pub const COMPACTIONS_TOTAL: &str = "document_compactions_total";
+/// Transactions of SQLite's group commit (`store/sqlite/group_commit.rs`).
+pub const GROUP_COMMITS_TOTAL: &str = "sqlite_group_commits_total";
+/// Writes committed by those transactions (divided by the commits: the
+/// mean batch).
+pub const GROUP_COMMIT_WRITES_TOTAL: &str = "sqlite_group_commit_writes_total";
 /// Documents made current for a sync or an action, by whether the copy in
 /// memory was reused (`live`) or loaded from the store (`loaded`).
 pub const LIVE_DOCUMENT_USES_TOTAL: &str = "live_document_uses_total";
@@ -99,6 +104,14 @@ fn describe() {
         "Sync messages refused for a hostile or unreadable payload, by reason"
     );
     metrics::describe_counter!(COMPACTIONS_TOTAL, "Document compactions, by result");
+    metrics::describe_counter!(
+        GROUP_COMMITS_TOTAL,
+        "Transactions of SQLite's group commit of sync writes"
+    );
+    metrics::describe_counter!(
+        GROUP_COMMIT_WRITES_TOTAL,
+        "Sync writes (chunks, audit rows, sync states) committed by SQLite's group commit"
+    );
     metrics::describe_counter!(
         LIVE_DOCUMENT_USES_TOTAL,
         "Documents made current, by whether the copy in memory was reused (live) or loaded"
@@ -270,6 +283,12 @@ pub fn login_failed() {
 /// Counts one document sync restarted after rounds without progress.
 pub fn sync_restarted() {
     metrics::counter!(SYNC_RESTARTS_TOTAL).increment(1);
+}
+
+/// Counts one group commit of `writes` writes.
+pub fn group_commit(writes: usize) {
+    metrics::counter!(GROUP_COMMITS_TOTAL).increment(1);
+    metrics::counter!(GROUP_COMMIT_WRITES_TOTAL).increment(writes as u64);
 }
 
 /// Counts one compaction attempt; `result` is `ok`, `conflict` or `error`.

@@ -7,13 +7,12 @@ use test_support::store as common;
 
 use std::sync::Arc;
 
-use common::t;
+use common::{named_id, t};
 use server::store::{
-    AppendOutcome, Compaction, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken,
-    OwnerUsage, RefreshReplacement, RefreshRotation, Role, Store, StoreError, StoredDocument,
-    StoredKind,
+    ActorClaim, AppendOutcome, Compaction, DocumentWrite, NewAuditEntry, NewDocument,
+    NewRefreshToken, OwnerUsage, RefreshReplacement, RefreshRotation, Role, Store, StoreError,
+    StoredDocument, StoredKind,
 };
-use sync_core::DocumentId;
 
 use cases::*;
 
@@ -34,6 +33,7 @@ test_support::backends!(
     compaction,
     compaction_conflicts,
     concurrent_appends,
+    concurrent_writes_fail_alone,
     audit_log,
     sync_states,
 );
@@ -41,23 +41,16 @@ test_support::backends!(
 mod cases {
     use super::*;
 
-    /// A document id spelled by a short name, so the cases read as before.
-    fn doc_id(name: &str) -> DocumentId {
-        let mut bytes = [0u8; 16];
-        bytes[..name.len()].copy_from_slice(name.as_bytes());
-        DocumentId::from_bytes(bytes)
-    }
-
     /// The stored ids of the named documents, in the store's order (by id).
     fn stored_ids(names: &[&str]) -> Vec<String> {
-        let mut ids: Vec<String> = names.iter().map(|n| doc_id(n).to_string()).collect();
+        let mut ids: Vec<String> = names.iter().map(|n| named_id(n).to_string()).collect();
         ids.sort();
         ids
     }
 
     fn write(id: &str, owner: Option<i64>, data: &[u8], at: i64) -> DocumentWrite {
         DocumentWrite {
-            document_id: doc_id(id),
+            document_id: named_id(id),
             create: owner.map(|owner_user_id| NewDocument {
                 kind: StoredKind::Diary,
                 owner_user_id,
@@ -85,7 +78,7 @@ mod cases {
 
     /// The stored document `id`, which must exist.
     async fn load(s: &dyn Store, id: &str) -> StoredDocument {
-        s.load_document(&doc_id(id))
+        s.load_document(&named_id(id))
             .await
             .expect("load")
             .expect("doc")
@@ -512,10 +505,13 @@ mod cases {
         let alice = common::user(s, "alice", Role::Cadre, &unit).await;
 
         assert_eq!(
-            s.get_document_meta(&doc_id("doc-a")).await.expect("meta"),
+            s.get_document_meta(&named_id("doc-a")).await.expect("meta"),
             None
         );
-        assert_eq!(s.load_document(&doc_id("doc-a")).await.expect("load"), None);
+        assert_eq!(
+            s.load_document(&named_id("doc-a")).await.expect("load"),
+            None
+        );
         assert!(matches!(
             s.append_changes(write("doc-a", None, b"x", 0)).await,
             Err(StoreError::NotFound)
@@ -551,14 +547,14 @@ mod cases {
         let ids: Vec<i64> = loaded.chunks.iter().map(|c| c.id).collect();
         assert_eq!(ids, [first.chunk_id, second.chunk_id, third.chunk_id]);
         assert_eq!(
-            s.get_document_meta(&doc_id("doc-a")).await.expect("meta"),
+            s.get_document_meta(&named_id("doc-a")).await.expect("meta"),
             Some(third.meta)
         );
 
         // Binary data survives byte for byte.
         let binary: Vec<u8> = (0..=255).collect();
         s.append_changes(DocumentWrite {
-            document_id: doc_id("doc-b"),
+            document_id: named_id("doc-b"),
             create: Some(NewDocument {
                 kind: StoredKind::Contacts,
                 owner_user_id: alice.id,
@@ -600,7 +596,7 @@ mod cases {
             "{unknown_owner:?}"
         );
         assert_eq!(
-            s.get_document_meta(&doc_id("doc-z")).await.expect("meta"),
+            s.get_document_meta(&named_id("doc-z")).await.expect("meta"),
             None
         );
     }
@@ -664,7 +660,7 @@ mod cases {
         assert_eq!(s.owner_usage(carol.id).await.expect("usage"), usage(1, 2));
         // A snapshot counts as the chunks it replaced did not.
         s.compact(Compaction {
-            document_id: doc_id("a1"),
+            document_id: named_id("a1"),
             base_heads: None,
             snapshot: b"1234".to_vec(),
             heads: "h".to_owned(),
@@ -684,7 +680,7 @@ mod cases {
         let c2 = append(s, "doc", None, b"c2", 2).await;
 
         s.compact(Compaction {
-            document_id: doc_id("doc"),
+            document_id: named_id("doc"),
             base_heads: None,
             snapshot: b"snapshot-1".to_vec(),
             heads: "heads-1".to_owned(),
@@ -704,7 +700,7 @@ mod cases {
         assert_eq!(c3.pending_chunks, 1);
         let c4 = append(s, "doc", None, b"c4", 4).await;
         s.compact(Compaction {
-            document_id: doc_id("doc"),
+            document_id: named_id("doc"),
             base_heads: Some("heads-1".to_owned()),
             snapshot: b"snapshot-2".to_vec(),
             heads: "heads-2".to_owned(),
@@ -725,7 +721,7 @@ mod cases {
         let c1 = append(s, "doc", Some(alice.id), b"c1", 1).await;
         let c2 = append(s, "doc", None, b"c2", 2).await;
         let compaction = |base: Option<&str>, ids: Vec<i64>| Compaction {
-            document_id: doc_id("doc"),
+            document_id: named_id("doc"),
             base_heads: base.map(str::to_owned),
             snapshot: b"s".to_vec(),
             heads: "h".to_owned(),
@@ -764,7 +760,7 @@ mod cases {
 
         assert!(matches!(
             s.compact(Compaction {
-                document_id: doc_id("nope"),
+                document_id: named_id("nope"),
                 ..compaction(None, vec![])
             })
             .await,
@@ -795,13 +791,148 @@ mod cases {
         }
         assert_eq!(created, 1);
         let doc = store
-            .load_document(&doc_id("busy"))
+            .load_document(&named_id("busy"))
             .await
             .expect("load")
             .expect("doc");
         let mut bytes: Vec<u8> = doc.chunks.iter().map(|c| c.data[0]).collect();
         bytes.sort_unstable();
         assert_eq!(bytes, (0..16u8).collect::<Vec<_>>());
+    }
+
+    /// Many writes at once, some of which must fail (on SQLite they share
+    /// one group commit): each failure is its caller's alone, the others
+    /// are all stored, and a failed write leaves nothing behind.
+    pub async fn concurrent_writes_fail_alone(store: Arc<dyn Store>) {
+        let unit = common::unit(store.as_ref(), "village1", None, "village").await;
+        let alice = common::user(store.as_ref(), "alice", Role::Cadre, &unit).await;
+        let bob = common::user(store.as_ref(), "bob", Role::Cadre, &unit).await;
+        let claim = |user_id| ActorClaim {
+            actor: "a1ce".to_owned(),
+            user_id,
+            device_id: "phone".to_owned(),
+            via_server: false,
+        };
+        store
+            .append_changes(DocumentWrite {
+                actors: vec![claim(alice.id)],
+                ..write("alices", Some(alice.id), b"first", 1)
+            })
+            .await
+            .expect("alice's document");
+
+        /// What a write must come to.
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        enum Expect {
+            Created,
+            NotFound,
+            Conflict,
+            Wrote,
+        }
+        let mut tasks = Vec::new();
+        for i in 0..60u8 {
+            let store = store.clone();
+            let (alice, bob) = (alice.id, bob.id);
+            tasks.push(tokio::spawn(async move {
+                match i % 5 {
+                    0 | 1 => {
+                        let r = store
+                            .append_changes(write(&format!("new-{i}"), Some(alice), &[i], 2))
+                            .await;
+                        assert!(r.expect("a new document").created);
+                        (i, Expect::Created)
+                    }
+                    2 => {
+                        let r = store
+                            .append_changes(write(&format!("missing-{i}"), None, &[i], 2))
+                            .await;
+                        assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+                        (i, Expect::NotFound)
+                    }
+                    3 => {
+                        // Refused only once its chunk is written: Alice's
+                        // actor claimed for Bob.
+                        let r = store
+                            .append_changes(DocumentWrite {
+                                actors: vec![claim(bob)],
+                                ..write("alices", None, &[i], 2)
+                            })
+                            .await;
+                        assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+                        (i, Expect::Conflict)
+                    }
+                    _ => {
+                        store
+                            .save_sync_state(
+                                &named_id("alices"),
+                                alice,
+                                &format!("d{i}"),
+                                &[i],
+                                t(3),
+                            )
+                            .await
+                            .expect("sync state");
+                        store
+                            .append_audit(NewAuditEntry {
+                                at: t(3),
+                                user_id: Some(alice),
+                                action: "document.write".to_owned(),
+                                target: format!("w{i}"),
+                                detail: String::new(),
+                                remote_addr: None,
+                            })
+                            .await
+                            .expect("audit");
+                        (i, Expect::Wrote)
+                    }
+                }
+            }));
+        }
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.expect("join"));
+        }
+        let s = store.as_ref();
+        for (i, expect) in outcomes {
+            match expect {
+                Expect::Created => {
+                    let doc = load(s, &format!("new-{i}")).await;
+                    assert_eq!(doc.chunks.len(), 1);
+                    assert_eq!(doc.chunks[0].data, vec![i]);
+                }
+                Expect::NotFound => assert!(
+                    s.load_document(&named_id(&format!("missing-{i}")))
+                        .await
+                        .expect("load")
+                        .is_none()
+                ),
+                Expect::Conflict => {}
+                Expect::Wrote => assert_eq!(
+                    s.load_sync_state(&named_id("alices"), alice.id, &format!("d{i}"))
+                        .await
+                        .expect("load"),
+                    Some(vec![i])
+                ),
+            }
+        }
+        // Bob's refused writes added nothing to Alice's document.
+        let alices = load(s, "alices").await;
+        assert_eq!(alices.chunks.len(), 1);
+        assert_eq!(alices.chunks[0].data, b"first");
+        let actors = s
+            .document_actors(&named_id("alices"))
+            .await
+            .expect("actors");
+        assert_eq!(actors.len(), 1);
+        assert_eq!(actors[0].user_id, alice.id);
+        let audit = s.list_audit(100).await.expect("audit");
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|e| e.action == "document.write" && e.target.starts_with('w'))
+                .count(),
+            12
+        );
     }
 
     pub async fn audit_log(store: Arc<dyn Store>) {
@@ -850,27 +981,27 @@ mod cases {
         let unit = common::unit(s, "village1", None, "village").await;
         let alice = common::user(s, "alice", Role::Cadre, &unit).await;
         // No state for a document that does not exist, and none is kept.
-        s.save_sync_state(&doc_id("doc-a"), alice.id, "phone", b"state-0", t(1))
+        s.save_sync_state(&named_id("doc-a"), alice.id, "phone", b"state-0", t(1))
             .await
             .expect("save");
         assert_eq!(
-            s.load_sync_state(&doc_id("doc-a"), alice.id, "phone")
+            s.load_sync_state(&named_id("doc-a"), alice.id, "phone")
                 .await
                 .expect("load"),
             None
         );
         append(s, "doc-a", Some(alice.id), b"chunk-1", 10).await;
-        s.save_sync_state(&doc_id("doc-a"), alice.id, "phone", b"state-1", t(11))
+        s.save_sync_state(&named_id("doc-a"), alice.id, "phone", b"state-1", t(11))
             .await
             .expect("save");
-        s.save_sync_state(&doc_id("doc-a"), alice.id, "tablet", b"state-t", t(12))
+        s.save_sync_state(&named_id("doc-a"), alice.id, "tablet", b"state-t", t(12))
             .await
             .expect("save");
         // Saving again replaces; each device keeps its own.
-        s.save_sync_state(&doc_id("doc-a"), alice.id, "phone", b"state-2", t(13))
+        s.save_sync_state(&named_id("doc-a"), alice.id, "phone", b"state-2", t(13))
             .await
             .expect("save");
-        let doc_a = doc_id("doc-a");
+        let doc_a = named_id("doc-a");
         let load = |device: &'static str| s.load_sync_state(&doc_a, alice.id, device);
         assert_eq!(
             load("phone").await.expect("load"),

@@ -23,8 +23,8 @@ use super::sql::{
 };
 use super::{
     AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentSince, DocumentWrite,
-    RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument, StoredVersion,
-    User, dedup_ids,
+    NewAuditEntry, RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument,
+    StoredVersion, User, dedup_ids,
 };
 
 /// The shared statements, on PostgreSQL.
@@ -132,9 +132,9 @@ async fn list_documents_in_units(pool: &PgPool, unit_ids: &[i64]) -> StoreResult
     Q::fetch_for_units(pool, sql, unit_ids.to_vec()).await
 }
 
-async fn append_changes(pool: &PgPool, write: DocumentWrite) -> StoreResult<AppendOutcome> {
+async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreResult<AppendOutcome> {
     let document_id = write.document_id.to_string();
-    let mut tx = pool.begin().await?;
+    let mut tx = store.pool.begin().await?;
     let mut created = false;
     if let Some(new) = &write.create {
         created = Q::insert_document(
@@ -185,7 +185,30 @@ async fn append_changes(pool: &PgPool, write: DocumentWrite) -> StoreResult<Appe
     // processes belongs: NOTIFY is delivered only on commit.)
     Q::record_write(&mut tx, &document_id, &write).await?;
 
-    Q::finish_append(tx, PENDING, &document_id, meta, created, chunk_id).await
+    let outcome =
+        Q::append_outcome(&mut tx, PENDING, &document_id, meta, created, chunk_id).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+// Each on a connection of its own: concurrent commits are flushed
+// together by PostgreSQL's WAL writer, so no group commit of ours is needed
+// (see `store/sqlite/group_commit.rs`).
+async fn save_sync_state(
+    store: &PostgresStore,
+    document_id: &DocumentId,
+    user_id: i64,
+    device_id: &str,
+    state: &[u8],
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    let mut conn = store.pool.acquire().await?;
+    Q::save_sync_state(&mut conn, document_id, user_id, device_id, state, at).await
+}
+
+async fn append_audit(store: &PostgresStore, entry: NewAuditEntry) -> StoreResult<i64> {
+    let mut conn = store.pool.acquire().await?;
+    Q::append_audit(&mut conn, entry).await
 }
 
 async fn compact(pool: &PgPool, compaction: Compaction) -> StoreResult<()> {

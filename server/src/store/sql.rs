@@ -15,7 +15,7 @@ mod store_impl;
 use std::marker::PhantomData;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
 use super::{
     ActorClaim, AppendOutcome, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow,
@@ -647,20 +647,18 @@ where
         Ok(())
     }
 
-    /// The end of [`Store::append_changes`](super::Store::append_changes):
-    /// counts what waits for compaction (`pending_sql`, as in
-    /// [`Self::pending`]), commits `tx` and says what was written.
-    pub(super) async fn finish_append(
-        mut tx: Transaction<'_, DB>,
+    /// The end of [`Store::append_changes`](super::Store::append_changes),
+    /// inside the caller's transaction: counts what waits for compaction
+    /// (`pending_sql`, as in [`Self::pending`]) and says what was written.
+    pub(super) async fn append_outcome(
+        conn: &mut DB::Connection,
         pending_sql: &'static str,
         document_id: &str,
         meta: DocumentRow,
         created: bool,
         chunk_id: i64,
     ) -> StoreResult<AppendOutcome> {
-        let (pending_chunks, pending_bytes) =
-            Self::pending(&mut tx, pending_sql, document_id).await?;
-        tx.commit().await?;
+        let (pending_chunks, pending_bytes) = Self::pending(conn, pending_sql, document_id).await?;
         Ok(AppendOutcome {
             meta,
             created,
@@ -771,7 +769,7 @@ where
     }
 
     pub(super) async fn save_sync_state(
-        pool: &Pool<DB>,
+        conn: &mut DB::Connection,
         document_id: &DocumentId,
         user_id: i64,
         device_id: &str,
@@ -790,12 +788,15 @@ where
         .bind(device_id)
         .bind(state)
         .bind(at)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
 
-    pub(super) async fn append_audit(pool: &Pool<DB>, entry: NewAuditEntry) -> StoreResult<i64> {
+    pub(super) async fn append_audit(
+        conn: &mut DB::Connection,
+        entry: NewAuditEntry,
+    ) -> StoreResult<i64> {
         Ok(sqlx::query_scalar::<DB, i64>(
             "INSERT INTO audit_log (at, user_id, action, target, detail, remote_addr)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -806,7 +807,7 @@ where
         .bind(entry.target)
         .bind(entry.detail)
         .bind(entry.remote_addr)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?)
     }
 

@@ -8,6 +8,7 @@
 //! half-way when a read transaction tries to upgrade. That also serialises
 //! writes to one document.
 
+mod group_commit;
 mod ledger;
 
 use std::str::FromStr;
@@ -21,14 +22,16 @@ use sqlx::sqlite::{
 
 use sync_core::DocumentId;
 
+use self::group_commit::GroupCommit;
+
 use super::sql::{
     CompactSql, Sql, document_by_id, documents_in_units, insert_document, refresh_by_hash,
     users_in_units,
 };
 use super::{
     AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentSince, DocumentWrite,
-    RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument, StoredVersion,
-    User, dedup_ids,
+    NewAuditEntry, RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument,
+    StoredVersion, User, dedup_ids,
 };
 
 /// How long a connection waits for the write lock before giving up.
@@ -45,6 +48,8 @@ const PENDING: &str =
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The sync path's writes, committed in groups.
+    group: GroupCommit,
 }
 
 impl SqliteStore {
@@ -80,7 +85,8 @@ impl SqliteStore {
             .max_connections(options.max_connections.max(1))
             .connect_with(connect_options)
             .await?;
-        Ok(SqliteStore { pool })
+        let group = GroupCommit::start(pool.clone());
+        Ok(SqliteStore { pool, group })
     }
 }
 
@@ -155,9 +161,36 @@ async fn list_documents_in_units(
     Q::fetch_for_units(pool, sql, json_ids(unit_ids)).await
 }
 
-async fn append_changes(pool: &SqlitePool, write: DocumentWrite) -> StoreResult<AppendOutcome> {
+async fn append_changes(store: &SqliteStore, write: DocumentWrite) -> StoreResult<AppendOutcome> {
+    store.group.append(write).await
+}
+
+async fn save_sync_state(
+    store: &SqliteStore,
+    document_id: &DocumentId,
+    user_id: i64,
+    device_id: &str,
+    state: &[u8],
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    store
+        .group
+        .save_sync_state(document_id, user_id, device_id, state, at)
+        .await
+}
+
+async fn append_audit(store: &SqliteStore, entry: NewAuditEntry) -> StoreResult<i64> {
+    store.group.append_audit(entry).await
+}
+
+/// [`Store::append_changes`](super::Store::append_changes) inside the
+/// group commit's transaction (which holds the write lock, so the document
+/// row read first is still current when the chunk is written).
+async fn append_in(
+    tx: &mut sqlx::SqliteConnection,
+    write: DocumentWrite,
+) -> StoreResult<AppendOutcome> {
     let document_id = write.document_id.to_string();
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let existing = sqlx::query_as::<_, DocumentRow>(document_by_id!())
         .bind(&document_id)
         .fetch_optional(&mut *tx)
@@ -169,7 +202,7 @@ async fn append_changes(pool: &SqlitePool, write: DocumentWrite) -> StoreResult<
             // The write lock is held, so the row is new: a duplicate id
             // fails the insert.
             Q::insert_document(
-                &mut tx,
+                tx,
                 concat!(insert_document!(), " RETURNING id"),
                 &document_id,
                 new,
@@ -186,7 +219,7 @@ async fn append_changes(pool: &SqlitePool, write: DocumentWrite) -> StoreResult<
         (Some(_), _) => false,
     };
 
-    let chunk_id = Q::insert_chunk(&mut tx, &document_id, &write.data, write.at).await?;
+    let chunk_id = Q::insert_chunk(tx, &document_id, &write.data, write.at).await?;
     if !created {
         sqlx::query("UPDATE documents SET updated_at = $1 WHERE id = $2")
             .bind(write.at)
@@ -195,13 +228,13 @@ async fn append_changes(pool: &SqlitePool, write: DocumentWrite) -> StoreResult<
             .await?;
     }
 
-    Q::record_write(&mut tx, &document_id, &write).await?;
+    Q::record_write(tx, &document_id, &write).await?;
 
     let meta = sqlx::query_as::<_, DocumentRow>(document_by_id!())
         .bind(&document_id)
         .fetch_one(&mut *tx)
         .await?;
-    Q::finish_append(tx, PENDING, &document_id, meta, created, chunk_id).await
+    Q::append_outcome(tx, PENDING, &document_id, meta, created, chunk_id).await
 }
 
 async fn compact(pool: &SqlitePool, compaction: Compaction) -> StoreResult<()> {

@@ -7,7 +7,10 @@
 /// that the invoking module defines, taking the pool first, because their
 /// transactions and locks differ: `migrate`, `list_users_in_units`,
 /// `rotate_refresh_token`, `load_document`, `load_document_since`, `list_documents_in_units`,
-/// `append_changes`, `compact`, and `ledger::replace`, `ledger::query`.
+/// `append_changes`, `save_sync_state`, `append_audit`, `compact`, and
+/// `ledger::replace`, `ledger::query`. The sync path's writes
+/// (`append_changes`, `save_sync_state`, `append_audit`) take the store
+/// itself: on SQLite they go through its group commit.
 macro_rules! sql_store {
     ($store:ty, $db:ty, $backend:expr) => {
         impl $store {
@@ -214,7 +217,7 @@ macro_rules! sql_store {
                 &self,
                 write: $crate::store::DocumentWrite,
             ) -> $crate::store::StoreResult<$crate::store::AppendOutcome> {
-                append_changes(&self.pool, write).await
+                append_changes(self, write).await
             }
 
             async fn compact(
@@ -362,22 +365,14 @@ macro_rules! sql_store {
                 state: &[u8],
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
-                $crate::store::sql::Sql::<$db>::save_sync_state(
-                    &self.pool,
-                    document_id,
-                    user_id,
-                    device_id,
-                    state,
-                    at,
-                )
-                .await
+                save_sync_state(self, document_id, user_id, device_id, state, at).await
             }
 
             async fn append_audit(
                 &self,
                 entry: $crate::store::NewAuditEntry,
             ) -> $crate::store::StoreResult<i64> {
-                $crate::store::sql::Sql::<$db>::append_audit(&self.pool, entry).await
+                append_audit(self, entry).await
             }
 
             async fn list_audit(

@@ -1,0 +1,329 @@
+//! Group commit: the sync path's writes (a sync's chunk with its ledger
+//! rows, its audit row, a device's sync state) from many connections are
+//! committed together, one `fsync` for the lot instead of one each.
+//!
+//! With `synchronous=FULL` every commit waits for the disk; SQLite has one
+//! writer, so concurrent syncs otherwise queue up behind each other's
+//! `fsync` (a few hundred a second on a VM's disk, three per sync). One task
+//! owns these writes: it takes every job waiting (up to [`MAX_BATCH`]),
+//! runs each in a savepoint of one `BEGIN IMMEDIATE` transaction, commits
+//! once, and only then answers each caller, so nothing is acknowledged
+//! before it is durable. A job that fails rolls back its savepoint alone
+//! and gets its own error; the others still commit. A failed commit fails
+//! every job of the batch (none was written).
+//!
+//! Other writes (users, units, refresh tokens, compaction, a ledger
+//! rebuild) keep their own transactions on the pool; they wait for the
+//! write lock like the batches do.
+//!
+//! PostgreSQL needs no such task: concurrent transactions on its pool
+//! commit independently, and its WAL writer flushes commits that arrive
+//! together in one go.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqlitePool;
+use sqlx::{Sqlite, Transaction};
+use sync_core::DocumentId;
+use tokio::sync::{mpsc, oneshot};
+
+use super::super::{AppendOutcome, DocumentWrite, NewAuditEntry, StoreError, StoreResult};
+use super::Q;
+
+/// The most jobs committed in one transaction.
+pub const MAX_BATCH: usize = 256;
+
+/// Jobs that may wait for the writer before callers wait to enqueue.
+const QUEUE: usize = 4 * MAX_BATCH;
+
+/// One write for the writer task, with where to send its outcome.
+enum Job {
+    Append(DocumentWrite, oneshot::Sender<StoreResult<AppendOutcome>>),
+    SyncState(SyncState, oneshot::Sender<StoreResult<()>>),
+    Audit(NewAuditEntry, oneshot::Sender<StoreResult<i64>>),
+}
+
+/// A device's sync state of a document, to save.
+struct SyncState {
+    document_id: DocumentId,
+    user_id: i64,
+    device_id: String,
+    state: Vec<u8>,
+    at: DateTime<Utc>,
+}
+
+/// A job's outcome, held until its batch is committed.
+enum Done {
+    Append(
+        oneshot::Sender<StoreResult<AppendOutcome>>,
+        StoreResult<AppendOutcome>,
+    ),
+    SyncState(oneshot::Sender<StoreResult<()>>, StoreResult<()>),
+    Audit(oneshot::Sender<StoreResult<i64>>, StoreResult<i64>),
+}
+
+impl Done {
+    /// Answers the caller: its own outcome if the batch committed, else
+    /// the commit's failure.
+    fn answer(self, committed: &Result<(), String>) {
+        fn settle<T>(outcome: StoreResult<T>, committed: &Result<(), String>) -> StoreResult<T> {
+            match committed {
+                Ok(()) => outcome,
+                Err(reason) if outcome.is_ok() => Err(StoreError::backend(reason.clone())),
+                // Its own error says more than the batch's.
+                Err(_) => outcome,
+            }
+        }
+        // A caller that went away (its connection closed) no longer waits.
+        match self {
+            Done::Append(reply, outcome) => drop(reply.send(settle(outcome, committed))),
+            Done::SyncState(reply, outcome) => drop(reply.send(settle(outcome, committed))),
+            Done::Audit(reply, outcome) => drop(reply.send(settle(outcome, committed))),
+        }
+    }
+}
+
+/// The handle to the writer task; cloned with the store.
+#[derive(Debug, Clone)]
+pub struct GroupCommit {
+    jobs: mpsc::Sender<Job>,
+    /// Transactions committed so far (what the tests look at; `/metrics`
+    /// has them as `sqlite_group_commits_total`).
+    #[cfg(test)]
+    commits: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Job::Append(..) => "Append",
+            Job::SyncState(..) => "SyncState",
+            Job::Audit(..) => "Audit",
+        })
+    }
+}
+
+impl GroupCommit {
+    /// Starts the writer task on `pool`. It ends when every handle is
+    /// dropped.
+    pub fn start(pool: SqlitePool) -> Self {
+        let (jobs, receiver) = mpsc::channel(QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(pool, receiver, commits.clone()));
+        GroupCommit {
+            jobs,
+            #[cfg(test)]
+            commits,
+        }
+    }
+
+    /// Transactions the writer has committed (or tried to).
+    #[cfg(test)]
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Job,
+    ) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(job(reply))
+            .await
+            .map_err(|_| StoreError::backend("the store's writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| StoreError::backend("the store's writer stopped before committing"))?
+    }
+
+    /// [`Store::append_changes`](crate::store::Store::append_changes).
+    pub async fn append(&self, write: DocumentWrite) -> StoreResult<AppendOutcome> {
+        self.submit(|reply| Job::Append(write, reply)).await
+    }
+
+    /// [`Store::save_sync_state`](crate::store::Store::save_sync_state).
+    pub async fn save_sync_state(
+        &self,
+        document_id: &DocumentId,
+        user_id: i64,
+        device_id: &str,
+        state: &[u8],
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let state = SyncState {
+            document_id: *document_id,
+            user_id,
+            device_id: device_id.to_owned(),
+            state: state.to_vec(),
+            at,
+        };
+        self.submit(|reply| Job::SyncState(state, reply)).await
+    }
+
+    /// [`Store::append_audit`](crate::store::Store::append_audit).
+    pub async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<i64> {
+        self.submit(|reply| Job::Audit(entry, reply)).await
+    }
+}
+
+/// The writer task: a batch of whatever waits, one commit each.
+async fn run(pool: SqlitePool, mut receiver: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        commit_batch(&pool, std::mem::take(&mut batch)).await;
+        commits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs `jobs` in one transaction, each in a savepoint, commits, answers.
+async fn commit_batch(pool: &SqlitePool, jobs: Vec<Job>) {
+    let size = jobs.len();
+    let mut done = Vec::with_capacity(size);
+    let committed = match pool.begin_with("BEGIN IMMEDIATE").await {
+        Ok(mut tx) => {
+            for job in jobs {
+                done.push(run_job(&mut tx, job).await);
+            }
+            tx.commit().await.map_err(|e| {
+                let e = StoreError::from(e);
+                tracing::error!(error = %crate::error::error_chain(&e), jobs = size, "a group commit failed");
+                e.to_string()
+            })
+        }
+        Err(e) => {
+            let e = StoreError::from(e);
+            tracing::error!(error = %crate::error::error_chain(&e), jobs = size, "a group commit could not begin");
+            // Nothing ran: each job gets the failure.
+            for job in jobs {
+                done.push(not_run(job));
+            }
+            Err(e.to_string())
+        }
+    };
+    crate::metrics::group_commit(size);
+    for d in done {
+        d.answer(&committed);
+    }
+}
+
+/// A job that never ran, with the batch's failure to come.
+fn not_run(job: Job) -> Done {
+    let failed = || StoreError::backend("the batch's transaction did not begin");
+    match job {
+        Job::Append(_, reply) => Done::Append(reply, Err(failed())),
+        Job::SyncState(_, reply) => Done::SyncState(reply, Err(failed())),
+        Job::Audit(_, reply) => Done::Audit(reply, Err(failed())),
+    }
+}
+
+/// Runs one job in a savepoint of `tx`: released if it succeeded, rolled
+/// back if it failed, so a failed job leaves nothing behind.
+async fn run_job(tx: &mut Transaction<'static, Sqlite>, job: Job) -> Done {
+    match job {
+        Job::Append(write, reply) => Done::Append(reply, in_savepoint(tx, append(write)).await),
+        Job::SyncState(s, reply) => Done::SyncState(
+            reply,
+            in_savepoint(tx, |conn| {
+                Box::pin(async move {
+                    Q::save_sync_state(
+                        conn,
+                        &s.document_id,
+                        s.user_id,
+                        &s.device_id,
+                        &s.state,
+                        s.at,
+                    )
+                    .await
+                })
+            })
+            .await,
+        ),
+        Job::Audit(entry, reply) => Done::Audit(
+            reply,
+            in_savepoint(tx, |conn| {
+                Box::pin(async move { Q::append_audit(conn, entry).await })
+            })
+            .await,
+        ),
+    }
+}
+
+type Body<T> = Box<
+    dyn for<'c> FnOnce(
+            &'c mut sqlx::SqliteConnection,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = StoreResult<T>> + Send + 'c>,
+        > + Send,
+>;
+
+fn append(write: DocumentWrite) -> Body<AppendOutcome> {
+    Box::new(move |conn| Box::pin(async move { super::append_in(conn, write).await }))
+}
+
+async fn in_savepoint<T, F>(tx: &mut Transaction<'static, Sqlite>, body: F) -> StoreResult<T>
+where
+    F: for<'c> FnOnce(
+        &'c mut sqlx::SqliteConnection,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = StoreResult<T>> + Send + 'c>,
+    >,
+{
+    use sqlx::Acquire;
+    let mut savepoint = tx.begin().await?;
+    let outcome = body(&mut savepoint).await;
+    match &outcome {
+        Ok(_) => savepoint.commit().await?,
+        Err(_) => savepoint.rollback().await?,
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SqliteStore;
+    use crate::store::{ConnectOptions, NewAuditEntry, Store};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_that_arrive_together_share_a_commit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite:{}", dir.path().join("group.db").display());
+        let store = SqliteStore::connect(&url, ConnectOptions::default())
+            .await
+            .expect("open");
+        store.migrate().await.expect("migrate");
+        const WRITES: usize = 200;
+        let before = store.group.commits();
+        let tasks: Vec<_> = (0..WRITES)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .append_audit(NewAuditEntry {
+                            at: chrono::Utc::now(),
+                            user_id: None,
+                            action: "test.write".to_owned(),
+                            target: i.to_string(),
+                            detail: String::new(),
+                            remote_addr: None,
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("join").expect("audit row");
+        }
+        let commits = store.group.commits() - before;
+        // Every write is stored, in far fewer commits than writes: each
+        // commit waits for the disk, and the writes that queued meanwhile
+        // go into the next one.
+        assert_eq!(store.list_audit(1_000).await.expect("audit").len(), WRITES);
+        assert!(
+            commits < WRITES as u64 / 4,
+            "{commits} commits for {WRITES} writes"
+        );
+    }
+}
