@@ -14,6 +14,7 @@ use server::store::Store;
 use sync_core::automerge::{ActorId, Automerge};
 use sync_core::fixtures;
 use sync_core::protocol::{DocSyncStatus, Message};
+use sync_core::testing::chunks::{compressed_change_chunk, document_body, document_chunk};
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp};
 use test_support::Served as TestServer;
 use test_support::{TokenIn, Ws, next_test_year, open_socket};
@@ -237,50 +238,11 @@ fn deflate_bomb(mib: usize) -> Vec<u8> {
     stream
 }
 
-/// An automerge "compressed change" chunk (type 2) around `body`. The
-/// checksum is not computed: the server must refuse the chunk before
-/// automerge would look at it.
-fn compressed_change_chunk(body: &[u8]) -> Vec<u8> {
-    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
-    let mut len = body.len();
-    loop {
-        let byte = u8::try_from(len & 0x7f).expect("7 bits");
-        len >>= 7;
-        if len == 0 {
-            chunk.push(byte);
-            break;
-        }
-        chunk.push(byte | 0x80);
-    }
-    chunk.extend_from_slice(body);
-    chunk
-}
-
-/// An automerge document chunk (type 0) around `body`; the checksum is not
-/// computed: the server must refuse the chunk before automerge reads it.
-fn document_chunk(body: &[u8]) -> Vec<u8> {
-    let mut chunk = compressed_change_chunk(body);
-    chunk[8] = 0;
-    chunk
-}
-
 /// The body of a document chunk with no actors, heads or change columns and
 /// one operation column, the values (column 5, type 7), marked
 /// DEFLATE-compressed (bit 3) and holding `deflated`.
 fn document_body_with_compressed_column(deflated: &[u8]) -> Vec<u8> {
-    let mut body = vec![0, 0, 0, 1, (5 << 4) | 7 | 0b1000];
-    let mut len = deflated.len();
-    loop {
-        let byte = u8::try_from(len & 0x7f).expect("7 bits");
-        len >>= 7;
-        if len == 0 {
-            body.push(byte);
-            break;
-        }
-        body.push(byte | 0x80);
-    }
-    body.extend_from_slice(deflated);
-    body
+    document_body(&[((5 << 4) | 7 | 0b1000, deflated.to_vec())])
 }
 
 /// The next message from the server, skipping pings.

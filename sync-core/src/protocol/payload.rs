@@ -38,11 +38,11 @@ use automerge::{
 };
 
 /// The leading bytes of every automerge chunk.
-const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+pub(crate) const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 /// Chunk types (the byte after the magic and the 4-byte checksum).
 pub(crate) const CHUNK_DOCUMENT: u8 = 0;
 const CHUNK_CHANGE: u8 = 1;
-const CHUNK_COMPRESSED_CHANGE: u8 = 2;
+pub(crate) const CHUNK_COMPRESSED_CHANGE: u8 = 2;
 
 /// What a sync message may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -548,6 +548,9 @@ mod tests {
     use automerge::{ObjType, ROOT};
 
     use super::*;
+    use crate::testing::chunks::{
+        compressed_change_chunk, document_body, document_chunk, push_uleb,
+    };
 
     fn limits() -> PayloadLimits {
         PayloadLimits::new(1024 * 1024, 8)
@@ -640,7 +643,7 @@ mod tests {
             encoder.write_all(&zeros).expect("compress");
         }
         let body = encoder.finish().expect("compress");
-        let bomb = chunk(CHUNK_COMPRESSED_CHANGE, &body);
+        let bomb = compressed_change_chunk(&body);
         assert_eq!(
             check(&Automerge::new(), &message_with(vec![bomb]), &limits()),
             Err(PayloadError::TooLarge { limit: 1024 * 1024 })
@@ -660,48 +663,6 @@ mod tests {
                 Err(PayloadError::Malformed(_))
             ));
         }
-    }
-
-    /// A chunk of `chunk_type` around `body`; the checksum is left zero, as
-    /// these chunks must be refused before automerge reads them.
-    fn chunk(chunk_type: u8, body: &[u8]) -> Vec<u8> {
-        let mut chunk = MAGIC.to_vec();
-        chunk.extend([0, 0, 0, 0, chunk_type]);
-        push_uleb(&mut chunk, body.len() as u64);
-        chunk.extend_from_slice(body);
-        chunk
-    }
-
-    /// A document chunk around `body` (see [`chunk`]).
-    fn document_chunk(body: &[u8]) -> Vec<u8> {
-        chunk(CHUNK_DOCUMENT, body)
-    }
-
-    fn push_uleb(out: &mut Vec<u8>, mut value: u64) {
-        loop {
-            let byte = u8::try_from(value & 0x7f).expect("7 bits");
-            value >>= 7;
-            if value == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-
-    /// The body of a document chunk with no actors, heads or change columns
-    /// and the given operation columns (specification, data).
-    fn document_body(op_columns: &[(u32, Vec<u8>)]) -> Vec<u8> {
-        let mut body = vec![0, 0, 0]; // actors, heads, change columns
-        push_uleb(&mut body, op_columns.len() as u64);
-        for (spec, data) in op_columns {
-            push_uleb(&mut body, u64::from(*spec));
-            push_uleb(&mut body, data.len() as u64);
-        }
-        for (_, data) in op_columns {
-            body.extend_from_slice(data);
-        }
-        body
     }
 
     #[test]
