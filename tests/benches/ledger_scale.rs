@@ -653,14 +653,12 @@ async fn main() -> ExitCode {
 
     let client = reqwest::Client::new();
     let base = server.base_url();
-    let mut tokens = std::collections::BTreeMap::new();
     let mut measured = Vec::new();
     let mut failed = false;
     for filter in filters(&month, &from, &to) {
-        if !tokens.contains_key(filter.user) {
-            tokens.insert(filter.user, server.login(filter.user, "web").await);
-        }
-        match measure(&client, &base, &filter, &tokens[filter.user], args.requests).await {
+        // A fresh login per filter: an access token lives 15 minutes.
+        let token = server.login(filter.user, "web").await;
+        match measure(&client, &base, &filter, &token, args.requests).await {
             Ok(m) => {
                 eprintln!(
                     "ledger_scale: {}: p50 {} ms, p99 {} ms",
