@@ -88,12 +88,14 @@ struct Args {
     petitions: u64,
     requests: usize,
     seed: f64,
+    /// Only the filters whose request contains one of these.
+    only: Vec<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: ledger_scale [--database-url postgres://…] [--petitions N] [--requests R] \
-         [--seed 0..1]\n(--database-url defaults to TEST_DATABASE_URL)"
+         [--seed 0..1] [--only PART,…]\n(--database-url defaults to TEST_DATABASE_URL)"
     );
     std::process::exit(2)
 }
@@ -107,6 +109,7 @@ fn parse_args() -> Args {
         petitions: 1_000_000,
         requests: 100,
         seed: 0.42,
+        only: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -120,6 +123,7 @@ fn parse_args() -> Args {
             "--petitions" => args.petitions = value.parse().unwrap_or_else(|_| usage()),
             "--requests" => args.requests = value.parse().unwrap_or_else(|_| usage()),
             "--seed" => args.seed = value.parse().unwrap_or_else(|_| usage()),
+            "--only" => args.only = value.split(',').map(str::to_owned).collect(),
             _ => usage(),
         }
     }
@@ -655,7 +659,10 @@ async fn main() -> ExitCode {
     let base = server.base_url();
     let mut measured = Vec::new();
     let mut failed = false;
-    for filter in filters(&month, &from, &to) {
+    let chosen = filters(&month, &from, &to)
+        .into_iter()
+        .filter(|f| args.only.is_empty() || args.only.iter().any(|o| f.path.contains(o.as_str())));
+    for filter in chosen {
         // A fresh login per filter: an access token lives 15 minutes.
         let token = server.login(filter.user, "web").await;
         match measure(&client, &base, &filter, &token, args.requests).await {
