@@ -6,11 +6,12 @@
 //! writer, so concurrent syncs otherwise queue up behind each other's
 //! `fsync` (a few hundred a second on a VM's disk, three per sync). One task
 //! owns these writes: it takes every job waiting (up to [`MAX_BATCH`]),
-//! runs each in a savepoint of one `BEGIN IMMEDIATE` transaction, commits
-//! once, and only then answers each caller, so nothing is acknowledged
-//! before it is durable. A job that fails rolls back its savepoint alone
-//! and gets its own error; the others still commit. A failed commit fails
-//! every job of the batch (none was written).
+//! runs them in one `BEGIN IMMEDIATE` transaction, commits once, and only
+//! then answers each caller, so nothing is acknowledged before it is
+//! durable. A job that fails undoes only its own writes (an append runs in
+//! a savepoint; a single statement undoes itself) and gets its own error;
+//! the others still commit. A failed commit fails every job of the batch
+//! (none was written).
 //!
 //! Other writes (users, units, refresh tokens, compaction, a ledger
 //! rebuild) keep their own transactions on the pool; they wait for the
@@ -24,8 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqlitePool;
-use sqlx::{Sqlite, Transaction};
+use sqlx::Connection;
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sync_core::DocumentId;
 use tokio::sync::{mpsc, oneshot};
 
@@ -65,6 +66,15 @@ enum Done {
 }
 
 impl Done {
+    /// Whether the job itself failed.
+    fn failed(&self) -> bool {
+        match self {
+            Done::Append(_, outcome) => outcome.is_err(),
+            Done::SyncState(_, outcome) => outcome.is_err(),
+            Done::Audit(_, outcome) => outcome.is_err(),
+        }
+    }
+
     /// Answers the caller: its own outcome if the batch committed, else
     /// the commit's failure.
     fn answer(self, committed: &Result<(), String>) {
@@ -178,16 +188,37 @@ async fn run(pool: SqlitePool, mut receiver: mpsc::Receiver<Job>, commits: Arc<A
     }
 }
 
-/// Runs `jobs` in one transaction, each in a savepoint, commits, answers.
-async fn commit_batch(pool: &SqlitePool, jobs: Vec<Job>) {
+/// Runs `jobs` in one transaction, commits, answers. A job of several
+/// statements (an append) runs in a savepoint when others share the
+/// transaction; a job of one statement needs none (SQLite undoes a failed
+/// statement's own effects). A lone job runs as it would without the group:
+/// a single statement in autocommit, an append in its own transaction,
+/// rolled back if it fails.
+async fn commit_batch(pool: &SqlitePool, mut jobs: Vec<Job>) {
     let size = jobs.len();
+    if size == 1 && !matches!(jobs[0], Job::Append(..)) {
+        let job = jobs.pop().expect("one job");
+        let done = match pool.acquire().await {
+            Ok(mut conn) => run_job(&mut conn, job, false).await,
+            Err(e) => not_run(job, StoreError::from(e)),
+        };
+        crate::metrics::group_commit(1);
+        done.answer(&Ok(()));
+        return;
+    }
     let mut done = Vec::with_capacity(size);
     let committed = match pool.begin_with("BEGIN IMMEDIATE").await {
         Ok(mut tx) => {
             for job in jobs {
-                done.push(run_job(&mut tx, job).await);
+                done.push(run_job(&mut tx, job, size > 1).await);
             }
-            tx.commit().await.map_err(|e| {
+            let result = if size == 1 && done[0].failed() {
+                // The lone append failed: nothing of it is kept.
+                tx.rollback().await
+            } else {
+                tx.commit().await
+            };
+            result.map_err(|e| {
                 let e = StoreError::from(e);
                 tracing::error!(error = %crate::error::error_chain(&e), jobs = size, "a group commit failed");
                 e.to_string()
@@ -196,11 +227,12 @@ async fn commit_batch(pool: &SqlitePool, jobs: Vec<Job>) {
         Err(e) => {
             let e = StoreError::from(e);
             tracing::error!(error = %crate::error::error_chain(&e), jobs = size, "a group commit could not begin");
+            let reason = e.to_string();
             // Nothing ran: each job gets the failure.
             for job in jobs {
-                done.push(not_run(job));
+                done.push(not_run(job, StoreError::backend(reason.clone())));
             }
-            Err(e.to_string())
+            Err(reason)
         }
     };
     crate::metrics::group_commit(size);
@@ -209,71 +241,46 @@ async fn commit_batch(pool: &SqlitePool, jobs: Vec<Job>) {
     }
 }
 
-/// A job that never ran, with the batch's failure to come.
-fn not_run(job: Job) -> Done {
-    let failed = || StoreError::backend("the batch's transaction did not begin");
+/// A job that never ran, failed with `error`.
+fn not_run(job: Job, error: StoreError) -> Done {
     match job {
-        Job::Append(_, reply) => Done::Append(reply, Err(failed())),
-        Job::SyncState(_, reply) => Done::SyncState(reply, Err(failed())),
-        Job::Audit(_, reply) => Done::Audit(reply, Err(failed())),
+        Job::Append(_, reply) => Done::Append(reply, Err(error)),
+        Job::SyncState(_, reply) => Done::SyncState(reply, Err(error)),
+        Job::Audit(_, reply) => Done::Audit(reply, Err(error)),
     }
 }
 
-/// Runs one job in a savepoint of `tx`: released if it succeeded, rolled
-/// back if it failed, so a failed job leaves nothing behind.
-async fn run_job(tx: &mut Transaction<'static, Sqlite>, job: Job) -> Done {
+/// Runs one job on `conn`; an append in a savepoint when `shared`.
+async fn run_job(conn: &mut SqliteConnection, job: Job, shared: bool) -> Done {
     match job {
-        Job::Append(write, reply) => Done::Append(reply, in_savepoint(tx, append(write)).await),
+        Job::Append(write, reply) if shared => {
+            Done::Append(reply, append_in_savepoint(conn, write).await)
+        }
+        Job::Append(write, reply) => Done::Append(reply, super::append_in(conn, write).await),
         Job::SyncState(s, reply) => Done::SyncState(
             reply,
-            in_savepoint(tx, |conn| {
-                Box::pin(async move {
-                    Q::save_sync_state(
-                        conn,
-                        &s.document_id,
-                        s.user_id,
-                        &s.device_id,
-                        &s.state,
-                        s.at,
-                    )
-                    .await
-                })
-            })
+            Q::save_sync_state(
+                conn,
+                &s.document_id,
+                s.user_id,
+                &s.device_id,
+                &s.state,
+                s.at,
+            )
             .await,
         ),
-        Job::Audit(entry, reply) => Done::Audit(
-            reply,
-            in_savepoint(tx, |conn| {
-                Box::pin(async move { Q::append_audit(conn, entry).await })
-            })
-            .await,
-        ),
+        Job::Audit(entry, reply) => Done::Audit(reply, Q::append_audit(conn, entry).await),
     }
 }
 
-type Body<T> = Box<
-    dyn for<'c> FnOnce(
-            &'c mut sqlx::SqliteConnection,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = StoreResult<T>> + Send + 'c>,
-        > + Send,
->;
-
-fn append(write: DocumentWrite) -> Body<AppendOutcome> {
-    Box::new(move |conn| Box::pin(async move { super::append_in(conn, write).await }))
-}
-
-async fn in_savepoint<T, F>(tx: &mut Transaction<'static, Sqlite>, body: F) -> StoreResult<T>
-where
-    F: for<'c> FnOnce(
-        &'c mut sqlx::SqliteConnection,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = StoreResult<T>> + Send + 'c>,
-    >,
-{
-    use sqlx::Acquire;
-    let mut savepoint = tx.begin().await?;
-    let outcome = body(&mut savepoint).await;
+/// An append in a savepoint of the transaction `conn` is in: released if
+/// it succeeded, rolled back if it failed, so it leaves nothing behind.
+async fn append_in_savepoint(
+    conn: &mut SqliteConnection,
+    write: DocumentWrite,
+) -> StoreResult<AppendOutcome> {
+    let mut savepoint = conn.begin().await?;
+    let outcome = super::append_in(&mut savepoint, write).await;
     match &outcome {
         Ok(_) => savepoint.commit().await?,
         Err(_) => savepoint.rollback().await?,

@@ -1,0 +1,227 @@
+//! Durable commits: how many "+1 visit" syncs a second the store commits,
+//! one phone at a time and many at once.
+//!
+//! ```sh
+//! cargo bench -p server --bench durable_commits                    # SQLite
+//! TEST_DATABASE_URL=postgres://… cargo bench -p server --bench durable_commits
+//! cargo bench -p server --bench durable_commits -- --writers 200 --syncs 10
+//! ```
+//!
+//! What a "+1 visit" sync writes is what the sync endpoint writes for it,
+//! through the real store on a real database file (SQLite in WAL mode with
+//! `synchronous=FULL`, a fresh PostgreSQL schema): the visit's change as a
+//! chunk with the ledger rows of the records it touched and its actor's
+//! claim (`append_changes`), the audit row and the device's sync state.
+//! Each writer is one phone's diary (a realistic Chinese diary of 20
+//! visits, `sync_core::fixtures`); its syncs follow each other, each
+//! waiting for its writes to be committed, as a connection does. The
+//! merge's CPU is left out (the changes and rows are made before the clock
+//! starts): this measures what the disk and the commits allow.
+//!
+//! Results are printed as a Markdown table for `docs/BENCHMARKS.md`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use server::ledger::{Attribution, LedgerProjection};
+use server::store::{
+    ActorClaim, DocumentWrite, NewAuditEntry, NewDocument, Role, Store, StoredKind,
+};
+use sync_core::automerge::ActorId;
+use sync_core::{DocumentId, Edit, Timestamp, diary_id, fixtures};
+use test_support::store as harness;
+
+/// One phone's "+1 visit" syncs, made before the clock starts.
+struct Phone {
+    user_id: i64,
+    document_id: DocumentId,
+    syncs: Vec<DocumentWrite>,
+}
+
+/// Options: `--writers N` (phones syncing at once, default 200) and
+/// `--syncs N` (each phone's "+1 visit" syncs, default 10).
+struct Options {
+    writers: usize,
+    syncs: usize,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        writers: 200,
+        syncs: 10,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{arg} takes a number"))
+        };
+        match arg.as_str() {
+            "--writers" => o.writers = value(),
+            "--syncs" => o.syncs = value(),
+            // What `cargo bench` passes on.
+            "--bench" => {}
+            other => panic!("unknown option {other}"),
+        }
+    }
+    o
+}
+
+/// Creates `count` phones' diaries in `store` and makes each phone's
+/// `syncs` "+1 visit" writes.
+async fn phones(store: &dyn Store, count: usize, syncs: usize, first: usize) -> Vec<Phone> {
+    let unit = harness::unit(store, &format!("village{first}"), None, "village").await;
+    let mut rng = StdRng::seed_from_u64(first as u64);
+    let start = Timestamp(1_780_000_000_000);
+    let mut phones = Vec::with_capacity(count);
+    for i in first..first + count {
+        let username = format!("cadre{i:04}");
+        let user = harness::user(store, &username, Role::Cadre, &unit).await;
+        let actor = ActorId::random();
+        let claim = ActorClaim {
+            actor: actor.to_hex_string(),
+            user_id: user.id,
+            device_id: "phone".to_owned(),
+            via_server: false,
+        };
+        let document_id = diary_id(&username, 2026);
+        let mut diary = fixtures::diary(&mut rng, &username, actor, 20, start);
+        let attribution = Attribution::default();
+        store
+            .append_changes(DocumentWrite {
+                document_id,
+                create: Some(NewDocument {
+                    kind: StoredKind::Diary,
+                    owner_user_id: user.id,
+                    year: Some(2026),
+                }),
+                data: diary.save(),
+                at: chrono::Utc::now(),
+                ledger: Some(LedgerProjection::of_diary(&diary, &attribution)),
+                actors: vec![claim.clone()],
+            })
+            .await
+            .expect("the diary");
+        let mut writes = Vec::with_capacity(syncs);
+        for s in 0..syncs {
+            let heads = diary.automerge().get_heads();
+            let at = Timestamp(start.millis() + 3_600_000 * (100 + s as i64));
+            diary
+                .add_visit(
+                    &Edit::new(&username, at),
+                    &fixtures::visit(&mut rng, at, &username),
+                )
+                .expect("a visit");
+            let doc = diary.automerge();
+            writes.push(DocumentWrite {
+                document_id,
+                create: None,
+                data: doc.save_after(&heads),
+                at: chrono::Utc::now(),
+                ledger: Some(LedgerProjection::after_changes(
+                    doc,
+                    &attribution,
+                    &heads,
+                    None,
+                )),
+                actors: vec![claim.clone()],
+            });
+        }
+        phones.push(Phone {
+            user_id: user.id,
+            document_id,
+            syncs: writes,
+        });
+    }
+    phones
+}
+
+/// Commits every phone's syncs, the phones at once and each phone's syncs
+/// one after another, and returns the syncs per second.
+async fn run(store: Arc<dyn Store>, phones: Vec<Phone>) -> (usize, Duration) {
+    let started = Instant::now();
+    let tasks: Vec<_> = phones
+        .into_iter()
+        .map(|phone| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut done = 0;
+                for write in phone.syncs {
+                    let appended = store.append_changes(write).await.expect("append");
+                    store
+                        .append_audit(NewAuditEntry {
+                            at: chrono::Utc::now(),
+                            user_id: Some(phone.user_id),
+                            action: "document.write".to_owned(),
+                            target: phone.document_id.to_string(),
+                            detail: format!(
+                                "sync: 1 change(s), chunk {}, device \"phone\"",
+                                appended.chunk_id
+                            ),
+                            remote_addr: Some("127.0.0.1".to_owned()),
+                        })
+                        .await
+                        .expect("audit");
+                    store
+                        .save_sync_state(
+                            &phone.document_id,
+                            phone.user_id,
+                            "phone",
+                            &[7; 96],
+                            chrono::Utc::now(),
+                        )
+                        .await
+                        .expect("sync state");
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut syncs = 0;
+    for task in tasks {
+        syncs += task.await.expect("a phone");
+    }
+    (syncs, started.elapsed())
+}
+
+/// One row per concurrency on `store`, whose name is `backend`.
+async fn measure(backend: &str, store: Arc<dyn Store>, o: &Options) -> Vec<String> {
+    let mut rows = Vec::new();
+    let mut first = 0;
+    for writers in [1, o.writers] {
+        let syncs = if writers == 1 { o.syncs * 20 } else { o.syncs };
+        let made = phones(store.as_ref(), writers, syncs, first).await;
+        first += writers;
+        let (done, took) = run(store.clone(), made).await;
+        let per_second = done as f64 / took.as_secs_f64();
+        rows.push(format!(
+            "| {backend} | {writers} | {done} | {:.2} s | {per_second:.0} |",
+            took.as_secs_f64()
+        ));
+        eprintln!("{}", rows.last().expect("a row"));
+    }
+    rows
+}
+
+#[tokio::main]
+async fn main() {
+    let o = options();
+    let mut rows = Vec::new();
+    let sqlite = harness::sqlite().await;
+    rows.extend(measure("SQLite (WAL, synchronous=FULL)", sqlite.store(), &o).await);
+    sqlite.cleanup().await;
+    if let Some(pg) = harness::postgres().await {
+        rows.extend(measure("PostgreSQL", pg.store(), &o).await);
+        pg.cleanup().await;
+    }
+    println!(
+        "\n| store | phones syncing at once | \"+1 visit\" syncs | time | syncs/s |\n|---|---:|---:|---:|---:|"
+    );
+    for row in rows {
+        println!("{row}");
+    }
+}
