@@ -38,7 +38,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{Database, ServerProcess};
+use e2e_tests::{Database, ServerProcess, percentile};
 use sqlx::{Connection, Executor, PgConnection};
 
 /// Towns of the generated county (the demo's `town1` and `town2` first).
@@ -450,15 +450,6 @@ struct Filter {
 struct Measured {
     total: Option<i64>,
     times: Vec<Duration>,
-}
-
-/// Nearest-rank percentile of sorted durations.
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted[rank - 1]
 }
 
 fn ms(d: Duration) -> String {

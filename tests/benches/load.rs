@@ -44,7 +44,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{DEMO_PASSWORD, Database, Device, ServerProcess};
+use e2e_tests::{DEMO_PASSWORD, Database, Device, ServerProcess, percentile};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -357,15 +357,6 @@ fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-/// Nearest-rank percentile of sorted durations.
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted[rank - 1]
 }
 
 fn ms(d: Duration) -> String {

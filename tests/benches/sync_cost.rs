@@ -34,12 +34,6 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// The nearest-rank 99th percentile.
-fn p99(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[(v.len() * 99).div_ceil(100) - 1]
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
@@ -60,18 +54,13 @@ struct Row {
     compactions: u64,
 }
 
-/// Compactions the server has done (`/metrics`, which answers loopback
-/// without a token).
+/// Compactions the server has done (its `/metrics`).
 async fn compactions(server: &ServerProcess) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", server.base_url()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix("document_compactions_total{result=\"ok\"} "))
-        .map_or(0, |n| n.trim().parse().expect("a count"))
+    test_support::metric(
+        &server.base_url(),
+        "document_compactions_total{result=\"ok\"",
+    )
+    .await as u64
 }
 
 async fn measure(server: &ServerProcess, username: &str, visits: usize) -> Row {
@@ -152,7 +141,10 @@ async fn measure(server: &ServerProcess, username: &str, visits: usize) -> Row {
         upload_wall,
         upload_cpu,
         one_wall: median(walls.clone()),
-        one_wall_p99: p99(walls),
+        one_wall_p99: {
+            walls.sort();
+            e2e_tests::percentile(&walls, 99)
+        },
         one_cpu,
         one: one.expect("rounds"),
         idle_wall: median(idle_walls),

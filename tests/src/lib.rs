@@ -27,6 +27,7 @@
 mod database;
 mod node;
 mod server_process;
+mod stats;
 pub mod tokens;
 
 pub use database::Database;
@@ -34,6 +35,7 @@ pub use node::run_node;
 pub use server_process::{
     Launch, ServerProcess, cpu_time, reset_peak_rss, server_binary, status_kib,
 };
+pub use stats::percentile;
 pub use test_support::{Device, EDIT_TIME, TEST_DATABASE_URL, TokenIn, Ws, open_socket};
 
 /// Password of every demo account.

@@ -105,16 +105,6 @@ pub struct GroupCommit {
     commits: Arc<AtomicU64>,
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Job::Append(..) => "Append",
-            Job::SyncState(..) => "SyncState",
-            Job::Audit(..) => "Audit",
-        })
-    }
-}
-
 impl GroupCommit {
     /// Starts the writer task on `pool`. It ends when every handle is
     /// dropped.
