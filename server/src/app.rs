@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -28,6 +28,8 @@ use crate::routes;
 use crate::shutdown::ShutdownSignal;
 use crate::store::Store;
 use crate::sync::SyncHub;
+use crate::sync::live::DocumentGuard;
+use sync_core::DocumentId;
 
 /// What every handler can reach. Cheap to clone (all `Arc`s).
 #[derive(Debug, Clone)]
@@ -75,6 +77,19 @@ impl AppState {
             shutdown: ShutdownSignal::new(),
             sync_hub: Arc::new(SyncHub::with_live_limits(live_limits)),
         })
+    }
+
+    /// The document's lock, then a merge permit: what a sync or a
+    /// supervisor's action holds while it loads, merges and stores a
+    /// document. In that order everywhere, so that waiting for a busy
+    /// document never holds a permit. Fails only once the permits are closed.
+    pub async fn lock_for_merge(
+        &self,
+        document_id: DocumentId,
+    ) -> Result<(DocumentGuard, OwnedSemaphorePermit), AcquireError> {
+        let guard = self.sync_hub.lock(document_id).await;
+        let permit = self.merge_permits.clone().acquire_owned().await?;
+        Ok((guard, permit))
     }
 }
 

@@ -63,11 +63,8 @@ pub async fn append_events(
     tracing::Span::current().record("document_id", tracing::field::display(document_id));
     // The lock every sync merge of this document takes: nobody stores a
     // change to it between our load and our append.
-    let mut guard = state.sync_hub.lock(document_id).await;
-    let _permit = state
-        .merge_permits
-        .clone()
-        .acquire_owned()
+    let (mut guard, _permit) = state
+        .lock_for_merge(document_id)
         .await
         .map_err(|_| ActionError::ShuttingDown)?;
     // The diary's copy in memory; it goes back only once our change is

@@ -476,12 +476,9 @@ impl Connection {
             }));
         }
         let started = Instant::now();
-        let mut guard = self.state.sync_hub.lock(document_id).await;
-        let _permit = self
+        let (mut guard, _permit) = self
             .state
-            .merge_permits
-            .clone()
-            .acquire_owned()
+            .lock_for_merge(document_id)
             .await
             .map_err(|e| Fault::Internal(e.to_string()))?;
         // The document as stored, from its copy in memory. It goes back into
@@ -840,12 +837,9 @@ impl Connection {
         if !self.conn()?.documents().any(|(d, _)| *d == document_id) {
             return Ok(None);
         }
-        let mut guard = self.state.sync_hub.lock(document_id).await;
-        let _permit = self
+        let (mut guard, _permit) = self
             .state
-            .merge_permits
-            .clone()
-            .acquire_owned()
+            .lock_for_merge(document_id)
             .await
             .map_err(|e| Fault::Internal(e.to_string()))?;
         let live = guard
