@@ -133,7 +133,6 @@ pub enum XlsxPart {
     Sheet {
         /// Its name (at most 31 characters).
         name: String,
-        /// Its columns.
         columns: Vec<Column>,
     },
     /// More rows for the current sheet.

@@ -248,7 +248,6 @@ fn target(rate: Option<f64>, target: f64) -> Target {
 /// Visit figures, aid in yuan beside fen.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct VisitFigures {
-    /// Visits.
     pub visits: i64,
     /// Distinct households.
     pub households: i64,
@@ -258,7 +257,6 @@ pub struct VisitFigures {
     pub follow_ups: i64,
     /// Visits to needy residents.
     pub needy_visits: i64,
-    /// Visits to key persons.
     pub key_person_visits: i64,
     /// Visits in which money or goods were handed over.
     pub aided_visits: i64,
@@ -294,24 +292,18 @@ impl From<&VisitCounts> for VisitFigures {
 pub struct CadreStats {
     /// 1 = most households (then most visits).
     pub rank: usize,
-    /// Username.
     pub username: String,
-    /// Name.
     pub name: String,
-    /// Unit code.
     pub unit_code: String,
-    /// Unit name.
     pub unit_name: String,
     /// Post code.
     pub post: &'static str,
     /// Post in Chinese.
     pub post_zh: &'static str,
-    /// Visits.
     #[serde(flatten)]
     pub visits: VisitFigures,
     /// The quota of their post.
     pub quota: Quota,
-    /// Petitions.
     #[serde(flatten)]
     pub petitions: PetitionFigures,
     /// No visit and no petition in the period (零战果).
@@ -323,18 +315,14 @@ pub struct CadreStats {
 pub struct UnitStats {
     /// 1 = most households (then most visits).
     pub rank: usize,
-    /// Code.
     pub code: String,
-    /// Name.
     pub name: String,
-    /// Its cadres.
     pub cadres: usize,
     /// Its cadres who met their quota.
     pub cadres_meeting_quota: usize,
     /// Visits (households distinct within the unit).
     #[serde(flatten)]
     pub visits: VisitFigures,
-    /// Petitions.
     #[serde(flatten)]
     pub petitions: PetitionFigures,
     /// None of its cadres reported anything (零战果).
@@ -385,11 +373,9 @@ fn rank<T: Ranked>(lines: &mut [T]) {
 /// Petitions of one category, status or level.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Breakdown {
-    /// Code.
     pub code: &'static str,
     /// Chinese label.
     pub label_zh: &'static str,
-    /// Figures.
     #[serde(flatten)]
     pub figures: PetitionFigures,
 }
@@ -401,9 +387,7 @@ pub struct Stats {
     pub totals: Totals,
     /// By category (all four, zeros included).
     pub by_category: Vec<Breakdown>,
-    /// By status.
     pub by_status: Vec<Breakdown>,
-    /// By level.
     pub by_level: Vec<Breakdown>,
     /// Cadres, ranked.
     pub cadres: Vec<CadreStats>,
@@ -419,7 +403,6 @@ pub struct Totals {
     /// Visits (households distinct across the subtree).
     #[serde(flatten)]
     pub visits: VisitFigures,
-    /// Petitions.
     #[serde(flatten)]
     pub petitions: PetitionFigures,
     /// Cadres in the subtree.

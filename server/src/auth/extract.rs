@@ -26,11 +26,8 @@ use crate::store::Role;
 /// once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthUser {
-    /// User id.
     pub user_id: i64,
-    /// Username.
     pub username: String,
-    /// Role.
     pub role: Role,
     /// The user's unit id.
     pub unit_id: i64,

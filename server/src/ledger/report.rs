@@ -39,7 +39,6 @@ pub enum VisitGrouping {
 pub struct VisitCounts {
     /// User id, unit id or 0 (see [`VisitGrouping`]).
     pub key: i64,
-    /// Visits.
     pub visits: i64,
     /// Distinct households visited.
     pub households: i64,
@@ -49,7 +48,6 @@ pub struct VisitCounts {
     pub follow_ups: i64,
     /// Visits to needy residents.
     pub needy_visits: i64,
-    /// Visits to key persons.
     pub key_person_visits: i64,
     /// Money handed over, in fen.
     pub aid_money_fen: i64,
@@ -62,7 +60,6 @@ pub struct VisitCounts {
 /// Petition counts of one owner, category, status and level.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PetitionCounts {
-    /// Owner.
     pub owner_user_id: i64,
     /// Owner's unit.
     pub unit_id: i64,
@@ -72,7 +69,6 @@ pub struct PetitionCounts {
     pub status: String,
     /// `Level::as_str`.
     pub level: String,
-    /// Petitions.
     pub petitions: i64,
     /// Overdue today.
     pub overdue: i64,
@@ -162,28 +158,23 @@ pub struct CardItem {
     pub owner: String,
     /// Owner's unit code.
     pub unit_code: String,
-    /// Resident.
     pub resident: String,
     /// Resident's phone.
     pub phone: Option<String>,
     /// Resident's address.
     pub address: Option<String>,
-    /// Household.
     pub household: Option<String>,
     /// When the card was handed over.
     pub handed_over_at: DateTime<Utc>,
     /// `PairingRole::as_str`.
     pub pairing_role: Option<String>,
-    /// A needy pairing.
     pub pairing_needy: Option<bool>,
-    /// Follow-ups.
     pub follow_ups: i64,
 }
 
 /// A device that synced, with when it last did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct DeviceRow {
-    /// Its user.
     pub user_id: i64,
     /// The device id given at login.
     pub device_id: String,

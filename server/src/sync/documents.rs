@@ -19,7 +19,6 @@ pub enum MergeError {
     /// The stored bytes do not load: our own data is damaged.
     #[error("stored document {document} does not load")]
     Load {
-        /// The document.
         document: DocumentId,
         /// What automerge said.
         #[source]
@@ -29,18 +28,15 @@ pub enum MergeError {
     /// the server accepts.
     #[error("document {document} would be {size} bytes, more than the limit of {limit}")]
     TooLarge {
-        /// The document.
         document: DocumentId,
         /// Its saved size.
         size: usize,
-        /// The limit.
         limit: usize,
     },
     /// The message's changes are hostile or unreadable (see
     /// [`payload`](super::payload)); nothing of them was applied.
     #[error("sync message for document {document} refused: {source}")]
     Hostile {
-        /// The document.
         document: DocumentId,
         /// What was wrong.
         #[source]
@@ -53,7 +49,6 @@ pub enum MergeError {
         "sync message for document {document} refused: actor {actor} belongs to another writer"
     )]
     ForeignActor {
-        /// The document.
         document: DocumentId,
         /// The actor, hex.
         actor: String,
@@ -66,7 +61,6 @@ pub enum MergeError {
         "sync message for document {document} refused: change {change} alters what the server wrote"
     )]
     AltersServerWrites {
-        /// The document.
         document: DocumentId,
         /// The offending change's hash.
         change: String,
@@ -79,7 +73,6 @@ pub enum MergeError {
     /// missing document.
     #[error("document {document} refused: {reason}")]
     Refused {
-        /// The document.
         document: DocumentId,
         /// Why (for the log only).
         reason: String,

@@ -7,7 +7,6 @@ use maud::{Markup, html};
 pub struct Bar {
     /// Label beside or under the bar.
     pub label: String,
-    /// Its value.
     pub value: f64,
     /// Drawn in the warning colour (quota not met, 零战果…).
     pub warn: bool,

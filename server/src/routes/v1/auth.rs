@@ -35,9 +35,7 @@ const MAX_DEVICE_ID: usize = 128;
 /// Body of `POST /api/v1/auth/login`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
-    /// Username.
     pub username: String,
-    /// Password.
     pub password: String,
     /// Identifies the phone or browser; carried into the access token's
     /// `device` claim and the refresh token row.
@@ -48,7 +46,6 @@ pub struct LoginRequest {
 /// Body of `POST /api/v1/auth/refresh` and `/logout`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RefreshRequest {
-    /// The refresh token.
     pub refresh_token: String,
 }
 

@@ -59,15 +59,12 @@ pub struct CardEntry {
     pub document_id: String,
     /// The cadre who handed it over.
     pub owner: String,
-    /// Their unit code.
     pub unit_code: String,
-    /// Resident.
     pub resident: String,
     /// Resident's phone, masked unless the caller is the card's cadre.
     pub phone: Option<String>,
     /// Resident's address, numbers in it masked likewise.
     pub address: Option<String>,
-    /// Household.
     pub household: Option<String>,
     /// When it was handed over.
     pub handed_over_at: DateTime<Utc>,
@@ -75,9 +72,7 @@ pub struct CardEntry {
     pub pairing_role: Option<String>,
     /// The pairing in Chinese (结对党员 / 结对群众).
     pub pairing_role_zh: Option<String>,
-    /// A needy pairing.
     pub pairing_needy: Option<bool>,
-    /// Follow-ups.
     pub follow_ups: i64,
 }
 

@@ -37,13 +37,10 @@ pub struct DevicesResponse {
 /// One user's devices.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserDevices {
-    /// Username.
     pub username: String,
-    /// Name.
     pub name: String,
     /// `cadre`, `supervisor` or `admin`.
     pub role: &'static str,
-    /// Unit code.
     pub unit_code: String,
     /// The most recent sync of any of their devices.
     pub last_sync: Option<DateTime<Utc>>,
@@ -56,7 +53,6 @@ pub struct UserDevices {
 pub struct Device {
     /// The device id given at login.
     pub device_id: String,
-    /// Its last sync.
     pub last_sync: DateTime<Utc>,
     /// Documents it synced.
     pub documents: i64,

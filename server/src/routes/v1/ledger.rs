@@ -93,9 +93,7 @@ pub struct LedgerEntry {
     pub unit_name: String,
     /// Owner's username.
     pub owner: String,
-    /// Owner's name.
     pub owner_name: String,
-    /// Applicant's name.
     pub applicant_name: String,
     /// Applicant's phone, masked (`138****5678`) unless the caller may see
     /// it (see [`crate::personal`]).

@@ -18,13 +18,11 @@ use crate::store::{Role, StoredKind};
 /// Answer of `GET /api/v1/me`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Me {
-    /// User id.
     pub user_id: i64,
     /// Login name.
     pub username: String,
     /// Name shown to people.
     pub display_name: String,
-    /// Role.
     pub role: Role,
     /// Code of the caller's unit (`village1`).
     pub unit_code: String,

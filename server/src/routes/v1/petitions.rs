@@ -130,7 +130,6 @@ pub struct EscalateBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteBody {
-    /// The note.
     pub note: String,
 }
 

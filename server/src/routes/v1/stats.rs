@@ -50,9 +50,7 @@ pub struct StatsResponse {
 /// A unit by code and name.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UnitRef {
-    /// Code.
     pub code: String,
-    /// Name.
     pub name: String,
 }
 

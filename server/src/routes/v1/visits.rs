@@ -58,7 +58,6 @@ pub struct VisitsResponse {
 /// One visit.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VisitEntry {
-    /// The visit.
     #[serde(flatten)]
     pub visit: VisitItem,
     /// Kind in Chinese (入户走访, 走访企业, …).
