@@ -27,7 +27,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use server::ledger::{Attribution, LedgerProjection};
 use server::store::{
-    ActorClaim, DocumentWrite, NewAuditEntry, NewDocument, Role, Store, StoredKind,
+    ActorClaim, DocumentWrite, NewAuditEntry, NewDocument, Role, Store, StoredKind, SyncStateWrite,
 };
 use sync_core::automerge::ActorId;
 use sync_core::{DocumentId, Edit, Timestamp, diary_id, fixtures};
@@ -166,13 +166,13 @@ async fn run(store: Arc<dyn Store>, phones: Vec<Phone>) -> (usize, Duration) {
                         .await
                         .expect("audit");
                     store
-                        .save_sync_state(
-                            &phone.document_id,
-                            phone.user_id,
-                            "phone",
-                            &[7; 96],
-                            chrono::Utc::now(),
-                        )
+                        .save_sync_state(SyncStateWrite {
+                            document_id: phone.document_id,
+                            user_id: phone.user_id,
+                            device_id: "phone".to_owned(),
+                            state: vec![7; 96],
+                            at: chrono::Utc::now(),
+                        })
                         .await
                         .expect("sync state");
                     done += 1;

@@ -27,7 +27,7 @@ pub use model::{
     ActorClaim, AppendOutcome, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow,
     DocumentSince, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser,
     OwnerUsage, PetitionLocation, RefreshReplacement, RefreshRotation, RefreshToken, Role,
-    StoredDocument, StoredKind, StoredVersion, Unit, UnknownVariant, User,
+    StoredDocument, StoredKind, StoredVersion, SyncStateWrite, Unit, UnknownVariant, User,
 };
 
 /// Shorthand for store results.
@@ -295,14 +295,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Saves (replaces) a device's sync state for a document. Does nothing
     /// if the document does not exist (a state is only worth keeping for a
     /// stored document).
-    async fn save_sync_state(
-        &self,
-        document_id: &DocumentId,
-        user_id: i64,
-        device_id: &str,
-        state: &[u8],
-        at: DateTime<Utc>,
-    ) -> StoreResult<()>;
+    async fn save_sync_state(&self, write: SyncStateWrite) -> StoreResult<()>;
 
     // ----- audit -----
 

@@ -20,7 +20,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use server::ledger::household::household_key;
 use server::ledger::{CardRow, LedgerProjection, PetitionRow, VisitRow};
-use server::store::{DocumentWrite, Role, Store, StoredKind, User};
+use server::store::{DocumentWrite, Role, Store, StoredKind, SyncStateWrite, User};
 use test_support::store::{self as common, named_id};
 use test_support::{Answer, Routed};
 
@@ -358,7 +358,13 @@ async fn fixture(store: &dyn Store) {
     )
     .await;
     store
-        .save_sync_state(&named_id("a-diary"), a.id, "phone-a", &[1], at(3, 30, 20))
+        .save_sync_state(SyncStateWrite {
+            document_id: named_id("a-diary"),
+            user_id: a.id,
+            device_id: "phone-a".to_owned(),
+            state: vec![1],
+            at: at(3, 30, 20),
+        })
         .await
         .expect("sync state");
 }

@@ -11,7 +11,7 @@ use common::{named_id, t};
 use server::store::{
     ActorClaim, AppendOutcome, Compaction, DocumentWrite, NewAuditEntry, NewDocument,
     NewRefreshToken, OwnerUsage, RefreshReplacement, RefreshRotation, Role, Store, StoreError,
-    StoredDocument, StoredKind,
+    StoredDocument, StoredKind, SyncStateWrite,
 };
 
 use cases::*;
@@ -863,13 +863,13 @@ mod cases {
                     }
                     _ => {
                         store
-                            .save_sync_state(
-                                &named_id("alices"),
-                                alice,
-                                &format!("d{i}"),
-                                &[i],
-                                t(3),
-                            )
+                            .save_sync_state(SyncStateWrite {
+                                document_id: named_id("alices"),
+                                user_id: alice,
+                                device_id: format!("d{i}"),
+                                state: vec![i],
+                                at: t(3),
+                            })
                             .await
                             .expect("sync state");
                         store
@@ -980,10 +980,17 @@ mod cases {
         let s = store.as_ref();
         let unit = common::unit(s, "village1", None, "village").await;
         let alice = common::user(s, "alice", Role::Cadre, &unit).await;
+        let save = |device: &str, state: &[u8], seconds| {
+            s.save_sync_state(SyncStateWrite {
+                document_id: named_id("doc-a"),
+                user_id: alice.id,
+                device_id: device.to_owned(),
+                state: state.to_vec(),
+                at: t(seconds),
+            })
+        };
         // No state for a document that does not exist, and none is kept.
-        s.save_sync_state(&named_id("doc-a"), alice.id, "phone", b"state-0", t(1))
-            .await
-            .expect("save");
+        save("phone", b"state-0", 1).await.expect("save");
         assert_eq!(
             s.load_sync_state(&named_id("doc-a"), alice.id, "phone")
                 .await
@@ -991,16 +998,10 @@ mod cases {
             None
         );
         append(s, "doc-a", Some(alice.id), b"chunk-1", 10).await;
-        s.save_sync_state(&named_id("doc-a"), alice.id, "phone", b"state-1", t(11))
-            .await
-            .expect("save");
-        s.save_sync_state(&named_id("doc-a"), alice.id, "tablet", b"state-t", t(12))
-            .await
-            .expect("save");
+        save("phone", b"state-1", 11).await.expect("save");
+        save("tablet", b"state-t", 12).await.expect("save");
         // Saving again replaces; each device keeps its own.
-        s.save_sync_state(&named_id("doc-a"), alice.id, "phone", b"state-2", t(13))
-            .await
-            .expect("save");
+        save("phone", b"state-2", 13).await.expect("save");
         let doc_a = named_id("doc-a");
         let load = |device: &'static str| s.load_sync_state(&doc_a, alice.id, device);
         assert_eq!(

@@ -524,6 +524,22 @@ pub struct Compaction {
     pub replaced_chunk_ids: Vec<i64>,
 }
 
+/// Input of [`Store::save_sync_state`](super::Store::save_sync_state): a
+/// device's sync state of a document, as of `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncStateWrite {
+    /// The document the state is about.
+    pub document_id: DocumentId,
+    /// The user whose device it is.
+    pub user_id: i64,
+    /// The device (the login's device id).
+    pub device_id: String,
+    /// The encoded sync state, opaque to the store.
+    pub state: Vec<u8>,
+    /// When it was saved (becomes `updated_at`).
+    pub at: DateTime<Utc>,
+}
+
 /// A row of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {

@@ -24,7 +24,7 @@ use super::sql::{
 use super::{
     AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentSince, DocumentWrite,
     NewAuditEntry, RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument,
-    StoredVersion, User, dedup_ids,
+    StoredVersion, SyncStateWrite, User, dedup_ids,
 };
 
 /// The shared statements, on PostgreSQL.
@@ -194,16 +194,9 @@ async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreRes
 // Each on a connection of its own: concurrent commits are flushed
 // together by PostgreSQL's WAL writer, so no group commit of ours is needed
 // (see `store/sqlite/group_commit.rs`).
-async fn save_sync_state(
-    store: &PostgresStore,
-    document_id: &DocumentId,
-    user_id: i64,
-    device_id: &str,
-    state: &[u8],
-    at: DateTime<Utc>,
-) -> StoreResult<()> {
+async fn save_sync_state(store: &PostgresStore, write: SyncStateWrite) -> StoreResult<()> {
     let mut conn = store.pool.acquire().await?;
-    Q::save_sync_state(&mut conn, document_id, user_id, device_id, state, at).await
+    Q::save_sync_state(&mut conn, &write).await
 }
 
 async fn append_audit(store: &PostgresStore, entry: NewAuditEntry) -> StoreResult<i64> {

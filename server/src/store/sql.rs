@@ -21,7 +21,7 @@ use super::{
     ActorClaim, AppendOutcome, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow,
     DocumentSince, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser,
     OwnerUsage, PetitionLocation, RefreshReplacement, RefreshRotation, RefreshToken, StoreError,
-    StoreResult, StoredDocument, StoredVersion, Unit, User,
+    StoreResult, StoredDocument, StoredVersion, SyncStateWrite, Unit, User,
 };
 use sync_core::DocumentId;
 
@@ -770,11 +770,7 @@ where
 
     pub(super) async fn save_sync_state(
         conn: &mut DB::Connection,
-        document_id: &DocumentId,
-        user_id: i64,
-        device_id: &str,
-        state: &[u8],
-        at: DateTime<Utc>,
+        write: &SyncStateWrite,
     ) -> StoreResult<()> {
         sqlx::query::<DB>(
             "INSERT INTO sync_states (document_id, user_id, device_id, state, updated_at)
@@ -783,11 +779,11 @@ where
              ON CONFLICT (document_id, user_id, device_id)
              DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
         )
-        .bind(document_id.to_string())
-        .bind(user_id)
-        .bind(device_id)
-        .bind(state)
-        .bind(at)
+        .bind(write.document_id.to_string())
+        .bind(write.user_id)
+        .bind(write.device_id.as_str())
+        .bind(write.state.as_slice())
+        .bind(write.at)
         .execute(&mut *conn)
         .await?;
         Ok(())

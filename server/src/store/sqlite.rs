@@ -31,7 +31,7 @@ use super::sql::{
 use super::{
     AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentSince, DocumentWrite,
     NewAuditEntry, RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument,
-    StoredVersion, User, dedup_ids,
+    StoredVersion, SyncStateWrite, User, dedup_ids,
 };
 
 /// How long a connection waits for the write lock before giving up.
@@ -165,18 +165,8 @@ async fn append_changes(store: &SqliteStore, write: DocumentWrite) -> StoreResul
     store.group.append(write).await
 }
 
-async fn save_sync_state(
-    store: &SqliteStore,
-    document_id: &DocumentId,
-    user_id: i64,
-    device_id: &str,
-    state: &[u8],
-    at: DateTime<Utc>,
-) -> StoreResult<()> {
-    store
-        .group
-        .save_sync_state(document_id, user_id, device_id, state, at)
-        .await
+async fn save_sync_state(store: &SqliteStore, write: SyncStateWrite) -> StoreResult<()> {
+    store.group.save_sync_state(write).await
 }
 
 async fn append_audit(store: &SqliteStore, entry: NewAuditEntry) -> StoreResult<i64> {

@@ -44,6 +44,7 @@ use crate::ledger::{LedgerProjection, Writer};
 use crate::metrics::{self, Direction};
 use crate::store::{
     ActorClaim, AppendOutcome, DocumentWrite, NewAuditEntry, NewDocument, StoreError, StoredKind,
+    SyncStateWrite,
 };
 use crate::sync::payload::PayloadLimits;
 use crate::sync::{
@@ -756,13 +757,13 @@ impl Connection {
         if let Err(e) = self
             .state
             .store
-            .save_sync_state(
-                &document_id,
-                self.user.user_id,
-                &self.user.device_id,
-                &state,
-                Utc::now(),
-            )
+            .save_sync_state(SyncStateWrite {
+                document_id,
+                user_id: self.user.user_id,
+                device_id: self.user.device_id.clone(),
+                state,
+                at: Utc::now(),
+            })
             .await
         {
             tracing::warn!(document_id = %document_id, error = %crate::error::error_chain(&e), "sync state not saved");

@@ -359,13 +359,9 @@ macro_rules! sql_store {
 
             async fn save_sync_state(
                 &self,
-                document_id: &sync_core::DocumentId,
-                user_id: i64,
-                device_id: &str,
-                state: &[u8],
-                at: chrono::DateTime<chrono::Utc>,
+                write: $crate::store::SyncStateWrite,
             ) -> $crate::store::StoreResult<()> {
-                save_sync_state(self, document_id, user_id, device_id, state, at).await
+                save_sync_state(self, write).await
             }
 
             async fn append_audit(

@@ -24,13 +24,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::{DateTime, Utc};
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sync_core::DocumentId;
 use tokio::sync::{mpsc, oneshot};
 
-use super::super::{AppendOutcome, DocumentWrite, NewAuditEntry, StoreError, StoreResult};
+use super::super::{
+    AppendOutcome, DocumentWrite, NewAuditEntry, StoreError, StoreResult, SyncStateWrite,
+};
 use super::Q;
 
 /// The most jobs committed in one transaction.
@@ -42,17 +42,8 @@ const QUEUE: usize = 4 * MAX_BATCH;
 /// One write for the writer task, with where to send its outcome.
 enum Job {
     Append(DocumentWrite, oneshot::Sender<StoreResult<AppendOutcome>>),
-    SyncState(SyncState, oneshot::Sender<StoreResult<()>>),
+    SyncState(SyncStateWrite, oneshot::Sender<StoreResult<()>>),
     Audit(NewAuditEntry, oneshot::Sender<StoreResult<i64>>),
-}
-
-/// A device's sync state of a document, to save.
-struct SyncState {
-    document_id: DocumentId,
-    user_id: i64,
-    device_id: String,
-    state: Vec<u8>,
-    at: DateTime<Utc>,
 }
 
 /// A job's outcome, held until its batch is committed.
@@ -145,22 +136,8 @@ impl GroupCommit {
     }
 
     /// [`Store::save_sync_state`](crate::store::Store::save_sync_state).
-    pub async fn save_sync_state(
-        &self,
-        document_id: &DocumentId,
-        user_id: i64,
-        device_id: &str,
-        state: &[u8],
-        at: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        let state = SyncState {
-            document_id: *document_id,
-            user_id,
-            device_id: device_id.to_owned(),
-            state: state.to_vec(),
-            at,
-        };
-        self.submit(|reply| Job::SyncState(state, reply)).await
+    pub async fn save_sync_state(&self, write: SyncStateWrite) -> StoreResult<()> {
+        self.submit(|reply| Job::SyncState(write, reply)).await
     }
 
     /// [`Store::append_audit`](crate::store::Store::append_audit).
@@ -247,18 +224,9 @@ async fn run_job(conn: &mut SqliteConnection, job: Job, shared: bool) -> Done {
             Done::Append(reply, append_in_savepoint(conn, write).await)
         }
         Job::Append(write, reply) => Done::Append(reply, super::append_in(conn, write).await),
-        Job::SyncState(s, reply) => Done::SyncState(
-            reply,
-            Q::save_sync_state(
-                conn,
-                &s.document_id,
-                s.user_id,
-                &s.device_id,
-                &s.state,
-                s.at,
-            )
-            .await,
-        ),
+        Job::SyncState(write, reply) => {
+            Done::SyncState(reply, Q::save_sync_state(conn, &write).await)
+        }
         Job::Audit(entry, reply) => Done::Audit(reply, Q::append_audit(conn, entry).await),
     }
 }
