@@ -102,59 +102,39 @@ pub struct SixQuestions {
     pub development_ideas: String,
 }
 
-impl SixQuestions {
-    /// The stored field names, in the order of the questions.
-    pub const FIELDS: [&'static str; 6] = [
-        "basic_situation",
-        "difficulties",
-        "income_wishes",
-        "opinion_of_cadres",
-        "work_suggestions",
-        "development_ideas",
-    ];
+/// Declares [`SixQuestions`]' stored field names, labels and array
+/// conversions from one table, so they all follow the same order.
+macro_rules! six_questions_in_order {
+    ($($field:ident => $label_zh:literal,)+) => {
+        impl SixQuestions {
+            /// The stored field names, in the order of the questions.
+            pub const FIELDS: [&'static str; 6] = [$(stringify!($field)),+];
 
-    /// The questions in Chinese, in the seeds' wording, in the order of
-    /// [`Self::FIELDS`].
-    pub const LABELS_ZH: [&'static str; 6] = [
-        "一问基本情况",
-        "二问困难问题",
-        "三问致富愿望",
-        "四问干部评价",
-        "五问工作建议",
-        "六问发展计策",
-    ];
+            /// The questions in Chinese, in the seeds' wording, in the order of
+            /// [`Self::FIELDS`].
+            pub const LABELS_ZH: [&'static str; 6] = [$($label_zh),+];
 
-    /// The answers in the order of [`Self::FIELDS`].
-    pub fn as_array(&self) -> [&str; 6] {
-        [
-            &self.basic_situation,
-            &self.difficulties,
-            &self.income_wishes,
-            &self.opinion_of_cadres,
-            &self.work_suggestions,
-            &self.development_ideas,
-        ]
-    }
+            /// The answers in the order of [`Self::FIELDS`].
+            pub fn as_array(&self) -> [&str; 6] {
+                [$(&self.$field),+]
+            }
 
-    /// Builds the answers from values in the order of [`Self::FIELDS`].
-    pub fn from_array(a: [String; 6]) -> Self {
-        let [
-            basic_situation,
-            difficulties,
-            income_wishes,
-            opinion_of_cadres,
-            work_suggestions,
-            development_ideas,
-        ] = a;
-        Self {
-            basic_situation,
-            difficulties,
-            income_wishes,
-            opinion_of_cadres,
-            work_suggestions,
-            development_ideas,
+            /// Builds the answers from values in the order of [`Self::FIELDS`].
+            pub fn from_array(a: [String; 6]) -> Self {
+                let [$($field),+] = a;
+                Self { $($field),+ }
+            }
         }
-    }
+    };
+}
+
+six_questions_in_order! {
+    basic_situation => "一问基本情况",
+    difficulties => "二问困难问题",
+    income_wishes => "三问致富愿望",
+    opinion_of_cadres => "四问干部评价",
+    work_suggestions => "五问工作建议",
+    development_ideas => "六问发展计策",
 }
 
 /// A GPS fix taken during the visit.
@@ -360,5 +340,29 @@ impl VisitUpdate {
             "resolved on the spot",
             self.add_resolved_on_spot.iter().map(String::as_str),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn six_questions_keep_their_stored_names_and_order() {
+        assert_eq!(
+            SixQuestions::FIELDS,
+            [
+                "basic_situation",
+                "difficulties",
+                "income_wishes",
+                "opinion_of_cadres",
+                "work_suggestions",
+                "development_ideas",
+            ]
+        );
+        let answers = SixQuestions::from_array(SixQuestions::FIELDS.map(String::from));
+        assert_eq!(answers.opinion_of_cadres, "opinion_of_cadres");
+        assert_eq!(answers.as_array(), SixQuestions::FIELDS);
+        assert_eq!(SixQuestions::LABELS_ZH[3], "四问干部评价");
     }
 }
