@@ -30,6 +30,25 @@ macro_rules! mirror_enum {
 }
 pub(crate) use mirror_enum;
 
+/// `From` both ways between a UniFFI record and the sync-core struct it
+/// mirrors field for field, under the same names.
+macro_rules! mirror_fields {
+    ($name:ident = $core:path { $($field:ident),+ $(,)? }) => {
+        impl From<$core> for $name {
+            fn from(v: $core) -> Self {
+                Self { $($field: v.$field,)+ }
+            }
+        }
+
+        impl From<$name> for $core {
+            fn from(v: $name) -> Self {
+                Self { $($field: v.$field,)+ }
+            }
+        }
+    };
+}
+pub(crate) use mirror_fields;
+
 /// A tombstone's fields, flattened into the record.
 pub(crate) fn tombstone(
     t: Option<&sync_core::records::Tombstone>,

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use sync_core::records::visit as core;
 use sync_core::{RecordId, Timestamp};
 
-use super::mirror_enum;
+use super::{mirror_enum, mirror_fields};
 use crate::ClientError;
 use crate::error::parse_id;
 
@@ -62,29 +62,14 @@ pub struct SixAnswers {
     pub development_ideas: String,
 }
 
-impl From<core::SixQuestions> for SixAnswers {
-    fn from(a: core::SixQuestions) -> Self {
-        Self {
-            basic_situation: a.basic_situation,
-            difficulties: a.difficulties,
-            income_wishes: a.income_wishes,
-            opinion_of_cadres: a.opinion_of_cadres,
-            work_suggestions: a.work_suggestions,
-            development_ideas: a.development_ideas,
-        }
-    }
-}
-
-impl From<SixAnswers> for core::SixQuestions {
-    fn from(a: SixAnswers) -> Self {
-        Self {
-            basic_situation: a.basic_situation,
-            difficulties: a.difficulties,
-            income_wishes: a.income_wishes,
-            opinion_of_cadres: a.opinion_of_cadres,
-            work_suggestions: a.work_suggestions,
-            development_ideas: a.development_ideas,
-        }
+mirror_fields! {
+    SixAnswers = core::SixQuestions {
+        basic_situation,
+        difficulties,
+        income_wishes,
+        opinion_of_cadres,
+        work_suggestions,
+        development_ideas,
     }
 }
 
