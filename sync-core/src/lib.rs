@@ -71,3 +71,7 @@ pub use edit::Edit;
 pub use record_id::RecordId;
 pub use timestamp::Timestamp;
 pub use validation::ValidationError;
+
+#[cfg(feature = "sqlx")]
+#[doc(hidden)]
+pub use sqlx as __sqlx;

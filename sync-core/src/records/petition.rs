@@ -3,11 +3,11 @@
 //! list of events, so a cadre's offline "resolved" and a supervisor's
 //! concurrent "deadline extended" both survive a merge.
 
-use super::{Tombstone, stored_enum};
+use super::Tombstone;
 use crate::validation::{self, MAX_LONG, ValidationError};
 use crate::{RecordId, Timestamp};
 
-stored_enum! {
+crate::text_enum! {
     /// The four ledger categories (分类汇总).
     Category, "category" {
         /// 干部作风
@@ -21,7 +21,7 @@ stored_enum! {
     }
 }
 
-stored_enum! {
+crate::text_enum! {
     /// Which level must solve it (分级建账).
     Level, "level" {
         /// 村级
@@ -33,7 +33,7 @@ stored_enum! {
     }
 }
 
-stored_enum! {
+crate::text_enum! {
     /// The resident's satisfaction with the outcome.
     Satisfaction, "satisfaction" {
         /// 满意
@@ -45,7 +45,7 @@ stored_enum! {
     }
 }
 
-stored_enum! {
+crate::text_enum! {
     /// The handling status (办理情况), derived from the events.
     PetitionStatus, "status" {
         /// 待办: recorded, nothing done yet (the seeds' 待办事项).

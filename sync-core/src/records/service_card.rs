@@ -1,10 +1,10 @@
 //! A service card (民情服务卡) handed to a resident, and the contact it creates.
 
-use super::{Tombstone, stored_enum};
+use super::Tombstone;
 use crate::validation::{self, MAX_LONG, ValidationError};
 use crate::{RecordId, Timestamp};
 
-stored_enum! {
+crate::text_enum! {
     /// The "123" pairing rule: each cadre pairs with 2 party members and 3
     /// residents, at least one of each needy.
     PairingRole, "pairing role" {

@@ -2,11 +2,11 @@
 
 use std::collections::BTreeSet;
 
-use super::{Tombstone, stored_enum};
+use super::Tombstone;
 use crate::validation::{self, MAX_LONG, MAX_SHORT, ValidationError};
 use crate::{RecordId, Timestamp};
 
-stored_enum! {
+crate::text_enum! {
     /// The kind of visit.
     VisitKind, "visit kind" {
         /// 入户走访
@@ -24,7 +24,7 @@ stored_enum! {
     }
 }
 
-stored_enum! {
+crate::text_enum! {
     /// Whom the visit was to.
     SubjectKind, "subject kind" {
         /// A household (户).
