@@ -74,17 +74,19 @@ fn visit(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A visit to a household at an address.
+fn household(id: &str, when: DateTime<Utc>, kind: &str, name: &str, address: &str) -> VisitRow {
+    visit(id, when, kind, "household", name, Some(address))
+}
+
+/// A petition of the fixture: open questions (deadline, resolution,
+/// feedback) start empty and are set with [`Settled`].
 fn petition(
     id: &str,
     created: DateTime<Utc>,
     category: &str,
     status: &str,
     responsible: &str,
-    deadline: Option<&str>,
-    resolved: Option<(DateTime<Utc>, &str)>,
-    feedback: Option<&str>,
-    satisfaction: Option<&str>,
 ) -> PetitionRow {
     PetitionRow {
         id: uuid_of(id),
@@ -99,15 +101,63 @@ fn petition(
         status: status.to_owned(),
         responsible: responsible.to_owned(),
         level: "village".to_owned(),
-        deadline: deadline.map(str::to_owned),
-        feedback: feedback.map(str::to_owned),
-        satisfaction: satisfaction.map(str::to_owned),
-        resolved_at: resolved.map(|r| r.0),
-        resolved_on: resolved.map(|r| r.1.to_owned()),
+        deadline: None,
+        feedback: None,
+        satisfaction: None,
+        resolved_at: None,
+        resolved_on: None,
         closed_at: None,
         deleted: false,
         event_count: 1,
     }
+}
+
+/// The later parts of a fixture petition.
+trait Settled {
+    fn due(self, deadline: &str) -> Self;
+    fn resolved(self, at: DateTime<Utc>, on: &str) -> Self;
+    fn answered(self, feedback: &str, satisfaction: &str) -> Self;
+}
+
+impl Settled for PetitionRow {
+    fn due(self, deadline: &str) -> Self {
+        PetitionRow {
+            deadline: Some(deadline.to_owned()),
+            ..self
+        }
+    }
+
+    fn resolved(self, at: DateTime<Utc>, on: &str) -> Self {
+        PetitionRow {
+            resolved_at: Some(at),
+            resolved_on: Some(on.to_owned()),
+            ..self
+        }
+    }
+
+    fn answered(self, feedback: &str, satisfaction: &str) -> Self {
+        PetitionRow {
+            feedback: Some(feedback.to_owned()),
+            satisfaction: Some(satisfaction.to_owned()),
+            ..self
+        }
+    }
+}
+
+/// A diary of `owner`'s with these visits and petitions.
+async fn diary(
+    store: &dyn Store,
+    owner: &User,
+    name: &str,
+    visits: Vec<VisitRow>,
+    petitions: Vec<PetitionRow>,
+) {
+    let ledger = LedgerProjection {
+        visits,
+        petitions,
+        ..LedgerProjection::default()
+    };
+    write(store, owner, name, StoredKind::Diary, ledger).await;
 }
 
 async fn write(
@@ -150,14 +200,7 @@ async fn fixture(store: &dyn Store) {
 
     // cadre_a: 4 visits in March to 2 households (王秀英 twice, spelled two
     // ways) and 1 enterprise; one in February.
-    let mut aid = visit(
-        "v3",
-        at(3, 6, 10),
-        "condolence_visit",
-        "household",
-        "李四",
-        Some("柳树村5号"),
-    );
+    let mut aid = household("v3", at(3, 6, 10), "condolence_visit", "李四", "柳树村5号");
     aid.aid_money_fen = 50_000;
     aid.tags = "former_official,needy".to_owned();
     aid.answers = serde_json::json!([
@@ -169,110 +212,60 @@ async fn fixture(store: &dyn Store) {
         "想发展庭院养殖",
     ])
     .to_string();
-    let a_diary = LedgerProjection {
-        visits: vec![
-            visit(
-                "v1",
-                at(3, 2, 10),
-                "home_visit",
-                "household",
-                "王秀英",
-                Some("柳树村3号"),
-            ),
-            visit(
-                "v2",
-                at(3, 5, 10),
-                "follow_up",
-                "household",
-                " 王秀英",
-                Some("柳树村３号"),
-            ),
-            aid,
-            visit(
-                "v4",
-                at(2, 20, 10),
-                "home_visit",
-                "household",
-                "赵六",
-                Some("柳树村9号"),
-            ),
-            visit(
-                "v5",
-                at(3, 7, 10),
-                "enterprise_visit",
-                "enterprise",
-                "绿源农业",
-                None,
-            ),
-        ],
-        petitions: vec![
-            // Resolved on time, feedback, satisfied.
-            petition(
-                "p1",
-                at(3, 2, 11),
-                "practical_difficulty",
-                "resolved",
+    let a_visits = vec![
+        household("v1", at(3, 2, 10), "home_visit", "王秀英", "柳树村3号"),
+        household("v2", at(3, 5, 10), "follow_up", " 王秀英", "柳树村３号"),
+        aid,
+        household("v4", at(2, 20, 10), "home_visit", "赵六", "柳树村9号"),
+        visit(
+            "v5",
+            at(3, 7, 10),
+            "enterprise_visit",
+            "enterprise",
+            "绿源农业",
+            None,
+        ),
+    ];
+    let a_petitions = vec![
+        // Resolved on time, feedback, satisfied.
+        petition(
+            "p1",
+            at(3, 2, 11),
+            "practical_difficulty",
+            "resolved",
+            "cadre_a",
+        )
+        .due("2026-03-20")
+        .resolved(at(3, 15, 9), "2026-03-15")
+        .answered("已反馈", "satisfied"),
+        // Closed, resolved late, feedback, dissatisfied.
+        petition("p2", at(3, 3, 11), "cadre_conduct", "closed", "cadre_a")
+            .due("2026-03-10")
+            .resolved(at(3, 12, 9), "2026-03-12")
+            .answered("已反馈", "dissatisfied"),
+        // Open and overdue, reassigned to cadre_b.
+        petition("p3", at(3, 4, 11), "work_shortcoming", "open", "cadre_b").due("2026-03-10"),
+        // In progress at town level, no deadline.
+        PetitionRow {
+            level: "town".to_owned(),
+            ..petition(
+                "p4",
+                at(3, 8, 11),
+                "development_suggestion",
+                "in_progress",
                 "cadre_a",
-                Some("2026-03-20"),
-                Some((at(3, 15, 9), "2026-03-15")),
-                Some("已反馈"),
-                Some("satisfied"),
-            ),
-            // Closed, resolved late, feedback, dissatisfied.
-            petition(
-                "p2",
-                at(3, 3, 11),
-                "cadre_conduct",
-                "closed",
-                "cadre_a",
-                Some("2026-03-10"),
-                Some((at(3, 12, 9), "2026-03-12")),
-                Some("已反馈"),
-                Some("dissatisfied"),
-            ),
-            // Open and overdue, reassigned to cadre_b.
-            petition(
-                "p3",
-                at(3, 4, 11),
-                "work_shortcoming",
-                "open",
-                "cadre_b",
-                Some("2026-03-10"),
-                None,
-                None,
-                None,
-            ),
-            // In progress at town level, no deadline.
-            PetitionRow {
-                level: "town".to_owned(),
-                ..petition(
-                    "p4",
-                    at(3, 8, 11),
-                    "development_suggestion",
-                    "in_progress",
-                    "cadre_a",
-                    None,
-                    None,
-                    None,
-                    None,
-                )
-            },
-            // February, still open: not in March's figures, on March's task list.
-            petition(
-                "p7",
-                at(2, 10, 11),
-                "practical_difficulty",
-                "open",
-                "cadre_a",
-                None,
-                None,
-                None,
-                None,
-            ),
-        ],
-        ..LedgerProjection::default()
-    };
-    write(store, &a, "a-diary", StoredKind::Diary, a_diary).await;
+            )
+        },
+        // February, still open: not in March's figures, on March's task list.
+        petition(
+            "p7",
+            at(2, 10, 11),
+            "practical_difficulty",
+            "open",
+            "cadre_a",
+        ),
+    ];
+    diary(store, &a, "a-diary", a_visits, a_petitions).await;
     write(
         store,
         &a,
@@ -299,64 +292,26 @@ async fn fixture(store: &dyn Store) {
     .await;
     // cadre_b: 1 visit to a household cadre_a also visited; resolved on
     // time without feedback.
-    write(
-        store,
-        &b,
-        "b-diary",
-        StoredKind::Diary,
-        LedgerProjection {
-            visits: vec![visit(
-                "v6",
-                at(3, 10, 10),
-                "home_visit",
-                "household",
-                "李四",
-                Some("柳树村5号"),
-            )],
-            petitions: vec![petition(
-                "p5",
-                at(3, 11, 11),
-                "practical_difficulty",
-                "resolved",
-                "cadre_b",
-                Some("2026-03-25"),
-                Some((at(3, 20, 9), "2026-03-20")),
-                None,
-                None,
-            )],
-            ..LedgerProjection::default()
-        },
+    let b_visit = household("v6", at(3, 10, 10), "home_visit", "李四", "柳树村5号");
+    let b_petition = petition(
+        "p5",
+        at(3, 11, 11),
+        "practical_difficulty",
+        "resolved",
+        "cadre_b",
     )
-    .await;
-    write(
-        store,
-        &d,
-        "d-diary",
-        StoredKind::Diary,
-        LedgerProjection {
-            visits: vec![visit(
-                "v7",
-                at(3, 3, 10),
-                "home_visit",
-                "household",
-                "钱七",
-                Some("杏花村1号"),
-            )],
-            petitions: vec![petition(
-                "p6",
-                at(3, 4, 11),
-                "practical_difficulty",
-                "open",
-                "cadre_d",
-                None,
-                None,
-                None,
-                None,
-            )],
-            ..LedgerProjection::default()
-        },
-    )
-    .await;
+    .due("2026-03-25")
+    .resolved(at(3, 20, 9), "2026-03-20");
+    diary(store, &b, "b-diary", vec![b_visit], vec![b_petition]).await;
+    let d_visit = household("v7", at(3, 3, 10), "home_visit", "钱七", "杏花村1号");
+    let d_petition = petition(
+        "p6",
+        at(3, 4, 11),
+        "practical_difficulty",
+        "open",
+        "cadre_d",
+    );
+    diary(store, &d, "d-diary", vec![d_visit], vec![d_petition]).await;
     store
         .save_sync_state(SyncStateWrite {
             document_id: named_id("a-diary"),
@@ -415,51 +370,28 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 async fn ledger_filters_sorting_paging_and_reach(store: Arc<dyn Store>) {
     let api = Api::new(store).await;
     let l = |q: &str| format!("/api/v1/ledger?per_page=200{q}");
-    assert_eq!(
-        ids(&api.get("sup-town1", &l("")).await["items"]),
-        set(&["p1", "p2", "p3", "p4", "p5", "p7"])
-    );
-    assert_eq!(
-        ids(&api.get("sup-town1", &l("&cadre=cadre_b")).await["items"]),
-        set(&["p5"])
-    );
-    assert_eq!(
-        ids(&api.get("sup-town1", &l("&responsible=cadre_b")).await["items"]),
-        set(&["p3", "p5"])
-    );
-    assert_eq!(
-        ids(&api.get("sup-town1", &l("&level=town")).await["items"]),
-        set(&["p4"])
-    );
-    assert_eq!(
-        ids(&api
-            .get("sup-town1", &l("&from=2026-03-01&to=2026-03-31"))
-            .await["items"]),
-        set(&["p1", "p2", "p3", "p4", "p5"])
-    );
-    assert_eq!(
-        ids(&api
-            .get("sup-town1", &l("&from=2026-03-04&to=2026-03-04"))
-            .await["items"]),
-        set(&["p3"])
-    );
-    assert_eq!(
-        ids(&api.get("sup-town1", &l("&q=p4：路灯")).await["items"]),
-        set(&["p4"])
-    );
-    assert_eq!(
-        ids(&api.get("sup-town1", &l("&q=申请人p2")).await["items"]),
-        set(&["p2"])
-    );
-    assert_eq!(
-        ids(&api.get("sup-town1", &l("&q=100%25")).await["items"]),
-        set(&[]),
-        "% is literal"
-    );
-    assert_eq!(
-        ids(&api.get("sup-town1", &l("&overdue=true")).await["items"]),
-        set(&["p3"])
-    );
+    for (query, expected) in [
+        ("", &["p1", "p2", "p3", "p4", "p5", "p7"][..]),
+        ("&cadre=cadre_b", &["p5"]),
+        ("&responsible=cadre_b", &["p3", "p5"]),
+        ("&level=town", &["p4"]),
+        (
+            "&from=2026-03-01&to=2026-03-31",
+            &["p1", "p2", "p3", "p4", "p5"],
+        ),
+        ("&from=2026-03-04&to=2026-03-04", &["p3"]),
+        ("&q=p4：路灯", &["p4"]),
+        ("&q=申请人p2", &["p2"]),
+        // % is literal.
+        ("&q=100%25", &[]),
+        ("&overdue=true", &["p3"]),
+    ] {
+        assert_eq!(
+            ids(&api.get("sup-town1", &l(query)).await["items"]),
+            set(expected),
+            "{query}"
+        );
+    }
     // Sorted by deadline: soonest first, none last.
     let by_deadline = api.get("sup-town1", &l("&sort=deadline")).await;
     let order: Vec<String> = by_deadline["items"]
@@ -1194,24 +1126,10 @@ async fn long_exports_page_through_every_row(store: Arc<dyn Store>) {
                 "practical_difficulty",
                 "open",
                 "cadre_a",
-                None,
-                None,
-                None,
-                None,
             )
         })
         .collect();
-    write(
-        s,
-        &cadre,
-        "long",
-        StoredKind::Diary,
-        LedgerProjection {
-            petitions,
-            ..LedgerProjection::default()
-        },
-    )
-    .await;
+    diary(s, &cadre, "long", Vec::new(), petitions).await;
     let api = Api(Routed::on_store(store.clone(), &[9; 32]));
     let xlsx = api
         .raw("admin", "/api/v1/ledger/export.xlsx?sort=oldest")
