@@ -29,6 +29,42 @@ fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }
 
+/// cadre01's phone on `server`, having synced a new diary whose root names
+/// `owner`; the phone and the diary's id.
+async fn phone_with_a_diary_of(
+    server: &TestServer,
+    rng: &mut StdRng,
+    owner: &str,
+) -> (test_support::Device, DocumentId) {
+    let mut phone = server.device("cadre01", "phone").await;
+    let id = phone.create_diary_owned_by(rng, owner).0;
+    phone.sync().await;
+    (phone, id)
+}
+
+/// `device` asks for `id`: synced, holding `visits` visits.
+async fn assert_synced_with_visits(
+    device: &mut test_support::Device,
+    id: DocumentId,
+    visits: usize,
+) {
+    assert_eq!(
+        device.request(id).await,
+        Some(DocSyncStatus::Synced),
+        "{id}"
+    );
+    assert_eq!(device.visit_count(&id), visits, "{id}");
+}
+
+/// cadre01 as the store holds them.
+async fn cadre01(store: &dyn Store) -> server::store::User {
+    store
+        .get_user_by_username("cadre01")
+        .await
+        .expect("user")
+        .expect("cadre01")
+}
+
 /// Document ids are derived from a username and a year, which anyone may
 /// know. A cadre probing a colleague's ids gets the same answer whether the
 /// diary exists or not, and cannot take the id of one not made yet.
@@ -137,11 +173,8 @@ async fn text_with_a_nul_byte_syncs_and_reaches_the_ledger(store: Arc<dyn Store>
 
 async fn creating_a_document_for_someone_else_is_refused(store: Arc<dyn Store>) {
     let server = TestServer::on_store(store, |_| {}).await;
-    let mut rng = rng(3);
-    let mut phone = server.device("cadre01", "phone").await;
     // The root names cadre02 as the owner: not cadre01's to create.
-    let id = phone.create_diary_owned_by(&mut rng, "cadre02").0;
-    phone.sync().await;
+    let (phone, id) = phone_with_a_diary_of(&server, &mut rng(3), "cadre02").await;
     assert_eq!(
         phone.conn.status(&id, &phone.docs),
         Some(DocSyncStatus::Unavailable)
@@ -308,9 +341,7 @@ async fn hostile_payloads_are_refused_and_others_keep_syncing(store: Arc<dyn Sto
     let server = TestServer::on_store(store, |_| {}).await;
     let mut rng = rng(7);
     // An honest device, connected throughout.
-    let mut phone = server.device("cadre01", "phone").await;
-    let honest = phone.create_diary_owned_by(&mut rng, "cadre01").0;
-    phone.sync().await;
+    let (mut phone, honest) = phone_with_a_diary_of(&server, &mut rng, "cadre01").await;
 
     // 1. A compressed change of ~256 KB that inflates to 256 MiB.
     let bomb = compressed_change_chunk(&deflate_bomb(256));
@@ -374,8 +405,7 @@ async fn hostile_payloads_are_refused_and_others_keep_syncing(store: Arc<dyn Sto
     phone.add_visit(&honest, &mut rng);
     phone.sync().await;
     let mut check = server.device("cadre01", "desk").await;
-    assert_eq!(check.request(honest).await, Some(DocSyncStatus::Synced));
-    assert_eq!(check.visit_count(&honest), 2);
+    assert_synced_with_visits(&mut check, honest, 2).await;
     // Nothing of either hostile document was stored.
     for id in [bomb_id, deep_id, v2_id, stranger_id] {
         assert_eq!(check.request(id).await, Some(DocSyncStatus::Unavailable));
@@ -440,16 +470,13 @@ async fn a_first_upload_costs_about_the_saved_size(store: Arc<dyn Store>) {
     assert_eq!(doc.get_heads(), diary.get_heads());
     // Its visits reached the ledger.
     let mut check = server.device("cadre01", "desk").await;
-    assert_eq!(check.request(id).await, Some(DocSyncStatus::Synced));
-    assert_eq!(check.visit_count(&id), 300);
+    assert_synced_with_visits(&mut check, id, 300).await;
 }
 
 async fn many_small_syncs_are_compacted_and_audited(store: Arc<dyn Store>) {
     let server = TestServer::on_store(store, |_| {}).await;
     let mut rng = rng(8);
-    let mut phone = server.device("cadre01", "phone").await;
-    let id = phone.create_diary_owned_by(&mut rng, "cadre01").0;
-    phone.sync().await;
+    let (mut phone, id) = phone_with_a_diary_of(&server, &mut rng, "cadre01").await;
     const ROUNDS: usize = 40;
     for _ in 0..ROUNDS {
         phone.add_visit(&id, &mut rng);
@@ -517,8 +544,7 @@ async fn many_small_syncs_are_compacted_and_audited(store: Arc<dyn Store>) {
     }
     // And a device that starts afresh gets all of it.
     let mut tablet = server.device("cadre01", "tablet").await;
-    assert_eq!(tablet.request(id).await, Some(DocSyncStatus::Synced));
-    assert_eq!(tablet.visit_count(&id), ROUNDS + 1);
+    assert_synced_with_visits(&mut tablet, id, ROUNDS + 1).await;
     let metrics = metrics_text(&server).await;
     assert!(
         metrics.contains("document_compactions_total{result=\"ok\"}"),
@@ -544,11 +570,7 @@ async fn a_device_that_kept_its_sync_state_reconnects_cheaply(store: Arc<dyn Sto
     phone.close().await;
     // The server kept its side too, per device.
     let store = server.store().await;
-    let cadre = store
-        .get_user_by_username("cadre01")
-        .await
-        .expect("user")
-        .expect("cadre01");
+    let cadre = cadre01(store.as_ref()).await;
     for (device, saved) in [("phone", true), ("phone-2", false)] {
         let state = store
             .load_sync_state(&kept, cadre.id, device)
@@ -584,18 +606,13 @@ async fn a_device_that_kept_its_sync_state_reconnects_cheaply(store: Arc<dyn Sto
         "{with_state} bytes with state, {without_state} without"
     );
     let mut check = server.device("cadre01", "desk").await;
-    assert_eq!(check.request(kept).await, Some(DocSyncStatus::Synced));
-    assert_eq!(check.visit_count(&kept), VISITS + 1);
-    assert_eq!(check.request(fresh).await, Some(DocSyncStatus::Synced));
-    assert_eq!(check.visit_count(&fresh), VISITS + 1);
+    assert_synced_with_visits(&mut check, kept, VISITS + 1).await;
+    assert_synced_with_visits(&mut check, fresh, VISITS + 1).await;
 }
 
 async fn a_sync_connection_ends_with_its_token(store: Arc<dyn Store>) {
     let server = TestServer::on_store(store, |c| c.access_token_ttl = Duration::from_secs(2)).await;
-    let mut rng = rng(12);
-    let mut phone = server.device("cadre01", "phone").await;
-    phone.create_diary_owned_by(&mut rng, "cadre01");
-    phone.sync().await;
+    let (mut phone, _) = phone_with_a_diary_of(&server, &mut rng(12), "cadre01").await;
     let started = std::time::Instant::now();
     let error = phone.expect_error_and_close().await;
     assert!(error.contains("access token expired"), "{error}");
@@ -605,17 +622,11 @@ async fn a_sync_connection_ends_with_its_token(store: Arc<dyn Store>) {
 async fn a_disabled_users_sync_connection_ends(store: Arc<dyn Store>) {
     let server = TestServer::on_store(store, |c| c.session_check = Duration::from_secs(1)).await;
     let mut rng = rng(13);
-    let mut phone = server.device("cadre01", "phone").await;
-    phone.create_diary_owned_by(&mut rng, "cadre01");
-    phone.sync().await;
+    let (mut phone, _) = phone_with_a_diary_of(&server, &mut rng, "cadre01").await;
     let mut other = server.device("cadre02", "phone").await;
 
     let store = server.store().await;
-    let cadre = store
-        .get_user_by_username("cadre01")
-        .await
-        .expect("user")
-        .expect("cadre01");
+    let cadre = cadre01(store.as_ref()).await;
     store
         .set_user_disabled(cadre.id, true)
         .await
