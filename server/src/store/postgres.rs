@@ -11,20 +11,15 @@ mod ledger;
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
 use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use sync_core::DocumentId;
-
 use super::sql::{
-    CompactSql, Sql, doc_cols, document_by_id, documents_in_units, insert_document,
-    refresh_by_hash, users_in_units,
+    CompactSql, Sql, doc_cols, document_by_id, documents_in_units, insert_document, users_in_units,
 };
 use super::{
-    AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentSince, DocumentWrite,
-    NewAuditEntry, RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument,
-    StoredVersion, SyncStateWrite, User, dedup_ids,
+    AppendOutcome, Backend, ConnectOptions, DocumentRow, DocumentWrite, NewAuditEntry, StoreError,
+    StoreResult, SyncStateWrite, User,
 };
 
 /// The shared statements, on PostgreSQL.
@@ -60,9 +55,40 @@ impl PostgresStore {
     }
 }
 
+/// How the shared `Store` impl begins a transaction that writes: a plain
+/// `BEGIN`. What keeps other writers off a row is the `FOR UPDATE` lock
+/// (below) on the row's first read, held until the commit, across every
+/// process: concurrent presentations of one refresh token queue on the
+/// token's row (the second then sees `rotated_at` set), a compaction or a
+/// ledger rebuild on the document's row.
+const BEGIN_WRITE: &str = "BEGIN";
+
+/// How it begins a transaction of several reads: READ COMMITTED would let a
+/// compaction commit between two reads of a document (old snapshot, chunks
+/// already deleted); REPEATABLE READ pins one snapshot of the database for
+/// the whole transaction.
+const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
+/// A compaction's statements, with the chunk ids bound as a `BIGINT[]`.
+const COMPACT: CompactSql = CompactSql {
+    heads: "SELECT snapshot_heads FROM documents WHERE id = $1 FOR UPDATE",
+    present: "SELECT COUNT(*) FROM document_chunks WHERE document_id = $1 AND id = ANY($2)",
+    delete: "DELETE FROM document_chunks WHERE document_id = $1 AND id = ANY($2)",
+};
+
+/// A list of ids as bound to `= ANY($n)`.
+fn id_list(ids: &[i64]) -> Vec<i64> {
+    ids.to_vec()
+}
+
 // The `Store` impl is shared; the functions below are what it calls for the
-// methods whose transactions, locks or `IN` lists differ on PostgreSQL.
-super::sql::sql_store!(PostgresStore, Postgres, Backend::Postgres);
+// methods whose statements or writes differ on PostgreSQL.
+super::sql::sql_store!(
+    PostgresStore,
+    Postgres,
+    Backend::Postgres,
+    lock = " FOR UPDATE"
+);
 
 async fn migrate(pool: &PgPool) -> StoreResult<()> {
     // sqlx takes an advisory lock while migrating, so several processes
@@ -75,61 +101,14 @@ async fn list_users_in_units(pool: &PgPool, unit_ids: &[i64]) -> StoreResult<Vec
     Q::fetch_for_units(
         pool,
         users_in_units!("unit_id = ANY($1)"),
-        unit_ids.to_vec(),
+        id_list(unit_ids),
     )
     .await
 }
 
-async fn rotate_refresh_token(
-    pool: &PgPool,
-    presented_hash: &str,
-    replacement: RefreshReplacement,
-    now: DateTime<Utc>,
-) -> StoreResult<RefreshRotation> {
-    // The row lock orders concurrent presentations of the same token: the
-    // second waits at the `FOR UPDATE` and then sees `rotated_at` set.
-    let mut tx = pool.begin().await?;
-    let rotation = Q::rotate_refresh_token(
-        &mut tx,
-        concat!(refresh_by_hash!(), " FOR UPDATE"),
-        presented_hash,
-        replacement,
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(rotation)
-}
-
-async fn load_document(pool: &PgPool, id: &DocumentId) -> StoreResult<Option<StoredDocument>> {
-    // READ COMMITTED would let a compaction commit between the two reads
-    // (old snapshot, chunks already deleted); REPEATABLE READ pins one
-    // snapshot of the database for the whole transaction.
-    let mut tx = pool
-        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .await?;
-    let stored = Q::load_document(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(stored)
-}
-
-async fn load_document_since(
-    pool: &PgPool,
-    id: &DocumentId,
-    since: &StoredVersion,
-) -> StoreResult<Option<DocumentSince>> {
-    // As in `load_document`: one snapshot of the database for every read.
-    let mut tx = pool
-        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .await?;
-    let found = Q::load_document_since(&mut tx, id, since).await?;
-    tx.commit().await?;
-    Ok(found)
-}
-
 async fn list_documents_in_units(pool: &PgPool, unit_ids: &[i64]) -> StoreResult<Vec<DocumentRow>> {
     let sql = documents_in_units!("u.unit_id = ANY($1)");
-    Q::fetch_for_units(pool, sql, unit_ids.to_vec()).await
+    Q::fetch_for_units(pool, sql, id_list(unit_ids)).await
 }
 
 async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreResult<AppendOutcome> {
@@ -202,18 +181,4 @@ async fn save_sync_state(store: &PostgresStore, write: SyncStateWrite) -> StoreR
 async fn append_audit(store: &PostgresStore, entry: NewAuditEntry) -> StoreResult<i64> {
     let mut conn = store.pool.acquire().await?;
     Q::append_audit(&mut conn, entry).await
-}
-
-async fn compact(pool: &PgPool, compaction: Compaction) -> StoreResult<()> {
-    const SQL: CompactSql = CompactSql {
-        heads: "SELECT snapshot_heads FROM documents WHERE id = $1 FOR UPDATE",
-        present: "SELECT COUNT(*) FROM document_chunks WHERE document_id = $1 AND id = ANY($2)",
-        delete: "DELETE FROM document_chunks WHERE document_id = $1 AND id = ANY($2)",
-    };
-    let replaced = dedup_ids(&compaction.replaced_chunk_ids);
-    let count = replaced.len();
-    let mut tx = pool.begin().await?;
-    Q::compact(&mut tx, SQL, &compaction, replaced, count).await?;
-    tx.commit().await?;
-    Ok(())
 }

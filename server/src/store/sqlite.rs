@@ -14,24 +14,19 @@ mod ledger;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use sync_core::DocumentId;
-
 use self::group_commit::GroupCommit;
 
 use super::sql::{
-    CompactSql, Sql, document_by_id, documents_in_units, insert_document, refresh_by_hash,
-    users_in_units,
+    CompactSql, Sql, document_by_id, documents_in_units, insert_document, users_in_units,
 };
 use super::{
-    AppendOutcome, Backend, Compaction, ConnectOptions, DocumentRow, DocumentSince, DocumentWrite,
-    NewAuditEntry, RefreshReplacement, RefreshRotation, StoreError, StoreResult, StoredDocument,
-    StoredVersion, SyncStateWrite, User, dedup_ids,
+    AppendOutcome, Backend, ConnectOptions, DocumentRow, DocumentWrite, NewAuditEntry, StoreError,
+    StoreResult, SyncStateWrite, User,
 };
 
 /// How long a connection waits for the write lock before giving up.
@@ -90,16 +85,38 @@ impl SqliteStore {
     }
 }
 
-/// JSON array text of ids, bound to `json_each($n)` to express `IN (…)`
-/// without building SQL at run time.
-fn json_ids(ids: &[i64]) -> String {
+/// A list of ids as JSON array text, bound to `json_each($n)` to express
+/// `IN (…)` without building SQL at run time.
+fn id_list(ids: &[i64]) -> String {
     let parts: Vec<String> = ids.iter().map(i64::to_string).collect();
     format!("[{}]", parts.join(","))
 }
 
+/// How the shared `Store` impl (and the group commit) begins a transaction
+/// that writes: `BEGIN IMMEDIATE` takes the write lock before the first
+/// read, so what a write checks (a refresh token's state, a snapshot's
+/// heads, a document's `updated_at`) cannot change before its commit, and
+/// two concurrent presentations of one token are strictly ordered. With
+/// that lock no row needs one of its own: the `lock` below is empty.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// How it begins a transaction of several reads: a deferred transaction;
+/// in WAL mode its first read fixes a snapshot, so every read (a document's
+/// snapshot and its chunks) comes from the same committed state.
+const BEGIN_READ: &str = "BEGIN";
+
+/// A compaction's statements, with the chunk ids bound as JSON text.
+const COMPACT: CompactSql = CompactSql {
+    heads: "SELECT snapshot_heads FROM documents WHERE id = $1",
+    present: "SELECT COUNT(*) FROM document_chunks
+              WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
+    delete: "DELETE FROM document_chunks
+             WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
+};
+
 // The `Store` impl is shared; the functions below are what it calls for the
-// methods whose transactions, locks or `IN` lists differ on SQLite.
-super::sql::sql_store!(SqliteStore, Sqlite, Backend::Sqlite);
+// methods whose statements or writes differ on SQLite.
+super::sql::sql_store!(SqliteStore, Sqlite, Backend::Sqlite, lock = "");
 
 async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
     sqlx::migrate!("./migrations/sqlite").run(pool).await?;
@@ -108,49 +125,7 @@ async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
 
 async fn list_users_in_units(pool: &SqlitePool, unit_ids: &[i64]) -> StoreResult<Vec<User>> {
     let sql = users_in_units!("unit_id IN (SELECT value FROM json_each($1))");
-    Q::fetch_for_units(pool, sql, json_ids(unit_ids)).await
-}
-
-async fn rotate_refresh_token(
-    pool: &SqlitePool,
-    presented_hash: &str,
-    replacement: RefreshReplacement,
-    now: DateTime<Utc>,
-) -> StoreResult<RefreshRotation> {
-    // BEGIN IMMEDIATE holds the write lock from the first read, so two
-    // concurrent presentations of one token are strictly ordered.
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let rotation = Q::rotate_refresh_token(
-        &mut tx,
-        refresh_by_hash!(),
-        presented_hash,
-        replacement,
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(rotation)
-}
-
-async fn load_document(pool: &SqlitePool, id: &DocumentId) -> StoreResult<Option<StoredDocument>> {
-    // A deferred transaction: in WAL mode its first read fixes a snapshot,
-    // so the snapshot and the chunks come from the same committed state.
-    let mut tx = pool.begin().await?;
-    let stored = Q::load_document(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(stored)
-}
-
-async fn load_document_since(
-    pool: &SqlitePool,
-    id: &DocumentId,
-    since: &StoredVersion,
-) -> StoreResult<Option<DocumentSince>> {
-    // As in `load_document`: one committed state for every read.
-    let mut tx = pool.begin().await?;
-    let found = Q::load_document_since(&mut tx, id, since).await?;
-    tx.commit().await?;
-    Ok(found)
+    Q::fetch_for_units(pool, sql, id_list(unit_ids)).await
 }
 
 async fn list_documents_in_units(
@@ -158,7 +133,7 @@ async fn list_documents_in_units(
     unit_ids: &[i64],
 ) -> StoreResult<Vec<DocumentRow>> {
     let sql = documents_in_units!("u.unit_id IN (SELECT value FROM json_each($1))");
-    Q::fetch_for_units(pool, sql, json_ids(unit_ids)).await
+    Q::fetch_for_units(pool, sql, id_list(unit_ids)).await
 }
 
 async fn append_changes(store: &SqliteStore, write: DocumentWrite) -> StoreResult<AppendOutcome> {
@@ -225,26 +200,4 @@ async fn append_in(
         .fetch_one(&mut *tx)
         .await?;
     Q::append_outcome(tx, PENDING, &document_id, meta, created, chunk_id).await
-}
-
-async fn compact(pool: &SqlitePool, compaction: Compaction) -> StoreResult<()> {
-    const SQL: CompactSql = CompactSql {
-        heads: "SELECT snapshot_heads FROM documents WHERE id = $1",
-        present: "SELECT COUNT(*) FROM document_chunks
-                  WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
-        delete: "DELETE FROM document_chunks
-                 WHERE document_id = $1 AND id IN (SELECT value FROM json_each($2))",
-    };
-    let replaced = dedup_ids(&compaction.replaced_chunk_ids);
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    Q::compact(
-        &mut tx,
-        SQL,
-        &compaction,
-        json_ids(&replaced),
-        replaced.len(),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
 }

@@ -3,16 +3,20 @@
 /// Implements [`Store`](crate::store::Store) for a backend's store type
 /// `$store` (a struct with a `pool: Pool<$db>` field), and its `pool()`,
 /// once for both backends. Methods whose statements are the same on both call
-/// [`Sql`](super::Sql) directly; the rest call functions of the same name
-/// that the invoking module defines, taking the pool first, because their
-/// transactions and locks differ: `migrate`, `list_users_in_units`,
-/// `rotate_refresh_token`, `load_document`, `load_document_since`, `list_documents_in_units`,
-/// `append_changes`, `save_sync_state`, `append_audit`, `compact`, and
-/// `ledger::replace`, `ledger::query`. The sync path's writes
+/// [`Sql`](super::Sql) directly, in a transaction begun with the invoking
+/// module's `BEGIN_WRITE` or `BEGIN_READ` statement where they need one;
+/// `lock` is what a backend appends to a row's first read in a write
+/// transaction to keep other writers off that row until the commit.
+/// Compaction takes the module's `COMPACT` statements and its `id_list`
+/// spelling of a list of ids. The rest call functions of the same name that
+/// the invoking module defines, taking the pool first, because their
+/// statements or writes differ: `migrate`, `list_users_in_units`,
+/// `list_documents_in_units`, `append_changes`, `save_sync_state`,
+/// `append_audit`, and `ledger::query`. The sync path's writes
 /// (`append_changes`, `save_sync_state`, `append_audit`) take the store
 /// itself: on SQLite they go through its group commit.
 macro_rules! sql_store {
-    ($store:ty, $db:ty, $backend:expr) => {
+    ($store:ty, $db:ty, $backend:expr, lock = $lock:literal) => {
         impl $store {
             /// The underlying pool, for backend-specific code in this crate.
             pub fn pool(&self) -> &sqlx::Pool<$db> {
@@ -149,7 +153,17 @@ macro_rules! sql_store {
                 replacement: $crate::store::RefreshReplacement,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::RefreshRotation> {
-                rotate_refresh_token(&self.pool, presented_hash, replacement, now).await
+                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+                let rotation = $crate::store::sql::Sql::<$db>::rotate_refresh_token(
+                    &mut tx,
+                    concat!($crate::store::sql::refresh_by_hash!(), $lock),
+                    presented_hash,
+                    replacement,
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(rotation)
             }
 
             async fn revoke_refresh_family(
@@ -181,7 +195,10 @@ macro_rules! sql_store {
                 &self,
                 id: &sync_core::DocumentId,
             ) -> $crate::store::StoreResult<Option<$crate::store::StoredDocument>> {
-                load_document(&self.pool, id).await
+                let mut tx = self.pool.begin_with(BEGIN_READ).await?;
+                let stored = $crate::store::sql::Sql::<$db>::load_document(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(stored)
             }
 
             async fn load_document_since(
@@ -189,7 +206,11 @@ macro_rules! sql_store {
                 id: &sync_core::DocumentId,
                 since: &$crate::store::StoredVersion,
             ) -> $crate::store::StoreResult<Option<$crate::store::DocumentSince>> {
-                load_document_since(&self.pool, id, since).await
+                let mut tx = self.pool.begin_with(BEGIN_READ).await?;
+                let found =
+                    $crate::store::sql::Sql::<$db>::load_document_since(&mut tx, id, since).await?;
+                tx.commit().await?;
+                Ok(found)
             }
 
             async fn list_documents_for_owner(
@@ -224,7 +245,18 @@ macro_rules! sql_store {
                 &self,
                 compaction: $crate::store::Compaction,
             ) -> $crate::store::StoreResult<()> {
-                compact(&self.pool, compaction).await
+                let replaced = $crate::store::dedup_ids(&compaction.replaced_chunk_ids);
+                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+                $crate::store::sql::Sql::<$db>::compact(
+                    &mut tx,
+                    COMPACT,
+                    &compaction,
+                    id_list(&replaced),
+                    replaced.len(),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn replace_ledger(
@@ -233,7 +265,17 @@ macro_rules! sql_store {
                 ledger: &$crate::ledger::LedgerProjection,
                 expected_updated_at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
-                ledger::replace(&self.pool, document_id, ledger, expected_updated_at).await
+                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+                $crate::store::sql::Sql::<$db>::replace_ledger_if_unchanged(
+                    &mut tx,
+                    concat!($crate::store::sql::updated_at_by_id!(), $lock),
+                    document_id,
+                    ledger,
+                    expected_updated_at,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn query_ledger(

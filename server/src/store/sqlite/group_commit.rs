@@ -174,7 +174,7 @@ async fn commit_batch(pool: &SqlitePool, mut jobs: Vec<Job>) {
         return;
     }
     let mut done = Vec::with_capacity(size);
-    let committed = match pool.begin_with("BEGIN IMMEDIATE").await {
+    let committed = match pool.begin_with(super::BEGIN_WRITE).await {
         Ok(mut tx) => {
             for job in jobs {
                 done.push(run_job(&mut tx, job, size > 1).await);
