@@ -29,6 +29,23 @@ fn doc_id() -> DocumentId {
     "4NMNnkMhL8jXrdJ9jamS58PAVdXu".parse().expect("id")
 }
 
+/// The bytes of a `type_name` message (request or sync) from phone-1 to the
+/// server about [`doc_id`], `data_hex` the data's byte string, header and all.
+fn phone_to_server(type_name: &str, data_hex: &str) -> String {
+    format!(
+        "a5{}{}{}{}{}{}{}{}{}{data_hex}",
+        t("type"),
+        t(type_name),
+        t("documentId"),
+        t(&doc_id().to_string()),
+        t("senderId"),
+        t("phone-1"),
+        t("targetId"),
+        t("server"),
+        t("data")
+    )
+}
+
 /// Each message type, and its bytes as the spec's CDDL lays it out (major
 /// type 5 map, text keys, text/byte-string/array/uint values).
 fn golden() -> Vec<(Message, String)> {
@@ -93,19 +110,7 @@ fn golden() -> Vec<(Message, String)> {
                 target_id: "server".into(),
                 data: vec![0x42, 0x00],
             },
-            format!(
-                "a5{}{}{}{}{}{}{}{}{}420042 00",
-                t("type"),
-                t("request"),
-                t("documentId"),
-                t(&id),
-                t("senderId"),
-                t("phone-1"),
-                t("targetId"),
-                t("server"),
-                t("data")
-            )
-            .replace("420042 00", "424200"),
+            phone_to_server("request", "424200"),
         ),
         (
             Message::Sync {
@@ -114,18 +119,7 @@ fn golden() -> Vec<(Message, String)> {
                 target_id: "server".into(),
                 data: vec![0x42, 0x01, 0x02],
             },
-            format!(
-                "a5{}{}{}{}{}{}{}{}{}43420102",
-                t("type"),
-                t("sync"),
-                t("documentId"),
-                t(&id),
-                t("senderId"),
-                t("phone-1"),
-                t("targetId"),
-                t("server"),
-                t("data")
-            ),
+            phone_to_server("sync", "43420102"),
         ),
         (
             Message::DocUnavailable {
@@ -352,12 +346,13 @@ fn arb_message() -> impl Strategy<Value = Message> {
         }),
         (id, s, s, any::<u64>(), s, data).prop_map(
             |(document_id, sender_id, target_id, count, session_id, data)| {
+                // The fields in the order the spec puts them on the wire.
                 Message::Ephemeral {
-                    document_id,
                     sender_id,
                     target_id,
                     count,
                     session_id,
+                    document_id,
                     data,
                 }
             }
