@@ -101,14 +101,15 @@ fn petition(
         status: status.to_owned(),
         responsible: responsible.to_owned(),
         level: "village".to_owned(),
-        deadline: None,
-        feedback: None,
-        satisfaction: None,
-        resolved_at: None,
-        resolved_on: None,
         closed_at: None,
         deleted: false,
         event_count: 1,
+        // What `Settled` sets, in its order.
+        deadline: None,
+        resolved_at: None,
+        resolved_on: None,
+        feedback: None,
+        satisfaction: None,
     }
 }
 
