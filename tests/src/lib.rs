@@ -24,18 +24,23 @@
 //! # }
 //! ```
 
+mod clock;
 mod database;
+mod memory;
 mod node;
+mod phone;
 mod server_process;
 mod stats;
 pub mod tokens;
 
+pub use clock::{now_ms, ten_minutes_apart_until};
 pub use database::Database;
+pub use memory::{MemoryGrowth, assert_bound_keeps_memory_down};
 pub use node::run_node;
 pub use server_process::{
     Launch, ServerProcess, cpu_time, reset_peak_rss, server_binary, status_kib,
 };
-pub use stats::percentile;
+pub use stats::{median, ms, percentile};
 pub use test_support::{Device, EDIT_TIME, TEST_DATABASE_URL, TokenIn, Ws, open_socket};
 
 /// Password of every demo account.

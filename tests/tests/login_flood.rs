@@ -7,7 +7,9 @@
 
 use std::time::Instant;
 
-use e2e_tests::{DEMO_PASSWORD, Database, ServerProcess, reset_peak_rss, status_kib};
+use e2e_tests::{
+    DEMO_PASSWORD, Database, MemoryGrowth, ServerProcess, assert_bound_keeps_memory_down,
+};
 
 /// Concurrent wrong logins in the flood.
 const FLOOD: usize = 64;
@@ -34,8 +36,7 @@ async fn flood(checks: &str) -> Flood {
     .await;
     // One real login first, so the steady state includes a finished check.
     server.login("cadre01", "warm-up").await;
-    reset_peak_rss(server.pid());
-    let before = status_kib(server.pid(), "VmRSS:");
+    let memory = MemoryGrowth::start(server.pid());
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/auth/login", server.base_url());
     let started = Instant::now();
@@ -58,11 +59,11 @@ async fn flood(checks: &str) -> Flood {
         statuses.push(guess.await.expect("task"));
     }
     let seconds = started.elapsed().as_secs_f64();
-    let peak = status_kib(server.pid(), "VmHWM:");
+    let growth_mib = memory.mib();
     // Still serving: a cadre logs in right after the flood.
     test_support::login(&server.base_url(), "cadre01", DEMO_PASSWORD, "phone").await;
     Flood {
-        growth_mib: peak.saturating_sub(before) as f64 / 1024.0,
+        growth_mib,
         unauthorised: statuses.iter().filter(|s| **s == 401).count(),
         busy: statuses.iter().filter(|s| **s == 503).count(),
         seconds,
@@ -85,15 +86,11 @@ async fn a_flood_of_wrong_logins_keeps_memory_bounded() {
             "every guess answered 401 or 503"
         );
     }
-    assert!(
-        bounded.growth_mib < 160.0,
-        "4 checks of 19 MiB at once should stay well under 160 MiB: {:.0} MiB",
-        bounded.growth_mib
-    );
-    assert!(
-        unbounded.growth_mib > 2.0 * bounded.growth_mib,
-        "the bound is what keeps memory down: {:.0} vs {:.0} MiB",
+    assert_bound_keeps_memory_down(
+        "the bound",
+        "4 checks of 19 MiB at once",
+        160.0,
+        bounded.growth_mib,
         unbounded.growth_mib,
-        bounded.growth_mib
     );
 }
