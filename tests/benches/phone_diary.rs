@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{DEMO_PASSWORD, ServerProcess};
+use e2e_tests::{ServerProcess, median, ms};
 use mobile_ffi::records::petition::PetitionQuery;
 use mobile_ffi::records::visit::VisitQuery;
 use mobile_ffi::{ClientConfig, DiaryClient};
@@ -45,15 +45,6 @@ fn config(dir: &Path, server_url: &str) -> ClientConfig {
         device_id: "bench-phone".to_owned(),
         at_rest_key: std::env::var("PHONE_DIARY_AT_REST_KEY").ok(),
     }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
 /// One fresh process: open the store, read the first page of visits, search.
@@ -212,27 +203,15 @@ async fn main() {
     let server = ServerProcess::start().await;
     let phone = tempfile::tempdir().expect("phone directory");
     let client = DiaryClient::open(config(phone.path(), &server.base_url())).expect("open");
-    client
-        .login("cadre01".to_owned(), DEMO_PASSWORD.to_owned())
-        .await
-        .expect("login");
-    let first = client.sync_now(60_000).await;
-    assert!(first.error.is_none(), "{first:?}");
+    e2e_tests::log_in_and_sync!(client, "cadre01");
 
     // Recording: one visit every ten minutes up to now (two weeks; run in
     // the first days of January, the oldest would go to last year's diary).
     let mut rng = StdRng::seed_from_u64(2026);
-    let now_ms = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis(),
-    )
-    .expect("ms");
+    let now_ms = e2e_tests::now_ms();
     let mut edit_times = Vec::with_capacity(VISITS + PETITIONS);
     let mut visit_ids = Vec::with_capacity(VISITS);
-    for i in 0..VISITS {
-        let at = now_ms - 600_000 * i64::try_from(VISITS - i).expect("count");
+    for at in e2e_tests::ten_minutes_apart_until(now_ms, VISITS) {
         let v = visit(&mut rng, at);
         let t = Instant::now();
         visit_ids.push(client.add_visit(v).expect("add visit").id);

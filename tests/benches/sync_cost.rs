@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e_tests::{DEMO_PASSWORD, ServerProcess};
+use e2e_tests::{ServerProcess, median, ms};
 use mobile_ffi::{ClientConfig, DiaryClient, SyncReport};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -28,15 +28,6 @@ use fixtures::{petition, visit};
 const VISIT_ROUNDS: usize = 200;
 /// Syncs with nothing new measured per diary size.
 const IDLE_ROUNDS: usize = 30;
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
 
 struct Row {
     visits: usize,
@@ -72,24 +63,12 @@ async fn measure(server: &ServerProcess, username: &str, visits: usize) -> Row {
         at_rest_key: None,
     })
     .expect("open");
-    client
-        .login(username.to_owned(), DEMO_PASSWORD.to_owned())
-        .await
-        .expect("login");
-    let first = client.sync_now(60_000).await;
-    assert!(first.error.is_none(), "{first:?}");
+    e2e_tests::log_in_and_sync!(client, username);
 
     let mut rng = StdRng::seed_from_u64(2026);
-    let now_ms = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis(),
-    )
-    .expect("ms");
+    let now_ms = e2e_tests::now_ms();
     let mut visit_ids = Vec::with_capacity(visits);
-    for i in 0..visits {
-        let at = now_ms - 600_000 * i64::try_from(visits - i).expect("count");
+    for at in e2e_tests::ten_minutes_apart_until(now_ms, visits) {
         visit_ids.push(client.add_visit(visit(&mut rng, at)).expect("add visit").id);
     }
     for id in visit_ids.iter().step_by(5) {
