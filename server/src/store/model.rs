@@ -497,10 +497,8 @@ pub struct AppendOutcome {
     /// Id of the stored chunk.
     pub chunk_id: i64,
     /// Chunks not yet folded into the snapshot, this one included. The
-    /// caller compacts when this (or `pending_bytes`) grows past a threshold.
+    /// caller compacts when this grows past a threshold.
     pub pending_chunks: u64,
-    /// Total size of those chunks.
-    pub pending_bytes: u64,
 }
 
 /// Input of [`Store::compact`](super::Store::compact).

@@ -25,10 +25,6 @@ use super::{
 /// The shared statements, on PostgreSQL.
 type Q = Sql<Postgres>;
 
-/// How many chunks document `$1` has and their size (see [`Sql::pending`]).
-const PENDING: &str = "SELECT COUNT(*), COALESCE(SUM(octet_length(data)), 0)::BIGINT
-                       FROM document_chunks WHERE document_id = $1";
-
 /// A [`Store`](super::Store) on a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -164,8 +160,7 @@ async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreRes
     // processes belongs: NOTIFY is delivered only on commit.)
     Q::record_write(&mut tx, &document_id, &write).await?;
 
-    let outcome =
-        Q::append_outcome(&mut tx, PENDING, &document_id, meta, created, chunk_id).await?;
+    let outcome = Q::append_outcome(&mut tx, &document_id, meta, created, chunk_id).await?;
     tx.commit().await?;
     Ok(outcome)
 }

@@ -648,23 +648,26 @@ where
     }
 
     /// The end of [`Store::append_changes`](super::Store::append_changes),
-    /// inside the caller's transaction: counts what waits for compaction
-    /// (`pending_sql`, as in [`Self::pending`]) and says what was written.
+    /// inside the caller's transaction: counts the chunks that wait for
+    /// compaction and says what was written.
     pub(super) async fn append_outcome(
         conn: &mut DB::Connection,
-        pending_sql: &'static str,
         document_id: &str,
         meta: DocumentRow,
         created: bool,
         chunk_id: i64,
     ) -> StoreResult<AppendOutcome> {
-        let (pending_chunks, pending_bytes) = Self::pending(conn, pending_sql, document_id).await?;
+        let pending_chunks = sqlx::query_scalar::<DB, i64>(
+            "SELECT COUNT(*) FROM document_chunks WHERE document_id = $1",
+        )
+        .bind(document_id)
+        .fetch_one(&mut *conn)
+        .await?;
         Ok(AppendOutcome {
             meta,
             created,
             chunk_id,
-            pending_chunks,
-            pending_bytes,
+            pending_chunks: to_u64(pending_chunks),
         })
     }
 
@@ -684,21 +687,6 @@ where
         .bind(at)
         .fetch_one(&mut *conn)
         .await?)
-    }
-
-    /// How many chunks a document has pending and their total size, inside
-    /// the caller's transaction. `sql` selects `COUNT(*)` and the summed
-    /// byte length (spelled differently by the backends) for document `$1`.
-    pub(super) async fn pending(
-        conn: &mut DB::Connection,
-        sql: &'static str,
-        document_id: &str,
-    ) -> StoreResult<(u64, u64)> {
-        let (chunks, bytes) = sqlx::query_as::<DB, (i64, i64)>(sql)
-            .bind(document_id)
-            .fetch_one(&mut *conn)
-            .await?;
-        Ok((to_u64(chunks), to_u64(bytes)))
     }
 
     /// The body of [`Store::compact`](super::Store::compact) inside the

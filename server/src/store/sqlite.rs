@@ -35,10 +35,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The shared statements, on SQLite.
 type Q = Sql<Sqlite>;
 
-/// How many chunks document `$1` has and their size (see [`Sql::pending`]).
-const PENDING: &str =
-    "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM document_chunks WHERE document_id = $1";
-
 /// A [`Store`](super::Store) on an SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -199,5 +195,5 @@ async fn append_in(
         .bind(&document_id)
         .fetch_one(&mut *tx)
         .await?;
-    Q::append_outcome(tx, PENDING, &document_id, meta, created, chunk_id).await
+    Q::append_outcome(tx, &document_id, meta, created, chunk_id).await
 }
