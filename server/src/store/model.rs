@@ -208,14 +208,38 @@ impl fmt::Debug for NewUser {
     }
 }
 
-/// A stored refresh token (only its hash is stored).
+/// A stored refresh token (only its hash is stored): the token as issued
+/// and what became of it. Its issued fields read through
+/// ([`Deref`](std::ops::Deref)): `token.family_id`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RefreshToken {
     /// Database id.
     pub id: i64,
+    /// The token as it was issued.
+    #[sqlx(flatten)]
+    pub issued: NewRefreshToken,
+    /// Set when it was exchanged for a newer token; presenting it again is reuse.
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// Set when its family was revoked (logout or detected reuse).
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl std::ops::Deref for RefreshToken {
+    type Target = NewRefreshToken;
+
+    fn deref(&self) -> &NewRefreshToken {
+        &self.issued
+    }
+}
+
+/// A refresh token as issued: the input of
+/// [`Store::insert_refresh_token`](super::Store::insert_refresh_token).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct NewRefreshToken {
     /// Whose token it is.
     pub user_id: i64,
-    /// Shared by every token descended from one login.
+    /// Shared by every token descended from one login (a fresh random id
+    /// for a new login).
     pub family_id: String,
     /// sha256 (hex) of the opaque token.
     pub token_hash: String,
@@ -224,27 +248,6 @@ pub struct RefreshToken {
     /// When it was issued.
     pub created_at: DateTime<Utc>,
     /// After this instant it is refused.
-    pub expires_at: DateTime<Utc>,
-    /// Set when it was exchanged for a newer token; presenting it again is reuse.
-    pub rotated_at: Option<DateTime<Utc>>,
-    /// Set when its family was revoked (logout or detected reuse).
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-/// Input of [`Store::insert_refresh_token`](super::Store::insert_refresh_token).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewRefreshToken {
-    /// Whose token it is.
-    pub user_id: i64,
-    /// A fresh random id for a new login.
-    pub family_id: String,
-    /// sha256 (hex) of the opaque token.
-    pub token_hash: String,
-    /// The device the login came from, or "".
-    pub device_id: String,
-    /// Issue time.
-    pub created_at: DateTime<Utc>,
-    /// Expiry time.
     pub expires_at: DateTime<Utc>,
 }
 

@@ -345,7 +345,7 @@ where
         .bind(keep)
         .fetch_all(pool)
         .await?;
-        let mut families: Vec<String> = revoked.into_iter().map(|t| t.family_id).collect();
+        let mut families: Vec<String> = revoked.into_iter().map(|t| t.issued.family_id).collect();
         families.sort();
         families.dedup();
         Ok(families)
@@ -426,8 +426,8 @@ where
         if previous.rotated_at.is_some() {
             Self::revoke_family(&mut *conn, &previous.family_id, now).await?;
             return Ok(RefreshRotation::Reused {
-                family_id: previous.family_id,
-                user_id: previous.user_id,
+                family_id: previous.issued.family_id,
+                user_id: previous.issued.user_id,
             });
         }
         if previous.expires_at <= now {
