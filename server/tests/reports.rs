@@ -79,15 +79,9 @@ fn household(id: &str, when: DateTime<Utc>, kind: &str, name: &str, address: &st
     visit(id, when, kind, "household", name, Some(address))
 }
 
-/// A petition of the fixture: open questions (deadline, resolution,
-/// feedback) start empty and are set with [`Settled`].
-fn petition(
-    id: &str,
-    created: DateTime<Utc>,
-    category: &str,
-    status: &str,
-    responsible: &str,
-) -> PetitionRow {
+/// An open petition of the fixture: a deadline, a resolution and feedback
+/// come with [`Settled`].
+fn petition(id: &str, created: DateTime<Utc>, category: &str, responsible: &str) -> PetitionRow {
     PetitionRow {
         id: uuid_of(id),
         visit_id: None,
@@ -98,13 +92,13 @@ fn petition(
         category: category.to_owned(),
         created_at: created,
         created_by: "x".to_owned(),
-        status: status.to_owned(),
+        status: "open".to_owned(),
         responsible: responsible.to_owned(),
         level: "village".to_owned(),
         closed_at: None,
         deleted: false,
         event_count: 1,
-        // What `Settled` sets, in its order.
+        // What `Settled` sets besides the status, in its order.
         deadline: None,
         resolved_at: None,
         resolved_on: None,
@@ -116,8 +110,10 @@ fn petition(
 /// The later parts of a fixture petition.
 trait Settled {
     fn due(self, deadline: &str) -> Self;
+    /// Resolved (the status too) at `at`, on the day `on`.
     fn resolved(self, at: DateTime<Utc>, on: &str) -> Self;
     fn answered(self, feedback: &str, satisfaction: &str) -> Self;
+    fn closed(self) -> Self;
 }
 
 impl Settled for PetitionRow {
@@ -130,6 +126,7 @@ impl Settled for PetitionRow {
 
     fn resolved(self, at: DateTime<Utc>, on: &str) -> Self {
         PetitionRow {
+            status: "resolved".to_owned(),
             resolved_at: Some(at),
             resolved_on: Some(on.to_owned()),
             ..self
@@ -140,6 +137,13 @@ impl Settled for PetitionRow {
         PetitionRow {
             feedback: Some(feedback.to_owned()),
             satisfaction: Some(satisfaction.to_owned()),
+            ..self
+        }
+    }
+
+    fn closed(self) -> Self {
+        PetitionRow {
+            status: "closed".to_owned(),
             ..self
         }
     }
@@ -229,42 +233,26 @@ async fn fixture(store: &dyn Store) {
     ];
     let a_petitions = vec![
         // Resolved on time, feedback, satisfied.
-        petition(
-            "p1",
-            at(3, 2, 11),
-            "practical_difficulty",
-            "resolved",
-            "cadre_a",
-        )
-        .due("2026-03-20")
-        .resolved(at(3, 15, 9), "2026-03-15")
-        .answered("已反馈", "satisfied"),
+        petition("p1", at(3, 2, 11), "practical_difficulty", "cadre_a")
+            .due("2026-03-20")
+            .resolved(at(3, 15, 9), "2026-03-15")
+            .answered("已反馈", "satisfied"),
         // Closed, resolved late, feedback, dissatisfied.
-        petition("p2", at(3, 3, 11), "cadre_conduct", "closed", "cadre_a")
+        petition("p2", at(3, 3, 11), "cadre_conduct", "cadre_a")
             .due("2026-03-10")
             .resolved(at(3, 12, 9), "2026-03-12")
-            .answered("已反馈", "dissatisfied"),
+            .answered("已反馈", "dissatisfied")
+            .closed(),
         // Open and overdue, reassigned to cadre_b.
-        petition("p3", at(3, 4, 11), "work_shortcoming", "open", "cadre_b").due("2026-03-10"),
+        petition("p3", at(3, 4, 11), "work_shortcoming", "cadre_b").due("2026-03-10"),
         // In progress at town level, no deadline.
         PetitionRow {
+            status: "in_progress".to_owned(),
             level: "town".to_owned(),
-            ..petition(
-                "p4",
-                at(3, 8, 11),
-                "development_suggestion",
-                "in_progress",
-                "cadre_a",
-            )
+            ..petition("p4", at(3, 8, 11), "development_suggestion", "cadre_a")
         },
         // February, still open: not in March's figures, on March's task list.
-        petition(
-            "p7",
-            at(2, 10, 11),
-            "practical_difficulty",
-            "open",
-            "cadre_a",
-        ),
+        petition("p7", at(2, 10, 11), "practical_difficulty", "cadre_a"),
     ];
     diary(store, &a, "a-diary", a_visits, a_petitions).await;
     write(
@@ -294,24 +282,12 @@ async fn fixture(store: &dyn Store) {
     // cadre_b: 1 visit to a household cadre_a also visited; resolved on
     // time without feedback.
     let b_visit = household("v6", at(3, 10, 10), "home_visit", "李四", "柳树村5号");
-    let b_petition = petition(
-        "p5",
-        at(3, 11, 11),
-        "practical_difficulty",
-        "resolved",
-        "cadre_b",
-    )
-    .due("2026-03-25")
-    .resolved(at(3, 20, 9), "2026-03-20");
+    let b_petition = petition("p5", at(3, 11, 11), "practical_difficulty", "cadre_b")
+        .due("2026-03-25")
+        .resolved(at(3, 20, 9), "2026-03-20");
     diary(store, &b, "b-diary", vec![b_visit], vec![b_petition]).await;
     let d_visit = household("v7", at(3, 3, 10), "home_visit", "钱七", "杏花村1号");
-    let d_petition = petition(
-        "p6",
-        at(3, 4, 11),
-        "practical_difficulty",
-        "open",
-        "cadre_d",
-    );
+    let d_petition = petition("p6", at(3, 4, 11), "practical_difficulty", "cadre_d");
     diary(store, &d, "d-diary", vec![d_visit], vec![d_petition]).await;
     store
         .save_sync_state(SyncStateWrite {
@@ -1125,7 +1101,6 @@ async fn long_exports_page_through_every_row(store: Arc<dyn Store>) {
                 "p1",
                 at(3, 1, 0) + chrono::Duration::minutes(n),
                 "practical_difficulty",
-                "open",
                 "cadre_a",
             )
         })
