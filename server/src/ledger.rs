@@ -21,6 +21,7 @@ pub mod report;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sync_core::records::petition::{Category, Level, PetitionStatus, Satisfaction};
 
 pub use attribution::{Attribution, EventJudgement, Flag, Writer};
 pub use projection::{
@@ -37,10 +38,8 @@ pub struct LedgerQuery {
     pub unit_ids: Option<Vec<i64>>,
     /// Only petitions in documents of this user.
     pub owner_user_id: Option<i64>,
-    /// `PetitionStatus::as_str`.
-    pub status: Option<String>,
-    /// `Category::as_str`.
-    pub category: Option<String>,
+    pub status: Option<PetitionStatus>,
+    pub category: Option<Category>,
     /// Today's China date (`YYYY-MM-DD`), which deadlines are compared with
     /// for [`LedgerItem::overdue`] and `overdue_only`.
     pub today: String,
@@ -49,8 +48,7 @@ pub struct LedgerQuery {
     /// Only petitions this username is responsible for (whoever's diary
     /// they live in).
     pub responsible: Option<String>,
-    /// `Level::as_str`.
-    pub level: Option<String>,
+    pub level: Option<Level>,
     /// Only petitions recorded at or after this instant.
     pub created_from: Option<DateTime<Utc>>,
     /// Only petitions recorded before this instant.
@@ -137,20 +135,16 @@ pub struct LedgerItem {
     pub applicant_address: Option<String>,
     /// The matter.
     pub matter: String,
-    /// Category.
-    pub category: String,
-    /// Level.
-    pub level: String,
+    pub category: Category,
+    pub level: Level,
     /// Responsible username.
     pub responsible: String,
     /// `YYYY-MM-DD`.
     pub deadline: Option<String>,
-    /// Status.
-    pub status: String,
+    pub status: PetitionStatus,
     /// Last feedback to the resident.
     pub feedback: Option<String>,
-    /// `Satisfaction::as_str`.
-    pub satisfaction: Option<String>,
+    pub satisfaction: Option<Satisfaction>,
     /// When it was recorded.
     pub created_at: DateTime<Utc>,
     /// Last resolution.
@@ -184,7 +178,7 @@ pub struct LedgerEvent {
     /// Whether it counts towards the petition's state.
     pub believed: bool,
     /// Why it does not count, or what is odd about it.
-    pub flag: Option<String>,
+    pub flag: Option<Flag>,
     /// `PetitionEventKind::type_name`.
     pub event_type: String,
     /// The note or reason.

@@ -194,11 +194,10 @@ pub struct PetitionFigures {
 impl PetitionFigures {
     fn add(&mut self, c: &PetitionCounts) {
         self.petitions += c.petitions;
-        match c.status.as_str() {
-            "open" | "in_progress" => self.unfinished += c.petitions,
-            "resolved" => self.resolved += c.petitions,
-            "closed" => self.closed += c.petitions,
-            _ => {}
+        match c.status {
+            PetitionStatus::Open | PetitionStatus::InProgress => self.unfinished += c.petitions,
+            PetitionStatus::Resolved => self.resolved += c.petitions,
+            PetitionStatus::Closed => self.closed += c.petitions,
         }
         self.overdue += c.overdue;
         self.resolved_on_time += c.on_time;
@@ -604,13 +603,19 @@ mod tests {
         }
     }
 
-    fn petitions(owner: i64, unit: i64, category: &str, status: &str, n: i64) -> PetitionCounts {
+    fn petitions(
+        owner: i64,
+        unit: i64,
+        category: Category,
+        status: PetitionStatus,
+        n: i64,
+    ) -> PetitionCounts {
         PetitionCounts {
             owner_user_id: owner,
             unit_id: unit,
-            category: category.into(),
-            status: status.into(),
-            level: "village".into(),
+            category,
+            status,
+            level: Level::Village,
             petitions: n,
             overdue: 0,
             on_time: 0,
@@ -662,15 +667,21 @@ mod tests {
                     done_with_feedback: 2,
                     rated: 2,
                     satisfied: 1,
-                    ..petitions(10, 1, "practical_difficulty", "resolved", 2)
+                    ..petitions(
+                        10,
+                        1,
+                        Category::PracticalDifficulty,
+                        PetitionStatus::Resolved,
+                        2,
+                    )
                 },
                 PetitionCounts {
                     overdue: 1,
-                    ..petitions(11, 1, "cadre_conduct", "open", 1)
+                    ..petitions(11, 1, Category::CadreConduct, PetitionStatus::Open, 1)
                 },
                 PetitionCounts {
                     done_with_feedback: 0,
-                    ..petitions(11, 1, "cadre_conduct", "closed", 1)
+                    ..petitions(11, 1, Category::CadreConduct, PetitionStatus::Closed, 1)
                 },
             ],
         };

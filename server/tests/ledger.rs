@@ -17,6 +17,7 @@ use server::ledger::{LedgerItem, LedgerProjection, LedgerQuery};
 use server::store::sqlite::SqliteStore;
 use server::store::{ConnectOptions, DocumentWrite, Store, StoredKind, Unit};
 use sync_core::automerge::{AutoCommit, ROOT, transaction::Transactable};
+use sync_core::records::petition::{Category, Level, PetitionStatus};
 use test_support::Routed;
 
 /// The demo organisation, with placeholder password hashes (fast).
@@ -436,12 +437,12 @@ async fn duplicate_ids_do_not_fail_the_write(store: Arc<dyn Store>) {
         applicant_phone: Some("13812345678".to_owned()),
         applicant_address: None,
         matter: "道路".to_owned(),
-        category: "practical_difficulty".to_owned(),
+        category: Category::PracticalDifficulty,
         created_at: Utc::now(),
         created_by: "cadre01".to_owned(),
-        status: "open".to_owned(),
+        status: PetitionStatus::Open,
         responsible: "cadre01".to_owned(),
-        level: "village".to_owned(),
+        level: Level::Village,
         deadline: None,
         feedback: None,
         satisfaction: None,

@@ -21,6 +21,8 @@ use serde_json::Value;
 use server::ledger::household::household_key;
 use server::ledger::{CardRow, LedgerProjection, PetitionRow, VisitRow};
 use server::store::{DocumentWrite, Role, Store, StoredKind, SyncStateWrite, User};
+use sync_core::records::petition::{Level, PetitionStatus};
+use sync_core::records::service_card::PairingRole;
 use test_support::store::{self as common, named_id};
 use test_support::{Answer, Routed};
 
@@ -56,10 +58,10 @@ fn visit(
 ) -> VisitRow {
     VisitRow {
         id: id.to_owned(),
-        kind: kind.to_owned(),
+        kind: kind.parse().expect("visit kind"),
         at: when,
         place: "柳树村".to_owned(),
-        subject_kind: subject_kind.to_owned(),
+        subject_kind: subject_kind.parse().expect("subject kind"),
         subject_name: name.to_owned(),
         household_key: household_key(subject_kind, name, address),
         tags: String::new(),
@@ -89,12 +91,12 @@ fn petition(id: &str, created: DateTime<Utc>, category: &str, responsible: &str)
         applicant_phone: Some("13812345678".to_owned()),
         applicant_address: Some("柳树村3号".to_owned()),
         matter: format!("{id}：路灯坏了，联系电话13812345678"),
-        category: category.to_owned(),
+        category: category.parse().expect("category"),
         created_at: created,
         created_by: "x".to_owned(),
-        status: "open".to_owned(),
+        status: PetitionStatus::Open,
         responsible: responsible.to_owned(),
-        level: "village".to_owned(),
+        level: Level::Village,
         closed_at: None,
         deleted: false,
         event_count: 1,
@@ -126,7 +128,7 @@ impl Settled for PetitionRow {
 
     fn resolved(self, at: DateTime<Utc>, on: &str) -> Self {
         PetitionRow {
-            status: "resolved".to_owned(),
+            status: PetitionStatus::Resolved,
             resolved_at: Some(at),
             resolved_on: Some(on.to_owned()),
             ..self
@@ -136,14 +138,14 @@ impl Settled for PetitionRow {
     fn answered(self, feedback: &str, satisfaction: &str) -> Self {
         PetitionRow {
             feedback: Some(feedback.to_owned()),
-            satisfaction: Some(satisfaction.to_owned()),
+            satisfaction: Some(satisfaction.parse().expect("satisfaction")),
             ..self
         }
     }
 
     fn closed(self) -> Self {
         PetitionRow {
-            status: "closed".to_owned(),
+            status: PetitionStatus::Closed,
             ..self
         }
     }
@@ -247,8 +249,8 @@ async fn fixture(store: &dyn Store) {
         petition("p3", at(3, 4, 11), "work_shortcoming", "cadre_b").due("2026-03-10"),
         // In progress at town level, no deadline.
         PetitionRow {
-            status: "in_progress".to_owned(),
-            level: "town".to_owned(),
+            status: PetitionStatus::InProgress,
+            level: Level::Town,
             ..petition("p4", at(3, 8, 11), "development_suggestion", "cadre_a")
         },
         // February, still open: not in March's figures, on March's task list.
@@ -268,7 +270,7 @@ async fn fixture(store: &dyn Store) {
                 address: Some("柳树村3号".to_owned()),
                 household: None,
                 handed_over_at: at(3, 2, 10),
-                pairing_role: Some("resident".to_owned()),
+                pairing_role: Some(PairingRole::Resident),
                 pairing_needy: Some(true),
                 follow_ups: 0,
                 created_at: at(3, 2, 10),

@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
 use server::store::Store;
-use sync_core::records::petition::PetitionEventKind;
+use sync_core::records::petition::{PetitionEventKind, PetitionStatus};
 use sync_core::{DiaryDocument, DocumentId, Edit, RecordId, Timestamp};
 use test_support::{Device, EDIT_TIME, Served};
 
@@ -425,7 +425,7 @@ async fn a_full_diary_takes_no_more_supervision(store: Arc<dyn Store>) {
     let open = store
         .query_ledger(&LedgerQuery {
             owner_user_id: Some(cadre.id),
-            status: Some("open".to_owned()),
+            status: Some(PetitionStatus::Open),
             limit: 1,
             ..LedgerQuery::default()
         })

@@ -100,29 +100,18 @@ impl Attribution {
     }
 }
 
-/// Why an event does not count, or what is odd about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flag {
-    /// `by` names someone other than the writer.
-    ClaimedAuthorMismatch,
-    /// Someone other than the writer changed the event's fields afterwards.
-    ChangedAfterWriting,
-    /// A supervision event written by a device rather than by the server
-    /// for a supervisor.
-    SupervisionNotByServer,
-    /// The server has no record of the actor that wrote it.
-    UnknownWriter,
-}
-
-impl Flag {
-    /// The stored and displayed code.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Flag::ClaimedAuthorMismatch => "claimed_author_mismatch",
-            Flag::ChangedAfterWriting => "changed_after_writing",
-            Flag::SupervisionNotByServer => "supervision_not_by_server",
-            Flag::UnknownWriter => "unknown_writer",
-        }
+sync_core::text_enum! {
+    /// Why an event does not count, or what is odd about it.
+    Flag, "flag" {
+        /// `by` names someone other than the writer.
+        ClaimedAuthorMismatch = "claimed_author_mismatch", "署名与写入者不符";
+        /// Someone other than the writer changed the event's fields afterwards.
+        ChangedAfterWriting = "changed_after_writing", "写入后被他人改动";
+        /// A supervision event written by a device rather than by the server
+        /// for a supervisor.
+        SupervisionNotByServer = "supervision_not_by_server", "督办类记录未经服务器写入";
+        /// The server has no record of the actor that wrote it.
+        UnknownWriter = "unknown_writer", "写入者不明";
     }
 }
 

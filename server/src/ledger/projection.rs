@@ -18,15 +18,17 @@ use sync_core::automerge::{Automerge, Change, ChangeHash};
 use sync_core::document::{
     DocumentError, Touched, TouchedRecords, read_meta, touched_by, touched_since,
 };
-use sync_core::records::petition::{Petition, PetitionEvent};
-use sync_core::records::service_card::ServiceCard;
-use sync_core::records::visit::Visit;
+use sync_core::records::petition::{
+    Category, Level, Petition, PetitionEvent, PetitionStatus, Satisfaction,
+};
+use sync_core::records::service_card::{PairingRole, ServiceCard};
+use sync_core::records::visit::{SubjectKind, Visit, VisitKind};
 use sync_core::timestamp::format_date;
 use sync_core::{
     ContactsDocument, ContactsView, DiaryDocument, DiaryView, DocumentKind, Timestamp,
 };
 
-use super::attribution::{Attribution, EventJudgement, believed_state, judged_events};
+use super::attribution::{Attribution, EventJudgement, Flag, believed_state, judged_events};
 use super::household::household_key;
 
 /// Why a document has no projection.
@@ -79,14 +81,12 @@ pub enum LedgerScope {
 pub struct VisitRow {
     /// Record id (UUID text).
     pub id: String,
-    /// `VisitKind::as_str`.
-    pub kind: String,
+    pub kind: VisitKind,
     /// When the visit took place.
     pub at: DateTime<Utc>,
     /// Where.
     pub place: String,
-    /// `SubjectKind::as_str`.
-    pub subject_kind: String,
+    pub subject_kind: SubjectKind,
     /// Household, enterprise or unit visited.
     pub subject_name: String,
     /// The household it counts towards (see [`household_key`]).
@@ -127,24 +127,21 @@ pub struct PetitionRow {
     pub applicant_address: Option<String>,
     /// The matter.
     pub matter: String,
-    /// `Category::as_str`.
-    pub category: String,
+    pub category: Category,
     /// When it was recorded.
     pub created_at: DateTime<Utc>,
     /// Who recorded it.
     pub created_by: String,
-    /// `PetitionStatus::as_str`, derived from the events.
-    pub status: String,
+    /// Derived from the events.
+    pub status: PetitionStatus,
     /// Responsible username.
     pub responsible: String,
-    /// `Level::as_str`.
-    pub level: String,
+    pub level: Level,
     /// `YYYY-MM-DD` (China date).
     pub deadline: Option<String>,
     /// Last feedback to the resident.
     pub feedback: Option<String>,
-    /// `Satisfaction::as_str`.
-    pub satisfaction: Option<String>,
+    pub satisfaction: Option<Satisfaction>,
     /// Last resolution time.
     pub resolved_at: Option<DateTime<Utc>>,
     /// Its China date, `YYYY-MM-DD` (compared with `deadline` for "on time").
@@ -177,8 +174,7 @@ pub struct PetitionEventRow {
     pub via_server: bool,
     /// It counts towards the petition's state.
     pub believed: bool,
-    /// [`Flag::as_str`](super::Flag::as_str), if any.
-    pub flag: Option<String>,
+    pub flag: Option<Flag>,
     /// `PetitionEventKind::type_name`.
     pub event_type: String,
     /// The note or reason, if the event carries one.
@@ -202,8 +198,8 @@ pub struct CardRow {
     pub household: Option<String>,
     /// When the card was handed over.
     pub handed_over_at: DateTime<Utc>,
-    /// `PairingRole::as_str` if the card is one of the "123" pairings.
-    pub pairing_role: Option<String>,
+    /// If the card is one of the "123" pairings.
+    pub pairing_role: Option<PairingRole>,
     /// Whether the pairing is with a needy person.
     pub pairing_needy: Option<bool>,
     /// Number of follow-ups.
@@ -386,10 +382,10 @@ impl LedgerProjection {
 fn visit_row(v: &Visit) -> VisitRow {
     VisitRow {
         id: v.id.to_string(),
-        kind: v.kind.as_str().to_owned(),
+        kind: v.kind,
         at: time(v.at),
         place: text(&v.place),
-        subject_kind: v.subject.kind.as_str().to_owned(),
+        subject_kind: v.subject.kind,
         subject_name: text(&v.subject.name),
         household_key: text(&household_key(
             v.subject.kind.as_str(),
@@ -417,15 +413,15 @@ fn petition_row(p: &Petition) -> PetitionRow {
         applicant_phone: p.applicant.phone.as_deref().map(text),
         applicant_address: p.applicant.address.as_deref().map(text),
         matter: text(&p.matter),
-        category: p.category.as_str().to_owned(),
+        category: p.category,
         created_at: time(p.created_at),
         created_by: text(&p.created_by),
-        status: s.status.as_str().to_owned(),
+        status: s.status,
         responsible: text(&s.responsible),
-        level: s.level.as_str().to_owned(),
+        level: s.level,
         deadline: s.deadline.map(format_date),
         feedback: s.feedback.as_deref().map(text),
-        satisfaction: s.satisfaction.map(|x| x.as_str().to_owned()),
+        satisfaction: s.satisfaction,
         resolved_at: s.resolved_at.map(time),
         resolved_on: s.resolved_at.and_then(|t| t.china_date()).map(format_date),
         closed_at: s.closed_at.map(time),
@@ -447,7 +443,7 @@ fn event_rows<'a>(
         device_id: j.device_id.clone(),
         via_server: j.via_server,
         believed: j.believed,
-        flag: j.flag.map(|f| f.as_str().to_owned()),
+        flag: j.flag,
         event_type: e.kind.type_name().to_owned(),
         note: e.kind.note().map(text),
         detail: serde_json::to_string(&e.kind).unwrap_or_default(),
@@ -462,7 +458,7 @@ fn card_row(c: &ServiceCard) -> CardRow {
         address: c.address.as_deref().map(text),
         household: c.household.as_deref().map(text),
         handed_over_at: time(c.handed_over_at),
-        pairing_role: c.pairing.map(|x| x.role.as_str().to_owned()),
+        pairing_role: c.pairing.map(|x| x.role),
         pairing_needy: c.pairing.map(|x| x.needy),
         follow_ups: i64::try_from(c.follow_ups.len()).unwrap_or(i64::MAX),
         created_at: time(c.created_at),
@@ -531,7 +527,7 @@ mod tests {
         let row = &p.petitions[0];
         assert_eq!(row.id, pid.to_string());
         assert_eq!(row.visit_id, Some(visit_id.to_string()));
-        assert_eq!(row.status, "resolved");
+        assert_eq!(row.status, PetitionStatus::Resolved);
         assert_eq!(row.event_count, 2);
         assert_eq!(row.deadline.as_deref(), Some("2026-06-28"));
         assert!(row.resolved_at.is_some());

@@ -5,6 +5,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sync_core::records::petition::{Category, Level, PetitionStatus};
+use sync_core::records::service_card::PairingRole;
+use sync_core::records::visit::{SubjectKind, VisitKind};
 
 /// A unit subtree, optionally one cadre, and a period `[from, to)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,12 +66,9 @@ pub struct PetitionCounts {
     pub owner_user_id: i64,
     /// Owner's unit.
     pub unit_id: i64,
-    /// `Category::as_str`.
-    pub category: String,
-    /// `PetitionStatus::as_str`.
-    pub status: String,
-    /// `Level::as_str`.
-    pub level: String,
+    pub category: Category,
+    pub status: PetitionStatus,
+    pub level: Level,
     pub petitions: i64,
     /// Overdue today.
     pub overdue: i64,
@@ -95,8 +95,8 @@ pub struct RecordQuery {
     pub from: Option<DateTime<Utc>>,
     /// … and before this one.
     pub to: Option<DateTime<Utc>>,
-    /// Visits only: `VisitKind::as_str`.
-    pub kind: Option<String>,
+    /// Visits only.
+    pub kind: Option<VisitKind>,
     /// Text in the place, subject or address (visits) or the resident,
     /// address or household (cards), taken literally.
     pub text: Option<String>,
@@ -119,14 +119,14 @@ pub struct VisitItem {
     pub unit_code: String,
     /// Owner's unit name.
     pub unit_name: String,
-    /// `VisitKind::as_str`.
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: VisitKind,
     /// When.
     pub at: DateTime<Utc>,
     /// Where.
     pub place: String,
-    /// `SubjectKind::as_str`.
-    pub subject_kind: String,
+    #[schema(value_type = String)]
+    pub subject_kind: SubjectKind,
     /// Whom.
     pub subject_name: String,
     /// The household it counts towards.
@@ -166,8 +166,7 @@ pub struct CardItem {
     pub household: Option<String>,
     /// When the card was handed over.
     pub handed_over_at: DateTime<Utc>,
-    /// `PairingRole::as_str`.
-    pub pairing_role: Option<String>,
+    pub pairing_role: Option<PairingRole>,
     pub pairing_needy: Option<bool>,
     pub follow_ups: i64,
 }

@@ -148,6 +148,8 @@ where
     for<'q> String: Encode<'q, DB> + Type<DB>,
     for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
     for<'a, 'q> &'a str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'static str>: Encode<'q, DB> + Type<DB>,
+    str: Type<DB>,
     for<'a, 'q> &'a [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<DateTime<Utc>>: Encode<'q, DB> + Type<DB>,
@@ -1083,10 +1085,10 @@ where
             .bind(&v.id)
             .bind(owner)
             .bind(unit)
-            .bind(&v.kind)
+            .bind(v.kind)
             .bind(v.at)
             .bind(&v.place)
-            .bind(&v.subject_kind)
+            .bind(v.subject_kind)
             .bind(&v.subject_name)
             .bind(&v.tags)
             .bind(v.aid_money_fen)
@@ -1120,15 +1122,15 @@ where
             .bind(&p.applicant_phone)
             .bind(&p.applicant_address)
             .bind(&p.matter)
-            .bind(&p.category)
+            .bind(p.category)
             .bind(p.created_at)
             .bind(&p.created_by)
-            .bind(&p.status)
+            .bind(p.status)
             .bind(&p.responsible)
-            .bind(&p.level)
+            .bind(p.level)
             .bind(&p.deadline)
             .bind(&p.feedback)
-            .bind(&p.satisfaction)
+            .bind(p.satisfaction.map(|s| s.as_str()))
             .bind(p.resolved_at)
             .bind(p.closed_at)
             .bind(p.deleted)
@@ -1156,7 +1158,7 @@ where
             .bind(&e.device_id)
             .bind(e.via_server)
             .bind(e.believed)
-            .bind(&e.flag)
+            .bind(e.flag.map(|f| f.as_str()))
             .execute(&mut *conn)
             .await?;
         }
@@ -1177,7 +1179,7 @@ where
             .bind(&c.address)
             .bind(&c.household)
             .bind(c.handed_over_at)
-            .bind(&c.pairing_role)
+            .bind(c.pairing_role.map(|r| r.as_str()))
             .bind(c.pairing_needy)
             .bind(c.follow_ups)
             .bind(c.created_at)
@@ -1276,7 +1278,7 @@ where
               ORDER BY v.at DESC, v.document_id, v.id LIMIT $7 OFFSET $8",
             subtree_cte!()
         );
-        Self::record_page(pool, FILTER, page, q, Some(&q.kind)).await
+        Self::record_page(pool, FILTER, page, q, Some(q.kind.map(|k| k.as_str()))).await
     }
 
     /// One page of service cards matching `q`, newest first, and their total.
@@ -1314,7 +1316,7 @@ where
         filter: &str,
         page: String,
         q: &RecordQuery,
-        kind: Option<&Option<String>>,
+        kind: Option<Option<&'static str>>,
     ) -> StoreResult<(Vec<T>, i64)>
     where
         T: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
@@ -1440,12 +1442,12 @@ where
                 $query
                     .bind($unit_ids)
                     .bind(q.owner_user_id)
-                    .bind(&q.status)
-                    .bind(&q.category)
+                    .bind(q.status.map(|s| s.as_str()))
+                    .bind(q.category.map(|c| c.as_str()))
                     .bind(q.overdue_only)
                     .bind(&q.today)
                     .bind(&q.responsible)
-                    .bind(&q.level)
+                    .bind(q.level.map(|l| l.as_str()))
                     .bind(q.created_from)
                     .bind(q.created_to)
                     .bind(&text)

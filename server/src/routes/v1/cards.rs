@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sync_core::records::service_card::PairingRole;
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -14,7 +13,7 @@ use crate::error::AppError;
 use crate::extract::ApiQuery;
 use crate::ledger::report::RecordQuery;
 use crate::personal::Viewer;
-use crate::routes::v1::ledger::{label, page_window};
+use crate::routes::v1::ledger::page_window;
 use crate::scope::{Scope, period, search_text};
 
 /// Query string of `GET /api/v1/cards`.
@@ -122,10 +121,7 @@ pub async fn list(
                 CardEntry {
                     phone: viewer.phone(c.phone.as_deref(), whole),
                     address: c.address.as_deref().map(|a| viewer.text(a, whole)),
-                    pairing_role_zh: c
-                        .pairing_role
-                        .as_deref()
-                        .map(|r| label(r, PairingRole::label_zh)),
+                    pairing_role_zh: c.pairing_role.map(|r| r.label_zh().to_owned()),
                     id: c.id,
                     document_id: c.document_id,
                     owner: c.owner,
@@ -133,7 +129,7 @@ pub async fn list(
                     resident: c.resident,
                     household: c.household,
                     handed_over_at: c.handed_over_at,
-                    pairing_role: c.pairing_role,
+                    pairing_role: c.pairing_role.map(|r| r.as_str().to_owned()),
                     pairing_needy: c.pairing_needy,
                     follow_ups: c.follow_ups,
                 }

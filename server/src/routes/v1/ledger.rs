@@ -11,7 +11,6 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sync_core::Timestamp;
-use sync_core::records::petition::{Category, Level, PetitionStatus, Satisfaction};
 use sync_core::timestamp::format_date;
 
 use crate::app::AppState;
@@ -137,12 +136,18 @@ pub struct LedgerEntry {
     pub event_count: i64,
 }
 
-/// The Chinese label of a stored enum code (`open` → 待办); empty for a
-/// code this server does not know.
-pub(crate) fn label<T: std::str::FromStr>(code: &str, label: impl Fn(T) -> &'static str) -> String {
-    code.parse::<T>()
-        .map(|v| label(v).to_owned())
-        .unwrap_or_default()
+/// A query parameter naming a value of one of sync-core's enums (`status=open`);
+/// 400 naming the parameter when it is not one.
+pub(crate) fn enum_param<T>(name: &str, value: Option<&str>) -> Result<Option<T>, AppError>
+where
+    T: std::str::FromStr<Err = sync_core::ValidationError>,
+{
+    value
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|e| AppError::BadRequest(format!("{name}: {e}")))
+        })
+        .transpose()
 }
 
 /// Whether a ledger row was resolved by its deadline (both China dates).
@@ -157,13 +162,10 @@ pub(crate) fn resolved_on_time(item: &LedgerItem) -> Option<bool> {
 pub(crate) fn entry(item: LedgerItem, viewer: &Viewer) -> LedgerEntry {
     let whole = viewer.sees_whole(&item.owner, Some(&item.responsible));
     LedgerEntry {
-        category_zh: label(&item.category, Category::label_zh),
-        level_zh: label(&item.level, Level::label_zh),
-        status_zh: label(&item.status, PetitionStatus::label_zh),
-        satisfaction_zh: item
-            .satisfaction
-            .as_deref()
-            .map(|s| label(s, Satisfaction::label_zh)),
+        category_zh: item.category.label_zh().to_owned(),
+        level_zh: item.level.label_zh().to_owned(),
+        status_zh: item.status.label_zh().to_owned(),
+        satisfaction_zh: item.satisfaction.map(|s| s.label_zh().to_owned()),
         resolved_on_time: resolved_on_time(&item),
         overdue: item.overdue,
         applicant_phone: viewer.phone(item.applicant_phone.as_deref(), whole),
@@ -180,25 +182,16 @@ pub(crate) fn entry(item: LedgerItem, viewer: &Viewer) -> LedgerEntry {
         owner: item.owner,
         owner_name: item.owner_name,
         applicant_name: item.applicant_name,
-        category: item.category,
-        level: item.level,
+        category: item.category.as_str().to_owned(),
+        level: item.level.as_str().to_owned(),
         responsible: item.responsible,
         deadline: item.deadline,
-        status: item.status,
-        satisfaction: item.satisfaction,
+        status: item.status.as_str().to_owned(),
+        satisfaction: item.satisfaction.map(|s| s.as_str().to_owned()),
         created_at: item.created_at,
         resolved_at: item.resolved_at,
         event_count: item.event_count,
     }
-}
-
-/// 400 unless `status` is a known petition status (or absent).
-pub(crate) fn check_status(status: Option<&str>) -> Result<(), AppError> {
-    if let Some(s) = status {
-        s.parse::<PetitionStatus>()
-            .map_err(|_| AppError::BadRequest(format!("status: unknown status {s:?}")))?;
-    }
-    Ok(())
 }
 
 /// The `(limit, offset)` of a 1-based `page` of `per_page` rows (defaults:
@@ -238,15 +231,9 @@ pub(crate) async fn ledger_query(
     caller: &AuthUser,
     params: &LedgerParams,
 ) -> Result<LedgerQuery, AppError> {
-    check_status(params.status.as_deref())?;
-    if let Some(c) = &params.category {
-        c.parse::<Category>()
-            .map_err(|_| AppError::BadRequest(format!("category: unknown category {c:?}")))?;
-    }
-    if let Some(l) = &params.level {
-        l.parse::<Level>()
-            .map_err(|_| AppError::BadRequest(format!("level: unknown level {l:?}")))?;
-    }
+    let status = enum_param("status", params.status.as_deref())?;
+    let category = enum_param("category", params.category.as_deref())?;
+    let level = enum_param("level", params.level.as_deref())?;
     let sort = match params.sort.as_deref() {
         None => LedgerSort::Newest,
         Some(s) => LedgerSort::parse(s).ok_or_else(|| {
@@ -273,9 +260,9 @@ pub(crate) async fn ledger_query(
     Ok(LedgerQuery {
         unit_ids,
         owner_user_id: scope.owner_user_id,
-        status: params.status.clone(),
-        category: params.category.clone(),
-        level: params.level.clone(),
+        status,
+        category,
+        level,
         responsible: params.responsible.clone(),
         today: china_today()?,
         overdue_only: params.overdue.unwrap_or(false),

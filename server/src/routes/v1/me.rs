@@ -12,7 +12,7 @@ use crate::auth::AuthUser;
 use crate::error::AppError;
 use crate::extract::ApiQuery;
 use crate::ledger::LedgerQuery;
-use crate::routes::v1::ledger::{LedgerResponse, check_status, china_today, entry, page_window};
+use crate::routes::v1::ledger::{LedgerResponse, china_today, entry, enum_param, page_window};
 use crate::store::{Role, StoredKind};
 
 /// Answer of `GET /api/v1/me`.
@@ -141,11 +141,11 @@ pub async fn assigned(
     caller: AuthUser,
     ApiQuery(params): ApiQuery<AssignedParams>,
 ) -> Result<Json<LedgerResponse>, AppError> {
-    check_status(params.status.as_deref())?;
+    let status = enum_param("status", params.status.as_deref())?;
     let (limit, offset) = page_window(params.page, params.per_page)?;
     let query = LedgerQuery {
         responsible: Some(caller.username.clone()),
-        status: params.status,
+        status,
         today: china_today()?,
         limit,
         offset,

@@ -390,7 +390,7 @@ fn event_entry(e: LedgerEvent, viewer: &Viewer, whole: bool) -> EventEntry {
         device_id: e.device_id.filter(|d| !d.is_empty()),
         via_server: e.via_server,
         believed: e.believed,
-        flag: e.flag,
+        flag: e.flag.map(|f| f.as_str().to_owned()),
         note: e.note.map(|n| viewer.text(&n, whole)),
     }
 }

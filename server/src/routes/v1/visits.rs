@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sync_core::records::visit::{SixQuestions, SubjectKind, VisitKind};
+use sync_core::records::visit::SixQuestions;
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -13,7 +13,7 @@ use crate::error::AppError;
 use crate::extract::ApiQuery;
 use crate::ledger::report::{RecordQuery, VisitItem};
 use crate::personal::Viewer;
-use crate::routes::v1::ledger::{label, page_window};
+use crate::routes::v1::ledger::{enum_param, page_window};
 use crate::scope::{Scope, period, search_text};
 
 /// Query string of `GET /api/v1/visits`.
@@ -126,10 +126,7 @@ pub(crate) async fn visits_query(
     caller: &AuthUser,
     params: &VisitsParams,
 ) -> Result<RecordQuery, AppError> {
-    if let Some(k) = &params.kind {
-        k.parse::<VisitKind>()
-            .map_err(|_| AppError::BadRequest(format!("kind: unknown visit kind {k:?}")))?;
-    }
+    let kind = enum_param("kind", params.kind.as_deref())?;
     let (from, to) = period(params.from.as_deref(), params.to.as_deref())?;
     let text = search_text(caller, params.q.as_deref())?;
     let scope = Scope::resolve(
@@ -144,7 +141,7 @@ pub(crate) async fn visits_query(
         owner_user_id: scope.owner_user_id,
         from,
         to,
-        kind: params.kind.clone(),
+        kind,
         text,
         limit: 0,
         offset: 0,
@@ -158,8 +155,8 @@ pub fn visit_entry(v: VisitItem, viewer: &Viewer) -> VisitEntry {
     let whole = viewer.sees_whole(&v.owner, None);
     VisitEntry {
         six_questions: six_questions(&v.answers, |a| viewer.text(a, whole)),
-        kind_zh: label(&v.kind, VisitKind::label_zh),
-        subject_kind_zh: label(&v.subject_kind, SubjectKind::label_zh),
+        kind_zh: v.kind.label_zh().to_owned(),
+        subject_kind_zh: v.subject_kind.label_zh().to_owned(),
         tags_zh: v.tags.split(',').filter_map(tag_label_zh).collect(),
         aid_money_yuan: yuan,
         at: v.at,
