@@ -27,7 +27,7 @@ pub use model::{
     ActorClaim, AppendOutcome, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow,
     DocumentSince, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser,
     OwnerUsage, PetitionLocation, RefreshReplacement, RefreshRotation, RefreshToken, Role,
-    StoredDocument, StoredKind, StoredVersion, SyncStateWrite, Unit, UnknownVariant, User,
+    StoredDocument, StoredKind, StoredVersion, SyncStateWrite, Unit, User,
 };
 
 /// Shorthand for store results.

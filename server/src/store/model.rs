@@ -4,105 +4,42 @@
 //! generically, so one definition decodes rows from SQLite and PostgreSQL.
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sync_core::DocumentId;
 
-/// Error for a text column or CLI argument that does not name a known variant.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} {value:?}")]
-pub struct UnknownVariant {
-    /// What was being parsed ("role", "document kind").
-    pub what: &'static str,
-    /// The text that did not match.
-    pub value: String,
+sync_core::text_enum! {
+    /// What a user may do. See `design.md`, "Identity and access".
+    #[derive(utoipa::ToSchema)]
+    Role, "role" {
+        /// Reads and writes their own documents only.
+        Cadre = "cadre", "干部";
+        /// Reads everything in their unit's subtree; acts on petitions
+        /// through the API.
+        Supervisor = "supervisor", "督导";
+        /// Manages users and units.
+        Admin = "admin", "管理员";
+    }
 }
 
-/// Implements the text spelling of an enum stored in a text column and used
-/// in JSON and on the command line: `as_str`, `Display`, `FromStr`, and the
-/// `TryFrom<String>` that `#[sqlx(try_from = "String")]` row fields go through.
-macro_rules! text_enum {
-    ($ty:ident, $what:literal { $($variant:ident = $text:literal,)+ }) => {
-        impl $ty {
-            /// The spelling used in the database, in JSON and on the command line.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($ty::$variant => $text,)+
-                }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $ty {
-            type Err = UnknownVariant;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($ty::$variant),)+
-                    other => Err(UnknownVariant {
-                        what: $what,
-                        value: other.to_owned(),
-                    }),
-                }
-            }
-        }
-
-        impl TryFrom<String> for $ty {
-            type Error = UnknownVariant;
-
-            fn try_from(value: String) -> Result<Self, Self::Error> {
-                value.parse()
-            }
-        }
-    };
+sync_core::text_enum! {
+    /// What a stored automerge document holds, as the server classified it
+    /// when the document was created (from the client's request or from
+    /// sync-core inspecting the first changes). Unlike sync-core's
+    /// `DocumentKind` (a document's own `kind` field) it has `Unknown`, kept
+    /// for documents the server could not classify so that they are still
+    /// stored, never dropped.
+    #[derive(utoipa::ToSchema)]
+    StoredKind, "document kind" {
+        /// One cadre's visits and petitions for one year.
+        Diary = "diary", "走访日记";
+        /// One cadre's service cards.
+        Contacts = "contacts", "民情服务卡";
+        /// Not (yet) recognised.
+        Unknown = "unknown", "未识别";
+    }
 }
-
-/// What a user may do. See `design.md`, "Identity and access".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads and writes their own documents only.
-    Cadre,
-    /// Reads everything in their unit's subtree; acts on petitions through the API.
-    Supervisor,
-    /// Manages users and units.
-    Admin,
-}
-
-text_enum!(Role, "role" {
-    Cadre = "cadre",
-    Supervisor = "supervisor",
-    Admin = "admin",
-});
-
-/// What a stored automerge document holds, as the server classified it when
-/// the document was created (from the client's request or from sync-core
-/// inspecting the first changes). Unlike sync-core's `DocumentKind` (a
-/// document's own `kind` field) it has `Unknown`, kept for documents the
-/// server could not classify so that they are still stored, never dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum StoredKind {
-    /// One cadre's visits and petitions for one year.
-    Diary,
-    /// One cadre's service cards.
-    Contacts,
-    /// Not (yet) recognised.
-    Unknown,
-}
-
-text_enum!(StoredKind, "document kind" {
-    Diary = "diary",
-    Contacts = "contacts",
-    Unknown = "unknown",
-});
 
 impl From<sync_core::DocumentKind> for StoredKind {
     fn from(kind: sync_core::DocumentKind) -> Self {
@@ -154,7 +91,6 @@ pub struct User {
     /// Name shown to people (`张伟`).
     pub display_name: String,
     /// What the user may do.
-    #[sqlx(try_from = "String")]
     pub role: Role,
     /// The unit the user belongs to; a supervisor sees this unit's subtree.
     pub unit_id: i64,
@@ -320,7 +256,6 @@ pub struct DocumentRow {
     #[sqlx(try_from = "String")]
     pub id: DocumentId,
     /// What the document holds.
-    #[sqlx(try_from = "String")]
     pub kind: StoredKind,
     /// The cadre the document belongs to.
     pub owner_user_id: i64,

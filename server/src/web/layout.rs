@@ -52,7 +52,7 @@ pub fn page(title: &str, user: Option<&PageUser>, nav: Nav, body: Markup) -> Mar
                             }
                         }
                         div.who {
-                            span { (u.name) "（" (role_zh(u.user.role)) "）" }
+                            span { (u.name) "（" (u.user.role.label_zh()) "）" }
                             form method="post" action="/logout" {
                                 input type="hidden" name="csrf" value=(u.csrf);
                                 button.link type="submit" { "退出" }
@@ -70,15 +70,6 @@ fn nav_link(href: &str, label: &str, current: bool) -> Markup {
     html! {
         @if current { a.current href=(href) aria-current="page" { (label) } }
         @else { a href=(href) { (label) } }
-    }
-}
-
-/// A role in Chinese.
-pub fn role_zh(role: Role) -> &'static str {
-    match role {
-        Role::Cadre => "干部",
-        Role::Supervisor => "督导",
-        Role::Admin => "管理员",
     }
 }
 
