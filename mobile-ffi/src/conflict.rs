@@ -6,7 +6,6 @@ use sync_core::ConflictValue;
 /// may settle it when convenient, or leave it (the first value is shown).
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct Conflict {
-    /// The document it is in.
     pub document_id: String,
     /// Where the field is, from the root (e.g. `["visits", "<id>", "place"]`).
     pub path: Vec<String>,

@@ -28,7 +28,6 @@ pub enum ClientError {
     Deleted {
         /// The record type.
         record: String,
-        /// Its id.
         id: String,
     },
     /// Nobody has logged in on this phone yet (or they logged out).
@@ -92,10 +91,7 @@ pub enum ClientError {
     },
     /// A bug or an unexpected answer; the message is for a bug report.
     #[error("internal error: {detail}")]
-    Internal {
-        /// The detail.
-        detail: String,
-    },
+    Internal { detail: String },
 }
 
 impl ClientError {

@@ -127,13 +127,11 @@ pub struct LedgerItem {
     pub owner: String,
     /// Owner's display name.
     pub owner_name: String,
-    /// Applicant's name.
     pub applicant_name: String,
     /// Applicant's phone, unmasked (the API masks it).
     pub applicant_phone: Option<String>,
     /// Applicant's address, unmasked.
     pub applicant_address: Option<String>,
-    /// The matter.
     pub matter: String,
     pub category: Category,
     pub level: Level,

@@ -76,7 +76,6 @@ pub struct NewPetition {
     pub applicant_address: Option<String>,
     /// The matter, in the resident's words.
     pub matter: String,
-    /// Category.
     pub category: Category,
     /// Level that must solve it.
     pub level: Level,
@@ -240,9 +239,7 @@ pub struct Petition {
     pub applicant_phone: Option<String>,
     /// The resident's address.
     pub applicant_address: Option<String>,
-    /// The matter.
     pub matter: String,
-    /// Category.
     pub category: Category,
     /// Handling status.
     pub status: PetitionStatus,

@@ -20,13 +20,10 @@ mirror_enum! {
 pub struct NewServiceCard {
     /// The resident who received it.
     pub resident: String,
-    /// Their phone.
     #[uniffi(default)]
     pub phone: Option<String>,
-    /// Their address.
     #[uniffi(default)]
     pub address: Option<String>,
-    /// Their household.
     #[uniffi(default)]
     pub household: Option<String>,
     /// When the card was handed over.
@@ -37,7 +34,6 @@ pub struct NewServiceCard {
     /// Whether the paired person is needy.
     #[uniffi(default)]
     pub pairing_needy: bool,
-    /// Notes.
     #[uniffi(default)]
     pub notes: String,
 }
@@ -98,7 +94,6 @@ impl From<ServiceCardEdit> for core::ServiceCardUpdate {
 /// A follow-up with a card holder.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct FollowUp {
-    /// Its id.
     pub id: String,
     /// When.
     pub at_ms: i64,
@@ -113,21 +108,15 @@ pub struct FollowUp {
 pub struct ServiceCard {
     /// The card's id.
     pub id: String,
-    /// The resident.
     pub resident: String,
-    /// Their phone.
     pub phone: Option<String>,
-    /// Their address.
     pub address: Option<String>,
-    /// Their household.
     pub household: Option<String>,
     /// When it was handed over.
     pub handed_over_at_ms: i64,
-    /// Pairing role.
     pub pairing_role: Option<PairingRole>,
     /// Whether the paired person is needy.
     pub pairing_needy: bool,
-    /// Notes.
     pub notes: String,
     /// Follow-ups, oldest first.
     pub follow_ups: Vec<FollowUp>,

@@ -103,7 +103,6 @@ pub struct NewVisit {
     /// Latitude, if the cadre allowed a GPS fix (with `longitude`).
     #[uniffi(default)]
     pub latitude: Option<f64>,
-    /// Longitude.
     #[uniffi(default)]
     pub longitude: Option<f64>,
     /// Money handed over on a condolence visit, in fen.
@@ -183,10 +182,8 @@ pub struct VisitEdit {
     /// New notes.
     #[uniffi(default)]
     pub notes: Option<String>,
-    /// Tags to add.
     #[uniffi(default)]
     pub add_tags: Vec<String>,
-    /// Tags to remove.
     #[uniffi(default)]
     pub remove_tags: Vec<String>,
     /// Matters solved on the spot to append.
@@ -256,7 +253,6 @@ pub struct Visit {
     pub participants: Vec<String>,
     /// The six answers.
     pub answers: SixAnswers,
-    /// Notes.
     pub notes: String,
     /// Latitude of the GPS fix.
     pub latitude: Option<f64>,

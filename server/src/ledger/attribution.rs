@@ -35,7 +35,6 @@ use crate::store::DocumentActor;
 pub struct Writer {
     /// The user's name.
     pub username: String,
-    /// The user's id.
     pub user_id: i64,
     /// The device that sent the changes ("" for the server).
     pub device_id: String,

@@ -108,7 +108,6 @@ pub struct VisitRow {
     pub created_at: DateTime<Utc>,
     /// Username of its recorder.
     pub created_by: String,
-    /// Tombstoned.
     pub deleted: bool,
 }
 
@@ -119,13 +118,11 @@ pub struct PetitionRow {
     pub id: String,
     /// The visit it was raised in.
     pub visit_id: Option<String>,
-    /// Applicant's name.
     pub applicant_name: String,
     /// Applicant's phone (stored whole; masked by the API).
     pub applicant_phone: Option<String>,
     /// Applicant's address or household.
     pub applicant_address: Option<String>,
-    /// The matter.
     pub matter: String,
     pub category: Category,
     /// When it was recorded.
@@ -148,7 +145,6 @@ pub struct PetitionRow {
     pub resolved_on: Option<String>,
     /// Closure (销号) time.
     pub closed_at: Option<DateTime<Utc>>,
-    /// Tombstoned.
     pub deleted: bool,
     /// Number of events.
     pub event_count: i64,
@@ -157,7 +153,6 @@ pub struct PetitionRow {
 /// One row of `ledger_petition_events`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PetitionEventRow {
-    /// The petition.
     pub petition_id: String,
     /// Event id.
     pub id: String,
@@ -194,7 +189,6 @@ pub struct CardRow {
     pub phone: Option<String>,
     /// Resident's address.
     pub address: Option<String>,
-    /// Household.
     pub household: Option<String>,
     /// When the card was handed over.
     pub handed_over_at: DateTime<Utc>,
@@ -208,7 +202,6 @@ pub struct CardRow {
     pub created_at: DateTime<Utc>,
     /// Who created it.
     pub created_by: String,
-    /// Tombstoned.
     pub deleted: bool,
 }
 

@@ -29,7 +29,6 @@ pub const SERVER_ORIGIN: u64 = u64::MAX;
 /// A document was stored with new changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DocumentChanged {
-    /// The document.
     pub document_id: DocumentId,
     /// The connection whose changes these were (it answers its own peer
     /// itself), from [`SyncHub::next_connection_id`].

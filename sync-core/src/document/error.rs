@@ -57,7 +57,6 @@ pub enum DocumentError {
     Deleted {
         /// The record type.
         record: &'static str,
-        /// Its id.
         id: RecordId,
     },
     /// A record with this id exists already.
@@ -65,7 +64,6 @@ pub enum DocumentError {
     Duplicate {
         /// The record type.
         record: &'static str,
-        /// Its id.
         id: RecordId,
     },
     /// A conflict that is no longer there (settled meanwhile) or a value index out of range.

@@ -53,7 +53,6 @@ impl DocumentKind {
 /// What the root of a document says about it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DocumentMeta {
-    /// Its kind.
     pub kind: DocumentKind,
     /// Its schema version.
     pub schema: i64,

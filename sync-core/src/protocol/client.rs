@@ -25,22 +25,15 @@ pub enum DocSyncStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
     /// The handshake finished.
-    Ready {
-        /// The server's peer id.
-        server_peer_id: String,
-    },
+    Ready { server_peer_id: String },
     /// Changes from the server were applied to a document.
     Changed {
-        /// The document.
         document_id: DocumentId,
         /// How many changes arrived.
         changes: usize,
     },
     /// The server does not have the document (or may not share it).
-    Unavailable {
-        /// The document.
-        document_id: DocumentId,
-    },
+    Unavailable { document_id: DocumentId },
 }
 
 #[derive(Debug)]

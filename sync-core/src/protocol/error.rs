@@ -9,12 +9,7 @@ pub enum ProtocolError {
     Malformed(String),
     /// The frame is larger than the connection accepts.
     #[error("message of {size} bytes is larger than the limit of {limit}")]
-    TooLarge {
-        /// Its size.
-        size: usize,
-        /// The limit.
-        limit: usize,
-    },
+    TooLarge { size: usize, limit: usize },
     /// A message arrived that is not allowed in the current phase (e.g. a
     /// `sync` before the handshake).
     #[error("unexpected {message} message {phase}")]
@@ -36,7 +31,6 @@ pub enum ProtocolError {
     /// The automerge sync message inside could not be decoded or applied.
     #[error("invalid sync message for document {document}: {reason}")]
     Sync {
-        /// The document.
         document: String,
         /// Why.
         reason: String,

@@ -36,7 +36,6 @@ pub enum Message {
         sender_id: String,
         /// Versions it speaks.
         supported_protocol_versions: Vec<String>,
-        /// Its metadata.
         metadata: Option<PeerMetadata>,
     },
     /// The receiving peer's answer to `join`.
@@ -47,7 +46,6 @@ pub enum Message {
         target_id: String,
         /// The chosen version.
         selected_protocol_version: String,
-        /// Its metadata.
         metadata: Option<PeerMetadata>,
     },
     /// An advisory goodbye.
@@ -58,9 +56,7 @@ pub enum Message {
     /// Begin syncing a document, asking for `doc-unavailable` if the other
     /// side does not have it.
     Request {
-        /// The document.
         document_id: DocumentId,
-        /// Sender.
         sender_id: String,
         /// Recipient.
         target_id: String,
@@ -69,9 +65,7 @@ pub enum Message {
     },
     /// An automerge sync message for a document.
     Sync {
-        /// The document.
         document_id: DocumentId,
-        /// Sender.
         sender_id: String,
         /// Recipient.
         target_id: String,
@@ -80,24 +74,19 @@ pub enum Message {
     },
     /// The sender does not have the document (or may not share it).
     DocUnavailable {
-        /// The document.
         document_id: DocumentId,
-        /// Sender.
         sender_id: String,
         /// Recipient.
         target_id: String,
     },
     /// An ephemeral message about a document (presence, cursors).
     Ephemeral {
-        /// The document.
         document_id: DocumentId,
-        /// Sender.
         sender_id: String,
         /// Recipient.
         target_id: String,
         /// Sequence number in the session.
         count: u64,
-        /// The session.
         session_id: String,
         /// Arbitrary CBOR, as bytes.
         data: Vec<u8>,
@@ -110,10 +99,7 @@ pub enum Message {
     /// A message type this implementation does not act on
     /// (`remote-subscription-change`, `remote-heads-changed`, or a future
     /// one); kept so the caller can log it.
-    Other {
-        /// Its `type`.
-        type_name: String,
-    },
+    Other { type_name: String },
 }
 
 impl Message {

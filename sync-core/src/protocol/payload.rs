@@ -77,24 +77,17 @@ impl PayloadLimits {
 pub enum PayloadError {
     /// The changes inflate to more than the limit.
     #[error("changes inflate to more than {limit} bytes")]
-    TooLarge {
-        /// The limit.
-        limit: usize,
-    },
+    TooLarge { limit: usize },
     /// The changes hold more operations than the limit.
     #[error("changes hold {ops} operations, more than the limit of {limit}")]
     TooManyOps {
         /// How many were counted (at least).
         ops: usize,
-        /// The limit.
         limit: usize,
     },
     /// An object would be nested deeper than the limit.
     #[error("objects nested more than {limit} deep")]
-    TooDeep {
-        /// The limit.
-        limit: usize,
-    },
+    TooDeep { limit: usize },
     /// Bytes that are not a readable change or document chunk.
     #[error("unreadable chunk: {0}")]
     Malformed(String),

@@ -20,7 +20,6 @@ pub enum ServerStep {
     /// (empty if new), [`ServerConnection::apply`] the message, store what it
     /// added durably, and only then send [`ServerConnection::reply`].
     Sync {
-        /// The document.
         document_id: DocumentId,
         /// What the peer may do with it.
         access: Access,

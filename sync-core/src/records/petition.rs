@@ -62,7 +62,6 @@ crate::text_enum! {
 /// The resident who raised the petition.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Applicant {
-    /// Name.
     pub name: String,
     /// Phone, if given.
     pub phone: Option<String>,
@@ -106,10 +105,7 @@ pub enum PetitionEventKind {
         note: String,
     },
     /// A supervisor's 督办 note.
-    Supervised {
-        /// The note.
-        note: String,
-    },
+    Supervised { note: String },
     /// Solved.
     Resolved {
         /// How.
@@ -194,7 +190,6 @@ pub struct Petition {
     pub applicant: Applicant,
     /// The matter, in the resident's words.
     pub matter: String,
-    /// Its category.
     pub category: Category,
     /// When it was recorded.
     pub created_at: Timestamp,
@@ -319,15 +314,11 @@ pub struct NewPetition {
     pub visit_id: Option<RecordId>,
     /// Who raised it.
     pub applicant: Applicant,
-    /// The matter.
     pub matter: String,
-    /// Category.
     pub category: Category,
-    /// Level.
     pub level: Level,
     /// Responsible person; `None` means the recorder (首访负责制).
     pub responsible: Option<String>,
-    /// Deadline.
     pub deadline: Option<time::Date>,
 }
 

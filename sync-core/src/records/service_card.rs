@@ -44,9 +44,7 @@ pub struct ServiceCard {
     pub id: RecordId,
     /// The resident who received it.
     pub resident: String,
-    /// Their phone.
     pub phone: Option<String>,
-    /// Address.
     pub address: Option<String>,
     /// Household (户号 or household head).
     pub household: Option<String>,
@@ -54,7 +52,6 @@ pub struct ServiceCard {
     pub handed_over_at: Timestamp,
     /// Pairing, if the resident is one of the cadre's "123".
     pub pairing: Option<Pairing>,
-    /// Notes.
     pub notes: String,
     /// Follow-ups, oldest first.
     pub follow_ups: Vec<FollowUp>,
@@ -73,17 +70,12 @@ pub struct NewServiceCard {
     pub id: RecordId,
     /// Resident's name.
     pub resident: String,
-    /// Phone.
     pub phone: Option<String>,
-    /// Address.
     pub address: Option<String>,
-    /// Household.
     pub household: Option<String>,
     /// When handed over.
     pub handed_over_at: Timestamp,
-    /// Pairing.
     pub pairing: Option<Pairing>,
-    /// Notes.
     pub notes: String,
 }
 

@@ -207,13 +207,11 @@ pub struct NewVisit {
     pub place: String,
     /// Whom.
     pub subject: Subject,
-    /// Tags.
     pub tags: BTreeSet<String>,
     /// Who went.
     pub participants: BTreeSet<String>,
     /// The six questions' answers.
     pub answers: SixQuestions,
-    /// Notes.
     pub notes: String,
     /// GPS fix.
     pub location: Option<GeoPoint>,
@@ -235,13 +233,9 @@ pub struct VisitUpdate {
     pub place: Option<String>,
     /// New subject.
     pub subject: Option<Subject>,
-    /// Tags to add.
     pub add_tags: BTreeSet<String>,
-    /// Tags to remove.
     pub remove_tags: BTreeSet<String>,
-    /// Participants to add.
     pub add_participants: BTreeSet<String>,
-    /// Participants to remove.
     pub remove_participants: BTreeSet<String>,
     /// New answers (each changed answer is merged as text).
     pub answers: Option<SixQuestions>,

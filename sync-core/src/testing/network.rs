@@ -191,7 +191,6 @@ struct Frame {
 /// The network: a server, clients, and the frames in flight between them.
 #[derive(Debug)]
 pub struct Network {
-    /// The server.
     pub server: SimServer,
     /// The clients, by index.
     pub clients: Vec<SimClient>,
