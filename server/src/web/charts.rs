@@ -12,6 +12,17 @@ pub struct Bar {
     pub warn: bool,
 }
 
+impl Bar {
+    /// A bar for a count of things (visits, petitions).
+    pub fn count(label: &str, count: i64, warn: bool) -> Bar {
+        Bar {
+            label: label.to_owned(),
+            value: count as f64,
+            warn,
+        }
+    }
+}
+
 fn fmt(v: f64) -> String {
     if (v - v.round()).abs() < 1e-9 {
         format!("{}", v.round() as i64)

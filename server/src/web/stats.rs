@@ -122,20 +122,12 @@ pub async fn get(
     let unit_bars: Vec<Bar> = s
         .units
         .iter()
-        .map(|u| Bar {
-            label: u.name.clone(),
-            value: u.visits.visits as f64,
-            warn: u.nothing_reported,
-        })
+        .map(|u| Bar::count(&u.name, u.visits.visits, u.nothing_reported))
         .collect();
     let cadre_bars: Vec<Bar> = s
         .cadres
         .iter()
-        .map(|c| Bar {
-            label: c.name.clone(),
-            value: c.quota.count as f64,
-            warn: !c.quota.met,
-        })
+        .map(|c| Bar::count(&c.name, c.quota.count, !c.quota.met))
         .collect();
     let body = html! {
         h1 { (r.unit.name) " · 走访统计" }

@@ -29,6 +29,7 @@ use sync_core::protocol::{
     Access, MAX_MESSAGE_BYTES, Message, ProtocolError, ServerConnection, ServerStep,
 };
 use sync_core::{DocumentId, DocumentKind, derived_id};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::Instrument;
 
@@ -46,6 +47,7 @@ use crate::store::{
     ActorClaim, AppendOutcome, DocumentWrite, NewAuditEntry, NewDocument, StoreError, StoredKind,
     SyncStateWrite,
 };
+use crate::sync::live::DocumentGuard;
 use crate::sync::payload::PayloadLimits;
 use crate::sync::{
     ConnectionSlot, Crowded, LiveDocument, LiveError, MergeError, compactor, decide_access,
@@ -477,18 +479,11 @@ impl Connection {
             }));
         }
         let started = Instant::now();
-        let (mut guard, _permit) = self
-            .state
-            .lock_for_merge(document_id)
-            .await
-            .map_err(|e| Fault::Internal(e.to_string()))?;
         // The document as stored, from its copy in memory. It goes back into
         // its slot only once everything merged into it is stored: every
         // early return below leaves the slot empty, and the next sync loads
         // the document from the store again.
-        let live = guard
-            .current(self.state.store.as_ref(), document_id)
-            .await?;
+        let (mut guard, _permit, live) = take_live(&self.state, document_id).await?;
         let stored_existed = live.is_some();
         if stored_existed {
             self.restore_sync_state(document_id).await?;
@@ -838,14 +833,7 @@ impl Connection {
         if !self.conn()?.documents().any(|(d, _)| *d == document_id) {
             return Ok(None);
         }
-        let (mut guard, _permit) = self
-            .state
-            .lock_for_merge(document_id)
-            .await
-            .map_err(|e| Fault::Internal(e.to_string()))?;
-        let live = guard
-            .current(self.state.store.as_ref(), document_id)
-            .await?;
+        let (mut guard, _permit, live) = take_live(&self.state, document_id).await?;
         let mut conn = self.take_conn()?;
         let (conn, live, pushed) = tokio::task::spawn_blocking(move || {
             let pushed = match &live {
@@ -877,4 +865,19 @@ async fn token_expiry(exp: i64) {
     let now = Utc::now().timestamp();
     let left = u64::try_from(exp.saturating_sub(now)).unwrap_or(0);
     tokio::time::sleep(std::time::Duration::from_secs(left)).await;
+}
+
+/// The document's lock and a merge permit ([`AppState::lock_for_merge`]),
+/// and its live copy taken out of its slot (`None` when the document is not
+/// stored).
+async fn take_live(
+    state: &AppState,
+    document_id: DocumentId,
+) -> Result<(DocumentGuard, OwnedSemaphorePermit, Option<LiveDocument>), Fault> {
+    let (mut guard, permit) = state
+        .lock_for_merge(document_id)
+        .await
+        .map_err(|e| Fault::Internal(e.to_string()))?;
+    let live = guard.current(state.store.as_ref(), document_id).await?;
+    Ok((guard, permit, live))
 }
