@@ -38,7 +38,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{Database, ServerProcess, percentile};
+use e2e_tests::{Database, ServerProcess, ms, percentile};
 use sqlx::{Connection, Executor, PgConnection};
 
 /// Towns of the generated county (the demo's `town1` and `town2` first).
@@ -450,10 +450,6 @@ struct Filter {
 struct Measured {
     total: Option<i64>,
     times: Vec<Duration>,
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
 /// `GET path` with the token; the body's `total` (the task list's for
