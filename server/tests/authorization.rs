@@ -47,7 +47,11 @@ fn documented_routes() -> Vec<(String, String, bool)> {
 /// A body the route accepts, so that a refusal is about the caller.
 fn body_for(path: &str) -> Value {
     match path.rsplit('/').next().unwrap_or("") {
-        "deadline" => json!({"deadline": "2027-06-30"}),
+        "deadline" => {
+            // A month ahead (China time): after every demo item's creation.
+            let day = Utc::now() + chrono::TimeDelta::hours(8) + chrono::TimeDelta::days(30);
+            json!({"deadline": day.format("%Y-%m-%d").to_string()})
+        }
         "assign" => json!({"to": "cadre02"}),
         "reopen" => json!({"reason": "群众反映问题仍未解决"}),
         "password" => {

@@ -48,11 +48,29 @@ async fn all_petitions(store: &dyn Store) -> Vec<LedgerItem> {
     page.items
 }
 
+/// The China date of `days` ago.
+fn china_date_days_ago(days: i64) -> chrono::NaiveDate {
+    (Utc::now() + chrono::TimeDelta::hours(8) - chrono::TimeDelta::days(days)).date_naive()
+}
+
+/// The years of the demo's diaries: its records reach 300 days back, into
+/// last year's diary when that is before 1 January (China time).
+fn demo_diary_years() -> std::ops::RangeInclusive<i32> {
+    use chrono::Datelike;
+    china_date_days_ago(300).year()..=china_date_days_ago(0).year()
+}
+
+/// The documents the demo stores: its diaries and a contacts document per
+/// cadre.
+fn demo_documents() -> usize {
+    12 * (demo_diary_years().count() + 1)
+}
+
 async fn seeded(store: &dyn Store) {
     demo_org(store).await;
     let summary = seed_demo_records(store).await.expect("seed records");
     assert_eq!(summary.cadres, 12);
-    assert_eq!(summary.documents, 24);
+    assert_eq!(summary.documents, demo_documents());
     assert_eq!(summary.visits, 300);
     assert_eq!(summary.petitions, 100);
     assert!((60..=96).contains(&summary.cards), "{summary:?}");
@@ -87,15 +105,24 @@ async fn demo_records_fill_the_ledger(store: Arc<dyn Store>) {
         .expect("overdue");
     assert!(overdue.total >= 12, "overdue: {}", overdue.total);
 
+    // Months of work, also for a demo started in January: the closed
+    // items were raised about half a year ago.
+    let oldest = items.iter().map(|i| i.created_at).min().expect("items");
+    assert!(
+        oldest < Utc::now() - chrono::TimeDelta::days(170),
+        "oldest petition: {oldest}"
+    );
+
     // Each cadre's demo documents sit at the ids their phones derive, so a
     // visit recorded offline on a phone lands in the demo diary.
-    let year = chrono::Datelike::year(&Utc::now());
     for cadre in ["cadre01", "cadre12"] {
-        let diary = s
-            .get_document_meta(&sync_core::document::diary_id(cadre, year))
-            .await
-            .expect("get");
-        assert!(diary.is_some(), "{cadre}'s {year} diary");
+        for year in demo_diary_years() {
+            let diary = s
+                .get_document_meta(&sync_core::document::diary_id(cadre, year))
+                .await
+                .expect("get");
+            assert!(diary.is_some(), "{cadre}'s {year} diary");
+        }
         let contacts = s
             .get_document_meta(&sync_core::document::contacts_id(cadre))
             .await
@@ -164,9 +191,11 @@ async fn rebuild_reproduces_the_written_rows(store: Arc<dyn Store>) {
     let summary = server::ledger::rebuild(s, |done, total| seen.push((done, total)))
         .await
         .expect("rebuild");
-    assert_eq!(summary.documents, 25);
+    // The demo's documents and the foreign one.
+    let documents = demo_documents() + 1;
+    assert_eq!(summary.documents, documents);
     assert_eq!(summary.unprojectable, 1);
-    assert_eq!(seen.last(), Some(&(25, 25)));
+    assert_eq!(seen.last(), Some(&(documents, documents)));
     assert_eq!(all_petitions(s).await, before);
 }
 
@@ -411,9 +440,14 @@ async fn ledger_rebuild_command_reports_progress() {
         "{stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("rebuilt 10/24 documents"), "{stdout}");
-    assert!(stdout.contains("rebuilt 24/24 documents"), "{stdout}");
-    assert!(stdout.contains("ledger rebuilt: 24 documents"), "{stdout}");
+    let n = demo_documents();
+    for line in [
+        format!("rebuilt 10/{n} documents"),
+        format!("rebuilt {n}/{n} documents"),
+        format!("ledger rebuilt: {n} documents"),
+    ] {
+        assert!(stdout.contains(&line), "{line}: {stdout}");
+    }
 
     let store = server::open_store(&config).await.expect("reopen");
     assert_eq!(all_petitions(store.as_ref()).await, before);

@@ -56,9 +56,11 @@ async fn synced_petitions_reach_the_ledger_and_rebuild_matches() {
     let mut rng = StdRng::seed_from_u64(11);
     let now = Timestamp::from_millis(chrono::Utc::now().timestamp_millis());
     let edit = Edit::new("cadre01", now);
-    let id = sync_core::diary_id("cadre01", 2026);
+    // This year's diary (China time), which a phone files a visit of now in.
+    let year = now.china_date().expect("today").year();
+    let id = sync_core::diary_id("cadre01", year);
     let mut diary =
-        DiaryDocument::create_shared("cadre01", 2026, ActorId::random()).expect("create diary");
+        DiaryDocument::create_shared("cadre01", year, ActorId::random()).expect("create diary");
     let visit = diary
         .add_visit(&edit, &fixtures::visit(&mut rng, now, "cadre01"))
         .expect("visit");

@@ -27,8 +27,8 @@ const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A diary year for a test device to create, another on each call in this
 /// process: 2000 to 2024, then round again. The demo seeds this year's
-/// diaries, so these never meet them; a test making more than 25 diaries
-/// for one user would.
+/// and last year's diaries (2025 at the earliest), so these never meet
+/// them; a test making more than 25 diaries for one user would.
 pub fn next_test_year() -> i32 {
     static NEXT: AtomicI32 = AtomicI32::new(0);
     2000 + NEXT.fetch_add(1, Ordering::Relaxed).rem_euclid(25)

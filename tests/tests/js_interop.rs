@@ -88,14 +88,25 @@ async fn a_diary_created_by_the_js_client_is_accepted_and_readable() {
     let Some(dir) = js_dir() else { return };
     let server = ServerProcess::start().await;
 
-    // A year the demo has no diary for (it seeds this year's).
-    let year = 2025;
+    // A year the demo has no diary for (it seeds this year's and last
+    // year's, by the server's clock, which is this one).
+    let this_year = sync_core::Timestamp(e2e_tests::now_ms())
+        .china_date()
+        .expect("today")
+        .year();
+    let year = this_year - 2;
     let derived = sync_core::diary_id("cadre01", year).to_string();
     let created = interop(
         &dir,
         &server,
         &[
-            "create", "--user", "cadre01", "--year", "2025", "--id", &derived,
+            "create",
+            "--user",
+            "cadre01",
+            "--year",
+            &year.to_string(),
+            "--id",
+            &derived,
         ],
     )
     .await;

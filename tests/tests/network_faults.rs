@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e_tests::{DEMO_PASSWORD, ServerProcess};
+use e2e_tests::{DEMO_PASSWORD, ServerProcess, now_ms};
 use mobile_ffi::records::visit::{NewVisit, SixAnswers, SubjectKind, VisitKind, VisitQuery};
 use mobile_ffi::{ClientConfig, DiaryClient};
 use rand::rngs::StdRng;
@@ -124,8 +124,9 @@ async fn faulty_proxy(
 fn visit(place: &str, name: &str) -> NewVisit {
     NewVisit {
         kind: VisitKind::HomeVisit,
-        // 2026-05-28 10:00 China time: this year's diary.
-        at_ms: 1_779_933_600_000,
+        // Now: this year's diary, which the demo seeded (the server's
+        // clock is this one).
+        at_ms: now_ms(),
         place: place.to_owned(),
         subject_kind: SubjectKind::Household,
         subject_name: name.to_owned(),

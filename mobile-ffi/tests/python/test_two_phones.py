@@ -156,7 +156,7 @@ class TwoPhonesTest(unittest.TestCase):
         va = a.client.add_visit(home_visit("柳树村三组", "王秀英", "初次走访。"))
         vb = b.client.add_visit(home_visit("柳树村五组", "李德福", "入户了解低保情况。"))
         self.assertEqual(a.client.sync_status().pending_changes, 1)
-        # Both phones created this year's diary offline: it is one document.
+        # Both phones created the 2026 diary (the visits' year) offline: one document.
         self.assertEqual(set(a.client.document_ids()), set(b.client.document_ids()))
 
         ra = a.sync()
@@ -344,7 +344,7 @@ class TwoPhonesTest(unittest.TestCase):
         observer = Observer()
         b.client.set_observer(observer)
         a.client.add_visit(home_visit("柳树村六组", "钱大海"))
-        [diary] = a.client.document_ids()  # this year's diary, made offline
+        [diary] = a.client.document_ids()  # the 2026 diary (the visit's year), made offline
         a.sync()
         report = b.sync()
         self.assertEqual(len(observer.calls), 1)

@@ -1,9 +1,10 @@
-//! Demo visits, petitions and service cards for `serve --demo`: a diary for
-//! the current year and a contacts document for every demo cadre, stored
-//! like a phone's first sync would store them (chunk and ledger rows in one
-//! transaction), so the ledger has something to show.
+//! Demo visits, petitions and service cards for `serve --demo`: the diaries
+//! of the last 300 days (this year's, and last year's when those days reach
+//! back before 1 January) and a contacts document for every demo cadre,
+//! stored like a phone's first sync would store them (chunk and ledger rows
+//! in one transaction), so the ledger has something to show.
 
-use chrono::{Datelike, Utc};
+use chrono::Utc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sync_core::automerge::{ActorId, Automerge};
@@ -19,6 +20,10 @@ use crate::store::{ActorClaim, DocumentWrite, NewDocument, Role, Store, StoreErr
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 const VISITS_PER_CADRE: usize = 25;
+/// How far back the demo's records reach. Less than a year, so they touch
+/// at most two diaries: a demo started in January still shows months of
+/// work, in last year's diary.
+const DEMO_DAYS: i64 = 300;
 
 /// Why seeding the demo records failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +54,11 @@ pub struct DemoRecordsSummary {
     pub cards: usize,
 }
 
-/// For every demo cadre without documents, creates a diary for this year
-/// (≈25 visits, 8–9 petitions in every status and category, some overdue)
-/// and a contacts document (5–8 service cards). Idempotent per cadre.
+/// For every demo cadre without documents, creates this year's diary and,
+/// when the last 300 days reach back before 1 January, last year's (≈25
+/// visits over those days, 8–9 petitions in every status and category,
+/// some overdue), and a contacts document (5–8 service cards). Idempotent
+/// per cadre.
 pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, DemoRecordsError> {
     let mut summary = DemoRecordsSummary::default();
     let now = Utc::now();
@@ -75,12 +82,11 @@ pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, 
         };
         let petitions = 8 + usize::from(index % 3 == 0);
         let now_ts = Timestamp(now.timestamp_millis());
-        let year = now.year();
         let Some(supervisor_user) = store.get_user_by_username(supervisor).await? else {
             continue;
         };
         let built = tokio::task::spawn_blocking(move || {
-            build(username, supervisor, index, petitions, year, now_ts)
+            build(username, supervisor, index, petitions, now_ts)
         })
         .await??;
         let cadre_writer = Writer {
@@ -102,26 +108,28 @@ pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, 
                 cadre_writer.clone()
             }
         };
-        let (diary_attribution, diary_claims) = attribute(built.diary.automerge(), writer_of);
-        let (_, contacts_claims) = attribute(built.contacts.automerge(), writer_of);
-        for (kind, year, doc_id, data, ledger, actors) in [
-            (
+        let mut documents = Vec::new();
+        for (year, doc_id, diary) in &built.diaries {
+            let (attribution, claims) = attribute(diary.automerge(), writer_of);
+            documents.push((
                 StoredKind::Diary,
-                Some(year),
-                built.diary_id,
-                built.diary.save(),
-                LedgerProjection::of_diary(&built.diary, &diary_attribution),
-                diary_claims,
-            ),
-            (
-                StoredKind::Contacts,
-                None,
-                built.contacts_id,
-                built.contacts.save(),
-                LedgerProjection::of_contacts(&built.contacts),
-                contacts_claims,
-            ),
-        ] {
+                Some(*year),
+                *doc_id,
+                diary.save(),
+                LedgerProjection::of_diary(diary, &attribution),
+                claims,
+            ));
+        }
+        let (_, contacts_claims) = attribute(built.contacts.automerge(), writer_of);
+        documents.push((
+            StoredKind::Contacts,
+            None,
+            built.contacts_id,
+            built.contacts.save(),
+            LedgerProjection::of_contacts(&built.contacts),
+            contacts_claims,
+        ));
+        for (kind, year, doc_id, data, ledger, actors) in documents {
             summary.visits += ledger.visits.len();
             summary.petitions += ledger.petitions.len();
             summary.cards += ledger.cards.len();
@@ -147,10 +155,10 @@ pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, 
 }
 
 struct Built {
-    diary_id: DocumentId,
-    diary: DiaryDocument,
-    /// The actor of the supervisor's events in `diary`; every other actor
-    /// of both documents is the cadre's.
+    /// Year, id and document of each diary, oldest first.
+    diaries: Vec<(i32, DocumentId, DiaryDocument)>,
+    /// The actor of the supervisor's events in the diaries; every other
+    /// actor of the documents is the cadre's.
     supervisor_actor: ActorId,
     contacts_id: DocumentId,
     contacts: ContactsDocument,
@@ -162,18 +170,14 @@ fn build(
     supervisor: &str,
     index: usize,
     petitions: usize,
-    year: i32,
     now: Timestamp,
 ) -> Result<Built, DocumentError> {
     let mut rng = StdRng::from_os_rng();
     let now = now.millis();
-    // Spread over the past months of this year (China time), never before 1 January.
-    let year_start = chrono::NaiveDate::from_ymd_opt(year, 1, 1)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map_or(now - 300 * DAY_MS, |d| {
-            d.and_utc().timestamp_millis() - 8 * 3600 * 1000
-        });
-    let start = year_start.max(now - 300 * DAY_MS);
+    // Spread over the last DEMO_DAYS, across 1 January when they reach it:
+    // each record goes into the diary of its year (China time), as a phone
+    // files it.
+    let start = now - DEMO_DAYS * DAY_MS;
     // Some cadres have gone quiet: nothing in the last 45 days, so the
     // statistics of the last month show them (and village 4) as 零战果.
     let quiet = QUIET_CADRES.contains(&index);
@@ -184,10 +188,7 @@ fn build(
     let cadre_actor = actor(&mut rng);
     let supervisor_actor = actor(&mut rng);
 
-    // The ids every phone of the cadre derives for these documents, so a
-    // phone that records a visit offline writes into the demo diary.
-    let diary_id = sync_core::document::diary_id(cadre, year);
-    let mut diary = DiaryDocument::create_shared(cadre, year, cadre_actor.clone())?;
+    let mut diaries = Diaries::new(cadre, Timestamp(start), Timestamp(now), &cadre_actor)?;
     let mut times: Vec<i64> = (0..VISITS_PER_CADRE)
         .map(|_| rng.random_range(start..end))
         .collect();
@@ -206,6 +207,7 @@ fn build(
             v.kind = sync_core::records::visit::VisitKind::FollowUp;
             v.subject = earlier.subject.clone();
         }
+        let diary = diaries.of(t);
         let id = diary.add_visit(&at(t), &v)?;
         if let Some(v) = diary.visit(id) {
             visits.push(v);
@@ -222,7 +224,7 @@ fn build(
         let wanted = Category::ALL[(n + index) % Category::ALL.len()];
         add_petition(
             &mut rng,
-            &mut diary,
+            &mut diaries,
             &visits,
             &authors,
             Scenario::nth(n),
@@ -242,12 +244,72 @@ fn build(
         contacts.add_card(&at(t), &c)?;
     }
     Ok(Built {
-        diary_id,
-        diary,
+        diaries: diaries.into_documents(cadre),
         supervisor_actor,
         contacts_id,
         contacts,
     })
+}
+
+/// The China year of an instant (the year of the epoch for one the `time`
+/// crate cannot represent, which no demo record is).
+fn china_year(ms: i64) -> i32 {
+    Timestamp(ms).china_date().map_or(1970, |d| d.year())
+}
+
+/// A cadre's demo diaries: this year's, and last year's when the demo's
+/// days begin before 1 January (never more: they span less than a year).
+struct Diaries {
+    year: i32,
+    this: DiaryDocument,
+    last: Option<DiaryDocument>,
+}
+
+impl Diaries {
+    /// The diaries of the China years from `start` to `now`, with the
+    /// shared genesis and (in [`Self::into_documents`]) at the ids every
+    /// phone of the cadre derives, so a phone that records a visit offline
+    /// writes into the demo diary.
+    fn new(
+        cadre: &str,
+        start: Timestamp,
+        now: Timestamp,
+        actor: &ActorId,
+    ) -> Result<Self, DocumentError> {
+        let year = china_year(now.millis());
+        let last = if china_year(start.millis()) < year {
+            Some(DiaryDocument::create_shared(
+                cadre,
+                year - 1,
+                actor.clone(),
+            )?)
+        } else {
+            None
+        };
+        Ok(Diaries {
+            year,
+            this: DiaryDocument::create_shared(cadre, year, actor.clone())?,
+            last,
+        })
+    }
+
+    /// The diary a record made at `ms` goes into: the one of its year.
+    fn of(&mut self, ms: i64) -> &mut DiaryDocument {
+        match &mut self.last {
+            Some(last) if china_year(ms) < self.year => last,
+            _ => &mut self.this,
+        }
+    }
+
+    /// Year, derived id and document of each, oldest first.
+    fn into_documents(self, cadre: &str) -> Vec<(i32, DocumentId, DiaryDocument)> {
+        let this_year = self.year;
+        let last = self.last.map(|d| (this_year - 1, d));
+        last.into_iter()
+            .chain([(this_year, self.this)])
+            .map(|(year, d)| (year, sync_core::document::diary_id(cadre, year), d))
+            .collect()
+    }
 }
 
 /// Indexes (in `DEMO_USERS`' cadres) of the cadres with nothing in the
@@ -465,10 +527,11 @@ struct Authors<'a> {
 }
 
 /// One petition of category `wanted`, raised in one of `visits` and taken
-/// through `scenario`.
+/// through `scenario`, in the diary of the visit (which keeps its later
+/// events, also those of the next year).
 fn add_petition(
     rng: &mut StdRng,
-    diary: &mut DiaryDocument,
+    diaries: &mut Diaries,
     visits: &[Visit],
     authors: &Authors<'_>,
     scenario: Scenario,
@@ -484,6 +547,7 @@ fn add_petition(
         .find(|v| v.at.millis() <= target)
         .or_else(|| visits.first());
     let created = visit.map_or(target, |v| v.at.millis());
+    let diary = diaries.of(created);
     let mut p: NewPetition = fixtures::petition(rng, Timestamp(created), visit.map(|v| v.id));
     for _ in 0..20 {
         if p.category == wanted {
