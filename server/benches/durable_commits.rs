@@ -102,6 +102,7 @@ async fn phones(store: &dyn Store, count: usize, syncs: usize, first: usize) -> 
                 at: chrono::Utc::now(),
                 ledger: Some(LedgerProjection::of_diary(&diary, &attribution)),
                 actors: vec![claim.clone()],
+                based_on: None,
             })
             .await
             .expect("the diary");
@@ -128,6 +129,7 @@ async fn phones(store: &dyn Store, count: usize, syncs: usize, first: usize) -> 
                     None,
                 )),
                 actors: vec![claim.clone()],
+                based_on: None,
             });
         }
         phones.push(Phone {

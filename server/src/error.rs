@@ -188,6 +188,9 @@ impl From<StoreError> for AppError {
         match err {
             StoreError::NotFound => AppError::NotFound,
             StoreError::Conflict(message) => AppError::Conflict(message),
+            StoreError::Stale => AppError::Conflict(
+                "the document was written by someone else meanwhile; try again".to_owned(),
+            ),
             StoreError::Backend(_) => AppError::Internal(Box::new(err)),
         }
     }

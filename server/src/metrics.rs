@@ -41,6 +41,9 @@ pub const LIVE_DOCUMENTS_EVICTED_TOTAL: &str = "live_documents_evicted_total";
 /// Received changes stored while they wait for a dependency that has not
 /// arrived yet (after a Bloom-filter false positive on the peer's side).
 pub const SYNC_CHANGES_WAITING_TOTAL: &str = "sync_changes_waiting_total";
+/// Writes tried again because another server process wrote the same
+/// document first.
+pub const STALE_WRITES_TOTAL: &str = "stale_writes_total";
 /// Document syncs restarted because they made no progress.
 pub const SYNC_RESTARTS_TOTAL: &str = "sync_restarts_total";
 /// Sync upgrades refused because too many connections were open, by whose
@@ -142,6 +145,10 @@ fn describe() {
         "Sync connections closed because the peer took no data within the send timeout"
     );
     metrics::describe_counter!(
+        STALE_WRITES_TOTAL,
+        "Writes tried again because another server process wrote the document first"
+    );
+    metrics::describe_counter!(
         SYNC_RESTARTS_TOTAL,
         "Document syncs restarted after rounds without progress"
     );
@@ -157,6 +164,7 @@ fn describe() {
     metrics::counter!(DB_ERRORS_TOTAL).absolute(0);
     metrics::counter!(SYNC_CHANGES_WAITING_TOTAL).absolute(0);
     metrics::counter!(SYNC_RESTARTS_TOTAL).absolute(0);
+    metrics::counter!(STALE_WRITES_TOTAL).absolute(0);
     metrics::counter!(SYNC_SEND_TIMEOUTS_TOTAL).absolute(0);
     metrics::counter!(LOGINS_FAILED_TOTAL).absolute(0);
     metrics::gauge!(SYNC_CONNECTIONS).set(0.0);
@@ -283,6 +291,12 @@ pub fn login_failed() {
 /// Counts one document sync restarted after rounds without progress.
 pub fn sync_restarted() {
     metrics::counter!(SYNC_RESTARTS_TOTAL).increment(1);
+}
+
+/// Counts one write tried again after another process wrote its
+/// document first.
+pub fn stale_write() {
+    metrics::counter!(STALE_WRITES_TOTAL).increment(1);
 }
 
 /// Counts one group commit of `writes` writes.

@@ -107,6 +107,22 @@ pub async fn serve_with_store(
             crate::sync::compactor::run(hub, store, permits, signal.triggered()).await;
         }
     });
+    // Other processes' writes on the same database reach this one's
+    // connections.
+    if let Some(mut writes) = store.other_writes().await? {
+        let (hub, signal) = (state.sync_hub.clone(), signal.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = signal.triggered() => return,
+                    write = writes.recv() => match write {
+                        Some(write) => hub.other_write(write),
+                        None => return,
+                    },
+                }
+            }
+        });
+    }
     let app = router(state);
     tokio::task::spawn_blocking(crate::auth::password::warm_up);
 

@@ -26,8 +26,8 @@ pub use error::{BoxError, StoreError};
 pub use model::{
     ActorClaim, AppendOutcome, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow,
     DocumentSince, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser,
-    OwnerUsage, PetitionLocation, RefreshReplacement, RefreshRotation, RefreshToken, Role,
-    StoredDocument, StoredKind, StoredVersion, SyncStateWrite, Unit, User,
+    OtherWrite, OwnerUsage, PetitionLocation, RefreshReplacement, RefreshRotation, RefreshToken,
+    Role, StoredDocument, StoredKind, StoredVersion, SyncStateWrite, Unit, User,
 };
 
 /// Shorthand for store results.
@@ -179,8 +179,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// acknowledges durable data. Writes to one document are serialised: on
     /// PostgreSQL by locking the document row (`SELECT … FOR UPDATE`) for the
     /// transaction, across server processes; on SQLite by the single writer
-    /// (`BEGIN IMMEDIATE`).
+    /// (`BEGIN IMMEDIATE`). `Stale` if the write was made on a copy that
+    /// missed something stored since ([`DocumentWrite::based_on`]).
     async fn append_changes(&self, write: DocumentWrite) -> StoreResult<AppendOutcome>;
+
+    /// From now on, the documents other server processes write on the same
+    /// database, as their writes commit (PostgreSQL `LISTEN/NOTIFY`), until
+    /// the receiver is dropped. `None` on a backend only one process writes
+    /// (SQLite).
+    async fn other_writes(&self) -> StoreResult<Option<tokio::sync::mpsc::Receiver<OtherWrite>>>;
 
     /// Replaces a document's snapshot and deletes the chunks folded into it,
     /// in one transaction under the same per-document lock as

@@ -17,5 +17,5 @@ pub use access::decide_access;
 pub use compactor::CompactionQueue;
 pub use documents::{MergeError, MergeOutcome};
 pub use hub::{ConnectionSlot, Crowded, DocumentChanged, OverBudget, SERVER_ORIGIN, SyncHub};
-pub use live::{DocumentGuard, LiveDocument, LiveError, LiveLimits};
+pub use live::{DocumentGuard, LiveDocument, LiveError, LiveLimits, store_write};
 pub use payload::{PayloadError, PayloadLimits};

@@ -9,9 +9,12 @@ use std::time::Duration;
 use chrono::Utc;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use server::store::{ActorClaim, DocumentWrite, Role, Store, StoredKind};
-use server::sync::{DocumentGuard, LiveDocument, LiveLimits, SyncHub};
+use server::ledger::report::RecordQuery;
+use server::ledger::{LedgerProjection, Writer};
+use server::store::{ActorClaim, AppendOutcome, DocumentWrite, Role, Store, StoredKind};
+use server::sync::{DocumentGuard, LiveDocument, LiveError, LiveLimits, SyncHub, store_write};
 use sync_core::automerge::{ActorId, Automerge};
+use sync_core::records::visit::{VisitKind, VisitUpdate};
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp};
 use test_support::store as common;
 use test_support::{Device, Served};
@@ -20,6 +23,7 @@ test_support::backends!(
     a_copy_picks_up_chunks_stored_past_it,
     a_copy_not_put_back_is_loaded_again,
     idle_and_over_budget_copies_are_dropped,
+    a_write_on_a_copy_that_missed_another_process_is_made_again,
 );
 
 const AT: Timestamp = test_support::EDIT_TIME;
@@ -112,6 +116,7 @@ async fn a_copy_picks_up_chunks_stored_past_it(store: Arc<dyn Store>) {
                 device_id: "elsewhere".into(),
                 via_server: false,
             }],
+            based_on: None,
         })
         .await
         .expect("a write past the copy");
@@ -237,6 +242,126 @@ async fn idle_and_over_budget_copies_are_dropped(store: Arc<dyn Store>) {
     hub.live().evict();
     drop(held);
     use_all(hub.clone()).await;
+}
+
+/// Edits the diary in `live` as cadre01's `device` (a fresh actor) and
+/// stores the change with its ledger rows, as a sync or a petition action
+/// does ([`store_write`]).
+async fn edit_and_store(
+    store: &dyn Store,
+    id: DocumentId,
+    mut live: LiveDocument,
+    (owner_id, device): (i64, &str),
+    edit: impl FnOnce(&mut DiaryDocument, &Edit),
+) -> Result<(LiveDocument, AppendOutcome), LiveError> {
+    let doc = std::mem::replace(&mut live.doc, Automerge::new());
+    let mut diary = DiaryDocument::from_automerge(doc).expect("diary");
+    let heads = diary.automerge().get_heads();
+    let actor = ActorId::random();
+    diary.automerge_mut().set_actor(actor.clone());
+    edit(&mut diary, &Edit::new("cadre01", AT));
+    live.doc = diary.into_automerge();
+    let writer = Writer {
+        username: "cadre01".into(),
+        user_id: owner_id,
+        device_id: device.into(),
+        via_server: false,
+    };
+    live.known.insert(actor.clone(), writer);
+    let ledger = LedgerProjection::after_changes(&live.doc, &live.known, &heads, None);
+    let write = DocumentWrite {
+        document_id: id,
+        create: None,
+        data: live.doc.save_after(&heads),
+        at: Utc::now(),
+        ledger: Some(ledger),
+        actors: vec![ActorClaim {
+            actor: actor.to_hex_string(),
+            user_id: owner_id,
+            device_id: device.into(),
+            via_server: false,
+        }],
+        based_on: None,
+    };
+    store_write(store, live, write, heads).await
+}
+
+/// Two server processes on one database (two hubs on one store): process
+/// B reads its copy, process A stores an edit of a visit, then B stores
+/// its own edit of the same visit from the copy that missed A's. B's write
+/// is refused as stale, B's copy takes in A's chunk, and the write is made
+/// again: the visit's ledger row shows both edits, as a rebuild of the
+/// ledger from the stored document does.
+async fn a_write_on_a_copy_that_missed_another_process_is_made_again(store: Arc<dyn Store>) {
+    let unit = common::unit(store.as_ref(), "V1", None, "village").await;
+    let owner_id = common::user(store.as_ref(), "cadre01", Role::Cadre, &unit)
+        .await
+        .id;
+    let id = DocumentId::from_bytes([10; 16]);
+    let (diary, bytes) = diary("cadre01");
+    let visit = diary.visits()[0].id;
+    store_diary(store.as_ref(), id, owner_id, bytes).await;
+    let (process_a, process_b) = (SyncHub::new(), SyncHub::new());
+
+    let mut guard_b = process_b.lock(id).await;
+    let live_b = copy(&mut guard_b, store.as_ref(), id).await;
+
+    let mut guard_a = process_a.lock(id).await;
+    let live_a = copy(&mut guard_a, store.as_ref(), id).await;
+    let rename = VisitUpdate {
+        place: Some("东头新村文化广场".into()),
+        ..VisitUpdate::default()
+    };
+    let (live_a, _) = edit_and_store(store.as_ref(), id, live_a, (owner_id, "phone"), |d, e| {
+        d.update_visit(e, visit, &rename).expect("rename");
+    })
+    .await
+    .expect("A stores its edit");
+    guard_a.keep(live_a);
+
+    let follow_up = VisitUpdate {
+        kind: Some(VisitKind::FollowUp),
+        ..VisitUpdate::default()
+    };
+    let (live_b, _) = edit_and_store(store.as_ref(), id, live_b, (owner_id, "tablet"), |d, e| {
+        d.update_visit(e, visit, &follow_up).expect("kind");
+    })
+    .await
+    .expect("B stores its edit once its copy has A's");
+    let stored = store.load_document(&id).await.expect("load").expect("doc");
+    assert_eq!(live_b.version, stored.version());
+    let merged = DiaryDocument::from_automerge(live_b.doc.clone()).expect("diary");
+    let merged = merged.visit(visit).expect("visit");
+    assert_eq!(
+        (merged.place.as_str(), merged.kind),
+        ("东头新村文化广场", VisitKind::FollowUp)
+    );
+    guard_b.keep(live_b);
+
+    let query = RecordQuery {
+        root_unit_id: unit.id,
+        owner_user_id: None,
+        from: None,
+        to: None,
+        kind: None,
+        text: None,
+        limit: 10,
+        offset: 0,
+    };
+    let (rows, _) = store.query_visits(&query).await.expect("visits");
+    let row = rows
+        .iter()
+        .find(|r| r.id == visit.to_string())
+        .expect("the visit's row");
+    assert_eq!(
+        (row.place.as_str(), row.kind),
+        ("东头新村文化广场", VisitKind::FollowUp),
+        "the row has both processes' edits"
+    );
+    server::ledger::rebuild(store.as_ref(), |_, _| {})
+        .await
+        .expect("rebuild");
+    assert_eq!(store.query_visits(&query).await.expect("visits").0, rows);
 }
 
 /// Over real sockets: a refused message (a change in the server's name) is

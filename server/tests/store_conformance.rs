@@ -60,6 +60,7 @@ mod cases {
             at: t(at),
             ledger: None,
             actors: Vec::new(),
+            based_on: None,
         }
     }
 
@@ -562,6 +563,7 @@ mod cases {
             at: t(40),
             ledger: None,
             actors: Vec::new(),
+            based_on: None,
         })
         .await
         .expect("append");

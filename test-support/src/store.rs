@@ -218,6 +218,7 @@ pub fn creation(
         at: Utc::now(),
         ledger: None,
         actors: Vec::new(),
+        based_on: None,
     }
 }
 

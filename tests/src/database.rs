@@ -13,6 +13,9 @@ pub enum Database {
     Sqlite,
     /// A database created for this server process alone.
     Postgres(PgDatabase),
+    /// Another server process's PostgreSQL database (its URL), shared with
+    /// it and dropped with that one.
+    Shared(String),
 }
 
 impl Database {
@@ -44,6 +47,7 @@ impl Database {
         match self {
             Database::Sqlite => None,
             Database::Postgres(db) => Some(&db.url),
+            Database::Shared(url) => Some(url),
         }
     }
 
@@ -52,6 +56,7 @@ impl Database {
         match self {
             Database::Sqlite => "SQLite (in the data directory)".to_owned(),
             Database::Postgres(db) => format!("PostgreSQL (database {})", db.name),
+            Database::Shared(url) => format!("PostgreSQL (shared: {url})"),
         }
     }
 }

@@ -103,6 +103,32 @@ impl ServerProcess {
         server
     }
 
+    /// A second server process on this one's PostgreSQL database, with
+    /// the same settings and JWT key (a token of either is good at both),
+    /// in a data directory of its own. Drop it before this one, which
+    /// drops the database.
+    pub async fn another_process(&self) -> ServerProcess {
+        let url = self
+            .database_url()
+            .expect("another process needs PostgreSQL: SQLite has one process")
+            .to_owned();
+        let secret = hex::encode(self.jwt_secret());
+        let mut settings: Vec<(&str, &str)> = self
+            .settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        settings.push(("JWT_SECRET", &secret));
+        let data_dir = tempfile::tempdir().expect("temporary data directory");
+        Self::start_launched(
+            data_dir,
+            Database::Shared(url),
+            &settings,
+            self.launch.clone(),
+        )
+        .await
+    }
+
     /// Kills the server at once (SIGKILL: no graceful shutdown, nothing
     /// flushed) and starts a new one on the same data directory and
     /// database. The new process listens on another port; connect new

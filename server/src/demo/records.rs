@@ -145,6 +145,7 @@ pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, 
                     at: now,
                     ledger: Some(ledger),
                     actors,
+                    based_on: None,
                 })
                 .await?;
             summary.documents += 1;

@@ -74,6 +74,17 @@ impl Attribution {
         self.writers.insert(actor, writer);
     }
 
+    /// Adds the actors of `other` that this does not know: a copy's own
+    /// claims, not stored yet, kept when its attribution is read again from
+    /// the store.
+    pub fn add_missing(&mut self, other: &Attribution) {
+        for (actor, writer) in &other.writers {
+            self.writers
+                .entry(actor.clone())
+                .or_insert_with(|| writer.clone());
+        }
+    }
+
     /// Whom `actor` belongs to, if known.
     pub fn writer(&self, actor: &ActorId) -> Option<&Writer> {
         self.writers.get(actor)

@@ -1,7 +1,7 @@
 //! Writing petition events as the server, on a user's behalf.
 
 use chrono::Utc;
-use sync_core::automerge::ActorId;
+use sync_core::automerge::{ActorId, ChangeHash};
 use sync_core::records::petition::{Petition, PetitionEventKind, PetitionState};
 use sync_core::{DiaryDocument, Edit, RecordId, Timestamp};
 
@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::ledger::attribution::{believed_state, judged_events};
 use crate::ledger::{Attribution, LedgerProjection, Writer};
 use crate::store::{ActorClaim, DocumentWrite, NewAuditEntry, StoreError};
-use crate::sync::LiveDocument;
+use crate::sync::{LiveDocument, LiveError, store_write};
 
 /// Who acts, and from where (for the audit log).
 #[derive(Debug, Clone)]
@@ -96,7 +96,7 @@ pub async fn append_events(
         }
         (Err(e), None) => return Err(e),
     };
-    let (mut live, chunk, ledger, actor, event_ids, kinds) = built;
+    let (live, chunk, ledger, actor, event_ids, kinds, heads) = built;
     // The sync endpoint refuses a document past this size; a diary the
     // server filled up would stop syncing.
     let limit = state.config.max_document_bytes;
@@ -105,7 +105,6 @@ pub async fn append_events(
             "the diary has reached the size limit of {limit} bytes"
         )));
     }
-    let chunk_len = chunk.len();
     let write = DocumentWrite {
         document_id,
         create: None,
@@ -118,17 +117,21 @@ pub async fn append_events(
             device_id: String::new(),
             via_server: true,
         }],
+        based_on: None,
     };
-    match state.store.append_changes(write).await {
-        Ok(appended) => {
-            live.appended(appended.chunk_id, chunk_len);
+    // Another process may have written the diary since it was read: the
+    // events are kept all the same (concurrent events all survive, as from
+    // two phones), with the rows projected again from both writes.
+    let live = match store_write(state.store.as_ref(), live, write, heads).await {
+        Ok((live, appended)) => {
             if crate::sync::compactor::worth_compacting(appended.pending_chunks, &live) {
                 state.sync_hub.compactions().request(document_id);
             }
+            live
         }
-        Err(StoreError::NotFound) => return Err(ActionError::NotFound),
+        Err(LiveError::Store(StoreError::NotFound)) => return Err(ActionError::NotFound),
         Err(e) => return Err(e.into()),
-    }
+    };
     guard.keep(live);
     drop(guard);
     // Connections syncing this document offer the change to their phones;
@@ -158,8 +161,8 @@ pub async fn append_events(
 }
 
 /// What [`write`] produced: the copy with the change made, the chunk to
-/// store, the document's ledger rows, the actor it wrote with, and the
-/// events' ids and kinds.
+/// store, the document's ledger rows, the actor it wrote with, the events'
+/// ids and kinds, and the document's heads before the change.
 type Built = (
     LiveDocument,
     Vec<u8>,
@@ -167,6 +170,7 @@ type Built = (
     ActorId,
     Vec<RecordId>,
     Vec<PetitionEventKind>,
+    Vec<ChangeHash>,
 );
 
 /// Lets `decide` choose the events on the diary's live copy, writes them
@@ -249,5 +253,8 @@ where
     let ledger = LedgerProjection::after_changes(diary.automerge(), &known, &heads, None);
     let mut live = rebuild(diary.into_automerge());
     live.known = known;
-    (None, Ok((live, chunk, ledger, actor, event_ids, kinds)))
+    (
+        None,
+        Ok((live, chunk, ledger, actor, event_ids, kinds, heads)),
+    )
 }

@@ -17,6 +17,12 @@ pub enum StoreError {
     /// to show to the caller.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The document was written after the writer's copy of it was read
+    /// ([`DocumentWrite::based_on`](super::DocumentWrite::based_on)): by
+    /// another server process on the same database. Nothing was stored;
+    /// bring the copy up to date and write again.
+    #[error("the document was written by someone else meanwhile")]
+    Stale,
     /// The database failed (connection, I/O, bad SQL, migration). The cause is
     /// kept for the log; it is never shown to an HTTP client.
     #[error("database error")]

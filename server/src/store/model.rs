@@ -379,6 +379,25 @@ pub struct DocumentWrite {
     /// another writer (another user, or the server against a device) fails
     /// the whole write with `Conflict`.
     pub actors: Vec<ActorClaim>,
+    /// The stored state the writer's copy of the document reflected, when
+    /// the write was made on such a copy (a live document). If anything was
+    /// stored after it (another server process on the same database wrote
+    /// the document, or compacted it), the write fails with
+    /// [`StoreError::Stale`](super::StoreError::Stale) and nothing is
+    /// stored: the ledger rows it carries were projected without those
+    /// changes. `None` writes without the check.
+    pub based_on: Option<StoredVersion>,
+}
+
+/// A write by another server process on the same database
+/// ([`Store::other_writes`](super::Store::other_writes)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtherWrite {
+    /// The document was written (its write has committed).
+    Document(DocumentId),
+    /// Notices may have been missed (the listening connection was lost and
+    /// made again): any document may have been written.
+    Missed,
 }
 
 /// Who an automerge actor of a document belongs to (`document_actors`).

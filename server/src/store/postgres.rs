@@ -5,15 +5,20 @@
 //! `documents` row (`SELECT … FOR UPDATE`) for the length of the write
 //! transaction. A first write creates the row with `INSERT … ON CONFLICT DO
 //! NOTHING` before locking it, so two processes creating the same document at
-//! once also queue on the row instead of failing.
+//! once also queue on the row instead of failing. Under that lock a write
+//! made on a copy of the document that missed another process's write is
+//! refused ([`DocumentWrite::based_on`]), and a committed write is announced
+//! to the other processes with `NOTIFY` ([`listen`]).
 
 mod ledger;
+mod listen;
 
 use std::str::FromStr;
 
 use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use self::listen::WRITES_CHANNEL;
 use super::sql::{
     CompactSql, Sql, doc_cols, document_by_id, documents_in_units, insert_document, users_in_units,
 };
@@ -29,6 +34,9 @@ type Q = Sql<Postgres>;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Names this store in the notices of its writes, so that it can tell
+    /// them from other processes' ([`listen`]).
+    instance: String,
 }
 
 impl PostgresStore {
@@ -47,7 +55,10 @@ impl PostgresStore {
             .max_connections(options.max_connections.max(1))
             .connect_with(connect_options)
             .await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            instance: format!("{:016x}", rand::random::<u64>()),
+        })
     }
 }
 
@@ -140,6 +151,9 @@ async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreRes
             "document belongs to another user".to_owned(),
         ));
     }
+    if !created {
+        Q::check_based_on(&mut tx, &existing, &write).await?;
+    }
 
     let chunk_id = Q::insert_chunk(&mut tx, &document_id, &write.data, write.at).await?;
     let meta = if created {
@@ -156,13 +170,26 @@ async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreRes
     };
 
     // The row lock above is still held, so projections of one document
-    // never interleave. (This is also where a `pg_notify` for other server
-    // processes belongs: NOTIFY is delivered only on commit.)
+    // never interleave.
     Q::record_write(&mut tx, &document_id, &write).await?;
+    // Delivered to the other processes only if this commits.
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(WRITES_CHANNEL)
+        .bind(format!("{} {document_id}", store.instance))
+        .execute(&mut *tx)
+        .await?;
 
     let outcome = Q::append_outcome(&mut tx, &document_id, meta, created, chunk_id).await?;
     tx.commit().await?;
     Ok(outcome)
+}
+
+async fn other_writes(
+    store: &PostgresStore,
+) -> StoreResult<Option<tokio::sync::mpsc::Receiver<super::OtherWrite>>> {
+    listen::other_writes(&store.pool, store.instance.clone())
+        .await
+        .map(Some)
 }
 
 // Each on a connection of its own: concurrent commits are flushed

@@ -633,6 +633,35 @@ where
         Ok(inserted.is_some())
     }
 
+    /// Refuses a write whose copy of the document missed something stored
+    /// ([`DocumentWrite::based_on`]): another snapshot than the one the
+    /// copy was built on, or a chunk after the last one it applied. Run on
+    /// the document's row as read under the caller's lock, before anything
+    /// is written; a row the write itself created has nothing to miss.
+    pub(super) async fn check_based_on(
+        conn: &mut DB::Connection,
+        row: &DocumentRow,
+        write: &DocumentWrite,
+    ) -> StoreResult<()> {
+        let Some(version) = &write.based_on else {
+            return Ok(());
+        };
+        if row.snapshot_heads != version.snapshot_heads {
+            return Err(StoreError::Stale);
+        }
+        let newer = sqlx::query_scalar::<DB, i64>(
+            "SELECT id FROM document_chunks WHERE document_id = $1 AND id > $2 LIMIT 1",
+        )
+        .bind(row.id.to_string())
+        .bind(version.last_chunk_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match newer {
+            Some(_) => Err(StoreError::Stale),
+            None => Ok(()),
+        }
+    }
+
     /// What [`Store::append_changes`](super::Store::append_changes) writes
     /// besides the chunk, inside the caller's transaction: who wrote the
     /// changes (before anything depends on it), then the ledger rows, which

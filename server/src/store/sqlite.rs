@@ -136,6 +136,13 @@ async fn append_changes(store: &SqliteStore, write: DocumentWrite) -> StoreResul
     store.group.append(write).await
 }
 
+/// One process writes a SQLite database: nobody else's writes to hear.
+async fn other_writes(
+    _store: &SqliteStore,
+) -> StoreResult<Option<tokio::sync::mpsc::Receiver<super::OtherWrite>>> {
+    Ok(None)
+}
+
 async fn save_sync_state(store: &SqliteStore, write: SyncStateWrite) -> StoreResult<()> {
     store.group.save_sync_state(write).await
 }
@@ -179,6 +186,9 @@ async fn append_in(
         }
         (Some(_), _) => false,
     };
+    if let Some(row) = &existing {
+        Q::check_based_on(tx, row, &write).await?;
+    }
 
     let chunk_id = Q::insert_chunk(tx, &document_id, &write.data, write.at).await?;
     if !created {

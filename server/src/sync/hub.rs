@@ -13,6 +13,9 @@ use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, broadcast};
 
 use super::compactor::CompactionQueue;
 use super::live::{DocumentGuard, LiveDocuments, LiveLimits};
+use crate::store::OtherWrite;
+#[cfg(doc)]
+use crate::store::Store;
 
 /// How many change notices a slow connection may fall behind before it
 /// resynchronises all its documents (see `RecvError::Lagged`).
@@ -29,7 +32,9 @@ pub const SERVER_ORIGIN: u64 = u64::MAX;
 /// A document was stored with new changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DocumentChanged {
-    pub document_id: DocumentId,
+    /// The document; `None` for any (another process's notices were
+    /// missed): every connection offers all it syncs.
+    pub document_id: Option<DocumentId>,
     /// The connection whose changes these were (it answers its own peer
     /// itself), from [`SyncHub::next_connection_id`].
     pub origin: u64,
@@ -39,8 +44,11 @@ pub struct DocumentChanged {
 ///
 /// Merges of one document are serialised here, in process: two connections
 /// never load-merge-store the same document at once, so neither overwrites
-/// the other's view. Several processes on one PostgreSQL would also need a
-/// database lock and `LISTEN/NOTIFY`; a single process does not.
+/// the other's view. Across processes on one PostgreSQL the database
+/// serialises them: a write made on a copy that missed another process's
+/// write is refused and made again on the merged copy
+/// ([`store_write`](super::live::store_write)), and the other process's
+/// writes reach this one's connections through [`SyncHub::other_write`].
 #[derive(Debug)]
 pub struct SyncHub {
     live: Arc<LiveDocuments>,
@@ -241,8 +249,23 @@ impl SyncHub {
     pub fn notify(&self, document_id: DocumentId, origin: u64) {
         // No receivers is fine: nobody else syncs anything.
         let _ = self.changes.send(DocumentChanged {
-            document_id,
+            document_id: Some(document_id),
             origin,
+        });
+    }
+
+    /// Tells this process's connections about a write by another process
+    /// on the same database (see [`Store::other_writes`]): they bring the
+    /// document up to date from the store and offer what is new.
+    pub fn other_write(&self, write: OtherWrite) {
+        let document_id = match write {
+            OtherWrite::Document(id) => Some(id),
+            OtherWrite::Missed => None,
+        };
+        // Every connection of this process offers it.
+        let _ = self.changes.send(DocumentChanged {
+            document_id,
+            origin: SERVER_ORIGIN,
         });
     }
 

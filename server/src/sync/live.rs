@@ -22,12 +22,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sync_core::DocumentId;
-use sync_core::automerge::Automerge;
+use sync_core::automerge::{Automerge, ChangeHash};
 use tokio::sync::OwnedMutexGuard;
 
 use super::documents::{self, MergeError};
-use crate::ledger::Attribution;
-use crate::store::{DocumentSince, Store, StoreError, StoredDocument, StoredVersion};
+use crate::ledger::{Attribution, LedgerProjection};
+use crate::store::{
+    AppendOutcome, DocumentSince, DocumentWrite, Store, StoreError, StoredDocument, StoredVersion,
+};
+
+/// How often a write is tried again after another process wrote the same
+/// document first ([`store_write`]).
+const STALE_ATTEMPTS: usize = 5;
 
 /// In-memory size of a loaded document per byte of its stored (compressed,
 /// columnar) form, for the memory budget: automerge's op set with its
@@ -375,6 +381,78 @@ impl DocumentGuard {
     /// Drops the copy, if one is in the slot.
     pub fn forget(&mut self) {
         self.slot().live = None;
+    }
+}
+
+/// Stores `write`, made on `live` (whose document already holds the
+/// write's changes; `heads_before` are its heads without them), and records
+/// it in `live`.
+///
+/// The write is checked against the stored version `live` was read at. If
+/// another server process wrote the document since ([`StoreError::Stale`]),
+/// `live` takes in what it stored, the ledger rows of everything since
+/// `heads_before` are projected again from the merged document, and the
+/// write is tried again: the chunk stays the same, only the rows (which
+/// must reflect both writes) change. On an error `live` is dropped; the
+/// slot stays empty, and the next use loads the document from the store.
+pub async fn store_write(
+    store: &dyn Store,
+    mut live: LiveDocument,
+    mut write: DocumentWrite,
+    heads_before: Vec<ChangeHash>,
+) -> Result<(LiveDocument, AppendOutcome), LiveError> {
+    let document_id = write.document_id;
+    let mut attempt = 1;
+    loop {
+        write.based_on = Some(live.version.clone());
+        let len = write.data.len();
+        match store.append_changes(write.clone()).await {
+            Ok(appended) => {
+                live.appended(appended.chunk_id, len);
+                return Ok((live, appended));
+            }
+            Err(StoreError::Stale) if attempt < STALE_ATTEMPTS => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
+        crate::metrics::stale_write();
+        let since = store
+            .load_document_since(&document_id, &live.version)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut known = Attribution::from_rows(&store.document_actors(&document_id).await?);
+        let (caught_up, ledger) = tokio::task::spawn_blocking({
+            let data = write.data.clone();
+            let heads_before = heads_before.clone();
+            move || {
+                known.add_missing(&live.known);
+                let mut live = match since {
+                    DocumentSince::Added { chunks, .. } => {
+                        live.apply_chunks(document_id, &chunks)?;
+                        live
+                    }
+                    // Compacted meanwhile: the stored form, plus this
+                    // write's changes.
+                    DocumentSince::Whole(stored) => {
+                        let mut fresh = LiveDocument::load(&stored, Attribution::default())?;
+                        fresh
+                            .doc
+                            .load_incremental(&data)
+                            .map_err(|source| MergeError::Load {
+                                document: document_id,
+                                source: Box::new(source),
+                            })?;
+                        fresh
+                    }
+                };
+                live.known = known;
+                let ledger =
+                    LedgerProjection::after_changes(&live.doc, &live.known, &heads_before, None);
+                Ok::<_, MergeError>((live, ledger))
+            }
+        })
+        .await??;
+        live = caught_up;
+        write.ledger = Some(ledger);
     }
 }
 

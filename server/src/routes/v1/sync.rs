@@ -50,8 +50,8 @@ use crate::store::{
 use crate::sync::live::DocumentGuard;
 use crate::sync::payload::PayloadLimits;
 use crate::sync::{
-    ConnectionSlot, Crowded, LiveDocument, LiveError, MergeError, compactor, decide_access,
-    documents,
+    ConnectionSlot, Crowded, DocumentChanged, LiveDocument, LiveError, MergeError, compactor,
+    decide_access, documents, live,
 };
 
 /// The peer id the server announces.
@@ -287,7 +287,11 @@ impl Connection {
                 }
                 changed = changes.recv() => match changed {
                     Ok(c) if c.origin == self.id => Ok(true),
-                    Ok(c) => self.push(c.document_id).await.map(|()| true),
+                    Ok(DocumentChanged { document_id: Some(id), .. }) => {
+                        self.push(id).await.map(|()| true)
+                    }
+                    // Another process's writes may have been missed.
+                    Ok(_) => self.push_all().await.map(|()| true),
                     // We missed some notices: offer everything we sync.
                     Err(RecvError::Lagged(_)) => self.push_all().await.map(|()| true),
                     Err(RecvError::Closed) => break Ok(()),
@@ -599,7 +603,6 @@ impl Connection {
                 .await?;
         }
         if let Some(chunk) = outcome.chunk {
-            let chunk_len = chunk.len();
             let write = DocumentWrite {
                 document_id,
                 create: outcome.create,
@@ -607,10 +610,12 @@ impl Connection {
                 at: Utc::now(),
                 ledger,
                 actors: claims,
+                based_on: None,
             };
-            match self.state.store.append_changes(write).await {
-                Ok(appended) => {
-                    live.appended(appended.chunk_id, chunk_len);
+            let store = self.state.store.as_ref();
+            match live::store_write(store, live, write, outcome.heads_before).await {
+                Ok((stored, appended)) => {
+                    live = stored;
                     if outcome.changes_waiting > 0 {
                         metrics::sync_changes_waiting(outcome.changes_waiting);
                         tracing::info!(
@@ -634,11 +639,11 @@ impl Connection {
                 }
                 // Another user created this id first (or it vanished): the
                 // document is not this user's.
-                Err(StoreError::Conflict(reason)) => {
+                Err(LiveError::Store(StoreError::Conflict(reason))) => {
                     tracing::warn!(document_id = %document_id, reason, "refused a document");
                     return Ok(Answer::Unavailable);
                 }
-                Err(StoreError::NotFound) => return Ok(Answer::Unavailable),
+                Err(LiveError::Store(StoreError::NotFound)) => return Ok(Answer::Unavailable),
                 Err(e) => return Err(e.into()),
             }
         }

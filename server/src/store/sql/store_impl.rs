@@ -12,7 +12,7 @@
 /// the invoking module defines, taking the pool first, because their
 /// statements or writes differ: `migrate`, `list_users_in_units`,
 /// `list_documents_in_units`, `append_changes`, `save_sync_state`,
-/// `append_audit`, and `ledger::query`. The sync path's writes
+/// `append_audit`, `other_writes` and `ledger::query`. The sync path's writes
 /// (`append_changes`, `save_sync_state`, `append_audit`) take the store
 /// itself: on SQLite they go through its group commit.
 macro_rules! sql_store {
@@ -239,6 +239,14 @@ macro_rules! sql_store {
                 write: $crate::store::DocumentWrite,
             ) -> $crate::store::StoreResult<$crate::store::AppendOutcome> {
                 append_changes(self, write).await
+            }
+
+            async fn other_writes(
+                &self,
+            ) -> $crate::store::StoreResult<
+                Option<tokio::sync::mpsc::Receiver<$crate::store::OtherWrite>>,
+            > {
+                other_writes(self).await
             }
 
             async fn compact(
