@@ -30,7 +30,12 @@
 //! (`target/release/server` under `cargo bench`, `target/debug/server` under
 //! `cargo bench --profile dev`, which is what `.ci/run` uses as a
 //! correctness check), or `E2E_SERVER_BIN`. It runs on SQLite, or on a fresh
-//! PostgreSQL database created through `--database-url URL`.
+//! PostgreSQL database created through `--database-url URL`; there
+//! `--processes 2` starts a second server process on the same database.
+//! Phone `i` then sets up through process `i mod N`, storms through the next
+//! one and is checked through the first again, so every phone's offline
+//! visits are stored by one process and read back through another; CPU
+//! and peak RSS are those of all processes together.
 //!
 //! The accounts are rows copied from the demo cadre `cadre01` (same unit,
 //! same password hash), written into the server's database before the
@@ -77,12 +82,13 @@ struct Args {
     timeout: Duration,
     seed: u64,
     database_url: Option<String>,
+    processes: usize,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: load [--phones N] [--diary-visits V] [--offline-visits MIN-MAX] \
-         [--timeout-secs S] [--seed N] [--database-url postgres://…]"
+         [--timeout-secs S] [--seed N] [--database-url postgres://… [--processes N]]"
     );
     std::process::exit(2)
 }
@@ -95,6 +101,7 @@ fn parse_args() -> Args {
         timeout: Duration::from_secs(300),
         seed: 2026,
         database_url: None,
+        processes: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -116,10 +123,15 @@ fn parse_args() -> Args {
             "--timeout-secs" => args.timeout = Duration::from_secs(number(&value) as u64),
             "--seed" => args.seed = number(&value) as u64,
             "--database-url" => args.database_url = Some(value),
+            "--processes" => args.processes = number(&value),
             _ => usage(),
         }
     }
-    if args.phones == 0 || args.offline.0 > args.offline.1 {
+    if args.phones == 0 || args.offline.0 > args.offline.1 || args.processes == 0 {
+        usage()
+    }
+    if args.processes > 1 && args.database_url.is_none() {
+        eprintln!("load: several processes need PostgreSQL (--database-url)");
         usage()
     }
     args
@@ -383,9 +395,23 @@ async fn main() -> ExitCode {
         &[("VISIT_DIARY_MAX_SYNC_CONNECTIONS_PER_ADDRESS", &per_address)],
     )
     .await;
-    let (addr, pid) = (server.addr(), server.pid());
+    // Declared after `server`, so dropped before it (which drops the
+    // database).
+    let mut others = Vec::new();
+    for _ in 1..args.processes {
+        others.push(server.another_process().await);
+    }
+    let processes: Vec<&ServerProcess> = std::iter::once(&server).chain(&others).collect();
+    let n = processes.len();
+    let addrs: Vec<std::net::SocketAddr> = processes.iter().map(|p| p.addr()).collect();
+    let pids: Vec<u32> = processes.iter().map(|p| p.pid()).collect();
+    let cpu = || {
+        pids.iter()
+            .map(|&pid| e2e_tests::cpu_time(pid))
+            .sum::<Duration>()
+    };
     eprintln!(
-        "load: {} phones, {}-visit diaries, {}-{} offline visits each; server {} on {}",
+        "load: {} phones, {}-visit diaries, {}-{} offline visits each; server {} on {}, {n} process(es)",
         args.phones,
         args.diary_visits,
         args.offline.0,
@@ -406,7 +432,9 @@ async fn main() -> ExitCode {
     let at_once = Arc::new(Semaphore::new(SETUP_AT_ONCE));
     let mut tasks = Vec::with_capacity(args.phones);
     for i in 0..args.phones {
-        let (url, logins, at_once) = (server.base_url(), logins.clone(), at_once.clone());
+        let through = processes[i % n];
+        let (url, addr) = (through.base_url(), through.addr());
+        let (logins, at_once) = (logins.clone(), at_once.clone());
         let (visits, seed) = (args.diary_visits, args.seed);
         tasks.push(tokio::spawn(async move {
             let _turn = at_once.acquire_owned().await.map_err(|e| e.to_string())?;
@@ -452,15 +480,23 @@ async fn main() -> ExitCode {
         .map(|(p, _)| (p.username.clone(), p.token.clone(), p.id))
         .collect();
     // Peak RSS from here on: writing 5 to clear_refs resets VmHWM.
-    let rss_reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
-    let rss_before = status_kb(pid, "VmRSS:").unwrap_or(0);
-    let cpu_before = e2e_tests::cpu_time(pid);
+    let rss_reset = pids
+        .iter()
+        .all(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok());
+    let rss_of = |field: &str| -> u64 {
+        pids.iter()
+            .map(|&pid| status_kb(pid, field).unwrap_or(0))
+            .sum()
+    };
+    let rss_before = rss_of("VmRSS:");
+    let cpu_before = cpu();
     let storm_started = Instant::now();
     let begin = tokio::time::Instant::now();
     let mut storm_tasks = Vec::with_capacity(count);
     for (i, (phone, changes)) in offline.into_iter().enumerate() {
         let at = begin + CONNECT_WINDOW * i as u32 / count as u32;
-        storm_tasks.push(tokio::spawn(storm(addr, phone, changes, at)));
+        // Through another process than the one the phone set up with.
+        storm_tasks.push(tokio::spawn(storm(addrs[(i + 1) % n], phone, changes, at)));
     }
     let mut results = Vec::with_capacity(count);
     for (i, task) in storm_tasks.into_iter().enumerate() {
@@ -473,15 +509,18 @@ async fn main() -> ExitCode {
         }
     }
     let storm_wall = storm_started.elapsed();
-    let storm_cpu = e2e_tests::cpu_time(pid) - cpu_before;
-    let peak_rss = status_kb(pid, "VmHWM:").unwrap_or(0);
+    let storm_cpu = cpu() - cpu_before;
+    let peak_rss = rss_of("VmHWM:");
 
     // Check: the server holds every visit each phone holds.
     let at_once = Arc::new(Semaphore::new(SETUP_AT_ONCE));
     let mut check_tasks = Vec::new();
-    for ((username, token, id), result) in checks.into_iter().zip(&results) {
+    for (i, ((username, token, id), result)) in checks.into_iter().zip(&results).enumerate() {
         let Ok(result) = result else { continue };
         let (expected, at_once) = (result.visits.clone(), at_once.clone());
+        // Through the process the phone set up with, not the one it
+        // stormed through.
+        let addr = addrs[i % n];
         check_tasks.push(tokio::spawn(async move {
             let _turn = at_once.acquire_owned().await.map_err(|e| e.to_string())?;
             check(addr, username, token, id, expected).await
@@ -517,7 +556,8 @@ async fn main() -> ExitCode {
 
     println!(
         "\nserver: {} on {}; {} phones with {}-visit diaries, {}-{} offline visits each; \
-         sockets opened within {} ms; storm {:.1} s wall (until every socket closed)",
+         sockets opened within {} ms; storm {:.1} s wall (until every socket closed); \
+         {n} server process(es)",
         e2e_tests::server_binary().display(),
         server.backend(),
         count,
