@@ -57,7 +57,9 @@ mod link;
 use link::{Choice, Counters, Link, Shape};
 
 /// The phone's cadre (a demo account) and the diary's year: the demo seeds
-/// this year's diaries, so the bench writes last year's.
+/// the diaries of its last 300 days (this year's, and last year's early in
+/// the year), so the bench writes one of 2025, which the demo seeds no more
+/// from 27 October 2026 on (a cadre may create any year from 2000).
 const USER: &str = "cadre01";
 const YEAR: i32 = 2025;
 /// 2025-02-01 00:00 UTC: the fixture diary's first visit, three a day.
