@@ -8,7 +8,7 @@
 //! once also queue on the row instead of failing. Under that lock a write
 //! made on a copy of the document that missed another process's write is
 //! refused ([`DocumentWrite::based_on`]), and a committed write is announced
-//! to the other processes with `NOTIFY` ([`listen`]).
+//! to the other processes with `NOTIFY`, after its commit ([`listen`]).
 
 mod ledger;
 mod listen;
@@ -18,7 +18,7 @@ use std::str::FromStr;
 use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use self::listen::WRITES_CHANNEL;
+use self::listen::Announcer;
 use super::sql::{
     CompactSql, Sql, doc_cols, document_by_id, documents_in_units, insert_document, users_in_units,
 };
@@ -37,6 +37,8 @@ pub struct PostgresStore {
     /// Names this store in the notices of its writes, so that it can tell
     /// them from other processes' ([`listen`]).
     instance: String,
+    /// Tells the other processes what this one wrote.
+    announcer: Announcer,
 }
 
 impl PostgresStore {
@@ -55,9 +57,11 @@ impl PostgresStore {
             .max_connections(options.max_connections.max(1))
             .connect_with(connect_options)
             .await?;
+        let instance = format!("{:016x}", rand::random::<u64>());
         Ok(PostgresStore {
+            announcer: Announcer::start(pool.clone(), instance.clone()),
             pool,
-            instance: format!("{:016x}", rand::random::<u64>()),
+            instance,
         })
     }
 }
@@ -172,15 +176,10 @@ async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreRes
     // The row lock above is still held, so projections of one document
     // never interleave.
     Q::record_write(&mut tx, &document_id, &write).await?;
-    // Delivered to the other processes only if this commits.
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(WRITES_CHANNEL)
-        .bind(format!("{} {document_id}", store.instance))
-        .execute(&mut *tx)
-        .await?;
 
     let outcome = Q::append_outcome(&mut tx, &document_id, meta, created, chunk_id).await?;
     tx.commit().await?;
+    store.announcer.written(write.document_id);
     Ok(outcome)
 }
 

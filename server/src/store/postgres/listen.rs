@@ -1,7 +1,9 @@
 //! Writes by other server processes on the same database, heard through
-//! `LISTEN/NOTIFY`: every document write sends a notice naming the writing
-//! process and the document on [`WRITES_CHANNEL`] in its transaction, and
-//! PostgreSQL delivers it to every listener once the write commits.
+//! `LISTEN/NOTIFY`: each process announces the documents it wrote on
+//! [`WRITES_CHANNEL`] ([`Announcer`]), and every process listens there
+//! ([`other_writes`]) and skips its own notices.
+
+use std::collections::BTreeSet;
 
 use sqlx::postgres::{PgListener, PgPool};
 use sync_core::DocumentId;
@@ -10,7 +12,87 @@ use tokio::sync::mpsc;
 use crate::store::{OtherWrite, StoreResult};
 
 /// The channel document writes are announced on.
-pub(super) const WRITES_CHANNEL: &str = "visit_diary_document_written";
+const WRITES_CHANNEL: &str = "visit_diary_document_written";
+
+/// Most bytes of one notice's payload (PostgreSQL refuses 8,000 or more).
+const MAX_PAYLOAD: usize = 7_900;
+
+/// Announces committed writes. Documents handed to
+/// [`written`](Self::written) are sent by a task of their own, in batches:
+/// one `NOTIFY` transaction for all that arrived while the previous one was
+/// sent, each notice the writing process's id and up to a few hundred
+/// document ids.
+///
+/// Not in the write's own transaction: a transaction that notifies holds a
+/// database-wide lock from its commit until the commit is flushed, so every
+/// write would be flushed alone, where PostgreSQL flushes concurrent commits
+/// together. The notice therefore follows the commit (by a millisecond or
+/// two); if the process dies in between, the other processes' devices get
+/// the write at their next sync instead.
+#[derive(Debug, Clone)]
+pub(super) struct Announcer {
+    sender: mpsc::UnboundedSender<DocumentId>,
+}
+
+impl Announcer {
+    /// Starts the announcing task, for the process named `instance`.
+    pub(super) fn start(pool: PgPool, instance: String) -> Self {
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut batch = BTreeSet::new();
+            while let Some(first) = receiver.recv().await {
+                batch.insert(first);
+                while let Ok(more) = receiver.try_recv() {
+                    batch.insert(more);
+                }
+                let notices = payloads(&instance, &batch);
+                batch.clear();
+                if let Err(e) = announce(&pool, &notices).await {
+                    tracing::warn!(error = %e, "could not announce writes to other processes");
+                }
+            }
+        });
+        Announcer { sender }
+    }
+
+    /// Announces that `document_id` was written (call after the commit).
+    pub(super) fn written(&self, document_id: DocumentId) {
+        // The task ends only with the runtime.
+        let _ = self.sender.send(document_id);
+    }
+}
+
+/// The notices announcing `documents`: `instance` and then as many ids as
+/// fit, separated by spaces.
+fn payloads(instance: &str, documents: &BTreeSet<DocumentId>) -> Vec<String> {
+    let mut notices = Vec::new();
+    let mut notice = instance.to_owned();
+    for id in documents {
+        let id = id.to_string();
+        if notice.len() + 1 + id.len() > MAX_PAYLOAD {
+            notices.push(std::mem::replace(&mut notice, instance.to_owned()));
+        }
+        notice.push(' ');
+        notice.push_str(&id);
+    }
+    if notice.len() > instance.len() {
+        notices.push(notice);
+    }
+    notices
+}
+
+/// Sends the notices in one transaction.
+async fn announce(pool: &PgPool, notices: &[String]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for notice in notices {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(WRITES_CHANNEL)
+            .bind(notice)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
 
 /// Notices not yet taken by the server before the listener waits: a burst
 /// of writes elsewhere larger than this holds up only the listener.
@@ -57,27 +139,28 @@ pub(super) async fn other_writes(
             if std::mem::take(&mut lost) && sender.send(OtherWrite::Missed).await.is_err() {
                 return;
             }
-            if let Some(document_id) = parse(notice.payload(), &own)
-                && sender
+            for document_id in parse(notice.payload(), &own) {
+                if sender
                     .send(OtherWrite::Document(document_id))
                     .await
                     .is_err()
-            {
-                return;
+                {
+                    return;
+                }
             }
         }
     });
     Ok(receiver)
 }
 
-/// The document a notice names, unless this process (`own`) wrote it or
-/// the notice is not one of ours.
-fn parse(payload: &str, own: &str) -> Option<DocumentId> {
-    let (instance, document) = payload.split_once(' ')?;
-    if instance == own {
-        return None;
+/// The documents a notice names, unless this process (`own`) wrote them;
+/// what does not read as a document id is skipped.
+fn parse(payload: &str, own: &str) -> Vec<DocumentId> {
+    let mut words = payload.split(' ');
+    match words.next() {
+        Some(instance) if instance != own => words.filter_map(|w| w.parse().ok()).collect(),
+        _ => Vec::new(),
     }
-    document.parse().ok()
 }
 
 #[cfg(test)]
@@ -85,11 +168,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_notice_names_another_process_and_a_document() {
-        let id = sync_core::diary_id("cadre01", 2026);
-        assert_eq!(parse(&format!("b {id}"), "a"), Some(id));
-        assert_eq!(parse(&format!("a {id}"), "a"), None);
-        assert_eq!(parse("b not-an-id", "a"), None);
-        assert_eq!(parse("garbage", "a"), None);
+    fn a_notice_names_another_process_and_its_documents() {
+        let (one, two) = (
+            sync_core::diary_id("cadre01", 2026),
+            sync_core::contacts_id("cadre01"),
+        );
+        assert_eq!(parse(&format!("b {one} {two}"), "a"), vec![one, two]);
+        assert_eq!(parse(&format!("a {one}"), "a"), Vec::<DocumentId>::new());
+        assert_eq!(parse(&format!("b not-an-id {two}"), "a"), vec![two]);
+        assert_eq!(parse("garbage", "a"), Vec::<DocumentId>::new());
+    }
+
+    #[test]
+    fn many_documents_are_split_over_notices_that_fit() {
+        let documents: BTreeSet<DocumentId> = (0..1000)
+            .map(|n| sync_core::contacts_id(&format!("cadre{n}")))
+            .collect();
+        let notices = payloads("p1", &documents);
+        assert!(notices.len() > 1);
+        assert!(notices.iter().all(|n| n.len() <= MAX_PAYLOAD));
+        let heard: BTreeSet<DocumentId> = notices.iter().flat_map(|n| parse(n, "p2")).collect();
+        assert_eq!(heard, documents);
+        assert!(payloads("p1", &BTreeSet::new()).is_empty());
     }
 }
