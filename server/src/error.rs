@@ -188,7 +188,7 @@ impl From<StoreError> for AppError {
         match err {
             StoreError::NotFound => AppError::NotFound,
             StoreError::Conflict(message) => AppError::Conflict(message),
-            StoreError::Stale => AppError::Conflict(
+            StoreError::Stale(_) => AppError::Conflict(
                 "the document was written by someone else meanwhile; try again".to_owned(),
             ),
             StoreError::Backend(_) => AppError::Internal(Box::new(err)),

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sync_core::DocumentId;
 
-pub use error::{BoxError, StoreError};
+pub use error::{BoxError, StaleWrite, StoreError};
 pub use model::{
     ActorClaim, AppendOutcome, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow,
     DocumentSince, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser,
@@ -180,7 +180,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// PostgreSQL by locking the document row (`SELECT … FOR UPDATE`) for the
     /// transaction, across server processes; on SQLite by the single writer
     /// (`BEGIN IMMEDIATE`). `Stale` if the write was made on a copy that
-    /// missed something stored since ([`DocumentWrite::based_on`]).
+    /// missed something stored since ([`DocumentWrite::based_on`]); the
+    /// write comes back in it, to be made again once the copy caught up.
     async fn append_changes(&self, write: DocumentWrite) -> StoreResult<AppendOutcome>;
 
     /// From now on, the documents other server processes write on the same

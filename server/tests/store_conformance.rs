@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use common::{named_id, t};
 use server::store::{
-    ActorClaim, AppendOutcome, Compaction, DocumentWrite, NewAuditEntry, NewDocument,
-    NewRefreshToken, OwnerUsage, RefreshReplacement, RefreshRotation, Role, Store, StoreError,
-    StoredDocument, StoredKind, SyncStateWrite,
+    ActorClaim, AppendOutcome, Compaction, DocumentSince, DocumentWrite, NewAuditEntry,
+    NewDocument, NewRefreshToken, OwnerUsage, RefreshReplacement, RefreshRotation, Role,
+    StaleWrite, Store, StoreError, StoredDocument, StoredKind, StoredVersion, SyncStateWrite,
 };
 
 use cases::*;
@@ -32,6 +32,7 @@ test_support::backends!(
     owner_usage,
     compaction,
     compaction_conflicts,
+    chunk_counts_and_stale_writes,
     concurrent_appends,
     concurrent_writes_fail_alone,
     audit_log,
@@ -712,6 +713,110 @@ mod cases {
         assert_eq!(doc.snapshot.as_deref(), Some(&b"snapshot-2"[..]));
         let ids: Vec<i64> = doc.chunks.iter().map(|c| c.id).collect();
         assert_eq!(ids, [c4.chunk_id]);
+        // The listed id twice is one chunk folded: one waits, and the next.
+        assert_eq!(doc.meta.pending_chunks, 1);
+        assert_eq!(append(s, "doc", None, b"c5", 5).await.pending_chunks, 2);
+    }
+
+    /// A document's row keeps the id of its last chunk and how many chunks
+    /// wait for compaction, through appends and compactions; a write made
+    /// on a copy ([`DocumentWrite::based_on`]) is refused, and handed back,
+    /// when anything was stored past the copy, and made when the copy is
+    /// current, also when a compaction left the copy with no chunk at all.
+    pub async fn chunk_counts_and_stale_writes(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let unit = common::unit(s, "village1", None, "village").await;
+        let alice = common::user(s, "alice", Role::Cadre, &unit).await;
+        let on = |version: &StoredVersion, data: &[u8], at: i64| DocumentWrite {
+            based_on: Some(version.clone()),
+            ..write("doc", None, data, at)
+        };
+        let meta = |o: &AppendOutcome| (o.meta.last_chunk_id, o.meta.pending_chunks);
+
+        let c1 = append(s, "doc", Some(alice.id), b"c1", 1).await;
+        assert_eq!(meta(&c1), (c1.chunk_id, 1));
+        let c2 = append(s, "doc", None, b"c2", 2).await;
+        assert_eq!(meta(&c2), (c2.chunk_id, 2));
+        assert_eq!(c2.pending_chunks, 2);
+        let copy = load(s, "doc").await.version();
+        assert_eq!(copy.last_chunk_id, c2.chunk_id);
+
+        let c3 = s
+            .append_changes(on(&copy, b"c3", 3))
+            .await
+            .expect("a write on a current copy");
+        assert_eq!(meta(&c3), (c3.chunk_id, 3));
+        match s.append_changes(on(&copy, b"late", 4)).await {
+            Err(StoreError::Stale(StaleWrite(refused))) => assert_eq!(refused.data, b"late"),
+            other => panic!("a write on a copy that missed c3: {other:?}"),
+        }
+        let stored = load(s, "doc").await;
+        assert_eq!(stored.chunks.len(), 3, "the refused write left nothing");
+        assert_eq!(stored.meta, c3.meta);
+
+        s.compact(Compaction {
+            document_id: named_id("doc"),
+            base_heads: None,
+            snapshot: b"s1".to_vec(),
+            heads: "h1".to_owned(),
+            replaced_chunk_ids: vec![c1.chunk_id, c2.chunk_id],
+        })
+        .await
+        .expect("compact");
+        let row = s
+            .get_document_meta(&named_id("doc"))
+            .await
+            .expect("meta")
+            .expect("doc");
+        assert_eq!((row.last_chunk_id, row.pending_chunks), (c3.chunk_id, 1));
+        s.compact(Compaction {
+            document_id: named_id("doc"),
+            base_heads: Some("h1".to_owned()),
+            snapshot: b"s2".to_vec(),
+            heads: "h2".to_owned(),
+            replaced_chunk_ids: vec![c3.chunk_id],
+        })
+        .await
+        .expect("compact");
+        let stored = load(s, "doc").await;
+        assert!(stored.chunks.is_empty());
+        assert_eq!(
+            (stored.meta.last_chunk_id, stored.meta.pending_chunks),
+            (c3.chunk_id, 0)
+        );
+
+        // A copy of the snapshot alone is current: its version carries the
+        // last chunk folded into it.
+        let snapshot_only = stored.version();
+        assert_eq!(snapshot_only.last_chunk_id, c3.chunk_id);
+        let c4 = s
+            .append_changes(on(&snapshot_only, b"c4", 5))
+            .await
+            .expect("a write on a copy of the snapshot");
+        assert_eq!(meta(&c4), (c4.chunk_id, 1));
+        // A copy of the older snapshot is not, whatever its last chunk.
+        let older = StoredVersion {
+            snapshot_heads: Some("h1".to_owned()),
+            last_chunk_id: c4.chunk_id,
+        };
+        assert!(matches!(
+            s.append_changes(on(&older, b"old", 6)).await,
+            Err(StoreError::Stale(_))
+        ));
+
+        let since = |version| async move {
+            match s.load_document_since(&named_id("doc"), &version).await {
+                Ok(Some(DocumentSince::Added { chunks, .. })) => {
+                    chunks.iter().map(|c| c.id).collect::<Vec<_>>()
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(since(snapshot_only).await, [c4.chunk_id]);
+        assert_eq!(
+            since(load(s, "doc").await.version()).await,
+            Vec::<i64>::new()
+        );
     }
 
     pub async fn compaction_conflicts(store: Arc<dyn Store>) {

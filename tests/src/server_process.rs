@@ -229,6 +229,21 @@ impl ServerProcess {
         (status, body)
     }
 
+    /// `POST path` with a bearer token and a JSON body; returns the status
+    /// and the JSON answer (`Null` when the answer is not JSON).
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.base_url()))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
     /// The caller's `/api/v1/me/documents`.
     pub async fn my_documents(&self, token: &str) -> Vec<Value> {
         let (status, body) = self.get_json("/api/v1/me/documents", token).await;

@@ -73,20 +73,6 @@ async fn a_change_through_one_process_reaches_a_device_on_the_other_within_a_sec
     );
 }
 
-/// `POST path` as `token`; the answer must be 200.
-async fn post(server: &ServerProcess, token: &str, path: &str, body: Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", server.base_url()))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    assert_eq!(status, 200, "POST {path}: {text}");
-}
-
 /// The petition's events, the owner's visits and the ledger page, as the
 /// supervisor reads them from `server`.
 async fn ledger_view(server: &ServerProcess, token: &str, petition: RecordId) -> Vec<Value> {
@@ -169,22 +155,19 @@ async fn concurrent_writes_through_two_processes_all_survive_in_document_and_led
             },
         );
         tablet.add_visit(&doc, &mut rng);
-        tokio::join!(
+        let (note_a, note_b) = (
+            json!({"note": format!("A督办{round}")}),
+            json!({"note": format!("B督办{round}")}),
+        );
+        let (_, _, by_a, by_b) = tokio::join!(
             phone.sync(),
             tablet.sync(),
-            post(
-                &a,
-                &sup_a,
-                &supervise,
-                json!({"note": format!("A督办{round}")})
-            ),
-            post(
-                &b,
-                &sup_b,
-                &supervise,
-                json!({"note": format!("B督办{round}")})
-            ),
+            a.post_json(&supervise, &sup_a, &note_a),
+            b.post_json(&supervise, &sup_b, &note_b),
         );
+        for (status, body) in [by_a, by_b] {
+            assert_eq!(status, 200, "POST {supervise}: {body}");
+        }
     }
 
     // Every write: the first visit and two a round; the petition's creation,

@@ -16,15 +16,7 @@ use sync_core::{DiaryDocument, DocumentId, Edit, RecordId, Timestamp};
 use e2e_tests::{Database, Device, EDIT_TIME, ServerProcess};
 
 async fn post(server: &ServerProcess, token: &str, path: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", server.base_url()))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let (status, body) = server.post_json(path, token, &body).await;
     assert_eq!(status, 200, "POST {path}: {body}");
     body
 }

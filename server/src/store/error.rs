@@ -20,13 +20,26 @@ pub enum StoreError {
     /// The document was written after the writer's copy of it was read
     /// ([`DocumentWrite::based_on`](super::DocumentWrite::based_on)): by
     /// another server process on the same database. Nothing was stored;
-    /// bring the copy up to date and write again.
+    /// bring the copy up to date and write again. The refused write comes
+    /// back in it, so that making it again needs no copy of its bytes.
     #[error("the document was written by someone else meanwhile")]
-    Stale,
+    Stale(StaleWrite),
     /// The database failed (connection, I/O, bad SQL, migration). The cause is
     /// kept for the log; it is never shown to an HTTP client.
     #[error("database error")]
     Backend(#[source] BoxError),
+}
+
+/// A write refused as [`StoreError::Stale`], handed back whole.
+pub struct StaleWrite(pub Box<super::DocumentWrite>);
+
+// The write's bytes and rows say nothing in a log line; its document does.
+impl std::fmt::Debug for StaleWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StaleWrite")
+            .field(&self.0.document_id)
+            .finish()
+    }
 }
 
 impl StoreError {

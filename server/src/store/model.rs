@@ -269,6 +269,13 @@ pub struct DocumentRow {
     /// of [`Store::compact`](super::Store::compact)); `None` when there is no
     /// snapshot yet.
     pub snapshot_heads: Option<String>,
+    /// Id of the last chunk stored for the document, 0 for none. A
+    /// compaction leaves it as it is: chunk ids only grow, so a chunk above
+    /// a copy's [`StoredVersion::last_chunk_id`] is one the copy lacks, and
+    /// this equal to it means there is none.
+    pub last_chunk_id: i64,
+    /// Chunks stored and not yet folded into the snapshot.
+    pub pending_chunks: i64,
 }
 
 /// One incremental piece of a document, appended by a write.
@@ -300,7 +307,10 @@ impl StoredDocument {
     pub fn version(&self) -> StoredVersion {
         StoredVersion {
             snapshot_heads: self.meta.snapshot_heads.clone(),
-            last_chunk_id: self.chunks.last().map_or(0, |c| c.id),
+            // The row's, read with the chunks: the last chunk's id when
+            // there are chunks, and otherwise the last one folded into the
+            // snapshot, which a write based on this version must match.
+            last_chunk_id: self.meta.last_chunk_id,
         }
     }
 }
@@ -311,8 +321,10 @@ impl StoredDocument {
 pub struct StoredVersion {
     /// The snapshot's heads as stored (`DocumentRow::snapshot_heads`).
     pub snapshot_heads: Option<String>,
-    /// The highest chunk id applied on top of that snapshot; 0 for none.
-    /// Chunk ids only grow, so every chunk above it is new to the copy.
+    /// The id of the last chunk stored when the copy was read or last
+    /// written (`DocumentRow::last_chunk_id`, folded into the snapshot or
+    /// not); 0 for none. Chunk ids only grow, so every chunk above it is
+    /// new to the copy.
     pub last_chunk_id: i64,
 }
 

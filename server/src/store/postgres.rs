@@ -20,7 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use self::listen::Announcer;
 use super::sql::{
-    CompactSql, Sql, doc_cols, document_by_id, documents_in_units, insert_document, users_in_units,
+    CompactSql, Sql, document_by_id, documents_in_units, insert_document, users_in_units,
 };
 use super::{
     AppendOutcome, Backend, ConnectOptions, DocumentRow, DocumentWrite, NewAuditEntry, StoreError,
@@ -155,29 +155,18 @@ async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreRes
             "document belongs to another user".to_owned(),
         ));
     }
-    if !created {
-        Q::check_based_on(&mut tx, &existing, &write).await?;
-    }
-
-    let chunk_id = Q::insert_chunk(&mut tx, &document_id, &write.data, write.at).await?;
-    let meta = if created {
-        existing
+    let write = if created {
+        write
     } else {
-        sqlx::query_as::<_, DocumentRow>(concat!(
-            "UPDATE documents SET updated_at = $1 WHERE id = $2 RETURNING ",
-            doc_cols!()
-        ))
-        .bind(write.at)
-        .bind(&document_id)
-        .fetch_one(&mut *tx)
-        .await?
+        Q::check_based_on(&existing, write)?
     };
 
+    let chunk_id = Q::insert_chunk(&mut tx, &document_id, &write.data, write.at).await?;
     // The row lock above is still held, so projections of one document
     // never interleave.
     Q::record_write(&mut tx, &document_id, &write).await?;
 
-    let outcome = Q::append_outcome(&mut tx, &document_id, meta, created, chunk_id).await?;
+    let outcome = Q::append_outcome(&mut tx, &document_id, write.at, created, chunk_id).await?;
     tx.commit().await?;
     store.announcer.written(write.document_id);
     Ok(outcome)

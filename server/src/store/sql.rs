@@ -20,8 +20,8 @@ use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 use super::{
     ActorClaim, AppendOutcome, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow,
     DocumentSince, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser,
-    OwnerUsage, PetitionLocation, RefreshReplacement, RefreshRotation, RefreshToken, StoreError,
-    StoreResult, StoredDocument, StoredVersion, SyncStateWrite, Unit, User,
+    OwnerUsage, PetitionLocation, RefreshReplacement, RefreshRotation, RefreshToken, StaleWrite,
+    StoreError, StoreResult, StoredDocument, StoredVersion, SyncStateWrite, Unit, User,
 };
 use sync_core::DocumentId;
 
@@ -53,7 +53,8 @@ macro_rules! refresh_cols {
 }
 macro_rules! doc_cols {
     () => {
-        "id, kind, owner_user_id, year, created_at, updated_at, snapshot_heads"
+        "id, kind, owner_user_id, year, created_at, updated_at, snapshot_heads, last_chunk_id,
+         pending_chunks"
     };
 }
 /// Inserts a new document's row, `$1` its id, `$2` to `$4` its kind, owner
@@ -70,7 +71,8 @@ macro_rules! insert_document {
 macro_rules! documents_in_units {
     ($unit_in_list:literal) => {
         concat!(
-            "SELECT d.id, d.kind, d.owner_user_id, d.year, d.created_at, d.updated_at, d.snapshot_heads
+            "SELECT d.id, d.kind, d.owner_user_id, d.year, d.created_at, d.updated_at, d.snapshot_heads,
+                    d.last_chunk_id, d.pending_chunks
              FROM documents d JOIN users u ON u.id = d.owner_user_id
              WHERE ",
             $unit_in_list,
@@ -548,6 +550,14 @@ where
                 .await?
                 .map(DocumentSince::Whole));
         }
+        if meta.last_chunk_id <= since.last_chunk_id {
+            // Nothing stored past the copy: every chunk's id is at most
+            // the row's last.
+            return Ok(Some(DocumentSince::Added {
+                meta,
+                chunks: Vec::new(),
+            }));
+        }
         let chunks = sqlx::query_as::<DB, DocumentChunk>(
             "SELECT id, data FROM document_chunks WHERE document_id = $1 AND id > $2 ORDER BY id",
         )
@@ -635,30 +645,23 @@ where
 
     /// Refuses a write whose copy of the document missed something stored
     /// ([`DocumentWrite::based_on`]): another snapshot than the one the
-    /// copy was built on, or a chunk after the last one it applied. Run on
-    /// the document's row as read under the caller's lock, before anything
-    /// is written; a row the write itself created has nothing to miss.
-    pub(super) async fn check_based_on(
-        conn: &mut DB::Connection,
+    /// copy was built on, or another last chunk than the copy's (one
+    /// stored after it). Run on the document's row as read under the
+    /// caller's lock, before anything is written; a row the write itself
+    /// created has nothing to miss. The refused write is handed back in
+    /// the error.
+    pub(super) fn check_based_on(
         row: &DocumentRow,
-        write: &DocumentWrite,
-    ) -> StoreResult<()> {
-        let Some(version) = &write.based_on else {
-            return Ok(());
-        };
-        if row.snapshot_heads != version.snapshot_heads {
-            return Err(StoreError::Stale);
-        }
-        let newer = sqlx::query_scalar::<DB, i64>(
-            "SELECT id FROM document_chunks WHERE document_id = $1 AND id > $2 LIMIT 1",
-        )
-        .bind(row.id.to_string())
-        .bind(version.last_chunk_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        match newer {
-            Some(_) => Err(StoreError::Stale),
-            None => Ok(()),
+        write: DocumentWrite,
+    ) -> StoreResult<DocumentWrite> {
+        let current = write.based_on.as_ref().is_none_or(|version| {
+            row.snapshot_heads == version.snapshot_heads
+                && row.last_chunk_id == version.last_chunk_id
+        });
+        if current {
+            Ok(write)
+        } else {
+            Err(StoreError::Stale(StaleWrite(Box::new(write))))
         }
     }
 
@@ -679,26 +682,34 @@ where
     }
 
     /// The end of [`Store::append_changes`](super::Store::append_changes),
-    /// inside the caller's transaction: counts the chunks that wait for
-    /// compaction and says what was written.
+    /// inside the caller's transaction: records the chunk `chunk_id`
+    /// written at `at` on the document's row (its time, its last chunk,
+    /// one more chunk waiting for compaction) and says what was written,
+    /// from the row as the update left it.
     pub(super) async fn append_outcome(
         conn: &mut DB::Connection,
         document_id: &str,
-        meta: DocumentRow,
+        at: DateTime<Utc>,
         created: bool,
         chunk_id: i64,
     ) -> StoreResult<AppendOutcome> {
-        let pending_chunks = sqlx::query_scalar::<DB, i64>(
-            "SELECT COUNT(*) FROM document_chunks WHERE document_id = $1",
-        )
+        let meta = sqlx::query_as::<DB, DocumentRow>(concat!(
+            "UPDATE documents
+                SET updated_at = $1, last_chunk_id = $2, pending_chunks = pending_chunks + 1
+              WHERE id = $3
+             RETURNING ",
+            doc_cols!()
+        ))
+        .bind(at)
+        .bind(chunk_id)
         .bind(document_id)
         .fetch_one(&mut *conn)
         .await?;
         Ok(AppendOutcome {
+            pending_chunks: to_u64(meta.pending_chunks),
             meta,
             created,
             chunk_id,
-            pending_chunks: to_u64(pending_chunks),
         })
     }
 
@@ -756,12 +767,19 @@ where
                 "some chunks were already compacted".to_owned(),
             ));
         }
-        sqlx::query::<DB>("UPDATE documents SET snapshot = $1, snapshot_heads = $2 WHERE id = $3")
-            .bind(compaction.snapshot.as_slice())
-            .bind(compaction.heads.as_str())
-            .bind(document_id.as_str())
-            .execute(&mut *conn)
-            .await?;
+        // The chunks deleted below are no longer pending; the last chunk
+        // stays what it was (ids only grow, whether folded or not).
+        sqlx::query::<DB>(
+            "UPDATE documents SET snapshot = $1, snapshot_heads = $2,
+                                  pending_chunks = pending_chunks - $3
+             WHERE id = $4",
+        )
+        .bind(compaction.snapshot.as_slice())
+        .bind(compaction.heads.as_str())
+        .bind(i64::try_from(replaced_count).unwrap_or(i64::MAX))
+        .bind(document_id.as_str())
+        .execute(&mut *conn)
+        .await?;
         sqlx::query::<DB>(sql.delete)
             .bind(document_id.as_str())
             .bind(&replaced)

@@ -186,24 +186,12 @@ async fn append_in(
         }
         (Some(_), _) => false,
     };
-    if let Some(row) = &existing {
-        Q::check_based_on(tx, row, &write).await?;
-    }
+    let write = match &existing {
+        Some(row) => Q::check_based_on(row, write)?,
+        None => write,
+    };
 
     let chunk_id = Q::insert_chunk(tx, &document_id, &write.data, write.at).await?;
-    if !created {
-        sqlx::query("UPDATE documents SET updated_at = $1 WHERE id = $2")
-            .bind(write.at)
-            .bind(&document_id)
-            .execute(&mut *tx)
-            .await?;
-    }
-
     Q::record_write(tx, &document_id, &write).await?;
-
-    let meta = sqlx::query_as::<_, DocumentRow>(document_by_id!())
-        .bind(&document_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    Q::append_outcome(tx, &document_id, meta, created, chunk_id).await
+    Q::append_outcome(tx, &document_id, write.at, created, chunk_id).await
 }

@@ -28,7 +28,8 @@ use tokio::sync::OwnedMutexGuard;
 use super::documents::{self, MergeError};
 use crate::ledger::{Attribution, LedgerProjection};
 use crate::store::{
-    AppendOutcome, DocumentSince, DocumentWrite, Store, StoreError, StoredDocument, StoredVersion,
+    AppendOutcome, DocumentSince, DocumentWrite, StaleWrite, Store, StoreError, StoredDocument,
+    StoredVersion,
 };
 
 /// How often a write is tried again after another process wrote the same
@@ -154,6 +155,42 @@ impl LiveDocument {
             self.appended(chunk.id, chunk.data.len());
         }
         Ok(())
+    }
+
+    /// Brings this copy up to date with the store, under the document's
+    /// lock: applies the chunks stored after its version, or, if the
+    /// snapshot changed (another process compacted), builds the copy again
+    /// from the whole stored form. When anything was stored, whom the
+    /// actors belong to is read again, keeping this copy's own claims that
+    /// are not stored (yet). `None` when the document is not stored; the
+    /// flag says whether this copy was kept (`false`: built again).
+    pub async fn catch_up(
+        mut self,
+        store: &dyn Store,
+        document_id: DocumentId,
+    ) -> Result<Option<(LiveDocument, bool)>, LiveError> {
+        let since = match store
+            .load_document_since(&document_id, &self.version)
+            .await?
+        {
+            None => return Ok(None),
+            Some(DocumentSince::Added { chunks, .. }) if chunks.is_empty() => {
+                return Ok(Some((self, true)));
+            }
+            Some(since) => since,
+        };
+        let mut known = Attribution::from_rows(&store.document_actors(&document_id).await?);
+        known.add_missing(&self.known);
+        let caught_up = tokio::task::spawn_blocking(move || match since {
+            DocumentSince::Added { chunks, .. } => {
+                self.apply_chunks(document_id, &chunks)?;
+                self.known = known;
+                Ok::<_, MergeError>((self, true))
+            }
+            DocumentSince::Whole(stored) => Ok((LiveDocument::load(&stored, known)?, false)),
+        })
+        .await??;
+        Ok(Some(caught_up))
     }
 
     /// What this copy is counted as in the memory budget.
@@ -340,26 +377,9 @@ impl DocumentGuard {
         let started = Instant::now();
         let held = self.slot().live.take();
         let (result, reused) = match held {
-            Some(mut live) => match store
-                .load_document_since(&document_id, &live.version)
-                .await?
-            {
+            Some(live) => match live.catch_up(store, document_id).await? {
                 None => (None, false),
-                Some(DocumentSince::Added { chunks, .. }) if chunks.is_empty() => {
-                    (Some(live), true)
-                }
-                Some(DocumentSince::Added { chunks, .. }) => {
-                    let known = Attribution::from_rows(&store.document_actors(&document_id).await?);
-                    let live = tokio::task::spawn_blocking(move || {
-                        live.apply_chunks(document_id, &chunks).map(|()| {
-                            live.known = known;
-                            live
-                        })
-                    })
-                    .await??;
-                    (Some(live), true)
-                }
-                Some(DocumentSince::Whole(stored)) => (Some(load(store, stored).await?), false),
+                Some((live, reused)) => (Some(live), reused),
             },
             None => match store.load_document(&document_id).await? {
                 None => (None, false),
@@ -406,53 +426,45 @@ pub async fn store_write(
     loop {
         write.based_on = Some(live.version.clone());
         let len = write.data.len();
-        match store.append_changes(write.clone()).await {
+        // The store hands a stale write back, so it is moved, not copied.
+        match store.append_changes(write).await {
             Ok(appended) => {
                 live.appended(appended.chunk_id, len);
                 return Ok((live, appended));
             }
-            Err(StoreError::Stale) if attempt < STALE_ATTEMPTS => attempt += 1,
+            Err(StoreError::Stale(StaleWrite(refused))) if attempt < STALE_ATTEMPTS => {
+                write = *refused;
+                attempt += 1;
+            }
             Err(e) => return Err(e.into()),
         }
         crate::metrics::stale_write();
-        let since = store
-            .load_document_since(&document_id, &live.version)
+        let (caught_up, kept) = live
+            .catch_up(store, document_id)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let mut known = Attribution::from_rows(&store.document_actors(&document_id).await?);
-        let (caught_up, ledger) = tokio::task::spawn_blocking({
-            let data = write.data.clone();
-            let heads_before = heads_before.clone();
-            move || {
-                known.add_missing(&live.known);
-                let mut live = match since {
-                    DocumentSince::Added { chunks, .. } => {
-                        live.apply_chunks(document_id, &chunks)?;
-                        live
-                    }
-                    // Compacted meanwhile: the stored form, plus this
-                    // write's changes.
-                    DocumentSince::Whole(stored) => {
-                        let mut fresh = LiveDocument::load(&stored, Attribution::default())?;
-                        fresh
-                            .doc
-                            .load_incremental(&data)
-                            .map_err(|source| MergeError::Load {
-                                document: document_id,
-                                source: Box::new(source),
-                            })?;
-                        fresh
-                    }
-                };
-                live.known = known;
-                let ledger =
-                    LedgerProjection::after_changes(&live.doc, &live.known, &heads_before, None);
-                Ok::<_, MergeError>((live, ledger))
+        let heads_before = heads_before.clone();
+        (live, write) = tokio::task::spawn_blocking(move || {
+            let mut live = caught_up;
+            if !kept {
+                // Compacted meanwhile: built again from the stored form,
+                // which lacks this write's changes.
+                live.doc
+                    .load_incremental(&write.data)
+                    .map_err(|source| MergeError::Load {
+                        document: document_id,
+                        source: Box::new(source),
+                    })?;
             }
+            write.ledger = Some(LedgerProjection::after_changes(
+                &live.doc,
+                &live.known,
+                &heads_before,
+                None,
+            ));
+            Ok::<_, MergeError>((live, write))
         })
         .await??;
-        live = caught_up;
-        write.ledger = Some(ledger);
     }
 }
 
