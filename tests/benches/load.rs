@@ -3,15 +3,20 @@
 //! ```sh
 //! cargo build --release -p server
 //! cargo bench -p e2e-tests --bench load -- --phones 1000 --diary-visits 20
+//! # the same workload against the reference JS sync server (tests/js):
+//! cargo bench -p e2e-tests --bench load -- --phones 1000 --diary-visits 20 --server reference
 //! ```
 //!
 //! N simulated phones, each a sync-core `ClientConnection` over its own real
 //! WebSocket on loopback (test-support's `Device`), each with its own cadre
 //! account and its own realistic Chinese diary (`sync_core::fixtures`):
 //!
-//! 1. setup (not measured): every phone logs in, uploads its diary of
-//!    `--diary-visits` visits and keeps its sync state, like a phone that
-//!    synced before;
+//! 1. the first upload: every phone logs in (not measured), then the
+//!    phones upload their diaries of `--diary-visits` visits,
+//!    `--uploads-at-once` at a time, and keep their sync states, like
+//!    phones that synced before. Measured: documents a second, bytes up per
+//!    document against its `save()` size, the server's CPU per document and
+//!    its peak RSS;
 //! 2. the storm: every phone records `--offline-visits` (a range, e.g. `1-5`)
 //!    visits offline, then all connect within one second and sync. Per phone:
 //!    the time from opening the socket to the server holding exactly its
@@ -22,7 +27,12 @@
 //! 3. the check: for every phone a fresh client asks the server for the
 //!    diary and must find every visit the phone holds.
 //!
-//! It prints a Markdown table for `docs/BENCHMARKS.md` and exits non-zero
+//! `--server reference` runs the same phones against the reference: the
+//! official JS sync stack (`tests/js/reference-server.mjs`, see
+//! `e2e_tests::ReferenceServer`), which has no accounts, so the phones skip
+//! the login and send an unsigned token it ignores.
+//!
+//! It prints Markdown tables for `docs/BENCHMARKS.md` and exits non-zero
 //! if any phone failed or did not finish within `--timeout-secs`, or if a
 //! visit is missing. It is bounded in count (`--phones`) and time.
 //!
@@ -49,7 +59,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{DEMO_PASSWORD, Database, Device, ServerProcess, percentile};
+use e2e_tests::{DEMO_PASSWORD, Database, Device, ReferenceServer, ServerProcess, percentile};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -83,12 +93,24 @@ struct Args {
     seed: u64,
     database_url: Option<String>,
     processes: usize,
+    uploads_at_once: usize,
+    against: Against,
+}
+
+/// Which server the phones load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Against {
+    /// Ours: the `server` binary, on SQLite or PostgreSQL.
+    Ours,
+    /// The reference JS sync server (`tests/js/reference-server.mjs`).
+    Reference,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: load [--phones N] [--diary-visits V] [--offline-visits MIN-MAX] \
-         [--timeout-secs S] [--seed N] [--database-url postgres://… [--processes N]]"
+         [--uploads-at-once N] [--timeout-secs S] [--seed N] \
+         [--server ours|reference] [--database-url postgres://… [--processes N]]"
     );
     std::process::exit(2)
 }
@@ -102,6 +124,8 @@ fn parse_args() -> Args {
         seed: 2026,
         database_url: None,
         processes: 1,
+        uploads_at_once: 16,
+        against: Against::Ours,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -124,10 +148,26 @@ fn parse_args() -> Args {
             "--seed" => args.seed = number(&value) as u64,
             "--database-url" => args.database_url = Some(value),
             "--processes" => args.processes = number(&value),
+            "--uploads-at-once" => args.uploads_at_once = number(&value),
+            "--server" => {
+                args.against = match value.as_str() {
+                    "ours" => Against::Ours,
+                    "reference" => Against::Reference,
+                    _ => usage(),
+                }
+            }
             _ => usage(),
         }
     }
-    if args.phones == 0 || args.offline.0 > args.offline.1 || args.processes == 0 {
+    if args.phones == 0
+        || args.offline.0 > args.offline.1
+        || args.processes == 0
+        || args.uploads_at_once == 0
+    {
+        usage()
+    }
+    if args.against == Against::Reference && args.database_url.is_some() {
+        eprintln!("load: the reference keeps its own files (no --database-url)");
         usage()
     }
     if args.processes > 1 && args.database_url.is_none() {
@@ -139,6 +179,7 @@ fn parse_args() -> Args {
 
 /// What a phone holds after setup: its account, token and synced diary.
 struct Phone {
+    i: usize,
     username: String,
     token: String,
     id: DocumentId,
@@ -218,25 +259,61 @@ async fn login(base_url: &str, username: &str, device: &str) -> Result<String, S
         .ok_or_else(|| format!("login of {username}: no access token"))
 }
 
-/// Setup for phone `i`: log in, upload a diary of `visits`, keep the state.
-async fn set_up(
-    server_url: String,
-    addr: std::net::SocketAddr,
-    logins: Arc<Semaphore>,
-    i: usize,
-    visits: usize,
-    seed: u64,
-) -> Result<Phone, String> {
+/// A token the reference takes as it takes any (it checks none): unsigned,
+/// with the phone's user as its subject, which the client reads.
+fn unsigned_token(username: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let claims = b64.encode(serde_json::json!({ "sub": username }).to_string());
+    format!("{header}.{claims}.")
+}
+
+/// A phone before its first upload: its account, token and diary.
+struct NewPhone {
+    username: String,
+    token: String,
+    id: DocumentId,
+    doc: Automerge,
+}
+
+/// Builds phone `i`'s diary of `visits` (before any clock starts).
+fn new_phone(i: usize, token: String, visits: usize, seed: u64) -> NewPhone {
     let username = username(i);
-    let token = {
-        let _turn = logins.acquire().await.map_err(|e| e.to_string())?;
-        login(&server_url, &username, "phone").await?
-    };
     let mut rng = StdRng::seed_from_u64(seed ^ i as u64);
     let id = diary_id(&username, YEAR);
     let diary = fixtures::diary(&mut rng, &username, ActorId::random(), visits, DIARY_START);
-    let mut device = Device::connect(addr, &token, "phone").await;
-    device.docs.insert(id, diary.into_automerge());
+    NewPhone {
+        username,
+        token,
+        id,
+        doc: diary.into_automerge(),
+    }
+}
+
+/// The peer id phone `i` announces: the reference keeps one socket per
+/// peer id, so every phone needs its own.
+fn peer(i: usize, purpose: &str) -> String {
+    format!("{purpose}{i:05}")
+}
+
+/// Phone `i`'s first upload: sync the whole diary, keep the sync state.
+/// Returns the phone and the bytes it sent.
+async fn upload(
+    addr: std::net::SocketAddr,
+    i: usize,
+    new: NewPhone,
+    timeout: Duration,
+) -> Result<(Phone, usize), String> {
+    let NewPhone {
+        username,
+        token,
+        id,
+        doc,
+    } = new;
+    let mut device = Device::connect(addr, &token, &peer(i, "phone")).await;
+    device.frame_timeout = timeout;
+    device.docs.insert(id, doc);
     device.conn.add_document(id);
     device.sync().await;
     let status = device.conn.status(&id, &device.docs);
@@ -248,14 +325,19 @@ async fn set_up(
         .sync_state(&id)
         .ok_or_else(|| format!("{username}: no sync state"))?;
     let doc = device.docs.remove(&id).expect("the diary");
+    let sent = device.bytes_sent;
     device.close().await;
-    Ok(Phone {
-        username,
-        token,
-        id,
-        doc,
-        sync_state,
-    })
+    Ok((
+        Phone {
+            i,
+            username,
+            token,
+            id,
+            doc,
+            sync_state,
+        },
+        sent,
+    ))
 }
 
 /// Records `count` visits offline, one change each; returns how many
@@ -283,7 +365,7 @@ async fn storm(
 ) -> Result<StormResult, String> {
     tokio::time::sleep_until(at).await;
     let started = Instant::now();
-    let mut device = Device::connect(addr, &phone.token, "phone").await;
+    let mut device = Device::connect(addr, &phone.token, &peer(phone.i, "phone")).await;
     device.docs.insert(phone.id, phone.doc);
     device
         .conn
@@ -316,12 +398,13 @@ async fn storm(
 /// missing from it, if anything.
 async fn check(
     addr: std::net::SocketAddr,
+    i: usize,
     username: String,
     token: String,
     id: DocumentId,
     expected: BTreeSet<RecordId>,
 ) -> Result<(), String> {
-    let mut device = Device::connect(addr, &token, "check").await;
+    let mut device = Device::connect(addr, &token, &peer(i, "check")).await;
     let status = device.request(id).await;
     if status != Some(DocSyncStatus::Synced) {
         return Err(format!("{username}: the server's diary: {status:?}"));
@@ -379,88 +462,283 @@ fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// The servers under load: ours (one process or more on one database) or
+/// the reference.
+struct Servers {
+    /// Ours: the first process (it owns the database: drop it last).
+    ours: Option<ServerProcess>,
+    /// Ours: the other processes on the same database.
+    others: Vec<ServerProcess>,
+    reference: Option<ReferenceServer>,
+}
+
+impl Servers {
+    async fn start(args: &Args) -> Servers {
+        if args.against == Against::Reference {
+            return Servers {
+                ours: None,
+                others: Vec::new(),
+                reference: Some(ReferenceServer::start()),
+            };
+        }
+        let database = match &args.database_url {
+            Some(url) => Database::postgres_at(url).await,
+            None => Database::Sqlite,
+        };
+        // Every phone is on 127.0.0.1: the per-address socket limit (64 by
+        // default, for a village office) would refuse most of them.
+        let per_address = (2 * args.phones + 16).to_string();
+        let server = ServerProcess::start_with(
+            database,
+            &[("VISIT_DIARY_MAX_SYNC_CONNECTIONS_PER_ADDRESS", &per_address)],
+        )
+        .await;
+        let mut others = Vec::new();
+        for _ in 1..args.processes {
+            others.push(server.another_process().await);
+        }
+        Servers {
+            ours: Some(server),
+            others,
+            reference: None,
+        }
+    }
+
+    fn ours(&self) -> impl Iterator<Item = &ServerProcess> {
+        self.ours.iter().chain(&self.others)
+    }
+
+    fn addrs(&self) -> Vec<std::net::SocketAddr> {
+        let reference = self.reference.as_ref().map(ReferenceServer::addr);
+        self.ours()
+            .map(ServerProcess::addr)
+            .chain(reference)
+            .collect()
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        let reference = self.reference.as_ref().map(ReferenceServer::pid);
+        self.ours()
+            .map(ServerProcess::pid)
+            .chain(reference)
+            .collect()
+    }
+
+    fn describe(&self) -> String {
+        match &self.ours {
+            Some(server) => format!(
+                "ours ({}) on {}, {} process(es)",
+                e2e_tests::server_binary().display(),
+                server.backend(),
+                1 + self.others.len()
+            ),
+            None => "the reference (automerge-repo 2.5.6, nodefs storage)".to_owned(),
+        }
+    }
+
+    /// The end of our first process's log (the reference logs to stderr).
+    fn log(&self) -> String {
+        self.ours
+            .as_ref()
+            .map(ServerProcess::log)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        // The other processes before the first, which drops the database.
+        self.others.clear();
+    }
+}
+
+/// Peak RSS and CPU of the servers' processes over one phase.
+struct Meter {
+    pids: Vec<u32>,
+    /// Whether every process's peak RSS was reset at the start.
+    rss_reset: bool,
+    rss_before: u64,
+    cpu_before: Duration,
+    started: Instant,
+}
+
+impl Meter {
+    /// Starts measuring: writing 5 to `clear_refs` resets `VmHWM`.
+    fn start(pids: &[u32]) -> Meter {
+        let rss_reset = pids
+            .iter()
+            .all(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok());
+        Meter {
+            pids: pids.to_vec(),
+            rss_reset,
+            rss_before: Self::rss(pids, "VmRSS:"),
+            cpu_before: Self::cpu(pids),
+            started: Instant::now(),
+        }
+    }
+
+    fn rss(pids: &[u32], field: &str) -> u64 {
+        pids.iter()
+            .map(|&pid| status_kb(pid, field).unwrap_or(0))
+            .sum()
+    }
+
+    fn cpu(pids: &[u32]) -> Duration {
+        pids.iter()
+            .map(|&pid| e2e_tests::cpu_time(pid))
+            .sum::<Duration>()
+    }
+
+    /// Wall time, CPU and peak RSS since the start.
+    fn stop(&self) -> Measured {
+        Measured {
+            wall: self.started.elapsed(),
+            cpu: Self::cpu(&self.pids) - self.cpu_before,
+            peak_rss: Self::rss(&self.pids, "VmHWM:"),
+            rss_before: self.rss_before,
+            rss_reset: self.rss_reset,
+        }
+    }
+}
+
+struct Measured {
+    wall: Duration,
+    cpu: Duration,
+    peak_rss: u64,
+    rss_before: u64,
+    rss_reset: bool,
+}
+
+impl Measured {
+    fn peak_heading(&self) -> &'static str {
+        if self.rss_reset { "" } else { " (whole run)" }
+    }
+}
+
+/// Logs every phone in through the process it sets up with (ours), or
+/// makes the token the reference ignores.
+async fn tokens(
+    args: &Args,
+    servers: &Servers,
+    deadline: tokio::time::Instant,
+) -> Vec<Result<String, String>> {
+    let urls: Vec<String> = servers.ours().map(ServerProcess::base_url).collect();
+    if urls.is_empty() {
+        return (0..args.phones)
+            .map(|i| Ok(unsigned_token(&username(i))))
+            .collect();
+    }
+    let logins = Arc::new(Semaphore::new(LOGINS_AT_ONCE));
+    let mut tasks = Vec::with_capacity(args.phones);
+    for i in 0..args.phones {
+        let url = urls[i % urls.len()].clone();
+        let logins = logins.clone();
+        tasks.push(tokio::spawn(async move {
+            let _turn = logins.acquire_owned().await.map_err(|e| e.to_string())?;
+            login(&url, &username(i), "phone").await
+        }));
+    }
+    let mut tokens = Vec::with_capacity(args.phones);
+    for task in tasks {
+        tokens.push(match tokio::time::timeout_at(deadline, task).await {
+            Ok(joined) => outcome(joined),
+            Err(_) => Err("login: did not finish in time".to_owned()),
+        });
+    }
+    tokens
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = parse_args();
     let deadline = tokio::time::Instant::now() + args.timeout;
-    let database = match &args.database_url {
-        Some(url) => Database::postgres_at(url).await,
-        None => Database::Sqlite,
-    };
-    // Every phone is on 127.0.0.1: the per-address socket limit (64 by
-    // default, for a village office) would refuse most of them.
-    let per_address = (2 * args.phones + 16).to_string();
-    let server = ServerProcess::start_with(
-        database,
-        &[("VISIT_DIARY_MAX_SYNC_CONNECTIONS_PER_ADDRESS", &per_address)],
-    )
-    .await;
-    // Declared after `server`, so dropped before it (which drops the
-    // database).
-    let mut others = Vec::new();
-    for _ in 1..args.processes {
-        others.push(server.another_process().await);
-    }
-    let processes: Vec<&ServerProcess> = std::iter::once(&server).chain(&others).collect();
-    let n = processes.len();
-    let addrs: Vec<std::net::SocketAddr> = processes.iter().map(|p| p.addr()).collect();
-    let pids: Vec<u32> = processes.iter().map(|p| p.pid()).collect();
-    let cpu = || {
-        pids.iter()
-            .map(|&pid| e2e_tests::cpu_time(pid))
-            .sum::<Duration>()
-    };
+    let servers = Servers::start(&args).await;
+    let addrs = servers.addrs();
+    let pids = servers.pids();
+    let n = addrs.len();
     eprintln!(
-        "load: {} phones, {}-visit diaries, {}-{} offline visits each; server {} on {}, {n} process(es)",
+        "load: {} phones, {}-visit diaries, {}-{} offline visits each, {} uploads at once; against {}",
         args.phones,
         args.diary_visits,
         args.offline.0,
         args.offline.1,
-        e2e_tests::server_binary().display(),
-        server.backend()
+        args.uploads_at_once,
+        servers.describe()
     );
 
-    let t = Instant::now();
-    create_users(&server, args.phones)
-        .await
-        .expect("create the load accounts");
-    eprintln!("load: {} accounts in {:.1?}", args.phones, t.elapsed());
-
-    // Setup: log in and upload every diary, a few phones at a time.
-    let t = Instant::now();
-    let logins = Arc::new(Semaphore::new(LOGINS_AT_ONCE));
-    let at_once = Arc::new(Semaphore::new(SETUP_AT_ONCE));
-    let mut tasks = Vec::with_capacity(args.phones);
-    for i in 0..args.phones {
-        let through = processes[i % n];
-        let (url, addr) = (through.base_url(), through.addr());
-        let (logins, at_once) = (logins.clone(), at_once.clone());
-        let (visits, seed) = (args.diary_visits, args.seed);
-        tasks.push(tokio::spawn(async move {
-            let _turn = at_once.acquire_owned().await.map_err(|e| e.to_string())?;
-            set_up(url, addr, logins, i, visits, seed).await
-        }));
+    if let Some(server) = &servers.ours {
+        let t = Instant::now();
+        create_users(server, args.phones)
+            .await
+            .expect("create the load accounts");
+        eprintln!("load: {} accounts in {:.1?}", args.phones, t.elapsed());
     }
-    let mut phones = Vec::with_capacity(args.phones);
+    let t = Instant::now();
     let mut errors: Vec<String> = Vec::new();
-    for task in tasks {
-        match tokio::time::timeout_at(deadline, task).await {
-            Ok(joined) => match outcome(joined) {
-                Ok(phone) => phones.push(phone),
-                Err(e) => errors.push(format!("setup: {e}")),
-            },
-            Err(_) => errors.push("setup: did not finish in time".to_owned()),
+    let mut new_phones = Vec::with_capacity(args.phones);
+    let mut saved_bytes = 0usize;
+    for (i, token) in tokens(&args, &servers, deadline)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        match token {
+            Ok(token) => {
+                let phone = new_phone(i, token, args.diary_visits, args.seed);
+                saved_bytes += phone.doc.save().len();
+                new_phones.push(phone);
+            }
+            Err(e) => errors.push(format!("login: {e}")),
         }
     }
     eprintln!(
-        "load: setup of {} phones in {:.1?}",
-        phones.len(),
+        "load: {} phones logged in with their diaries in {:.1?}",
+        new_phones.len(),
         t.elapsed()
     );
     if !errors.is_empty() {
-        report_errors(&errors, &server);
-        // Returning (not `exit`) drops the server: the process is killed
-        // and its data removed.
+        report_errors(&errors, &servers);
+        // Returning (not `exit`) drops the servers: the processes are
+        // killed and their data removed.
+        return ExitCode::FAILURE;
+    }
+
+    // The first upload, `--uploads-at-once` phones at a time.
+    let uploaded = new_phones.len();
+    let meter = Meter::start(&pids);
+    let at_once = Arc::new(Semaphore::new(args.uploads_at_once));
+    let mut tasks = Vec::with_capacity(uploaded);
+    for new in new_phones {
+        let i = phone_index(&new.username);
+        let addr = addrs[i % n];
+        let (at_once, timeout) = (at_once.clone(), args.timeout);
+        tasks.push(tokio::spawn(async move {
+            let _turn = at_once.acquire_owned().await.map_err(|e| e.to_string())?;
+            upload(addr, i, new, timeout).await
+        }));
+    }
+    let mut phones = Vec::with_capacity(uploaded);
+    let mut upload_bytes = 0usize;
+    for task in tasks {
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(joined) => match outcome(joined) {
+                Ok((phone, sent)) => {
+                    upload_bytes += sent;
+                    phones.push(phone);
+                }
+                Err(e) => errors.push(format!("first upload: {e}")),
+            },
+            Err(_) => errors.push("first upload: did not finish in time".to_owned()),
+        }
+    }
+    let first_upload = meter.stop();
+    eprintln!(
+        "load: first upload of {} diaries in {:.1?}",
+        phones.len(),
+        first_upload.wall
+    );
+    if !errors.is_empty() {
+        report_errors(&errors, &servers);
         return ExitCode::FAILURE;
     }
 
@@ -475,47 +753,35 @@ async fn main() -> ExitCode {
         offline.push((phone, changes));
     }
     let count = offline.len();
-    let checks: Vec<(String, String, DocumentId)> = offline
+    let checks: Vec<(usize, String, String, DocumentId)> = offline
         .iter()
-        .map(|(p, _)| (p.username.clone(), p.token.clone(), p.id))
+        .map(|(p, _)| (p.i, p.username.clone(), p.token.clone(), p.id))
         .collect();
-    // Peak RSS from here on: writing 5 to clear_refs resets VmHWM.
-    let rss_reset = pids
-        .iter()
-        .all(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok());
-    let rss_of = |field: &str| -> u64 {
-        pids.iter()
-            .map(|&pid| status_kb(pid, field).unwrap_or(0))
-            .sum()
-    };
-    let rss_before = rss_of("VmRSS:");
-    let cpu_before = cpu();
-    let storm_started = Instant::now();
+    let meter = Meter::start(&pids);
     let begin = tokio::time::Instant::now();
     let mut storm_tasks = Vec::with_capacity(count);
-    for (i, (phone, changes)) in offline.into_iter().enumerate() {
-        let at = begin + CONNECT_WINDOW * i as u32 / count as u32;
+    for (k, (phone, changes)) in offline.into_iter().enumerate() {
+        let at = begin + CONNECT_WINDOW * k as u32 / count as u32;
         // Through another process than the one the phone set up with.
-        storm_tasks.push(tokio::spawn(storm(addrs[(i + 1) % n], phone, changes, at)));
+        let addr = addrs[(phone.i + 1) % n];
+        storm_tasks.push(tokio::spawn(storm(addr, phone, changes, at)));
     }
     let mut results = Vec::with_capacity(count);
-    for (i, task) in storm_tasks.into_iter().enumerate() {
+    for ((i, ..), task) in checks.iter().zip(storm_tasks) {
         match tokio::time::timeout_at(deadline, task).await {
             Ok(joined) => results.push(outcome(joined)),
             Err(_) => results.push(Err(format!(
                 "storm: {} did not finish in time",
-                username(i)
+                username(*i)
             ))),
         }
     }
-    let storm_wall = storm_started.elapsed();
-    let storm_cpu = cpu() - cpu_before;
-    let peak_rss = rss_of("VmHWM:");
+    let storm_measured = meter.stop();
 
     // Check: the server holds every visit each phone holds.
     let at_once = Arc::new(Semaphore::new(SETUP_AT_ONCE));
     let mut check_tasks = Vec::new();
-    for (i, ((username, token, id), result)) in checks.into_iter().zip(&results).enumerate() {
+    for ((i, username, token, id), result) in checks.into_iter().zip(&results) {
         let Ok(result) = result else { continue };
         let (expected, at_once) = (result.visits.clone(), at_once.clone());
         // Through the process the phone set up with, not the one it
@@ -523,7 +789,7 @@ async fn main() -> ExitCode {
         let addr = addrs[i % n];
         check_tasks.push(tokio::spawn(async move {
             let _turn = at_once.acquire_owned().await.map_err(|e| e.to_string())?;
-            check(addr, username, token, id, expected).await
+            check(addr, i, username, token, id, expected).await
         }));
     }
     let mut check_errors = Vec::new();
@@ -537,6 +803,28 @@ async fn main() -> ExitCode {
             Err(_) => check_errors.push("check: did not finish in time".to_owned()),
         }
     }
+
+    println!("\nagainst {}", servers.describe());
+    println!(
+        "\nfirst upload: {uploaded} diaries of {} visits, {} at once\n\
+         \n| documents / s | wall | bytes up per document / save() size (mean) | \
+         server CPU per document | server peak RSS{} (before) |\
+         \n|---:|---:|---:|---:|---:|",
+        args.diary_visits,
+        args.uploads_at_once,
+        first_upload.peak_heading()
+    );
+    println!(
+        "| {:.1} | {:.1} s | {} / {} ({:.2}×) | {:.1} ms | {} ({}) |",
+        uploaded as f64 / first_upload.wall.as_secs_f64(),
+        first_upload.wall.as_secs_f64(),
+        upload_bytes / uploaded.max(1),
+        saved_bytes / uploaded.max(1),
+        upload_bytes as f64 / saved_bytes.max(1) as f64,
+        first_upload.cpu.as_secs_f64() * 1000.0 / uploaded.max(1) as f64,
+        mib(first_upload.peak_rss),
+        mib(first_upload.rss_before),
+    );
 
     let ok: Vec<&StormResult> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     errors.extend(results.iter().filter_map(|r| r.as_ref().err().cloned()));
@@ -555,31 +843,23 @@ async fn main() -> ExitCode {
         |f: fn(&StormResult) -> usize| ok.iter().map(|r| f(r)).sum::<usize>() / ok.len().max(1);
 
     println!(
-        "\nserver: {} on {}; {} phones with {}-visit diaries, {}-{} offline visits each; \
-         sockets opened within {} ms; storm {:.1} s wall (until every socket closed); \
-         {n} server process(es)",
-        e2e_tests::server_binary().display(),
-        server.backend(),
+        "\nstorm: {} phones, {}-{} offline visits each; sockets opened within {} ms; \
+         {:.1} s wall (until every socket closed)",
         count,
-        args.diary_visits,
         args.offline.0,
         args.offline.1,
         ms(spread),
-        storm_wall.as_secs_f64()
+        storm_measured.wall.as_secs_f64()
     );
     println!(
         "\n| phones | acknowledged changes / expected | errors | \
          latency p50 / p95 / p99 / max | bytes up / down per phone (mean) | \
-         server CPU: storm / per phone | server peak RSS{} |",
-        if rss_reset {
-            " (storm)"
-        } else {
-            " (whole run)"
-        }
+         server CPU: storm / per phone | server peak RSS{} (before) |",
+        storm_measured.peak_heading()
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {} | {} / {} | {} | {} / {} / {} / {} ms | {} / {} | {:.2} s / {:.1} ms | {} (before: {}) |",
+        "| {} | {} / {} | {} | {} / {} / {} / {} ms | {} / {} | {:.2} s / {:.1} ms | {} ({}) |",
         count,
         acknowledged,
         expected_changes,
@@ -590,16 +870,14 @@ async fn main() -> ExitCode {
         ms(latencies.last().copied().unwrap_or_default()),
         mean(|r| r.bytes_up),
         mean(|r| r.bytes_down),
-        storm_cpu.as_secs_f64(),
-        storm_cpu.as_secs_f64() * 1000.0 / count as f64,
-        mib(peak_rss),
-        mib(rss_before),
+        storm_measured.cpu.as_secs_f64(),
+        storm_measured.cpu.as_secs_f64() * 1000.0 / count as f64,
+        mib(storm_measured.peak_rss),
+        mib(storm_measured.rss_before),
     );
     errors.extend(check_errors);
     if !errors.is_empty() || acknowledged != expected_changes {
-        report_errors(&errors, &server);
-        // Returning (not `exit`) drops the server: the process is killed
-        // and its data removed.
+        report_errors(&errors, &servers);
         return ExitCode::FAILURE;
     }
     println!(
@@ -610,13 +888,18 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The `i` of `username(i)`.
+fn phone_index(username: &str) -> usize {
+    username["load".len()..].parse().expect("a load user name")
+}
+
 /// Prints the first errors and the end of the server's log.
-fn report_errors(errors: &[String], server: &ServerProcess) {
+fn report_errors(errors: &[String], servers: &Servers) {
     eprintln!("\nload: {} errors; the first:", errors.len());
     for e in errors.iter().take(20) {
         eprintln!("  {e}");
     }
-    let log = server.log();
+    let log = servers.log();
     let tail: Vec<&str> = log.lines().rev().take(30).collect();
     eprintln!("--- end of the server log ---");
     for line in tail.iter().rev() {

@@ -10,7 +10,9 @@
 //!   `tokio-tungstenite` WebSocket, holding its documents in memory;
 //! - [`tokens`] crafts access tokens the server must refuse;
 //! - [`run_node`] runs one of the Node.js scripts and reads the JSON it
-//!   prints.
+//!   prints;
+//! - [`ReferenceServer`] runs the official JS sync server, which the
+//!   benchmarks measure ours against.
 //!
 //! The server binary is found next to the test executable (`target/debug/
 //! server`). `cargo test --workspace` builds it (the server package's own
@@ -29,6 +31,7 @@ mod database;
 mod memory;
 mod node;
 mod phone;
+mod reference;
 mod server_process;
 mod stats;
 pub mod tokens;
@@ -37,6 +40,7 @@ pub use clock::{now_ms, ten_minutes_apart_until};
 pub use database::Database;
 pub use memory::{MemoryGrowth, assert_bound_keeps_memory_down};
 pub use node::run_node;
+pub use reference::ReferenceServer;
 pub use server_process::{
     Launch, ServerProcess, cpu_time, reset_peak_rss, server_binary, status_kib,
 };
