@@ -218,30 +218,20 @@ impl ServerProcess {
     /// `GET path` with a bearer token; returns the status and the JSON body
     /// (`Null` when the body is not JSON).
     pub async fn get_json(&self, path: &str, token: &str) -> (u16, Value) {
-        let response = reqwest::Client::new()
+        let request = reqwest::Client::new()
             .get(format!("{}{path}", self.base_url()))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request");
-        let status = response.status().as_u16();
-        let body = response.json().await.unwrap_or(Value::Null);
-        (status, body)
+            .bearer_auth(token);
+        answer(request).await
     }
 
     /// `POST path` with a bearer token and a JSON body; returns the status
     /// and the JSON answer (`Null` when the answer is not JSON).
     pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
-        let response = reqwest::Client::new()
+        let request = reqwest::Client::new()
             .post(format!("{}{path}", self.base_url()))
             .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("request");
-        let status = response.status().as_u16();
-        let body = response.json().await.unwrap_or(Value::Null);
-        (status, body)
+            .json(body);
+        answer(request).await
     }
 
     /// The caller's `/api/v1/me/documents`.
@@ -264,6 +254,15 @@ impl ServerProcess {
         let token = self.login(username, device).await;
         Device::connect(self.addr, &token, device).await
     }
+}
+
+/// Sends `request`; returns the status and the JSON body (`Null` when the
+/// body is not JSON).
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
 }
 
 /// Runs `server serve --demo --port 0 --data-dir <dir>` (with
