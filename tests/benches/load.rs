@@ -455,14 +455,6 @@ fn outcome<T>(joined: Result<Result<T, String>, tokio::task::JoinError>) -> Resu
     }
 }
 
-/// A `kB` line of `/proc/<pid>/status`, in bytes.
-fn status_kb(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1000.0)
 }
@@ -572,11 +564,9 @@ struct Meter {
 }
 
 impl Meter {
-    /// Starts measuring: writing 5 to `clear_refs` resets `VmHWM`.
+    /// Starts measuring: resets `VmHWM` (see [`e2e_tests::reset_peak_rss`]).
     fn start(pids: &[u32]) -> Meter {
-        let rss_reset = pids
-            .iter()
-            .all(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok());
+        let rss_reset = pids.iter().all(|&pid| e2e_tests::try_reset_peak_rss(pid));
         Meter {
             pids: pids.to_vec(),
             rss_reset,
@@ -586,9 +576,11 @@ impl Meter {
         }
     }
 
+    /// The sum of a `/proc/<pid>/status` field over the processes, in
+    /// bytes (0 for a process whose field cannot be read).
     fn rss(pids: &[u32], field: &str) -> u64 {
         pids.iter()
-            .map(|&pid| status_kb(pid, field).unwrap_or(0))
+            .map(|&pid| e2e_tests::try_status_kib(pid, field).map_or(0, |kib| kib * 1024))
             .sum()
     }
 

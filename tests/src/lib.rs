@@ -42,7 +42,8 @@ pub use memory::{MemoryGrowth, assert_bound_keeps_memory_down};
 pub use node::run_node;
 pub use reference::ReferenceServer;
 pub use server_process::{
-    Launch, ServerProcess, cpu_time, reset_peak_rss, server_binary, status_kib,
+    Launch, ServerProcess, cpu_time, reset_peak_rss, server_binary, status_kib, try_reset_peak_rss,
+    try_status_kib,
 };
 pub use stats::{median, ms, percentile};
 pub use test_support::{Device, EDIT_TIME, TEST_DATABASE_URL, TokenIn, Ws, open_socket};

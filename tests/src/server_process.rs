@@ -435,16 +435,40 @@ pub fn cpu_time(pid: u32) -> std::time::Duration {
 /// resident memory, so a peak read later covers only what came after: the
 /// peak otherwise counts the process's whole life (a login's password hash,
 /// an earlier flood). Writing 5 to `/proc/<pid>/clear_refs` does that.
+/// Panics if it cannot be written; see [`try_reset_peak_rss`].
 pub fn reset_peak_rss(pid: u32) {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset peak memory");
+    clear_refs(pid).expect("reset peak memory");
 }
 
-/// A `/proc/<pid>/status` field in KiB (`VmRSS:`, `VmHWM:` …).
+/// As [`reset_peak_rss`]; returns whether the peak was reset (writing
+/// `clear_refs` needs the process to exist and be one's own, or privileges).
+pub fn try_reset_peak_rss(pid: u32) -> bool {
+    clear_refs(pid).is_ok()
+}
+
+fn clear_refs(pid: u32) -> std::io::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmRSS:`, `VmHWM:` …). Panics if
+/// the file cannot be read or has no such field; see [`try_status_kib`].
 pub fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status_field_kib(&status, field).unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// As [`status_kib`]; `None` if the file cannot be read (the process is
+/// gone) or has no such field.
+pub fn try_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_field_kib(&status, field)
+}
+
+/// The KiB of the line of `status` (a `/proc/<pid>/status`) that starts with
+/// `field`.
+fn status_field_kib(status: &str, field: &str) -> Option<u64> {
     status
         .lines()
         .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
