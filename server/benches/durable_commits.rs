@@ -12,6 +12,9 @@
 //! `synchronous=FULL`, a fresh PostgreSQL schema): the visit's change as a
 //! chunk with the ledger rows of the records it touched and its actor's
 //! claim (`append_changes`), the audit row and the device's sync state.
+//! Every write carries the version of the diary its phone last stored
+//! (`based_on`), as the sync path's writes do, so the store checks that
+//! nothing was stored since before it writes.
 //! Each writer is one phone's diary (a realistic Chinese diary of 20
 //! visits, `sync_core::fixtures`); its syncs follow each other, each
 //! waiting for its writes to be committed, as a connection does. The
@@ -27,7 +30,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use server::ledger::{Attribution, LedgerProjection};
 use server::store::{
-    ActorClaim, DocumentWrite, NewAuditEntry, NewDocument, Role, Store, StoredKind, SyncStateWrite,
+    ActorClaim, DocumentWrite, NewAuditEntry, NewDocument, Role, Store, StoredKind, StoredVersion,
+    SyncStateWrite,
 };
 use sync_core::automerge::ActorId;
 use sync_core::{DocumentId, Edit, Timestamp, diary_id, fixtures};
@@ -37,6 +41,9 @@ use test_support::store as harness;
 struct Phone {
     user_id: i64,
     document_id: DocumentId,
+    /// The stored state of the diary its writes are based on, as the sync
+    /// path's copy of the document keeps it.
+    version: StoredVersion,
     syncs: Vec<DocumentWrite>,
 }
 
@@ -90,7 +97,7 @@ async fn phones(store: &dyn Store, count: usize, syncs: usize, first: usize) -> 
         let document_id = diary_id(&username, 2026);
         let mut diary = fixtures::diary(&mut rng, &username, actor, 20, start);
         let attribution = Attribution::default();
-        store
+        let created = store
             .append_changes(DocumentWrite {
                 document_id,
                 create: Some(NewDocument {
@@ -106,6 +113,10 @@ async fn phones(store: &dyn Store, count: usize, syncs: usize, first: usize) -> 
             })
             .await
             .expect("the diary");
+        let version = StoredVersion {
+            snapshot_heads: created.meta.snapshot_heads,
+            last_chunk_id: created.chunk_id,
+        };
         let mut writes = Vec::with_capacity(syncs);
         for s in 0..syncs {
             let heads = diary.automerge().get_heads();
@@ -129,12 +140,14 @@ async fn phones(store: &dyn Store, count: usize, syncs: usize, first: usize) -> 
                     None,
                 )),
                 actors: vec![claim.clone()],
+                // Set when it is written, as the sync path does.
                 based_on: None,
             });
         }
         phones.push(Phone {
             user_id: user.id,
             document_id,
+            version,
             syncs: writes,
         });
     }
@@ -151,8 +164,11 @@ async fn run(store: Arc<dyn Store>, phones: Vec<Phone>) -> (usize, Duration) {
             let store = store.clone();
             tokio::spawn(async move {
                 let mut done = 0;
-                for write in phone.syncs {
+                let mut version = phone.version;
+                for mut write in phone.syncs {
+                    write.based_on = Some(version.clone());
                     let appended = store.append_changes(write).await.expect("append");
+                    version.last_chunk_id = version.last_chunk_id.max(appended.chunk_id);
                     store
                         .append_audit(NewAuditEntry {
                             at: chrono::Utc::now(),
