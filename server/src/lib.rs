@@ -11,9 +11,9 @@
 //!   tokens, and the [`AuthUser`](auth::AuthUser) extractor.
 //! - [`app`]: [`AppState`] and the one [`router`]
 //!   listing every route; handlers live in `routes/`, named after their URL.
-//! - [`sync`]: the document side of `GET /api/v1/sync` (access per
-//!   document, merging off the async threads, the in-process change feed);
-//!   the WebSocket loop is in `routes/v1/sync.rs`.
+//! - [`sync`]: the server's side of `GET /api/v1/sync` (each connection's
+//!   session, access per document, merging off the async threads, the
+//!   in-process change feed); the WebSocket loop is in `routes/v1/sync.rs`.
 //! - [`serve()`]: run until a shutdown future completes.
 //!
 //! # Example

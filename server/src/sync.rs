@@ -1,9 +1,12 @@
-//! The document side of the WebSocket sync endpoint (`routes/v1/sync.rs`):
-//! who may see which document, live documents held in memory and merged in
-//! place off the async threads, and telling other connections that a document changed.
+//! The server's side of the WebSocket sync endpoint, whose socket loop is
+//! `routes/v1/sync.rs`: each connection's session (admit, merge, persist,
+//! reply), who may see which document, live documents held in memory and
+//! merged in place off the async threads, and telling other connections
+//! that a document changed.
 //!
-//! The protocol itself is sync-core's sans-IO [`ServerConnection`]
-//! (`sync_core::protocol`); this module carries out its effects against the
+//! The protocol itself is sync-core's sans-IO
+//! [`ServerConnection`](sync_core::protocol::ServerConnection); the
+//! [`session`] carries out its effects against the
 //! [`Store`](crate::store::Store).
 
 pub mod access;
@@ -11,6 +14,7 @@ pub mod compactor;
 pub mod documents;
 pub mod hub;
 pub mod live;
+pub mod session;
 pub use sync_core::protocol::payload;
 
 pub use access::decide_access;

@@ -7,8 +7,10 @@
 //! automerge sync message, until both sides are quiescent.
 //!
 //! - [`ClientConnection`] is the initiating side (the phone).
-//! - [`ServerConnection`] is the receiving side; it asks an [`AccessPolicy`]
-//!   about every document and answers a denied one exactly as a missing one.
+//! - [`ServerConnection`] is the receiving side. For every document a peer
+//!   names it asks the caller what the peer may do ([`ServerStep::Decide`],
+//!   answered with [`ServerConnection::grant`]), and answers a denied one
+//!   exactly as a missing one.
 //!
 //! Neither touches a socket or a database: they return messages to send, and
 //! the server side hands back received changes so the caller can store them

@@ -374,7 +374,7 @@ proptest! {
         let _ = Message::decode(&bytes);
         let mut server = ServerConnection::new("s");
         if let Ok(m) = Message::decode(&bytes) {
-            let _ = server.handle(m, &|_: &DocumentId| Access::ReadWrite);
+            let _ = server.handle_with(m, &|_: &DocumentId| Access::ReadWrite);
         }
     }
 
@@ -392,9 +392,9 @@ proptest! {
     fn garbage_sync_payloads_are_errors_not_panics(data in proptest::collection::vec(any::<u8>(), 0..256)) {
         let mut server = ServerConnection::new("s");
         let join = Message::Join { sender_id: "c".into(), supported_protocol_versions: vec!["1".into()], metadata: None };
-        server.handle(join, &|_: &DocumentId| Access::ReadWrite).expect("join");
+        server.handle_with(join, &|_: &DocumentId| Access::ReadWrite).expect("join");
         let m = Message::Sync { document_id: doc_id(), sender_id: "c".into(), target_id: "s".into(), data };
-        if let Ok(ServerStep::Sync { document_id, message, .. }) = server.handle(m, &|_: &DocumentId| Access::ReadWrite) {
+        if let Ok(ServerStep::Sync { document_id, message, .. }) = server.handle_with(m, &|_: &DocumentId| Access::ReadWrite) {
             let mut doc = Automerge::new();
             let _ = server.apply(&document_id, &mut doc, *message);
         }
@@ -430,7 +430,7 @@ fn handshake_must_come_first_and_versions_must_match() {
     };
     let allow = |_: &DocumentId| Access::ReadWrite;
     assert!(matches!(
-        server.handle(sync, &allow),
+        server.handle_with(sync, &allow),
         Err(ProtocolError::Unexpected { .. })
     ));
     let join = Message::Join {
@@ -439,7 +439,7 @@ fn handshake_must_come_first_and_versions_must_match() {
         metadata: None,
     };
     assert!(matches!(
-        ServerConnection::new("s").handle(join, &allow),
+        ServerConnection::new("s").handle_with(join, &allow),
         Err(ProtocolError::Version { .. })
     ));
 
@@ -512,7 +512,7 @@ fn a_denied_document_answers_exactly_like_a_missing_one() {
         (missing, &allow_all),
     ] {
         let mut s = ServerConnection::new("s");
-        s.handle(
+        s.handle_with(
             Message::Join {
                 sender_id: "c".into(),
                 supported_protocol_versions: vec!["1".into()],
@@ -536,7 +536,7 @@ fn a_denied_document_answers_exactly_like_a_missing_one() {
                     .encode()
             },
         };
-        let reply = match s.handle(req, &policy).expect("handled") {
+        let reply = match s.handle_with(req, &policy).expect("handled") {
             ServerStep::Reply(r) => r,
             ServerStep::Sync {
                 document_id,
@@ -553,6 +553,7 @@ fn a_denied_document_answers_exactly_like_a_missing_one() {
                     .collect()
             }
             ServerStep::Close => vec![],
+            ServerStep::Decide { .. } => unreachable!("the policy answered"),
         };
         answers.push(
             reply
@@ -660,9 +661,10 @@ fn a_first_upload_costs_about_the_saved_size() {
     for _ in 0..10 {
         let mut to_client = Vec::new();
         for m in to_server.drain(..) {
-            match server.handle(m, &allow).expect("handled") {
+            match server.handle_with(m, &allow).expect("handled") {
                 ServerStep::Reply(replies) => to_client.extend(replies),
                 ServerStep::Close => unreachable!("the client stays"),
+                ServerStep::Decide { .. } => unreachable!("the policy answered"),
                 ServerStep::Sync {
                     document_id,
                     message,
@@ -737,9 +739,7 @@ fn joined_server() -> ServerConnection {
         supported_protocol_versions: vec![sync_core::protocol::PROTOCOL_VERSION.into()],
         metadata: None,
     };
-    server
-        .handle(join, &|_: &DocumentId| Access::ReadWrite)
-        .expect("handshake");
+    server.handle(join).expect("handshake");
     server
 }
 
@@ -767,7 +767,7 @@ fn apply_entries(
         data,
     };
     let Ok(ServerStep::Sync { message, .. }) =
-        server.handle(sync, &|_: &DocumentId| Access::ReadWrite)
+        server.handle_with(sync, &|_: &DocumentId| Access::ReadWrite)
     else {
         panic!("a sync step");
     };
@@ -853,4 +853,110 @@ fn the_changes_a_message_added_come_from_its_own_bytes() {
     assert_eq!(mixed.added, None);
     assert_eq!(mixed.chunk(&doc), Some(doc.save_after(&mixed.heads_before)));
     assert_eq!(doc.get_heads(), phone.get_heads());
+}
+
+fn request_for(document_id: DocumentId) -> Message {
+    use automerge::sync::SyncDoc;
+    Message::Request {
+        document_id,
+        sender_id: "c".into(),
+        target_id: "s".into(),
+        data: Automerge::new()
+            .generate_sync_message(&mut automerge::sync::State::new())
+            .expect("a first message")
+            .encode(),
+    }
+}
+
+#[test]
+fn access_is_a_step_the_caller_answers_once_per_document() {
+    let (a, b) = (
+        DocumentId::from_bytes([1; 16]),
+        DocumentId::from_bytes([2; 16]),
+    );
+    let mut server = joined_server();
+
+    // The connection asks, and holds the message until it hears back.
+    let ServerStep::Decide { document_id } = server.handle(request_for(a)).expect("handled") else {
+        panic!("a new document is decided by the caller first");
+    };
+    assert_eq!(document_id, a);
+    assert!(
+        matches!(
+            server.handle(request_for(b)),
+            Err(ProtocolError::Unexpected { .. })
+        ),
+        "nothing else is handled before the answer"
+    );
+    assert!(
+        matches!(
+            server.grant(&b, Access::ReadWrite),
+            Err(ProtocolError::Unexpected { .. })
+        ),
+        "only the waiting message's document can be granted"
+    );
+    let ServerStep::Sync {
+        document_id,
+        access,
+        is_request,
+        ..
+    } = server.grant(&a, Access::ReadWrite).expect("granted")
+    else {
+        panic!("a granted document is synced");
+    };
+    assert_eq!(
+        (document_id, access, is_request),
+        (a, Access::ReadWrite, true)
+    );
+
+    // Decided once: the next message about it goes straight to the sync.
+    assert!(matches!(
+        server.handle(request_for(a)).expect("handled"),
+        ServerStep::Sync { .. }
+    ));
+
+    // A denial is answered by the connection, as a missing document.
+    assert!(matches!(
+        server.handle(request_for(b)).expect("handled"),
+        ServerStep::Decide { .. }
+    ));
+    let ServerStep::Reply(replies) = server.grant(&b, Access::None).expect("answered") else {
+        panic!("a denied document is answered, not synced");
+    };
+    assert!(
+        matches!(&replies[..], [Message::DocUnavailable { document_id, .. }] if *document_id == b),
+        "{replies:?}"
+    );
+    assert_eq!(
+        server.documents().map(|(d, _)| *d).collect::<Vec<_>>(),
+        vec![a],
+        "a denied document is not synced"
+    );
+}
+
+#[test]
+fn a_connection_names_at_most_its_limit_of_documents() {
+    let ids: Vec<DocumentId> = (1..=3).map(|i| DocumentId::from_bytes([i; 16])).collect();
+    let mut server = joined_server().with_document_limit(2);
+    let allow = |_: &DocumentId| Access::ReadWrite;
+    for id in &ids[..2] {
+        assert!(matches!(
+            server.handle_with(request_for(*id), &allow),
+            Ok(ServerStep::Sync { .. })
+        ));
+    }
+    // Forgotten (the caller refused what it sent): asking again is not a
+    // new document.
+    server.forget(&ids[0]);
+    assert!(matches!(
+        server.handle_with(request_for(ids[0]), &allow),
+        Ok(ServerStep::Sync { .. })
+    ));
+    let err = server
+        .handle_with(request_for(ids[2]), &allow)
+        .expect_err("one more than the limit");
+    assert!(
+        matches!(&err, ProtocolError::Refused(why) if why.contains("more than 2 documents")),
+        "{err}"
+    );
 }

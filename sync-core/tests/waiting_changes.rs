@@ -229,7 +229,7 @@ fn a_sync_without_progress_is_restarted() {
         metadata: None,
     };
     let grant = |_: &DocumentId| Access::ReadWrite;
-    server.handle(join, &grant).expect("join");
+    server.handle_with(join, &grant).expect("join");
     let doc = shared_diary();
     // The peer claims heads the server does not have and never sends them.
     let mut claimed = doc.fork().with_actor(ActorId::from([4u8; 16]));
@@ -250,7 +250,7 @@ fn a_sync_without_progress_is_restarted() {
             message,
             is_request,
             ..
-        } = server.handle(m, &grant).expect("handled")
+        } = server.handle_with(m, &grant).expect("handled")
         else {
             panic!("expected a sync step");
         };

@@ -62,7 +62,7 @@ fuzz_target!(init: let_caught_decode_panics_through(), |data: &[u8]| {
         supported_protocol_versions: vec![PROTOCOL_VERSION.to_owned()],
         metadata: None,
     };
-    conn.handle(join, &policy).expect("handshake");
+    conn.handle_with(join, &policy).expect("handshake");
     let frame = Message::Sync {
         document_id: sync_core::diary_id(OWNER, 2026),
         sender_id: "phone".to_owned(),
@@ -74,7 +74,7 @@ fuzz_target!(init: let_caught_decode_panics_through(), |data: &[u8]| {
         message,
         is_request,
         ..
-    }) = conn.handle(frame, &policy)
+    }) = conn.handle_with(frame, &policy)
     else {
         return;
     };

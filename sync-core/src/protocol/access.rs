@@ -14,12 +14,14 @@ pub enum Access {
     ReadWrite,
 }
 
-/// Decides, per document, what the authenticated peer of a connection may
-/// do. The server implements it from the token's user and the document's
-/// owner; the decision must not depend on the peer id the client announced.
+/// Decides at once, per document, what the authenticated peer of a
+/// connection may do, for [`ServerConnection::handle_with`](super::ServerConnection::handle_with)
+/// (tests and tools; a server that reads its database answers
+/// [`ServerStep::Decide`](super::ServerStep::Decide) itself). The decision
+/// must not depend on the peer id the client announced.
 pub trait AccessPolicy {
-    /// The access to `document`. Called for every `request` and `sync` of a
-    /// document the connection has not yet been granted.
+    /// The access to `document`. Asked for every `request` and `sync` of a
+    /// document the connection has not decided on yet.
     fn access(&self, document: &DocumentId) -> Access;
 }
 

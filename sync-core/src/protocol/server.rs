@@ -1,7 +1,9 @@
-//! The receiving side of a connection: the server, which decides access per
-//! document and acknowledges changes only after the caller stored them.
+//! The receiving side of a connection: the server. It asks the caller
+//! what the peer may do with each document it names (the caller answers
+//! from its database), decides from that answer what to send, and
+//! acknowledges changes only after the caller stored them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, Change, ChangeHash, SaveOptions};
@@ -16,6 +18,14 @@ use crate::DocumentId;
 pub enum ServerStep {
     /// Send these messages (a handshake answer, `doc-unavailable`), possibly none.
     Reply(Vec<Message>),
+    /// The peer named a document this connection has not decided on yet:
+    /// look up what the authenticated user may do with it and answer with
+    /// [`ServerConnection::grant`], which returns the step to carry out.
+    /// The connection keeps the message until then and handles nothing else.
+    Decide {
+        /// The document to decide on.
+        document_id: DocumentId,
+    },
     /// A sync message for a document the peer may access: load the document
     /// (empty if new), [`ServerConnection::apply`] the message, store what it
     /// added durably, and only then send [`ServerConnection::reply`].
@@ -116,6 +126,14 @@ enum Phase {
     Ready { client: String },
 }
 
+/// A `sync` or `request` waiting for the caller's access decision.
+#[derive(Debug)]
+struct Pending {
+    document_id: DocumentId,
+    message: sync::Message,
+    is_request: bool,
+}
+
 #[derive(Debug)]
 struct ServerDoc {
     state: sync::State,
@@ -153,6 +171,12 @@ pub struct ServerConnection {
     metadata: Option<PeerMetadata>,
     phase: Phase,
     docs: BTreeMap<DocumentId, ServerDoc>,
+    /// The message whose document is being decided ([`ServerStep::Decide`]).
+    pending: Option<Pending>,
+    /// Documents decided on this connection, granted or not.
+    decided: HashSet<DocumentId>,
+    /// Most documents one connection may ask about.
+    max_documents: usize,
 }
 
 impl ServerConnection {
@@ -166,7 +190,19 @@ impl ServerConnection {
             }),
             phase: Phase::AwaitingJoin,
             docs: BTreeMap::new(),
+            pending: None,
+            decided: HashSet::new(),
+            max_documents: usize::MAX,
         }
+    }
+
+    /// Bounds how many documents the peer may name on this connection
+    /// (each costs the caller an access decision, usually a database read).
+    /// Naming one more is refused with an error that ends the connection;
+    /// the peer reconnects for the rest.
+    pub fn with_document_limit(mut self, max_documents: usize) -> Self {
+        self.max_documents = max_documents;
+        self
     }
 
     /// The peer id the client announced (for logs only: it proves nothing).
@@ -190,16 +226,24 @@ impl ServerConnection {
         }
     }
 
-    /// Handles one message from the client.
-    pub fn handle(
-        &mut self,
-        message: Message,
-        policy: &dyn AccessPolicy,
-    ) -> Result<ServerStep, ProtocolError> {
+    /// Handles one message from the client. A `sync` or `request` for a
+    /// document not decided yet returns [`ServerStep::Decide`]; answer it
+    /// with [`Self::grant`] before handling another message.
+    pub fn handle(&mut self, message: Message) -> Result<ServerStep, ProtocolError> {
         let unexpected = |m: &Message, phase| ProtocolError::Unexpected {
             message: m.type_name().to_owned(),
             phase,
         };
+        if let Some(pending) = &self.pending {
+            return Err(ProtocolError::Unexpected {
+                message: message.type_name().to_owned(),
+                phase: if pending.is_request {
+                    "while access to the previous request is being decided"
+                } else {
+                    "while access to the previous sync is being decided"
+                },
+            });
+        }
         match (&self.phase, message) {
             (_, Message::Error { message }) => Err(ProtocolError::Remote(message)),
             (_, Message::Leave { .. }) => Ok(ServerStep::Close),
@@ -248,27 +292,79 @@ impl ServerConnection {
                 // error whatever the document, and a denied document still
                 // answers exactly like a missing one.
                 let message = doc_sync::decode_sync(&document_id, &data)?;
-                let access = match self.docs.get(&document_id) {
-                    Some(d) => d.access,
-                    None => policy.access(&document_id),
-                };
-                if access == Access::None {
-                    return Ok(ServerStep::Reply(vec![self.unavailable(document_id)]));
+                if let Some(d) = self.docs.get(&document_id) {
+                    return Ok(ServerStep::Sync {
+                        document_id,
+                        access: d.access,
+                        message: Box::new(message),
+                        is_request,
+                    });
                 }
-                self.docs
-                    .entry(document_id)
-                    .or_insert_with(|| ServerDoc::new(access));
-                Ok(ServerStep::Sync {
+                if self.decided.len() >= self.max_documents && !self.decided.contains(&document_id)
+                {
+                    return Err(ProtocolError::Refused(format!(
+                        "more than {} documents on one connection; reconnect for more",
+                        self.max_documents
+                    )));
+                }
+                self.pending = Some(Pending {
                     document_id,
-                    access,
-                    message: Box::new(message),
+                    message,
                     is_request,
-                })
+                });
+                Ok(ServerStep::Decide { document_id })
             }
             // The client says it lacks a document we offered: nothing to do.
             (Phase::Ready { .. }, Message::DocUnavailable { .. }) => Ok(ServerStep::Reply(vec![])),
             // Ephemeral messages are not relayed, and other types are not acted on.
             (Phase::Ready { .. }, _) => Ok(ServerStep::Reply(vec![])),
+        }
+    }
+
+    /// Answers [`ServerStep::Decide`]: what the peer may do with the
+    /// document. Returns the step for the message that asked: the sync to
+    /// carry out, or `doc-unavailable` when `access` is [`Access::None`]
+    /// (exactly what a missing document gets, so the peer cannot tell the
+    /// two apart). Only a message's own document is ever granted.
+    pub fn grant(
+        &mut self,
+        document_id: &DocumentId,
+        access: Access,
+    ) -> Result<ServerStep, ProtocolError> {
+        let Some(pending) = self.pending.take_if(|p| p.document_id == *document_id) else {
+            return Err(ProtocolError::Unexpected {
+                message: "access decision".into(),
+                phase: "for a document no message is waiting on",
+            });
+        };
+        self.decided.insert(pending.document_id);
+        if access == Access::None {
+            return Ok(ServerStep::Reply(vec![
+                self.unavailable(pending.document_id),
+            ]));
+        }
+        self.docs
+            .insert(pending.document_id, ServerDoc::new(access));
+        Ok(ServerStep::Sync {
+            document_id: pending.document_id,
+            access,
+            message: Box::new(pending.message),
+            is_request: pending.is_request,
+        })
+    }
+
+    /// [`Self::handle`], with every access decision answered at once by
+    /// `policy`: for callers that decide without I/O (tests, tools).
+    pub fn handle_with(
+        &mut self,
+        message: Message,
+        policy: &dyn AccessPolicy,
+    ) -> Result<ServerStep, ProtocolError> {
+        match self.handle(message)? {
+            ServerStep::Decide { document_id } => {
+                self.grant(&document_id, policy.access(&document_id))
+            }
+            step => Ok(step),
         }
     }
 
@@ -449,7 +545,7 @@ impl ServerConnection {
 
     /// Forgets a document on this connection, e.g. after the caller refused
     /// to store what the peer sent; the next message about it starts afresh
-    /// (and asks the access policy again). Returns the `doc-unavailable` to send.
+    /// (with a new [`ServerStep::Decide`]). Returns the `doc-unavailable` to send.
     pub fn forget(&mut self, document_id: &DocumentId) -> Message {
         self.docs.remove(document_id);
         self.unavailable(*document_id)

@@ -483,8 +483,17 @@ impl Network {
             Some(p) => p.as_ref(),
             None => &deny,
         };
-        match conn.handle(message, &policy)? {
+        // As the server does: the connection asks, the policy answers.
+        let step = match conn.handle(message)? {
+            ServerStep::Decide { document_id } => conn.grant(&document_id, policy(&document_id))?,
+            step => step,
+        };
+        match step {
             ServerStep::Reply(m) => Ok(m),
+            ServerStep::Decide { .. } => Err(ProtocolError::Unexpected {
+                message: "access decision".into(),
+                phase: "asked twice for one message",
+            }),
             ServerStep::Close => {
                 self.server.conns.remove(&i);
                 Ok(vec![])

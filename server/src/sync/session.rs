@@ -1,0 +1,651 @@
+//! One sync connection's session: what the server does with each message
+//! its peer sends, between the socket loop (`routes/v1/sync.rs`) reading a
+//! frame and writing the answers.
+//!
+//! sync-core's sans-IO [`ServerConnection`] runs the protocol and decides
+//! what to send; the session carries out what it asks: decide access from
+//! the database ([`decide_access`]), merge under the document's lock and a
+//! merge permit ([`live`]), store, and only then answer ("acknowledged
+//! means durable"). Nothing here writes to the socket: each call returns
+//! the messages to send with every lock, permit and budget of received
+//! bytes released, so none is ever held while the socket is written.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sync_core::automerge;
+use sync_core::protocol::{Access, Message, ProtocolError, ServerConnection, ServerStep};
+use sync_core::{DocumentId, DocumentKind, derived_id};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::live::DocumentGuard;
+use super::payload::PayloadLimits;
+use super::{LiveDocument, LiveError, MergeError, compactor, decide_access, documents, live};
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::ledger::{LedgerProjection, Writer};
+use crate::metrics::{self, Direction};
+use crate::store::{
+    ActorClaim, AppendOutcome, DocumentWrite, NewAuditEntry, NewDocument, StoreError, StoredKind,
+    SyncStateWrite,
+};
+
+/// The peer id the server announces.
+pub const SERVER_PEER_ID: &str = "visit-diary-server";
+
+/// How long a received frame may wait for room in its user's budget of
+/// bytes being merged (other frames of theirs finishing) before the
+/// connection is closed: a phone sends one document at a time, so only a
+/// runaway client, or many devices at once, waits this long.
+const BUFFER_WAIT: Duration = Duration::from_secs(10);
+
+/// Why a session ends early (the socket loop adds its own: a failed or
+/// timed-out socket).
+#[derive(Debug)]
+pub enum SessionError {
+    /// The client broke the protocol: tell it why, then close.
+    Protocol(ProtocolError),
+    /// Our side failed: log the detail, tell the client only that it failed.
+    Internal(String),
+    /// The user's session ended (token expired, user disabled, logged
+    /// out): tell the client why, then close.
+    Ended(&'static str),
+}
+
+impl From<ProtocolError> for SessionError {
+    fn from(e: ProtocolError) -> Self {
+        SessionError::Protocol(e)
+    }
+}
+
+impl From<StoreError> for SessionError {
+    fn from(e: StoreError) -> Self {
+        SessionError::Internal(crate::error::error_chain(&e))
+    }
+}
+
+impl From<LiveError> for SessionError {
+    fn from(e: LiveError) -> Self {
+        match e {
+            LiveError::Store(e) => e.into(),
+            other => SessionError::Internal(crate::error::error_chain(&other)),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for SessionError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        SessionError::Internal(format!("merge task failed: {e}"))
+    }
+}
+
+/// What a received frame asks of the socket loop.
+#[derive(Debug)]
+pub enum Received {
+    /// Send these messages, in order. `stored` names the document the frame
+    /// stored changes of: once the messages are sent, keep the device's
+    /// sync state of it ([`Session::save_sync_state`]).
+    Send {
+        messages: Vec<Message>,
+        stored: Option<DocumentId>,
+    },
+    /// The peer said goodbye: close the connection.
+    Close,
+}
+
+/// What a merged sync message is answered with, once its locks are released.
+enum Answer {
+    /// The reply, if any; `wrote` when the message stored changes (the
+    /// device's sync state is then saved after the reply).
+    Reply {
+        message: Option<Message>,
+        wrote: bool,
+    },
+    /// The document is not this user's: `doc-unavailable`, and the
+    /// connection forgets it.
+    Unavailable,
+}
+
+/// The server's side of one authenticated sync connection.
+#[derive(Debug)]
+pub struct Session {
+    /// The protocol state; `None` only while a blocking task holds it.
+    conn: Option<ServerConnection>,
+    /// Documents whose saved sync state was looked up on this connection
+    /// (once each, before their first merge).
+    restored: HashSet<DocumentId>,
+    state: AppState,
+    user: AuthUser,
+    /// The client's address, for the audit log.
+    remote_addr: Option<String>,
+    /// This connection's id in the hub's change feed.
+    id: u64,
+    /// Largest accepted frame.
+    limit: usize,
+}
+
+impl Session {
+    /// A session for `user`'s new connection `id` (its id in the hub's change
+    /// feed), accepting frames of up to `limit` bytes.
+    pub fn new(
+        state: AppState,
+        user: AuthUser,
+        remote_addr: Option<String>,
+        id: u64,
+        limit: usize,
+    ) -> Self {
+        let conn = ServerConnection::new(SERVER_PEER_ID)
+            .with_document_limit(state.config.max_documents_per_connection);
+        Session {
+            conn: Some(conn),
+            restored: HashSet::new(),
+            state,
+            user,
+            remote_addr,
+            id,
+            limit,
+        }
+    }
+
+    /// The user the connection acts as.
+    pub fn user(&self) -> &AuthUser {
+        &self.user
+    }
+
+    /// This connection's id in the hub's change feed.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Ends the session if its user has been disabled (or removed) since
+    /// the upgrade.
+    pub async fn check_user(&self) -> Result<(), SessionError> {
+        match self.state.store.get_user(self.user.user_id).await? {
+            Some(user) if !user.disabled => Ok(()),
+            _ => Err(SessionError::Ended("user disabled")),
+        }
+    }
+
+    /// The documents this connection syncs.
+    pub fn documents(&self) -> Vec<DocumentId> {
+        self.conn
+            .as_ref()
+            .map(|c| c.documents().map(|(d, _)| *d).collect())
+            .unwrap_or_default()
+    }
+
+    fn conn(&mut self) -> Result<&mut ServerConnection, SessionError> {
+        self.conn.as_mut().ok_or_else(|| {
+            SessionError::Internal("connection state lost to a failed task".to_owned())
+        })
+    }
+
+    fn take_conn(&mut self) -> Result<ServerConnection, SessionError> {
+        self.conn.take().ok_or_else(|| {
+            SessionError::Internal("connection state lost to a failed task".to_owned())
+        })
+    }
+
+    /// Handles one binary frame from the peer.
+    pub async fn receive(&mut self, bytes: &[u8]) -> Result<Received, SessionError> {
+        // Held until the frame is merged: what the decoded message and the
+        // merge hold grows with it. Released before the answer is written,
+        // so a device slow to read it cannot hold up its user's others.
+        let _buffered = self
+            .state
+            .sync_hub
+            .buffer(
+                self.user.user_id,
+                bytes.len(),
+                self.state.config.max_buffered_bytes_per_user,
+                BUFFER_WAIT,
+            )
+            .await
+            .map_err(|e| {
+                metrics::sync_payload_refused("buffered_bytes");
+                SessionError::Protocol(ProtocolError::Refused(e.to_string()))
+            })?;
+        let message = Message::decode_with_limit(bytes, self.limit)?;
+        metrics::sync_message(Direction::In);
+        let step = match self.conn()?.handle(message)? {
+            // A document this connection has not decided on: the protocol
+            // asks, the database answers.
+            ServerStep::Decide { document_id } => {
+                let access =
+                    decide_access(self.state.store.as_ref(), &self.user, &document_id).await?;
+                self.conn()?.grant(&document_id, access)?
+            }
+            step => step,
+        };
+        match step {
+            ServerStep::Reply(messages) => Ok(Received::Send {
+                messages,
+                stored: None,
+            }),
+            ServerStep::Close => Ok(Received::Close),
+            ServerStep::Decide { .. } => Err(SessionError::Internal(
+                "the protocol asked for access twice".to_owned(),
+            )),
+            ServerStep::Sync {
+                document_id,
+                access,
+                message,
+                is_request,
+            } => Ok(
+                match self
+                    .merge_and_store(document_id, access, *message, is_request)
+                    .await?
+                {
+                    Answer::Reply { message, wrote } => Received::Send {
+                        messages: message.into_iter().collect(),
+                        stored: wrote.then_some(document_id),
+                    },
+                    // Forgotten, so a later message about it starts afresh.
+                    Answer::Unavailable => Received::Send {
+                        messages: vec![self.conn()?.forget(&document_id)],
+                        stored: None,
+                    },
+                },
+            ),
+        }
+    }
+    /// Merges a sync message into the stored document, stores what it added
+    /// and makes the answer, which the caller sends: the locks and the
+    /// permit taken here are all released when this returns, so none is
+    /// ever held while the socket is written.
+    async fn merge_and_store(
+        &mut self,
+        document_id: DocumentId,
+        access: Access,
+        message: automerge::sync::Message,
+        is_request: bool,
+    ) -> Result<Answer, SessionError> {
+        let max_document_bytes = self.state.config.max_document_bytes;
+        let size = documents::changes_size(&message);
+        if size > max_document_bytes {
+            return Err(SessionError::Protocol(ProtocolError::TooLarge {
+                size,
+                limit: max_document_bytes,
+            }));
+        }
+        let started = Instant::now();
+        // The document as stored, from its copy in memory. It goes back into
+        // its slot only once everything merged into it is stored: every
+        // early return below leaves the slot empty, and the next sync loads
+        // the document from the store again.
+        let (mut guard, _permit, live) = take_live(&self.state, document_id).await?;
+        let stored_existed = live.is_some();
+        if stored_existed {
+            self.restore_sync_state(document_id).await?;
+        }
+        let mut live = live.unwrap_or_else(LiveDocument::empty);
+        let limits = PayloadLimits::new(max_document_bytes, self.state.config.max_nesting_depth);
+        let mut conn = self.take_conn()?;
+        let writer = Writer {
+            username: self.user.username.clone(),
+            user_id: self.user.user_id,
+            device_id: self.user.device_id.clone(),
+            via_server: false,
+        };
+        let (conn, live, merged) = tokio::task::spawn_blocking(move || {
+            let merged = documents::merge(
+                &mut conn,
+                document_id,
+                &mut live.doc,
+                live.stored_bytes,
+                message,
+                (&writer.username, writer.user_id),
+                &live.known,
+                access,
+                &limits,
+            )
+            .map(|outcome| {
+                // New actors are this device's from now on.
+                let mut claims = Vec::new();
+                for actor in &outcome.actors {
+                    if live.known.writer(actor).is_none() {
+                        claims.push(ActorClaim {
+                            actor: actor.to_hex_string(),
+                            user_id: writer.user_id,
+                            device_id: writer.device_id.clone(),
+                            via_server: false,
+                        });
+                        live.known.insert(actor.clone(), writer.clone());
+                    }
+                }
+                // The rows of the records the message's changes wrote into
+                // are projected here, off the async threads; they commit
+                // together with the chunk. Changes that only wait for a
+                // dependency leave the document, and so its rows, as they
+                // were.
+                let ledger = (outcome.changes_added > 0).then(|| {
+                    LedgerProjection::after_changes(
+                        &live.doc,
+                        &live.known,
+                        &outcome.heads_before,
+                        outcome.added.as_deref(),
+                    )
+                });
+                (outcome, ledger, claims)
+            });
+            (conn, live, merged)
+        })
+        .await?;
+        self.conn = Some(conn);
+        let (outcome, ledger, claims) = match merged {
+            Ok(merged) => merged,
+            Err(e @ (MergeError::ForeignActor { .. } | MergeError::AltersServerWrites { .. })) => {
+                metrics::sync_payload_refused(match e {
+                    MergeError::ForeignActor { .. } => "foreign_actor",
+                    _ => "alters_server_writes",
+                });
+                tracing::warn!(document_id = %document_id, error = %e, "refused a sync payload");
+                return Err(SessionError::Protocol(ProtocolError::Sync {
+                    document: document_id.to_string(),
+                    reason: e.to_string(),
+                }));
+            }
+            Err(MergeError::Refused { reason, .. }) => {
+                tracing::warn!(document_id = %document_id, reason, "refused a document");
+                return Ok(Answer::Unavailable);
+            }
+            Err(MergeError::TooLarge { size, limit, .. }) => {
+                return Err(SessionError::Protocol(ProtocolError::TooLarge {
+                    size,
+                    limit,
+                }));
+            }
+            Err(MergeError::Hostile { document, source }) => {
+                metrics::sync_payload_refused(source.kind());
+                tracing::warn!(document_id = %document, error = %source, "refused a sync payload");
+                return Err(SessionError::Protocol(ProtocolError::Sync {
+                    document: document.to_string(),
+                    reason: source.to_string(),
+                }));
+            }
+            Err(MergeError::Protocol(e)) => return Err(SessionError::Protocol(e)),
+            Err(e @ MergeError::Load { .. }) => {
+                return Err(SessionError::Internal(crate::error::error_chain(&e)));
+            }
+        };
+        if !stored_existed
+            && outcome.chunk.is_some()
+            && let Some(new) = &outcome.create
+            && !self.named_by_its_root(document_id, new)
+        {
+            tracing::warn!(
+                document_id = %document_id,
+                "refused a new document whose kind and year do not give its id"
+            );
+            return Ok(Answer::Unavailable);
+        }
+        let mut live = live;
+        let wrote = outcome.chunk.is_some();
+        // Held until the write is stored, so the user's usage read for the
+        // check is the one the write adds to.
+        let mut owner_guard = None;
+        if let Some(chunk) = &outcome.chunk
+            && access == Access::ReadWrite
+        {
+            owner_guard = Some(self.state.sync_hub.lock_owner(self.user.user_id).await);
+            self.check_owner_limits(document_id, stored_existed, chunk.len())
+                .await?;
+        }
+        if let Some(chunk) = outcome.chunk {
+            let write = DocumentWrite {
+                document_id,
+                create: outcome.create,
+                data: chunk,
+                at: Utc::now(),
+                ledger,
+                actors: claims,
+                based_on: None,
+            };
+            let store = self.state.store.as_ref();
+            match live::store_write(store, live, write, outcome.heads_before).await {
+                Ok((stored, appended)) => {
+                    live = stored;
+                    if outcome.changes_waiting > 0 {
+                        metrics::sync_changes_waiting(outcome.changes_waiting);
+                        tracing::info!(
+                            document_id = %document_id,
+                            waiting = outcome.changes_waiting,
+                            "stored changes that wait for their dependencies"
+                        );
+                    }
+                    if outcome.changes_added > 0 {
+                        self.state.sync_hub.notify(document_id, self.id);
+                    }
+                    self.audit_write(
+                        document_id,
+                        (outcome.changes_added, outcome.changes_waiting),
+                        &appended,
+                    )
+                    .await;
+                    if compactor::worth_compacting(appended.pending_chunks, &live) {
+                        self.state.sync_hub.compactions().request(document_id);
+                    }
+                }
+                // Another user created this id first (or it vanished): the
+                // document is not this user's.
+                Err(LiveError::Store(StoreError::Conflict(reason))) => {
+                    tracing::warn!(document_id = %document_id, reason, "refused a document");
+                    return Ok(Answer::Unavailable);
+                }
+                Err(LiveError::Store(StoreError::NotFound)) => return Ok(Answer::Unavailable),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        drop(owner_guard);
+        metrics::merge_seconds(started.elapsed());
+        // The reply is made from the live copy under the document's lock,
+        // and sent by the caller once everything here is released.
+        let mut conn = self.take_conn()?;
+        let (conn, live, reply) = tokio::task::spawn_blocking(move || {
+            let reply = conn.reply(&document_id, &live.doc, is_request);
+            (conn, live, reply)
+        })
+        .await?;
+        self.conn = Some(conn);
+        if stored_existed || wrote {
+            guard.keep(live);
+        }
+        if reply.restarted {
+            metrics::sync_restarted();
+            tracing::warn!(
+                document_id = %document_id,
+                rounds = sync_core::protocol::MAX_STALLED_ROUNDS,
+                "sync made no progress; restarted it with the peer"
+            );
+        }
+        Ok(Answer::Reply {
+            message: reply.message,
+            wrote,
+        })
+    }
+
+    /// Whether a new document stands at the id sync-core derives from its
+    /// root (kind and year; the owner is this user, checked in the merge).
+    /// Else a diary of one year could take the id of another, or contacts a
+    /// diary's, where the owner's phones will look for that one.
+    fn named_by_its_root(&self, document_id: DocumentId, new: &NewDocument) -> bool {
+        let kind = match new.kind {
+            StoredKind::Diary => DocumentKind::Diary,
+            StoredKind::Contacts => DocumentKind::Contacts,
+            StoredKind::Unknown => return false,
+        };
+        derived_id(kind, &self.user.username, new.year) == Some(document_id)
+    }
+
+    /// Refuses a write of `added` bytes that would take the user past the
+    /// documents or stored bytes they may have; `existed` says whether the
+    /// document is stored already (else the write creates it). Called under
+    /// the document's lock and the user's ([`SyncHub::lock_owner`](crate::sync::SyncHub::lock_owner)),
+    /// before anything is stored.
+    async fn check_owner_limits(
+        &mut self,
+        document_id: DocumentId,
+        existed: bool,
+        added: usize,
+    ) -> Result<(), SessionError> {
+        let config = &self.state.config;
+        let (max_documents, max_bytes) = (
+            config.max_documents_per_user,
+            config.max_stored_bytes_per_user,
+        );
+        let usage = self.state.store.owner_usage(self.user.user_id).await?;
+        let refusal = if !existed && usage.documents >= max_documents as u64 {
+            metrics::sync_payload_refused("documents_per_user");
+            format!(
+                "document {document_id} refused: this user already has {} documents, \
+                 the limit is {max_documents} per user",
+                usage.documents
+            )
+        } else if usage.bytes.saturating_add(added as u64) > max_bytes {
+            metrics::sync_payload_refused("stored_bytes_per_user");
+            format!(
+                "document {document_id} refused: this user's documents would take {} bytes, \
+                 the limit is {max_bytes} bytes per user",
+                usage.bytes.saturating_add(added as u64)
+            )
+        } else {
+            return Ok(());
+        };
+        tracing::warn!(document_id = %document_id, reason = refusal, "refused a write over a per-user limit");
+        Err(SessionError::Protocol(ProtocolError::Refused(refusal)))
+    }
+
+    /// Resumes the sync state this device left for `document_id` last
+    /// time, once per connection and before the document's first merge, so
+    /// a reconnecting phone exchanges only what changed since. Devices
+    /// without an id keep no state.
+    async fn restore_sync_state(&mut self, document_id: DocumentId) -> Result<(), SessionError> {
+        if self.user.device_id.is_empty() || !self.restored.insert(document_id) {
+            return Ok(());
+        }
+        let saved = self
+            .state
+            .store
+            .load_sync_state(&document_id, self.user.user_id, &self.user.device_id)
+            .await?;
+        if let Some(saved) = saved {
+            self.conn()?.restore_sync_state(&document_id, &saved);
+        }
+        Ok(())
+    }
+
+    /// Keeps this device's sync state of `document_id` for its next
+    /// connection. A failure only costs a longer sync next time.
+    pub async fn save_sync_state(&mut self, document_id: DocumentId) {
+        if self.user.device_id.is_empty() {
+            return;
+        }
+        let Some(state) = self.conn.as_ref().and_then(|c| c.sync_state(&document_id)) else {
+            return;
+        };
+        if let Err(e) = self
+            .state
+            .store
+            .save_sync_state(SyncStateWrite {
+                document_id,
+                user_id: self.user.user_id,
+                device_id: self.user.device_id.clone(),
+                state,
+                at: Utc::now(),
+            })
+            .await
+        {
+            tracing::warn!(document_id = %document_id, error = %crate::error::error_chain(&e), "sync state not saved");
+        }
+    }
+
+    /// Saves the sync state of every document this connection synced.
+    pub async fn save_all_sync_states(&mut self) {
+        let ids: Vec<DocumentId> = self
+            .conn
+            .as_ref()
+            .map(|c| c.documents().map(|(d, _)| *d).collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.save_sync_state(id).await;
+        }
+    }
+
+    /// Writes the audit row of a stored sync write. A failure is logged, not
+    /// fatal: the changes are durable and the client is owed its answer.
+    async fn audit_write(
+        &mut self,
+        document_id: DocumentId,
+        (added, waiting): (usize, usize),
+        appended: &AppendOutcome,
+    ) {
+        let entry = NewAuditEntry {
+            at: Utc::now(),
+            user_id: Some(self.user.user_id),
+            action: if appended.created {
+                "document.create".to_owned()
+            } else {
+                "document.write".to_owned()
+            },
+            target: document_id.to_string(),
+            detail: format!(
+                "sync: {added} change(s){}, chunk {}, device {:?}",
+                if waiting > 0 {
+                    format!(" + {waiting} waiting for dependencies")
+                } else {
+                    String::new()
+                },
+                appended.chunk_id,
+                self.user.device_id
+            ),
+            remote_addr: self.remote_addr.clone(),
+        };
+        if let Err(e) = self.state.store.append_audit(entry).await {
+            tracing::error!(document_id = %document_id, error = %crate::error::error_chain(&e), "audit row not written");
+        }
+    }
+
+    /// What to push to the peer about `document_id`, which changed
+    /// elsewhere, if this connection syncs it: made under the document's
+    /// lock and a merge permit, both released when this returns (before the
+    /// socket loop writes it).
+    pub async fn offer(
+        &mut self,
+        document_id: DocumentId,
+    ) -> Result<Option<Message>, SessionError> {
+        if !self.conn()?.documents().any(|(d, _)| *d == document_id) {
+            return Ok(None);
+        }
+        let (mut guard, _permit, live) = take_live(&self.state, document_id).await?;
+        let mut conn = self.take_conn()?;
+        let (conn, live, pushed) = tokio::task::spawn_blocking(move || {
+            let pushed = match &live {
+                Some(live) => conn.push(&document_id, &live.doc),
+                None => conn.push(&document_id, &automerge::Automerge::new()),
+            };
+            (conn, live, pushed)
+        })
+        .await?;
+        self.conn = Some(conn);
+        if let Some(live) = live {
+            guard.keep(live);
+        }
+        Ok(pushed)
+    }
+}
+
+/// The document's lock and a merge permit ([`AppState::lock_for_merge`]),
+/// and its live copy taken out of its slot (`None` when the document is not
+/// stored).
+async fn take_live(
+    state: &AppState,
+    document_id: DocumentId,
+) -> Result<(DocumentGuard, OwnedSemaphorePermit, Option<LiveDocument>), SessionError> {
+    let (mut guard, permit) = state
+        .lock_for_merge(document_id)
+        .await
+        .map_err(|e| SessionError::Internal(e.to_string()))?;
+    let live = guard.current(state.store.as_ref(), document_id).await?;
+    Ok((guard, permit, live))
+}
