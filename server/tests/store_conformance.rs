@@ -521,7 +521,7 @@ mod cases {
 
         let first = append(s, "doc-a", Some(alice.id), b"chunk-1", 10).await;
         assert!(first.created);
-        assert_eq!(first.pending_chunks, 1);
+        assert_eq!(first.pending_chunks(), 1);
         assert_eq!(first.meta.kind, StoredKind::Diary);
         assert_eq!(first.meta.owner_user_id, alice.id);
         assert_eq!(first.meta.year, Some(2025));
@@ -535,7 +535,7 @@ mod cases {
         assert!(!second.created);
         assert!(second.chunk_id > first.chunk_id);
         let third = append(s, "doc-a", None, b"chunk-333", 30).await;
-        assert_eq!(third.pending_chunks, 3);
+        assert_eq!(third.pending_chunks(), 3);
         assert_eq!(third.meta.created_at, t(10));
         assert_eq!(third.meta.updated_at, t(30));
 
@@ -698,7 +698,7 @@ mod cases {
         // New writes land after the snapshot; a partial compaction folds only
         // the listed chunks.
         let c3 = append(s, "doc", None, b"c3", 3).await;
-        assert_eq!(c3.pending_chunks, 1);
+        assert_eq!(c3.pending_chunks(), 1);
         let c4 = append(s, "doc", None, b"c4", 4).await;
         s.compact(Compaction {
             document_id: named_id("doc"),
@@ -715,7 +715,7 @@ mod cases {
         assert_eq!(ids, [c4.chunk_id]);
         // The listed id twice is one chunk folded: one waits, and the next.
         assert_eq!(doc.meta.pending_chunks, 1);
-        assert_eq!(append(s, "doc", None, b"c5", 5).await.pending_chunks, 2);
+        assert_eq!(append(s, "doc", None, b"c5", 5).await.pending_chunks(), 2);
     }
 
     /// A document's row keeps the id of its last chunk and how many chunks
@@ -737,7 +737,7 @@ mod cases {
         assert_eq!(meta(&c1), (c1.chunk_id, 1));
         let c2 = append(s, "doc", None, b"c2", 2).await;
         assert_eq!(meta(&c2), (c2.chunk_id, 2));
-        assert_eq!(c2.pending_chunks, 2);
+        assert_eq!(c2.pending_chunks(), 2);
         let copy = load(s, "doc").await.version();
         assert_eq!(copy.last_chunk_id, c2.chunk_id);
 

@@ -124,7 +124,7 @@ pub async fn append_events(
     // two phones), with the rows projected again from both writes.
     let live = match store_write(state.store.as_ref(), live, write, heads).await {
         Ok((live, appended)) => {
-            if crate::sync::compactor::worth_compacting(appended.pending_chunks, &live) {
+            if crate::sync::compactor::worth_compacting(appended.pending_chunks(), &live) {
                 state.sync_hub.compactions().request(document_id);
             }
             live

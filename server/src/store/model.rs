@@ -465,9 +465,14 @@ pub struct AppendOutcome {
     pub created: bool,
     /// Id of the stored chunk.
     pub chunk_id: i64,
+}
+
+impl AppendOutcome {
     /// Chunks not yet folded into the snapshot, this one included. The
     /// caller compacts when this grows past a threshold.
-    pub pending_chunks: u64,
+    pub fn pending_chunks(&self) -> u64 {
+        u64::try_from(self.meta.pending_chunks).unwrap_or(0)
+    }
 }
 
 /// Input of [`Store::compact`](super::Store::compact).

@@ -706,7 +706,6 @@ where
         .fetch_one(&mut *conn)
         .await?;
         Ok(AppendOutcome {
-            pending_chunks: to_u64(meta.pending_chunks),
             meta,
             created,
             chunk_id,

@@ -423,7 +423,7 @@ impl Session {
                         &appended,
                     )
                     .await;
-                    if compactor::worth_compacting(appended.pending_chunks, &live) {
+                    if compactor::worth_compacting(appended.pending_chunks(), &live) {
                         self.state.sync_hub.compactions().request(document_id);
                     }
                 }
