@@ -47,34 +47,18 @@ struct Phone {
     syncs: Vec<DocumentWrite>,
 }
 
-/// Options: `--writers N` (phones syncing at once, default 200) and
-/// `--syncs N` (each phone's "+1 visit" syncs, default 10).
+/// What to run.
+#[derive(clap::Parser)]
 struct Options {
+    /// Phones syncing at once.
+    #[arg(long, default_value_t = 200)]
     writers: usize,
+    /// Each phone's "+1 visit" syncs.
+    #[arg(long, default_value_t = 10)]
     syncs: usize,
-}
-
-fn options() -> Options {
-    let mut o = Options {
-        writers: 200,
-        syncs: 10,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{arg} takes a number"))
-        };
-        match arg.as_str() {
-            "--writers" => o.writers = value(),
-            "--syncs" => o.syncs = value(),
-            // What `cargo bench` passes on.
-            "--bench" => {}
-            other => panic!("unknown option {other}"),
-        }
-    }
-    o
+    /// What `cargo bench` passes on.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// Creates `count` phones' diaries in `store` and makes each phone's
@@ -227,7 +211,7 @@ async fn measure(backend: &str, store: Arc<dyn Store>, o: &Options) -> Vec<Strin
 
 #[tokio::main]
 async fn main() {
-    let o = options();
+    let o = <Options as clap::Parser>::parse();
     let mut rows = Vec::new();
     let sqlite = harness::sqlite().await;
     rows.extend(measure("SQLite (WAL, synchronous=FULL)", sqlite.store(), &o).await);

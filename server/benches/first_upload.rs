@@ -43,31 +43,18 @@ use sync_core::{DocumentId, Timestamp, diary_id, fixtures};
 /// 2026-03-01 08:00 China time.
 const START: Timestamp = Timestamp(1_772_323_200_000);
 
+/// What to run.
+#[derive(clap::Parser)]
 struct Options {
+    /// How many diaries.
+    #[arg(long, default_value_t = 20)]
     diaries: usize,
+    /// Visits in each diary.
+    #[arg(long, default_value_t = 500)]
     visits: usize,
-}
-
-fn options() -> Options {
-    let mut o = Options {
-        diaries: 20,
-        visits: 500,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{arg} takes a number"))
-        };
-        match arg.as_str() {
-            "--diaries" => o.diaries = value(),
-            "--visits" => o.visits = value(),
-            // cargo bench passes --bench.
-            _ => {}
-        }
-    }
-    o
+    /// What `cargo bench` passes on.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// One phone's diary and the first-upload message it sends.
@@ -123,7 +110,7 @@ fn per_doc(d: Duration, n: usize) -> String {
 }
 
 fn main() {
-    let o = options();
+    let o = <Options as clap::Parser>::parse();
     eprintln!(
         "building {} diaries of {} visits (not timed)",
         o.diaries, o.visits
