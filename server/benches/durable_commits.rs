@@ -11,8 +11,8 @@
 //! through the real store on a real database file (SQLite in WAL mode with
 //! `synchronous=FULL`, a fresh PostgreSQL schema): the visit's change as a
 //! chunk with the ledger rows of the records it touched and its actor's
-//! claim (`append_changes`), the audit row and the device's sync state.
-//! Every write carries the version of the diary its phone last stored
+//! claim, the audit row and the device's sync state, all in one
+//! `append_changes` (one transaction). Every write carries the version of the diary its phone last stored
 //! (`based_on`), as the sync path's writes do, so the store checks that
 //! nothing was stored since before it writes.
 //! Each writer is one phone's diary (a realistic Chinese diary of 20
@@ -30,17 +30,14 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use server::ledger::{Attribution, LedgerProjection};
 use server::store::{
-    ActorClaim, DocumentWrite, NewAuditEntry, NewDocument, Role, Store, StoredKind, StoredVersion,
-    SyncStateWrite,
+    ActorClaim, DocumentWrite, NewDocument, Role, Store, StoredKind, StoredVersion, SyncRecords,
 };
 use sync_core::automerge::ActorId;
-use sync_core::{DocumentId, Edit, Timestamp, diary_id, fixtures};
+use sync_core::{Edit, Timestamp, diary_id, fixtures};
 use test_support::store as harness;
 
 /// One phone's "+1 visit" syncs, made before the clock starts.
 struct Phone {
-    user_id: i64,
-    document_id: DocumentId,
     /// The stored state of the diary its writes are based on, as the sync
     /// path's copy of the document keeps it.
     version: StoredVersion,
@@ -94,6 +91,7 @@ async fn phones(store: &dyn Store, count: usize, syncs: usize, first: usize) -> 
                 ledger: Some(LedgerProjection::of_diary(&diary, &attribution)),
                 actors: vec![claim.clone()],
                 based_on: None,
+                sync: None,
             })
             .await
             .expect("the diary");
@@ -126,11 +124,17 @@ async fn phones(store: &dyn Store, count: usize, syncs: usize, first: usize) -> 
                 actors: vec![claim.clone()],
                 // Set when it is written, as the sync path does.
                 based_on: None,
+                sync: Some(SyncRecords {
+                    user_id: user.id,
+                    device_id: "phone".to_owned(),
+                    remote_addr: Some("127.0.0.1".to_owned()),
+                    changes_added: 1,
+                    changes_waiting: 0,
+                    sync_state: Some(vec![7; 96]),
+                }),
             });
         }
         phones.push(Phone {
-            user_id: user.id,
-            document_id,
             version,
             syncs: writes,
         });
@@ -153,30 +157,6 @@ async fn run(store: Arc<dyn Store>, phones: Vec<Phone>) -> (usize, Duration) {
                     write.based_on = Some(version.clone());
                     let appended = store.append_changes(write).await.expect("append");
                     version.last_chunk_id = version.last_chunk_id.max(appended.chunk_id);
-                    store
-                        .append_audit(NewAuditEntry {
-                            at: chrono::Utc::now(),
-                            user_id: Some(phone.user_id),
-                            action: "document.write".to_owned(),
-                            target: phone.document_id.to_string(),
-                            detail: format!(
-                                "sync: 1 change(s), chunk {}, device \"phone\"",
-                                appended.chunk_id
-                            ),
-                            remote_addr: Some("127.0.0.1".to_owned()),
-                        })
-                        .await
-                        .expect("audit");
-                    store
-                        .save_sync_state(SyncStateWrite {
-                            document_id: phone.document_id,
-                            user_id: phone.user_id,
-                            device_id: "phone".to_owned(),
-                            state: vec![7; 96],
-                            at: chrono::Utc::now(),
-                        })
-                        .await
-                        .expect("sync state");
                     done += 1;
                 }
                 done

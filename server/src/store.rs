@@ -27,7 +27,7 @@ pub use model::{
     ActorClaim, AppendOutcome, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow,
     DocumentSince, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser,
     OtherWrite, OwnerUsage, PetitionLocation, RefreshReplacement, RefreshRotation, RefreshToken,
-    Role, StoredDocument, StoredKind, StoredVersion, SyncStateWrite, Unit, User,
+    Role, StoredDocument, StoredKind, StoredVersion, SyncRecords, SyncStateWrite, Unit, User,
 };
 
 /// Shorthand for store results.

@@ -117,6 +117,7 @@ async fn a_copy_picks_up_chunks_stored_past_it(store: Arc<dyn Store>) {
                 via_server: false,
             }],
             based_on: None,
+            sync: None,
         })
         .await
         .expect("a write past the copy");
@@ -282,6 +283,7 @@ async fn edit_and_store(
             via_server: false,
         }],
         based_on: None,
+        sync: None,
     };
     store_write(store, live, write, heads).await
 }

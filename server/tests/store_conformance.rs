@@ -11,7 +11,8 @@ use common::{named_id, t};
 use server::store::{
     ActorClaim, AppendOutcome, Compaction, DocumentSince, DocumentWrite, NewAuditEntry,
     NewDocument, NewRefreshToken, OwnerUsage, RefreshReplacement, RefreshRotation, Role,
-    StaleWrite, Store, StoreError, StoredDocument, StoredKind, StoredVersion, SyncStateWrite,
+    StaleWrite, Store, StoreError, StoredDocument, StoredKind, StoredVersion, SyncRecords,
+    SyncStateWrite,
 };
 
 use cases::*;
@@ -37,6 +38,7 @@ test_support::backends!(
     concurrent_writes_fail_alone,
     audit_log,
     sync_states,
+    a_sync_write_records_its_audit_row_and_sync_state,
 );
 
 mod cases {
@@ -62,6 +64,7 @@ mod cases {
             ledger: None,
             actors: Vec::new(),
             based_on: None,
+            sync: None,
         }
     }
 
@@ -565,6 +568,7 @@ mod cases {
             ledger: None,
             actors: Vec::new(),
             based_on: None,
+            sync: None,
         })
         .await
         .expect("append");
@@ -729,6 +733,7 @@ mod cases {
         let alice = common::user(s, "alice", Role::Cadre, &unit).await;
         let on = |version: &StoredVersion, data: &[u8], at: i64| DocumentWrite {
             based_on: Some(version.clone()),
+            sync: None,
             ..write("doc", None, data, at)
         };
         let meta = |o: &AppendOutcome| (o.meta.last_chunk_id, o.meta.pending_chunks);
@@ -1118,5 +1123,99 @@ mod cases {
             Some(b"state-t".to_vec())
         );
         assert_eq!(load("laptop").await.expect("load"), None);
+    }
+    /// A sync connection's write carries its audit row and the device's
+    /// sync state: both are written in the chunk's transaction, and a write
+    /// that is refused writes neither.
+    pub async fn a_sync_write_records_its_audit_row_and_sync_state(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let unit = common::unit(s, "village1", None, "village").await;
+        let alice = common::user(s, "alice", Role::Cadre, &unit).await;
+        let records = |changes_added, state: &[u8]| SyncRecords {
+            user_id: alice.id,
+            device_id: "phone".to_owned(),
+            remote_addr: Some("10.0.0.7".to_owned()),
+            changes_added,
+            changes_waiting: 0,
+            sync_state: Some(state.to_vec()),
+        };
+        let by_sync = |owner, data: &[u8], at, changes, state: &[u8]| DocumentWrite {
+            sync: Some(records(changes, state)),
+            ..write("doc", owner, data, at)
+        };
+        let doc = named_id("doc");
+        let sync_state = || s.load_sync_state(&doc, alice.id, "phone");
+        let writes = || async {
+            s.list_audit(100)
+                .await
+                .expect("audit")
+                .into_iter()
+                .filter(|e| e.target == doc.to_string())
+                .collect::<Vec<_>>()
+        };
+
+        let created = s
+            .append_changes(by_sync(Some(alice.id), b"c1", 1, 2, b"state-1"))
+            .await
+            .expect("the first write");
+        let audit = writes().await;
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0].action, "document.create");
+        assert_eq!(audit[0].user_id, Some(alice.id));
+        assert_eq!(audit[0].remote_addr.as_deref(), Some("10.0.0.7"));
+        assert_eq!(audit[0].at, t(1));
+        assert_eq!(
+            audit[0].detail,
+            format!(
+                "sync: 2 change(s), chunk {}, device \"phone\"",
+                created.chunk_id
+            )
+        );
+        assert_eq!(sync_state().await.expect("load"), Some(b"state-1".to_vec()));
+
+        let copy = load(s, "doc").await.version();
+        let second = s
+            .append_changes(DocumentWrite {
+                based_on: Some(copy.clone()),
+                ..by_sync(None, b"c2", 2, 1, b"state-2")
+            })
+            .await
+            .expect("a write on a current copy");
+        let audit = writes().await;
+        assert_eq!(audit.len(), 2);
+        assert_eq!(audit[0].action, "document.write");
+        assert!(
+            audit[0]
+                .detail
+                .contains(&format!("sync: 1 change(s), chunk {}", second.chunk_id)),
+            "{}",
+            audit[0].detail
+        );
+        assert_eq!(sync_state().await.expect("load"), Some(b"state-2".to_vec()));
+
+        // Refused (the copy missed `c2`): no audit row, the state as it was.
+        assert!(matches!(
+            s.append_changes(DocumentWrite {
+                based_on: Some(copy),
+                ..by_sync(None, b"late", 3, 1, b"state-late")
+            })
+            .await,
+            Err(StoreError::Stale(_))
+        ));
+        assert_eq!(writes().await.len(), 2);
+        assert_eq!(sync_state().await.expect("load"), Some(b"state-2".to_vec()));
+        // A device without an id keeps no state; its write is audited.
+        s.append_changes(DocumentWrite {
+            sync: Some(SyncRecords {
+                device_id: String::new(),
+                sync_state: None,
+                ..records(1, b"")
+            }),
+            ..write("doc", None, b"c3", 4)
+        })
+        .await
+        .expect("a write from a device without an id");
+        assert_eq!(writes().await.len(), 3);
+        assert_eq!(sync_state().await.expect("load"), Some(b"state-2".to_vec()));
     }
 }

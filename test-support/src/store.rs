@@ -219,6 +219,7 @@ pub fn creation(
         ledger: None,
         actors: Vec::new(),
         based_on: None,
+        sync: None,
     }
 }
 

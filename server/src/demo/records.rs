@@ -146,6 +146,7 @@ pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, 
                     ledger: Some(ledger),
                     actors,
                     based_on: None,
+                    sync: None,
                 })
                 .await?;
             summary.documents += 1;

@@ -118,6 +118,7 @@ pub async fn append_events(
             via_server: true,
         }],
         based_on: None,
+        sync: None,
     };
     // Another process may have written the diary since it was read: the
     // events are kept all the same (concurrent events all survive, as from

@@ -362,10 +362,9 @@ pub struct NewDocument {
 /// store owns every SQL statement of both backends, so the conformance suite
 /// covers all of them and handlers stay free of backend types. The canonical
 /// ledger is a *projection* computed in memory from the merged automerge
-/// document before the write; it is plain data too. To store it in the same
-/// transaction, add a field here (for example `ledger: Option<LedgerProjection>`)
-/// and write it in both backends' `append_changes` at the spot marked
-/// `LEDGER:`, inside the open transaction, before the commit.
+/// document before the write; it is plain data too, and so is what a sync
+/// connection records of its write ([`SyncRecords`]). All of it is written
+/// in the chunk's transaction, so a write is one commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocumentWrite {
     /// The document written to.
@@ -399,6 +398,79 @@ pub struct DocumentWrite {
     /// stored: the ledger rows it carries were projected without those
     /// changes. `None` writes without the check.
     pub based_on: Option<StoredVersion>,
+    /// For a write a device's sync connection made: its audit row and the
+    /// device's sync state, written in the same transaction. `None` writes
+    /// neither (a caller that audits its write writes its own row).
+    pub sync: Option<SyncRecords>,
+}
+
+/// What a device's sync connection records of a write it makes, besides the
+/// changes: who made it, for the audit row (whose action says whether the
+/// write created the document, and whose detail names the chunk), and the
+/// device's sync state after the write's changes were received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRecords {
+    /// The cadre.
+    pub user_id: i64,
+    /// The login's device id (empty for a device without one).
+    pub device_id: String,
+    /// The client's address.
+    pub remote_addr: Option<String>,
+    /// Changes the write applied.
+    pub changes_added: usize,
+    /// Changes stored that wait for a dependency.
+    pub changes_waiting: usize,
+    /// The device's encoded sync state, kept for its next connection;
+    /// `None` keeps none (a device without an id).
+    pub sync_state: Option<Vec<u8>>,
+}
+
+impl SyncRecords {
+    /// The audit row of the write of chunk `chunk_id` to `document_id` at
+    /// `at`; `created` when the write created the document.
+    pub fn audit_entry(
+        &self,
+        document_id: DocumentId,
+        at: DateTime<Utc>,
+        created: bool,
+        chunk_id: i64,
+    ) -> NewAuditEntry {
+        let waiting = match self.changes_waiting {
+            0 => String::new(),
+            w => format!(" + {w} waiting for dependencies"),
+        };
+        NewAuditEntry {
+            at,
+            user_id: Some(self.user_id),
+            action: if created {
+                "document.create"
+            } else {
+                "document.write"
+            }
+            .to_owned(),
+            target: document_id.to_string(),
+            detail: format!(
+                "sync: {} change(s){waiting}, chunk {chunk_id}, device {:?}",
+                self.changes_added, self.device_id
+            ),
+            remote_addr: self.remote_addr.clone(),
+        }
+    }
+
+    /// The device's sync state of `document_id` as of `at`, if it keeps one.
+    pub fn sync_state_write(
+        &self,
+        document_id: DocumentId,
+        at: DateTime<Utc>,
+    ) -> Option<SyncStateWrite> {
+        self.sync_state.as_ref().map(|state| SyncStateWrite {
+            document_id,
+            user_id: self.user_id,
+            device_id: self.device_id.clone(),
+            state: state.clone(),
+            at,
+        })
+    }
 }
 
 /// A write by another server process on the same database

@@ -166,7 +166,7 @@ async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreRes
     // never interleave.
     Q::record_write(&mut tx, &document_id, &write).await?;
 
-    let outcome = Q::append_outcome(&mut tx, &document_id, write.at, created, chunk_id).await?;
+    let outcome = Q::append_outcome(&mut tx, &document_id, &write, created, chunk_id).await?;
     tx.commit().await?;
     store.announcer.written(write.document_id);
     Ok(outcome)

@@ -682,17 +682,29 @@ where
     }
 
     /// The end of [`Store::append_changes`](super::Store::append_changes),
-    /// inside the caller's transaction: records the chunk `chunk_id`
-    /// written at `at` on the document's row (its time, its last chunk,
-    /// one more chunk waiting for compaction) and says what was written,
-    /// from the row as the update left it.
+    /// inside the caller's transaction: records the chunk `chunk_id` of
+    /// `write` on the document's row (its time, its last chunk, one more
+    /// chunk waiting for compaction), writes a sync connection's audit row
+    /// and sync state ([`DocumentWrite::sync`](super::DocumentWrite::sync)),
+    /// and says what was written, from the row as the update left it.
     pub(super) async fn append_outcome(
         conn: &mut DB::Connection,
         document_id: &str,
-        at: DateTime<Utc>,
+        write: &DocumentWrite,
         created: bool,
         chunk_id: i64,
     ) -> StoreResult<AppendOutcome> {
+        let at = write.at;
+        if let Some(sync) = &write.sync {
+            Self::append_audit(
+                conn,
+                sync.audit_entry(write.document_id, at, created, chunk_id),
+            )
+            .await?;
+            if let Some(state) = sync.sync_state_write(write.document_id, at) {
+                Self::save_sync_state(conn, &state).await?;
+            }
+        }
         let meta = sqlx::query_as::<DB, DocumentRow>(concat!(
             "UPDATE documents
                 SET updated_at = $1, last_chunk_id = $2, pending_chunks = pending_chunks + 1

@@ -193,5 +193,5 @@ async fn append_in(
 
     let chunk_id = Q::insert_chunk(tx, &document_id, &write.data, write.at).await?;
     Q::record_write(tx, &document_id, &write).await?;
-    Q::append_outcome(tx, &document_id, write.at, created, chunk_id).await
+    Q::append_outcome(tx, &document_id, &write, created, chunk_id).await
 }

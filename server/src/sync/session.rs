@@ -10,7 +10,7 @@
 //! the messages to send with every lock, permit and budget of received
 //! bytes released, so none is ever held while the socket is written.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -27,9 +27,13 @@ use crate::auth::AuthUser;
 use crate::ledger::{LedgerProjection, Writer};
 use crate::metrics::{self, Direction};
 use crate::store::{
-    ActorClaim, AppendOutcome, DocumentWrite, NewAuditEntry, NewDocument, StoreError, StoredKind,
-    SyncStateWrite,
+    ActorClaim, DocumentWrite, NewDocument, StoreError, StoredKind, SyncRecords, SyncStateWrite,
 };
+
+/// How long a sync state saved on a connection counts as saved: the same
+/// state is saved again after this (when the connection ends, say), since
+/// its time is the device's last sync on the devices page.
+const SAVED_FRESH: Duration = Duration::from_secs(60);
 
 /// The peer id the server announces.
 pub const SERVER_PEER_ID: &str = "visit-diary-server";
@@ -115,6 +119,10 @@ pub struct Session {
     /// Documents whose saved sync state was looked up on this connection
     /// (once each, before their first merge).
     restored: HashSet<DocumentId>,
+    /// The sync state this connection last saved for the device, per
+    /// document (with a write, or on its own), and when: the same state is
+    /// not saved again within [`SAVED_FRESH`].
+    saved: HashMap<DocumentId, (Vec<u8>, Instant)>,
     state: AppState,
     user: AuthUser,
     /// The client's address, for the audit log.
@@ -140,6 +148,7 @@ impl Session {
         Session {
             conn: Some(conn),
             restored: HashSet::new(),
+            saved: HashMap::new(),
             state,
             user,
             remote_addr,
@@ -393,6 +402,13 @@ impl Session {
                 .await?;
         }
         if let Some(chunk) = outcome.chunk {
+            // The state as the write's changes left it: what the reply
+            // makes does not change what is kept of it (the heads both
+            // sides share), so it is saved with the write, in its commit.
+            let sync_state = match self.user.device_id.is_empty() {
+                true => None,
+                false => self.conn()?.sync_state(&document_id),
+            };
             let write = DocumentWrite {
                 document_id,
                 create: outcome.create,
@@ -401,11 +417,22 @@ impl Session {
                 ledger,
                 actors: claims,
                 based_on: None,
+                sync: Some(SyncRecords {
+                    user_id: self.user.user_id,
+                    device_id: self.user.device_id.clone(),
+                    remote_addr: self.remote_addr.clone(),
+                    changes_added: outcome.changes_added,
+                    changes_waiting: outcome.changes_waiting,
+                    sync_state: sync_state.clone(),
+                }),
             };
             let store = self.state.store.as_ref();
             match live::store_write(store, live, write, outcome.heads_before).await {
                 Ok((stored, appended)) => {
                     live = stored;
+                    if let Some(state) = sync_state {
+                        self.saved.insert(document_id, (state, Instant::now()));
+                    }
                     if outcome.changes_waiting > 0 {
                         metrics::sync_changes_waiting(outcome.changes_waiting);
                         tracing::info!(
@@ -417,12 +444,6 @@ impl Session {
                     if outcome.changes_added > 0 {
                         self.state.sync_hub.notify(document_id, self.id);
                     }
-                    self.audit_write(
-                        document_id,
-                        (outcome.changes_added, outcome.changes_waiting),
-                        &appended,
-                    )
-                    .await;
                     if compactor::worth_compacting(appended.pending_chunks(), &live) {
                         self.state.sync_hub.compactions().request(document_id);
                     }
@@ -544,19 +565,26 @@ impl Session {
         let Some(state) = self.conn.as_ref().and_then(|c| c.sync_state(&document_id)) else {
             return;
         };
-        if let Err(e) = self
-            .state
-            .store
-            .save_sync_state(SyncStateWrite {
-                document_id,
-                user_id: self.user.user_id,
-                device_id: self.user.device_id.clone(),
-                state,
-                at: Utc::now(),
-            })
-            .await
+        if let Some((saved, at)) = self.saved.get(&document_id)
+            && *saved == state
+            && at.elapsed() < SAVED_FRESH
         {
-            tracing::warn!(document_id = %document_id, error = %crate::error::error_chain(&e), "sync state not saved");
+            return;
+        }
+        let write = SyncStateWrite {
+            document_id,
+            user_id: self.user.user_id,
+            device_id: self.user.device_id.clone(),
+            state: state.clone(),
+            at: Utc::now(),
+        };
+        match self.state.store.save_sync_state(write).await {
+            Ok(()) => {
+                self.saved.insert(document_id, (state, Instant::now()));
+            }
+            Err(e) => {
+                tracing::warn!(document_id = %document_id, error = %crate::error::error_chain(&e), "sync state not saved")
+            }
         }
     }
 
@@ -569,40 +597,6 @@ impl Session {
             .unwrap_or_default();
         for id in ids {
             self.save_sync_state(id).await;
-        }
-    }
-
-    /// Writes the audit row of a stored sync write. A failure is logged, not
-    /// fatal: the changes are durable and the client is owed its answer.
-    async fn audit_write(
-        &mut self,
-        document_id: DocumentId,
-        (added, waiting): (usize, usize),
-        appended: &AppendOutcome,
-    ) {
-        let entry = NewAuditEntry {
-            at: Utc::now(),
-            user_id: Some(self.user.user_id),
-            action: if appended.created {
-                "document.create".to_owned()
-            } else {
-                "document.write".to_owned()
-            },
-            target: document_id.to_string(),
-            detail: format!(
-                "sync: {added} change(s){}, chunk {}, device {:?}",
-                if waiting > 0 {
-                    format!(" + {waiting} waiting for dependencies")
-                } else {
-                    String::new()
-                },
-                appended.chunk_id,
-                self.user.device_id
-            ),
-            remote_addr: self.remote_addr.clone(),
-        };
-        if let Err(e) = self.state.store.append_audit(entry).await {
-            tracing::error!(document_id = %document_id, error = %crate::error::error_chain(&e), "audit row not written");
         }
     }
 

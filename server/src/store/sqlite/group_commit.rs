@@ -41,7 +41,10 @@ const QUEUE: usize = 4 * MAX_BATCH;
 
 /// One write for the writer task, with where to send its outcome.
 enum Job {
-    Append(DocumentWrite, oneshot::Sender<StoreResult<AppendOutcome>>),
+    Append(
+        Box<DocumentWrite>,
+        oneshot::Sender<StoreResult<AppendOutcome>>,
+    ),
     SyncState(SyncStateWrite, oneshot::Sender<StoreResult<()>>),
     Audit(NewAuditEntry, oneshot::Sender<StoreResult<i64>>),
 }
@@ -132,7 +135,8 @@ impl GroupCommit {
 
     /// [`Store::append_changes`](crate::store::Store::append_changes).
     pub async fn append(&self, write: DocumentWrite) -> StoreResult<AppendOutcome> {
-        self.submit(|reply| Job::Append(write, reply)).await
+        self.submit(|reply| Job::Append(Box::new(write), reply))
+            .await
     }
 
     /// [`Store::save_sync_state`](crate::store::Store::save_sync_state).
@@ -221,9 +225,9 @@ fn not_run(job: Job, error: StoreError) -> Done {
 async fn run_job(conn: &mut SqliteConnection, job: Job, shared: bool) -> Done {
     match job {
         Job::Append(write, reply) if shared => {
-            Done::Append(reply, append_in_savepoint(conn, write).await)
+            Done::Append(reply, append_in_savepoint(conn, *write).await)
         }
-        Job::Append(write, reply) => Done::Append(reply, super::append_in(conn, write).await),
+        Job::Append(write, reply) => Done::Append(reply, super::append_in(conn, *write).await),
         Job::SyncState(write, reply) => {
             Done::SyncState(reply, Q::save_sync_state(conn, &write).await)
         }
