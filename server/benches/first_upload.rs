@@ -35,9 +35,7 @@ use server::sync::PayloadLimits;
 use server::sync::documents;
 use sync_core::automerge::sync::{self, SyncDoc};
 use sync_core::automerge::{ActorId, Automerge};
-use sync_core::protocol::{
-    Access, Message, PROTOCOL_VERSION, ServerConnection, ServerStep, payload,
-};
+use sync_core::protocol::{Access, Message, ServerStep, SyncStep, payload};
 use sync_core::{DocumentId, Timestamp, diary_id, fixtures};
 
 /// 2026-03-01 08:00 China time.
@@ -147,17 +145,8 @@ fn main() {
 
         // Ours: the session's merge and projection.
         let started = Instant::now();
-        let mut conn = ServerConnection::new("server");
+        let mut conn = sync_core::testing::joined_server("server", "phone");
         let allow = |_: &DocumentId| Access::ReadWrite;
-        conn.handle_with(
-            Message::Join {
-                sender_id: "phone".into(),
-                supported_protocol_versions: vec![PROTOCOL_VERSION.into()],
-                metadata: None,
-            },
-            &allow,
-        )
-        .expect("handshake");
         let step = conn
             .handle_with(
                 Message::Sync {
@@ -169,7 +158,7 @@ fn main() {
                 &allow,
             )
             .expect("handled");
-        let ServerStep::Sync { message, .. } = step else {
+        let ServerStep::Sync(SyncStep { message, .. }) = step else {
             panic!("a granted document is synced");
         };
         let mut doc = Automerge::new();

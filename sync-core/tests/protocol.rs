@@ -9,7 +9,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sync_core::fixtures;
 use sync_core::protocol::{
-    Access, ClientConnection, Message, PeerMetadata, ProtocolError, ServerConnection, ServerStep,
+    Access, ClientConnection, Granted, Message, PeerMetadata, ProtocolError, ServerConnection,
+    ServerStep, SyncStep,
 };
 use sync_core::testing::Network;
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp};
@@ -390,11 +391,9 @@ proptest! {
 
     #[test]
     fn garbage_sync_payloads_are_errors_not_panics(data in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let mut server = ServerConnection::new("s");
-        let join = Message::Join { sender_id: "c".into(), supported_protocol_versions: vec!["1".into()], metadata: None };
-        server.handle_with(join, &|_: &DocumentId| Access::ReadWrite).expect("join");
+        let mut server = joined_server();
         let m = Message::Sync { document_id: doc_id(), sender_id: "c".into(), target_id: "s".into(), data };
-        if let Ok(ServerStep::Sync { document_id, message, .. }) = server.handle_with(m, &|_: &DocumentId| Access::ReadWrite) {
+        if let Ok(ServerStep::Sync(SyncStep { document_id, message, .. })) = server.handle_with(m, &|_: &DocumentId| Access::ReadWrite) {
             let mut doc = Automerge::new();
             let _ = server.apply(&document_id, &mut doc, *message);
         }
@@ -538,12 +537,12 @@ fn a_denied_document_answers_exactly_like_a_missing_one() {
         };
         let reply = match s.handle_with(req, &policy).expect("handled") {
             ServerStep::Reply(r) => r,
-            ServerStep::Sync {
+            ServerStep::Sync(SyncStep {
                 document_id,
                 message,
                 is_request,
                 ..
-            } => {
+            }) => {
                 let mut server_doc = Automerge::new();
                 s.apply(&document_id, &mut server_doc, *message)
                     .expect("apply");
@@ -665,11 +664,11 @@ fn a_first_upload_costs_about_the_saved_size() {
                 ServerStep::Reply(replies) => to_client.extend(replies),
                 ServerStep::Close => unreachable!("the client stays"),
                 ServerStep::Decide { .. } => unreachable!("the policy answered"),
-                ServerStep::Sync {
+                ServerStep::Sync(SyncStep {
                     document_id,
                     message,
                     ..
-                } => {
+                }) => {
                     sync_core::protocol::payload::check(&stored, &message, &limits)
                         .expect("a first upload passes the checks");
                     let applied = server
@@ -733,14 +732,7 @@ fn counter_changes(actor: u8, n: i64) -> (Automerge, Vec<Vec<u8>>) {
 
 /// A server connection past the handshake, every document read-write.
 fn joined_server() -> ServerConnection {
-    let mut server = ServerConnection::new("s");
-    let join = Message::Join {
-        sender_id: "c".into(),
-        supported_protocol_versions: vec![sync_core::protocol::PROTOCOL_VERSION.into()],
-        metadata: None,
-    };
-    server.handle(join).expect("handshake");
-    server
+    sync_core::testing::joined_server("s", "c")
 }
 
 /// Hands `server` a sync message for [`doc_id`] carrying `entries`, and
@@ -766,7 +758,7 @@ fn apply_entries(
         target_id: "s".into(),
         data,
     };
-    let Ok(ServerStep::Sync { message, .. }) =
+    let Ok(ServerStep::Sync(SyncStep { message, .. })) =
         server.handle_with(sync, &|_: &DocumentId| Access::ReadWrite)
     else {
         panic!("a sync step");
@@ -895,12 +887,12 @@ fn access_is_a_step_the_caller_answers_once_per_document() {
         ),
         "only the waiting message's document can be granted"
     );
-    let ServerStep::Sync {
+    let Granted::Sync(SyncStep {
         document_id,
         access,
         is_request,
         ..
-    } = server.grant(&a, Access::ReadWrite).expect("granted")
+    }) = server.grant(&a, Access::ReadWrite).expect("granted")
     else {
         panic!("a granted document is synced");
     };
@@ -912,7 +904,7 @@ fn access_is_a_step_the_caller_answers_once_per_document() {
     // Decided once: the next message about it goes straight to the sync.
     assert!(matches!(
         server.handle(request_for(a)).expect("handled"),
-        ServerStep::Sync { .. }
+        ServerStep::Sync(SyncStep { .. })
     ));
 
     // A denial is answered by the connection, as a missing document.
@@ -920,12 +912,12 @@ fn access_is_a_step_the_caller_answers_once_per_document() {
         server.handle(request_for(b)).expect("handled"),
         ServerStep::Decide { .. }
     ));
-    let ServerStep::Reply(replies) = server.grant(&b, Access::None).expect("answered") else {
+    let Granted::Unavailable(reply) = server.grant(&b, Access::None).expect("answered") else {
         panic!("a denied document is answered, not synced");
     };
     assert!(
-        matches!(&replies[..], [Message::DocUnavailable { document_id, .. }] if *document_id == b),
-        "{replies:?}"
+        matches!(&reply, Message::DocUnavailable { document_id, .. } if *document_id == b),
+        "{reply:?}"
     );
     assert_eq!(
         server.documents().map(|(d, _)| *d).collect::<Vec<_>>(),
@@ -942,7 +934,7 @@ fn a_connection_names_at_most_its_limit_of_documents() {
     for id in &ids[..2] {
         assert!(matches!(
             server.handle_with(request_for(*id), &allow),
-            Ok(ServerStep::Sync { .. })
+            Ok(ServerStep::Sync(SyncStep { .. }))
         ));
     }
     // Forgotten (the caller refused what it sent): asking again is not a
@@ -950,7 +942,7 @@ fn a_connection_names_at_most_its_limit_of_documents() {
     server.forget(&ids[0]);
     assert!(matches!(
         server.handle_with(request_for(ids[0]), &allow),
-        Ok(ServerStep::Sync { .. })
+        Ok(ServerStep::Sync(SyncStep { .. }))
     ));
     let err = server
         .handle_with(request_for(ids[2]), &allow)

@@ -13,7 +13,7 @@ use automerge::{ActorId, Automerge};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sync_core::protocol::{
-    Access, ClientConnection, MAX_STALLED_ROUNDS, Message, ServerConnection, ServerStep,
+    Access, ClientConnection, MAX_STALLED_ROUNDS, Message, ServerStep, SyncStep,
 };
 use sync_core::testing::{Collision, Network, ServerMode, find_collision, visit_then_note};
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp, fixtures};
@@ -222,14 +222,8 @@ fn the_client_resends_what_the_server_says_it_needs() {
 /// restart that document's sync instead of answering forever.
 #[test]
 fn a_sync_without_progress_is_restarted() {
-    let mut server = ServerConnection::new("server");
-    let join = Message::Join {
-        sender_id: "peer".into(),
-        supported_protocol_versions: vec!["1".into()],
-        metadata: None,
-    };
+    let mut server = sync_core::testing::joined_server("server", "peer");
     let grant = |_: &DocumentId| Access::ReadWrite;
-    server.handle_with(join, &grant).expect("join");
     let doc = shared_diary();
     // The peer claims heads the server does not have and never sends them.
     let mut claimed = doc.fork().with_actor(ActorId::from([4u8; 16]));
@@ -246,11 +240,11 @@ fn a_sync_without_progress_is_restarted() {
             target_id: "server".into(),
             data: stuck.clone().encode(),
         };
-        let ServerStep::Sync {
+        let ServerStep::Sync(SyncStep {
             message,
             is_request,
             ..
-        } = server.handle_with(m, &grant).expect("handled")
+        }) = server.handle_with(m, &grant).expect("handled")
         else {
             panic!("expected a sync step");
         };

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sync_core::automerge;
-use sync_core::protocol::{Access, Message, ProtocolError, ServerConnection, ServerStep};
+use sync_core::protocol::{
+    Access, Granted, Message, ProtocolError, ServerConnection, ServerStep, SyncStep,
+};
 use sync_core::{DocumentId, DocumentKind, derived_id};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -157,6 +159,12 @@ impl Session {
         }
     }
 
+    /// The server's shared state (its configuration, the sync hub,
+    /// shutdown), which the socket loop reads too.
+    pub fn app(&self) -> &AppState {
+        &self.state
+    }
+
     /// The user the connection acts as.
     pub fn user(&self) -> &AuthUser {
         &self.user
@@ -217,48 +225,54 @@ impl Session {
             })?;
         let message = Message::decode_with_limit(bytes, self.limit)?;
         metrics::sync_message(Direction::In);
-        let step = match self.conn()?.handle(message)? {
+        let SyncStep {
+            document_id,
+            access,
+            message,
+            is_request,
+        } = match self.conn()?.handle(message)? {
+            ServerStep::Reply(messages) => {
+                return Ok(Received::Send {
+                    messages,
+                    stored: None,
+                });
+            }
+            ServerStep::Close => return Ok(Received::Close),
+            ServerStep::Sync(step) => step,
             // A document this connection has not decided on: the protocol
             // asks, the database answers.
             ServerStep::Decide { document_id } => {
                 let access =
                     decide_access(self.state.store.as_ref(), &self.user, &document_id).await?;
-                self.conn()?.grant(&document_id, access)?
+                match self.conn()?.grant(&document_id, access)? {
+                    Granted::Sync(step) => step,
+                    Granted::Unavailable(message) => {
+                        return Ok(Received::Send {
+                            messages: vec![message],
+                            stored: None,
+                        });
+                    }
+                }
             }
-            step => step,
         };
-        match step {
-            ServerStep::Reply(messages) => Ok(Received::Send {
-                messages,
-                stored: None,
-            }),
-            ServerStep::Close => Ok(Received::Close),
-            ServerStep::Decide { .. } => Err(SessionError::Internal(
-                "the protocol asked for access twice".to_owned(),
-            )),
-            ServerStep::Sync {
-                document_id,
-                access,
-                message,
-                is_request,
-            } => Ok(
-                match self
-                    .merge_and_store(document_id, access, *message, is_request)
-                    .await?
-                {
-                    Answer::Reply { message, wrote } => Received::Send {
-                        messages: message.into_iter().collect(),
-                        stored: wrote.then_some(document_id),
-                    },
-                    // Forgotten, so a later message about it starts afresh.
-                    Answer::Unavailable => Received::Send {
-                        messages: vec![self.conn()?.forget(&document_id)],
-                        stored: None,
-                    },
+        Ok(
+            match self
+                .merge_and_store(document_id, access, *message, is_request)
+                .await?
+            {
+                Answer::Reply { message, wrote } => Received::Send {
+                    messages: message.into_iter().collect(),
+                    stored: wrote.then_some(document_id),
                 },
-            ),
-        }
+                // Forgotten, so a later message about it starts afresh.
+                Answer::Unavailable => Received::Send {
+                    messages: vec![self.conn()?.forget(&document_id)],
+                    stored: None,
+                },
+            },
+        )
     }
+
     /// Merges a sync message into the stored document, stores what it added
     /// and makes the answer, which the caller sends: the locks and the
     /// permit taken here are all released when this returns, so none is

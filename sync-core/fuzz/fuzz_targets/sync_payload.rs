@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use sync_core::automerge::{ActorId, Automerge};
 use sync_core::protocol::payload::{self, PayloadLimits};
-use sync_core::protocol::{Access, Message, PROTOCOL_VERSION, ServerConnection, ServerStep};
+use sync_core::protocol::{
+    Access, Message, PROTOCOL_VERSION, ServerConnection, ServerStep, SyncStep,
+};
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp, fixtures};
 
 const OWNER: &str = "cadre01";
@@ -69,12 +71,12 @@ fuzz_target!(init: let_caught_decode_panics_through(), |data: &[u8]| {
         target_id: "server".to_owned(),
         data: data.to_vec(),
     };
-    let Ok(ServerStep::Sync {
+    let Ok(ServerStep::Sync(SyncStep {
         document_id,
         message,
         is_request,
         ..
-    }) = conn.handle_with(frame, &policy)
+    })) = conn.handle_with(frame, &policy)
     else {
         return;
     };

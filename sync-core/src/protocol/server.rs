@@ -26,21 +26,44 @@ pub enum ServerStep {
         /// The document to decide on.
         document_id: DocumentId,
     },
-    /// A sync message for a document the peer may access: load the document
-    /// (empty if new), [`ServerConnection::apply`] the message, store what it
-    /// added durably, and only then send [`ServerConnection::reply`].
-    Sync {
-        document_id: DocumentId,
-        /// What the peer may do with it.
-        access: Access,
-        /// The decoded automerge sync message.
-        message: Box<sync::Message>,
-        /// Whether it came as `request` (answer `doc-unavailable` if we have
-        /// nothing).
-        is_request: bool,
-    },
+    /// A sync message for a document the peer may access.
+    Sync(SyncStep),
     /// The peer said goodbye; close the connection.
     Close,
+}
+
+/// A sync message for a document the peer may access: load the document
+/// (empty if new), [`ServerConnection::apply`] the message, store what it
+/// added durably, and only then send [`ServerConnection::reply`].
+#[derive(Debug)]
+pub struct SyncStep {
+    pub document_id: DocumentId,
+    /// What the peer may do with it.
+    pub access: Access,
+    /// The decoded automerge sync message.
+    pub message: Box<sync::Message>,
+    /// Whether it came as `request` (answer `doc-unavailable` if we have
+    /// nothing).
+    pub is_request: bool,
+}
+
+/// What [`ServerConnection::grant`] decided for the message that waited.
+#[derive(Debug)]
+pub enum Granted {
+    /// The peer may access the document: carry out the sync.
+    Sync(SyncStep),
+    /// It may not: send this `doc-unavailable`, exactly what a missing
+    /// document gets.
+    Unavailable(Message),
+}
+
+impl From<Granted> for ServerStep {
+    fn from(granted: Granted) -> Self {
+        match granted {
+            Granted::Sync(step) => ServerStep::Sync(step),
+            Granted::Unavailable(message) => ServerStep::Reply(vec![message]),
+        }
+    }
 }
 
 /// After this many answered rounds in a row in which neither side's heads
@@ -234,14 +257,10 @@ impl ServerConnection {
             message: m.type_name().to_owned(),
             phase,
         };
-        if let Some(pending) = &self.pending {
+        if self.pending.is_some() {
             return Err(ProtocolError::Unexpected {
                 message: message.type_name().to_owned(),
-                phase: if pending.is_request {
-                    "while access to the previous request is being decided"
-                } else {
-                    "while access to the previous sync is being decided"
-                },
+                phase: "while access to the previous message's document is being decided",
             });
         }
         match (&self.phase, message) {
@@ -293,12 +312,12 @@ impl ServerConnection {
                 // answers exactly like a missing one.
                 let message = doc_sync::decode_sync(&document_id, &data)?;
                 if let Some(d) = self.docs.get(&document_id) {
-                    return Ok(ServerStep::Sync {
+                    return Ok(ServerStep::Sync(SyncStep {
                         document_id,
                         access: d.access,
                         message: Box::new(message),
                         is_request,
-                    });
+                    }));
                 }
                 if self.decided.len() >= self.max_documents && !self.decided.contains(&document_id)
                 {
@@ -330,7 +349,7 @@ impl ServerConnection {
         &mut self,
         document_id: &DocumentId,
         access: Access,
-    ) -> Result<ServerStep, ProtocolError> {
+    ) -> Result<Granted, ProtocolError> {
         let Some(pending) = self.pending.take_if(|p| p.document_id == *document_id) else {
             return Err(ProtocolError::Unexpected {
                 message: "access decision".into(),
@@ -339,18 +358,16 @@ impl ServerConnection {
         };
         self.decided.insert(pending.document_id);
         if access == Access::None {
-            return Ok(ServerStep::Reply(vec![
-                self.unavailable(pending.document_id),
-            ]));
+            return Ok(Granted::Unavailable(self.unavailable(pending.document_id)));
         }
         self.docs
             .insert(pending.document_id, ServerDoc::new(access));
-        Ok(ServerStep::Sync {
+        Ok(Granted::Sync(SyncStep {
             document_id: pending.document_id,
             access,
             message: Box::new(pending.message),
             is_request: pending.is_request,
-        })
+        }))
     }
 
     /// [`Self::handle`], with every access decision answered at once by
@@ -361,9 +378,9 @@ impl ServerConnection {
         policy: &dyn AccessPolicy,
     ) -> Result<ServerStep, ProtocolError> {
         match self.handle(message)? {
-            ServerStep::Decide { document_id } => {
-                self.grant(&document_id, policy.access(&document_id))
-            }
+            ServerStep::Decide { document_id } => self
+                .grant(&document_id, policy.access(&document_id))
+                .map(ServerStep::from),
             step => Ok(step),
         }
     }

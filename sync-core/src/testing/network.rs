@@ -13,7 +13,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::protocol::{
-    Access, ClientConnection, Message, ProtocolError, ServerConnection, ServerStep,
+    Access, ClientConnection, Granted, Message, ProtocolError, ServerConnection, ServerStep,
+    SyncStep,
 };
 use crate::{DocumentId, storage};
 
@@ -484,54 +485,51 @@ impl Network {
             None => &deny,
         };
         // As the server does: the connection asks, the policy answers.
-        let step = match conn.handle(message)? {
-            ServerStep::Decide { document_id } => conn.grant(&document_id, policy(&document_id))?,
-            step => step,
-        };
-        match step {
-            ServerStep::Reply(m) => Ok(m),
-            ServerStep::Decide { .. } => Err(ProtocolError::Unexpected {
-                message: "access decision".into(),
-                phase: "asked twice for one message",
-            }),
+        let SyncStep {
+            document_id,
+            message,
+            is_request,
+            ..
+        } = match conn.handle(message)? {
+            ServerStep::Reply(m) => return Ok(m),
             ServerStep::Close => {
                 self.server.conns.remove(&i);
-                Ok(vec![])
+                return Ok(vec![]);
             }
-            ServerStep::Sync {
-                document_id,
-                message,
-                is_request,
-                ..
-            } => {
-                if let Some(saved) = self.server.saved_states.get(&(i, document_id)) {
-                    conn.restore_sync_state(&document_id, saved);
+            ServerStep::Sync(step) => step,
+            ServerStep::Decide { document_id } => {
+                match conn.grant(&document_id, policy(&document_id))? {
+                    Granted::Sync(step) => step,
+                    Granted::Unavailable(m) => return Ok(vec![m]),
                 }
-                self.server
-                    .store
-                    .reload(&mut self.server.docs, &document_id);
-                let doc = self.server.docs.entry(document_id).or_default();
-                let applied = conn.apply(&document_id, doc, *message)?;
-                if let Some(chunk) = applied.chunk(doc) {
-                    // "Stored durably" before the reply is generated.
-                    self.stats.stores += 1;
-                    self.stats.waiting_changes += applied.waiting.len();
-                    if applied.changes_added > 0 {
-                        changed.insert(document_id);
-                    }
-                    self.server.store.store(document_id, chunk);
-                }
-                let doc = self.server.docs.entry(document_id).or_default();
-                let reply = conn.reply(&document_id, doc, is_request);
-                if reply.restarted {
-                    self.stats.restarts += 1;
-                }
-                if doc.get_heads().is_empty() && !storage::has_waiting_changes(doc) {
-                    self.server.docs.remove(&document_id);
-                }
-                Ok(reply.message.into_iter().collect())
             }
+        };
+        if let Some(saved) = self.server.saved_states.get(&(i, document_id)) {
+            conn.restore_sync_state(&document_id, saved);
         }
+        self.server
+            .store
+            .reload(&mut self.server.docs, &document_id);
+        let doc = self.server.docs.entry(document_id).or_default();
+        let applied = conn.apply(&document_id, doc, *message)?;
+        if let Some(chunk) = applied.chunk(doc) {
+            // "Stored durably" before the reply is generated.
+            self.stats.stores += 1;
+            self.stats.waiting_changes += applied.waiting.len();
+            if applied.changes_added > 0 {
+                changed.insert(document_id);
+            }
+            self.server.store.store(document_id, chunk);
+        }
+        let doc = self.server.docs.entry(document_id).or_default();
+        let reply = conn.reply(&document_id, doc, is_request);
+        if reply.restarted {
+            self.stats.restarts += 1;
+        }
+        if doc.get_heads().is_empty() && !storage::has_waiting_changes(doc) {
+            self.server.docs.remove(&document_id);
+        }
+        Ok(reply.message.into_iter().collect())
     }
 
     fn deliver_to_client(&mut self, i: usize, bytes: &[u8]) {

@@ -86,9 +86,8 @@ pub async fn upgrade(
         .max_frame_size(limit)
         .on_upgrade(move |socket| {
             let connection = Connection {
-                session: Session::new(state.clone(), user, remote_addr, id, limit),
+                session: Session::new(state, user, remote_addr, id, limit),
                 _slot: slot,
-                state,
                 socket,
             };
             connection.run().instrument(span)
@@ -150,20 +149,20 @@ struct Connection {
     session: Session,
     /// This connection's place in the per-user and per-address counts.
     _slot: ConnectionSlot,
-    state: AppState,
     socket: WebSocket,
 }
 
 impl Connection {
     async fn run(mut self) {
         let _gauge = Gauge::open();
-        let mut changes = self.state.sync_hub.subscribe();
-        let mut ended_sessions = self.state.sync_hub.ended_sessions();
-        let shutdown = self.state.shutdown.clone();
+        let state = self.session.app();
+        let mut changes = state.sync_hub.subscribe();
+        let mut ended_sessions = state.sync_hub.ended_sessions();
+        let shutdown = state.shutdown.clone();
         let token_expiry = token_expiry(self.session.user().expires_at);
         tokio::pin!(token_expiry);
-        let mut session_check = tokio::time::interval(self.state.config.session_check);
-        let idle_timeout = self.state.config.sync_idle_timeout;
+        let mut session_check = tokio::time::interval(state.config.session_check);
+        let idle_timeout = state.config.sync_idle_timeout;
         let mut heard_at = tokio::time::Instant::now();
         let mut ping = tokio::time::interval(idle_timeout / 3);
         ping.tick().await;
@@ -270,7 +269,7 @@ impl Connection {
     /// Writes one frame, giving the peer `sync_send_timeout` to take it.
     /// Every write to the socket goes through here.
     async fn send_frame(&mut self, frame: ws::Message) -> Result<(), Fault> {
-        let limit = self.state.config.sync_send_timeout;
+        let limit = self.session.app().config.sync_send_timeout;
         match tokio::time::timeout(limit, self.socket.send(frame)).await {
             Ok(sent) => sent.map_err(Fault::Socket),
             Err(_) => {
