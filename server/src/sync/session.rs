@@ -21,6 +21,7 @@ use sync_core::protocol::{
 use sync_core::{DocumentId, DocumentKind, derived_id};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::documents::MergeOutcome;
 use super::live::DocumentGuard;
 use super::payload::PayloadLimits;
 use super::{LiveDocument, LiveError, MergeError, compactor, decide_access, documents, live};
@@ -302,8 +303,76 @@ impl Session {
         if stored_existed {
             self.restore_sync_state(document_id).await?;
         }
-        let mut live = live.unwrap_or_else(LiveDocument::empty);
-        let limits = PayloadLimits::new(max_document_bytes, self.state.config.max_nesting_depth);
+        let live = live.unwrap_or_else(LiveDocument::empty);
+        let (live, merged) = self.merge(document_id, live, message, access).await?;
+        let mut merged = match merged {
+            Ok(merged) => merged,
+            Err(e) => return refusal(document_id, e),
+        };
+        if !stored_existed
+            && merged.outcome.chunk.is_some()
+            && let Some(new) = &merged.outcome.create
+            && !self.named_by_its_root(document_id, new)
+        {
+            tracing::warn!(
+                document_id = %document_id,
+                "refused a new document whose kind and year do not give its id"
+            );
+            return Ok(Answer::Unavailable);
+        }
+        let wrote = merged.outcome.chunk.is_some();
+        let live = match merged.outcome.chunk.take() {
+            Some(chunk) => match self
+                .store(document_id, access, stored_existed, live, merged, chunk)
+                .await?
+            {
+                Some(stored) => stored,
+                None => return Ok(Answer::Unavailable),
+            },
+            None => live,
+        };
+        metrics::merge_seconds(started.elapsed());
+        // The reply is made from the live copy under the document's lock,
+        // and sent by the caller once everything here is released.
+        let mut conn = self.take_conn()?;
+        let (conn, live, reply) = tokio::task::spawn_blocking(move || {
+            let reply = conn.reply(&document_id, &live.doc, is_request);
+            (conn, live, reply)
+        })
+        .await?;
+        self.conn = Some(conn);
+        if stored_existed || wrote {
+            guard.keep(live);
+        }
+        if reply.restarted {
+            metrics::sync_restarted();
+            tracing::warn!(
+                document_id = %document_id,
+                rounds = sync_core::protocol::MAX_STALLED_ROUNDS,
+                "sync made no progress; restarted it with the peer"
+            );
+        }
+        Ok(Answer::Reply {
+            message: reply.message,
+            wrote,
+        })
+    }
+
+    /// Merges `message` into `live` off the async threads
+    /// ([`documents::merge`]: the payload checks, the merge, the owner and
+    /// actor checks), claims the message's new actors for this device and
+    /// projects the ledger rows of the records its changes wrote into.
+    async fn merge(
+        &mut self,
+        document_id: DocumentId,
+        mut live: LiveDocument,
+        message: automerge::sync::Message,
+        access: Access,
+    ) -> Result<(LiveDocument, Result<Merged, MergeError>), SessionError> {
+        let limits = PayloadLimits::new(
+            self.state.config.max_document_bytes,
+            self.state.config.max_nesting_depth,
+        );
         let mut conn = self.take_conn()?;
         let writer = Writer {
             username: self.user.username.clone(),
@@ -350,154 +419,103 @@ impl Session {
                         outcome.added.as_deref(),
                     )
                 });
-                (outcome, ledger, claims)
+                Merged {
+                    outcome,
+                    ledger,
+                    claims,
+                }
             });
             (conn, live, merged)
         })
         .await?;
         self.conn = Some(conn);
-        let (outcome, ledger, claims) = match merged {
-            Ok(merged) => merged,
-            Err(e @ (MergeError::ForeignActor { .. } | MergeError::AltersServerWrites { .. })) => {
-                metrics::sync_payload_refused(match e {
-                    MergeError::ForeignActor { .. } => "foreign_actor",
-                    _ => "alters_server_writes",
-                });
-                tracing::warn!(document_id = %document_id, error = %e, "refused a sync payload");
-                return Err(SessionError::Protocol(ProtocolError::Sync {
-                    document: document_id.to_string(),
-                    reason: e.to_string(),
-                }));
-            }
-            Err(MergeError::Refused { reason, .. }) => {
-                tracing::warn!(document_id = %document_id, reason, "refused a document");
-                return Ok(Answer::Unavailable);
-            }
-            Err(MergeError::TooLarge { size, limit, .. }) => {
-                return Err(SessionError::Protocol(ProtocolError::TooLarge {
-                    size,
-                    limit,
-                }));
-            }
-            Err(MergeError::Hostile { document, source }) => {
-                metrics::sync_payload_refused(source.kind());
-                tracing::warn!(document_id = %document, error = %source, "refused a sync payload");
-                return Err(SessionError::Protocol(ProtocolError::Sync {
-                    document: document.to_string(),
-                    reason: source.to_string(),
-                }));
-            }
-            Err(MergeError::Protocol(e)) => return Err(SessionError::Protocol(e)),
-            Err(e @ MergeError::Load { .. }) => {
-                return Err(SessionError::Internal(crate::error::error_chain(&e)));
-            }
-        };
-        if !stored_existed
-            && outcome.chunk.is_some()
-            && let Some(new) = &outcome.create
-            && !self.named_by_its_root(document_id, new)
-        {
-            tracing::warn!(
-                document_id = %document_id,
-                "refused a new document whose kind and year do not give its id"
-            );
-            return Ok(Answer::Unavailable);
-        }
-        let mut live = live;
-        let wrote = outcome.chunk.is_some();
+        Ok((live, merged))
+    }
+
+    /// Stores `chunk`, what `merged` added to `live`: the
+    /// per-user limits are checked, then the chunk, its ledger rows, the
+    /// claims, the audit row and the device's sync state are written in one
+    /// transaction. Returns the copy as stored, or `None` when the document
+    /// turned out not to be this user's.
+    async fn store(
+        &mut self,
+        document_id: DocumentId,
+        access: Access,
+        stored_existed: bool,
+        live: LiveDocument,
+        merged: Merged,
+        chunk: Vec<u8>,
+    ) -> Result<Option<LiveDocument>, SessionError> {
+        let Merged {
+            outcome,
+            ledger,
+            claims,
+        } = merged;
         // Held until the write is stored, so the user's usage read for the
         // check is the one the write adds to.
-        let mut owner_guard = None;
-        if let Some(chunk) = &outcome.chunk
-            && access == Access::ReadWrite
-        {
-            owner_guard = Some(self.state.sync_hub.lock_owner(self.user.user_id).await);
+        let _owner = if access == Access::ReadWrite {
+            let owner = self.state.sync_hub.lock_owner(self.user.user_id).await;
             self.check_owner_limits(document_id, stored_existed, chunk.len())
                 .await?;
-        }
-        if let Some(chunk) = outcome.chunk {
-            // The state as the write's changes left it: what the reply
-            // makes does not change what is kept of it (the heads both
-            // sides share), so it is saved with the write, in its commit.
-            let sync_state = match self.user.device_id.is_empty() {
-                true => None,
-                false => self.conn()?.sync_state(&document_id),
-            };
-            let write = DocumentWrite {
-                document_id,
-                create: outcome.create,
-                data: chunk,
-                at: Utc::now(),
-                ledger,
-                actors: claims,
-                based_on: None,
-                sync: Some(SyncRecords {
-                    user_id: self.user.user_id,
-                    device_id: self.user.device_id.clone(),
-                    remote_addr: self.remote_addr.clone(),
-                    changes_added: outcome.changes_added,
-                    changes_waiting: outcome.changes_waiting,
-                    sync_state: sync_state.clone(),
-                }),
-            };
-            let store = self.state.store.as_ref();
+            Some(owner)
+        } else {
+            None
+        };
+        // The state as the write's changes left it: what the reply makes
+        // does not change what is kept of it (the heads both sides share),
+        // so it is saved with the write, in its commit.
+        let sync_state = match self.user.device_id.is_empty() {
+            true => None,
+            false => self.conn()?.sync_state(&document_id),
+        };
+        let write = DocumentWrite {
+            document_id,
+            create: outcome.create,
+            data: chunk,
+            at: Utc::now(),
+            ledger,
+            actors: claims,
+            based_on: None,
+            sync: Some(SyncRecords {
+                user_id: self.user.user_id,
+                device_id: self.user.device_id.clone(),
+                remote_addr: self.remote_addr.clone(),
+                changes_added: outcome.changes_added,
+                changes_waiting: outcome.changes_waiting,
+                sync_state: sync_state.clone(),
+            }),
+        };
+        let store = self.state.store.as_ref();
+        let (live, appended) =
             match live::store_write(store, live, write, outcome.heads_before).await {
-                Ok((stored, appended)) => {
-                    live = stored;
-                    if let Some(state) = sync_state {
-                        self.saved.insert(document_id, (state, Instant::now()));
-                    }
-                    if outcome.changes_waiting > 0 {
-                        metrics::sync_changes_waiting(outcome.changes_waiting);
-                        tracing::info!(
-                            document_id = %document_id,
-                            waiting = outcome.changes_waiting,
-                            "stored changes that wait for their dependencies"
-                        );
-                    }
-                    if outcome.changes_added > 0 {
-                        self.state.sync_hub.notify(document_id, self.id);
-                    }
-                    if compactor::worth_compacting(appended.pending_chunks(), &live) {
-                        self.state.sync_hub.compactions().request(document_id);
-                    }
-                }
+                Ok(stored) => stored,
                 // Another user created this id first (or it vanished): the
                 // document is not this user's.
                 Err(LiveError::Store(StoreError::Conflict(reason))) => {
                     tracing::warn!(document_id = %document_id, reason, "refused a document");
-                    return Ok(Answer::Unavailable);
+                    return Ok(None);
                 }
-                Err(LiveError::Store(StoreError::NotFound)) => return Ok(Answer::Unavailable),
+                Err(LiveError::Store(StoreError::NotFound)) => return Ok(None),
                 Err(e) => return Err(e.into()),
-            }
+            };
+        if let Some(state) = sync_state {
+            self.saved.insert(document_id, (state, Instant::now()));
         }
-        drop(owner_guard);
-        metrics::merge_seconds(started.elapsed());
-        // The reply is made from the live copy under the document's lock,
-        // and sent by the caller once everything here is released.
-        let mut conn = self.take_conn()?;
-        let (conn, live, reply) = tokio::task::spawn_blocking(move || {
-            let reply = conn.reply(&document_id, &live.doc, is_request);
-            (conn, live, reply)
-        })
-        .await?;
-        self.conn = Some(conn);
-        if stored_existed || wrote {
-            guard.keep(live);
-        }
-        if reply.restarted {
-            metrics::sync_restarted();
-            tracing::warn!(
+        if outcome.changes_waiting > 0 {
+            metrics::sync_changes_waiting(outcome.changes_waiting);
+            tracing::info!(
                 document_id = %document_id,
-                rounds = sync_core::protocol::MAX_STALLED_ROUNDS,
-                "sync made no progress; restarted it with the peer"
+                waiting = outcome.changes_waiting,
+                "stored changes that wait for their dependencies"
             );
         }
-        Ok(Answer::Reply {
-            message: reply.message,
-            wrote,
-        })
+        if outcome.changes_added > 0 {
+            self.state.sync_hub.notify(document_id, self.id);
+        }
+        if compactor::worth_compacting(appended.pending_chunks(), &live) {
+            self.state.sync_hub.compactions().request(document_id);
+        }
+        Ok(Some(live))
     }
 
     /// Whether a new document stands at the id sync-core derives from its
@@ -640,6 +658,53 @@ impl Session {
             guard.keep(live);
         }
         Ok(pushed)
+    }
+}
+
+/// What a merge made besides the merged copy: the outcome, the ledger rows
+/// of the records its changes touched, and the claims of its new actors.
+struct Merged {
+    outcome: MergeOutcome,
+    ledger: Option<LedgerProjection>,
+    claims: Vec<ActorClaim>,
+}
+
+/// The answer to a message whose merge was refused: the connection is
+/// closed with the reason, or, for a document that is not the user's,
+/// `doc-unavailable`.
+fn refusal(document_id: DocumentId, e: MergeError) -> Result<Answer, SessionError> {
+    match e {
+        MergeError::ForeignActor { .. } | MergeError::AltersServerWrites { .. } => {
+            metrics::sync_payload_refused(match e {
+                MergeError::ForeignActor { .. } => "foreign_actor",
+                _ => "alters_server_writes",
+            });
+            tracing::warn!(document_id = %document_id, error = %e, "refused a sync payload");
+            Err(SessionError::Protocol(ProtocolError::Sync {
+                document: document_id.to_string(),
+                reason: e.to_string(),
+            }))
+        }
+        MergeError::Refused { reason, .. } => {
+            tracing::warn!(document_id = %document_id, reason, "refused a document");
+            Ok(Answer::Unavailable)
+        }
+        MergeError::TooLarge { size, limit, .. } => {
+            Err(SessionError::Protocol(ProtocolError::TooLarge {
+                size,
+                limit,
+            }))
+        }
+        MergeError::Hostile { document, source } => {
+            metrics::sync_payload_refused(source.kind());
+            tracing::warn!(document_id = %document, error = %source, "refused a sync payload");
+            Err(SessionError::Protocol(ProtocolError::Sync {
+                document: document.to_string(),
+                reason: source.to_string(),
+            }))
+        }
+        MergeError::Protocol(e) => Err(SessionError::Protocol(e)),
+        e @ MergeError::Load { .. } => Err(SessionError::Internal(crate::error::error_chain(&e))),
     }
 }
 
