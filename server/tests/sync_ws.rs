@@ -328,6 +328,34 @@ fn deeply_nested_diary(owner: &str, year: i32, depth: usize) -> Automerge {
     doc
 }
 
+/// A change after `deps` making two maps in the root, its operations
+/// counted from `u32::MAX`.
+fn change_counting_past_32_bits(deps: Vec<sync_core::automerge::ChangeHash>) -> Vec<u8> {
+    use sync_core::automerge::legacy::{Key, ObjectId, Op, OpType, SortedVec};
+    let make_map = |key: &str| Op {
+        action: OpType::Make(sync_core::automerge::ObjType::Map),
+        obj: ObjectId::Root,
+        key: Key::Map(key.into()),
+        pred: SortedVec::new(),
+        insert: false,
+    };
+    let change = sync_core::automerge::ExpandedChange {
+        operations: vec![make_map("a"), make_map("b")],
+        actor_id: ActorId::random(),
+        hash: None,
+        seq: 1,
+        start_op: std::num::NonZeroU64::new(u64::from(u32::MAX)).expect("non-zero"),
+        time: 0,
+        message: None,
+        deps,
+        extra_bytes: vec![],
+        author: None,
+    };
+    sync_core::automerge::Change::from(change)
+        .raw_bytes()
+        .to_vec()
+}
+
 async fn metrics_text(server: &TestServer) -> String {
     reqwest::get(format!("http://{}/metrics", server.addr))
         .await
@@ -400,6 +428,17 @@ async fn hostile_payloads_are_refused_and_others_keep_syncing(store: Arc<dyn Sto
         Message::Sync { document_id, .. } => assert_eq!(document_id, whole_id),
         other => panic!("expected the server's answer, got {other:?}"),
     }
+
+    // 4. A change to the honest diary whose operations count past 32 bits:
+    // automerge 0.12 parses it, then panics applying it and leaves the
+    // document unable to save. Refused before the merge.
+    let mut attacker = server.device("cadre01", "pager").await;
+    let heads = phone.docs[&honest].get_heads();
+    attacker
+        .send(&raw_sync(honest, vec![change_counting_past_32_bits(heads)]))
+        .await;
+    let error = attacker.expect_error_and_close().await;
+    assert!(error.contains("counter"), "error says why: {error}");
 
     // The honest device kept its connection and keeps syncing.
     phone.add_visit(&honest, &mut rng);

@@ -147,11 +147,30 @@ pub fn check(
             continue;
         }
         // Inflating is safe now: the size was measured above.
-        let change = Change::try_from(chunk).map_err(|e| PayloadError::Malformed(e.to_string()))?;
+        let change = decode_change(chunk)?;
         count(&change)?;
         changes.push(change);
     }
     check_depth(doc, &changes, limits.max_depth)
+}
+
+/// Parses one change chunk. automerge 0.12 holds an operation's counter in
+/// 32 bits and unwraps the conversion (`OpId::new`): it panics parsing a
+/// change that names a larger counter (as an object, a list element or a
+/// predecessor), which is caught here, and panics applying one whose own
+/// operations count past it, leaving the document unable to save, which is
+/// refused here.
+fn decode_change(chunk: &[u8]) -> Result<Change, PayloadError> {
+    let change = std::panic::catch_unwind(|| Change::try_from(chunk))
+        .map_err(|_| PayloadError::Malformed("change does not parse".to_owned()))?
+        .map_err(|e| PayloadError::Malformed(e.to_string()))?;
+    if change.max_op() > u64::from(u32::MAX) {
+        return Err(PayloadError::Malformed(format!(
+            "operation counters run past {}",
+            u32::MAX
+        )));
+    }
+    Ok(change)
 }
 
 /// Loads one document chunk, whose size and rows [`split_chunks`] bounded,
@@ -908,5 +927,78 @@ mod tests {
             Err(PayloadError::Malformed(reason)) => assert!(reason.contains("actor"), "{reason}"),
             other => panic!("expected Malformed, got {other:?}"),
         }
+    }
+
+    /// A change by a second actor, after `doc`, of the given operations.
+    fn change_after(
+        doc: &Automerge,
+        start_op: u64,
+        operations: Vec<automerge::legacy::Op>,
+    ) -> Vec<u8> {
+        let expanded = automerge::ExpandedChange {
+            operations,
+            actor_id: ActorId::from(b"second".as_slice()),
+            hash: None,
+            seq: 1,
+            start_op: std::num::NonZeroU64::new(start_op).expect("start op"),
+            time: 0,
+            message: None,
+            deps: doc.get_heads(),
+            extra_bytes: vec![],
+            author: None,
+        };
+        Change::from(expanded).raw_bytes().to_vec()
+    }
+
+    fn make_map_in(obj: ObjectId) -> automerge::legacy::Op {
+        automerge::legacy::Op {
+            action: OpType::Make(ObjType::Map),
+            obj,
+            key: automerge::legacy::Key::Map("x".into()),
+            pred: automerge::legacy::SortedVec::new(),
+            insert: false,
+        }
+    }
+
+    #[test]
+    fn counters_past_32_bits_are_refused_not_a_panic() {
+        // automerge 0.12 holds counters in 32 bits and panics parsing a
+        // change that names a larger one as an object, a list element or a
+        // predecessor.
+        let mut doc = Automerge::new();
+        let first = ActorId::from(b"first".as_slice());
+        doc.set_actor(first.clone());
+        let mut tx = doc.transaction();
+        tx.put_object(ROOT, "m", ObjType::Map).expect("map");
+        tx.commit();
+        let past = u64::from(u32::MAX) + 5;
+        let id = automerge::legacy::OpId::new(past, &first);
+        let in_object = make_map_in(ObjectId::Id(id.clone()));
+        let mut after_element = make_map_in(ObjectId::Root);
+        after_element.key =
+            automerge::legacy::Key::Seq(automerge::legacy::ElementId::Id(id.clone()));
+        after_element.insert = true;
+        let mut replacing = make_map_in(ObjectId::Root);
+        replacing.pred = vec![id].into();
+        for (what, op) in [
+            ("object", in_object),
+            ("element", after_element),
+            ("predecessor", replacing),
+        ] {
+            let message = message_with(vec![change_after(&doc, 2, vec![op])]);
+            match check(&doc, &message, &limits()) {
+                Err(PayloadError::Malformed(_)) => {}
+                other => panic!("{what}: expected Malformed, got {other:?}"),
+            }
+        }
+        // Operations counted past 32 bits: automerge parses the change,
+        // then panics applying it.
+        let start = u64::from(u32::MAX);
+        let two = vec![make_map_in(ObjectId::Root), make_map_in(ObjectId::Root)];
+        let message = message_with(vec![change_after(&doc, start, two)]);
+        assert!(matches!(
+            check(&doc, &message, &limits()),
+            Err(PayloadError::Malformed(_))
+        ));
     }
 }
