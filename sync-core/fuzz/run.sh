@@ -5,6 +5,10 @@
 #
 #   sync-core/fuzz/run.sh [seconds per target, default 60]
 #
+# FUZZ_SEED fixes libFuzzer's seed, so a run explores the same inputs each
+# time (CI sets it: a check that passed keeps passing); unset, every run
+# explores new ones, which is how to look for new crashes.
+#
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets the stable
 # toolchain take them. No sanitizer: the code under test has no unsafe of
 # its own, and panics (what this looks for) are caught without one.
@@ -12,6 +16,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
 seconds="${1:-60}"
+seed="${FUZZ_SEED:-0}" # 0: libFuzzer picks one
 export RUSTC_BOOTSTRAP=1
 target_dir="${CARGO_TARGET_DIR:-$here/../../target}/fuzz"
 
@@ -38,7 +43,7 @@ for target in protocol_message sync_payload; do
     # The fuzzer's own status, not the filter's: `|| true` after the pipe
     # would reset PIPESTATUS and hide a crash.
     set +e
-    fuzz run "$target" "$work" -- -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
+    fuzz run "$target" "$work" -- -max_total_time="$seconds" -seed="$seed" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
         | grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done)|panicked|ERROR|SUMMARY'
     status=${PIPESTATUS[0]}
     set -e
