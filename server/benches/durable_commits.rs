@@ -31,6 +31,7 @@ use rand::rngs::StdRng;
 use server::ledger::{Attribution, LedgerProjection};
 use server::store::{
     ActorClaim, DocumentWrite, NewDocument, Role, Store, StoredKind, StoredVersion, SyncRecords,
+    SyncStateWrite,
 };
 use sync_core::automerge::ActorId;
 use sync_core::{Edit, Timestamp, diary_id, fixtures};
@@ -130,7 +131,13 @@ async fn phones(store: &dyn Store, count: usize, syncs: usize, first: usize) -> 
                     remote_addr: Some("127.0.0.1".to_owned()),
                     changes_added: 1,
                     changes_waiting: 0,
-                    sync_state: Some(vec![7; 96]),
+                    sync_state: Some(SyncStateWrite {
+                        document_id,
+                        user_id: user.id,
+                        device_id: "phone".to_owned(),
+                        state: vec![7; 96],
+                        at: chrono::Utc::now(),
+                    }),
                 }),
             });
         }

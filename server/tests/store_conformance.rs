@@ -1131,19 +1131,25 @@ mod cases {
         let s = store.as_ref();
         let unit = common::unit(s, "village1", None, "village").await;
         let alice = common::user(s, "alice", Role::Cadre, &unit).await;
-        let records = |changes_added, state: &[u8]| SyncRecords {
+        let doc = named_id("doc");
+        let records = |changes_added, state: &[u8], at| SyncRecords {
             user_id: alice.id,
             device_id: "phone".to_owned(),
             remote_addr: Some("10.0.0.7".to_owned()),
             changes_added,
             changes_waiting: 0,
-            sync_state: Some(state.to_vec()),
+            sync_state: Some(SyncStateWrite {
+                document_id: doc,
+                user_id: alice.id,
+                device_id: "phone".to_owned(),
+                state: state.to_vec(),
+                at: t(at),
+            }),
         };
         let by_sync = |owner, data: &[u8], at, changes, state: &[u8]| DocumentWrite {
-            sync: Some(records(changes, state)),
+            sync: Some(records(changes, state, at)),
             ..write("doc", owner, data, at)
         };
-        let doc = named_id("doc");
         let sync_state = || s.load_sync_state(&doc, alice.id, "phone");
         let writes = || async {
             s.list_audit(100)
@@ -1209,7 +1215,7 @@ mod cases {
             sync: Some(SyncRecords {
                 device_id: String::new(),
                 sync_state: None,
-                ..records(1, b"")
+                ..records(1, b"", 4)
             }),
             ..write("doc", None, b"c3", 4)
         })

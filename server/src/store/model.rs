@@ -420,9 +420,9 @@ pub struct SyncRecords {
     pub changes_added: usize,
     /// Changes stored that wait for a dependency.
     pub changes_waiting: usize,
-    /// The device's encoded sync state, kept for its next connection;
-    /// `None` keeps none (a device without an id).
-    pub sync_state: Option<Vec<u8>>,
+    /// The device's sync state after the write, kept for its next
+    /// connection; `None` keeps none (a device without an id).
+    pub sync_state: Option<SyncStateWrite>,
 }
 
 impl SyncRecords {
@@ -455,21 +455,6 @@ impl SyncRecords {
             ),
             remote_addr: self.remote_addr.clone(),
         }
-    }
-
-    /// The device's sync state of `document_id` as of `at`, if it keeps one.
-    pub fn sync_state_write(
-        &self,
-        document_id: DocumentId,
-        at: DateTime<Utc>,
-    ) -> Option<SyncStateWrite> {
-        self.sync_state.as_ref().map(|state| SyncStateWrite {
-            document_id,
-            user_id: self.user_id,
-            device_id: self.device_id.clone(),
-            state: state.clone(),
-            at,
-        })
     }
 }
 

@@ -701,8 +701,8 @@ where
                 sync.audit_entry(write.document_id, at, created, chunk_id),
             )
             .await?;
-            if let Some(state) = sync.sync_state_write(write.document_id, at) {
-                Self::save_sync_state(conn, &state).await?;
+            if let Some(state) = &sync.sync_state {
+                Self::save_sync_state(conn, state).await?;
             }
         }
         let meta = sqlx::query_as::<DB, DocumentRow>(concat!(

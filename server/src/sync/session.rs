@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sync_core::automerge;
 use sync_core::protocol::{
     Access, Granted, Message, ProtocolError, ServerConnection, ServerStep, SyncStep,
@@ -309,8 +309,11 @@ impl Session {
             Ok(merged) => merged,
             Err(e) => return refusal(document_id, e),
         };
+        // What the message adds to the document, if anything.
+        let chunk = merged.outcome.chunk.take();
+        let wrote = chunk.is_some();
         if !stored_existed
-            && merged.outcome.chunk.is_some()
+            && wrote
             && let Some(new) = &merged.outcome.create
             && !self.named_by_its_root(document_id, new)
         {
@@ -320,8 +323,7 @@ impl Session {
             );
             return Ok(Answer::Unavailable);
         }
-        let wrote = merged.outcome.chunk.is_some();
-        let live = match merged.outcome.chunk.take() {
+        let live = match chunk {
             Some(chunk) => match self
                 .store(document_id, access, stored_existed, live, merged, chunk)
                 .await?
@@ -464,15 +466,14 @@ impl Session {
         // The state as the write's changes left it: what the reply makes
         // does not change what is kept of it (the heads both sides share),
         // so it is saved with the write, in its commit.
-        let sync_state = match self.user.device_id.is_empty() {
-            true => None,
-            false => self.conn()?.sync_state(&document_id),
-        };
+        let at = Utc::now();
+        let sync_state = self.sync_state_write(document_id, at);
+        let saved = sync_state.as_ref().map(|write| write.state.clone());
         let write = DocumentWrite {
             document_id,
             create: outcome.create,
             data: chunk,
-            at: Utc::now(),
+            at,
             ledger,
             actors: claims,
             based_on: None,
@@ -482,7 +483,7 @@ impl Session {
                 remote_addr: self.remote_addr.clone(),
                 changes_added: outcome.changes_added,
                 changes_waiting: outcome.changes_waiting,
-                sync_state: sync_state.clone(),
+                sync_state,
             }),
         };
         let store = self.state.store.as_ref();
@@ -498,7 +499,7 @@ impl Session {
                 Err(LiveError::Store(StoreError::NotFound)) => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
-        if let Some(state) = sync_state {
+        if let Some(state) = saved {
             self.saved.insert(document_id, (state, Instant::now()));
         }
         if outcome.changes_waiting > 0 {
@@ -588,28 +589,40 @@ impl Session {
         Ok(())
     }
 
+    /// This device's sync state of `document_id` as of `at`, to keep for
+    /// its next connection; `None` for a device without an id (it keeps
+    /// none) or a document this connection has not synced.
+    fn sync_state_write(
+        &self,
+        document_id: DocumentId,
+        at: DateTime<Utc>,
+    ) -> Option<SyncStateWrite> {
+        if self.user.device_id.is_empty() {
+            return None;
+        }
+        let state = self.conn.as_ref()?.sync_state(&document_id)?;
+        Some(SyncStateWrite {
+            document_id,
+            user_id: self.user.user_id,
+            device_id: self.user.device_id.clone(),
+            state,
+            at,
+        })
+    }
+
     /// Keeps this device's sync state of `document_id` for its next
     /// connection. A failure only costs a longer sync next time.
     pub async fn save_sync_state(&mut self, document_id: DocumentId) {
-        if self.user.device_id.is_empty() {
-            return;
-        }
-        let Some(state) = self.conn.as_ref().and_then(|c| c.sync_state(&document_id)) else {
+        let Some(write) = self.sync_state_write(document_id, Utc::now()) else {
             return;
         };
         if let Some((saved, at)) = self.saved.get(&document_id)
-            && *saved == state
+            && *saved == write.state
             && at.elapsed() < SAVED_FRESH
         {
             return;
         }
-        let write = SyncStateWrite {
-            document_id,
-            user_id: self.user.user_id,
-            device_id: self.user.device_id.clone(),
-            state: state.clone(),
-            at: Utc::now(),
-        };
+        let state = write.state.clone();
         match self.state.store.save_sync_state(write).await {
             Ok(()) => {
                 self.saved.insert(document_id, (state, Instant::now()));
