@@ -208,7 +208,10 @@ impl Core {
             .authorised(|token| async move { self.http.my_documents(&token).await })
             .await?;
 
-        let peer_id = format!("{}-{:08x}", self.config.device_id, rand::random::<u32>());
+        // The connection's name in the protocol, in every message both ways:
+        // short, and new on each connection. The server knows the device
+        // from the token, not from this.
+        let peer_id = format!("{:08x}", rand::random::<u32>());
         let (mut conn, join) = ClientConnection::new(peer_id, None);
         let mut ids = BTreeSet::new();
         {

@@ -305,7 +305,7 @@ fn raw_sync(id: DocumentId, chunks: Vec<Vec<u8>>) -> Message {
     Message::Sync {
         document_id: id,
         sender_id: "hostile".to_owned(),
-        target_id: "visit-diary-server".to_owned(),
+        target_id: server::sync::session::SERVER_PEER_ID.to_owned(),
         data,
     }
 }

@@ -38,8 +38,10 @@ use crate::store::{
 /// its time is the device's last sync on the devices page.
 const SAVED_FRESH: Duration = Duration::from_secs(60);
 
-/// The peer id the server announces.
-pub const SERVER_PEER_ID: &str = "visit-diary-server";
+/// The peer id the server announces. It is in every message both ways
+/// (the sender of each message down, the target of each message up), so it
+/// is short.
+pub const SERVER_PEER_ID: &str = "server";
 
 /// How long a received frame may wait for room in its user's budget of
 /// bytes being merged (other frames of theirs finishing) before the
