@@ -9,8 +9,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sync_core::fixtures;
 use sync_core::protocol::{
-    Access, ClientConnection, Granted, Message, PeerMetadata, ProtocolError, ServerConnection,
-    ServerStep, SyncStep,
+    Access, ClientConnection, DocSyncStatus, Granted, Message, PeerMetadata, ProtocolError,
+    ServerConnection, ServerStep, SyncStep,
 };
 use sync_core::testing::Network;
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp};
@@ -639,25 +639,39 @@ fn a_malformed_frame_closes_only_that_connection() {
 /// v2 sync message, which the server advertises): about its saved size on
 /// the wire and in storage, where one change at a time took about ten times
 /// that. The server's payload checks take it.
-#[test]
-fn a_first_upload_costs_about_the_saved_size() {
-    let mut r = ChaCha8Rng::seed_from_u64(42);
-    let diary =
-        fixtures::diary(&mut r, "cadre01", ActorId::from([7u8; 16]), 300, NOW).into_automerge();
-    let saved = diary.save().len();
-    let id = DocumentId::from_bytes([42; 16]);
-    let limits = sync_core::protocol::payload::PayloadLimits::new(16 * 1024 * 1024, 32);
+/// What crossed one connection in [`converse`].
+struct Conversation {
+    /// Bytes the client sent, the first messages included.
+    up: usize,
+    /// Bytes of chunks the server stored.
+    stored: usize,
+    /// Rounds in which the client sent something after its first messages
+    /// (0: the server's answer to them was the end).
+    more_rounds: usize,
+}
 
-    let mut server = ServerConnection::new("s");
-    let (mut client, join) = ClientConnection::new("c", None);
-    let mut docs = BTreeMap::from([(id, diary.clone())]);
-    client.add_document(id);
+/// Runs a connection until the client has nothing more to say: `to_server`
+/// (the client's first messages) go to `server`, which checks and applies
+/// every sync message to `stored` and answers; the client handles the
+/// answers and polls again. `restore` is the server's sync state kept from
+/// an earlier connection, restored as the server does before a merge.
+fn converse(
+    server: &mut ServerConnection,
+    stored: &mut Automerge,
+    client: &mut ClientConnection,
+    docs: &mut BTreeMap<DocumentId, Automerge>,
+    mut to_server: Vec<Message>,
+    restore: Option<&[u8]>,
+) -> Conversation {
+    let limits = sync_core::protocol::payload::PayloadLimits::new(16 * 1024 * 1024, 32);
     let allow = |_: &DocumentId| Access::ReadWrite;
-    let mut stored = Automerge::new();
-    let mut stored_bytes = 0;
-    let mut up = join.encode().len();
-    let mut to_server = vec![join];
-    for _ in 0..10 {
+    let mut talk = Conversation {
+        up: to_server.iter().map(|m| m.encode().len()).sum(),
+        stored: 0,
+        more_rounds: 0,
+    };
+    let mut restored = false;
+    for round in 0..10 {
         let mut to_client = Vec::new();
         for m in to_server.drain(..) {
             match server.handle_with(m, &allow).expect("handled") {
@@ -669,35 +683,64 @@ fn a_first_upload_costs_about_the_saved_size() {
                     message,
                     ..
                 }) => {
-                    sync_core::protocol::payload::check(&stored, &message, &limits)
-                        .expect("a first upload passes the checks");
-                    let applied = server
-                        .apply(&document_id, &mut stored, *message)
-                        .expect("applied");
-                    if let Some(chunk) = applied.chunk(&stored) {
-                        stored_bytes += chunk.len();
+                    if let Some(saved) = restore.filter(|_| !restored) {
+                        server.restore_sync_state(&document_id, saved);
+                        restored = true;
                     }
-                    to_client.extend(server.reply(&document_id, &stored, false).message);
+                    sync_core::protocol::payload::check(stored, &message, &limits)
+                        .expect("the payload passes the checks");
+                    let applied = server
+                        .apply(&document_id, stored, *message)
+                        .expect("applied");
+                    if let Some(chunk) = applied.chunk(stored) {
+                        talk.stored += chunk.len();
+                    }
+                    to_client.extend(server.reply(&document_id, stored, false).message);
                 }
             }
         }
         for m in to_client {
-            client.handle(m, &mut docs).expect("client handles");
+            client.handle(m, docs).expect("client handles");
         }
-        to_server = client.poll(&docs);
-        up += to_server
-            .iter()
-            .map(|m| m.clone().encode().len())
-            .sum::<usize>();
+        to_server = client.poll(docs);
         if to_server.is_empty() {
-            break;
+            return talk;
+        }
+        talk.up += to_server.iter().map(|m| m.encode().len()).sum::<usize>();
+        if round > 0 {
+            talk.more_rounds += 1;
         }
     }
+    panic!("the connection did not settle in 10 rounds");
+}
+
+#[test]
+fn a_first_upload_costs_about_the_saved_size() {
+    let mut r = ChaCha8Rng::seed_from_u64(42);
+    let diary =
+        fixtures::diary(&mut r, "cadre01", ActorId::from([7u8; 16]), 300, NOW).into_automerge();
+    let saved = diary.save().len();
+    let id = DocumentId::from_bytes([42; 16]);
+
+    let mut server = ServerConnection::new("s");
+    let (mut client, join) = ClientConnection::new("c", None);
+    let mut docs = BTreeMap::from([(id, diary.clone())]);
+    client.add_document(id);
+    let mut stored = Automerge::new();
+    let talk = converse(
+        &mut server,
+        &mut stored,
+        &mut client,
+        &mut docs,
+        vec![join],
+        None,
+    );
     assert_eq!(
         stored.get_heads(),
         diary.get_heads(),
         "the server has it all"
     );
+    let (up, stored_bytes) = (talk.up, talk.stored);
     eprintln!("first upload: {up} bytes up, {stored_bytes} stored, save() {saved}");
     assert!(
         up * 10 <= saved * 11,
@@ -706,6 +749,81 @@ fn a_first_upload_costs_about_the_saved_size() {
     assert!(
         stored_bytes * 10 <= saved * 11,
         "{stored_bytes} bytes stored for a document of {saved}"
+    );
+}
+
+/// A phone that kept its sync state from its last connection and made a
+/// visit offline sends the visit in its first sync message: the server's
+/// answer to it is the end of the sync, one round trip after the handshake.
+#[test]
+fn a_kept_sync_state_sends_new_changes_in_the_first_message() {
+    let (id, diary) = diary_with_visits(20, 3);
+    let mut docs = BTreeMap::from([(id, diary.into_automerge())]);
+    let mut stored = Automerge::new();
+    // The first connection: the whole diary; both sides keep their state.
+    let mut server = ServerConnection::new("s");
+    let (mut client, join) = ClientConnection::new("c", None);
+    client.add_document(id);
+    converse(
+        &mut server,
+        &mut stored,
+        &mut client,
+        &mut docs,
+        vec![join],
+        None,
+    );
+    let kept_by_phone = client.sync_state(&id).expect("phone state");
+    let kept_by_server = server.sync_state(&id).expect("server state");
+
+    // Offline: one more visit.
+    let phone = docs.get_mut(&id).expect("diary");
+    let mut diary = DiaryDocument::from_automerge(phone.clone()).expect("diary");
+    let at = Timestamp(NOW.0 + 86_400_000);
+    let mut r = ChaCha8Rng::seed_from_u64(4);
+    diary
+        .add_visit(
+            &Edit::new("cadre01", at),
+            &fixtures::visit(&mut r, at, "cadre01"),
+        )
+        .expect("visit");
+    *phone = diary.into_automerge();
+    let visit = phone.get_last_local_change().expect("the visit").hash();
+
+    // The next connection: the join is answered (the handshake), then the
+    // first sync message carries the visit.
+    let mut server = ServerConnection::new("s");
+    let (mut client, join) = ClientConnection::new("c", None);
+    client.add_document_with_state(id, &kept_by_phone);
+    let allow = |_: &DocumentId| Access::ReadWrite;
+    let ServerStep::Reply(peer) = server.handle_with(join, &allow).expect("join") else {
+        panic!("the join is answered");
+    };
+    for m in peer {
+        client.handle(m, &mut docs).expect("peer");
+    }
+    let first = client.poll(&docs);
+    let [Message::Sync { data, .. }] = first.as_slice() else {
+        panic!("one sync message, got {first:?}");
+    };
+    let carried = automerge::sync::Message::decode(data).expect("sync message");
+    assert_eq!(carried.changes.len(), 1, "the visit, and nothing else");
+    let talk = converse(
+        &mut server,
+        &mut stored,
+        &mut client,
+        &mut docs,
+        first,
+        Some(&kept_by_server),
+    );
+    assert!(
+        stored.get_change_meta_by_hash(&visit).is_some(),
+        "the server has the visit"
+    );
+    assert_eq!(stored.get_heads(), docs[&id].get_heads());
+    assert_eq!(client.status(&id, &docs), Some(DocSyncStatus::Synced));
+    assert_eq!(
+        talk.more_rounds, 0,
+        "synced by the answer to the first message"
     );
 }
 

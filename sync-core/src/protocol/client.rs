@@ -222,9 +222,12 @@ impl ClientConnection {
                 continue;
             }
             let doc = local.get(id).unwrap_or(&empty);
-            let Some(m) = doc.generate_sync_message(&mut d.state) else {
+            let Some(mut m) = doc.generate_sync_message(&mut d.state) else {
                 continue;
             };
+            if !d.sent_any {
+                doc_sync::send_changes_since_shared_heads(doc, &mut d.state, &mut m);
+            }
             let data = m.encode();
             // A document we do not have yet is requested, so the server
             // answers `doc-unavailable` rather than waiting.
