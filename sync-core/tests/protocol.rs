@@ -714,6 +714,21 @@ fn converse(
     panic!("the connection did not settle in 10 rounds");
 }
 
+/// A client's first connection for document `id`, which the server stores
+/// in `stored`: the two connections, to read their sync states, and what
+/// crossed.
+fn first_sync(
+    id: DocumentId,
+    docs: &mut BTreeMap<DocumentId, Automerge>,
+    stored: &mut Automerge,
+) -> (ServerConnection, ClientConnection, Conversation) {
+    let mut server = ServerConnection::new("s");
+    let (mut client, join) = ClientConnection::new("c", None);
+    client.add_document(id);
+    let talk = converse(&mut server, stored, &mut client, docs, vec![join], None);
+    (server, client, talk)
+}
+
 #[test]
 fn a_first_upload_costs_about_the_saved_size() {
     let mut r = ChaCha8Rng::seed_from_u64(42);
@@ -722,19 +737,9 @@ fn a_first_upload_costs_about_the_saved_size() {
     let saved = diary.save().len();
     let id = DocumentId::from_bytes([42; 16]);
 
-    let mut server = ServerConnection::new("s");
-    let (mut client, join) = ClientConnection::new("c", None);
     let mut docs = BTreeMap::from([(id, diary.clone())]);
-    client.add_document(id);
     let mut stored = Automerge::new();
-    let talk = converse(
-        &mut server,
-        &mut stored,
-        &mut client,
-        &mut docs,
-        vec![join],
-        None,
-    );
+    let (_, _, talk) = first_sync(id, &mut docs, &mut stored);
     assert_eq!(
         stored.get_heads(),
         diary.get_heads(),
@@ -761,17 +766,7 @@ fn a_kept_sync_state_sends_new_changes_in_the_first_message() {
     let mut docs = BTreeMap::from([(id, diary.into_automerge())]);
     let mut stored = Automerge::new();
     // The first connection: the whole diary; both sides keep their state.
-    let mut server = ServerConnection::new("s");
-    let (mut client, join) = ClientConnection::new("c", None);
-    client.add_document(id);
-    converse(
-        &mut server,
-        &mut stored,
-        &mut client,
-        &mut docs,
-        vec![join],
-        None,
-    );
+    let (server, client, _) = first_sync(id, &mut docs, &mut stored);
     let kept_by_phone = client.sync_state(&id).expect("phone state");
     let kept_by_server = server.sync_state(&id).expect("server state");
 
