@@ -20,6 +20,8 @@ pub mod rebuild;
 pub mod report;
 
 use chrono::{DateTime, Utc};
+
+use crate::store::Store;
 use serde::Serialize;
 use sync_core::records::petition::{Category, Level, PetitionStatus, Satisfaction};
 
@@ -29,6 +31,29 @@ pub use projection::{
     VisitRow,
 };
 pub use rebuild::{RebuildError, RebuildSummary, rebuild};
+
+/// Folds `ledger_counts` every `every` until `stop` completes (see
+/// [`Store::fold_ledger_counts`]); a failure is logged and tried again at
+/// the next tick.
+pub async fn fold_counts_periodically(
+    store: std::sync::Arc<dyn Store>,
+    every: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => match store.fold_ledger_counts().await {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "folded ledger counts"),
+                Err(error) => tracing::warn!(%error, "folding ledger counts failed"),
+            },
+            () = &mut stop => return,
+        }
+    }
+}
 
 /// Which petitions [`Store::query_ledger`](crate::store::Store::query_ledger)
 /// returns. Every `Some` narrows the result; deleted petitions never appear.
@@ -71,6 +96,43 @@ pub struct LedgerQuery {
     pub limit: i64,
     /// Rows skipped.
     pub offset: i64,
+}
+
+impl LedgerQuery {
+    /// Whether the total can be read from `ledger_counts` (live petitions
+    /// per unit, status, category and level, kept by the database with
+    /// every write) instead of counting the matching rows: true when the
+    /// query narrows by nothing else than those four.
+    pub fn total_from_counts(&self) -> bool {
+        let LedgerQuery {
+            unit_ids: _,
+            owner_user_id,
+            status: _,
+            category: _,
+            today: _,
+            overdue_only,
+            responsible,
+            level: _,
+            created_from,
+            created_to,
+            text,
+            unfinished_only: _,
+            resolved_from,
+            resolved_to,
+            sort: _,
+            without_total: _,
+            limit: _,
+            offset: _,
+        } = self;
+        owner_user_id.is_none()
+            && !overdue_only
+            && responsible.is_none()
+            && created_from.is_none()
+            && created_to.is_none()
+            && text.is_none()
+            && resolved_from.is_none()
+            && resolved_to.is_none()
+    }
 }
 
 /// The order of a ledger page.

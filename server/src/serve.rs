@@ -76,6 +76,10 @@ pub async fn serve(
     serve_with_store(config, store, listener, shutdown).await
 }
 
+/// How often the ledger's per-unit counts are folded (PostgreSQL adds a
+/// row per change; a total sums the rows of its keys).
+const LEDGER_COUNTS_FOLD_EVERY: Duration = Duration::from_secs(60);
+
 /// How often idle live documents are looked for.
 const LIVE_EVICTION_EVERY: Duration = Duration::from_secs(30);
 
@@ -105,6 +109,18 @@ pub async fn serve_with_store(
         let (store, signal) = (store.clone(), signal.clone());
         async move {
             crate::sync::compactor::run(hub, store, permits, signal.triggered()).await;
+        }
+    });
+    // Keeps the ledger's per-unit counts one row per key.
+    tokio::spawn({
+        let (store, signal) = (store.clone(), signal.clone());
+        async move {
+            crate::ledger::fold_counts_periodically(
+                store,
+                LEDGER_COUNTS_FOLD_EVERY,
+                signal.triggered(),
+            )
+            .await;
         }
     });
     // Other processes' writes on the same database reach this one's

@@ -224,6 +224,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         query: &crate::ledger::LedgerQuery,
     ) -> StoreResult<crate::ledger::LedgerPage>;
 
+    /// Folds `ledger_counts` into one row per key, for a backend whose
+    /// triggers add a row per change (PostgreSQL); returns the rows it
+    /// removed. Safe to run at any time, from any number of processes.
+    async fn fold_ledger_counts(&self) -> StoreResult<u64>;
+
     /// Every actor recorded for a document (see [`ActorClaim`]), by actor.
     async fn document_actors(&self, document_id: &DocumentId) -> StoreResult<Vec<DocumentActor>>;
 

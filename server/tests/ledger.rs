@@ -14,6 +14,7 @@ use serde_json::Value;
 use server::config::Config;
 use server::demo::{DEMO_UNITS, DEMO_USERS, seed_demo_records};
 use server::ledger::{LedgerItem, LedgerProjection, LedgerQuery};
+use server::store::postgres::PostgresStore;
 use server::store::sqlite::SqliteStore;
 use server::store::{ConnectOptions, DocumentWrite, Store, StoredKind, Unit};
 use sync_core::automerge::{AutoCommit, ROOT, transaction::Transactable};
@@ -454,18 +455,168 @@ async fn ledger_rebuild_command_reports_progress() {
     store.close().await;
 }
 
-// ----- hostile projections never lose the chunk -----
+// ----- totals read from the per-unit counts -----
 
-async fn duplicate_ids_do_not_fail_the_write(store: Arc<dyn Store>) {
+/// Every total a supervisor's filters by unit, status, category, level and
+/// "unfinished" can ask for, each checked against the rows themselves: the
+/// total is summed from `ledger_counts`, the expected number is counted
+/// here from the listed petitions.
+async fn assert_totals_match_the_rows(s: &dyn Store, when: &str) {
+    let items = all_rows(s).await;
+    let units = s.list_units().await.expect("units");
+    let mut scopes: Vec<Option<Vec<&Unit>>> = vec![None, Some(units.iter().collect())];
+    scopes.extend(units.iter().map(|u| Some(vec![u])));
+    let statuses = std::iter::once(None).chain(PetitionStatus::ALL.iter().copied().map(Some));
+    let categories: Vec<Option<Category>> = std::iter::once(None)
+        .chain(Category::ALL.iter().copied().map(Some))
+        .collect();
+    let mut queries = Vec::new();
+    for scope in &scopes {
+        for status in statuses.clone() {
+            for &category in &categories {
+                queries.push((scope.clone(), status, category, None, false));
+            }
+        }
+    }
+    for &level in Level::ALL {
+        for scope in [None, Some(vec![&units[1]])] {
+            queries.push((scope.clone(), None, None, Some(level), false));
+            queries.push((scope, None, Some(Category::CadreConduct), Some(level), true));
+        }
+    }
+    for scope in &scopes {
+        queries.push((scope.clone(), None, None, None, true));
+    }
+    for (scope, status, category, level, unfinished_only) in queries {
+        let query = LedgerQuery {
+            unit_ids: scope.as_ref().map(|us| us.iter().map(|u| u.id).collect()),
+            status,
+            category,
+            level,
+            unfinished_only,
+            limit: 1,
+            ..LedgerQuery::default()
+        };
+        assert!(query.total_from_counts());
+        let expected = items
+            .iter()
+            .filter(|i| {
+                scope
+                    .as_ref()
+                    .is_none_or(|us| us.iter().any(|u| u.code == i.unit_code))
+                    && status.is_none_or(|st| i.status == st)
+                    && category.is_none_or(|c| i.category == c)
+                    && level.is_none_or(|l| i.level == l)
+                    && (!unfinished_only
+                        || matches!(i.status, PetitionStatus::Open | PetitionStatus::InProgress))
+            })
+            .count();
+        let total = s.query_ledger(&query).await.expect("query").total;
+        assert_eq!(
+            total,
+            i64::try_from(expected).expect("fits"),
+            "{when}: {query:?}"
+        );
+    }
+}
+
+/// Every live petition, listed with a filter the counts do not answer (a
+/// period reaching from long ago to far ahead), so the total is counted
+/// from the rows.
+async fn all_rows(s: &dyn Store) -> Vec<LedgerItem> {
+    let query = LedgerQuery {
+        created_from: Some(Utc::now() - chrono::TimeDelta::days(100 * 365)),
+        created_to: Some(Utc::now() + chrono::TimeDelta::days(100 * 365)),
+        limit: 10_000,
+        ..LedgerQuery::default()
+    };
+    assert!(!query.total_from_counts());
+    let page = s.query_ledger(&query).await.expect("query ledger");
+    assert_eq!(page.total, i64::try_from(page.items.len()).expect("fits"));
+    page.items
+}
+
+async fn totals_from_the_counts_match_the_rows(store: Arc<dyn Store>) {
     let s = store.as_ref();
-    demo_org(s).await;
+    seeded(s).await;
+    assert_totals_match_the_rows(s, "seeded").await;
+
+    // A cadre's rows wiped and rebuilt, then a document (rows only, no
+    // automerge data) with live and deleted petitions of every status.
     let cadre = s
         .get_user_by_username("cadre01")
         .await
         .expect("get")
         .expect("cadre01");
-    let row = server::ledger::PetitionRow {
-        id: "same".to_owned(),
+    let docs = s
+        .list_documents_for_owner(cadre.id)
+        .await
+        .expect("documents");
+    for meta in &docs {
+        s.replace_ledger(&meta.id, &LedgerProjection::default(), meta.updated_at)
+            .await
+            .expect("wipe");
+    }
+    assert_totals_match_the_rows(s, "wiped").await;
+    server::ledger::rebuild(s, |_, _| {})
+        .await
+        .expect("rebuild");
+    assert_totals_match_the_rows(s, "rebuilt").await;
+    let rows = |deleted_every: usize| -> Vec<server::ledger::PetitionRow> {
+        (0..24)
+            .map(|n| server::ledger::PetitionRow {
+                id: format!("p{n}"),
+                status: PetitionStatus::ALL[n % PetitionStatus::ALL.len()],
+                category: Category::ALL[n % Category::ALL.len()],
+                level: Level::ALL[n % Level::ALL.len()],
+                deleted: n % deleted_every == 0,
+                ..petition_row("p")
+            })
+            .collect()
+    };
+    s.append_changes(DocumentWrite {
+        ledger: Some(LedgerProjection {
+            petitions: rows(5),
+            ..LedgerProjection::default()
+        }),
+        ..common::creation(named_id("mixed"), StoredKind::Diary, cadre.id, Some(2026))
+    })
+    .await
+    .expect("stored");
+    assert_totals_match_the_rows(s, "mixed rows added").await;
+    // The same petitions again, other ones deleted.
+    let meta = s
+        .get_document_meta(&named_id("mixed"))
+        .await
+        .expect("get")
+        .expect("mixed");
+    s.replace_ledger(
+        &named_id("mixed"),
+        &LedgerProjection {
+            petitions: rows(3),
+            ..LedgerProjection::default()
+        },
+        meta.updated_at,
+    )
+    .await
+    .expect("replace");
+    assert_totals_match_the_rows(s, "mixed rows replaced").await;
+
+    let folded = s.fold_ledger_counts().await.expect("fold");
+    match s.backend() {
+        // Every write above added rows to fold.
+        server::store::Backend::Postgres => assert!(folded > 0, "folded {folded}"),
+        server::store::Backend::Sqlite => assert_eq!(folded, 0),
+    }
+    assert_totals_match_the_rows(s, "folded").await;
+    assert_eq!(s.fold_ledger_counts().await.expect("fold again"), 0);
+    assert_totals_match_the_rows(s, "folded twice").await;
+}
+
+/// A live petition row of cadre01's, `id` and otherwise plain.
+fn petition_row(id: &str) -> server::ledger::PetitionRow {
+    server::ledger::PetitionRow {
+        id: id.to_owned(),
         visit_id: None,
         applicant_name: "王秀英".to_owned(),
         applicant_phone: Some("13812345678".to_owned()),
@@ -485,7 +636,72 @@ async fn duplicate_ids_do_not_fail_the_write(store: Arc<dyn Store>) {
         closed_at: None,
         deleted: false,
         event_count: 0,
+    }
+}
+
+/// The server only inserts and deletes ledger rows; a row changed in place
+/// (by an operator, by a later migration) still keeps the counts right.
+#[tokio::test]
+async fn totals_from_the_counts_follow_rows_updated_in_place() {
+    async fn run(s: &dyn Store, execute: impl AsyncFn(&str)) {
+        seeded(s).await;
+        execute("UPDATE ledger_petitions SET status = 'closed' WHERE status = 'open'").await;
+        assert_totals_match_the_rows(s, "statuses changed").await;
+        execute("UPDATE ledger_petitions SET deleted = TRUE WHERE category = 'cadre_conduct'")
+            .await;
+        assert_totals_match_the_rows(s, "some deleted").await;
+        execute(
+            "UPDATE ledger_petitions SET deleted = FALSE, level = 'county'
+             WHERE category = 'cadre_conduct' AND status = 'closed'",
+        )
+        .await;
+        assert_totals_match_the_rows(s, "some back, at another level").await;
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/test.db", dir.path().display());
+    let sqlite = SqliteStore::connect(&url, ConnectOptions::default())
+        .await
+        .expect("open sqlite");
+    sqlite.migrate().await.expect("migrate");
+    run(&sqlite, async |sql: &str| {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(sqlite.pool())
+            .await
+            .expect("update");
+    })
+    .await;
+    sqlite.close().await;
+
+    let Some(schema) = common::postgres_schema().await else {
+        return;
     };
+    let postgres = PostgresStore::connect(&schema.url, ConnectOptions::default())
+        .await
+        .expect("open postgres");
+    postgres.migrate().await.expect("migrate");
+    run(&postgres, async |sql: &str| {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(postgres.pool())
+            .await
+            .expect("update");
+    })
+    .await;
+    postgres.close().await;
+    schema.cleanup().await;
+}
+
+// ----- hostile projections never lose the chunk -----
+
+async fn duplicate_ids_do_not_fail_the_write(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    demo_org(s).await;
+    let cadre = s
+        .get_user_by_username("cadre01")
+        .await
+        .expect("get")
+        .expect("cadre01");
+    let row = petition_row("same");
     let ledger = LedgerProjection {
         petitions: vec![row.clone(), row],
         ..LedgerProjection::default()
@@ -510,4 +726,5 @@ test_support::backends!(
     demo_records_fill_the_ledger,
     rebuild_reproduces_the_written_rows,
     duplicate_ids_do_not_fail_the_write,
+    totals_from_the_counts_match_the_rows,
 );

@@ -24,7 +24,9 @@
 //!    petitions mostly closed, recent ones open or in progress, deadlines
 //!    some of them past, the four categories, three levels with the
 //!    responsible person that goes with each, Chinese text, feedback and
-//!    ratings. `VACUUM ANALYZE` follows, as autovacuum would after a load.
+//!    ratings. Once the server has folded the per-unit counts those rows
+//!    added (`ledger_counts`, every minute), `VACUUM ANALYZE` follows, as
+//!    autovacuum would after a load.
 //! 3. Logged in through `POST /api/v1/auth/login` as the county's and a
 //!    town's supervisor, one client issues each filter the ledger page
 //!    (`/ledger`) and its API offer, `--requests` times in a row after a
@@ -433,10 +435,45 @@ async fn generate(
     }
     conn.execute("DROP TABLE bench_cadres").await?;
     conn.execute("VACUUM ANALYZE ledger_petitions").await?;
+    wait_for_folded_counts(conn).await?;
     conn.execute("ANALYZE units").await?;
     conn.execute("ANALYZE users").await?;
     conn.execute("ANALYZE documents").await?;
     Ok(started.elapsed())
+}
+
+/// Each batch added its differences to `ledger_counts`; the server folds
+/// them into one row per key every minute. Waits (up to 90 s) until it has,
+/// so that the figures are those of a settled server. A server from before
+/// the counts has no such table: nothing to wait for.
+async fn wait_for_folded_counts(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let counted: bool = sqlx::query_scalar("SELECT to_regclass('ledger_counts') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !counted {
+        return Ok(());
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (rows, keys): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(DISTINCT (unit_id, status, category, level)) FROM ledger_counts",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        if rows == keys {
+            eprintln!("ledger_scale: ledger_counts folded: {keys} keys");
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "ledger_scale: ledger_counts not folded after 90 s: {rows} rows, {keys} keys"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    conn.execute("VACUUM ANALYZE ledger_counts").await?;
+    Ok(())
 }
 
 /// One filter: a name for the table, who asks, and the request.

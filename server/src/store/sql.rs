@@ -1517,6 +1517,15 @@ where
         let mut tx = pool.begin().await?;
         let total: i64 = if q.without_total {
             0
+        } else if q.total_from_counts() {
+            sqlx::query_scalar::<DB, i64>(sql.counted)
+                .bind(&unit_ids)
+                .bind(q.status.map(|s| s.as_str()))
+                .bind(q.category.map(|c| c.as_str()))
+                .bind(q.level.map(|l| l.as_str()))
+                .bind(q.unfinished_only)
+                .fetch_one(&mut *tx)
+                .await?
         } else {
             bind_filter!(sqlx::query_scalar::<DB, i64>(sql.count), &unit_ids)
                 .fetch_one(&mut *tx)
@@ -1626,6 +1635,10 @@ pub(super) use ledger_item_cols;
 pub(super) struct LedgerSql {
     /// `SELECT COUNT(*)` of every matching petition.
     pub(super) count: &'static str,
+    /// The same total summed from `ledger_counts`, for a query that
+    /// [`LedgerQuery::total_from_counts`]: the unit list in `$1`, then
+    /// status, category, level and "unfinished only" in `$2` to `$5`.
+    pub(super) counted: &'static str,
     /// One page of them in the order `$15` names; `LIMIT $16 OFFSET $17`.
     pub(super) page: &'static str,
 }
@@ -1660,6 +1673,16 @@ macro_rules! ledger_query_sql {
             count: concat!(
                 "SELECT COUNT(*) FROM ledger_petitions p",
                 $crate::store::sql::ledger_query_sql!(@where $unit_filter)
+            ),
+            counted: concat!(
+                "SELECT CAST(COALESCE(SUM(p.n), 0) AS BIGINT) FROM ledger_counts p
+                 WHERE ",
+                $unit_filter,
+                "
+                   AND (CAST($2 AS TEXT) IS NULL OR p.status = $2)
+                   AND (CAST($3 AS TEXT) IS NULL OR p.category = $3)
+                   AND (CAST($4 AS TEXT) IS NULL OR p.level = $4)
+                   AND (NOT $5 OR p.status IN ('open', 'in_progress'))"
             ),
             page: concat!(
                 "SELECT ",

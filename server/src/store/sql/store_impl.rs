@@ -293,6 +293,10 @@ macro_rules! sql_store {
                 ledger::query(&self.pool, query).await
             }
 
+            async fn fold_ledger_counts(&self) -> $crate::store::StoreResult<u64> {
+                ledger::fold_counts(&self.pool).await
+            }
+
             async fn document_actors(
                 &self,
                 document_id: &sync_core::DocumentId,
