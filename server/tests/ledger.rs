@@ -140,6 +140,18 @@ async fn demo_records_fill_the_ledger(store: Arc<dyn Store>) {
     );
 }
 
+/// Empties the ledger rows of every document of `owner`, as if the ledger
+/// had been damaged; returns those documents.
+async fn wipe_ledger_rows(s: &dyn Store, owner: i64) -> Vec<server::store::DocumentRow> {
+    let docs = s.list_documents_for_owner(owner).await.expect("documents");
+    for meta in &docs {
+        s.replace_ledger(&meta.id, &LedgerProjection::default(), meta.updated_at)
+            .await
+            .expect("wipe");
+    }
+    docs
+}
+
 async fn rebuild_reproduces_the_written_rows(store: Arc<dyn Store>) {
     let s = store.as_ref();
     seeded(s).await;
@@ -168,15 +180,7 @@ async fn rebuild_reproduces_the_written_rows(store: Arc<dyn Store>) {
     assert_eq!(before.len(), 100);
 
     // Lose some rows, as if the ledger had been damaged.
-    let docs = s
-        .list_documents_for_owner(cadre.id)
-        .await
-        .expect("documents");
-    for meta in &docs {
-        s.replace_ledger(&meta.id, &LedgerProjection::default(), meta.updated_at)
-            .await
-            .expect("wipe");
-    }
+    let docs = wipe_ledger_rows(s, cadre.id).await;
     assert!(all_petitions(s).await.len() < 100);
     // A stale projection is refused.
     let stale = s
@@ -548,15 +552,7 @@ async fn totals_from_the_counts_match_the_rows(store: Arc<dyn Store>) {
         .await
         .expect("get")
         .expect("cadre01");
-    let docs = s
-        .list_documents_for_owner(cadre.id)
-        .await
-        .expect("documents");
-    for meta in &docs {
-        s.replace_ledger(&meta.id, &LedgerProjection::default(), meta.updated_at)
-            .await
-            .expect("wipe");
-    }
+    wipe_ledger_rows(s, cadre.id).await;
     assert_totals_match_the_rows(s, "wiped").await;
     server::ledger::rebuild(s, |_, _| {})
         .await
@@ -658,19 +654,25 @@ async fn totals_from_the_counts_follow_rows_updated_in_place() {
         assert_totals_match_the_rows(s, "some back, at another level").await;
     }
 
+    // SQL run on a store's own pool (one type per backend).
+    macro_rules! execute_on {
+        ($store:ident) => {
+            async |sql: &str| {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute($store.pool())
+                    .await
+                    .expect("update");
+            }
+        };
+    }
+
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/test.db", dir.path().display());
     let sqlite = SqliteStore::connect(&url, ConnectOptions::default())
         .await
         .expect("open sqlite");
     sqlite.migrate().await.expect("migrate");
-    run(&sqlite, async |sql: &str| {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(sqlite.pool())
-            .await
-            .expect("update");
-    })
-    .await;
+    run(&sqlite, execute_on!(sqlite)).await;
     sqlite.close().await;
 
     let Some(schema) = common::postgres_schema().await else {
@@ -680,13 +682,7 @@ async fn totals_from_the_counts_follow_rows_updated_in_place() {
         .await
         .expect("open postgres");
     postgres.migrate().await.expect("migrate");
-    run(&postgres, async |sql: &str| {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(postgres.pool())
-            .await
-            .expect("update");
-    })
-    .await;
+    run(&postgres, execute_on!(postgres)).await;
     postgres.close().await;
     schema.cleanup().await;
 }
