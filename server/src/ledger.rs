@@ -20,10 +20,10 @@ pub mod rebuild;
 pub mod report;
 
 use chrono::{DateTime, Utc};
-
-use crate::store::Store;
 use serde::Serialize;
 use sync_core::records::petition::{Category, Level, PetitionStatus, Satisfaction};
+
+use crate::store::Store;
 
 pub use attribution::{Attribution, EventJudgement, Flag, Writer};
 pub use projection::{

@@ -18,14 +18,23 @@ pub(super) async fn query(pool: &PgPool, query: &LedgerQuery) -> StoreResult<Led
 }
 
 /// [`Store::fold_ledger_counts`](crate::store::Store::fold_ledger_counts):
-/// one statement replaces the rows it sees by their sums per key. Rows
-/// that a concurrent write adds meanwhile are not in its snapshot and stay;
-/// a concurrent fold's rows are skipped once it commits, so two processes
-/// folding at once still count every petition once.
+/// one statement replaces the rows of each key that has more than one by
+/// their sum; a key already folded is only read, so an idle server writes
+/// nothing. Rows that a concurrent write adds meanwhile are not in its
+/// snapshot and stay; a concurrent fold's rows are skipped once it
+/// commits, so two processes folding at once still count every petition
+/// once.
 pub(super) async fn fold_counts(pool: &PgPool) -> StoreResult<u64> {
     let removed: i64 = sqlx::query_scalar(
-        "WITH gone AS (
-             DELETE FROM ledger_counts RETURNING unit_id, status, category, level, n
+        "WITH spread AS (
+             SELECT unit_id, status, category, level FROM ledger_counts
+             GROUP BY unit_id, status, category, level
+             HAVING COUNT(*) > 1
+         ), gone AS (
+             DELETE FROM ledger_counts c USING spread s
+             WHERE c.unit_id = s.unit_id AND c.status = s.status
+               AND c.category = s.category AND c.level = s.level
+             RETURNING c.unit_id, c.status, c.category, c.level, c.n
          ), kept AS (
              INSERT INTO ledger_counts (unit_id, status, category, level, n)
              SELECT unit_id, status, category, level, SUM(n) FROM gone
