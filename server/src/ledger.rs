@@ -133,6 +133,54 @@ impl LedgerQuery {
             && resolved_from.is_none()
             && resolved_to.is_none()
     }
+
+    /// Whether the total can be read from the counts of petitions per unit
+    /// that have a two-character piece of text (a backend's index of
+    /// bigrams): true when the query searches for exactly two characters
+    /// and narrows by nothing else than the units. Such a text is in a
+    /// petition exactly when that piece is.
+    pub fn total_from_bigram_counts(&self) -> bool {
+        let LedgerQuery {
+            unit_ids: _,
+            owner_user_id,
+            status,
+            category,
+            today: _,
+            overdue_only,
+            responsible,
+            level,
+            created_from,
+            created_to,
+            text,
+            unfinished_only,
+            resolved_from,
+            resolved_to,
+            sort: _,
+            without_total: _,
+            limit: _,
+            offset: _,
+        } = self;
+        text.as_deref().is_some_and(|t| t.chars().count() == 2)
+            && owner_user_id.is_none()
+            && status.is_none()
+            && category.is_none()
+            && !overdue_only
+            && responsible.is_none()
+            && level.is_none()
+            && created_from.is_none()
+            && created_to.is_none()
+            && !unfinished_only
+            && resolved_from.is_none()
+            && resolved_to.is_none()
+    }
+}
+
+/// How many different two-character pieces `text` has (characters, not
+/// bytes), as the bigram index of the ledger's text search splits it.
+pub fn distinct_bigrams(text: &str) -> usize {
+    let chars: Vec<char> = text.chars().collect();
+    let pieces: std::collections::HashSet<&[char]> = chars.windows(2).collect();
+    pieces.len()
 }
 
 /// The order of a ledger page.

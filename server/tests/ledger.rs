@@ -524,6 +524,100 @@ async fn assert_totals_match_the_rows(s: &dyn Store, when: &str) {
     }
 }
 
+/// Text searches (`q`), each checked against the rows themselves: the
+/// total and the whole list. On PostgreSQL they go through the index of
+/// two-character pieces and its counts (`ledger_text_search` migration):
+/// two characters alone take their total from the counts, longer texts
+/// and other filters count the candidates the index finds.
+async fn assert_text_searches_match_the_rows(s: &dyn Store, when: &str) {
+    let items = all_rows(s).await;
+    let units = s.list_units().await.expect("units");
+    // Words the rows have (the first two and three characters of each
+    // matter, each applicant's name), and some they cannot have.
+    let mut texts: BTreeSet<String> = items
+        .iter()
+        .flat_map(|i| {
+            let matter: Vec<char> = i.matter.chars().collect();
+            [
+                matter.iter().take(2).collect::<String>(),
+                matter.iter().skip(1).take(3).collect::<String>(),
+                i.applicant_name.clone(),
+            ]
+        })
+        .take(40)
+        .collect();
+    texts.extend(
+        [
+            "路灯",
+            "灯",
+            "王秀英",
+            "英道",
+            "100%",
+            "0%_",
+            "%",
+            "_",
+            "\\灯",
+            "没有这个词",
+            "ab",
+        ]
+        .map(str::to_owned),
+    );
+    let contains = |i: &LedgerItem, t: &str| {
+        i.matter.contains(t)
+            || i.applicant_name.contains(t)
+            || i.responsible.contains(t)
+            || i.applicant_address
+                .as_deref()
+                .unwrap_or_default()
+                .contains(t)
+            || i.feedback.as_deref().unwrap_or_default().contains(t)
+    };
+    let scopes: Vec<Option<Vec<&Unit>>> = vec![
+        None,
+        Some(units.iter().collect()),
+        Some(vec![&units[1]]),
+        Some(units.iter().skip(2).collect()),
+    ];
+    for text in &texts {
+        for scope in &scopes {
+            for status in [None, Some(PetitionStatus::Open)] {
+                let query = LedgerQuery {
+                    unit_ids: scope.as_ref().map(|us| us.iter().map(|u| u.id).collect()),
+                    status,
+                    text: Some(text.clone()),
+                    limit: 10_000,
+                    ..LedgerQuery::default()
+                };
+                assert_eq!(
+                    query.total_from_bigram_counts(),
+                    text.chars().count() == 2 && status.is_none()
+                );
+                let mut expected: Vec<&str> = items
+                    .iter()
+                    .filter(|i| {
+                        scope
+                            .as_ref()
+                            .is_none_or(|us| us.iter().any(|u| u.code == i.unit_code))
+                            && status.is_none_or(|st| i.status == st)
+                            && contains(i, text)
+                    })
+                    .map(|i| i.id.as_str())
+                    .collect();
+                expected.sort_unstable();
+                let page = s.query_ledger(&query).await.expect("query");
+                let mut listed: Vec<&str> = page.items.iter().map(|i| i.id.as_str()).collect();
+                listed.sort_unstable();
+                assert_eq!(listed, expected, "{when}: listed for {query:?}");
+                assert_eq!(
+                    page.total,
+                    i64::try_from(expected.len()).expect("fits"),
+                    "{when}: total for {query:?}"
+                );
+            }
+        }
+    }
+}
+
 /// Every live petition, listed with a filter the counts do not answer (a
 /// period reaching from long ago to far ahead), so the total is counted
 /// from the rows.
@@ -544,6 +638,7 @@ async fn totals_from_the_counts_match_the_rows(store: Arc<dyn Store>) {
     let s = store.as_ref();
     seeded(s).await;
     assert_totals_match_the_rows(s, "seeded").await;
+    assert_text_searches_match_the_rows(s, "seeded").await;
 
     // A cadre's rows wiped and rebuilt, then a document (rows only, no
     // automerge data) with live and deleted petitions of every status.
@@ -554,10 +649,12 @@ async fn totals_from_the_counts_match_the_rows(store: Arc<dyn Store>) {
         .expect("cadre01");
     wipe_ledger_rows(s, cadre.id).await;
     assert_totals_match_the_rows(s, "wiped").await;
+    assert_text_searches_match_the_rows(s, "wiped").await;
     server::ledger::rebuild(s, |_, _| {})
         .await
         .expect("rebuild");
     assert_totals_match_the_rows(s, "rebuilt").await;
+    assert_text_searches_match_the_rows(s, "rebuilt").await;
     let rows = |deleted_every: usize| -> Vec<server::ledger::PetitionRow> {
         (0..24)
             .map(|n| server::ledger::PetitionRow {
@@ -566,6 +663,8 @@ async fn totals_from_the_counts_match_the_rows(store: Arc<dyn Store>) {
                 category: Category::ALL[n % Category::ALL.len()],
                 level: Level::ALL[n % Level::ALL.len()],
                 deleted: n % deleted_every == 0,
+                // Text with the characters `LIKE` treats specially.
+                matter: ["路灯不亮", "完成率100%", "编号a_b\\灯", "道路"][n % 4].to_owned(),
                 ..petition_row("p")
             })
             .collect()
@@ -580,6 +679,7 @@ async fn totals_from_the_counts_match_the_rows(store: Arc<dyn Store>) {
     .await
     .expect("stored");
     assert_totals_match_the_rows(s, "mixed rows added").await;
+    assert_text_searches_match_the_rows(s, "mixed rows added").await;
     // The same petitions again, other ones deleted.
     let meta = s
         .get_document_meta(&named_id("mixed"))
@@ -597,6 +697,7 @@ async fn totals_from_the_counts_match_the_rows(store: Arc<dyn Store>) {
     .await
     .expect("replace");
     assert_totals_match_the_rows(s, "mixed rows replaced").await;
+    assert_text_searches_match_the_rows(s, "mixed rows replaced").await;
 
     let folded = s.fold_ledger_counts().await.expect("fold");
     match s.backend() {
@@ -605,8 +706,10 @@ async fn totals_from_the_counts_match_the_rows(store: Arc<dyn Store>) {
         server::store::Backend::Sqlite => assert_eq!(folded, 0),
     }
     assert_totals_match_the_rows(s, "folded").await;
+    assert_text_searches_match_the_rows(s, "folded").await;
     assert_eq!(s.fold_ledger_counts().await.expect("fold again"), 0);
     assert_totals_match_the_rows(s, "folded twice").await;
+    assert_text_searches_match_the_rows(s, "folded twice").await;
 }
 
 /// A live petition row of cadre01's, `id` and otherwise plain.
@@ -636,7 +739,8 @@ fn petition_row(id: &str) -> server::ledger::PetitionRow {
 }
 
 /// The server only inserts and deletes ledger rows; a row changed in place
-/// (by an operator, by a later migration) still keeps the counts right.
+/// (by an operator, by a later migration) still keeps the counts (of
+/// statuses and of text) right.
 #[tokio::test]
 async fn totals_from_the_counts_follow_rows_updated_in_place() {
     async fn run(s: &dyn Store, execute: impl AsyncFn(&str)) {
@@ -652,6 +756,13 @@ async fn totals_from_the_counts_follow_rows_updated_in_place() {
         )
         .await;
         assert_totals_match_the_rows(s, "some back, at another level").await;
+        assert_text_searches_match_the_rows(s, "some back, at another level").await;
+        execute(
+            "UPDATE ledger_petitions SET matter = '路灯' || matter, feedback = NULL
+             WHERE status = 'closed'",
+        )
+        .await;
+        assert_text_searches_match_the_rows(s, "text changed").await;
     }
 
     // SQL run on a store's own pool (one type per backend).

@@ -442,37 +442,43 @@ async fn generate(
     Ok(started.elapsed())
 }
 
-/// Each batch added its differences to `ledger_counts`; the server folds
-/// them into one row per key every minute. Waits (up to 90 s) until it has,
-/// so that the figures are those of a settled server. A server from before
-/// the counts has no such table: nothing to wait for.
+/// Each batch added its differences to `ledger_counts` (and, since the
+/// index of text, to `ledger_gram_counts`); the server folds them into one
+/// row per key every minute. Waits (up to 90 s) until it has, so that the
+/// figures are those of a settled server. A server from before the counts
+/// has no such table: nothing to wait for.
 async fn wait_for_folded_counts(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    let counted: bool = sqlx::query_scalar("SELECT to_regclass('ledger_counts') IS NOT NULL")
-        .fetch_one(&mut *conn)
-        .await?;
-    if !counted {
-        return Ok(());
-    }
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (rows, keys): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COUNT(DISTINCT (unit_id, status, category, level)) FROM ledger_counts",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        if rows == keys {
-            eprintln!("ledger_scale: ledger_counts folded: {keys} keys");
-            break;
+    for (table, key) in [
+        ("ledger_counts", "unit_id, status, category, level"),
+        ("ledger_gram_counts", "unit_id, gram"),
+    ] {
+        let counted: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(table)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !counted {
+            continue;
         }
-        if Instant::now() > deadline {
-            eprintln!(
-                "ledger_scale: ledger_counts not folded after 90 s: {rows} rows, {keys} keys"
-            );
-            break;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (rows, keys): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*), COUNT(DISTINCT ({key})) FROM {table}"
+            )))
+            .fetch_one(&mut *conn)
+            .await?;
+            if rows == keys {
+                eprintln!("ledger_scale: {table} folded: {keys} keys");
+                break;
+            }
+            if Instant::now() > deadline {
+                eprintln!("ledger_scale: {table} not folded after 90 s: {rows} rows, {keys} keys");
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        conn.execute(sqlx::AssertSqlSafe(format!("VACUUM ANALYZE {table}")))
+            .await?;
     }
-    conn.execute("VACUUM ANALYZE ledger_counts").await?;
     Ok(())
 }
 
@@ -613,6 +619,26 @@ fn filters(month: &str, from: &str, to: &str) -> Vec<Filter> {
             "text search (路灯)",
             "sup-county",
             "/api/v1/ledger?q=%E8%B7%AF%E7%81%AF",
+        ),
+        f(
+            "text search in one town (路灯)",
+            "sup-county",
+            "/api/v1/ledger?unit=town3&q=%E8%B7%AF%E7%81%AF",
+        ),
+        f(
+            "text search, open (路灯)",
+            "sup-county",
+            "/api/v1/ledger?status=open&q=%E8%B7%AF%E7%81%AF",
+        ),
+        f(
+            "text search, a name (王秀英)",
+            "sup-county",
+            "/api/v1/ledger?q=%E7%8E%8B%E7%A7%80%E8%8B%B1",
+        ),
+        f(
+            "text search, a phrase (路灯损坏)",
+            "sup-county",
+            "/api/v1/ledger?q=%E8%B7%AF%E7%81%AF%E6%8D%9F%E5%9D%8F",
         ),
         f(
             "a town's supervisor: own town",
