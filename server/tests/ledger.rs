@@ -505,9 +505,7 @@ async fn assert_totals_match_the_rows(s: &dyn Store, when: &str) {
         let expected = items
             .iter()
             .filter(|i| {
-                scope
-                    .as_ref()
-                    .is_none_or(|us| us.iter().any(|u| u.code == i.unit_code))
+                in_scope(scope.as_deref(), i)
                     && status.is_none_or(|st| i.status == st)
                     && category.is_none_or(|c| i.category == c)
                     && level.is_none_or(|l| i.level == l)
@@ -595,9 +593,7 @@ async fn assert_text_searches_match_the_rows(s: &dyn Store, when: &str) {
                 let mut expected: Vec<&str> = items
                     .iter()
                     .filter(|i| {
-                        scope
-                            .as_ref()
-                            .is_none_or(|us| us.iter().any(|u| u.code == i.unit_code))
+                        in_scope(scope.as_deref(), i)
                             && status.is_none_or(|st| i.status == st)
                             && contains(i, text)
                     })
@@ -621,6 +617,12 @@ async fn assert_text_searches_match_the_rows(s: &dyn Store, when: &str) {
 /// Every live petition, listed with a filter the counts do not answer (a
 /// period reaching from long ago to far ahead), so the total is counted
 /// from the rows.
+/// Whether `item` belongs to one of the units of `scope` (every unit when
+/// there is no scope).
+fn in_scope(scope: Option<&[&Unit]>, item: &LedgerItem) -> bool {
+    scope.is_none_or(|units| units.iter().any(|u| u.code == item.unit_code))
+}
+
 async fn all_rows(s: &dyn Store) -> Vec<LedgerItem> {
     let query = LedgerQuery {
         created_from: Some(Utc::now() - chrono::TimeDelta::days(100 * 365)),

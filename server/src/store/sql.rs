@@ -876,11 +876,12 @@ where
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         for claim in claims {
-            sqlx::query::<DB>(
+            let inserted = sqlx::query_scalar::<DB, i64>(
                 "INSERT INTO document_actors (document_id, actor, user_id, device_id, via_server,
                      first_seen)
                  VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (document_id, actor) DO NOTHING",
+                 ON CONFLICT (document_id, actor) DO NOTHING
+                 RETURNING user_id",
             )
             .bind(document_id)
             .bind(claim.actor.as_str())
@@ -888,8 +889,12 @@ where
             .bind(claim.device_id.as_str())
             .bind(claim.via_server)
             .bind(at)
-            .execute(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await?;
+            if inserted.is_some() {
+                // A new actor: the claim just written is the claim.
+                continue;
+            }
             let (user_id, via_server) = sqlx::query_as::<DB, (i64, bool)>(
                 "SELECT user_id, via_server FROM document_actors
                  WHERE document_id = $1 AND actor = $2",
@@ -1119,30 +1124,23 @@ where
                 }
             }
         }
-        let Some((owner, unit)) = sqlx::query_as::<DB, (i64, i64)>(
-            "SELECT d.owner_user_id, u.unit_id FROM documents d JOIN users u ON u.id = d.owner_user_id
-             WHERE d.id = $1",
-        )
-        .bind(document_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        else {
-            return Ok(());
-        };
+        // Each row takes its owner and unit from the document's row and
+        // its owner's, in the insert itself: a document that is gone gets
+        // none.
         for v in &ledger.visits {
             sqlx::query::<DB>(
                 "INSERT INTO ledger_visits (document_id, id, owner_user_id, unit_id, kind, at,
                      place, subject_kind, subject_name, tags, aid_money_fen, aid_goods,
                      resolved_on_spot, petition_count, created_at, created_by, deleted,
                      household_key, answers)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                     $18, $19)
+                 SELECT $1, $2, d.owner_user_id, u.unit_id, $3, $4, $5, $6, $7, $8, $9,
+                     $10, $11, $12, $13, $14, $15, $16, $17
+                 FROM documents d JOIN users u ON u.id = d.owner_user_id
+                 WHERE d.id = $1
                  ON CONFLICT DO NOTHING",
             )
             .bind(document_id)
             .bind(&v.id)
-            .bind(owner)
-            .bind(unit)
             .bind(v.kind)
             .bind(v.at)
             .bind(&v.place)
@@ -1167,15 +1165,15 @@ where
                      unit_id, applicant_name, applicant_phone, applicant_address, matter, category,
                      created_at, created_by, status, responsible, level, deadline, feedback,
                      satisfaction, resolved_at, closed_at, deleted, event_count, resolved_on)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                     $18, $19, $20, $21, $22, $23)
+                 SELECT $1, $2, $3, d.owner_user_id, u.unit_id, $4, $5, $6, $7, $8, $9,
+                     $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21
+                 FROM documents d JOIN users u ON u.id = d.owner_user_id
+                 WHERE d.id = $1
                  ON CONFLICT DO NOTHING",
             )
             .bind(document_id)
             .bind(&p.id)
             .bind(&p.visit_id)
-            .bind(owner)
-            .bind(unit)
             .bind(&p.applicant_name)
             .bind(&p.applicant_phone)
             .bind(&p.applicant_address)
@@ -1225,13 +1223,14 @@ where
                 "INSERT INTO ledger_cards (document_id, id, owner_user_id, unit_id, resident,
                      phone, address, household, handed_over_at, pairing_role, pairing_needy,
                      follow_ups, created_at, created_by, deleted)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                 SELECT $1, $2, d.owner_user_id, u.unit_id, $3, $4, $5, $6, $7, $8, $9,
+                     $10, $11, $12, $13
+                 FROM documents d JOIN users u ON u.id = d.owner_user_id
+                 WHERE d.id = $1
                  ON CONFLICT DO NOTHING",
             )
             .bind(document_id)
             .bind(&c.id)
-            .bind(owner)
-            .bind(unit)
             .bind(&c.resident)
             .bind(&c.phone)
             .bind(&c.address)
@@ -1518,36 +1517,33 @@ where
         // A text search the backend indexes: how many petitions at most
         // match, from the counts of the text's bigrams.
         let bigrams = q.text.as_deref().map_or(0, crate::ledger::distinct_bigrams);
-        let by_bigrams = match sql.text {
-            Some(text_sql) if bigrams > 0 => {
+        let text_sql = sql.text.filter(|_| bigrams > 0);
+        let most = match text_sql {
+            Some(text_sql) => {
                 let (present, fewest) = sqlx::query_as::<DB, (i64, i64)>(text_sql.bound)
                     .bind(&unit_ids)
                     .bind(&text)
                     .fetch_one(&mut *tx)
                     .await?;
                 // A bigram no petition has: nothing matches.
-                let most = if present < i64::try_from(bigrams).unwrap_or(i64::MAX) {
+                Some(if present < i64::try_from(bigrams).unwrap_or(i64::MAX) {
                     0
                 } else {
                     fewest
-                };
-                Some((text_sql, most))
+                })
             }
-            _ => None,
+            None => None,
         };
-        if let Some((_, 0)) = by_bigrams {
+        if most == Some(0) {
             tx.commit().await?;
             return Ok(LedgerPage {
                 items: Vec::new(),
                 total: 0,
             });
         }
-        let page_through_index = by_bigrams
-            .filter(|&(_, most)| most <= TEXT_INDEX_MOST)
-            .map(|(text_sql, _)| text_sql);
         let total: i64 = if q.without_total {
             0
-        } else if let Some((_, most)) = by_bigrams.filter(|_| q.total_from_bigram_counts()) {
+        } else if let Some(most) = most.filter(|_| q.total_from_bigram_counts()) {
             most
         } else if q.total_from_counts() {
             sqlx::query_scalar::<DB, i64>(sql.counted)
@@ -1561,12 +1557,17 @@ where
         } else {
             // Counting, the index never loses: it narrows the rows the
             // other filters' indexes give (a town, a status) by bitmap.
-            let count = by_bigrams.map_or(sql.count, |(text_sql, _)| text_sql.count);
+            let count = text_sql.map_or(sql.count, |text_sql| text_sql.count);
             bind_filter!(sqlx::query_scalar::<DB, i64>(count), &unit_ids)
                 .fetch_one(&mut *tx)
                 .await?
         };
-        let page = page_through_index.map_or(sql.page, |text_sql| text_sql.page);
+        // The page goes through the index only for a rare text: for a
+        // common one, walking the newest rows finds a page's worth sooner.
+        let page = match text_sql {
+            Some(text_sql) if most.is_some_and(|most| most <= TEXT_INDEX_MOST) => text_sql.page,
+            _ => sql.page,
+        };
         let items = bind_filter!(sqlx::query_as::<DB, LedgerItem>(page), unit_ids)
             .bind(q.sort.as_str())
             .bind(q.limit)
