@@ -931,6 +931,26 @@ mod cases {
             .await
             .expect("alice's document");
 
+        // Each write comes from a sync connection: its audit row and the
+        // device's sync state must be stored with it, or not at all.
+        let by_sync = |write: DocumentWrite, user_id, i: u8| DocumentWrite {
+            sync: Some(SyncRecords {
+                user_id,
+                device_id: format!("sync-{i}"),
+                remote_addr: None,
+                changes_added: 1,
+                changes_waiting: 0,
+                sync_state: Some(SyncStateWrite {
+                    document_id: write.document_id,
+                    user_id,
+                    device_id: format!("sync-{i}"),
+                    state: vec![i],
+                    at: write.at,
+                }),
+            }),
+            ..write
+        };
+
         /// What a write must come to.
         #[derive(Debug, Clone, Copy, PartialEq)]
         enum Expect {
@@ -947,14 +967,22 @@ mod cases {
                 match i % 5 {
                     0 | 1 => {
                         let r = store
-                            .append_changes(write(&format!("new-{i}"), Some(alice), &[i], 2))
+                            .append_changes(by_sync(
+                                write(&format!("new-{i}"), Some(alice), &[i], 2),
+                                alice,
+                                i,
+                            ))
                             .await;
                         assert!(r.expect("a new document").created);
                         (i, Expect::Created)
                     }
                     2 => {
                         let r = store
-                            .append_changes(write(&format!("missing-{i}"), None, &[i], 2))
+                            .append_changes(by_sync(
+                                write(&format!("missing-{i}"), None, &[i], 2),
+                                alice,
+                                i,
+                            ))
                             .await;
                         assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
                         (i, Expect::NotFound)
@@ -963,10 +991,14 @@ mod cases {
                         // Refused only once its chunk is written: Alice's
                         // actor claimed for Bob.
                         let r = store
-                            .append_changes(DocumentWrite {
-                                actors: vec![claim(bob)],
-                                ..write("alices", None, &[i], 2)
-                            })
+                            .append_changes(by_sync(
+                                DocumentWrite {
+                                    actors: vec![claim(bob)],
+                                    ..write("alices", None, &[i], 2)
+                                },
+                                bob,
+                                i,
+                            ))
                             .await;
                         assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
                         (i, Expect::Conflict)
@@ -1003,20 +1035,54 @@ mod cases {
             outcomes.push(task.await.expect("join"));
         }
         let s = store.as_ref();
+        let audit = s.list_audit(1_000).await.expect("audit");
+        let audited = |i: u8| {
+            audit
+                .iter()
+                .filter(|e| e.detail.ends_with(&format!("device \"sync-{i}\"")))
+                .collect::<Vec<_>>()
+        };
         for (i, expect) in outcomes {
             match expect {
                 Expect::Created => {
+                    let id = named_id(&format!("new-{i}"));
                     let doc = load(s, &format!("new-{i}")).await;
                     assert_eq!(doc.chunks.len(), 1);
                     assert_eq!(doc.chunks[0].data, vec![i]);
+                    let rows = audited(i);
+                    assert_eq!(rows.len(), 1, "the audit row of write {i}");
+                    assert_eq!(
+                        (rows[0].action.as_str(), rows[0].target.as_str()),
+                        ("document.create", id.to_string().as_str())
+                    );
+                    assert_eq!(
+                        s.load_sync_state(&id, alice.id, &format!("sync-{i}"))
+                            .await
+                            .expect("load"),
+                        Some(vec![i])
+                    );
                 }
-                Expect::NotFound => assert!(
-                    s.load_document(&named_id(&format!("missing-{i}")))
-                        .await
-                        .expect("load")
-                        .is_none()
-                ),
-                Expect::Conflict => {}
+                Expect::NotFound | Expect::Conflict => {
+                    assert!(audited(i).is_empty(), "refused write {i} audited");
+                    assert!(
+                        s.load_document(&named_id(&format!("missing-{i}")))
+                            .await
+                            .expect("load")
+                            .is_none()
+                    );
+                    for (doc, user) in [
+                        (named_id(&format!("missing-{i}")), alice.id),
+                        (named_id("alices"), bob.id),
+                    ] {
+                        assert_eq!(
+                            s.load_sync_state(&doc, user, &format!("sync-{i}"))
+                                .await
+                                .expect("load"),
+                            None,
+                            "refused write {i} kept a sync state"
+                        );
+                    }
+                }
                 Expect::Wrote => assert_eq!(
                     s.load_sync_state(&named_id("alices"), alice.id, &format!("d{i}"))
                         .await
@@ -1035,7 +1101,6 @@ mod cases {
             .expect("actors");
         assert_eq!(actors.len(), 1);
         assert_eq!(actors[0].user_id, alice.id);
-        let audit = s.list_audit(100).await.expect("audit");
         assert_eq!(
             audit
                 .iter()
