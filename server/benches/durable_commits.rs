@@ -7,6 +7,9 @@
 //! cargo bench -p server --bench durable_commits -- --writers 200 --syncs 10
 //! ```
 //!
+//! It also times one statement on SQLite through sqlx (a round trip to the
+//! connection's thread), what bounds one writer running appends.
+//!
 //! What a "+1 visit" sync writes is what the sync endpoint writes for it,
 //! through the real store on a real database file (SQLite in WAL mode with
 //! `synchronous=FULL`, a fresh PostgreSQL schema): the visit's change as a
@@ -196,6 +199,50 @@ async fn measure(backend: &str, store: Arc<dyn Store>, o: &Options) -> Vec<Strin
     rows
 }
 
+/// What one statement costs on SQLite through sqlx, whose connection runs
+/// on its own thread (each statement a round trip to it and back): a
+/// trivial `SELECT` and a one-row insert inside a transaction, the median
+/// of three rounds of 20,000 each. One writer runs an append's statements
+/// one after another, so this bounds how many appends a second it makes.
+async fn statement_round_trip() -> (Duration, Duration) {
+    use sqlx::Connection;
+    const STATEMENTS: u32 = 20_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}?mode=rwc", dir.path().join("trips.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open");
+    sqlx::query("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)")
+        .execute(&mut conn)
+        .await
+        .expect("table");
+    let (mut selects, mut inserts) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        let started = Instant::now();
+        for i in 0..STATEMENTS {
+            sqlx::query_scalar::<_, i64>("SELECT $1")
+                .bind(i64::from(i))
+                .fetch_one(&mut conn)
+                .await
+                .expect("select");
+        }
+        selects.push(started.elapsed() / STATEMENTS);
+        let mut tx = conn.begin().await.expect("begin");
+        let started = Instant::now();
+        for i in 0..STATEMENTS {
+            sqlx::query("INSERT INTO t (a, b) VALUES ($1, $2)")
+                .bind(i64::from(round * STATEMENTS + i))
+                .bind("一行")
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+        }
+        inserts.push(started.elapsed() / STATEMENTS);
+        tx.commit().await.expect("commit");
+    }
+    selects.sort();
+    inserts.sort();
+    (selects[1], inserts[1])
+}
+
 #[tokio::main]
 async fn main() {
     let o = <Options as clap::Parser>::parse();
@@ -213,4 +260,10 @@ async fn main() {
     for row in rows {
         println!("{row}");
     }
+    let (select, insert) = statement_round_trip().await;
+    println!(
+        "\nOne statement on SQLite through sqlx: `SELECT $1` {:.1} µs, a one-row insert {:.1} µs",
+        select.as_secs_f64() * 1e6,
+        insert.as_secs_f64() * 1e6
+    );
 }
