@@ -281,7 +281,9 @@ impl BatchRecords {
     /// Writes them in one statement each (the rows of the single-row
     /// `append_audit` and `save_sync_state`; each state's document was
     /// just written, so it exists). A device's later state in the batch
-    /// replaces its earlier one.
+    /// replaces its earlier one. Their text differs with the batch's size,
+    /// so they are not kept in the connection's statement cache, where
+    /// they would push out the appends' own statements.
     async fn write(self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
         if !self.audit.is_empty() {
             QueryBuilder::<Sqlite>::new(
@@ -296,6 +298,7 @@ impl BatchRecords {
                     .push_bind(e.remote_addr.as_deref());
             })
             .build()
+            .persistent(false)
             .execute(&mut *conn)
             .await?;
         }
@@ -315,6 +318,7 @@ impl BatchRecords {
                   DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
             )
             .build()
+            .persistent(false)
             .execute(&mut *conn)
             .await?;
         }
