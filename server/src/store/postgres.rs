@@ -167,6 +167,13 @@ async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreRes
     Q::record_write(&mut tx, &document_id, &write).await?;
 
     let outcome = Q::append_outcome(&mut tx, &document_id, &write, created, chunk_id).await?;
+    if let Some(sync) = &write.sync {
+        let entry = sync.audit_entry(write.document_id, write.at, created, chunk_id);
+        Q::append_audit(&mut tx, &entry).await?;
+        if let Some(state) = &sync.sync_state {
+            Q::save_sync_state(&mut tx, state).await?;
+        }
+    }
     tx.commit().await?;
     store.announcer.written(write.document_id);
     Ok(outcome)
@@ -190,5 +197,5 @@ async fn save_sync_state(store: &PostgresStore, write: SyncStateWrite) -> StoreR
 
 async fn append_audit(store: &PostgresStore, entry: NewAuditEntry) -> StoreResult<i64> {
     let mut conn = store.pool.acquire().await?;
-    Q::append_audit(&mut conn, entry).await
+    Q::append_audit(&mut conn, &entry).await
 }

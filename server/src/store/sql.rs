@@ -654,15 +654,20 @@ where
         row: &DocumentRow,
         write: DocumentWrite,
     ) -> StoreResult<DocumentWrite> {
-        let current = write.based_on.as_ref().is_none_or(|version| {
-            row.snapshot_heads == version.snapshot_heads
-                && row.last_chunk_id == version.last_chunk_id
-        });
-        if current {
+        if Self::is_current(row, &write) {
             Ok(write)
         } else {
             Err(StoreError::Stale(StaleWrite(Box::new(write))))
         }
+    }
+
+    /// Whether `write` was made on a copy with everything of `row` (see
+    /// [`Self::check_based_on`]).
+    pub(super) fn is_current(row: &DocumentRow, write: &DocumentWrite) -> bool {
+        write.based_on.as_ref().is_none_or(|version| {
+            row.snapshot_heads == version.snapshot_heads
+                && row.last_chunk_id == version.last_chunk_id
+        })
     }
 
     /// What [`Store::append_changes`](super::Store::append_changes) writes
@@ -684,9 +689,10 @@ where
     /// The end of [`Store::append_changes`](super::Store::append_changes),
     /// inside the caller's transaction: records the chunk `chunk_id` of
     /// `write` on the document's row (its time, its last chunk, one more
-    /// chunk waiting for compaction), writes a sync connection's audit row
-    /// and sync state ([`DocumentWrite::sync`](super::DocumentWrite::sync)),
-    /// and says what was written, from the row as the update left it.
+    /// chunk waiting for compaction) and says what was written, from the
+    /// row as the update left it. A sync connection's audit row and sync
+    /// state ([`DocumentWrite::sync`](super::DocumentWrite::sync)) are the
+    /// caller's to write: each backend writes them its own way.
     pub(super) async fn append_outcome(
         conn: &mut DB::Connection,
         document_id: &str,
@@ -695,16 +701,6 @@ where
         chunk_id: i64,
     ) -> StoreResult<AppendOutcome> {
         let at = write.at;
-        if let Some(sync) = &write.sync {
-            Self::append_audit(
-                conn,
-                sync.audit_entry(write.document_id, at, created, chunk_id),
-            )
-            .await?;
-            if let Some(state) = &sync.sync_state {
-                Self::save_sync_state(conn, state).await?;
-            }
-        }
         let meta = sqlx::query_as::<DB, DocumentRow>(concat!(
             "UPDATE documents
                 SET updated_at = $1, last_chunk_id = $2, pending_chunks = pending_chunks + 1
@@ -839,7 +835,7 @@ where
 
     pub(super) async fn append_audit(
         conn: &mut DB::Connection,
-        entry: NewAuditEntry,
+        entry: &NewAuditEntry,
     ) -> StoreResult<i64> {
         Ok(sqlx::query_scalar::<DB, i64>(
             "INSERT INTO audit_log (at, user_id, action, target, detail, remote_addr)
@@ -847,10 +843,10 @@ where
         )
         .bind(entry.at)
         .bind(entry.user_id)
-        .bind(entry.action)
-        .bind(entry.target)
-        .bind(entry.detail)
-        .bind(entry.remote_addr)
+        .bind(entry.action.as_str())
+        .bind(entry.target.as_str())
+        .bind(entry.detail.as_str())
+        .bind(entry.remote_addr.clone())
         .fetch_one(&mut *conn)
         .await?)
     }

@@ -151,22 +151,56 @@ async fn append_audit(store: &SqliteStore, entry: NewAuditEntry) -> StoreResult<
     store.group.append_audit(entry).await
 }
 
+/// Why an append in the group commit's transaction failed, and whether it
+/// left writes behind in that transaction.
+enum AppendFailure {
+    /// Refused or failed before its first write: nothing of it is in the
+    /// transaction.
+    BeforeWriting(StoreError),
+    /// Made on a copy that missed a stored write
+    /// ([`StoreError::Stale`]); refused before writing. The caller hands
+    /// the write back.
+    Stale,
+    /// Failed after its first write: what it wrote is still in the
+    /// transaction, to be undone by a rollback (of a savepoint around it,
+    /// or of the whole transaction).
+    AfterWriting(StoreError),
+}
+
 /// [`Store::append_changes`](super::Store::append_changes) inside the
 /// group commit's transaction (which holds the write lock, so the document
-/// row read first is still current when the chunk is written).
+/// row read first is still current when the chunk is written). Its
+/// refusals (a missing document, another owner's, a stale copy) all come
+/// from the read before its first write; only a claim of an actor that is
+/// another writer's, or a failing database, stops it after that.
 async fn append_in(
     tx: &mut sqlx::SqliteConnection,
-    write: DocumentWrite,
-) -> StoreResult<AppendOutcome> {
+    write: &DocumentWrite,
+) -> Result<AppendOutcome, AppendFailure> {
+    use AppendFailure::{AfterWriting, BeforeWriting};
     let document_id = write.document_id.to_string();
     let existing = sqlx::query_as::<_, DocumentRow>(document_by_id!())
         .bind(&document_id)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| BeforeWriting(e.into()))?;
 
-    let created = match (&existing, &write.create) {
-        (None, None) => return Err(StoreError::NotFound),
-        (None, Some(new)) => {
+    // The document to create, if the write creates it.
+    let new_document = match (&existing, &write.create) {
+        (None, None) => return Err(BeforeWriting(StoreError::NotFound)),
+        (None, Some(new)) => Some(new),
+        (Some(meta), Some(new)) if meta.owner_user_id != new.owner_user_id => {
+            return Err(BeforeWriting(StoreError::Conflict(
+                "document belongs to another user".to_owned(),
+            )));
+        }
+        (Some(row), _) if !Q::is_current(row, write) => return Err(AppendFailure::Stale),
+        (Some(_), _) => None,
+    };
+    let created = new_document.is_some();
+
+    async {
+        if let Some(new) = new_document {
             // The write lock is held, so the row is new: a duplicate id
             // fails the insert.
             Q::insert_document(
@@ -177,21 +211,11 @@ async fn append_in(
                 write.at,
             )
             .await?;
-            true
         }
-        (Some(meta), Some(new)) if meta.owner_user_id != new.owner_user_id => {
-            return Err(StoreError::Conflict(
-                "document belongs to another user".to_owned(),
-            ));
-        }
-        (Some(_), _) => false,
-    };
-    let write = match &existing {
-        Some(row) => Q::check_based_on(row, write)?,
-        None => write,
-    };
-
-    let chunk_id = Q::insert_chunk(tx, &document_id, &write.data, write.at).await?;
-    Q::record_write(tx, &document_id, &write).await?;
-    Q::append_outcome(tx, &document_id, &write, created, chunk_id).await
+        let chunk_id = Q::insert_chunk(tx, &document_id, &write.data, write.at).await?;
+        Q::record_write(tx, &document_id, write).await?;
+        Q::append_outcome(tx, &document_id, write, created, chunk_id).await
+    }
+    .await
+    .map_err(AfterWriting)
 }
