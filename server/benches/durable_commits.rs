@@ -13,9 +13,11 @@
 //! What a "+1 visit" sync writes is what the sync endpoint writes for it,
 //! through the real store on a real database file (SQLite in WAL mode with
 //! `synchronous=FULL`, a fresh PostgreSQL schema): the visit's change as a
-//! chunk with the ledger rows of the records it touched and its actor's
-//! claim, the audit row and the device's sync state, all in one
-//! `append_changes` (one transaction). Every write carries the version of the diary its phone last stored
+//! chunk with the ledger rows of the records it touched, the audit row and
+//! the device's sync state, all in one `append_changes` (one transaction).
+//! As on the sync path, an actor is claimed once: each phone's first sync
+//! claims the actor of its session (the phone library takes a new one each
+//! time it opens a diary), the later ones claim nothing. Every write carries the version of the diary its phone last stored
 //! (`based_on`), as the sync path's writes do, so the store checks that
 //! nothing was stored since before it writes.
 //! Each writer is one phone's diary (a realistic Chinese diary of 20
@@ -103,6 +105,14 @@ async fn phones(store: &dyn Store, count: usize, syncs: usize, first: usize) -> 
             snapshot_heads: created.meta.snapshot_heads,
             last_chunk_id: created.chunk_id,
         };
+        // This session's visits are made by an actor the server has not
+        // seen yet.
+        let session = ActorId::random();
+        diary.automerge_mut().set_actor(session.clone());
+        let session_claim = ActorClaim {
+            actor: session.to_hex_string(),
+            ..claim.clone()
+        };
         let mut writes = Vec::with_capacity(syncs);
         for s in 0..syncs {
             let heads = diary.automerge().get_heads();
@@ -125,7 +135,11 @@ async fn phones(store: &dyn Store, count: usize, syncs: usize, first: usize) -> 
                     &heads,
                     None,
                 )),
-                actors: vec![claim.clone()],
+                actors: if s == 0 {
+                    vec![session_claim.clone()]
+                } else {
+                    Vec::new()
+                },
                 // Set when it is written, as the sync path does.
                 based_on: None,
                 sync: Some(SyncRecords {
