@@ -20,7 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use self::listen::Announcer;
 use super::sql::{
-    CompactSql, Sql, document_by_id, documents_in_units, insert_document, users_in_units,
+    CompactSql, Sql, doc_cols, document_by_id, documents_in_units, insert_document, users_in_units,
 };
 use super::{
     AppendOutcome, Backend, ConnectOptions, DocumentRow, DocumentWrite, NewAuditEntry, StoreError,
@@ -161,22 +161,95 @@ async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreRes
         Q::check_based_on(&existing, write)?
     };
 
-    let chunk_id = Q::insert_chunk(&mut tx, &document_id, &write.data, write.at).await?;
     // The row lock above is still held, so projections of one document
     // never interleave.
     Q::record_write(&mut tx, &document_id, &write).await?;
-
-    let outcome = Q::append_outcome(&mut tx, &document_id, &write, created, chunk_id).await?;
+    let outcome = insert_chunk(&mut tx, &document_id, &write, created).await?;
     if let Some(sync) = &write.sync {
-        let entry = sync.audit_entry(write.document_id, write.at, created, chunk_id);
-        Q::append_audit(&mut tx, &entry).await?;
-        if let Some(state) = &sync.sync_state {
-            Q::save_sync_state(&mut tx, state).await?;
+        let entry = sync.audit_entry(write.document_id, write.at, created, outcome.chunk_id);
+        match &sync.sync_state {
+            Some(state) => audit_and_sync_state(&mut tx, &entry, state).await?,
+            None => {
+                Q::append_audit(&mut tx, &entry).await?;
+            }
         }
     }
     tx.commit().await?;
     store.announcer.written(write.document_id);
     Ok(outcome)
+}
+
+// Each statement is a round trip to the database, and a sync's write is a
+// handful of them; PostgreSQL can do in one statement (data-modifying `WITH`)
+// what SQLite needs two for, so the two pairs below are one statement each
+// here. The single-statement forms are `Sql::insert_chunk` with
+// `Sql::append_outcome`, and `Sql::append_audit` with `Sql::save_sync_state`.
+
+/// Stores `write`'s chunk and records it on the document's row (its time,
+/// its last chunk, one more chunk waiting for compaction), in one
+/// statement; what was written, from the row as the update left it.
+async fn insert_chunk(
+    conn: &mut sqlx::PgConnection,
+    document_id: &str,
+    write: &DocumentWrite,
+    created: bool,
+) -> StoreResult<AppendOutcome> {
+    use sqlx::{FromRow, Row};
+    let row = sqlx::query(concat!(
+        "WITH chunk AS (
+             INSERT INTO document_chunks (document_id, data, created_at) VALUES ($1, $2, $3)
+             RETURNING id AS chunk_id)
+         UPDATE documents
+            SET updated_at = $3, last_chunk_id = chunk.chunk_id,
+                pending_chunks = pending_chunks + 1
+           FROM chunk
+          WHERE documents.id = $1
+         RETURNING chunk.chunk_id, ",
+        doc_cols!()
+    ))
+    .bind(document_id)
+    .bind(write.data.as_slice())
+    .bind(write.at)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(AppendOutcome {
+        meta: DocumentRow::from_row(&row)?,
+        created,
+        chunk_id: row.try_get("chunk_id")?,
+    })
+}
+
+/// A sync's audit row and its device's sync state, in one statement (the
+/// state only while its document exists).
+async fn audit_and_sync_state(
+    conn: &mut sqlx::PgConnection,
+    entry: &NewAuditEntry,
+    state: &SyncStateWrite,
+) -> StoreResult<()> {
+    sqlx::query(
+        "WITH audit AS (
+             INSERT INTO audit_log (at, user_id, action, target, detail, remote_addr)
+             VALUES ($1, $2, $3, $4, $5, $6))
+         INSERT INTO sync_states (document_id, user_id, device_id, state, updated_at)
+         SELECT $7, $8, $9, $10, $11
+          WHERE EXISTS (SELECT 1 FROM documents WHERE id = $7)
+         ON CONFLICT (document_id, user_id, device_id)
+         DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+    )
+    .bind(entry.at)
+    .bind(entry.user_id)
+    .bind(entry.action.as_str())
+    .bind(entry.target.as_str())
+    .bind(entry.detail.as_str())
+    .bind(entry.remote_addr.as_deref())
+    .bind(state.document_id.to_string())
+    .bind(state.user_id)
+    .bind(state.device_id.as_str())
+    .bind(state.state.as_slice())
+    .bind(state.at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 async fn other_writes(
