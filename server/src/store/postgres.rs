@@ -20,7 +20,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use self::listen::Announcer;
 use super::sql::{
-    CompactSql, Sql, doc_cols, document_by_id, documents_in_units, insert_document, users_in_units,
+    CompactSql, Sql, audit_log_columns, doc_cols, document_by_id, documents_in_units,
+    insert_document, sync_state_replaces, sync_states_columns, users_in_units,
 };
 use super::{
     AppendOutcome, Backend, ConnectOptions, DocumentRow, DocumentWrite, NewAuditEntry, StoreError,
@@ -226,16 +227,15 @@ async fn audit_and_sync_state(
     entry: &NewAuditEntry,
     state: &SyncStateWrite,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "WITH audit AS (
-             INSERT INTO audit_log (at, user_id, action, target, detail, remote_addr)
-             VALUES ($1, $2, $3, $4, $5, $6))
-         INSERT INTO sync_states (document_id, user_id, device_id, state, updated_at)
-         SELECT $7, $8, $9, $10, $11
-          WHERE EXISTS (SELECT 1 FROM documents WHERE id = $7)
-         ON CONFLICT (document_id, user_id, device_id)
-         DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-    )
+    sqlx::query(concat!(
+        "WITH audit AS (INSERT INTO ",
+        audit_log_columns!(),
+        " VALUES ($1, $2, $3, $4, $5, $6))
+         INSERT INTO ",
+        sync_states_columns!(),
+        " SELECT $7, $8, $9, $10, $11 WHERE EXISTS (SELECT 1 FROM documents WHERE id = $7)",
+        sync_state_replaces!()
+    ))
     .bind(entry.at)
     .bind(entry.user_id)
     .bind(entry.action.as_str())

@@ -98,6 +98,32 @@ pub(super) use {
     doc_cols, documents_in_units, insert_document, refresh_cols, user_cols, users_in_units,
 };
 
+/// The audit table with its columns, in the order every insert of audit
+/// rows binds them (`at`, `user_id`, `action`, `target`, `detail`,
+/// `remote_addr`).
+macro_rules! audit_log_columns {
+    () => {
+        "audit_log (at, user_id, action, target, detail, remote_addr)"
+    };
+}
+/// The sync-state table with its columns, in the order every insert of
+/// sync states binds them (`document_id`, `user_id`, `device_id`,
+/// `state`, `updated_at`).
+macro_rules! sync_states_columns {
+    () => {
+        "sync_states (document_id, user_id, device_id, state, updated_at)"
+    };
+}
+/// The end of an insert of sync states: a device's new state replaces the
+/// one it had.
+macro_rules! sync_state_replaces {
+    () => {
+        " ON CONFLICT (document_id, user_id, device_id)
+          DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
+    };
+}
+pub(super) use {audit_log_columns, sync_state_replaces, sync_states_columns};
+
 /// A refresh token by the hash of its opaque value; a backend that locks
 /// rows appends its locking clause to this text.
 macro_rules! refresh_by_hash {
@@ -816,13 +842,12 @@ where
         conn: &mut DB::Connection,
         write: &SyncStateWrite,
     ) -> StoreResult<()> {
-        sqlx::query::<DB>(
-            "INSERT INTO sync_states (document_id, user_id, device_id, state, updated_at)
-             SELECT $1, $2, $3, $4, $5
-             WHERE EXISTS (SELECT 1 FROM documents WHERE id = $1)
-             ON CONFLICT (document_id, user_id, device_id)
-             DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-        )
+        sqlx::query::<DB>(concat!(
+            "INSERT INTO ",
+            sync_states_columns!(),
+            " SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM documents WHERE id = $1)",
+            sync_state_replaces!()
+        ))
         .bind(write.document_id.to_string())
         .bind(write.user_id)
         .bind(write.device_id.as_str())
@@ -837,10 +862,11 @@ where
         conn: &mut DB::Connection,
         entry: &NewAuditEntry,
     ) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar::<DB, i64>(
-            "INSERT INTO audit_log (at, user_id, action, target, detail, remote_addr)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        )
+        Ok(sqlx::query_scalar::<DB, i64>(concat!(
+            "INSERT INTO ",
+            audit_log_columns!(),
+            " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id"
+        ))
         .bind(entry.at)
         .bind(entry.user_id)
         .bind(entry.action.as_str())

@@ -43,6 +43,7 @@ use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
 use sqlx::{Connection, QueryBuilder};
 use tokio::sync::{mpsc, oneshot};
 
+use super::super::sql::{audit_log_columns, sync_state_replaces, sync_states_columns};
 use super::super::{
     AppendOutcome, DocumentWrite, NewAuditEntry, StaleWrite, StoreError, StoreResult,
     SyncStateWrite,
@@ -367,41 +368,34 @@ impl<'a> BatchRecords<'a> {
     /// they would push out the appends' own statements.
     async fn write(self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
         if !self.audit.is_empty() {
-            QueryBuilder::<Sqlite>::new(
-                "INSERT INTO audit_log (at, user_id, action, target, detail, remote_addr) ",
-            )
-            .push_values(&self.audit, |mut row, e| {
-                row.push_bind(e.at)
-                    .push_bind(e.user_id)
-                    .push_bind(e.action.as_str())
-                    .push_bind(e.target.as_str())
-                    .push_bind(e.detail.as_str())
-                    .push_bind(e.remote_addr.as_deref());
-            })
-            .build()
-            .persistent(false)
-            .execute(&mut *conn)
-            .await?;
+            QueryBuilder::<Sqlite>::new(concat!("INSERT INTO ", audit_log_columns!(), " "))
+                .push_values(&self.audit, |mut row, e| {
+                    row.push_bind(e.at)
+                        .push_bind(e.user_id)
+                        .push_bind(e.action.as_str())
+                        .push_bind(e.target.as_str())
+                        .push_bind(e.detail.as_str())
+                        .push_bind(e.remote_addr.as_deref());
+                })
+                .build()
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
         }
         if !self.sync_states.is_empty() {
-            QueryBuilder::<Sqlite>::new(
-                "INSERT INTO sync_states (document_id, user_id, device_id, state, updated_at) ",
-            )
-            .push_values(&self.sync_states, |mut row, s| {
-                row.push_bind(s.document_id.to_string())
-                    .push_bind(s.user_id)
-                    .push_bind(s.device_id.as_str())
-                    .push_bind(s.state.as_slice())
-                    .push_bind(s.at);
-            })
-            .push(
-                " ON CONFLICT (document_id, user_id, device_id)
-                  DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-            )
-            .build()
-            .persistent(false)
-            .execute(&mut *conn)
-            .await?;
+            QueryBuilder::<Sqlite>::new(concat!("INSERT INTO ", sync_states_columns!(), " "))
+                .push_values(&self.sync_states, |mut row, s| {
+                    row.push_bind(s.document_id.to_string())
+                        .push_bind(s.user_id)
+                        .push_bind(s.device_id.as_str())
+                        .push_bind(s.state.as_slice())
+                        .push_bind(s.at);
+                })
+                .push(sync_state_replaces!())
+                .build()
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }
