@@ -17,9 +17,10 @@
 //! the device's sync state, all in one `append_changes` (one transaction).
 //! As on the sync path, an actor is claimed once: each phone's first sync
 //! claims the actor of its session (the phone library takes a new one each
-//! time it opens a diary), the later ones claim nothing. Every write carries the version of the diary its phone last stored
-//! (`based_on`), as the sync path's writes do, so the store checks that
-//! nothing was stored since before it writes.
+//! time it opens a diary), the later ones claim nothing. Every write
+//! carries the version of the diary its phone last stored (`based_on`), as
+//! the sync path's writes do, so the store checks that nothing was stored
+//! since before it writes.
 //! Each writer is one phone's diary (a realistic Chinese diary of 20
 //! visits, `sync_core::fixtures`); its syncs follow each other, each
 //! waiting for its writes to be committed, as a connection does. The

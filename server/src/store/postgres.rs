@@ -165,7 +165,7 @@ async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreRes
     // The row lock above is still held, so projections of one document
     // never interleave.
     Q::record_write(&mut tx, &document_id, &write).await?;
-    let outcome = insert_chunk(&mut tx, &document_id, &write, created).await?;
+    let outcome = insert_chunk_and_record(&mut tx, &document_id, &write, created).await?;
     if let Some(sync) = &write.sync {
         let entry = sync.audit_entry(write.document_id, write.at, created, outcome.chunk_id);
         match &sync.sync_state {
@@ -189,7 +189,7 @@ async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreRes
 /// Stores `write`'s chunk and records it on the document's row (its time,
 /// its last chunk, one more chunk waiting for compaction), in one
 /// statement; what was written, from the row as the update left it.
-async fn insert_chunk(
+async fn insert_chunk_and_record(
     conn: &mut sqlx::PgConnection,
     document_id: &str,
     write: &DocumentWrite,
