@@ -649,6 +649,77 @@ async fn a_device_that_kept_its_sync_state_reconnects_cheaply(store: Arc<dyn Sto
     assert_synced_with_visits(&mut check, fresh, VISITS + 1).await;
 }
 
+/// A device's last sync (the devices page) moves with every connection,
+/// one with nothing new included, while a document whose sync state did
+/// not change keeps the state it had: the server writes that row again
+/// only when no other row of the connection records the sync.
+async fn a_devices_last_sync_moves_with_each_connection(store: Arc<dyn Store>) {
+    let server = TestServer::on_store(store, |_| {}).await;
+    let mut rng = rng(21);
+    let mut phone = server.device("cadre01", "phone").await;
+    let busy = phone.create_diary_owned_by(&mut rng, "cadre01").0;
+    let quiet = phone.create_diary_owned_by(&mut rng, "cadre01").0;
+    phone.sync().await;
+    let mut docs = std::mem::take(&mut phone.docs);
+    let mut states = [busy, quiet].map(|id| phone.conn.sync_state(&id).expect("client state"));
+    phone.close().await;
+
+    let store = server.store().await;
+    let cadre = cadre01(store.as_ref()).await;
+    let last_sync = || async {
+        let devices = store
+            .list_devices(cadre.unit_id, Some(cadre.id))
+            .await
+            .expect("devices");
+        let phone = devices
+            .iter()
+            .find(|d| d.device_id == "phone")
+            .expect("the phone is listed");
+        assert_eq!(phone.documents, 2, "{devices:?}");
+        phone.last_sync
+    };
+    let saved = |id: DocumentId| {
+        let store = store.clone();
+        async move {
+            store
+                .load_sync_state(&id, cadre.id, "phone")
+                .await
+                .expect("load state")
+                .expect("a state is kept")
+        }
+    };
+    let mut synced_at = last_sync().await;
+    let quiet_state = saved(quiet).await;
+
+    // One new visit in one diary, nothing new in the other; then a
+    // connection with nothing new at all. Each moves the last sync; the
+    // quiet diary's state stays what it was.
+    for new_visit in [true, false] {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut again = server.device("cadre01", "phone").await;
+        for (id, state) in [busy, quiet].iter().zip(&states) {
+            again.docs.insert(*id, docs.remove(id).expect("doc"));
+            again.conn.add_document_with_state(*id, state);
+        }
+        if new_visit {
+            again.add_visit(&busy, &mut rng);
+        }
+        again.sync().await;
+        docs = std::mem::take(&mut again.docs);
+        states = [busy, quiet].map(|id| again.conn.sync_state(&id).expect("client state"));
+        again.close().await;
+        let now = last_sync().await;
+        assert!(
+            now > synced_at,
+            "new visit: {new_visit}: last sync {now} after {synced_at}"
+        );
+        synced_at = now;
+        assert_eq!(saved(quiet).await, quiet_state, "new visit: {new_visit}");
+    }
+    let mut check = server.device("cadre01", "desk").await;
+    assert_synced_with_visits(&mut check, busy, 2).await;
+}
+
 async fn a_sync_connection_ends_with_its_token(store: Arc<dyn Store>) {
     let server = TestServer::on_store(store, |c| c.access_token_ttl = Duration::from_secs(2)).await;
     let (mut phone, _) = phone_with_a_diary_of(&server, &mut rng(12), "cadre01").await;
@@ -732,6 +803,7 @@ test_support::backends!(
     a_first_upload_costs_about_the_saved_size,
     many_small_syncs_are_compacted_and_audited,
     a_device_that_kept_its_sync_state_reconnects_cheaply,
+    a_devices_last_sync_moves_with_each_connection,
     a_sync_connection_ends_with_its_token,
     a_disabled_users_sync_connection_ends,
     sync_connections_are_bounded_per_user,

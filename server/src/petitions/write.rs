@@ -191,6 +191,7 @@ where
     let LiveDocument {
         doc,
         mut known,
+        owner_user_id,
         version,
         pending_chunks,
         stored_bytes,
@@ -199,6 +200,7 @@ where
     let rebuild = |doc| LiveDocument {
         doc,
         known: Attribution::default(),
+        owner_user_id,
         version: version.clone(),
         pending_chunks: pending_chunks.clone(),
         stored_bytes,

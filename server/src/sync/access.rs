@@ -7,6 +7,7 @@ use chrono::{Datelike, TimeDelta, Utc};
 use sync_core::protocol::Access;
 use sync_core::{DocumentId, derived_for};
 
+use super::live::LiveDocuments;
 use crate::auth::AuthUser;
 use crate::store::{Role, Store, StoreResult};
 
@@ -24,16 +25,28 @@ use crate::store::{Role, Store, StoreResult};
 ///   role requires (the raw document holds them in full);
 /// - anything else is [`Access::None`], which the protocol answers exactly
 ///   like a missing document.
+///
+/// The owner is read from the store unless this process holds the
+/// document in memory ([`LiveDocuments::known_owner`]): a document's owner
+/// never changes.
 pub async fn decide_access(
     store: &dyn Store,
+    live: &LiveDocuments,
     user: &AuthUser,
     document_id: &DocumentId,
 ) -> StoreResult<Access> {
     if user.role != Role::Cadre {
         return Ok(Access::None);
     }
-    Ok(match store.get_document_meta(document_id).await? {
-        Some(m) if m.owner_user_id == user.user_id => Access::ReadWrite,
+    let owner = match live.known_owner(document_id) {
+        Some(owner) => Some(owner),
+        None => store
+            .get_document_meta(document_id)
+            .await?
+            .map(|m| m.owner_user_id),
+    };
+    Ok(match owner {
+        Some(owner) if owner == user.user_id => Access::ReadWrite,
         Some(_) => Access::None,
         None if derived_for(document_id, &user.username, creatable_years()) => Access::ReadWrite,
         None => Access::None,

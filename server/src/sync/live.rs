@@ -17,7 +17,7 @@
 //! backup) is picked up before merging.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,8 @@ pub struct LiveDocument {
     pub doc: Automerge,
     /// Whom its actors belong to, as stored.
     pub known: Attribution,
+    /// The cadre it belongs to (for ever), once stored.
+    pub owner_user_id: Option<i64>,
     /// Which stored state `doc` reflects.
     pub version: StoredVersion,
     /// Ids of the chunks stored after the snapshot (what compaction folds).
@@ -90,6 +92,7 @@ impl LiveDocument {
         LiveDocument {
             doc: Automerge::new(),
             known: Attribution::default(),
+            owner_user_id: None,
             version: StoredVersion::default(),
             pending_chunks: Vec::new(),
             stored_bytes: 0,
@@ -102,6 +105,7 @@ impl LiveDocument {
         Ok(LiveDocument {
             doc: documents::load(stored.meta.id, Some(stored))?,
             known,
+            owner_user_id: Some(stored.meta.owner_user_id),
             version: stored.version(),
             pending_chunks: stored.chunks.iter().map(|c| c.id).collect(),
             stored_bytes: documents::stored_size(Some(stored)),
@@ -227,6 +231,10 @@ struct Entry {
     held: AtomicUsize,
     /// When the copy was last used, in milliseconds since the set began.
     last_used: AtomicU64,
+    /// The document's owner once a stored copy was held (0: not known).
+    /// A document's owner never changes, so it stays right after the copy
+    /// is evicted, for as long as the entry lasts.
+    owner: AtomicI64,
 }
 
 /// Every document's lock and live copy in this process.
@@ -274,6 +282,15 @@ impl LiveDocuments {
             entry,
             set: self.clone(),
         }
+    }
+
+    /// The owner of `document_id` if this process holds (or held, and
+    /// still has an entry for) a stored copy of it: the access decision
+    /// needs no read then. Documents never change owner.
+    pub fn known_owner(&self, document_id: &DocumentId) -> Option<i64> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let owner = entries.get(document_id)?.owner.load(Ordering::Relaxed);
+        (owner != 0).then_some(owner)
     }
 
     /// Estimated memory of the copies held now.
@@ -426,10 +443,14 @@ pub async fn store_write(
     loop {
         write.based_on = Some(live.version.clone());
         let len = write.data.len();
+        let created_for = write.create.as_ref().map(|new| new.owner_user_id);
         // The store hands a stale write back, so it is moved, not copied.
         match store.append_changes(write).await {
             Ok(appended) => {
                 live.appended(appended.chunk_id, len);
+                if let Some(owner) = created_for {
+                    live.owner_user_id = Some(owner);
+                }
                 return Ok((live, appended));
             }
             Err(StoreError::Stale(StaleWrite(refused))) if attempt < STALE_ATTEMPTS => {
@@ -480,6 +501,9 @@ impl Drop for DocumentGuard {
             return;
         };
         let now = guard.live.as_ref().map_or(0, LiveDocument::memory_estimate);
+        if let Some(owner) = guard.live.as_ref().and_then(|live| live.owner_user_id) {
+            self.entry.owner.store(owner, Ordering::Relaxed);
+        }
         let was = self.entry.held.swap(now, Ordering::Relaxed);
         if now >= was {
             self.set.held.fetch_add(now - was, Ordering::Relaxed);

@@ -10,13 +10,13 @@
 //! the messages to send with every lock, permit and budget of received
 //! bytes released, so none is ever held while the socket is written.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sync_core::automerge;
 use sync_core::protocol::{
-    Access, Granted, Message, ProtocolError, ServerConnection, ServerStep, SyncStep,
+    Access, Granted, Message, ProtocolError, ServerConnection, ServerStep, SyncReply, SyncStep,
 };
 use sync_core::{DocumentId, DocumentKind, derived_id};
 use tokio::sync::OwnedSemaphorePermit;
@@ -121,9 +121,10 @@ enum Answer {
 pub struct Session {
     /// The protocol state; `None` only while a blocking task holds it.
     conn: Option<ServerConnection>,
-    /// Documents whose saved sync state was looked up on this connection
-    /// (once each, before their first merge).
-    restored: HashSet<DocumentId>,
+    /// The sync state saved for the device before this connection, per
+    /// document whose state was looked up on it (once each, before its
+    /// first merge); `None` when there was none.
+    restored: HashMap<DocumentId, Option<Vec<u8>>>,
     /// The sync state this connection last saved for the device, per
     /// document (with a write, or on its own), and when: the same state is
     /// not saved again within [`SAVED_FRESH`].
@@ -152,7 +153,7 @@ impl Session {
             .with_document_limit(state.config.max_documents_per_connection);
         Session {
             conn: Some(conn),
-            restored: HashSet::new(),
+            restored: HashMap::new(),
             saved: HashMap::new(),
             state,
             user,
@@ -245,8 +246,13 @@ impl Session {
             // A document this connection has not decided on: the protocol
             // asks, the database answers.
             ServerStep::Decide { document_id } => {
-                let access =
-                    decide_access(self.state.store.as_ref(), &self.user, &document_id).await?;
+                let access = decide_access(
+                    self.state.store.as_ref(),
+                    self.state.sync_hub.live(),
+                    &self.user,
+                    &document_id,
+                )
+                .await?;
                 match self.conn()?.grant(&document_id, access)? {
                     Granted::Sync(step) => step,
                     Granted::Unavailable(message) => {
@@ -306,8 +312,10 @@ impl Session {
             self.restore_sync_state(document_id).await?;
         }
         let live = live.unwrap_or_else(LiveDocument::empty);
-        let (live, merged) = self.merge(document_id, live, message, access).await?;
-        let mut merged = match merged {
+        let (live, merged) = self
+            .merge(document_id, live, message, access, is_request)
+            .await?;
+        let (mut merged, reply) = match merged {
             Ok(merged) => merged,
             Err(e) => return refusal(document_id, e),
         };
@@ -336,15 +344,6 @@ impl Session {
             None => live,
         };
         metrics::merge_seconds(started.elapsed());
-        // The reply is made from the live copy under the document's lock,
-        // and sent by the caller once everything here is released.
-        let mut conn = self.take_conn()?;
-        let (conn, live, reply) = tokio::task::spawn_blocking(move || {
-            let reply = conn.reply(&document_id, &live.doc, is_request);
-            (conn, live, reply)
-        })
-        .await?;
-        self.conn = Some(conn);
         if stored_existed || wrote {
             guard.keep(live);
         }
@@ -356,6 +355,8 @@ impl Session {
                 "sync made no progress; restarted it with the peer"
             );
         }
+        // Made with the merge, sent by the caller only now that everything
+        // the message added is stored and every lock is released.
         Ok(Answer::Reply {
             message: reply.message,
             wrote,
@@ -364,15 +365,22 @@ impl Session {
 
     /// Merges `message` into `live` off the async threads
     /// ([`documents::merge`]: the payload checks, the merge, the owner and
-    /// actor checks), claims the message's new actors for this device and
-    /// projects the ledger rows of the records its changes wrote into.
+    /// actor checks), claims the message's new actors for this device,
+    /// projects the ledger rows of the records its changes wrote into and
+    /// makes the reply, all in one blocking task.
+    ///
+    /// The reply is made before what the message added is stored, and sent
+    /// only after: what it says does not depend on the write, and every
+    /// way the write can fail either closes the connection or makes it
+    /// forget the document (and with it the sync state the reply moved on).
     async fn merge(
         &mut self,
         document_id: DocumentId,
         mut live: LiveDocument,
         message: automerge::sync::Message,
         access: Access,
-    ) -> Result<(LiveDocument, Result<Merged, MergeError>), SessionError> {
+        is_request: bool,
+    ) -> Result<(LiveDocument, Result<(Merged, SyncReply), MergeError>), SessionError> {
         let limits = PayloadLimits::new(
             self.state.config.max_document_bytes,
             self.state.config.max_nesting_depth,
@@ -428,6 +436,10 @@ impl Session {
                     ledger,
                     claims,
                 }
+            })
+            .map(|merged| {
+                let reply = conn.reply(&document_id, &live.doc, is_request);
+                (merged, reply)
             });
             (conn, live, merged)
         })
@@ -577,7 +589,7 @@ impl Session {
     /// a reconnecting phone exchanges only what changed since. Devices
     /// without an id keep no state.
     async fn restore_sync_state(&mut self, document_id: DocumentId) -> Result<(), SessionError> {
-        if self.user.device_id.is_empty() || !self.restored.insert(document_id) {
+        if self.user.device_id.is_empty() || self.restored.contains_key(&document_id) {
             return Ok(());
         }
         let saved = self
@@ -585,9 +597,10 @@ impl Session {
             .store
             .load_sync_state(&document_id, self.user.user_id, &self.user.device_id)
             .await?;
-        if let Some(saved) = saved {
-            self.conn()?.restore_sync_state(&document_id, &saved);
+        if let Some(saved) = &saved {
+            self.conn()?.restore_sync_state(&document_id, saved);
         }
+        self.restored.insert(document_id, saved);
         Ok(())
     }
 
@@ -614,6 +627,14 @@ impl Session {
 
     /// Keeps this device's sync state of `document_id` for its next
     /// connection. A failure only costs a longer sync next time.
+    ///
+    /// Not saved again: a state this connection saved within
+    /// [`SAVED_FRESH`], and a state still as it was stored before this
+    /// connection once the connection has saved another document's state
+    /// within [`SAVED_FRESH`] (that row's time is the device's last sync on
+    /// the devices page, which shows the latest of its documents'). So a
+    /// phone that syncs its diary and its contacts, with nothing new in the
+    /// contacts, writes one row, with its diary's write.
     pub async fn save_sync_state(&mut self, document_id: DocumentId) {
         let Some(write) = self.sync_state_write(document_id, Utc::now()) else {
             return;
@@ -621,6 +642,18 @@ impl Session {
         if let Some((saved, at)) = self.saved.get(&document_id)
             && *saved == write.state
             && at.elapsed() < SAVED_FRESH
+        {
+            return;
+        }
+        let unchanged = self
+            .restored
+            .get(&document_id)
+            .is_some_and(|before| before.as_ref() == Some(&write.state));
+        if unchanged
+            && self
+                .saved
+                .values()
+                .any(|(_, at)| at.elapsed() < SAVED_FRESH)
         {
             return;
         }
