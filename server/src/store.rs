@@ -162,6 +162,19 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         since: &StoredVersion,
     ) -> StoreResult<Option<DocumentSince>>;
 
+    /// [`load_document_since`](Self::load_document_since) and the sync
+    /// state `device_id` of `user_id` kept of the document
+    /// ([`load_sync_state`](Self::load_sync_state)) together: one statement
+    /// when the copy is up to date, as the copy in memory of a document a
+    /// device reconnects to mostly is.
+    async fn load_document_since_with_sync_state(
+        &self,
+        id: &DocumentId,
+        since: &StoredVersion,
+        user_id: i64,
+        device_id: &str,
+    ) -> StoreResult<(Option<DocumentSince>, Option<Vec<u8>>)>;
+
     /// Documents owned by a user, ordered by id.
     async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentRow>>;
 

@@ -1188,6 +1188,52 @@ mod cases {
             Some(b"state-t".to_vec())
         );
         assert_eq!(load("laptop").await.expect("load"), None);
+
+        // Read with the document: the same state, whether the copy is up
+        // to date or lacks a chunk; nothing for a missing document.
+        let stored = s
+            .load_document(&doc_a)
+            .await
+            .expect("load")
+            .expect("stored");
+        let with_state = |version: StoredVersion, device: &'static str| async move {
+            match s
+                .load_document_since_with_sync_state(&doc_a, &version, alice.id, device)
+                .await
+                .expect("load with state")
+            {
+                (Some(DocumentSince::Added { chunks, .. }), state) => {
+                    (chunks.iter().map(|c| c.id).collect::<Vec<_>>(), state)
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            with_state(stored.version(), "phone").await,
+            (Vec::new(), Some(b"state-2".to_vec()))
+        );
+        assert_eq!(
+            with_state(StoredVersion::default(), "tablet").await,
+            (
+                stored.chunks.iter().map(|c| c.id).collect(),
+                Some(b"state-t".to_vec())
+            )
+        );
+        assert_eq!(
+            with_state(stored.version(), "laptop").await,
+            (Vec::new(), None)
+        );
+        assert_eq!(
+            s.load_document_since_with_sync_state(
+                &named_id("nowhere"),
+                &StoredVersion::default(),
+                alice.id,
+                "phone"
+            )
+            .await
+            .expect("load with state"),
+            (None, None)
+        );
     }
     /// A sync connection's write carries its audit row and the device's
     /// sync state: both are written in the chunk's transaction, and a write

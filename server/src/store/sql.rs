@@ -163,6 +163,15 @@ pub(super) use updated_at_by_id;
 /// which Rust types the statements bind and decode; both drivers meet them.
 pub(super) struct Sql<DB>(PhantomData<DB>);
 
+/// A document's row and the sync state one device kept of it, read in one
+/// statement ([`Sql::document_meta_and_sync_state`]).
+#[derive(sqlx::FromRow)]
+pub(super) struct RowAndSyncState {
+    #[sqlx(flatten)]
+    pub meta: DocumentRow,
+    pub sync_state: Option<Vec<u8>>,
+}
+
 impl<DB> Sql<DB>
 where
     DB: Database,
@@ -185,6 +194,7 @@ where
     for<'r> User: FromRow<'r, DB::Row>,
     for<'r> RefreshToken: FromRow<'r, DB::Row>,
     for<'r> DocumentRow: FromRow<'r, DB::Row>,
+    for<'r> RowAndSyncState: FromRow<'r, DB::Row>,
     for<'r> DocumentChunk: FromRow<'r, DB::Row>,
     for<'r> AuditEntry: FromRow<'r, DB::Row>,
     for<'r> LedgerItem: FromRow<'r, DB::Row>,
@@ -517,6 +527,34 @@ where
             .bind(id.to_string())
             .fetch_optional(pool)
             .await?)
+    }
+
+    /// Whether a copy of the document at `since` lacks nothing of what
+    /// `meta` (its row) says is stored.
+    pub(super) fn nothing_since(meta: &DocumentRow, since: &StoredVersion) -> bool {
+        meta.snapshot_heads == since.snapshot_heads && meta.last_chunk_id <= since.last_chunk_id
+    }
+
+    /// A document's row, and the sync state `device_id` of `user_id` kept
+    /// of it, in one statement.
+    pub(super) async fn document_meta_and_sync_state(
+        pool: &Pool<DB>,
+        id: &DocumentId,
+        user_id: i64,
+        device_id: &str,
+    ) -> StoreResult<Option<RowAndSyncState>> {
+        Ok(sqlx::query_as::<DB, RowAndSyncState>(concat!(
+            "SELECT ",
+            doc_cols!(),
+            ", (SELECT s.state FROM sync_states s
+                 WHERE s.document_id = $1 AND s.user_id = $2 AND s.device_id = $3) AS sync_state
+             FROM documents WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .bind(user_id)
+        .bind(device_id)
+        .fetch_optional(pool)
+        .await?)
     }
 
     /// The body of [`Store::load_document`](super::Store::load_document)

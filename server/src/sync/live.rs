@@ -169,14 +169,40 @@ impl LiveDocument {
     /// are not stored (yet). `None` when the document is not stored; the
     /// flag says whether this copy was kept (`false`: built again).
     pub async fn catch_up(
-        mut self,
+        self,
         store: &dyn Store,
         document_id: DocumentId,
     ) -> Result<Option<(LiveDocument, bool)>, LiveError> {
-        let since = match store
+        let since = store
             .load_document_since(&document_id, &self.version)
-            .await?
-        {
+            .await?;
+        self.apply_since(store, document_id, since).await
+    }
+
+    /// As [`catch_up`](Self::catch_up), reading with it the sync state
+    /// `device` (a user id and a device id) kept of the document, in the
+    /// same statement when nothing was stored since this copy.
+    async fn catch_up_with_sync_state(
+        self,
+        store: &dyn Store,
+        document_id: DocumentId,
+        (user_id, device_id): (i64, &str),
+    ) -> Result<(Option<(LiveDocument, bool)>, Option<Vec<u8>>), LiveError> {
+        let (since, state) = store
+            .load_document_since_with_sync_state(&document_id, &self.version, user_id, device_id)
+            .await?;
+        Ok((self.apply_since(store, document_id, since).await?, state))
+    }
+
+    /// Applies what the store holds since this copy's version (`None`: the
+    /// document is not stored).
+    async fn apply_since(
+        mut self,
+        store: &dyn Store,
+        document_id: DocumentId,
+        since: Option<DocumentSince>,
+    ) -> Result<Option<(LiveDocument, bool)>, LiveError> {
+        let since = match since {
             None => return Ok(None),
             Some(DocumentSince::Added { chunks, .. }) if chunks.is_empty() => {
                 return Ok(Some((self, true)));
@@ -391,22 +417,58 @@ impl DocumentGuard {
         store: &dyn Store,
         document_id: DocumentId,
     ) -> Result<Option<LiveDocument>, LiveError> {
+        Ok(self.current_reading(store, document_id, None).await?.0)
+    }
+
+    /// As [`current`](Self::current), with the sync state `device` (a user
+    /// id and a device id) kept of the document: read in the same statement
+    /// as the stored version when this process holds an up-to-date copy.
+    pub async fn current_with_sync_state(
+        &mut self,
+        store: &dyn Store,
+        document_id: DocumentId,
+        device: (i64, &str),
+    ) -> Result<(Option<LiveDocument>, Option<Vec<u8>>), LiveError> {
+        self.current_reading(store, document_id, Some(device)).await
+    }
+
+    async fn current_reading(
+        &mut self,
+        store: &dyn Store,
+        document_id: DocumentId,
+        device: Option<(i64, &str)>,
+    ) -> Result<(Option<LiveDocument>, Option<Vec<u8>>), LiveError> {
         let started = Instant::now();
         let held = self.slot().live.take();
-        let (result, reused) = match held {
-            Some(live) => match live.catch_up(store, document_id).await? {
-                None => (None, false),
-                Some((live, reused)) => (Some(live), reused),
-            },
-            None => match store.load_document(&document_id).await? {
-                None => (None, false),
-                Some(stored) => (Some(load(store, stored).await?), false),
-            },
+        let (found, state) = match (held, device) {
+            (Some(live), None) => (live.catch_up(store, document_id).await?, None),
+            (Some(live), Some(device)) => {
+                live.catch_up_with_sync_state(store, document_id, device)
+                    .await?
+            }
+            (None, _) => {
+                let loaded = match store.load_document(&document_id).await? {
+                    None => None,
+                    Some(stored) => Some((load(store, stored).await?, false)),
+                };
+                let state = match device {
+                    Some((user_id, device_id)) if loaded.is_some() => {
+                        store
+                            .load_sync_state(&document_id, user_id, device_id)
+                            .await?
+                    }
+                    _ => None,
+                };
+                (loaded, state)
+            }
         };
-        if result.is_some() {
-            crate::metrics::live_document_use(reused, started.elapsed());
-        }
-        Ok(result)
+        Ok(match found {
+            Some((live, reused)) => {
+                crate::metrics::live_document_use(reused, started.elapsed());
+                (Some(live), state)
+            }
+            None => (None, None),
+        })
     }
 
     /// Puts `live` back as the document's copy: everything merged into it

@@ -306,10 +306,15 @@ impl Session {
         // its slot only once everything merged into it is stored: every
         // early return below leaves the slot empty, and the next sync loads
         // the document from the store again.
-        let (mut guard, _permit, live) = take_live(&self.state, document_id).await?;
+        // The device's saved sync state is read with the document, once per
+        // connection (before the document's first merge). Devices without
+        // an id keep none.
+        let restore = !self.user.device_id.is_empty() && !self.restored.contains_key(&document_id);
+        let device = restore.then_some((self.user.user_id, self.user.device_id.as_str()));
+        let (mut guard, _permit, live, saved) = take_live(&self.state, document_id, device).await?;
         let stored_existed = live.is_some();
-        if stored_existed {
-            self.restore_sync_state(document_id).await?;
+        if stored_existed && restore {
+            self.restore_sync_state(document_id, saved)?;
         }
         let live = live.unwrap_or_else(LiveDocument::empty);
         let (live, merged) = self
@@ -584,19 +589,14 @@ impl Session {
         Err(SessionError::Protocol(ProtocolError::Refused(refusal)))
     }
 
-    /// Resumes the sync state this device left for `document_id` last
-    /// time, once per connection and before the document's first merge, so
-    /// a reconnecting phone exchanges only what changed since. Devices
-    /// without an id keep no state.
-    async fn restore_sync_state(&mut self, document_id: DocumentId) -> Result<(), SessionError> {
-        if self.user.device_id.is_empty() || self.restored.contains_key(&document_id) {
-            return Ok(());
-        }
-        let saved = self
-            .state
-            .store
-            .load_sync_state(&document_id, self.user.user_id, &self.user.device_id)
-            .await?;
+    /// Resumes `saved`, the sync state this device left for `document_id`
+    /// last time, so a reconnecting phone exchanges only what changed
+    /// since.
+    fn restore_sync_state(
+        &mut self,
+        document_id: DocumentId,
+        saved: Option<Vec<u8>>,
+    ) -> Result<(), SessionError> {
         if let Some(saved) = &saved {
             self.conn()?.restore_sync_state(&document_id, saved);
         }
@@ -691,7 +691,7 @@ impl Session {
         if !self.conn()?.documents().any(|(d, _)| *d == document_id) {
             return Ok(None);
         }
-        let (mut guard, _permit, live) = take_live(&self.state, document_id).await?;
+        let (mut guard, _permit, live, _) = take_live(&self.state, document_id, None).await?;
         let mut conn = self.take_conn()?;
         let (conn, live, pushed) = tokio::task::spawn_blocking(move || {
             let pushed = match &live {
@@ -758,15 +758,33 @@ fn refusal(document_id: DocumentId, e: MergeError) -> Result<Answer, SessionErro
 
 /// The document's lock and a merge permit ([`AppState::lock_for_merge`]),
 /// and its live copy taken out of its slot (`None` when the document is not
-/// stored).
+/// stored); with `device` (a user id and a device id), the sync state it
+/// kept of the document, read with it.
 async fn take_live(
     state: &AppState,
     document_id: DocumentId,
-) -> Result<(DocumentGuard, OwnedSemaphorePermit, Option<LiveDocument>), SessionError> {
+    device: Option<(i64, &str)>,
+) -> Result<
+    (
+        DocumentGuard,
+        OwnedSemaphorePermit,
+        Option<LiveDocument>,
+        Option<Vec<u8>>,
+    ),
+    SessionError,
+> {
     let (mut guard, permit) = state
         .lock_for_merge(document_id)
         .await
         .map_err(|e| SessionError::Internal(e.to_string()))?;
-    let live = guard.current(state.store.as_ref(), document_id).await?;
-    Ok((guard, permit, live))
+    let store = state.store.as_ref();
+    let (live, saved) = match device {
+        Some(device) => {
+            guard
+                .current_with_sync_state(store, document_id, device)
+                .await?
+        }
+        None => (guard.current(store, document_id).await?, None),
+    };
+    Ok((guard, permit, live, saved))
 }

@@ -206,11 +206,54 @@ macro_rules! sql_store {
                 id: &sync_core::DocumentId,
                 since: &$crate::store::StoredVersion,
             ) -> $crate::store::StoreResult<Option<$crate::store::DocumentSince>> {
+                // A copy is mostly up to date: the row alone tells, in one
+                // statement without a transaction around it (a transaction
+                // is two more round trips to the database).
+                let Some(meta) =
+                    $crate::store::sql::Sql::<$db>::get_document_meta(&self.pool, id).await?
+                else {
+                    return Ok(None);
+                };
+                if $crate::store::sql::Sql::<$db>::nothing_since(&meta, since) {
+                    return Ok(Some($crate::store::DocumentSince::Added {
+                        meta,
+                        chunks: Vec::new(),
+                    }));
+                }
                 let mut tx = self.pool.begin_with(BEGIN_READ).await?;
                 let found =
                     $crate::store::sql::Sql::<$db>::load_document_since(&mut tx, id, since).await?;
                 tx.commit().await?;
                 Ok(found)
+            }
+
+            async fn load_document_since_with_sync_state(
+                &self,
+                id: &sync_core::DocumentId,
+                since: &$crate::store::StoredVersion,
+                user_id: i64,
+                device_id: &str,
+            ) -> $crate::store::StoreResult<(Option<$crate::store::DocumentSince>, Option<Vec<u8>>)>
+            {
+                let Some(found) = $crate::store::sql::Sql::<$db>::document_meta_and_sync_state(
+                    &self.pool, id, user_id, device_id,
+                )
+                .await?
+                else {
+                    return Ok((None, None));
+                };
+                if $crate::store::sql::Sql::<$db>::nothing_since(&found.meta, since) {
+                    let added = $crate::store::DocumentSince::Added {
+                        meta: found.meta,
+                        chunks: Vec::new(),
+                    };
+                    return Ok((Some(added), found.sync_state));
+                }
+                let mut tx = self.pool.begin_with(BEGIN_READ).await?;
+                let since =
+                    $crate::store::sql::Sql::<$db>::load_document_since(&mut tx, id, since).await?;
+                tx.commit().await?;
+                Ok((since, found.sync_state))
             }
 
             async fn list_documents_for_owner(
