@@ -1155,22 +1155,34 @@ where
                 petitions,
                 cards,
             } => {
+                // A visit or card with a row in the projection has it
+                // replaced by the insert below (an upsert); only those
+                // without one need a delete.
+                let visits: Vec<&String> = visits
+                    .iter()
+                    .filter(|id| !ledger.visits.iter().any(|v| v.id == **id))
+                    .collect();
+                let cards: Vec<&String> = cards
+                    .iter()
+                    .filter(|id| !ledger.cards.iter().any(|c| c.id == **id))
+                    .collect();
+                let petitions: Vec<&String> = petitions.iter().collect();
                 let deletes = [
                     (
                         "DELETE FROM ledger_visits WHERE document_id = $1 AND id = $2",
-                        visits,
+                        &visits,
                     ),
                     (
                         "DELETE FROM ledger_petitions WHERE document_id = $1 AND id = $2",
-                        petitions,
+                        &petitions,
                     ),
                     (
                         "DELETE FROM ledger_petition_events WHERE document_id = $1 AND petition_id = $2",
-                        petitions,
+                        &petitions,
                     ),
                     (
                         "DELETE FROM ledger_cards WHERE document_id = $1 AND id = $2",
-                        cards,
+                        &cards,
                     ),
                 ];
                 for (sql, ids) in deletes {
@@ -1197,7 +1209,15 @@ where
                      $10, $11, $12, $13, $14, $15, $16, $17
                  FROM documents d JOIN users u ON u.id = d.owner_user_id
                  WHERE d.id = $1
-                 ON CONFLICT DO NOTHING",
+                 ON CONFLICT (document_id, id) DO UPDATE SET
+                     owner_user_id = excluded.owner_user_id, unit_id = excluded.unit_id,
+                     kind = excluded.kind, at = excluded.at, place = excluded.place,
+                     subject_kind = excluded.subject_kind, subject_name = excluded.subject_name,
+                     tags = excluded.tags, aid_money_fen = excluded.aid_money_fen,
+                     aid_goods = excluded.aid_goods, resolved_on_spot = excluded.resolved_on_spot,
+                     petition_count = excluded.petition_count, created_at = excluded.created_at,
+                     created_by = excluded.created_by, deleted = excluded.deleted,
+                     household_key = excluded.household_key, answers = excluded.answers",
             )
             .bind(document_id)
             .bind(&v.id)
@@ -1287,7 +1307,14 @@ where
                      $10, $11, $12, $13
                  FROM documents d JOIN users u ON u.id = d.owner_user_id
                  WHERE d.id = $1
-                 ON CONFLICT DO NOTHING",
+                 ON CONFLICT (document_id, id) DO UPDATE SET
+                     owner_user_id = excluded.owner_user_id, unit_id = excluded.unit_id,
+                     resident = excluded.resident, phone = excluded.phone,
+                     address = excluded.address, household = excluded.household,
+                     handed_over_at = excluded.handed_over_at,
+                     pairing_role = excluded.pairing_role, pairing_needy = excluded.pairing_needy,
+                     follow_ups = excluded.follow_ups, created_at = excluded.created_at,
+                     created_by = excluded.created_by, deleted = excluded.deleted",
             )
             .bind(document_id)
             .bind(&c.id)
