@@ -20,7 +20,8 @@
 //! time it opens a diary), the later ones claim nothing. Every write
 //! carries the version of the diary its phone last stored (`based_on`), as
 //! the sync path's writes do, so the store checks that nothing was stored
-//! since before it writes.
+//! since before it writes, and the owner's per-user limits (the server's
+//! defaults), which the store checks in the write's transaction.
 //! Each writer is one phone's diary (a realistic Chinese diary of 20
 //! visits, `sync_core::fixtures`); its syncs follow each other, each
 //! waiting for its writes to be committed, as a connection does. The
@@ -36,8 +37,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use server::ledger::{Attribution, LedgerProjection};
 use server::store::{
-    ActorClaim, DocumentWrite, NewDocument, Role, Store, StoredKind, StoredVersion, SyncRecords,
-    SyncStateWrite,
+    ActorClaim, DocumentWrite, NewDocument, OwnerLimits, Role, Store, StoredKind, StoredVersion,
+    SyncRecords, SyncStateWrite,
 };
 use sync_core::automerge::ActorId;
 use sync_core::{Edit, Timestamp, diary_id, fixtures};
@@ -155,6 +156,12 @@ async fn phones(store: &dyn Store, count: usize, syncs: usize, first: usize) -> 
                         device_id: "phone".to_owned(),
                         state: vec![7; 96],
                         at: chrono::Utc::now(),
+                    }),
+                    // The server's default limits, checked as the sync path
+                    // checks them.
+                    owner_limits: Some(OwnerLimits {
+                        documents: 50,
+                        bytes: 256 * 1024 * 1024,
                     }),
                 }),
             });

@@ -191,6 +191,10 @@ impl From<StoreError> for AppError {
             StoreError::Stale(_) => AppError::Conflict(
                 "the document was written by someone else meanwhile; try again".to_owned(),
             ),
+            StoreError::OverLimit(over) => AppError::Rejected {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: over.to_string(),
+            },
             StoreError::Backend(_) => AppError::Internal(Box::new(err)),
         }
     }

@@ -22,12 +22,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sync_core::DocumentId;
 
-pub use error::{BoxError, StaleWrite, StoreError};
+pub use error::{BoxError, OverLimit, StaleWrite, StoreError};
 pub use model::{
     ActorClaim, AppendOutcome, AuditEntry, Compaction, DocumentActor, DocumentChunk, DocumentRow,
     DocumentSince, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser,
-    OtherWrite, OwnerUsage, PetitionLocation, RefreshReplacement, RefreshRotation, RefreshToken,
-    Role, StoredDocument, StoredKind, StoredVersion, SyncRecords, SyncStateWrite, Unit, User,
+    OtherWrite, OwnerLimits, OwnerUsage, PetitionLocation, RefreshReplacement, RefreshRotation,
+    RefreshToken, Role, StoredDocument, StoredKind, StoredVersion, SyncRecords, SyncStateWrite,
+    Unit, User,
 };
 
 /// Shorthand for store results.

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use common::{named_id, t};
 use server::store::{
     ActorClaim, AppendOutcome, Compaction, DocumentSince, DocumentWrite, NewAuditEntry,
-    NewDocument, NewRefreshToken, OwnerUsage, RefreshReplacement, RefreshRotation, Role,
-    StaleWrite, Store, StoreError, StoredDocument, StoredKind, StoredVersion, SyncRecords,
-    SyncStateWrite,
+    NewDocument, NewRefreshToken, OverLimit, OwnerLimits, OwnerUsage, RefreshReplacement,
+    RefreshRotation, Role, StaleWrite, Store, StoreError, StoredDocument, StoredKind,
+    StoredVersion, SyncRecords, SyncStateWrite,
 };
 
 use cases::*;
@@ -39,6 +39,7 @@ test_support::backends!(
     audit_log,
     sync_states,
     a_sync_write_records_its_audit_row_and_sync_state,
+    a_sync_write_over_its_owners_limits_stores_nothing,
 );
 
 mod cases {
@@ -947,6 +948,7 @@ mod cases {
                     state: vec![i],
                     at: write.at,
                 }),
+                owner_limits: None,
             }),
             ..write
         };
@@ -1256,6 +1258,7 @@ mod cases {
                 state: state.to_vec(),
                 at: t(at),
             }),
+            owner_limits: None,
         };
         let by_sync = |owner, data: &[u8], at, changes, state: &[u8]| DocumentWrite {
             sync: Some(records(changes, state, at)),
@@ -1334,5 +1337,101 @@ mod cases {
         .expect("a write from a device without an id");
         assert_eq!(writes().await.len(), 3);
         assert_eq!(sync_state().await.expect("load"), Some(b"state-2".to_vec()));
+    }
+
+    /// A sync write carries its owner's limits: the store checks them in
+    /// the write's transaction, against what the owner's documents take
+    /// then, and a write that would break one stores nothing (no chunk, no
+    /// document, no audit row, no sync state). Writes without limits (the
+    /// server's own) are not checked.
+    pub async fn a_sync_write_over_its_owners_limits_stores_nothing(store: Arc<dyn Store>) {
+        let s = store.as_ref();
+        let unit = common::unit(s, "village1", None, "village").await;
+        let alice = common::user(s, "alice", Role::Cadre, &unit).await;
+        let carol = common::user(s, "carol", Role::Cadre, &unit).await;
+        let limits = OwnerLimits {
+            documents: 2,
+            bytes: 30,
+        };
+        let by_sync = |id: &str, user: i64, creates: bool, len: usize, at| DocumentWrite {
+            sync: Some(SyncRecords {
+                user_id: user,
+                device_id: "phone".to_owned(),
+                remote_addr: None,
+                changes_added: 1,
+                changes_waiting: 0,
+                sync_state: Some(SyncStateWrite {
+                    document_id: named_id(id),
+                    user_id: user,
+                    device_id: "phone".to_owned(),
+                    state: vec![at as u8],
+                    at: t(at),
+                }),
+                owner_limits: Some(limits),
+            }),
+            ..write(id, creates.then_some(user), &vec![b'x'; len], at)
+        };
+        let audit_rows = || async { s.list_audit(100).await.expect("audit").len() };
+
+        s.append_changes(by_sync("a1", alice.id, true, 10, 1))
+            .await
+            .expect("a first document");
+        s.append_changes(by_sync("a1", alice.id, false, 15, 2))
+            .await
+            .expect("25 bytes of 30");
+        let (before, audited) = (load(s, "a1").await, audit_rows().await);
+        let over = s
+            .append_changes(by_sync("a1", alice.id, false, 10, 3))
+            .await;
+        assert!(
+            matches!(
+                over,
+                Err(StoreError::OverLimit(OverLimit::Bytes {
+                    would_take: 35,
+                    limit: 30
+                }))
+            ),
+            "{over:?}"
+        );
+        assert_eq!(load(s, "a1").await.chunks, before.chunks);
+        assert_eq!(audit_rows().await, audited);
+        assert_eq!(
+            s.load_sync_state(&named_id("a1"), alice.id, "phone")
+                .await
+                .expect("state"),
+            Some(vec![2])
+        );
+
+        // A second document fits; a third is one too many.
+        s.append_changes(by_sync("a2", alice.id, true, 1, 4))
+            .await
+            .expect("a second document");
+        let third = s.append_changes(by_sync("a3", alice.id, true, 1, 5)).await;
+        assert!(
+            matches!(
+                third,
+                Err(StoreError::OverLimit(OverLimit::Documents {
+                    owned: 2,
+                    limit: 2
+                }))
+            ),
+            "{third:?}"
+        );
+        assert_eq!(s.load_document(&named_id("a3")).await.expect("load"), None);
+        assert_eq!(
+            s.owner_usage(alice.id).await.expect("usage"),
+            OwnerUsage {
+                documents: 2,
+                bytes: 26
+            }
+        );
+
+        // Another owner's documents do not count; the server's own write
+        // is not checked.
+        s.append_changes(by_sync("c1", carol.id, true, 30, 6))
+            .await
+            .expect("carol's first document");
+        append(s, "a1", None, &[b'y'; 10], 7).await;
+        assert_eq!(s.owner_usage(alice.id).await.expect("usage").bytes, 36);
     }
 }

@@ -24,10 +24,54 @@ pub enum StoreError {
     /// back in it, so that making it again needs no copy of its bytes.
     #[error("the document was written by someone else meanwhile")]
     Stale(StaleWrite),
+    /// The write would take its document's owner past a per-user limit
+    /// ([`SyncRecords::owner_limits`](super::SyncRecords::owner_limits)).
+    /// Nothing was stored.
+    #[error("{0}")]
+    OverLimit(OverLimit),
     /// The database failed (connection, I/O, bad SQL, migration). The cause is
     /// kept for the log; it is never shown to an HTTP client.
     #[error("database error")]
     Backend(#[source] BoxError),
+}
+
+/// Which per-user limit a write would break ([`StoreError::OverLimit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OverLimit {
+    /// The write creates a document; its owner has `owned` already.
+    #[error("this user already has {owned} documents, the limit is {limit} per user")]
+    Documents { owned: u64, limit: u64 },
+    /// The owner's documents would take `would_take` bytes.
+    #[error(
+        "this user's documents would take {would_take} bytes, the limit is {limit} bytes per user"
+    )]
+    Bytes { would_take: u64, limit: u64 },
+}
+
+impl OverLimit {
+    /// `Some` when a write of `added` bytes, which creates a document when
+    /// `creates`, breaks `limits` on top of `usage`.
+    pub fn check(
+        usage: super::OwnerUsage,
+        creates: bool,
+        added: usize,
+        limits: super::OwnerLimits,
+    ) -> Option<OverLimit> {
+        let would_take = usage.bytes.saturating_add(added as u64);
+        if creates && usage.documents >= limits.documents {
+            Some(OverLimit::Documents {
+                owned: usage.documents,
+                limit: limits.documents,
+            })
+        } else if would_take > limits.bytes {
+            Some(OverLimit::Bytes {
+                would_take,
+                limit: limits.bytes,
+            })
+        } else {
+            None
+        }
+    }
 }
 
 /// A write refused as [`StoreError::Stale`], handed back whole.

@@ -246,6 +246,16 @@ pub struct OwnerUsage {
     pub bytes: u64,
 }
 
+/// The most one user's documents may take in the store, checked by a sync
+/// write ([`SyncRecords::owner_limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerLimits {
+    /// Documents the user may own.
+    pub documents: u64,
+    /// Bytes their documents may take (snapshots plus pending chunks).
+    pub bytes: u64,
+}
+
 /// A document's row: everything the server keeps about a document except
 /// its content. (sync-core's `DocumentMeta` is something else: the root
 /// fields inside the document.)
@@ -423,6 +433,12 @@ pub struct SyncRecords {
     /// The device's sync state after the write, kept for its next
     /// connection; `None` keeps none (a device without an id).
     pub sync_state: Option<SyncStateWrite>,
+    /// Limits on what the document's owner may store, checked in the
+    /// write's transaction against what their documents take then: a
+    /// write that would break one fails with
+    /// [`StoreError::OverLimit`](super::StoreError::OverLimit) and stores
+    /// nothing. `None` checks none.
+    pub owner_limits: Option<OwnerLimits>,
 }
 
 impl SyncRecords {

@@ -21,11 +21,11 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use self::listen::Announcer;
 use super::sql::{
     CompactSql, Sql, audit_log_columns, doc_cols, document_by_id, documents_in_units,
-    insert_document, sync_state_replaces, sync_states_columns, users_in_units,
+    insert_document, row_and_owner_usage, sync_state_replaces, sync_states_columns, users_in_units,
 };
 use super::{
-    AppendOutcome, Backend, ConnectOptions, DocumentRow, DocumentWrite, NewAuditEntry, StoreError,
-    StoreResult, SyncStateWrite, User,
+    AppendOutcome, Backend, ConnectOptions, DocumentRow, DocumentWrite, NewAuditEntry, OverLimit,
+    StoreError, StoreResult, SyncStateWrite, User,
 };
 
 /// The shared statements, on PostgreSQL.
@@ -141,12 +141,30 @@ async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreRes
         .await?;
     }
     // The per-document lock: held until commit, across every process.
-    let Some(existing) =
-        sqlx::query_as::<_, DocumentRow>(concat!(document_by_id!(), " FOR UPDATE"))
-            .bind(&document_id)
-            .fetch_optional(&mut *tx)
+    // With limits to check, the owner's usage is read with the row.
+    let limits = write.sync.as_ref().and_then(|sync| sync.owner_limits);
+    let (existing, usage) = match limits {
+        Some(_) => {
+            match Q::row_and_owner_usage(
+                &mut tx,
+                concat!(row_and_owner_usage!(), " FOR UPDATE"),
+                &document_id,
+            )
             .await?
-    else {
+            {
+                Some((row, usage)) => (Some(row), Some(usage)),
+                None => (None, None),
+            }
+        }
+        None => (
+            sqlx::query_as::<_, DocumentRow>(concat!(document_by_id!(), " FOR UPDATE"))
+                .bind(&document_id)
+                .fetch_optional(&mut *tx)
+                .await?,
+            None,
+        ),
+    };
+    let Some(existing) = existing else {
         return Err(StoreError::NotFound);
     };
     if let Some(new) = &write.create
@@ -155,6 +173,14 @@ async fn append_changes(store: &PostgresStore, write: DocumentWrite) -> StoreRes
         return Err(StoreError::Conflict(
             "document belongs to another user".to_owned(),
         ));
+    }
+    if let (Some(limits), Some(mut usage)) = (limits, usage) {
+        // The row inserted above is in the count; the check counts what
+        // the owner had before this write.
+        usage.documents = usage.documents.saturating_sub(u64::from(created));
+        if let Some(over) = OverLimit::check(usage, created, write.data.len(), limits) {
+            return Err(StoreError::OverLimit(over));
+        }
     }
     let write = if created {
         write

@@ -150,6 +150,45 @@ macro_rules! document_by_id {
 }
 pub(super) use document_by_id;
 
+/// What the documents of the owner `$owner` (an SQL expression) take, as
+/// two columns: `owner_documents` and `owner_bytes` (snapshots plus pending
+/// chunks; `LENGTH` of a blob or `bytea` is its size in bytes).
+macro_rules! owner_usage_cols {
+    ($owner:literal) => {
+        concat!(
+            "(SELECT CAST(COUNT(*) AS BIGINT) FROM documents o WHERE o.owner_user_id = ",
+            $owner,
+            ") AS owner_documents,
+             CAST(COALESCE((SELECT SUM(LENGTH(s.snapshot)) FROM documents s
+                             WHERE s.owner_user_id = ",
+            $owner,
+            "), 0)
+                  + COALESCE((SELECT SUM(LENGTH(c.data))
+                                FROM document_chunks c JOIN documents cd ON cd.id = c.document_id
+                               WHERE cd.owner_user_id = ",
+            $owner,
+            "), 0) AS BIGINT) AS owner_bytes"
+        )
+    };
+}
+pub(super) use owner_usage_cols;
+
+/// A document's row (`$1` its id) and what its owner's documents take
+/// ([`owner_usage_cols!`]); a backend that locks rows appends its locking
+/// clause.
+macro_rules! row_and_owner_usage {
+    () => {
+        concat!(
+            "SELECT ",
+            $crate::store::sql::doc_cols!(),
+            ", ",
+            $crate::store::sql::owner_usage_cols!("documents.owner_user_id"),
+            " FROM documents WHERE id = $1"
+        )
+    };
+}
+pub(super) use row_and_owner_usage;
+
 /// When a document was last written; a backend that locks rows appends its
 /// locking clause to this text.
 macro_rules! updated_at_by_id {
@@ -162,6 +201,16 @@ pub(super) use updated_at_by_id;
 /// The statements both backends share, for a database `DB`. The bounds say
 /// which Rust types the statements bind and decode; both drivers meet them.
 pub(super) struct Sql<DB>(PhantomData<DB>);
+
+/// A document's row and what its owner's documents take
+/// ([`Sql::row_and_owner_usage`]).
+#[derive(sqlx::FromRow)]
+pub(super) struct RowAndUsage {
+    #[sqlx(flatten)]
+    pub meta: DocumentRow,
+    pub owner_documents: i64,
+    pub owner_bytes: i64,
+}
 
 /// A document's row and the sync state one device kept of it, read in one
 /// statement ([`Sql::document_meta_and_sync_state`]).
@@ -195,6 +244,7 @@ where
     for<'r> RefreshToken: FromRow<'r, DB::Row>,
     for<'r> DocumentRow: FromRow<'r, DB::Row>,
     for<'r> RowAndSyncState: FromRow<'r, DB::Row>,
+    for<'r> RowAndUsage: FromRow<'r, DB::Row>,
     for<'r> DocumentChunk: FromRow<'r, DB::Row>,
     for<'r> AuditEntry: FromRow<'r, DB::Row>,
     for<'r> LedgerItem: FromRow<'r, DB::Row>,
@@ -646,26 +696,42 @@ where
         .await?)
     }
 
-    /// See [`Store::owner_usage`](super::Store::owner_usage). `LENGTH` of a
-    /// blob (SQLite) or `bytea` (PostgreSQL) is its size in bytes.
-    pub(super) async fn owner_usage(pool: &Pool<DB>, user_id: i64) -> StoreResult<OwnerUsage> {
-        let (documents, bytes) = sqlx::query_as::<DB, (i64, i64)>(
-            "SELECT CAST(COUNT(*) AS BIGINT),
-                    CAST(COALESCE(SUM(LENGTH(d.snapshot)), 0)
-                         + COALESCE((SELECT SUM(LENGTH(c.data))
-                                       FROM document_chunks c
-                                       JOIN documents o ON o.id = c.document_id
-                                      WHERE o.owner_user_id = $1), 0) AS BIGINT)
-               FROM documents d
-              WHERE d.owner_user_id = $1",
-        )
-        .bind(user_id)
-        .fetch_one(pool)
-        .await?;
+    /// See [`Store::owner_usage`](super::Store::owner_usage), on a pool
+    /// or inside the caller's transaction.
+    pub(super) async fn owner_usage<'c, E>(executor: E, user_id: i64) -> StoreResult<OwnerUsage>
+    where
+        E: Executor<'c, Database = DB>,
+    {
+        let (documents, bytes) =
+            sqlx::query_as::<DB, (i64, i64)>(concat!("SELECT ", owner_usage_cols!("$1")))
+                .bind(user_id)
+                .fetch_one(executor)
+                .await?;
         Ok(OwnerUsage {
             documents: to_u64(documents),
             bytes: to_u64(bytes),
         })
+    }
+
+    /// A document's row and what its owner's documents take, read by `sql`
+    /// (the backend's [`row_and_owner_usage!`] statement, `$1` the
+    /// document's id) inside the caller's transaction.
+    pub(super) async fn row_and_owner_usage(
+        conn: &mut DB::Connection,
+        sql: &'static str,
+        document_id: &str,
+    ) -> StoreResult<Option<(DocumentRow, OwnerUsage)>> {
+        let found = sqlx::query_as::<DB, RowAndUsage>(sql)
+            .bind(document_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(found.map(|f| {
+            let usage = OwnerUsage {
+                documents: to_u64(f.owner_documents),
+                bytes: to_u64(f.owner_bytes),
+            };
+            (f.meta, usage)
+        }))
     }
 
     /// The rows `sql` selects for the list of units it reads from `$1`,

@@ -22,11 +22,12 @@ use sqlx::sqlite::{
 use self::group_commit::GroupCommit;
 
 use super::sql::{
-    CompactSql, Sql, document_by_id, documents_in_units, insert_document, users_in_units,
+    CompactSql, Sql, document_by_id, documents_in_units, insert_document, row_and_owner_usage,
+    users_in_units,
 };
 use super::{
-    AppendOutcome, Backend, ConnectOptions, DocumentRow, DocumentWrite, NewAuditEntry, StoreError,
-    StoreResult, SyncStateWrite, User,
+    AppendOutcome, Backend, ConnectOptions, DocumentRow, DocumentWrite, NewAuditEntry, OverLimit,
+    StoreError, StoreResult, SyncStateWrite, User,
 };
 
 /// How long a connection waits for the write lock before giving up.
@@ -170,20 +171,35 @@ enum AppendFailure {
 /// [`Store::append_changes`](super::Store::append_changes) inside the
 /// group commit's transaction (which holds the write lock, so the document
 /// row read first is still current when the chunk is written). Its
-/// refusals (a missing document, another owner's, a stale copy) all come
-/// from the read before its first write; only a claim of an actor that is
-/// another writer's, or a failing database, stops it after that.
+/// refusals (a missing document, another owner's, a stale copy, a write
+/// over its owner's limits) all come from the reads before its first
+/// write; only a claim of an actor that is another writer's, or a failing
+/// database, stops it after that.
+///
+/// With limits to check, the owner's usage is read with the row, in the
+/// same statement. The transaction holds the write lock, so every write
+/// before this one, in this batch or an earlier one, is in that usage.
 async fn append_in(
     tx: &mut sqlx::SqliteConnection,
     write: &DocumentWrite,
 ) -> Result<AppendOutcome, AppendFailure> {
     use AppendFailure::{AfterWriting, BeforeWriting};
     let document_id = write.document_id.to_string();
-    let existing = sqlx::query_as::<_, DocumentRow>(document_by_id!())
-        .bind(&document_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| BeforeWriting(e.into()))?;
+    let limits = write.sync.as_ref().and_then(|sync| sync.owner_limits);
+    let (existing, usage) = match limits {
+        Some(_) => Q::row_and_owner_usage(tx, row_and_owner_usage!(), &document_id)
+            .await
+            .map_err(BeforeWriting)?
+            .map_or((None, None), |(row, usage)| (Some(row), Some(usage))),
+        None => (
+            sqlx::query_as::<_, DocumentRow>(document_by_id!())
+                .bind(&document_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| BeforeWriting(e.into()))?,
+            None,
+        ),
+    };
 
     // The document to create, if the write creates it.
     let new_document = match (&existing, &write.create) {
@@ -198,6 +214,22 @@ async fn append_in(
         (Some(_), _) => None,
     };
     let created = new_document.is_some();
+    if let Some(limits) = limits {
+        let usage = match (usage, new_document) {
+            (Some(usage), _) => usage,
+            // No row: the write creates the document (else it was refused
+            // above as not found).
+            (None, new) => {
+                let owner = new.map_or(0, |n| n.owner_user_id);
+                Q::owner_usage(&mut *tx, owner)
+                    .await
+                    .map_err(BeforeWriting)?
+            }
+        };
+        if let Some(over) = OverLimit::check(usage, created, write.data.len(), limits) {
+            return Err(BeforeWriting(StoreError::OverLimit(over)));
+        }
+    }
 
     async {
         if let Some(new) = new_document {

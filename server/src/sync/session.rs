@@ -30,7 +30,8 @@ use crate::auth::AuthUser;
 use crate::ledger::{LedgerProjection, Writer};
 use crate::metrics::{self, Direction};
 use crate::store::{
-    ActorClaim, DocumentWrite, NewDocument, StoreError, StoredKind, SyncRecords, SyncStateWrite,
+    ActorClaim, DocumentWrite, NewDocument, OverLimit, OwnerLimits, StoreError, StoredKind,
+    SyncRecords, SyncStateWrite,
 };
 
 /// How long a sync state saved on a connection counts as saved: the same
@@ -339,10 +340,7 @@ impl Session {
             return Ok(Answer::Unavailable);
         }
         let live = match chunk {
-            Some(chunk) => match self
-                .store(document_id, access, stored_existed, live, merged, chunk)
-                .await?
-            {
+            Some(chunk) => match self.store(document_id, access, live, merged, chunk).await? {
                 Some(stored) => stored,
                 None => return Ok(Answer::Unavailable),
             },
@@ -453,16 +451,15 @@ impl Session {
         Ok((live, merged))
     }
 
-    /// Stores `chunk`, what `merged` added to `live`: the
-    /// per-user limits are checked, then the chunk, its ledger rows, the
-    /// claims, the audit row and the device's sync state are written in one
-    /// transaction. Returns the copy as stored, or `None` when the document
-    /// turned out not to be this user's.
+    /// Stores `chunk`, what `merged` added to `live`: the chunk, its ledger
+    /// rows, the claims, the audit row and the device's sync state are
+    /// written in one transaction, which first checks the per-user limits.
+    /// Returns the copy as stored, or `None` when the document turned out
+    /// not to be this user's.
     async fn store(
         &mut self,
         document_id: DocumentId,
         access: Access,
-        stored_existed: bool,
         live: LiveDocument,
         merged: Merged,
         chunk: Vec<u8>,
@@ -472,15 +469,20 @@ impl Session {
             ledger,
             claims,
         } = merged;
-        // Held until the write is stored, so the user's usage read for the
-        // check is the one the write adds to.
-        let _owner = if access == Access::ReadWrite {
+        // The per-user limits are checked by the store, in the write's
+        // transaction. One user's writes are made one at a time in this
+        // process, so none is checked against a usage that another one is
+        // about to change.
+        let (_owner, owner_limits) = if access == Access::ReadWrite {
+            let config = &self.state.config;
+            let limits = OwnerLimits {
+                documents: config.max_documents_per_user as u64,
+                bytes: config.max_stored_bytes_per_user,
+            };
             let owner = self.state.sync_hub.lock_owner(self.user.user_id).await;
-            self.check_owner_limits(document_id, stored_existed, chunk.len())
-                .await?;
-            Some(owner)
+            (Some(owner), Some(limits))
         } else {
-            None
+            (None, None)
         };
         // The state as the write's changes left it: what the reply makes
         // does not change what is kept of it (the heads both sides share),
@@ -503,6 +505,7 @@ impl Session {
                 changes_added: outcome.changes_added,
                 changes_waiting: outcome.changes_waiting,
                 sync_state,
+                owner_limits,
             }),
         };
         let store = self.state.store.as_ref();
@@ -516,6 +519,9 @@ impl Session {
                     return Ok(None);
                 }
                 Err(LiveError::Store(StoreError::NotFound)) => return Ok(None),
+                Err(LiveError::Store(StoreError::OverLimit(over))) => {
+                    return Err(over_limit(document_id, over));
+                }
                 Err(e) => return Err(e.into()),
             };
         if let Some(state) = saved {
@@ -549,44 +555,6 @@ impl Session {
             StoredKind::Unknown => return false,
         };
         derived_id(kind, &self.user.username, new.year) == Some(document_id)
-    }
-
-    /// Refuses a write of `added` bytes that would take the user past the
-    /// documents or stored bytes they may have; `existed` says whether the
-    /// document is stored already (else the write creates it). Called under
-    /// the document's lock and the user's ([`SyncHub::lock_owner`](crate::sync::SyncHub::lock_owner)),
-    /// before anything is stored.
-    async fn check_owner_limits(
-        &mut self,
-        document_id: DocumentId,
-        existed: bool,
-        added: usize,
-    ) -> Result<(), SessionError> {
-        let config = &self.state.config;
-        let (max_documents, max_bytes) = (
-            config.max_documents_per_user,
-            config.max_stored_bytes_per_user,
-        );
-        let usage = self.state.store.owner_usage(self.user.user_id).await?;
-        let refusal = if !existed && usage.documents >= max_documents as u64 {
-            metrics::sync_payload_refused("documents_per_user");
-            format!(
-                "document {document_id} refused: this user already has {} documents, \
-                 the limit is {max_documents} per user",
-                usage.documents
-            )
-        } else if usage.bytes.saturating_add(added as u64) > max_bytes {
-            metrics::sync_payload_refused("stored_bytes_per_user");
-            format!(
-                "document {document_id} refused: this user's documents would take {} bytes, \
-                 the limit is {max_bytes} bytes per user",
-                usage.bytes.saturating_add(added as u64)
-            )
-        } else {
-            return Ok(());
-        };
-        tracing::warn!(document_id = %document_id, reason = refusal, "refused a write over a per-user limit");
-        Err(SessionError::Protocol(ProtocolError::Refused(refusal)))
     }
 
     /// Resumes `saved`, the sync state this device left for `document_id`
@@ -715,6 +683,18 @@ struct Merged {
     outcome: MergeOutcome,
     ledger: Option<LedgerProjection>,
     claims: Vec<ActorClaim>,
+}
+
+/// Closes the connection of a write refused for taking its user past a
+/// per-user limit.
+fn over_limit(document_id: DocumentId, over: OverLimit) -> SessionError {
+    metrics::sync_payload_refused(match over {
+        OverLimit::Documents { .. } => "documents_per_user",
+        OverLimit::Bytes { .. } => "stored_bytes_per_user",
+    });
+    let refusal = format!("document {document_id} refused: {over}");
+    tracing::warn!(document_id = %document_id, reason = refusal, "refused a write over a per-user limit");
+    SessionError::Protocol(ProtocolError::Refused(refusal))
 }
 
 /// The answer to a message whose merge was refused: the connection is

@@ -494,6 +494,7 @@ mod tests {
                     state: vec![1],
                     at: write.at,
                 }),
+                owner_limits: None,
             }),
             ..write
         }
