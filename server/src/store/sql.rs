@@ -1224,13 +1224,17 @@ where
                 // A visit or card with a row in the projection has it
                 // replaced by the insert below (an upsert); only those
                 // without one need a delete.
+                let projected_visits: std::collections::HashSet<&str> =
+                    ledger.visits.iter().map(|v| v.id.as_str()).collect();
+                let projected_cards: std::collections::HashSet<&str> =
+                    ledger.cards.iter().map(|c| c.id.as_str()).collect();
                 let visits: Vec<&String> = visits
                     .iter()
-                    .filter(|id| !ledger.visits.iter().any(|v| v.id == **id))
+                    .filter(|id| !projected_visits.contains(id.as_str()))
                     .collect();
                 let cards: Vec<&String> = cards
                     .iter()
-                    .filter(|id| !ledger.cards.iter().any(|c| c.id == **id))
+                    .filter(|id| !projected_cards.contains(id.as_str()))
                     .collect();
                 let petitions: Vec<&String> = petitions.iter().collect();
                 let deletes = [

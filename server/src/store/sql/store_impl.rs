@@ -22,6 +22,29 @@ macro_rules! sql_store {
             pub fn pool(&self) -> &sqlx::Pool<$db> {
                 &self.pool
             }
+
+            /// What a copy at `since` lacks, given the document's row
+            /// `meta` just read: nothing, which the row alone tells (a copy
+            /// is mostly up to date, and a transaction is two more round
+            /// trips to the database), or what a read transaction finds.
+            async fn since_row(
+                &self,
+                id: &sync_core::DocumentId,
+                since: &$crate::store::StoredVersion,
+                meta: $crate::store::DocumentRow,
+            ) -> $crate::store::StoreResult<Option<$crate::store::DocumentSince>> {
+                if $crate::store::sql::Sql::<$db>::nothing_since(&meta, since) {
+                    return Ok(Some($crate::store::DocumentSince::Added {
+                        meta,
+                        chunks: Vec::new(),
+                    }));
+                }
+                let mut tx = self.pool.begin_with(BEGIN_READ).await?;
+                let found =
+                    $crate::store::sql::Sql::<$db>::load_document_since(&mut tx, id, since).await?;
+                tx.commit().await?;
+                Ok(found)
+            }
         }
 
         #[async_trait::async_trait]
@@ -206,25 +229,10 @@ macro_rules! sql_store {
                 id: &sync_core::DocumentId,
                 since: &$crate::store::StoredVersion,
             ) -> $crate::store::StoreResult<Option<$crate::store::DocumentSince>> {
-                // A copy is mostly up to date: the row alone tells, in one
-                // statement without a transaction around it (a transaction
-                // is two more round trips to the database).
-                let Some(meta) =
-                    $crate::store::sql::Sql::<$db>::get_document_meta(&self.pool, id).await?
-                else {
-                    return Ok(None);
-                };
-                if $crate::store::sql::Sql::<$db>::nothing_since(&meta, since) {
-                    return Ok(Some($crate::store::DocumentSince::Added {
-                        meta,
-                        chunks: Vec::new(),
-                    }));
+                match $crate::store::sql::Sql::<$db>::get_document_meta(&self.pool, id).await? {
+                    Some(meta) => self.since_row(id, since, meta).await,
+                    None => Ok(None),
                 }
-                let mut tx = self.pool.begin_with(BEGIN_READ).await?;
-                let found =
-                    $crate::store::sql::Sql::<$db>::load_document_since(&mut tx, id, since).await?;
-                tx.commit().await?;
-                Ok(found)
             }
 
             async fn load_document_since_with_sync_state(
@@ -242,17 +250,7 @@ macro_rules! sql_store {
                 else {
                     return Ok((None, None));
                 };
-                if $crate::store::sql::Sql::<$db>::nothing_since(&found.meta, since) {
-                    let added = $crate::store::DocumentSince::Added {
-                        meta: found.meta,
-                        chunks: Vec::new(),
-                    };
-                    return Ok((Some(added), found.sync_state));
-                }
-                let mut tx = self.pool.begin_with(BEGIN_READ).await?;
-                let since =
-                    $crate::store::sql::Sql::<$db>::load_document_since(&mut tx, id, since).await?;
-                tx.commit().await?;
+                let since = self.since_row(id, since, found.meta).await?;
                 Ok((since, found.sync_state))
             }
 
