@@ -30,5 +30,6 @@ pub use client::{ClientConnection, ClientEvent, DocSyncStatus, LocalDocuments};
 pub use error::ProtocolError;
 pub use message::{MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION, PeerMetadata};
 pub use server::{
-    Granted, MAX_STALLED_ROUNDS, ServerConnection, ServerStep, SyncApplied, SyncReply, SyncStep,
+    ApplyError, Granted, MAX_STALLED_ROUNDS, ServerConnection, ServerStep, SyncApplied, SyncReply,
+    SyncStep,
 };

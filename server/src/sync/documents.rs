@@ -7,9 +7,9 @@
 use sync_core::DocumentId;
 use sync_core::automerge::{self, ActorId, Automerge};
 use sync_core::document::{DocumentError, read_meta};
-use sync_core::protocol::{Access, ProtocolError, ServerConnection};
+use sync_core::protocol::{Access, ApplyError, ProtocolError, ServerConnection};
 
-use super::payload::{self, PayloadError, PayloadLimits};
+use super::payload::{PayloadError, PayloadLimits};
 use crate::ledger::Attribution;
 use crate::store::{NewDocument, StoredDocument};
 
@@ -186,15 +186,17 @@ pub fn merge(
 ) -> Result<MergeOutcome, MergeError> {
     let max_document_bytes = limits.max_document_bytes;
     check_size(document, doc, stored_bytes, max_document_bytes)?;
-    // Before automerge sees the changes: a hostile payload is refused here
+    // Before automerge sees the changes: a hostile payload is refused there
     // and never reaches the document. A whole-document chunk is loaded
-    // into a scratch document for it; every rule below then holds for all
-    // the changes it adds, as for change chunks.
-    if access == Access::ReadWrite && !message.changes.is_empty() {
-        payload::check(doc, &message, limits)
-            .map_err(|source| MergeError::Hostile { document, source })?;
-    }
-    let applied = conn.apply(&document, doc, message)?;
+    // into a scratch document for it (which an empty document then takes
+    // as it is); every rule below then holds for all the changes it adds,
+    // as for change chunks.
+    let applied = conn
+        .apply_checked(&document, doc, message, limits)
+        .map_err(|e| match e {
+            ApplyError::Payload(source) => MergeError::Hostile { document, source },
+            ApplyError::Protocol(e) => e.into(),
+        })?;
     // The added changes as the message carried them, when that is what it
     // added (the usual case): the document need not build them again.
     let added: Option<Vec<automerge::Change>> = applied.added.as_ref().and_then(|raw| {

@@ -188,7 +188,8 @@ impl ClientConnection {
                 };
                 entry.unavailable = false;
                 let doc = local.get_or_create(&document_id);
-                let (_, changes) = doc_sync::receive(&document_id, doc, &mut entry.state, message)?;
+                let (_, changes) =
+                    doc_sync::receive(&document_id, doc, &mut entry.state, message, None)?;
                 Ok(if changes > 0 {
                     vec![ClientEvent::Changed {
                         document_id,

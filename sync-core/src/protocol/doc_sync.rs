@@ -52,19 +52,33 @@ fn check_bloom(encoded: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Applies a sync message; returns how many changes it added.
+/// Applies a sync message; returns the heads before it and how many
+/// changes it added. `loaded` is the message's only change entry, a
+/// document chunk, already loaded (by the payload check): taken in place of
+/// loading the chunk again when `doc` is empty.
 pub(crate) fn receive(
     document: &DocumentId,
     doc: &mut Automerge,
     state: &mut sync::State,
     message: sync::Message,
+    loaded: Option<Automerge>,
 ) -> Result<(Vec<ChangeHash>, usize), ProtocolError> {
     let before = doc.get_heads();
-    doc.receive_sync_message(state, message)
-        .map_err(|e| ProtocolError::Sync {
-            document: document.to_string(),
-            reason: e.to_string(),
-        })?;
+    match loaded {
+        Some(loaded)
+            if doc.is_empty()
+                && !state.read_only
+                && !message.heads.is_empty()
+                && loaded.text_encoding() == doc.text_encoding() =>
+        {
+            receive_loaded(doc, state, message, loaded)
+        }
+        _ => doc.receive_sync_message(state, message),
+    }
+    .map_err(|e| ProtocolError::Sync {
+        document: document.to_string(),
+        reason: e.to_string(),
+    })?;
     resend_what_they_need(state);
     // Only the changes that are not ancestors of the old heads: the new ones.
     // Their metadata is enough to count them: a document chunk (a first
@@ -76,6 +90,34 @@ pub(crate) fn receive(
         doc.get_changes_meta(&before).len()
     };
     Ok((before, added))
+}
+
+/// What automerge's `receive_sync_message` does with a message whose
+/// changes are one document chunk, for an empty document, with the chunk
+/// already loaded as `loaded`. automerge loads the chunk whole into a new
+/// document that keeps the old one's actor (`load_incremental` of an empty
+/// document), then advances the shared heads from no heads to the new ones.
+/// Here `loaded` takes the document's place, the shared heads are advanced
+/// the same way, and the rest of the message is received by automerge with
+/// its changes taken out. The one thing taking them out changes is that
+/// automerge then records the message's heads as last sent when they equal
+/// the document's: that is put back. `message.heads` is not empty (empty
+/// heads reset the state, which the caller leaves to automerge).
+fn receive_loaded(
+    doc: &mut Automerge,
+    state: &mut sync::State,
+    mut message: sync::Message,
+    loaded: Automerge,
+) -> Result<(), automerge::AutomergeError> {
+    *doc = loaded.with_actor(doc.get_actor().clone());
+    let mut heads = doc.get_heads();
+    heads.sort();
+    state.shared_heads = heads;
+    let last_sent = std::mem::take(&mut state.last_sent_heads);
+    message.changes = Vec::<Vec<u8>>::new().into();
+    let received = doc.receive_sync_message(state, message);
+    state.last_sent_heads = last_sent;
+    received
 }
 
 /// Whether the peer has told us heads equal to ours.
@@ -204,6 +246,77 @@ mod tests {
         let mut message = doc.generate_sync_message(state).expect("a first message");
         send_changes_since_shared_heads(doc, state, &mut message);
         message
+    }
+
+    /// A phone's whole document as automerge sends it to a peer that said
+    /// it has nothing and takes v2 messages (one document chunk), after
+    /// `server_state` made that first message.
+    fn whole_document_message(phone: &Automerge, server_state: &mut sync::State) -> sync::Message {
+        let hello = Automerge::new()
+            .generate_sync_message(server_state)
+            .expect("a first message");
+        let mut phone = phone.clone();
+        let mut phone_state = sync::State::new();
+        phone
+            .receive_sync_message(&mut phone_state, hello)
+            .expect("the phone takes it");
+        phone
+            .generate_sync_message(&mut phone_state)
+            .expect("the phone sends its document")
+    }
+
+    #[test]
+    fn a_loaded_document_chunk_is_received_as_automerge_receives_the_chunk() {
+        let mut phone = Automerge::new();
+        for i in 0..20 {
+            phone = after(&phone, 10 + i);
+        }
+        let id = DocumentId::from_bytes([4; 16]);
+        // A fresh state, one that was given heads before (they advance the
+        // same way), and heads from the peer the chunk does not hold (the
+        // shared heads are then what advanced plus what is known).
+        for (earlier, unknown_head) in [(false, false), (true, false), (true, true)] {
+            let mut state = sync::State::new();
+            let mut message = whole_document_message(&phone, &mut state);
+            if earlier {
+                state.shared_heads = vec![ChangeHash([9; 32])];
+                state.last_sent_heads = vec![ChangeHash([8; 32])];
+            }
+            if unknown_head {
+                message.heads.push(ChangeHash([7; 32]));
+            }
+            let entries: Vec<_> = message.changes.iter().collect();
+            assert_eq!(entries.len(), 1, "one entry");
+            assert_eq!(entries[0][8], super::super::payload::CHUNK_DOCUMENT);
+            let loaded = Automerge::load(entries[0]).expect("loads");
+
+            let (mut by_automerge, mut by_automerge_state) = (Automerge::new(), state.clone());
+            let (mut taken, mut taken_state) = (Automerge::new(), state);
+            let actor = taken.get_actor().clone();
+            let a = receive(
+                &id,
+                &mut by_automerge,
+                &mut by_automerge_state,
+                message.clone(),
+                None,
+            )
+            .expect("received");
+            let b = receive(&id, &mut taken, &mut taken_state, message, Some(loaded))
+                .expect("received");
+            assert_eq!(a, b, "the same heads before and changes added");
+            assert_eq!(b.1, 20);
+            assert_eq!(taken.get_actor(), &actor, "the document keeps its actor");
+            assert_eq!(taken.get_heads(), by_automerge.get_heads());
+            assert_eq!(taken.save(), by_automerge.save());
+            assert_eq!(taken_state, by_automerge_state, "the same sync state");
+            // And the same answer.
+            let reply = |doc: &Automerge, state: &mut sync::State| {
+                doc.generate_sync_message(state).map(|m| m.encode())
+            };
+            let answer = reply(&taken, &mut taken_state);
+            assert!(answer.is_some(), "the upload is answered");
+            assert_eq!(answer, reply(&by_automerge, &mut by_automerge_state));
+        }
     }
 
     #[test]

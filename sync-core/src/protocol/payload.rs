@@ -114,6 +114,18 @@ pub fn check(
     message: &sync::Message,
     limits: &PayloadLimits,
 ) -> Result<(), PayloadError> {
+    check_keeping(doc, message, limits).map(drop)
+}
+
+/// [`check`], giving back the scratch document when the message's changes
+/// are one document chunk and nothing else (a first upload): it is that
+/// chunk loaded whole, so the caller can take it instead of having
+/// automerge load the chunk a second time.
+pub(crate) fn check_keeping(
+    doc: &Automerge,
+    message: &sync::Message,
+    limits: &PayloadLimits,
+) -> Result<Option<Automerge>, PayloadError> {
     let mut chunks = Vec::new();
     let mut decoded = 0usize;
     for bytes in message.changes.iter() {
@@ -131,6 +143,8 @@ pub fn check(
         }
         Ok(())
     };
+    let only_chunk = message.changes.len() == 1 && chunks.len() == 1;
+    let mut kept = None;
     for (chunk_type, chunk) in chunks {
         if chunk_type == CHUNK_DOCUMENT {
             // Loaded apart from `doc`: only what passes is merged later.
@@ -144,6 +158,9 @@ pub fn check(
                 count(&change)?;
                 changes.push(change);
             }
+            if only_chunk {
+                kept = Some(scratch);
+            }
             continue;
         }
         // Inflating is safe now: the size was measured above.
@@ -151,7 +168,8 @@ pub fn check(
         count(&change)?;
         changes.push(change);
     }
-    check_depth(doc, &changes, limits.max_depth)
+    check_depth(doc, &changes, limits.max_depth)?;
+    Ok(kept)
 }
 
 /// Parses one change chunk. automerge 0.12 holds an operation's counter in

@@ -10,6 +10,7 @@ use automerge::{Automerge, Change, ChangeHash, SaveOptions};
 
 use super::doc_sync;
 use super::message::{Message, PROTOCOL_VERSION, PeerMetadata};
+use super::payload::{PayloadError, PayloadLimits};
 use super::{Access, AccessPolicy, ProtocolError};
 use crate::DocumentId;
 
@@ -130,6 +131,18 @@ impl SyncApplied {
         }
         Some(chunk)
     }
+}
+
+/// Why [`ServerConnection::apply_checked`] did not apply a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// Its changes were refused before automerge saw them; the document
+    /// is untouched.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// The message could not be applied (see [`ServerConnection::apply`]).
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
 }
 
 /// The answer to a sync message.
@@ -394,6 +407,40 @@ impl ServerConnection {
         doc: &mut Automerge,
         message: sync::Message,
     ) -> Result<SyncApplied, ProtocolError> {
+        self.apply_loaded(document_id, doc, message, None)
+    }
+
+    /// [`Self::apply`], once the message's changes pass
+    /// [`payload::check`](super::payload::check) against `limits` when the
+    /// peer may write the document (a reader's changes are refused anyway).
+    /// A first upload's document chunk, loaded by the check, is then taken
+    /// as it is instead of being loaded a second time.
+    pub fn apply_checked(
+        &mut self,
+        document_id: &DocumentId,
+        doc: &mut Automerge,
+        message: sync::Message,
+        limits: &PayloadLimits,
+    ) -> Result<SyncApplied, ApplyError> {
+        let writes = self
+            .docs
+            .get(document_id)
+            .is_some_and(|d| d.access == Access::ReadWrite);
+        let loaded = if writes && !message.changes.is_empty() {
+            super::payload::check_keeping(doc, &message, limits)?
+        } else {
+            None
+        };
+        Ok(self.apply_loaded(document_id, doc, message, loaded)?)
+    }
+
+    fn apply_loaded(
+        &mut self,
+        document_id: &DocumentId,
+        doc: &mut Automerge,
+        message: sync::Message,
+        loaded: Option<Automerge>,
+    ) -> Result<SyncApplied, ProtocolError> {
         let Some(d) = self.docs.get_mut(document_id) else {
             return Err(ProtocolError::Unexpected {
                 message: "sync".into(),
@@ -440,7 +487,7 @@ impl ServerConnection {
         })
         .flatten();
         let (heads_before, changes_added) =
-            doc_sync::receive(document_id, doc, &mut d.state, message)?;
+            doc_sync::receive(document_id, doc, &mut d.state, message, loaded)?;
         let has_waiting = crate::storage::has_waiting_changes(doc);
         if has_waiting || carried.as_ref().is_some_and(|c| c.len() != changes_added) {
             carried = None;
