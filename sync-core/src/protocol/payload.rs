@@ -18,10 +18,14 @@
 //!   column is inflated with the cap that is left, and every column's rows
 //!   are counted without expanding their run-length encoding (automerge
 //!   expands some columns whole while loading). Only then is it loaded, into
-//!   a scratch document apart from the live one, and its changes are
-//!   checked there like any others;
+//!   a scratch document apart from the live one (which an empty live
+//!   document then takes as it is), and the objects its operations create
+//!   are read from its columns for the checks below, without building its
+//!   changes again;
 //! - the number of operations is bounded (run-length encoding makes millions
-//!   of operations cost a few bytes);
+//!   of operations cost a few bytes): a change's operations, or the
+//!   operations a document chunk holds (all but deletions, which it keeps
+//!   as marks on what they delete);
 //! - the nesting depth of every object the changes create is measured
 //!   without recursion and bounded.
 //!
@@ -131,10 +135,10 @@ pub(crate) fn check_keeping(
     for bytes in message.changes.iter() {
         split_chunks(bytes, limits, &mut decoded, &mut chunks)?;
     }
-    let mut changes = Vec::with_capacity(chunks.len());
+    let mut parent_of: HashMap<ObjKey, Option<ObjKey>> = HashMap::new();
     let mut ops = 0usize;
-    let mut count = |change: &Change| {
-        ops = ops.saturating_add(change.len());
+    let mut count = |n: usize| {
+        ops = ops.saturating_add(n);
         if ops > limits.max_ops {
             return Err(PayloadError::TooManyOps {
                 ops,
@@ -154,10 +158,11 @@ pub(crate) fn check_keeping(
                 });
             }
             let scratch = load_document(chunk)?;
-            for change in scratch.get_changes(&[]) {
-                count(&change)?;
-                changes.push(change);
-            }
+            // What the checks need of its operations, from its columns:
+            // building its changes again would cost about what loading it did.
+            let (rows, objects) = document_objects(chunk, limits.max_decoded_bytes)?;
+            count(rows)?;
+            parent_of.extend(objects);
             if only_chunk {
                 kept = Some(scratch);
             }
@@ -165,10 +170,10 @@ pub(crate) fn check_keeping(
         }
         // Inflating is safe now: the size was measured above.
         let change = decode_change(chunk)?;
-        count(&change)?;
-        changes.push(change);
+        count(change.len())?;
+        change_objects(&change, &mut parent_of)?;
     }
-    check_depth(doc, &changes, limits.max_depth)?;
+    check_depth(doc, &parent_of, limits.max_depth)?;
     Ok(kept)
 }
 
@@ -275,30 +280,9 @@ fn split_chunks<'a>(
 /// run of a billion repeats in a few bytes must not reach it.
 fn document_size(body: &[u8], cap: usize, max_rows: usize) -> Result<usize, PayloadError> {
     let malformed = |what: &str| PayloadError::Malformed(format!("document chunk: {what}"));
-    let mut reader = Reader(body);
-    let actors = reader.uleb().ok_or_else(|| malformed("actors"))?;
-    for _ in 0..actors {
-        let len = reader.uleb().ok_or_else(|| malformed("actor"))?;
-        reader.take(len).ok_or_else(|| malformed("actor"))?;
-    }
-    let heads = reader.uleb().ok_or_else(|| malformed("heads"))?;
-    let heads_len = heads.checked_mul(32).ok_or_else(|| malformed("heads"))?;
-    reader.take(heads_len).ok_or_else(|| malformed("heads"))?;
-    let mut columns = Vec::new();
-    for _ in 0..2 {
-        let count = reader.uleb().ok_or_else(|| malformed("columns"))?;
-        for _ in 0..count {
-            let spec = reader
-                .uleb()
-                .and_then(|spec| u32::try_from(spec).ok())
-                .ok_or_else(|| malformed("column"))?;
-            let len = reader.uleb().ok_or_else(|| malformed("column"))?;
-            columns.push((spec, len));
-        }
-    }
+    let columns = DocumentBody::read(body)?.columns;
     let mut size = body.len();
-    for (spec, len) in columns {
-        let data = reader.take(len).ok_or_else(|| malformed("column data"))?;
+    for (spec, data) in columns {
         let inflated;
         let column = if spec & COLUMN_DEFLATE == 0 {
             data
@@ -326,6 +310,214 @@ fn document_size(body: &[u8], cap: usize, max_rows: usize) -> Result<usize, Payl
 
 /// The bit of a column specification that says its data is DEFLATE-compressed.
 const COLUMN_DEFLATE: u32 = 0b1000;
+
+/// The operation columns of a document chunk that say which objects it
+/// creates and where (automerge's storage format: a column's id shifted
+/// left by 4, then its type: 1 actor index, 2 integer, 3 delta).
+const OP_OBJ_ACTOR: u32 = 1;
+const OP_OBJ_COUNTER: u32 = 2;
+const OP_ID_ACTOR: u32 = (2 << 4) | 1;
+const OP_ID_COUNTER: u32 = (2 << 4) | 3;
+const OP_ACTION: u32 = (4 << 4) | 2;
+/// The actions that create an object: a map, a list, a text, a table.
+const MAKE_ACTIONS: [i64; 4] = [0, 2, 4, 6];
+
+/// The body of a document chunk (`storage/document.rs`), as far as the
+/// checks read it.
+struct DocumentBody<'a> {
+    /// The actors, as the columns' actor indices number them.
+    actors: Vec<&'a [u8]>,
+    /// Every column, the changes' first, with its specification and data.
+    columns: Vec<(u32, &'a [u8])>,
+    /// Where the operations' columns start in `columns`.
+    op_columns: usize,
+}
+
+impl<'a> DocumentBody<'a> {
+    fn read(body: &'a [u8]) -> Result<Self, PayloadError> {
+        let malformed = |what: &str| PayloadError::Malformed(format!("document chunk: {what}"));
+        let mut reader = Reader(body);
+        let count = reader.uleb().ok_or_else(|| malformed("actors"))?;
+        let mut actors = Vec::new();
+        for _ in 0..count {
+            let len = reader.uleb().ok_or_else(|| malformed("actor"))?;
+            actors.push(reader.take(len).ok_or_else(|| malformed("actor"))?);
+        }
+        let heads = reader.uleb().ok_or_else(|| malformed("heads"))?;
+        let heads_len = heads.checked_mul(32).ok_or_else(|| malformed("heads"))?;
+        reader.take(heads_len).ok_or_else(|| malformed("heads"))?;
+        let mut specs = Vec::new();
+        let mut op_columns = 0;
+        for part in 0..2 {
+            if part == 1 {
+                op_columns = specs.len();
+            }
+            let count = reader.uleb().ok_or_else(|| malformed("columns"))?;
+            for _ in 0..count {
+                let spec = reader
+                    .uleb()
+                    .and_then(|spec| u32::try_from(spec).ok())
+                    .ok_or_else(|| malformed("column"))?;
+                let len = reader.uleb().ok_or_else(|| malformed("column"))?;
+                specs.push((spec, len));
+            }
+        }
+        let mut columns = Vec::with_capacity(specs.len());
+        for (spec, len) in specs {
+            let data = reader.take(len).ok_or_else(|| malformed("column data"))?;
+            columns.push((spec, data));
+        }
+        Ok(DocumentBody {
+            actors,
+            columns,
+            op_columns,
+        })
+    }
+
+    /// The operation column `spec` (without its compression bit),
+    /// inflated if it is compressed, to at most `cap` bytes; empty if the
+    /// chunk leaves it out (automerge then takes every row as null).
+    fn op_column(&self, spec: u32, cap: usize) -> Result<std::borrow::Cow<'a, [u8]>, PayloadError> {
+        let found = self.columns[self.op_columns..]
+            .iter()
+            .find(|(s, _)| s & !COLUMN_DEFLATE == spec);
+        Ok(match found {
+            None => std::borrow::Cow::Borrowed(&[][..]),
+            Some((s, data)) if s & COLUMN_DEFLATE == 0 => std::borrow::Cow::Borrowed(*data),
+            Some((_, data)) => std::borrow::Cow::Owned(inflate_capped(data, cap)?),
+        })
+    }
+}
+
+/// The objects a document chunk's operations create, each with the object
+/// it is created in (`None`: the root), and how many operations it holds,
+/// read from its id, object and action columns without building its changes
+/// (which costs about what loading the document does). Deleted objects are
+/// there too: a document keeps every operation. Columns are inflated to at
+/// most `cap` bytes each. The chunk was loaded by automerge already, so it
+/// is well formed; what does not read is refused all the same.
+fn document_objects(chunk: &[u8], cap: usize) -> Result<(usize, Vec<Created>), PayloadError> {
+    let malformed = |what: &str| PayloadError::Malformed(format!("document chunk: {what}"));
+    let (_, header, end) = chunk_header(chunk)?;
+    let body = DocumentBody::read(&chunk[header..end])?;
+    let actors: Vec<ActorId> = body.actors.iter().map(|a| ActorId::from(*a)).collect();
+    let id_actor_data = body.op_column(OP_ID_ACTOR, cap)?;
+    let rows = column_rows(OP_ID_ACTOR, &id_actor_data).ok_or_else(|| malformed("id column"))?;
+    let id_counter_data = body.op_column(OP_ID_COUNTER, cap)?;
+    let obj_actor_data = body.op_column(OP_OBJ_ACTOR, cap)?;
+    let obj_counter_data = body.op_column(OP_OBJ_COUNTER, cap)?;
+    let action_data = body.op_column(OP_ACTION, cap)?;
+    let mut id_actor = Runs::new(&id_actor_data, false);
+    let mut id_counter = Runs::new(&id_counter_data, true);
+    let mut obj_actor = Runs::new(&obj_actor_data, false);
+    let mut obj_counter = Runs::new(&obj_counter_data, false);
+    let mut action = Runs::new(&action_data, false);
+    let key = |counter: Option<i64>, actor: Option<i64>| -> Result<Option<ObjKey>, PayloadError> {
+        match (counter, actor) {
+            (None, None) => Ok(None),
+            (Some(counter), Some(actor)) => {
+                let counter = u64::try_from(counter).map_err(|_| malformed("negative counter"))?;
+                let actor = usize::try_from(actor)
+                    .ok()
+                    .and_then(|i| actors.get(i))
+                    .ok_or_else(|| malformed("actor index past the actors"))?;
+                Ok(Some((counter, actor.clone())))
+            }
+            _ => Err(malformed("an object id with half of it null")),
+        }
+    };
+    let mut objects = Vec::new();
+    let mut id_sum = 0i64;
+    for _ in 0..rows {
+        let column = |what: &str| malformed(what);
+        let id_a = id_actor.next().ok_or_else(|| column("id column"))?;
+        // A delta column: each value is the previous one plus its delta.
+        let id_c = match id_counter.next().ok_or_else(|| column("id column"))? {
+            Some(delta) => {
+                id_sum = id_sum
+                    .checked_add(delta)
+                    .ok_or_else(|| column("id column"))?;
+                Some(id_sum)
+            }
+            None => None,
+        };
+        let obj_a = obj_actor.next().ok_or_else(|| column("object column"))?;
+        let obj_c = obj_counter.next().ok_or_else(|| column("object column"))?;
+        let act = action.next().ok_or_else(|| column("action column"))?;
+        if !act.is_some_and(|a| MAKE_ACTIONS.contains(&a)) {
+            continue;
+        }
+        let id = key(id_c, id_a)?.ok_or_else(|| malformed("an object without an id"))?;
+        objects.push((id, key(obj_c, obj_a)?));
+    }
+    let rows = usize::try_from(rows).unwrap_or(usize::MAX);
+    Ok((rows, objects))
+}
+
+/// The values of a run-length encoded column of integers (automerge's
+/// storage format), one row at a time: a run is a signed count, then one
+/// value repeated that many times (count > 0), that many values one after
+/// the other (count < 0), or, for a count of 0, an unsigned count of nulls.
+/// Values are unsigned, or signed for a delta column's deltas. Past its end
+/// a column gives nulls, as automerge reads a short column.
+struct Runs<'a> {
+    reader: Reader<'a>,
+    signed: bool,
+    run: Run,
+    left: u64,
+}
+
+enum Run {
+    Repeat(i64),
+    Literal,
+    Null,
+}
+
+impl<'a> Runs<'a> {
+    fn new(data: &'a [u8], signed: bool) -> Self {
+        Runs {
+            reader: Reader(data),
+            signed,
+            run: Run::Null,
+            left: 0,
+        }
+    }
+
+    fn value(&mut self) -> Option<i64> {
+        if self.signed {
+            self.reader.sleb()
+        } else {
+            self.reader.uleb().and_then(|v| i64::try_from(v).ok())
+        }
+    }
+
+    /// The next row's value (`Some(None)` for a null); `None` if the
+    /// column does not read.
+    fn next(&mut self) -> Option<Option<i64>> {
+        while self.left == 0 {
+            if self.reader.0.is_empty() {
+                return Some(None);
+            }
+            let count = self.reader.sleb()?;
+            if count > 0 {
+                self.run = Run::Repeat(self.value()?);
+                self.left = count.unsigned_abs();
+            } else if count < 0 {
+                self.run = Run::Literal;
+                self.left = count.unsigned_abs();
+            } else {
+                self.run = Run::Null;
+                self.left = self.reader.uleb()?;
+            }
+        }
+        self.left -= 1;
+        match self.run {
+            Run::Repeat(value) => Some(Some(value)),
+            Run::Literal => self.value().map(Some),
+            Run::Null => Some(None),
+        }
+    }
+}
 
 /// How many values a column holds, from its encoding (automerge's storage
 /// format): run-length encoded integers, strings and actor indices count
@@ -496,23 +688,42 @@ impl Write for CappedVec {
     }
 }
 
-/// Measures how deep the objects `changes` create would be nested, without
-/// recursion: objects made by the changes are looked up in a map, objects
-/// the document already has by walking their parents (bounded, as the stored
-/// document passed this check).
-fn check_depth(doc: &Automerge, changes: &[Change], limit: usize) -> Result<(), PayloadError> {
-    // Every object the changes create, and the object it is created in.
-    let mut parent_of: HashMap<(u64, ActorId), ObjectId> = HashMap::new();
-    for change in changes {
-        let expanded = expand(change)?;
-        let start = expanded.start_op.get();
-        for (i, op) in expanded.operations.into_iter().enumerate() {
-            if matches!(op.action, OpType::Make(_)) {
-                let counter = start.saturating_add(i as u64);
-                parent_of.insert((counter, expanded.actor_id.clone()), op.obj);
-            }
+/// An object, by its make operation's counter and actor.
+type ObjKey = (u64, ActorId);
+/// An object and the object it is created in (`None`: the root).
+type Created = (ObjKey, Option<ObjKey>);
+
+/// Adds the objects `change` creates to `parent_of`, each with the object
+/// it is created in (`None`: the root).
+fn change_objects(
+    change: &Change,
+    parent_of: &mut HashMap<ObjKey, Option<ObjKey>>,
+) -> Result<(), PayloadError> {
+    let expanded = expand(change)?;
+    let start = expanded.start_op.get();
+    for (i, op) in expanded.operations.into_iter().enumerate() {
+        if matches!(op.action, OpType::Make(_)) {
+            let counter = start.saturating_add(i as u64);
+            let parent = match op.obj {
+                ObjectId::Root => None,
+                ObjectId::Id(id) => Some((id.counter(), id.actor().clone())),
+            };
+            parent_of.insert((counter, expanded.actor_id.clone()), parent);
         }
     }
+    Ok(())
+}
+
+/// Measures how deep the objects in `parent_of` (each with the object it
+/// is created in) would be nested, without recursion: objects made by the
+/// message are looked up in the map, objects the document already has by
+/// walking their parents (bounded, as the stored document passed this
+/// check).
+fn check_depth(
+    doc: &Automerge,
+    parent_of: &HashMap<ObjKey, Option<ObjKey>>,
+    limit: usize,
+) -> Result<(), PayloadError> {
     let too_deep = PayloadError::TooDeep { limit };
     let mut depth: HashMap<(u64, ActorId), usize> = HashMap::with_capacity(parent_of.len());
     for start in parent_of.keys() {
@@ -525,20 +736,19 @@ fn check_depth(doc: &Automerge, changes: &[Change], limit: usize) -> Result<(), 
         let base = loop {
             let top = chain.last().expect("chain is never empty");
             match &parent_of[top] {
-                ObjectId::Root => break 0,
-                ObjectId::Id(id) => {
-                    let key = (id.counter(), id.actor().clone());
-                    if let Some(d) = depth.get(&key) {
+                None => break 0,
+                Some(key) => {
+                    if let Some(d) = depth.get(key) {
                         break *d;
                     }
-                    if parent_of.contains_key(&key) {
+                    if parent_of.contains_key(key) {
                         if chain.len() > limit {
                             return Err(too_deep);
                         }
-                        chain.push(key);
+                        chain.push(key.clone());
                         continue;
                     }
-                    break existing_depth(doc, &key, limit);
+                    break existing_depth(doc, key, limit);
                 }
             }
         };
@@ -759,6 +969,71 @@ mod tests {
             ),
             Err(PayloadError::TooLarge { .. })
         ));
+    }
+
+    /// The objects `doc`'s changes create, as the check reads them from
+    /// each change.
+    fn objects_from_changes(doc: &Automerge) -> HashMap<ObjKey, Option<ObjKey>> {
+        let mut parent_of = HashMap::new();
+        for change in doc.get_changes(&[]) {
+            change_objects(&change, &mut parent_of).expect("decodes");
+        }
+        parent_of
+    }
+
+    #[test]
+    fn a_documents_objects_read_from_its_columns_are_those_its_changes_create() {
+        use rand::SeedableRng;
+        // Nested maps; lists, text and a table in several actors' changes;
+        // objects deleted later (a document keeps them); a realistic diary.
+        let mut mixed = nested(6);
+        let mut other = mixed.fork();
+        let mut tx = mixed.transaction();
+        let list = tx.put_object(ROOT, "list", ObjType::List).expect("put");
+        for i in 0..30 {
+            let item = tx.insert_object(&list, i, ObjType::Map).expect("insert");
+            let text = tx.put_object(&item, "text", ObjType::Text).expect("put");
+            tx.splice_text(&text, 0, 0, "走访记录").expect("splice");
+        }
+        let gone = tx.put_object(ROOT, "gone", ObjType::Map).expect("put");
+        let deep = tx.put_object(&gone, "deeper", ObjType::List).expect("put");
+        tx.insert_object(&deep, 0, ObjType::Table).expect("insert");
+        tx.commit();
+        let mut tx = mixed.transaction();
+        tx.delete(ROOT, "gone").expect("delete");
+        tx.commit();
+        let mut tx = other.transaction();
+        tx.put_object(ROOT, "theirs", ObjType::Map).expect("put");
+        tx.commit();
+        mixed.merge(&mut other).expect("merge");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let diary = crate::fixtures::diary(
+            &mut rng,
+            "cadre",
+            ActorId::random(),
+            40,
+            crate::Timestamp::from_millis(1_767_225_600_000),
+        )
+        .into_automerge();
+        for doc in [nested(1), nested(8), mixed, diary] {
+            let expected = objects_from_changes(&doc);
+            let ops: usize = doc.get_changes(&[]).iter().map(|c| c.len()).sum();
+            let deletes = doc
+                .get_changes(&[])
+                .iter()
+                .flat_map(|c| c.decode().operations)
+                .filter(|op| matches!(op.action, OpType::Delete))
+                .count();
+            for saved in [doc.save(), doc.save_nocompress()] {
+                let (rows, objects) = document_objects(&saved, 1 << 24).expect("reads");
+                // A document keeps every operation but its deletions,
+                // which mark what they delete instead.
+                assert_eq!(rows, ops - deletes);
+                assert_eq!(objects.len(), expected.len(), "no object twice");
+                let objects: HashMap<_, _> = objects.into_iter().collect();
+                assert_eq!(objects, expected);
+            }
+        }
     }
 
     #[test]
