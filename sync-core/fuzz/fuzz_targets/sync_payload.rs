@@ -1,6 +1,7 @@
 //! A `sync` frame's automerge message as the server handles it: the
 //! protocol decodes it (`ServerConnection::handle`), `payload::check`
-//! measures its changes against a stored diary, and only then automerge
+//! measures its changes (in `ServerConnection::apply_checked`) against a
+//! stored diary and against an empty document, and only then automerge
 //! applies them and the server answers. Nothing may panic: whatever a peer
 //! sends is refused with an error or merged.
 
@@ -10,7 +11,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use sync_core::automerge::{ActorId, Automerge};
-use sync_core::protocol::payload::{self, PayloadLimits};
+use sync_core::protocol::payload::PayloadLimits;
 use sync_core::protocol::{
     Access, Message, PROTOCOL_VERSION, ServerConnection, ServerStep, SyncStep,
 };
@@ -60,6 +61,17 @@ fn let_caught_decode_panics_through() {
 }
 
 fuzz_target!(init: let_caught_decode_panics_through(), |data: &[u8]| {
+    // Against the stored diary, and against an empty document (a first
+    // upload, where a document chunk the check loaded is taken as it is).
+    for stored in [true, false] {
+        sync_as_the_server(data, stored);
+    }
+});
+
+/// The frame through the server's path: `ServerConnection::handle`, then
+/// `apply_checked` (the payload check, at 1 MiB documents and depth 64,
+/// then the merge), then `reply`.
+fn sync_as_the_server(data: &[u8], stored: bool) {
     let policy = |_: &DocumentId| Access::ReadWrite;
     let mut conn = ServerConnection::new("server");
     let join = Message::Join {
@@ -83,13 +95,17 @@ fuzz_target!(init: let_caught_decode_panics_through(), |data: &[u8]| {
     else {
         return;
     };
-    let mut doc = Automerge::load(stored_diary()).expect("the stored diary loads");
-    // The server's checks, at 1 MiB documents and depth 64.
-    if payload::check(&doc, &message, &PayloadLimits::new(1 << 20, 64)).is_err() {
-        return;
-    }
-    if conn.apply(&document_id, &mut doc, *message).is_err() {
+    let mut doc = if stored {
+        Automerge::load(stored_diary()).expect("the stored diary loads")
+    } else {
+        Automerge::new()
+    };
+    let limits = PayloadLimits::new(1 << 20, 64);
+    if conn
+        .apply_checked(&document_id, &mut doc, *message, &limits)
+        .is_err()
+    {
         return;
     }
     let _ = conn.reply(&document_id, &doc, is_request);
-});
+}
