@@ -52,7 +52,7 @@ mod cases {
         ids
     }
 
-    fn write(id: &str, owner: Option<i64>, data: &[u8], at: i64) -> DocumentWrite {
+    pub(crate) fn write(id: &str, owner: Option<i64>, data: &[u8], at: i64) -> DocumentWrite {
         DocumentWrite {
             document_id: named_id(id),
             create: owner.map(|owner_user_id| NewDocument {
@@ -1433,5 +1433,118 @@ mod cases {
             .expect("carol's first document");
         append(s, "a1", None, &[b'y'; 10], 7).await;
         assert_eq!(s.owner_usage(alice.id).await.expect("usage").bytes, 36);
+    }
+}
+
+/// A database migrated before snapshots had a table of their own
+/// (`document_snapshots`) keeps them: the migration moves each one there.
+/// The old layout is made back by hand from a migrated store, then the
+/// migration runs again.
+mod snapshots_migration {
+    use super::*;
+    use server::store::ConnectOptions;
+    use server::store::postgres::PostgresStore;
+    use server::store::sqlite::SqliteStore;
+
+    const VERSION: i64 = 20250612000000;
+
+    /// A compacted document and one without a snapshot, in `s`.
+    async fn seed(s: &dyn Store) {
+        let unit = common::unit(s, "village1", None, "village").await;
+        let alice = common::user(s, "alice", Role::Cadre, &unit).await;
+        let c1 = s
+            .append_changes(cases::write("doc", Some(alice.id), b"c1", 1))
+            .await
+            .expect("append");
+        s.compact(Compaction {
+            document_id: named_id("doc"),
+            base_heads: None,
+            snapshot: b"the snapshot".to_vec(),
+            heads: "h".to_owned(),
+            replaced_chunk_ids: vec![c1.chunk_id],
+        })
+        .await
+        .expect("compact");
+        s.append_changes(cases::write("other", Some(alice.id), b"c2", 2))
+            .await
+            .expect("append");
+    }
+
+    /// The statements that put the snapshots back into `documents`.
+    fn old_layout(blob: &str) -> Vec<String> {
+        vec![
+            format!("ALTER TABLE documents ADD COLUMN snapshot {blob}"),
+            "UPDATE documents SET snapshot = (SELECT s.snapshot FROM document_snapshots s
+                                                WHERE s.document_id = documents.id)"
+                .to_owned(),
+            "DROP TABLE document_snapshots".to_owned(),
+            format!("DELETE FROM _sqlx_migrations WHERE version = {VERSION}"),
+        ]
+    }
+
+    async fn check(s: &dyn Store) {
+        let doc = s
+            .load_document(&named_id("doc"))
+            .await
+            .expect("load")
+            .expect("doc");
+        assert_eq!(doc.snapshot.as_deref(), Some(&b"the snapshot"[..]));
+        assert!(doc.chunks.is_empty());
+        let other = s
+            .load_document(&named_id("other"))
+            .await
+            .expect("load")
+            .expect("other");
+        assert_eq!(other.snapshot, None);
+        assert_eq!(other.chunks.len(), 1);
+        let owner = other.meta.owner_user_id;
+        assert_eq!(
+            s.owner_usage(owner).await.expect("usage"),
+            OwnerUsage {
+                documents: 2,
+                bytes: 12 + 2
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/test.db", dir.path().display());
+        let store = SqliteStore::connect(&url, ConnectOptions::default())
+            .await
+            .expect("open");
+        store.migrate().await.expect("migrate");
+        seed(&store).await;
+        for sql in old_layout("BLOB") {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(store.pool())
+                .await
+                .expect("old layout");
+        }
+        store.migrate().await.expect("migrate again");
+        check(&store).await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        let Some(schema) = common::postgres_schema().await else {
+            return;
+        };
+        let store = PostgresStore::connect(&schema.url, ConnectOptions::default())
+            .await
+            .expect("open");
+        store.migrate().await.expect("migrate");
+        seed(&store).await;
+        for sql in old_layout("BYTEA") {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(store.pool())
+                .await
+                .expect("old layout");
+        }
+        store.migrate().await.expect("migrate again");
+        check(&store).await;
+        store.pool().close().await;
+        schema.cleanup().await;
     }
 }

@@ -159,8 +159,9 @@ macro_rules! owner_usage_cols {
             "(SELECT CAST(COUNT(*) AS BIGINT) FROM documents o WHERE o.owner_user_id = ",
             $owner,
             ") AS owner_documents,
-             CAST(COALESCE((SELECT SUM(LENGTH(s.snapshot)) FROM documents s
-                             WHERE s.owner_user_id = ",
+             CAST(COALESCE((SELECT SUM(LENGTH(s.snapshot))
+                              FROM document_snapshots s JOIN documents sd ON sd.id = s.document_id
+                             WHERE sd.owner_user_id = ",
             $owner,
             "), 0)
                   + COALESCE((SELECT SUM(LENGTH(c.data))
@@ -623,11 +624,11 @@ where
         else {
             return Ok(None);
         };
-        let snapshot: Option<Vec<u8>> = sqlx::query_scalar::<DB, Option<Vec<u8>>>(
-            "SELECT snapshot FROM documents WHERE id = $1",
+        let snapshot: Option<Vec<u8>> = sqlx::query_scalar::<DB, Vec<u8>>(
+            "SELECT snapshot FROM document_snapshots WHERE document_id = $1",
         )
         .bind(id)
-        .fetch_one(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await?;
         let chunks = sqlx::query_as::<DB, DocumentChunk>(
             "SELECT id, data FROM document_chunks WHERE document_id = $1 ORDER BY id",
@@ -907,14 +908,20 @@ where
         // The chunks deleted below are no longer pending; the last chunk
         // stays what it was (ids only grow, whether folded or not).
         sqlx::query::<DB>(
-            "UPDATE documents SET snapshot = $1, snapshot_heads = $2,
-                                  pending_chunks = pending_chunks - $3
-             WHERE id = $4",
+            "UPDATE documents SET snapshot_heads = $1, pending_chunks = pending_chunks - $2
+             WHERE id = $3",
         )
-        .bind(compaction.snapshot.as_slice())
         .bind(compaction.heads.as_str())
         .bind(i64::try_from(replaced_count).unwrap_or(i64::MAX))
         .bind(document_id.as_str())
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query::<DB>(
+            "INSERT INTO document_snapshots (document_id, snapshot) VALUES ($1, $2)
+             ON CONFLICT (document_id) DO UPDATE SET snapshot = excluded.snapshot",
+        )
+        .bind(document_id.as_str())
+        .bind(compaction.snapshot.as_slice())
         .execute(&mut *conn)
         .await?;
         sqlx::query::<DB>(sql.delete)
