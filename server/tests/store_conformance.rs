@@ -1507,6 +1507,26 @@ mod snapshots_migration {
         );
     }
 
+    /// Migrates `store` (whose database `pool` reaches), seeds it, puts the
+    /// old layout back (`blob` the backend's type for bytes) and checks
+    /// what migrating again keeps.
+    async fn moves_every_snapshot<DB>(store: &dyn Store, pool: &sqlx::Pool<DB>, blob: &str)
+    where
+        DB: sqlx::Database,
+        for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    {
+        store.migrate().await.expect("migrate");
+        seed(store).await;
+        for sql in old_layout(blob) {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(pool)
+                .await
+                .expect("old layout");
+        }
+        store.migrate().await.expect("migrate again");
+        check(store).await;
+    }
+
     #[tokio::test]
     async fn sqlite() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1514,16 +1534,7 @@ mod snapshots_migration {
         let store = SqliteStore::connect(&url, ConnectOptions::default())
             .await
             .expect("open");
-        store.migrate().await.expect("migrate");
-        seed(&store).await;
-        for sql in old_layout("BLOB") {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(store.pool())
-                .await
-                .expect("old layout");
-        }
-        store.migrate().await.expect("migrate again");
-        check(&store).await;
+        moves_every_snapshot(&store, store.pool(), "BLOB").await;
     }
 
     #[tokio::test]
@@ -1534,16 +1545,7 @@ mod snapshots_migration {
         let store = PostgresStore::connect(&schema.url, ConnectOptions::default())
             .await
             .expect("open");
-        store.migrate().await.expect("migrate");
-        seed(&store).await;
-        for sql in old_layout("BYTEA") {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(store.pool())
-                .await
-                .expect("old layout");
-        }
-        store.migrate().await.expect("migrate again");
-        check(&store).await;
+        moves_every_snapshot(&store, store.pool(), "BYTEA").await;
         store.pool().close().await;
         schema.cleanup().await;
     }
