@@ -455,22 +455,42 @@ fn document_objects(chunk: &[u8], cap: usize) -> Result<(usize, Vec<Created>), P
 }
 
 /// The values of a run-length encoded column of integers (automerge's
-/// storage format), one row at a time: a run is a signed count, then one
-/// value repeated that many times (count > 0), that many values one after
-/// the other (count < 0), or, for a count of 0, an unsigned count of nulls.
+/// storage format, runs as [`run_header`] reads them), one row at a time.
 /// Values are unsigned, or signed for a delta column's deltas. Past its end
 /// a column gives nulls, as automerge reads a short column.
 struct Runs<'a> {
     reader: Reader<'a>,
     signed: bool,
-    run: Run,
+    kind: RunKind,
+    /// The value a `Repeat` run repeats.
+    repeated: i64,
     left: u64,
 }
 
-enum Run {
-    Repeat(i64),
+/// What a run of a run-length encoded column holds.
+#[derive(Clone, Copy)]
+enum RunKind {
+    /// One value, repeated.
+    Repeat,
+    /// Values one after the other.
     Literal,
+    /// Nulls.
     Null,
+}
+
+/// The start of a run of a run-length encoded column: a signed count, then,
+/// for a count of 0, an unsigned count of nulls. Returns the run's kind
+/// and length; its values (one for `Repeat`, one per row for `Literal`)
+/// follow in the reader.
+fn run_header(reader: &mut Reader<'_>) -> Option<(RunKind, u64)> {
+    let count = reader.sleb()?;
+    Some(if count > 0 {
+        (RunKind::Repeat, count.unsigned_abs())
+    } else if count < 0 {
+        (RunKind::Literal, count.unsigned_abs())
+    } else {
+        (RunKind::Null, reader.uleb()?)
+    })
 }
 
 impl<'a> Runs<'a> {
@@ -478,7 +498,8 @@ impl<'a> Runs<'a> {
         Runs {
             reader: Reader(data),
             signed,
-            run: Run::Null,
+            kind: RunKind::Null,
+            repeated: 0,
             left: 0,
         }
     }
@@ -498,23 +519,16 @@ impl<'a> Runs<'a> {
             if self.reader.0.is_empty() {
                 return Some(None);
             }
-            let count = self.reader.sleb()?;
-            if count > 0 {
-                self.run = Run::Repeat(self.value()?);
-                self.left = count.unsigned_abs();
-            } else if count < 0 {
-                self.run = Run::Literal;
-                self.left = count.unsigned_abs();
-            } else {
-                self.run = Run::Null;
-                self.left = self.reader.uleb()?;
+            (self.kind, self.left) = run_header(&mut self.reader)?;
+            if let RunKind::Repeat = self.kind {
+                self.repeated = self.value()?;
             }
         }
         self.left -= 1;
-        match self.run {
-            Run::Repeat(value) => Some(Some(value)),
-            Run::Literal => self.value().map(Some),
-            Run::Null => Some(None),
+        match self.kind {
+            RunKind::Repeat => Some(Some(self.repeated)),
+            RunKind::Literal => self.value().map(Some),
+            RunKind::Null => Some(None),
         }
     }
 }
@@ -548,18 +562,17 @@ fn column_rows(spec: u32, mut data: &[u8]) -> Option<u64> {
                 }
             };
             while !reader.0.is_empty() {
-                let count = reader.sleb()?;
-                if count > 0 {
-                    value(&mut reader)?;
-                    rows = rows.saturating_add(count.unsigned_abs());
-                } else if count < 0 {
-                    for _ in 0..count.unsigned_abs() {
-                        value(&mut reader)?;
+                let (kind, len) = run_header(&mut reader)?;
+                match kind {
+                    RunKind::Repeat => value(&mut reader)?,
+                    RunKind::Literal => {
+                        for _ in 0..len {
+                            value(&mut reader)?;
+                        }
                     }
-                    rows = rows.saturating_add(count.unsigned_abs());
-                } else {
-                    rows = rows.saturating_add(reader.uleb()?);
+                    RunKind::Null => {}
                 }
+                rows = rows.saturating_add(len);
             }
         }
     }
