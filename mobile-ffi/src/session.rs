@@ -40,12 +40,6 @@ struct MeResponse {
     unit_name: String,
 }
 
-/// One of the caller's documents on the server.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct RemoteDocument {
-    pub id: String,
-}
-
 #[derive(Deserialize)]
 struct ErrorBody {
     error: ErrorDetail,
@@ -177,19 +171,6 @@ impl Http {
             unit_code: m.unit_code,
             unit_name: m.unit_name,
         })
-    }
-
-    pub(crate) async fn my_documents(
-        &self,
-        access: &str,
-    ) -> Result<Vec<RemoteDocument>, ClientError> {
-        let response = self
-            .client
-            .get(self.url("/api/v1/me/documents"))
-            .bearer_auth(access)
-            .send()
-            .await?;
-        Ok(Self::check(response).await?.json().await?)
     }
 
     /// The TLS configuration for the sync WebSocket (the same as HTTP's).

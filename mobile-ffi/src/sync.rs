@@ -86,20 +86,6 @@ impl Core {
         Ok(tokens.access)
     }
 
-    /// Runs an authorised request, refreshing the token once if the server
-    /// refuses the one we had.
-    async fn authorised<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
-    where
-        F: Fn(String) -> Fut,
-        Fut: std::future::Future<Output = Result<T, ClientError>>,
-    {
-        let token = self.access_token(false).await?;
-        match call(token).await {
-            Err(ClientError::Unauthorised { .. }) => call(self.access_token(true).await?).await,
-            other => other,
-        }
-    }
-
     async fn open_socket(&self, token: &str) -> Result<Ws, ClientError> {
         let mut request = self
             .http
@@ -203,17 +189,14 @@ impl Core {
         changed: &mut BTreeSet<DocumentId>,
     ) -> Result<(), ClientError> {
         self.username()?;
-        // A reinstalled phone learns its documents from the server.
-        let remote = self
-            .authorised(|token| async move { self.http.my_documents(&token).await })
-            .await?;
-
         // The connection's name in the protocol, in every message both ways:
         // short, and new on each connection. The server knows the device
-        // from the token, not from this.
+        // from the token, not from this. The join asks the server to list
+        // the cadre's documents with their heads: a reinstalled phone
+        // learns its documents from it, and a document whose heads are the
+        // phone's is left out of the sync.
         let peer_id = format!("{:08x}", rand::random::<u32>());
-        let (mut conn, join) = ClientConnection::new(peer_id, None);
-        let mut ids = BTreeSet::new();
+        let (mut conn, join) = ClientConnection::listing(peer_id);
         {
             let mut docs = lock(&self.docs);
             let store = lock(&self.store);
@@ -223,16 +206,6 @@ impl Core {
                     Some(state) => conn.add_document_with_state(stored.id, &state),
                     None => conn.add_document(stored.id),
                 }
-                ids.insert(stored.id);
-            }
-        }
-        for r in &remote {
-            // An id the server lists but we cannot parse is its problem, not
-            // a reason to sync nothing.
-            if let Ok(id) = r.id.parse::<DocumentId>()
-                && ids.insert(id)
-            {
-                conn.add_document(id);
             }
         }
 
@@ -278,7 +251,7 @@ impl Core {
         {
             let docs = lock(&self.docs);
             let mut store = lock(&self.store);
-            for id in &ids {
+            for id in conn.documents() {
                 if let Some(state) = conn.sync_state(id)
                     && docs.contains_key(id)
                 {

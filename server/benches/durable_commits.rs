@@ -88,6 +88,7 @@ async fn phones(store: &dyn Store, count: usize, syncs: usize, first: usize) -> 
         let attribution = Attribution::default();
         let created = store
             .append_changes(DocumentWrite {
+                heads: None,
                 document_id,
                 create: Some(NewDocument {
                     kind: StoredKind::Diary,
@@ -127,6 +128,7 @@ async fn phones(store: &dyn Store, count: usize, syncs: usize, first: usize) -> 
                 .expect("a visit");
             let doc = diary.automerge();
             writes.push(DocumentWrite {
+                heads: None,
                 document_id,
                 create: None,
                 data: doc.save_after(&heads),

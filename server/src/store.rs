@@ -30,6 +30,7 @@ pub use model::{
     RefreshToken, Role, StoredDocument, StoredKind, StoredVersion, SyncRecords, SyncStateWrite,
     Unit, User,
 };
+pub(crate) use model::{heads_from_bytes, heads_to_bytes};
 
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -178,6 +179,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Documents owned by a user, ordered by id.
     async fn list_documents_for_owner(&self, user_id: i64) -> StoreResult<Vec<DocumentRow>>;
+
+    /// The documents `user_id` owns, in id order, with the heads their last
+    /// write stored ([`DocumentWrite::heads`]): what a sync's handshake
+    /// lists when the device asks ([`sync_core::protocol::ServerStep::List`]).
+    async fn list_document_heads(
+        &self,
+        user_id: i64,
+    ) -> StoreResult<Vec<sync_core::protocol::ListedDocument>>;
 
     /// How many documents a user owns and the bytes they take (snapshots
     /// plus pending chunks): what the per-user sync limits count.

@@ -105,6 +105,7 @@ async fn a_copy_picks_up_chunks_stored_past_it(store: Arc<dyn Store>) {
     let (chunk, actor) = one_more_visit(&mut diary, "cadre01", 2);
     store
         .append_changes(DocumentWrite {
+            heads: None,
             document_id: id,
             create: None,
             data: chunk,
@@ -271,6 +272,7 @@ async fn edit_and_store(
     live.known.insert(actor.clone(), writer);
     let ledger = LedgerProjection::after_changes(&live.doc, &live.known, &heads, None);
     let write = DocumentWrite {
+        heads: None,
         document_id: id,
         create: None,
         data: live.doc.save_after(&heads),

@@ -40,6 +40,7 @@ test_support::backends!(
     sync_states,
     a_sync_write_records_its_audit_row_and_sync_state,
     a_sync_write_over_its_owners_limits_stores_nothing,
+    document_heads_are_listed_for_their_owner,
 );
 
 mod cases {
@@ -54,6 +55,7 @@ mod cases {
 
     pub(crate) fn write(id: &str, owner: Option<i64>, data: &[u8], at: i64) -> DocumentWrite {
         DocumentWrite {
+            heads: None,
             document_id: named_id(id),
             create: owner.map(|owner_user_id| NewDocument {
                 kind: StoredKind::Diary,
@@ -558,6 +560,7 @@ mod cases {
         // Binary data survives byte for byte.
         let binary: Vec<u8> = (0..=255).collect();
         s.append_changes(DocumentWrite {
+            heads: None,
             document_id: named_id("doc-b"),
             create: Some(NewDocument {
                 kind: StoredKind::Contacts,
@@ -721,6 +724,92 @@ mod cases {
         // The listed id twice is one chunk folded: one waits, and the next.
         assert_eq!(doc.meta.pending_chunks, 1);
         assert_eq!(append(s, "doc", None, b"c5", 5).await.pending_chunks(), 2);
+    }
+
+    /// Each write stores the heads it carries on its document's row, sorted,
+    /// and a write that does not know them clears them; a refused write and
+    /// a compaction leave them. The listing names the owner's documents
+    /// only.
+    pub async fn document_heads_are_listed_for_their_owner(store: Arc<dyn Store>) {
+        use sync_core::automerge::ChangeHash;
+        let s = store.as_ref();
+        let unit = common::unit(s, "village1", None, "village").await;
+        let alice = common::user(s, "alice", Role::Cadre, &unit).await;
+        let carol = common::user(s, "carol", Role::Cadre, &unit).await;
+        let h = |n: u8| ChangeHash([n; 32]);
+        let with_heads =
+            |id: &str, owner: Option<i64>, heads: Option<Vec<ChangeHash>>, at| DocumentWrite {
+                heads,
+                ..write(id, owner, b"x", at)
+            };
+        let listed = |docs: Vec<sync_core::protocol::ListedDocument>| {
+            docs.into_iter()
+                .map(|d| (d.id.to_string(), d.heads))
+                .collect::<Vec<_>>()
+        };
+        let first = s
+            .append_changes(with_heads("a1", Some(alice.id), Some(vec![h(1)]), 1))
+            .await
+            .expect("a1");
+        let first_copy = load(s, "a1").await.version();
+        s.append_changes(with_heads("a2", Some(alice.id), None, 1))
+            .await
+            .expect("a2");
+        s.append_changes(with_heads("c1", Some(carol.id), Some(vec![h(9)]), 1))
+            .await
+            .expect("c1");
+        let a1 = named_id("a1").to_string();
+        let a2 = named_id("a2").to_string();
+        let mut expected = vec![(a1.clone(), Some(vec![h(1)])), (a2.clone(), None)];
+        expected.sort();
+        assert_eq!(
+            listed(s.list_document_heads(alice.id).await.expect("list")),
+            expected
+        );
+
+        // Two heads, given in any order, come back sorted.
+        let second = s
+            .append_changes(with_heads("a1", None, Some(vec![h(3), h(2)]), 2))
+            .await
+            .expect("a1 again");
+        let heads_of = |docs: Vec<(String, Option<Vec<ChangeHash>>)>, id: &str| {
+            docs.into_iter()
+                .find(|(d, _)| d == id)
+                .and_then(|(_, heads)| heads)
+        };
+        let now = listed(s.list_document_heads(alice.id).await.expect("list"));
+        assert_eq!(heads_of(now, &a1), Some(vec![h(2), h(3)]));
+
+        // A write made on an older copy is refused and leaves them.
+        let stale = s
+            .append_changes(DocumentWrite {
+                based_on: Some(first_copy),
+                ..with_heads("a1", None, Some(vec![h(4)]), 3)
+            })
+            .await;
+        assert!(matches!(stale, Err(StoreError::Stale(_))), "{stale:?}");
+        s.compact(Compaction {
+            document_id: named_id("a1"),
+            base_heads: None,
+            snapshot: b"snapshot".to_vec(),
+            heads: "snapshot-heads".to_owned(),
+            replaced_chunk_ids: vec![first.chunk_id, second.chunk_id],
+        })
+        .await
+        .expect("compact");
+        let now = listed(s.list_document_heads(alice.id).await.expect("list"));
+        assert_eq!(heads_of(now, &a1), Some(vec![h(2), h(3)]));
+
+        // A write that does not know the heads leaves none behind.
+        s.append_changes(with_heads("a1", None, None, 4))
+            .await
+            .expect("a1 without heads");
+        let now = listed(s.list_document_heads(alice.id).await.expect("list"));
+        assert_eq!(heads_of(now, &a1), None);
+        assert_eq!(
+            listed(s.list_document_heads(carol.id).await.expect("list")),
+            vec![(named_id("c1").to_string(), Some(vec![h(9)]))]
+        );
     }
 
     /// A document's row keeps the id of its last chunk and how many chunks

@@ -10,7 +10,9 @@
 //! - [`ServerConnection`] is the receiving side. For every document a peer
 //!   names it asks the caller what the peer may do ([`ServerStep::Decide`],
 //!   answered with [`ServerConnection::grant`]), and answers a denied one
-//!   exactly as a missing one.
+//!   exactly as a missing one. A client may ask in its `join` for the
+//!   user's documents with their stored heads ([`ServerStep::List`]); it
+//!   then leaves out the documents whose heads it already has.
 //!
 //! Neither touches a socket or a database: they return messages to send, and
 //! the server side hands back received changes so the caller can store them
@@ -28,7 +30,10 @@ mod server;
 pub use access::{Access, AccessPolicy};
 pub use client::{ClientConnection, ClientEvent, DocSyncStatus, LocalDocuments};
 pub use error::ProtocolError;
-pub use message::{MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION, PeerMetadata};
+pub use message::{
+    ListedDocument, MAX_LISTED_DOCUMENTS, MAX_LISTED_HEADS, MAX_MESSAGE_BYTES, Message,
+    PROTOCOL_VERSION, PeerMetadata,
+};
 pub use server::{
     ApplyError, Granted, MAX_STALLED_ROUNDS, ServerConnection, ServerStep, SyncApplied, SyncReply,
     SyncStep,

@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 
+use automerge::ChangeHash;
 use automerge::{ActorId, Automerge};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sync_core::fixtures;
 use sync_core::protocol::{
-    Access, ClientConnection, DocSyncStatus, Granted, Message, PeerMetadata, ProtocolError,
-    ServerConnection, ServerStep, SyncStep,
+    Access, AccessPolicy, ClientConnection, DocSyncStatus, Granted, ListedDocument, Message,
+    PeerMetadata, ProtocolError, ServerConnection, ServerStep, SyncStep,
 };
 use sync_core::testing::Network;
 use sync_core::{DiaryDocument, DocumentId, Edit, Timestamp};
@@ -73,10 +74,7 @@ fn golden() -> Vec<(Message, String)> {
                 sender_id: "server".into(),
                 target_id: "phone-1".into(),
                 selected_protocol_version: "1".into(),
-                metadata: Some(PeerMetadata {
-                    storage_id: None,
-                    is_ephemeral: false,
-                }),
+                metadata: Some(PeerMetadata::default()),
             },
             format!(
                 "a5{}{}{}{}{}{}{}{}{}a1{}f4",
@@ -166,6 +164,67 @@ fn golden() -> Vec<(Message, String)> {
             ),
         ),
         (
+            Message::Join {
+                sender_id: "phone-1".into(),
+                supported_protocol_versions: vec!["1".into()],
+                metadata: Some(PeerMetadata {
+                    list_documents: true,
+                    ..PeerMetadata::default()
+                }),
+            },
+            format!(
+                "a4{}{}{}{}{}81{}{}a2{}f4{}f5",
+                t("type"),
+                t("join"),
+                t("senderId"),
+                t("phone-1"),
+                t("supportedProtocolVersions"),
+                t("1"),
+                t("peerMetadata"),
+                t("isEphemeral"),
+                t("documents")
+            ),
+        ),
+        (
+            // The listing: each document's 16 bytes, then its heads as
+            // byte strings, or null when the server does not know them.
+            Message::Peer {
+                sender_id: "server".into(),
+                target_id: "phone-1".into(),
+                selected_protocol_version: "1".into(),
+                metadata: Some(PeerMetadata {
+                    documents: Some(vec![
+                        ListedDocument {
+                            id: DocumentId::from_bytes([1; 16]),
+                            heads: Some(vec![ChangeHash([2; 32])]),
+                        },
+                        ListedDocument {
+                            id: DocumentId::from_bytes([3; 16]),
+                            heads: None,
+                        },
+                    ]),
+                    ..PeerMetadata::default()
+                }),
+            },
+            format!(
+                "a5{}{}{}{}{}{}{}{}{}a2{}f4{}828250{}815820{}8250{}f6",
+                t("type"),
+                t("peer"),
+                t("senderId"),
+                t("server"),
+                t("selectedProtocolVersion"),
+                t("1"),
+                t("targetId"),
+                t("phone-1"),
+                t("peerMetadata"),
+                t("isEphemeral"),
+                t("documents"),
+                "01".repeat(16),
+                "02".repeat(32),
+                "03".repeat(16)
+            ),
+        ),
+        (
             Message::Error {
                 message: "bad".into(),
             },
@@ -215,7 +274,8 @@ fn decodes_other_key_orders_spec_metadata_and_unknown_fields() {
             supported_protocol_versions: vec!["1".into()],
             metadata: Some(PeerMetadata {
                 storage_id: Some("abc".into()),
-                is_ephemeral: true
+                is_ephemeral: true,
+                ..PeerMetadata::default()
             }),
         })
     );
@@ -305,22 +365,47 @@ fn arb_message() -> impl Strategy<Value = Message> {
         (
             s,
             proptest::collection::vec("[0-9]{1,2}", 0..3),
-            proptest::option::of((proptest::option::of(s), any::<bool>()))
+            proptest::option::of((proptest::option::of(s), any::<bool>(), any::<bool>()))
         )
             .prop_map(|(sender_id, v, md)| Message::Join {
                 sender_id,
                 supported_protocol_versions: v,
-                metadata: md.map(|(storage_id, is_ephemeral)| PeerMetadata {
+                metadata: md.map(|(storage_id, is_ephemeral, list_documents)| PeerMetadata {
                     storage_id,
-                    is_ephemeral
+                    is_ephemeral,
+                    list_documents,
+                    documents: None,
                 }),
             }),
-        (s, s, "[0-9]", any::<bool>()).prop_map(|(a, b, v, e)| Message::Peer {
-            sender_id: a,
-            target_id: b,
-            selected_protocol_version: v,
-            metadata: e.then_some(PeerMetadata::default()),
-        }),
+        (
+            s,
+            s,
+            "[0-9]",
+            any::<bool>(),
+            proptest::option::of(proptest::collection::vec(
+                (
+                    id.clone(),
+                    proptest::option::of(proptest::collection::btree_set(any::<[u8; 32]>(), 0..4))
+                ),
+                0..4
+            ))
+        )
+            .prop_map(|(a, b, v, e, listed)| Message::Peer {
+                sender_id: a,
+                target_id: b,
+                selected_protocol_version: v,
+                metadata: (e || listed.is_some()).then(|| PeerMetadata {
+                    documents: listed.map(|l| {
+                        l.into_iter()
+                            .map(|(id, heads)| ListedDocument {
+                                id,
+                                heads: heads.map(|h| h.into_iter().map(ChangeHash).collect()),
+                            })
+                            .collect()
+                    }),
+                    ..PeerMetadata::default()
+                }),
+            }),
         s.prop_map(|sender_id| Message::Leave { sender_id }),
         (id.clone(), s, s, data.clone()).prop_map(|(document_id, sender_id, target_id, data)| {
             Message::Request {
@@ -552,7 +637,7 @@ fn a_denied_document_answers_exactly_like_a_missing_one() {
                     .collect()
             }
             ServerStep::Close => vec![],
-            ServerStep::Decide { .. } => unreachable!("the policy answered"),
+            ServerStep::Decide { .. } | ServerStep::List => unreachable!("the policy answered"),
         };
         answers.push(
             reply
@@ -677,7 +762,9 @@ fn converse(
             match server.handle_with(m, &allow).expect("handled") {
                 ServerStep::Reply(replies) => to_client.extend(replies),
                 ServerStep::Close => unreachable!("the client stays"),
-                ServerStep::Decide { .. } => unreachable!("the policy answered"),
+                ServerStep::Decide { .. } | ServerStep::List => {
+                    unreachable!("the policy answered")
+                }
                 ServerStep::Sync(SyncStep {
                     document_id,
                     message,
@@ -820,6 +907,112 @@ fn a_kept_sync_state_sends_new_changes_in_the_first_message() {
         talk.more_rounds, 0,
         "synced by the answer to the first message"
     );
+}
+
+/// A server whose user owns the listed documents.
+struct Owner(Vec<ListedDocument>);
+
+impl AccessPolicy for Owner {
+    fn access(&self, document: &DocumentId) -> Access {
+        if self.0.iter().any(|d| d.id == *document) {
+            Access::ReadWrite
+        } else {
+            Access::None
+        }
+    }
+    fn documents(&self) -> Vec<ListedDocument> {
+        self.0.clone()
+    }
+}
+
+fn sorted_heads(doc: &Automerge) -> Vec<ChangeHash> {
+    let mut heads = doc.get_heads();
+    heads.sort();
+    heads
+}
+
+/// A phone that asks for the listing sends nothing for a document whose
+/// listed heads are its own, exactly the changes made since them for one
+/// it changed (with no sync state kept), asks for one it lacks, and syncs
+/// as usual one the server is ahead on, one with unknown heads and one
+/// the server does not have.
+#[test]
+fn the_listing_in_the_handshake_leaves_out_documents_with_the_same_heads() {
+    use automerge::transaction::Transactable;
+    let id = |n: u8| DocumentId::from_bytes([n; 16]);
+    let (same, _) = counter_changes(1, 3);
+    let (mut changed, _) = counter_changes(2, 3);
+    let on_server_changed = changed.clone();
+    let mut tx = changed.transaction();
+    tx.put(automerge::ROOT, "offline", 1).expect("put");
+    tx.commit();
+    let (missing, _) = counter_changes(3, 2);
+    let (behind, _) = counter_changes(4, 2);
+    let (mut ahead, _) = counter_changes(4, 2);
+    let mut tx = ahead.transaction();
+    tx.put(automerge::ROOT, "supervised", 1).expect("put");
+    tx.commit();
+    let (unknown, _) = counter_changes(5, 2);
+    let (new, _) = counter_changes(6, 2);
+    let listed = |n: u8, doc: &Automerge| ListedDocument {
+        id: id(n),
+        heads: Some(sorted_heads(doc)),
+    };
+    let owner = Owner(vec![
+        listed(1, &same),
+        listed(2, &on_server_changed),
+        listed(3, &missing),
+        listed(4, &ahead),
+        ListedDocument {
+            id: id(5),
+            heads: None,
+        },
+    ]);
+    let mut docs = BTreeMap::from([
+        (id(1), same),
+        (id(2), changed.clone()),
+        (id(4), behind),
+        (id(5), unknown),
+        (id(6), new),
+    ]);
+
+    let mut server = ServerConnection::new("s");
+    let (mut client, join) = ClientConnection::listing("c");
+    for id in docs.keys() {
+        client.add_document(*id);
+    }
+    let ServerStep::Reply(peer) = server.handle_with(join, &owner).expect("join") else {
+        panic!("the join is answered with the listing");
+    };
+    for m in peer {
+        client.handle(m, &mut docs).expect("peer");
+    }
+    assert_eq!(client.status(&id(1), &docs), Some(DocSyncStatus::Synced));
+    let sent: BTreeMap<DocumentId, Message> = client
+        .poll(&docs)
+        .into_iter()
+        .map(|m| (*m.document_id().expect("about a document"), m))
+        .collect();
+    assert_eq!(
+        sent.keys().copied().collect::<Vec<_>>(),
+        vec![id(2), id(3), id(4), id(5), id(6)],
+        "nothing for the document both have"
+    );
+    let Message::Sync { data, .. } = &sent[&id(2)] else {
+        panic!("a sync for the changed document");
+    };
+    let carried = automerge::sync::Message::decode(data).expect("sync message");
+    assert_eq!(
+        carried.changes.len(),
+        1,
+        "the offline change, and nothing the server listed"
+    );
+    assert!(
+        matches!(sent[&id(3)], Message::Request { .. }),
+        "the document only the server has is requested"
+    );
+    assert!(!client.is_quiescent(&docs));
+    assert_eq!(client.status(&id(1), &docs), Some(DocSyncStatus::Synced));
 }
 
 /// `n` changes of one actor, each setting `v` at the root, as a phone made

@@ -208,6 +208,7 @@ pub fn creation(
     year: Option<i32>,
 ) -> DocumentWrite {
     DocumentWrite {
+        heads: None,
         document_id: id,
         create: Some(NewDocument {
             kind,

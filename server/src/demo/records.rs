@@ -116,6 +116,7 @@ pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, 
                 Some(*year),
                 *doc_id,
                 diary.save(),
+                diary.automerge().get_heads(),
                 LedgerProjection::of_diary(diary, &attribution),
                 claims,
             ));
@@ -126,15 +127,17 @@ pub async fn seed_demo_records(store: &dyn Store) -> Result<DemoRecordsSummary, 
             None,
             built.contacts_id,
             built.contacts.save(),
+            built.contacts.automerge().get_heads(),
             LedgerProjection::of_contacts(&built.contacts),
             contacts_claims,
         ));
-        for (kind, year, doc_id, data, ledger, actors) in documents {
+        for (kind, year, doc_id, data, heads, ledger, actors) in documents {
             summary.visits += ledger.visits.len();
             summary.petitions += ledger.petitions.len();
             summary.cards += ledger.cards.len();
             store
                 .append_changes(DocumentWrite {
+                    heads: Some(heads),
                     document_id: doc_id,
                     create: Some(NewDocument {
                         kind,

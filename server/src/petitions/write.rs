@@ -106,6 +106,8 @@ pub async fn append_events(
         )));
     }
     let write = DocumentWrite {
+        // Taken from the live copy by `store_write`.
+        heads: None,
         document_id,
         create: None,
         data: chunk,

@@ -8,6 +8,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sync_core::DocumentId;
+use sync_core::automerge::ChangeHash;
 
 sync_core::text_enum! {
     /// What a user may do. See `design.md`, "Identity and access".
@@ -412,6 +413,33 @@ pub struct DocumentWrite {
     /// device's sync state, written in the same transaction. `None` writes
     /// neither (a caller that audits its write writes its own row).
     pub sync: Option<SyncRecords>,
+    /// The document's heads once this write is stored, kept on its row for
+    /// a sync's handshake to list ([`Store::list_document_heads`](super::Store::list_document_heads)).
+    /// `None` stores that they are not known, and a listing device then
+    /// syncs the document as usual: a write never leaves on the row heads
+    /// that its changes moved on. Writes made on a live copy get them from
+    /// it ([`crate::sync::live::store_write`]).
+    pub heads: Option<Vec<ChangeHash>>,
+}
+
+/// A document's heads as its row keeps them: the sorted hashes, one after
+/// another.
+pub(crate) fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {
+    let mut sorted = heads.to_vec();
+    sorted.sort();
+    sorted.iter().flat_map(|h| h.0).collect()
+}
+
+/// The heads a row keeps ([`heads_to_bytes`]); `None` for bytes no write
+/// made, or more heads than a listing carries.
+pub(crate) fn heads_from_bytes(bytes: &[u8]) -> Option<Vec<ChangeHash>> {
+    if !bytes.len().is_multiple_of(32) || bytes.len() / 32 > sync_core::protocol::MAX_LISTED_HEADS {
+        return None;
+    }
+    bytes
+        .chunks_exact(32)
+        .map(|h| ChangeHash::try_from(h).ok())
+        .collect()
 }
 
 /// What a device's sync connection records of a write it makes, besides the

@@ -228,7 +228,7 @@ async fn insert_chunk_and_record(
              RETURNING id AS chunk_id)
          UPDATE documents
             SET updated_at = $3, last_chunk_id = chunk.chunk_id,
-                pending_chunks = pending_chunks + 1
+                pending_chunks = pending_chunks + 1, heads = $4
            FROM chunk
           WHERE documents.id = $1
          RETURNING chunk.chunk_id, ",
@@ -237,6 +237,7 @@ async fn insert_chunk_and_record(
     .bind(document_id)
     .bind(write.data.as_slice())
     .bind(write.at)
+    .bind(write.heads.as_deref().map(super::heads_to_bytes))
     .fetch_one(&mut *conn)
     .await?;
     Ok(AppendOutcome {

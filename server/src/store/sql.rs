@@ -22,8 +22,10 @@ use super::{
     DocumentSince, DocumentWrite, NewAuditEntry, NewDocument, NewRefreshToken, NewUnit, NewUser,
     OwnerUsage, PetitionLocation, RefreshReplacement, RefreshRotation, RefreshToken, StaleWrite,
     StoreError, StoreResult, StoredDocument, StoredVersion, SyncStateWrite, Unit, User,
+    heads_from_bytes, heads_to_bytes,
 };
 use sync_core::DocumentId;
+use sync_core::protocol::ListedDocument;
 
 use crate::ledger::report::{
     CardItem, DeviceRow, PetitionCounts, RecordQuery, ReportQuery, VisitCounts, VisitGrouping,
@@ -222,6 +224,14 @@ pub(super) struct RowAndSyncState {
     pub sync_state: Option<Vec<u8>>,
 }
 
+/// A document and the heads its row keeps, for a handshake's listing.
+#[derive(sqlx::FromRow)]
+pub(super) struct ListedHeads {
+    #[sqlx(try_from = "String")]
+    id: DocumentId,
+    heads: Option<Vec<u8>>,
+}
+
 impl<DB> Sql<DB>
 where
     DB: Database,
@@ -246,6 +256,8 @@ where
     for<'r> DocumentRow: FromRow<'r, DB::Row>,
     for<'r> RowAndSyncState: FromRow<'r, DB::Row>,
     for<'r> RowAndUsage: FromRow<'r, DB::Row>,
+    for<'r> ListedHeads: FromRow<'r, DB::Row>,
+    for<'q> Option<Vec<u8>>: Encode<'q, DB> + Type<DB>,
     for<'r> DocumentChunk: FromRow<'r, DB::Row>,
     for<'r> AuditEntry: FromRow<'r, DB::Row>,
     for<'r> LedgerItem: FromRow<'r, DB::Row>,
@@ -697,6 +709,26 @@ where
         .await?)
     }
 
+    /// See [`Store::list_document_heads`](super::Store::list_document_heads).
+    pub(super) async fn list_document_heads(
+        pool: &Pool<DB>,
+        user_id: i64,
+    ) -> StoreResult<Vec<ListedDocument>> {
+        let rows = sqlx::query_as::<DB, ListedHeads>(
+            "SELECT id, heads FROM documents WHERE owner_user_id = $1 ORDER BY id",
+        )
+        .bind(user_id)
+        .fetch_all(pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ListedDocument {
+                id: row.id,
+                heads: row.heads.as_deref().and_then(heads_from_bytes),
+            })
+            .collect())
+    }
+
     /// See [`Store::owner_usage`](super::Store::owner_usage), on a pool
     /// or inside the caller's transaction.
     pub(super) async fn owner_usage<'c, E>(executor: E, user_id: i64) -> StoreResult<OwnerUsage>
@@ -834,7 +866,8 @@ where
         let at = write.at;
         let meta = sqlx::query_as::<DB, DocumentRow>(concat!(
             "UPDATE documents
-                SET updated_at = $1, last_chunk_id = $2, pending_chunks = pending_chunks + 1
+                SET updated_at = $1, last_chunk_id = $2, pending_chunks = pending_chunks + 1,
+                    heads = $4
               WHERE id = $3
              RETURNING ",
             doc_cols!()
@@ -842,6 +875,7 @@ where
         .bind(at)
         .bind(chunk_id)
         .bind(document_id)
+        .bind(write.heads.as_deref().map(heads_to_bytes))
         .fetch_one(&mut *conn)
         .await?;
         Ok(AppendOutcome {

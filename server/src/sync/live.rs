@@ -504,6 +504,9 @@ pub async fn store_write(
     let mut attempt = 1;
     loop {
         write.based_on = Some(live.version.clone());
+        // The copy holds the write's changes (and, after a stale attempt,
+        // the other process's too): its heads are what the row will hold.
+        write.heads = Some(live.doc.get_heads());
         let len = write.data.len();
         let created_for = write.create.as_ref().map(|new| new.owner_user_id);
         // The store hands a stale write back, so it is moved, not copied.

@@ -243,6 +243,19 @@ impl Session {
                 });
             }
             ServerStep::Close => return Ok(Received::Close),
+            // The join asked for the user's documents: the protocol asks,
+            // the database answers with the heads each last write stored.
+            ServerStep::List => {
+                let listed = self
+                    .state
+                    .store
+                    .list_document_heads(self.user.user_id)
+                    .await?;
+                return Ok(Received::Send {
+                    messages: vec![self.conn()?.list(listed)?],
+                    stored: None,
+                });
+            }
             ServerStep::Sync(step) => step,
             // A document this connection has not decided on: the protocol
             // asks, the database answers.
@@ -491,6 +504,8 @@ impl Session {
         let sync_state = self.sync_state_write(document_id, at);
         let saved = sync_state.as_ref().map(|write| write.state.clone());
         let write = DocumentWrite {
+            // Taken from the live copy by `store_write`.
+            heads: None,
             document_id,
             create: outcome.create,
             data: chunk,

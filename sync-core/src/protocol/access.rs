@@ -1,5 +1,6 @@
 //! The per-document access decision the server makes.
 
+use super::ListedDocument;
 use crate::DocumentId;
 
 /// What a connection may do with a document.
@@ -23,6 +24,13 @@ pub trait AccessPolicy {
     /// The access to `document`. Asked for every `request` and `sync` of a
     /// document the connection has not decided on yet.
     fn access(&self, document: &DocumentId) -> Access;
+
+    /// The user's documents with their stored heads, for a `join` that
+    /// asks for them ([`ServerStep::List`](super::ServerStep::List)). None
+    /// by default.
+    fn documents(&self) -> Vec<ListedDocument> {
+        Vec::new()
+    }
 }
 
 impl<F: Fn(&DocumentId) -> Access> AccessPolicy for F {

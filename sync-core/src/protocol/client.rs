@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use automerge::Automerge;
 use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, ChangeHash};
 
 use super::ProtocolError;
 use super::doc_sync;
-use super::message::{Message, PROTOCOL_VERSION, PeerMetadata};
+use super::message::{ListedDocument, Message, PROTOCOL_VERSION, PeerMetadata};
 use crate::DocumentId;
 
 /// Where a document stands on this connection.
@@ -15,7 +15,8 @@ use crate::DocumentId;
 pub enum DocSyncStatus {
     /// Messages are still to be exchanged.
     Pending,
-    /// The server has told us it has exactly our heads.
+    /// The server has told us it has exactly our heads (in a sync message,
+    /// or by listing them in the handshake).
     Synced,
     /// The server does not have the document, or may not share it.
     Unavailable,
@@ -47,6 +48,31 @@ struct ClientDoc {
     state: sync::State,
     unavailable: bool,
     sent_any: bool,
+    /// The heads the server listed for the document in the handshake, when
+    /// this side has all of them: while the document's heads are these,
+    /// there is nothing to exchange and nothing is sent.
+    listed: Option<Vec<ChangeHash>>,
+}
+
+impl ClientDoc {
+    fn new(state: sync::State) -> Self {
+        ClientDoc {
+            state,
+            unavailable: false,
+            sent_any: false,
+            listed: None,
+        }
+    }
+
+    /// Whether the server listed exactly `doc`'s heads and nothing was
+    /// sent since: the document is synced without a message.
+    fn settled_by_listing(&self, doc: &Automerge) -> bool {
+        self.listed.as_ref().is_some_and(|listed| {
+            let mut ours = doc.get_heads();
+            ours.sort();
+            *listed == ours
+        })
+    }
 }
 
 /// The documents a client syncs, however it stores them.
@@ -79,6 +105,22 @@ pub struct ClientConnection {
 }
 
 impl ClientConnection {
+    /// A new connection from `peer_id` that asks the server to list the
+    /// user's documents with their heads in its `peer`; returns the `join`
+    /// to send first. Each listed document is synced on this connection,
+    /// except those whose listed heads are exactly this side's: nothing is
+    /// sent for them. Documents added before the `peer` arrives and not
+    /// listed are synced as usual (a document the server does not have yet).
+    pub fn listing(peer_id: impl Into<String>) -> (Self, Message) {
+        Self::new(
+            peer_id,
+            Some(PeerMetadata {
+                list_documents: true,
+                ..PeerMetadata::default()
+            }),
+        )
+    }
+
     /// A new connection from `peer_id`; returns the `join` to send first.
     pub fn new(peer_id: impl Into<String>, metadata: Option<PeerMetadata>) -> (Self, Message) {
         let peer_id = peer_id.into();
@@ -97,11 +139,9 @@ impl ClientConnection {
 
     /// Starts syncing a document (one we have, or one we want from the server).
     pub fn add_document(&mut self, id: DocumentId) {
-        self.docs.entry(id).or_insert_with(|| ClientDoc {
-            state: sync::State::new(),
-            unavailable: false,
-            sent_any: false,
-        });
+        self.docs
+            .entry(id)
+            .or_insert_with(|| ClientDoc::new(sync::State::new()));
     }
 
     /// Starts syncing a document, resuming from a sync state saved after an
@@ -110,14 +150,7 @@ impl ClientConnection {
     /// small. A state that does not decode is ignored (a full sync follows).
     pub fn add_document_with_state(&mut self, id: DocumentId, saved: &[u8]) {
         let state = sync::State::decode(saved).unwrap_or_default();
-        self.docs.insert(
-            id,
-            ClientDoc {
-                state,
-                unavailable: false,
-                sent_any: false,
-            },
-        );
+        self.docs.insert(id, ClientDoc::new(state));
     }
 
     /// The sync state worth keeping for the next connection (what both sides
@@ -153,6 +186,7 @@ impl ClientConnection {
                 Message::Peer {
                     sender_id,
                     selected_protocol_version,
+                    metadata,
                     ..
                 },
             ) => {
@@ -160,6 +194,9 @@ impl ClientConnection {
                     return Err(ProtocolError::Version {
                         offered: vec![selected_protocol_version],
                     });
+                }
+                if let Some(listed) = metadata.and_then(|m| m.documents) {
+                    self.take_listing(listed, local);
                 }
                 self.phase = Phase::Ready {
                     server: sender_id.clone(),
@@ -210,6 +247,28 @@ impl ClientConnection {
         }
     }
 
+    /// Adds every listed document, and notes the listed heads of those this
+    /// side has all of: they are both sides' shared heads, so a document
+    /// with local changes sends exactly the changes made since them in its
+    /// first message, and one with exactly those heads sends nothing.
+    fn take_listing(&mut self, listed: Vec<ListedDocument>, local: &dyn LocalDocuments) {
+        let empty = Automerge::new();
+        for ListedDocument { id, heads } in listed {
+            self.add_document(id);
+            let (Some(heads), Some(d)) = (heads, self.docs.get_mut(&id)) else {
+                continue;
+            };
+            let doc = local.get(&id).unwrap_or(&empty);
+            if heads
+                .iter()
+                .all(|h| doc.get_change_meta_by_hash(h).is_some())
+            {
+                d.state.shared_heads.clone_from(&heads);
+                d.listed = Some(heads);
+            }
+        }
+    }
+
     /// The messages to send now: one per document that has something to say.
     /// Empty before the handshake finishes.
     pub fn poll(&mut self, local: &dyn LocalDocuments) -> Vec<Message> {
@@ -223,6 +282,9 @@ impl ClientConnection {
                 continue;
             }
             let doc = local.get(id).unwrap_or(&empty);
+            if !d.sent_any && d.settled_by_listing(doc) {
+                continue;
+            }
             let Some(mut m) = doc.generate_sync_message(&mut d.state) else {
                 continue;
             };
@@ -261,11 +323,15 @@ impl ClientConnection {
         }
         let empty = Automerge::new();
         let doc = local.get(id).unwrap_or(&empty);
-        Some(if doc_sync::peer_has_our_heads(doc, &d.state) {
-            DocSyncStatus::Synced
-        } else {
-            DocSyncStatus::Pending
-        })
+        Some(
+            if doc_sync::peer_has_our_heads(doc, &d.state)
+                || (!d.sent_any && d.settled_by_listing(doc))
+            {
+                DocSyncStatus::Synced
+            } else {
+                DocSyncStatus::Pending
+            },
+        )
     }
 
     /// Whether every document is synced or unavailable.

@@ -5,6 +5,7 @@
 //! the handshake's metadata field `metadata`, while the JavaScript and Rust
 //! implementations send `peerMetadata`; we send `peerMetadata` and accept both.
 
+use automerge::ChangeHash;
 use minicbor::data::Type;
 use minicbor::{Decoder, Encoder};
 
@@ -18,13 +19,40 @@ pub const PROTOCOL_VERSION: &str = "1";
 /// diary fits comfortably; a server may choose a smaller limit).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Most documents a `peer` may list ([`PeerMetadata::documents`]); a
+/// longer list is refused as malformed.
+pub const MAX_LISTED_DOCUMENTS: usize = 10_000;
+
+/// Most heads a listed document may carry; a server lists a document with
+/// more as having unknown heads.
+pub const MAX_LISTED_HEADS: usize = 64;
+
 /// Metadata a peer announces in `join` and `peer`.
+///
+/// `documents` is this project's extension, under the key `documents`,
+/// which other automerge-repo peers ignore: `true` in a `join` asks the
+/// server to list the user's documents in its `peer`, as an array of
+/// `[id, heads]` (the id's 16 bytes; the heads as 32-byte strings, or
+/// `null` when the server does not know them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerMetadata {
     /// Id of the peer's persistent storage, if it has one.
     pub storage_id: Option<String>,
     /// Whether the peer will not come back with the same storage.
     pub is_ephemeral: bool,
+    /// In `join`: the client asks for [`Self::documents`] in the `peer`.
+    pub list_documents: bool,
+    /// In `peer`: the documents the user owns, with their stored heads.
+    pub documents: Option<Vec<ListedDocument>>,
+}
+
+/// One document a server lists in its `peer` ([`PeerMetadata::documents`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedDocument {
+    pub id: DocumentId,
+    /// The heads of what the server has stored, sorted; `None` when it
+    /// does not know them (the peer then syncs the document as usual).
+    pub heads: Option<Vec<ChangeHash>>,
 }
 
 /// One protocol message.
@@ -205,12 +233,85 @@ type EncodeResult = Result<(), minicbor::encode::Error<std::convert::Infallible>
 
 fn encode_metadata(e: &mut Encoder<Vec<u8>>, m: &PeerMetadata) -> EncodeResult {
     e.str("peerMetadata")?;
-    e.map(if m.storage_id.is_some() { 2 } else { 1 })?;
+    let listing = m.list_documents || m.documents.is_some();
+    e.map(1 + u64::from(m.storage_id.is_some()) + u64::from(listing))?;
     if let Some(s) = &m.storage_id {
         e.str("storageId")?.str(s)?;
     }
     e.str("isEphemeral")?.bool(m.is_ephemeral)?;
+    match &m.documents {
+        Some(documents) => {
+            e.str("documents")?.array(documents.len() as u64)?;
+            for d in documents {
+                e.array(2)?.bytes(d.id.as_bytes())?;
+                match &d.heads {
+                    Some(heads) => {
+                        e.array(heads.len() as u64)?;
+                        for h in heads {
+                            e.bytes(h.as_ref())?;
+                        }
+                    }
+                    None => {
+                        e.null()?;
+                    }
+                }
+            }
+        }
+        None if m.list_documents => {
+            e.str("documents")?.bool(true)?;
+        }
+        None => {}
+    }
     Ok(())
+}
+
+/// Reads a definite-length array header of at most `max` entries.
+fn bounded_array(d: &mut Decoder<'_>, what: &str, max: usize) -> Result<usize, ProtocolError> {
+    let n = match d.datatype().map_err(cbor_err)? {
+        Type::Array => d.array().map_err(cbor_err)?,
+        other => return Err(malformed(format!("{what} is a {other}, expected an array"))),
+    };
+    match n {
+        Some(n) if n <= max as u64 => Ok(n as usize),
+        _ => Err(malformed(format!("{what} has more than {max} entries"))),
+    }
+}
+
+/// Reads [`PeerMetadata::documents`]: `[[id, heads | null], ...]`.
+fn read_listed(d: &mut Decoder<'_>) -> Result<Vec<ListedDocument>, ProtocolError> {
+    let n = bounded_array(d, "documents", MAX_LISTED_DOCUMENTS)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        if bounded_array(d, "a listed document", 2)? != 2 {
+            return Err(malformed("a listed document is not [id, heads]"));
+        }
+        let id = <[u8; 16]>::try_from(read_bytes(d)?.as_slice())
+            .map_err(|_| malformed("a listed document's id is not 16 bytes"))?;
+        let heads = match d.datatype().map_err(cbor_err)? {
+            Type::Null => {
+                d.skip().map_err(cbor_err)?;
+                None
+            }
+            _ => {
+                let count = bounded_array(d, "a listed document's heads", MAX_LISTED_HEADS)?;
+                let mut heads = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let bytes = read_bytes(d)?;
+                    heads.push(
+                        ChangeHash::try_from(bytes.as_slice())
+                            .map_err(|_| malformed("a listed head is not 32 bytes"))?,
+                    );
+                }
+                heads.sort();
+                Some(heads)
+            }
+        };
+        out.push(ListedDocument {
+            id: DocumentId::from_bytes(id),
+            heads,
+        });
+    }
+    Ok(out)
 }
 
 fn encode_into(m: &Message, e: &mut Encoder<Vec<u8>>) -> EncodeResult {
@@ -470,6 +571,10 @@ impl Fields {
                         ("isEphemeral", Type::Bool) => {
                             md.is_ephemeral = d.bool().map_err(cbor_err)?
                         }
+                        ("documents", Type::Bool) => {
+                            md.list_documents = d.bool().map_err(cbor_err)?
+                        }
+                        ("documents", Type::Array) => md.documents = Some(read_listed(d)?),
                         _ => d.skip().map_err(cbor_err)?,
                     }
                     Ok(())

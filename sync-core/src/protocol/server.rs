@@ -9,7 +9,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, Change, ChangeHash, SaveOptions};
 
 use super::doc_sync;
-use super::message::{Message, PROTOCOL_VERSION, PeerMetadata};
+use super::message::{ListedDocument, MAX_LISTED_HEADS, Message, PROTOCOL_VERSION, PeerMetadata};
 use super::payload::{PayloadError, PayloadLimits};
 use super::{Access, AccessPolicy, ProtocolError};
 use crate::DocumentId;
@@ -27,6 +27,11 @@ pub enum ServerStep {
         /// The document to decide on.
         document_id: DocumentId,
     },
+    /// The `join` asked for the user's documents: look up the documents the
+    /// authenticated user owns with their stored heads and answer with
+    /// [`ServerConnection::list`], which returns the `peer` to send. The
+    /// connection handles nothing else until then.
+    List,
     /// A sync message for a document the peer may access.
     Sync(SyncStep),
     /// The peer said goodbye; close the connection.
@@ -159,7 +164,13 @@ pub struct SyncReply {
 #[derive(Debug)]
 enum Phase {
     AwaitingJoin,
-    Ready { client: String },
+    /// The `join` asked for a list of documents ([`ServerStep::List`]).
+    AwaitingList {
+        client: String,
+    },
+    Ready {
+        client: String,
+    },
 }
 
 /// A `sync` or `request` waiting for the caller's access decision.
@@ -220,10 +231,7 @@ impl ServerConnection {
     pub fn new(peer_id: impl Into<String>) -> Self {
         Self {
             peer_id: peer_id.into(),
-            metadata: Some(PeerMetadata {
-                storage_id: None,
-                is_ephemeral: false,
-            }),
+            metadata: Some(PeerMetadata::default()),
             phase: Phase::AwaitingJoin,
             docs: BTreeMap::new(),
             pending: None,
@@ -244,7 +252,7 @@ impl ServerConnection {
     /// The peer id the client announced (for logs only: it proves nothing).
     pub fn client_peer_id(&self) -> Option<&str> {
         match &self.phase {
-            Phase::Ready { client } => Some(client),
+            Phase::Ready { client } | Phase::AwaitingList { client } => Some(client),
             Phase::AwaitingJoin => None,
         }
     }
@@ -276,6 +284,7 @@ impl ServerConnection {
                 phase: "while access to the previous message's document is being decided",
             });
         }
+
         match (&self.phase, message) {
             (_, Message::Error { message }) => Err(ProtocolError::Remote(message)),
             (_, Message::Leave { .. }) => Ok(ServerStep::Close),
@@ -284,7 +293,7 @@ impl ServerConnection {
                 Message::Join {
                     sender_id,
                     supported_protocol_versions,
-                    ..
+                    metadata,
                 },
             ) => {
                 if !supported_protocol_versions
@@ -295,17 +304,20 @@ impl ServerConnection {
                         offered: supported_protocol_versions,
                     });
                 }
+                if metadata.is_some_and(|m| m.list_documents) {
+                    self.phase = Phase::AwaitingList { client: sender_id };
+                    return Ok(ServerStep::List);
+                }
                 self.phase = Phase::Ready {
                     client: sender_id.clone(),
                 };
-                Ok(ServerStep::Reply(vec![Message::Peer {
-                    sender_id: self.peer_id.clone(),
-                    target_id: sender_id,
-                    selected_protocol_version: PROTOCOL_VERSION.to_owned(),
-                    metadata: self.metadata.clone(),
-                }]))
+                Ok(ServerStep::Reply(vec![self.peer(sender_id, None)]))
             }
             (Phase::AwaitingJoin, m) => Err(unexpected(&m, "before join")),
+            (Phase::AwaitingList { .. }, m) => Err(unexpected(
+                &m,
+                "while the documents the join asked for are being listed",
+            )),
             (Phase::Ready { .. }, m @ (Message::Join { .. } | Message::Peer { .. })) => {
                 Err(unexpected(&m, "after the handshake"))
             }
@@ -383,6 +395,47 @@ impl ServerConnection {
         }))
     }
 
+    /// Answers [`ServerStep::List`] with the documents the user owns and
+    /// their stored heads; returns the `peer` to send. A document with more
+    /// than [`MAX_LISTED_HEADS`] heads is listed with unknown heads.
+    pub fn list(&mut self, documents: Vec<ListedDocument>) -> Result<Message, ProtocolError> {
+        let Phase::AwaitingList { client } = &self.phase else {
+            return Err(ProtocolError::Unexpected {
+                message: "list of documents".into(),
+                phase: "without a join that asked for one",
+            });
+        };
+        let client = client.clone();
+        let documents = documents
+            .into_iter()
+            .map(|mut d| {
+                if let Some(heads) = &mut d.heads {
+                    if heads.len() > MAX_LISTED_HEADS {
+                        d.heads = None;
+                    } else {
+                        heads.sort();
+                    }
+                }
+                d
+            })
+            .collect();
+        self.phase = Phase::Ready {
+            client: client.clone(),
+        };
+        Ok(self.peer(client, Some(documents)))
+    }
+
+    fn peer(&self, client: String, documents: Option<Vec<ListedDocument>>) -> Message {
+        let mut metadata = self.metadata.clone().unwrap_or_default();
+        metadata.documents = documents;
+        Message::Peer {
+            sender_id: self.peer_id.clone(),
+            target_id: client,
+            selected_protocol_version: PROTOCOL_VERSION.to_owned(),
+            metadata: Some(metadata),
+        }
+    }
+
     /// [`Self::handle`], with every access decision answered at once by
     /// `policy`: for callers that decide without I/O (tests, tools).
     pub fn handle_with(
@@ -394,6 +447,7 @@ impl ServerConnection {
             ServerStep::Decide { document_id } => self
                 .grant(&document_id, policy.access(&document_id))
                 .map(ServerStep::from),
+            ServerStep::List => Ok(ServerStep::Reply(vec![self.list(policy.documents())?])),
             step => Ok(step),
         }
     }

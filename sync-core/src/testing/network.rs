@@ -13,8 +13,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::protocol::{
-    Access, ClientConnection, Granted, Message, ProtocolError, ServerConnection, ServerStep,
-    SyncStep,
+    Access, ClientConnection, Granted, ListedDocument, Message, ProtocolError, ServerConnection,
+    ServerStep, SyncStep,
 };
 use crate::{DocumentId, storage};
 
@@ -95,6 +95,9 @@ pub struct SimClient {
     pub docs: BTreeMap<DocumentId, Automerge>,
     /// Documents it wants to sync besides those it has.
     pub wanted: BTreeSet<DocumentId>,
+    /// Whether it asks the server to list its documents in the handshake
+    /// ([`ClientConnection::listing`]), as the phone library does.
+    pub lists: bool,
     conn: Option<ClientConnection>,
     /// Sync states kept from the last connection, as a phone keeps them.
     saved_states: BTreeMap<DocumentId, Vec<u8>>,
@@ -157,6 +160,27 @@ impl SimStore {
                 docs.remove(id);
             }
         }
+    }
+
+    /// The heads of what the server has of a document: its stored form in
+    /// [`ServerMode::Reload`], its live copy otherwise.
+    fn heads(
+        &self,
+        docs: &BTreeMap<DocumentId, Automerge>,
+        id: &DocumentId,
+    ) -> Vec<automerge::ChangeHash> {
+        let mut heads = match (self.mode, self.stored.get(id)) {
+            (ServerMode::Reload, Some(stored)) => storage::load(
+                stored.snapshot.as_deref(),
+                stored.chunks.iter().map(Vec::as_slice),
+            )
+            .expect("what the simulated server stored loads")
+            .get_heads(),
+            (ServerMode::Reload, None) => Vec::new(),
+            (ServerMode::Live, _) => docs.get(id).map(Automerge::get_heads).unwrap_or_default(),
+        };
+        heads.sort();
+        heads
     }
 
     /// In [`ServerMode::Reload`], appends a chunk to a document's stored
@@ -249,6 +273,7 @@ impl Network {
             name: name.to_owned(),
             docs: BTreeMap::new(),
             wanted: BTreeSet::new(),
+            lists: false,
             conn: None,
             saved_states: BTreeMap::new(),
             errors: Vec::new(),
@@ -302,7 +327,11 @@ impl Network {
         let Some(c) = self.clients.get_mut(i) else {
             return;
         };
-        let (mut conn, join) = ClientConnection::new(c.name.clone(), None);
+        let (mut conn, join) = if c.lists {
+            ClientConnection::listing(c.name.clone())
+        } else {
+            ClientConnection::new(c.name.clone(), None)
+        };
         for id in c.docs.keys().chain(c.wanted.iter()) {
             match c.saved_states.get(id) {
                 Some(saved) => conn.add_document_with_state(*id, saved),
@@ -495,6 +524,26 @@ impl Network {
             ServerStep::Close => {
                 self.server.conns.remove(&i);
                 return Ok(vec![]);
+            }
+            // As the server does: the client's documents with the heads of
+            // what is stored (in `Live` mode, the live copies).
+            ServerStep::List => {
+                let ids: BTreeSet<DocumentId> = self
+                    .server
+                    .docs
+                    .keys()
+                    .chain(self.server.store.stored.keys())
+                    .copied()
+                    .filter(|id| policy(id) == Access::ReadWrite)
+                    .collect();
+                let listed = ids
+                    .into_iter()
+                    .map(|id| ListedDocument {
+                        id,
+                        heads: Some(self.server.store.heads(&self.server.docs, &id)),
+                    })
+                    .collect();
+                return Ok(vec![conn.list(listed)?]);
             }
             ServerStep::Sync(step) => step,
             ServerStep::Decide { document_id } => {

@@ -261,6 +261,13 @@ macro_rules! sql_store {
                 $crate::store::sql::Sql::<$db>::list_documents_for_owner(&self.pool, user_id).await
             }
 
+            async fn list_document_heads(
+                &self,
+                user_id: i64,
+            ) -> $crate::store::StoreResult<Vec<sync_core::protocol::ListedDocument>> {
+                $crate::store::sql::Sql::<$db>::list_document_heads(&self.pool, user_id).await
+            }
+
             async fn owner_usage(
                 &self,
                 user_id: i64,

@@ -446,6 +446,7 @@ mod tests {
     /// A write creating the diary `name` for `owner`, its chunk `[1, 2, 3]`.
     fn creation(name: &str, owner: i64) -> DocumentWrite {
         DocumentWrite {
+            heads: None,
             document_id: named_id(name),
             create: Some(NewDocument {
                 kind: StoredKind::Diary,
