@@ -27,7 +27,13 @@
 //!    acknowledged it (both ends hold the same heads);
 //! 3. a day of 10 visits, each synced on its own reconnect: total bytes;
 //! 4. the next day's 10 visits synced at once in the evening;
-//! 5. a reconnect with nothing new.
+//! 5. a reconnect with nothing new;
+//! 6. the phone library (`mobile_ffi::DiaryClient`, as the apps use it) on
+//!    the same link, logged in as the same cadre: its first `sync_now` of
+//!    the cadre's documents, `--rounds` "+1 visit" syncs (a visit recorded,
+//!    then `sync_now`: the token check, the socket, the handshake that lists
+//!    the cadre's documents with their heads, the sync of those that
+//!    differ), and one with nothing new.
 //!
 //! For context, it also times the HTTP requests a phone makes besides the
 //! socket (a password login, `GET /api/v1/me/documents`) over the same link.
@@ -291,6 +297,62 @@ async fn sync_once(link: &Link, addr: std::net::SocketAddr, phone: &mut Phone) -
     }
 }
 
+/// One `sync_now` of the phone library: its time, its report and the
+/// link's bytes.
+struct LibrarySync {
+    took: Duration,
+    report: mobile_ffi::SyncReport,
+    link: Counters,
+}
+
+async fn library_sync(link: &Link, phone: &mobile_ffi::DiaryClient) -> LibrarySync {
+    let before = link.counters().expect("link counters");
+    let t = Instant::now();
+    let report = phone
+        .sync_now(FIRST_UPLOAD_TIMEOUT.as_millis() as u64)
+        .await;
+    let took = t.elapsed();
+    assert!(report.error.is_none(), "sync_now failed: {report:?}");
+    settle(link).await;
+    LibrarySync {
+        took,
+        report,
+        link: link.counters().expect("link counters") - before,
+    }
+}
+
+/// A home visit as a cadre enters it on the phone: the six answers, notes
+/// and a place in Chinese, about the size of the fixtures' visits.
+fn library_visit(i: usize) -> mobile_ffi::records::visit::NewVisit {
+    use mobile_ffi::records::visit::{NewVisit, SixAnswers, SubjectKind, VisitKind};
+    NewVisit {
+        kind: VisitKind::HomeVisit,
+        at_ms: e2e_tests::now_ms(),
+        place: format!("柳树村{}组", i % 7 + 1),
+        subject_kind: SubjectKind::Household,
+        subject_name: format!("王秀英{i}"),
+        subject_address: Some("柳树村村委会东侧第三户".to_owned()),
+        tags: vec!["低保户".to_owned()],
+        participants: vec![],
+        answers: SixAnswers {
+            basic_situation: "家中四口人，两位老人常年在家，儿子在县城务工，孙子上小学。"
+                .to_owned(),
+            difficulties: "老人患有高血压，每月药费三百余元，去镇卫生院看病要走一个多小时。"
+                .to_owned(),
+            income_wishes: "想扩大家里的油茶种植，缺少启动资金和技术指导。".to_owned(),
+            opinion_of_cadres: "村干部经常上门，办事比以前方便。".to_owned(),
+            work_suggestions: "希望村里的路灯能修好，晚上出行安全一些。".to_owned(),
+            development_ideas: "可以把几户油茶种植户联合起来，统一收购加工。".to_owned(),
+        },
+        notes: "已告知医保报销政策，下周联系镇卫生院安排上门体检。".to_owned(),
+        latitude: None,
+        longitude: None,
+        aid_money_fen: 0,
+        aid_goods: String::new(),
+        resolved_on_spot: vec![],
+    }
+}
+
 /// Waits until the packets of a closed connection (the last
 /// acknowledgements, FIN) have crossed the link.
 async fn settle(link: &Link) {
@@ -480,6 +542,30 @@ async fn main() -> ExitCode {
 
     let idle = sync_once(&link, addr, &mut phone).await;
 
+    eprintln!(
+        "weak_link: the phone library: login, first sync, {} × +1 visit, nothing new",
+        args.rounds
+    );
+    let library_dir = tempfile::tempdir().expect("the phone library's directory");
+    let library = mobile_ffi::DiaryClient::open(mobile_ffi::ClientConfig {
+        data_dir: library_dir.path().to_string_lossy().into_owned(),
+        server_url: server.base_url(),
+        device_id: "library-phone".to_owned(),
+        at_rest_key: None,
+    })
+    .expect("open the phone library");
+    library
+        .login(USER.to_owned(), DEMO_PASSWORD.to_owned())
+        .await
+        .expect("the phone library's login over the link");
+    let library_first = library_sync(&link, &library).await;
+    let mut library_one = Vec::with_capacity(args.rounds);
+    for i in 0..args.rounds {
+        library.add_visit(library_visit(i)).expect("record a visit");
+        library_one.push(library_sync(&link, &library).await);
+    }
+    let library_idle = library_sync(&link, &library).await;
+
     // The report.
     let mut one_times: Vec<Duration> = one.iter().map(|s| s.acknowledged).collect();
     one_times.sort();
@@ -572,6 +658,42 @@ async fn main() -> ExitCode {
         secs(idle.acknowledged),
         bytes(idle.frames_up as u64, idle.frames_down as u64, idle.link)
     );
+    let mut library_times: Vec<Duration> = library_one.iter().map(|s| s.took).collect();
+    library_times.sort();
+    let library_max = *library_times.last().expect("rounds");
+    let library_mean =
+        |f: &dyn Fn(&LibrarySync) -> u64| library_one.iter().map(f).sum::<u64>() / rounds;
+    let library_bytes = |s: &LibrarySync| bytes(s.report.bytes_up, s.report.bytes_down, s.link);
+    println!(
+        "| the phone library's +1 visit (`sync_now`: token check, socket, handshake listing the \
+         cadre's {} documents, sync of those that differ; {} syncs) | p50 {}, max {}; per sync \
+         (mean) {} change(s) up, sync frames {} B up / {} B down; on the link {} B up / {} B down \
+         | ≤ 2 s | {} |",
+        library_first.report.documents_synced,
+        args.rounds,
+        ms(library_times[library_times.len() / 2]),
+        ms(library_max),
+        library_mean(&|s| s.report.changes_up),
+        n(library_mean(&|s| s.report.bytes_up)),
+        n(library_mean(&|s| s.report.bytes_down)),
+        n(library_mean(&|s| s.link.up.bytes)),
+        n(library_mean(&|s| s.link.down.bytes)),
+        yes(library_max <= TARGET_ONE_VISIT)
+    );
+    println!(
+        "| the phone library with nothing new | {}; {} | ≤ 300 B each way | {} |",
+        secs(library_idle.took),
+        library_bytes(&library_idle),
+        yes(library_idle.report.bytes_up <= 300 && library_idle.report.bytes_down <= 300)
+    );
+    println!(
+        "| the phone library's first sync after its login ({} documents, {} changes down) | {}; {} | ≤ 25 s | {} |",
+        library_first.report.documents_synced,
+        n(library_first.report.changes_down),
+        secs(library_first.took),
+        library_bytes(&library_first),
+        yes(library_first.took <= TARGET_ANY_SYNC)
+    );
     println!(
         "| password login (`POST /api/v1/auth/login`, new connection) | {}; on the link {} B up / {} B down | | |",
         secs(login_time),
@@ -579,7 +701,8 @@ async fn main() -> ExitCode {
         n(login_link.down.bytes)
     );
     println!(
-        "| `GET /api/v1/me/documents` (new connection; the phone library asks before each sync) \
+        "| `GET /api/v1/me/documents` (new connection; what the phone library asked before each \
+         sync until the handshake listed the documents) \
          | {} (median of 3); on the link {} B up / {} B down | | |",
         secs(documents_time),
         n(documents_link.up.bytes),
@@ -637,6 +760,7 @@ async fn main() -> ExitCode {
             all.len()
         );
     }
+    drop(library);
     drop(server);
     drop(link);
     ExitCode::SUCCESS
