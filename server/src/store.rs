@@ -188,6 +188,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         user_id: i64,
     ) -> StoreResult<Vec<sync_core::protocol::ListedDocument>>;
 
+    /// Stores `heads` as the document's when its row has none and nothing
+    /// was appended past `version` (the stored state they were read from):
+    /// a document stored before rows kept their heads gets them when it is
+    /// first loaded. Whether the row took them.
+    async fn fill_document_heads(
+        &self,
+        document_id: &DocumentId,
+        heads: &[sync_core::automerge::ChangeHash],
+        version: &StoredVersion,
+    ) -> StoreResult<bool>;
+
     /// How many documents a user owns and the bytes they take (snapshots
     /// plus pending chunks): what the per-user sync limits count.
     async fn owner_usage(&self, user_id: i64) -> StoreResult<OwnerUsage>;

@@ -24,6 +24,7 @@ test_support::backends!(
     a_copy_not_put_back_is_loaded_again,
     idle_and_over_budget_copies_are_dropped,
     a_write_on_a_copy_that_missed_another_process_is_made_again,
+    a_document_stored_without_heads_gets_them_when_loaded,
 );
 
 const AT: Timestamp = test_support::EDIT_TIME;
@@ -371,6 +372,34 @@ async fn a_write_on_a_copy_that_missed_another_process_is_made_again(store: Arc<
 /// Over real sockets: a refused message (a change in the server's name) is
 /// not kept in memory. The cadre's next device, and the next supervisor
 /// action (which writes from the copy), see only what was stored.
+/// A document stored before rows kept their heads (a write without them)
+/// gets them from its first load, so the listing in the next handshake
+/// has them.
+async fn a_document_stored_without_heads_gets_them_when_loaded(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let owner_id = owner(s).await;
+    let (diary, bytes) = diary("cadre01");
+    let id = DocumentId::from_bytes([31; 16]);
+    store_diary(s, id, owner_id, bytes).await;
+    let listed = || async {
+        s.list_document_heads(owner_id)
+            .await
+            .expect("list")
+            .into_iter()
+            .find(|d| d.id == id)
+            .expect("listed")
+            .heads
+    };
+    assert_eq!(listed().await, None, "stored without heads");
+    let hub = SyncHub::new();
+    let mut guard = hub.lock(id).await;
+    let copy = copy(&mut guard, s, id).await;
+    let mut heads = diary.automerge().get_heads();
+    heads.sort();
+    assert_eq!(copy.doc.get_heads(), diary.automerge().get_heads());
+    assert_eq!(listed().await, Some(heads));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_sync_leaves_nothing_in_memory() {
     use sync_core::records::petition::PetitionEventKind;

@@ -728,8 +728,9 @@ mod cases {
 
     /// Each write stores the heads it carries on its document's row, sorted,
     /// and a write that does not know them clears them; a refused write and
-    /// a compaction leave them. The listing names the owner's documents
-    /// only.
+    /// a compaction leave them; heads a loader read fill a row without any
+    /// only when nothing was appended since. The listing names the owner's
+    /// documents only.
     pub async fn document_heads_are_listed_for_their_owner(store: Arc<dyn Store>) {
         use sync_core::automerge::ChangeHash;
         let s = store.as_ref();
@@ -783,7 +784,7 @@ mod cases {
         // A write made on an older copy is refused and leaves them.
         let stale = s
             .append_changes(DocumentWrite {
-                based_on: Some(first_copy),
+                based_on: Some(first_copy.clone()),
                 ..with_heads("a1", None, Some(vec![h(4)]), 3)
             })
             .await;
@@ -806,6 +807,20 @@ mod cases {
             .expect("a1 without heads");
         let now = listed(s.list_document_heads(alice.id).await.expect("list"));
         assert_eq!(heads_of(now, &a1), None);
+
+        // Heads read from an older state do not fill them; heads read from
+        // the current one do, once.
+        let fill = |heads: Vec<ChangeHash>, version| async move {
+            s.fill_document_heads(&named_id("a1"), &heads, &version)
+                .await
+                .expect("fill")
+        };
+        assert!(!fill(vec![h(5)], first_copy.clone()).await);
+        let current = load(s, "a1").await.version();
+        assert!(fill(vec![h(7), h(6)], current.clone()).await);
+        assert!(!fill(vec![h(8)], current).await, "filled once");
+        let now = listed(s.list_document_heads(alice.id).await.expect("list"));
+        assert_eq!(heads_of(now, &a1), Some(vec![h(6), h(7)]));
         assert_eq!(
             listed(s.list_document_heads(carol.id).await.expect("list")),
             vec![(named_id("c1").to_string(), Some(vec![h(9)]))]

@@ -287,6 +287,9 @@ pub struct DocumentRow {
     pub last_chunk_id: i64,
     /// Chunks stored and not yet folded into the snapshot.
     pub pending_chunks: i64,
+    /// The heads the last write stored ([`DocumentWrite::heads`]), as the
+    /// row keeps them; `None` when not known.
+    pub heads: Option<Vec<u8>>,
 }
 
 /// One incremental piece of a document, appended by a write.

@@ -25,6 +25,7 @@ use super::{
     heads_from_bytes, heads_to_bytes,
 };
 use sync_core::DocumentId;
+use sync_core::automerge::ChangeHash;
 use sync_core::protocol::ListedDocument;
 
 use crate::ledger::report::{
@@ -56,7 +57,7 @@ macro_rules! refresh_cols {
 macro_rules! doc_cols {
     () => {
         "id, kind, owner_user_id, year, created_at, updated_at, snapshot_heads, last_chunk_id,
-         pending_chunks"
+         pending_chunks, heads"
     };
 }
 /// Inserts a new document's row, `$1` its id, `$2` to `$4` its kind, owner
@@ -74,7 +75,7 @@ macro_rules! documents_in_units {
     ($unit_in_list:literal) => {
         concat!(
             "SELECT d.id, d.kind, d.owner_user_id, d.year, d.created_at, d.updated_at, d.snapshot_heads,
-                    d.last_chunk_id, d.pending_chunks
+                    d.last_chunk_id, d.pending_chunks, d.heads
              FROM documents d JOIN users u ON u.id = d.owner_user_id
              WHERE ",
             $unit_in_list,
@@ -727,6 +728,26 @@ where
                 heads: row.heads.as_deref().and_then(heads_from_bytes),
             })
             .collect())
+    }
+
+    /// See [`Store::fill_document_heads`](super::Store::fill_document_heads).
+    pub(super) async fn fill_document_heads(
+        pool: &Pool<DB>,
+        document_id: &DocumentId,
+        heads: &[ChangeHash],
+        version: &StoredVersion,
+    ) -> StoreResult<bool> {
+        let filled = sqlx::query_as::<DB, (String,)>(
+            "UPDATE documents SET heads = $1
+              WHERE id = $2 AND heads IS NULL AND last_chunk_id = $3
+             RETURNING id",
+        )
+        .bind(Some(heads_to_bytes(heads)))
+        .bind(document_id.to_string())
+        .bind(version.last_chunk_id)
+        .fetch_optional(pool)
+        .await?;
+        Ok(filled.is_some())
     }
 
     /// See [`Store::owner_usage`](super::Store::owner_usage), on a pool

@@ -554,10 +554,23 @@ pub async fn store_write(
     }
 }
 
-/// Builds a copy from the whole stored form.
+/// Builds a copy from the whole stored form. A document stored before its
+/// row kept its heads gets them here, for the listing in a sync's
+/// handshake (until then its devices sync it as usual).
 async fn load(store: &dyn Store, stored: StoredDocument) -> Result<LiveDocument, LiveError> {
     let known = Attribution::from_rows(&store.document_actors(&stored.meta.id).await?);
-    Ok(tokio::task::spawn_blocking(move || LiveDocument::load(&stored, known)).await??)
+    let (document_id, version) = (stored.meta.id, stored.version());
+    let heads_unknown = stored.meta.heads.is_none();
+    let live = tokio::task::spawn_blocking(move || LiveDocument::load(&stored, known)).await??;
+    if heads_unknown
+        && let Err(e) = store
+            .fill_document_heads(&document_id, &live.doc.get_heads(), &version)
+            .await
+    {
+        // Only the listing's shortcut is lost: the copy is good.
+        tracing::warn!(document_id = %document_id, error = %e, "could not store a document's heads");
+    }
+    Ok(live)
 }
 
 impl Drop for DocumentGuard {

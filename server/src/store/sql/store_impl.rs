@@ -268,6 +268,21 @@ macro_rules! sql_store {
                 $crate::store::sql::Sql::<$db>::list_document_heads(&self.pool, user_id).await
             }
 
+            async fn fill_document_heads(
+                &self,
+                document_id: &sync_core::DocumentId,
+                heads: &[sync_core::automerge::ChangeHash],
+                version: &$crate::store::StoredVersion,
+            ) -> $crate::store::StoreResult<bool> {
+                $crate::store::sql::Sql::<$db>::fill_document_heads(
+                    &self.pool,
+                    document_id,
+                    heads,
+                    version,
+                )
+                .await
+            }
+
             async fn owner_usage(
                 &self,
                 user_id: i64,
