@@ -9,10 +9,14 @@
 use std::sync::Arc;
 
 use e2e_tests::{DEMO_PASSWORD, Database, ServerProcess, now_ms};
-use mobile_ffi::records::petition::PetitionQuery;
-use mobile_ffi::records::visit::{NewVisit, SixAnswers, SubjectKind, VisitKind, VisitQuery};
+use mobile_ffi::records::visit::VisitQuery;
 use mobile_ffi::{ClientConfig, DiaryClient, SyncReport};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde_json::json;
+
+#[path = "../benches/fixtures/mod.rs"]
+mod fixtures;
 
 /// The most a sync with nothing new may take each way: the `join` and the
 /// `peer` with two listed documents (the storm target).
@@ -54,30 +58,6 @@ fn assert_nothing_new(report: &SyncReport) {
     );
 }
 
-fn visit(place: &str, name: &str) -> NewVisit {
-    NewVisit {
-        kind: VisitKind::HomeVisit,
-        // Now: this year's diary, which the demo seeded.
-        at_ms: now_ms(),
-        place: place.to_owned(),
-        subject_kind: SubjectKind::Household,
-        subject_name: name.to_owned(),
-        subject_address: None,
-        tags: vec![],
-        participants: vec![],
-        answers: SixAnswers {
-            difficulties: "家中老人常年卧病，医药费负担重。".to_owned(),
-            ..SixAnswers::default()
-        },
-        notes: String::new(),
-        latitude: None,
-        longitude: None,
-        aid_money_fen: 0,
-        aid_goods: String::new(),
-        resolved_on_spot: vec![],
-    }
-}
-
 async fn changes_elsewhere_reach_a_phone_that_leaves_out_what_it_has(server: ServerProcess) {
     eprintln!("backend: {}", server.backend());
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().expect("dir")).collect();
@@ -103,27 +83,30 @@ async fn changes_elsewhere_reach_a_phone_that_leaves_out_what_it_has(server: Ser
 
     assert_nothing_new(&sync(&a).await);
 
-    // Another phone of the same cadre records a visit.
+    // Another phone of the same cadre records a visit and raises a
+    // petition from it.
     let b = phone(&server, &dirs[1], "listing-phone-b").await;
     sync(&b).await;
-    let recorded = b.add_visit(visit("柳树村二组", "李建国")).expect("record");
+    let mut rng = StdRng::seed_from_u64(8);
+    let recorded = b
+        .add_visit(fixtures::visit(&mut rng, now_ms()))
+        .expect("record");
+    let petition = b
+        .raise_petition(fixtures::petition(
+            &mut rng,
+            recorded.id.clone(),
+            "2099-12-31",
+        ))
+        .expect("raise a petition");
     sync(&b).await;
     let got = sync(&a).await;
-    assert!(got.changes_down >= 1, "{got:?}");
+    assert!(got.changes_down >= 2, "{got:?}");
     a.visit(recorded.id.clone())
         .expect("the other phone's visit reached this one");
+    a.petition(petition.id.clone()).expect("and its petition");
 
-    // A supervisor acts on one of the cadre's petitions through the API:
-    // a write the server makes itself.
-    let petition = a
-        .list_petitions(PetitionQuery {
-            limit: 200,
-            ..PetitionQuery::default()
-        })
-        .expect("petitions")
-        .into_iter()
-        .next()
-        .expect("the demo diary has petitions");
+    // A supervisor acts on the petition through the API: a write the
+    // server makes itself.
     let supervisor = server.login("sup-town1", "desk").await;
     let (status, body) = server
         .post_json(
